@@ -1,0 +1,5 @@
+import sys
+
+from feedamp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,158 @@
+"""``feedamp dev``: the whole engine on one machine, with a demo.
+
+Starts the embedded Tansu broker and a Redis server on free ports, creates the topics,
+starts a worker, plays a small scenario, prints the resulting feeds, and keeps everything
+running until Ctrl-C (or stops at once with ``--once``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import orjson
+from feedamp.config import Settings
+from feedamp.feeds import FeedReader
+from feedamp.streams.topics import ensure_topics
+
+from .embedded import Service, free_port, start_broker, start_redis
+from .produce import messages_from_lines, publish
+from .show import format_page
+
+__all__ = ["demo_events", "run_dev", "start_worker", "worker_env"]
+
+DEMO_USERS = ("alice", "bob", "carol", "dave", "erin")
+
+
+def demo_events(now_ms: int) -> list[dict]:
+    """A short story: follows, posts, reposts with comments, an unrepost, a late follow."""
+    t = now_ms - 60_000
+    ev: list[dict] = []
+
+    def add(type_: str, **fields: object) -> None:
+        nonlocal t
+        t += 1000
+        ev.append({"type": type_, "event_id": f"demo-{len(ev)}", "ts": t, **fields})
+
+    for follower, followee in [("bob", "alice"), ("carol", "alice"), ("carol", "bob"),
+                               ("dave", "bob"), ("dave", "carol")]:  # fmt: skip
+        add("follow", follower_id=follower, followee_id=followee)
+    add("post", post_id="p1", author_id="alice", text="sunset timelapse")
+    add("post", post_id="p2", author_id="alice", text="cat vs cucumber")
+    add("repost", repost_id="r1", post_id="p1", post_author_id="alice", reposter_id="bob",
+        comment="must watch")  # fmt: skip
+    add("repost", repost_id="r2", post_id="p1", post_author_id="alice", reposter_id="carol")
+    add("repost", repost_id="r3", post_id="p2", post_author_id="alice", reposter_id="bob")
+    add("unrepost", repost_id="r3", post_id="p2", reposter_id="bob")
+    add("post", post_id="p3", author_id="dave", text="my first clip")
+    add("follow", follower_id="erin", followee_id="alice")
+    return ev
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """Environment that makes a ``feedamp worker`` child use ``settings``."""
+    t = settings.topics
+    return dict(
+        os.environ,
+        KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
+        REDIS_URL=settings.redis_url,
+        FEEDAMP_APP_ID=settings.app_id,
+        FEEDAMP_KEY_PREFIX=settings.key_prefix,
+        FEEDAMP_PARTITIONS=str(settings.partitions),
+        FEEDAMP_FEED_CAP=str(settings.feed_cap),
+        FEEDAMP_FANOUT_CHUNK=str(settings.fanout_chunk),
+        FEEDAMP_BATCH_SIZE=str(settings.batch_size),
+        FEEDAMP_SESSION_TIMEOUT=str(settings.session_timeout),
+        FEEDAMP_REBALANCE_TIMEOUT=str(settings.rebalance_timeout),
+        FEEDAMP_WEB_PORT=str(settings.web_port),
+        **{f"FEEDAMP_TOPIC_{name.upper()}": getattr(t, name) for name in t.__dataclass_fields__},
+    )
+
+
+def start_worker(settings: Settings, log_path: str | None = None) -> subprocess.Popen:
+    """Start ``feedamp worker`` as a child process configured by ``settings``."""
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", "feedamp.cli", "worker", "--loglevel", "warning"],
+        env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _play_demo(settings: Settings) -> str:
+    events = demo_events(int(time.time() * 1000))
+    lines = [orjson.dumps(e) for e in events]
+    lines.append(b'{"type": "post", "event_id": "demo-bad", "post_id": "p4"}')  # no author
+    await publish(messages_from_lines(lines, settings), settings)
+    reader = FeedReader.from_url(settings.redis_url, key_prefix=settings.key_prefix)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the demo is done when erin's backfill and dave's p3-free feed show
+            dave = await reader.following("dave")
+            erin = await reader.following("erin")
+            reposters = {i.post_id: i.reposted_by for i in dave.items}
+            if reposters.get("p1") == ("carol", "bob") and len(erin.items) == 2:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("the worker did not apply the demo within 120 s")
+            await asyncio.sleep(0.1)
+        pages = [format_page(u, await reader.following(u)) for u in DEMO_USERS]
+    finally:
+        await reader.close()
+    return "\n\n".join(pages)
+
+
+def run_dev(settings: Settings, *, once: bool = False) -> int:
+    """Run the embedded stack with the demo; block until Ctrl-C unless ``once``."""
+    services: list[Service] = []
+    worker = None
+    try:
+        print("starting Tansu broker and Redis ...", flush=True)
+        services.append(broker := start_broker())
+        services.append(redis := start_redis())
+        settings = settings.with_(
+            kafka_bootstrap_servers=broker.address,
+            redis_url=f"redis://{redis.address}/0",
+            session_timeout=3.0,
+            rebalance_timeout=3.0,
+            partitions=4,
+            web_port=free_port(),
+        )
+        asyncio.run(ensure_topics(settings))
+        worker = start_worker(settings)
+        print(f"broker  KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}")
+        print(f"redis   REDIS_URL={settings.redis_url}")
+        print(f"worker  pid {worker.pid}, web port {settings.web_port}")
+        print("playing the demo scenario ...", flush=True)
+        print(asyncio.run(_play_demo(settings)), flush=True)
+        if once:
+            return 0
+        print("\nrunning; try: KAFKA_BOOTSTRAP_SERVERS=... feedamp produce FILE.jsonl. "
+              "Ctrl-C stops.", flush=True)  # fmt: skip
+        while worker.poll() is None:
+            time.sleep(0.5)
+        print(f"worker exited with code {worker.returncode}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        if worker is not None:
+            stop_process(worker)
+        for service in reversed(services):
+            service.stop()

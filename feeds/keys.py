@@ -1,0 +1,63 @@
+"""Every Redis key name, built in one place (the Lua scripts build the same names in lib.lua).
+
+Each key ends with ``{<id>}``: the braces are a Redis Cluster hash tag, so all keys of one
+user (or one post) live in one slot. Ids never contain braces, colons or commas
+(see :func:`feedamp.models.validate_id`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key builder for one namespace (``prefix``, default ``fa:``)."""
+
+    prefix: str = "fa:"
+
+    def _key(self, kind: str, id_: str) -> str:
+        return f"{self.prefix}{kind}:{{{id_}}}"
+
+    def feed(self, user_id: str) -> str:
+        """Sorted set: the user's Following feed, member post_id, score event time (ms)."""
+        return self._key("feed", user_id)
+
+    def via(self, user_id: str) -> str:
+        """Hash: post_id -> comma-separated reposters the user follows, most recent first."""
+        return self._key("via", user_id)
+
+    def followers(self, user_id: str) -> str:
+        """Set: ids of the user's followers."""
+        return self._key("followers", user_id)
+
+    def following(self, user_id: str) -> str:
+        """Set: ids of the accounts the user follows."""
+        return self._key("following", user_id)
+
+    def recent_posts(self, user_id: str) -> str:
+        """Sorted set: the user's most recent posts (post_id -> ts), for follow backfill."""
+        return self._key("recent", user_id)
+
+    def recent_reposts(self, user_id: str) -> str:
+        """Sorted set: posts the user recently reposted (post_id -> repost ts)."""
+        return self._key("recent_reposts", user_id)
+
+    def post(self, post_id: str) -> str:
+        """Hash: the post record (``a`` author, ``ts``, ``vis``, ``text``, ``media``,
+        ``del`` deletion time when deleted)."""
+        return self._key("post", post_id)
+
+    def reposters(self, post_id: str) -> str:
+        """Sorted set: who reposted the post, member user_id, score repost time."""
+        return self._key("reposters", post_id)
+
+    def comments(self, post_id: str) -> str:
+        """Hash: reposter id -> the comment they reposted the post with."""
+        return self._key("comments", post_id)
+
+    def pattern(self) -> str:
+        """Glob matching every key of this namespace."""
+        return f"{self.prefix}*"

@@ -1,0 +1,46 @@
+"""Lua scripts, loaded from ``lua/`` next to this file. Each script gets ``lib.lua`` in front."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.resources import files
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+__all__ = ["SCRIPT_NAMES", "Scripts", "source"]
+
+SCRIPT_NAMES = (
+    "post",
+    "repost",
+    "unrepost",
+    "delete_post",
+    "unpush",
+    "follow",
+    "unfollow",
+    "page",
+)
+
+
+@cache
+def source(name: str) -> str:
+    """Full source of script ``name``: ``lib.lua`` followed by ``<name>.lua``."""
+    lua = files(__package__).joinpath("lua")
+    return lua.joinpath("lib.lua").read_text() + "\n" + lua.joinpath(f"{name}.lua").read_text()
+
+
+class Scripts:
+    """The feed scripts registered on one client; attribute per script (``scripts.post``)."""
+
+    post: AsyncScript
+    repost: AsyncScript
+    unrepost: AsyncScript
+    delete_post: AsyncScript
+    unpush: AsyncScript
+    follow: AsyncScript
+    unfollow: AsyncScript
+    page: AsyncScript
+
+    def __init__(self, redis: Redis) -> None:
+        for name in SCRIPT_NAMES:
+            setattr(self, name, redis.register_script(source(name)))

@@ -1,0 +1,159 @@
+"""Writes: apply events to the Redis feed views.
+
+Per-follower work runs inside Redis (Lua, see ``lua/``); Python sends one script call per
+event and pipelines the calls of a batch into one round trip. A fan-out larger than one
+chunk (``Settings.fanout_chunk`` followers) continues chunk by chunk so that no single call
+holds Redis for long.
+
+Order: events are applied in the order given. When an event needs more chunks, the calls
+already sent after it in the same pipeline ran too early; they are sent again once the
+event is finished. Every script is idempotent, so running them again is harmless and the
+result is the same as strictly sequential application.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from feedamp.config import Settings
+from feedamp.models.events import (
+    DeletePost,
+    Event,
+    Follow,
+    Post,
+    Repost,
+    Unfollow,
+    Unrepost,
+)
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .keys import Keys
+from .scripts import Scripts
+
+__all__ = ["Failure", "FeedStore"]
+
+#: Script calls sent per pipeline round trip.
+PIPELINE_CALLS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An event Redis refused (a script error); the caller dead-letters it."""
+
+    index: int
+    error: Exception
+
+
+@dataclass(slots=True)
+class _Call:
+    """One script call; ``argv[1:3]`` are (first, cursor) for fan-out scripts."""
+
+    index: int
+    script: AsyncScript
+    argv: list[str | int]
+    fanout: bool
+
+
+class FeedStore:
+    """Applies feed events (post, delete_post, repost, unrepost, follow, unfollow) to Redis."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.scripts = Scripts(redis)
+
+    async def apply(self, events: Sequence[Event]) -> list[Failure]:
+        """Apply ``events`` in order; return the ones a script rejected.
+
+        Events of types this store does not handle are skipped. Redis connection errors
+        propagate: the caller retries the whole batch, which is safe because every write
+        is idempotent.
+        """
+        calls = [call for i, ev in enumerate(events) if (call := self._call(i, ev)) is not None]
+        failures: dict[int, Failure] = {}
+        pos = 0
+        while pos < len(calls):
+            window = calls[pos : pos + PIPELINE_CALLS]
+            results = await self._run(window)
+            pos += len(window)
+            for offset, (call, result) in enumerate(zip(window, results, strict=True)):
+                if isinstance(result, Exception):
+                    failures[call.index] = Failure(call.index, result)
+                    continue
+                if await self._finish(call, events[call.index], result):
+                    pos -= len(window) - offset - 1  # send the calls after it again
+                    break
+        return [failures[i] for i in sorted(failures)]
+
+    async def _run(self, calls: Sequence[_Call]) -> list[object]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                await call.script(args=call.argv, client=pipe)
+            results = await pipe.execute(raise_on_error=False)
+        for result in results:
+            if isinstance(result, RedisConnectionError | RedisTimeoutError):
+                raise result
+        return results
+
+    def _call(self, index: int, event: Event) -> _Call | None:
+        s, p = self.settings, self.settings.key_prefix
+        sc = self.scripts
+        chunk, cap, recent = s.fanout_chunk, s.feed_cap, s.recent_per_author
+        match event:
+            case Post():
+                argv = [p, "1", "0", chunk, cap, recent, event.post_id, event.author_id,
+                        event.ts, event.visibility, event.text or "", event.media_url or ""]  # fmt: skip
+                return _Call(index, sc.post, argv, fanout=True)
+            case Repost():
+                argv = [p, "1", "0", chunk, cap, recent, event.post_id, event.post_author_id,
+                        event.reposter_id, event.ts, event.comment or ""]  # fmt: skip
+                return _Call(index, sc.repost, argv, fanout=True)
+            case Unrepost():
+                argv = [p, "1", "0", chunk, event.post_id, event.reposter_id]
+                return _Call(index, sc.unrepost, argv, fanout=True)
+            case DeletePost():
+                argv = [p, event.post_id, event.author_id, event.ts]
+                return _Call(index, sc.delete_post, argv, fanout=False)
+            case Follow():
+                argv = [p, event.follower_id, event.followee_id, cap]
+                return _Call(index, sc.follow, argv, fanout=False)
+            case Unfollow():
+                argv = [p, event.follower_id, event.followee_id]
+                return _Call(index, sc.unfollow, argv, fanout=False)
+        return None
+
+    async def _finish(self, call: _Call, event: Event, result: object) -> bool:
+        """Finish an event whose first call returned ``result``; True if more calls ran."""
+        if call.fanout:
+            cursor = _text(result)
+            if cursor in ("0", "skip"):
+                return False
+            while cursor != "0":
+                call.argv[1], call.argv[2] = "0", cursor
+                cursor = _text(await call.script(args=call.argv))
+            return True
+        if isinstance(event, DeletePost):
+            await self._unpush_everywhere(event.post_id, [_text(s) for s in result])  # type: ignore[union-attr]
+            return True
+        return False
+
+    async def _unpush_everywhere(self, post_id: str, sources: list[str]) -> None:
+        """Remove a post from the feeds of every follower of every source, chunk by chunk."""
+        p, chunk = self.settings.key_prefix, self.settings.fanout_chunk
+        for n, source in enumerate(sources):
+            last = "1" if n == len(sources) - 1 else "0"
+            cursor = "0"
+            while True:
+                argv = [p, cursor, chunk, post_id, source, last]
+                cursor = _text(await self.scripts.unpush(args=argv))
+                if cursor == "0":
+                    break
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

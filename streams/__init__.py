@@ -1,0 +1,7 @@
+"""The Faust application, its agent, and the record pipeline they share with replay."""
+
+from .app import BatchHandler, create_app, redis_client
+from .pipeline import Pipeline
+from .records import DeadLetter, Record
+
+__all__ = ["BatchHandler", "DeadLetter", "Pipeline", "Record", "create_app", "redis_client"]

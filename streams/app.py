@@ -1,0 +1,135 @@
+"""The Faust application: one agent consumes every input topic in batches.
+
+The agent hands each batch to :class:`BatchHandler`, which never lets an exception escape
+(an exception escaping a Faust agent stops it without a word): Redis outages are retried
+with backoff, bad records go to the dead-letter topic, and a bug hit by one record
+dead-letters that record alone. Offsets are acknowledged by ``take_events`` only after
+the batch was handled, so a worker killed mid-batch replays the batch on restart, which
+is harmless because every Redis write is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import faust
+from feedamp.config import Settings
+from feedamp.feeds import FeedStore
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .pipeline import Pipeline
+from .records import DeadLetter, Record
+
+__all__ = ["BatchHandler", "create_app", "redis_client"]
+
+log = logging.getLogger("feedamp.worker")
+
+#: Errors that mean "Redis is unreachable right now": wait and retry, never skip.
+RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+MAX_BACKOFF = 5.0
+
+
+def redis_client(settings: Settings) -> Redis:
+    """A Redis client with a blocking pool (waits for a free connection, never raises)."""
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.redis_max_connections, timeout=None
+    )
+    return Redis(connection_pool=pool)
+
+
+class BatchHandler:
+    """Applies batches of records; retries outages, dead-letters what cannot be applied."""
+
+    def __init__(
+        self, pipeline: Pipeline, send_dead_letter: Callable[[DeadLetter], Awaitable[None]]
+    ) -> None:
+        self.pipeline = pipeline
+        self.send_dead_letter = send_dead_letter
+
+    async def handle(self, records: Sequence[Record]) -> None:
+        """Apply ``records``; returns only when each was applied or dead-lettered."""
+        try:
+            dead = await self._retrying(self.pipeline.apply, records)
+        except Exception:
+            log.exception("batch of %d failed; applying one record at a time", len(records))
+            dead = []
+            for record in records:
+                try:
+                    dead += await self._retrying(self.pipeline.apply, [record])
+                except Exception as exc:
+                    log.exception("record %s[%d]@%d failed", record.topic, record.partition,
+                                  record.offset)  # fmt: skip
+                    dead.append(DeadLetter(record, f"internal error: {exc!r}"))
+        for letter in dead:
+            await self._retrying(self.send_dead_letter, letter)
+
+    @staticmethod
+    async def _retrying(fn, *args):  # type: ignore[no-untyped-def]
+        delay = 0.1
+        while True:
+            try:
+                return await fn(*args)
+            except RETRYABLE as exc:
+                log.warning("unavailable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+
+
+def _broker_urls(servers: str) -> list[str]:
+    return [f"kafka://{s.strip()}" for s in servers.split(",") if s.strip()]
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The Faust app for ``settings``, with its agent registered."""
+    app = faust.App(
+        settings.app_id,
+        broker=_broker_urls(settings.kafka_bootstrap_servers),
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout,
+        broker_rebalance_timeout=settings.rebalance_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
+        web_enabled=settings.web_port != 0,
+        web_port=settings.web_port or 6066,
+        web_host="127.0.0.1",
+        stream_wait_empty=False,
+        producer_acks=-1,
+    )
+    raw = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    inputs = app.topic(*settings.topics.inputs, **raw)
+    dead_letters = app.topic(settings.topics.dead_letter, **raw)
+    redis = redis_client(settings)
+    pipeline = Pipeline(FeedStore(redis, settings), settings)
+
+    async def send_dead_letter(letter: DeadLetter) -> None:
+        key, value, headers = letter.message()
+        log.warning("dead letter %s[%d]@%d: %s", letter.record.topic, letter.record.partition,
+                    letter.record.offset, letter.reason)  # fmt: skip
+        sent = await dead_letters.send(key=key, value=value, headers=headers)
+        await sent
+
+    handler = BatchHandler(pipeline, send_dead_letter)
+
+    @app.agent(inputs, name="feedamp.apply")
+    async def apply(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+            await handler.handle([Record.from_message(e.message) for e in events])
+
+    @app.task
+    async def declare_outputs() -> None:
+        await dead_letters.maybe_declare()
+        await app.topic(settings.topics.decisions, **raw).maybe_declare()
+
+    app.feedamp_redis = redis  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,65 @@
+"""Raw Kafka records as the pipeline sees them, whatever client read them (Faust, aiokafka)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["DeadLetter", "Record"]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed record: where it came from and its undecoded bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @classmethod
+    def from_message(cls, message: Any) -> Record:
+        """From a Faust ``Message`` or an aiokafka ``ConsumerRecord`` (same attribute names)."""
+        headers = message.headers or ()
+        if isinstance(headers, dict):
+            headers = headers.items()
+        return cls(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            timestamp=int(message.timestamp * 1000)
+            if isinstance(message.timestamp, float)
+            else message.timestamp,
+            headers=tuple((k, bytes(v) if v is not None else b"") for k, v in headers),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that could not be applied, and why."""
+
+    record: Record
+    reason: str
+
+    def message(self) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+        """Key, value and headers of the dead-letter message.
+
+        Key and value are the original bytes, untouched; the headers say where the record
+        came from and why it failed (``feedamp-reason``, ``feedamp-topic``,
+        ``feedamp-partition``, ``feedamp-offset``, ``feedamp-timestamp``).
+        """
+        r = self.record
+        headers = [
+            ("feedamp-reason", self.reason.encode()),
+            ("feedamp-topic", r.topic.encode()),
+            ("feedamp-partition", str(r.partition).encode()),
+            ("feedamp-offset", str(r.offset).encode()),
+        ]
+        if r.timestamp is not None:
+            headers.append(("feedamp-timestamp", str(r.timestamp).encode()))
+        return r.key, r.value, headers
