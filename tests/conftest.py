@@ -1,0 +1,136 @@
+"""Fixtures: one real Tansu broker and one real Redis per session, isolated per test.
+
+Isolation: every test gets its own Redis key prefix; tests that need Kafka get their own
+topic names and consumer group (``settings``), and worker-backed tests share one worker per
+module and use unique ids (``uid``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from feedamp.cli.dev import start_worker, stop_process
+from feedamp.cli.embedded import Service, start_broker, start_redis
+from feedamp.config import Settings, Topics
+from feedamp.feeds import FeedReader, FeedStore
+from feedamp.streams.topics import ensure_topics
+from redis.asyncio import Redis
+
+WAIT_TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Service]:
+    service = start_broker()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Service]:
+    service = start_redis()
+    yield service
+    service.stop()
+
+
+def make_settings(broker: Service, redis_server: Service, **changes) -> Settings:
+    """Settings isolated by a fresh key prefix, topic prefix and consumer group."""
+    tag = uuid.uuid4().hex[:10]
+    base = Settings(
+        kafka_bootstrap_servers=broker.address,
+        redis_url=f"redis://{redis_server.address}/0",
+        app_id=f"feedamp-test-{tag}",
+        topics=Topics().prefixed(f"t{tag}-"),
+        partitions=4,
+        key_prefix=f"t{tag}:",
+        session_timeout=2.0,
+        rebalance_timeout=2.0,
+        web_port=0,
+    )
+    return base.with_(**changes)
+
+
+@pytest.fixture
+def settings(broker: Service, redis_server: Service) -> Settings:
+    return make_settings(broker, redis_server)
+
+
+@pytest.fixture
+def uid() -> Callable[[str], str]:
+    """Unique ids for one test: ``uid('alice')`` -> ``alice-3f2a9c``."""
+    tag = uuid.uuid4().hex[:6]
+    return lambda name: f"{name}-{tag}"
+
+
+@pytest.fixture
+async def redis(redis_server: Service) -> AsyncIterator[Redis]:
+    client = Redis.from_url(f"redis://{redis_server.address}/0")
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def store(redis: Redis, settings: Settings) -> FeedStore:
+    return FeedStore(redis, settings)
+
+
+@pytest.fixture
+async def reader(redis: Redis, settings: Settings) -> FeedReader:
+    return FeedReader(redis, key_prefix=settings.key_prefix)
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], timeout: float = WAIT_TIMEOUT, what: str = ""
+) -> None:
+    """Poll ``condition`` every 50 ms until it holds; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
+        await asyncio.sleep(0.05)
+
+
+class WorkerHandle:
+    """A ``feedamp worker`` child process and the settings it runs with."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.proc = start_worker(settings, str(log_path))
+
+    def restart(self) -> None:
+        stop_process(self.proc)
+        self.proc = start_worker(self.settings, str(self.log_path))
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no offset commit."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def start(self) -> None:
+        self.proc = start_worker(self.settings, str(self.log_path))
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def worker(
+    broker: Service, redis_server: Service, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerHandle]:
+    """One worker for the module, on its own topics, group and key prefix."""
+    settings = make_settings(broker, redis_server)
+    asyncio.run(ensure_topics(settings))
+    handle = WorkerHandle(settings, tmp_path_factory.mktemp("worker") / "worker.log")
+    yield handle
+    handle.stop()
+    if handle.proc.returncode not in (0, -15):
+        print(handle.log())

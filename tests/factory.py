@@ -1,0 +1,58 @@
+"""Build events for tests, with increasing event times and unique event ids."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict
+
+import orjson
+from feedamp.models.events import (
+    DeletePost,
+    Event,
+    Follow,
+    Post,
+    Repost,
+    Unfollow,
+    Unrepost,
+)
+
+
+class Events:
+    """An event factory; each event is 1 s after the previous one unless ``ts`` is given."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+        self.ts = start_ms
+        self._ids = itertools.count()
+
+    def _base(self, ts: int | None) -> dict:
+        if ts is None:
+            self.ts += 1000
+            ts = self.ts
+        return {"event_id": f"ev-{next(self._ids)}", "ts": ts}
+
+    def post(self, post_id: str, author: str, ts: int | None = None, **kw) -> Post:
+        return Post(**self._base(ts), post_id=post_id, author_id=author, **kw)
+
+    def repost(self, post_id: str, author: str, reposter: str, comment: str | None = None,
+               ts: int | None = None) -> Repost:  # fmt: skip
+        return Repost(**self._base(ts), repost_id=f"r-{post_id}-{reposter}", post_id=post_id,
+                      post_author_id=author, reposter_id=reposter, comment=comment)  # fmt: skip
+
+    def unrepost(self, post_id: str, reposter: str) -> Unrepost:
+        return Unrepost(**self._base(None), repost_id=f"r-{post_id}-{reposter}",
+                        post_id=post_id, reposter_id=reposter)  # fmt: skip
+
+    def delete(self, post_id: str, author: str) -> DeletePost:
+        return DeletePost(**self._base(None), post_id=post_id, author_id=author)
+
+    def follow(self, follower: str, followee: str) -> Follow:
+        return Follow(**self._base(None), follower_id=follower, followee_id=followee)
+
+    def unfollow(self, follower: str, followee: str) -> Unfollow:
+        return Unfollow(**self._base(None), follower_id=follower, followee_id=followee)
+
+
+def to_json(event: Event) -> bytes:
+    """The wire form of an event record."""
+    return orjson.dumps({"type": event.type, **{k: v for k, v in asdict(event).items()
+                                                if v is not None}})  # fmt: skip

@@ -1,0 +1,24 @@
+"""A canonical dump of every key of one namespace, to compare Redis states exactly."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+
+async def snapshot(redis: Redis, prefix: str) -> dict[str, object]:
+    """{key without prefix: contents} for every key under ``prefix``."""
+    out: dict[str, object] = {}
+    async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
+        name = key.decode()[len(prefix) :]
+        kind = (await redis.type(key)).decode()
+        if kind == "zset":
+            out[name] = ("zset", await redis.zrange(key, 0, -1, withscores=True))
+        elif kind == "hash":
+            out[name] = ("hash", await redis.hgetall(key))
+        elif kind == "set":
+            out[name] = ("set", sorted(await redis.smembers(key)))
+        elif kind == "string":
+            out[name] = ("string", await redis.get(key))
+        else:
+            out[name] = (kind, None)
+    return out

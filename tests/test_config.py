@@ -1,0 +1,44 @@
+"""Unit tests: settings from the environment."""
+
+from __future__ import annotations
+
+import pytest
+from feedamp.config import Settings
+
+
+def test_defaults():
+    s = Settings.from_env({})
+    assert s.kafka_bootstrap_servers == "localhost:9092"
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert s.topics.posts == "posts" and s.topics.dead_letter == "dead-letter"
+    assert s.feed_cap == 800
+
+
+def test_overrides():
+    s = Settings.from_env({
+        "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+        "REDIS_URL": "redis://r:6380/2",
+        "FEEDAMP_FEED_CAP": "100",
+        "FEEDAMP_TOPIC_POSTS": "clips",
+        "FEEDAMP_TOPIC_PREFIX": "stage-",
+        "FEEDAMP_KEY_PREFIX": "fx:",
+    })  # fmt: skip
+    assert s.kafka_bootstrap_servers == "k1:9092,k2:9092"
+    assert s.redis_url == "redis://r:6380/2"
+    assert s.feed_cap == 100
+    assert s.topics.posts == "stage-clips" and s.topics.graph == "stage-graph"
+    assert s.key_prefix == "fx:"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"FEEDAMP_FEED_CAP": "lots"}, "FEEDAMP_FEED_CAP must be an integer"),
+        ({"FEEDAMP_FEED_CAP": "0"}, "feed_cap must be >= 1"),
+        ({"FEEDAMP_BATCH_WITHIN": "0"}, "batch_within must be > 0"),
+        ({"FEEDAMP_KEY_PREFIX": "a{b}"}, "key_prefix"),
+    ],
+)
+def test_bad_values_are_refused_with_the_setting_named(env, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(env)
