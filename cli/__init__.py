@@ -41,7 +41,9 @@ def _feed(args: argparse.Namespace, settings: Settings) -> int:
     from .show import format_page
 
     async def run() -> str:
-        reader = FeedReader.from_url(settings.redis_url, key_prefix=settings.key_prefix)
+        reader = FeedReader.from_url(
+            settings.redis_url, key_prefix=settings.key_prefix, feed_buckets=settings.feed_buckets
+        )
         try:
             page = await reader.following(args.user, limit=args.limit, cursor=args.cursor)
         finally:

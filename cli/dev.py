@@ -64,6 +64,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
         FEEDAMP_KEY_PREFIX=settings.key_prefix,
         FEEDAMP_PARTITIONS=str(settings.partitions),
         FEEDAMP_FEED_CAP=str(settings.feed_cap),
+        FEEDAMP_FEED_BUCKETS=str(settings.feed_buckets),
+        FEEDAMP_RECENT_PER_AUTHOR=str(settings.recent_per_author),
+        FEEDAMP_BATCH_WITHIN=str(settings.batch_within),
         FEEDAMP_FANOUT_CHUNK=str(settings.fanout_chunk),
         FEEDAMP_BATCH_SIZE=str(settings.batch_size),
         FEEDAMP_SESSION_TIMEOUT=str(settings.session_timeout),
@@ -99,7 +102,9 @@ async def _play_demo(settings: Settings) -> str:
     lines = [orjson.dumps(e) for e in events]
     lines.append(b'{"type": "post", "event_id": "demo-bad", "post_id": "p4"}')  # no author
     await publish(messages_from_lines(lines, settings), settings)
-    reader = FeedReader.from_url(settings.redis_url, key_prefix=settings.key_prefix)
+    reader = FeedReader.from_url(
+        settings.redis_url, key_prefix=settings.key_prefix, feed_buckets=settings.feed_buckets
+    )
     try:
         deadline = time.monotonic() + 120
         while True:  # the demo is done when erin's backfill and dave's p3-free feed show

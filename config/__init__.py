@@ -71,8 +71,12 @@ class Settings:
     partitions: int = 8
     #: Prefix of every Redis key (``fa:feed:{42}``); one namespace per prefix.
     key_prefix: str = "fa:"
-    #: Following feed cap: newest entries kept.
+    #: Following feed cap: at most this many entries, the newest, are kept.
     feed_cap: int = 800
+    #: Sorted sets one feed is split into (by a hash of the post id). Each bucket keeps
+    #: its newest ``ceil(feed_cap / feed_buckets)`` entries; at the default 100 a bucket
+    #: stays in Redis' compact listpack encoding. Fixed for the life of a key namespace.
+    feed_buckets: int = 8
     #: Posts and reposts remembered per author, used to backfill a new follower.
     recent_per_author: int = 100
     #: Followers visited by one Lua call; bounds how long one call holds Redis.
@@ -112,6 +116,7 @@ class Settings:
             partitions=_int(env, "FEEDAMP_PARTITIONS", d.partitions),
             key_prefix=env.get("FEEDAMP_KEY_PREFIX", d.key_prefix),
             feed_cap=_int(env, "FEEDAMP_FEED_CAP", d.feed_cap),
+            feed_buckets=_int(env, "FEEDAMP_FEED_BUCKETS", d.feed_buckets),
             recent_per_author=_int(env, "FEEDAMP_RECENT_PER_AUTHOR", d.recent_per_author),
             fanout_chunk=_int(env, "FEEDAMP_FANOUT_CHUNK", d.fanout_chunk),
             batch_size=_int(env, "FEEDAMP_BATCH_SIZE", d.batch_size),
@@ -128,7 +133,8 @@ class Settings:
 
     def validated(self) -> Settings:
         """Return self, or raise ValueError naming the first setting out of range."""
-        for name in ("partitions", "feed_cap", "recent_per_author", "fanout_chunk", "batch_size"):
+        for name in ("partitions", "feed_cap", "feed_buckets", "recent_per_author", "fanout_chunk",
+                     "batch_size"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_within <= 0:
@@ -138,6 +144,11 @@ class Settings:
                 f"key_prefix must be non-empty without braces or spaces: {self.key_prefix!r}"
             )
         return self
+
+    @property
+    def bucket_cap(self) -> int:
+        """Entries kept per feed bucket."""
+        return -(-self.feed_cap // self.feed_buckets)
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and validated."""

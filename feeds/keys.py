@@ -7,9 +7,18 @@ user (or one post) live in one slot. Ids never contain braces, colons or commas
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
-__all__ = ["Keys"]
+__all__ = ["Keys", "bucket_of"]
+
+
+def bucket_of(post_id: str, buckets: int) -> int:
+    """The feed bucket of a post: the first 8 hex digits of SHA-1(post_id), mod buckets.
+
+    Same as ``bucket_of`` in ``lua/lib.lua``.
+    """
+    return int(hashlib.sha1(post_id.encode()).hexdigest()[:8], 16) % buckets
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,13 +30,15 @@ class Keys:
     def _key(self, kind: str, id_: str) -> str:
         return f"{self.prefix}{kind}:{{{id_}}}"
 
-    def feed(self, user_id: str) -> str:
-        """Sorted set: the user's Following feed, member post_id, score event time (ms)."""
-        return self._key("feed", user_id)
+    def feed(self, user_id: str, bucket: int) -> str:
+        """Sorted set: one bucket of the user's Following feed, member post_id, score event
+        time (ms). See :func:`bucket_of`."""
+        return f"{self._key('feed', user_id)}:{bucket}"
 
-    def via(self, user_id: str) -> str:
-        """Hash: post_id -> comma-separated reposters the user follows, most recent first."""
-        return self._key("via", user_id)
+    def via(self, user_id: str, bucket: int) -> str:
+        """Hash: post_id -> comma-separated reposters the user follows, most recent first,
+        for the entries of one feed bucket that came through reposts."""
+        return f"{self._key('via', user_id)}:{bucket}"
 
     def followers(self, user_id: str) -> str:
         """Set: ids of the user's followers."""

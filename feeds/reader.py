@@ -56,18 +56,21 @@ def _parse_cursor(cursor: str) -> tuple[int, bytes]:
 class FeedReader:
     """Reads feed views from Redis. Safe to share between tasks of one event loop."""
 
-    def __init__(self, redis: Redis, *, key_prefix: str = "fa:") -> None:
+    def __init__(self, redis: Redis, *, key_prefix: str = "fa:", feed_buckets: int = 8) -> None:
+        """Read with ``redis``; ``key_prefix`` and ``feed_buckets`` must match the workers'
+        ``FEEDAMP_KEY_PREFIX`` and ``FEEDAMP_FEED_BUCKETS``."""
         self.redis = redis
         self.keys = Keys(key_prefix)
+        self.feed_buckets = feed_buckets
         self._scripts = Scripts(redis)
 
     @classmethod
     def from_url(
-        cls, url: str, *, key_prefix: str = "fa:", max_connections: int = 32
+        cls, url: str, *, key_prefix: str = "fa:", feed_buckets: int = 8, max_connections: int = 32
     ) -> FeedReader:
         """A reader with its own blocking connection pool to ``url``."""
-        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections)
-        return cls(Redis(connection_pool=pool), key_prefix=key_prefix)
+        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=None)
+        return cls(Redis(connection_pool=pool), key_prefix=key_prefix, feed_buckets=feed_buckets)
 
     async def close(self) -> None:
         """Close the reader's connections."""
@@ -82,17 +85,21 @@ class FeedReader:
         if not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be 1..{MAX_LIMIT}, got {limit}")
         after = _parse_cursor(cursor) if cursor else None
-        feed, via = self.keys.feed(user_id), self.keys.via(user_id)
+        buckets = range(self.feed_buckets)
+        keys = [self.keys.feed(user_id, b) for b in buckets]
+        keys += [self.keys.via(user_id, b) for b in buckets]
         items: list[FeedItem] = []
         while True:
             max_score = "+inf" if after is None else str(after[0])
             want = limit - len(items)
-            rows = await self._scripts.page(keys=[feed, via], args=[max_score, want])
+            rows = await self._scripts.page(keys=keys, args=[max_score, want])
             entries = [
                 (rows[i], int(float(rows[i + 1])), rows[i + 2]) for i in range(0, len(rows), 3)
             ]
             if after is not None:  # drop ties at or before the cursor
                 entries = [e for e in entries if e[1] < after[0] or e[0] < after[1]]
+            # Merge the buckets: newest first, ties by post id descending (Redis' own order).
+            entries.sort(key=lambda e: (e[1], e[0]), reverse=True)
             exhausted = len(entries) < want
             batch = await self._hydrate(entries[:want])
             items.extend(batch)

@@ -50,12 +50,13 @@ class Failure:
 
 @dataclass(slots=True)
 class _Call:
-    """One script call; ``argv[1:3]`` are (first, cursor) for fan-out scripts."""
+    """One script call. A fan-out call visits ``source``'s followers; its ``argv[1:3]``
+    are (first, cursor)."""
 
     index: int
     script: AsyncScript
     argv: list[str | int]
-    fanout: bool
+    source: str | None = None
 
 
 class FeedStore:
@@ -76,6 +77,33 @@ class FeedStore:
         """
         calls = [call for i, ev in enumerate(events) if (call := self._call(i, ev)) is not None]
         failures: dict[int, Failure] = {}
+        segment: list[_Call] = []
+        for call, audience in zip(calls, await self._audiences(calls), strict=True):
+            if audience > self.settings.fanout_chunk:  # a big fan-out runs on its own
+                await self._run_segment(segment, events, failures)
+                await self._run_segment([call], events, failures)
+                segment = []
+            else:
+                segment.append(call)
+        await self._run_segment(segment, events, failures)
+        return [failures[i] for i in sorted(failures)]
+
+    async def _audiences(self, calls: Sequence[_Call]) -> list[int]:
+        """Follower count of each fan-out call's source (0 for other calls), one round trip."""
+        fanouts = [c for c in calls if c.source is not None]
+        if not fanouts:
+            return [0] * len(calls)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for call in fanouts:
+                pipe.scard(self.keys.followers(call.source))  # type: ignore[arg-type]
+            sizes = iter(await pipe.execute())
+        return [next(sizes) if c.source is not None else 0 for c in calls]
+
+    async def _run_segment(
+        self, calls: Sequence[_Call], events: Sequence[Event], failures: dict[int, Failure]
+    ) -> None:
+        """Pipeline ``calls``; finish any that needs more round trips, then re-send the
+        calls after it (they ran too early; running them again is harmless)."""
         pos = 0
         while pos < len(calls):
             window = calls[pos : pos + PIPELINE_CALLS]
@@ -86,9 +114,8 @@ class FeedStore:
                     failures[call.index] = Failure(call.index, result)
                     continue
                 if await self._finish(call, events[call.index], result):
-                    pos -= len(window) - offset - 1  # send the calls after it again
+                    pos -= len(window) - offset - 1
                     break
-        return [failures[i] for i in sorted(failures)]
 
     async def _run(self, calls: Sequence[_Call]) -> list[object]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -103,33 +130,36 @@ class FeedStore:
     def _call(self, index: int, event: Event) -> _Call | None:
         s, p = self.settings, self.settings.key_prefix
         sc = self.scripts
-        chunk, cap, recent = s.fanout_chunk, s.feed_cap, s.recent_per_author
+        chunk, recent = s.fanout_chunk, s.recent_per_author
+        buckets, cap = s.feed_buckets, s.bucket_cap
         match event:
             case Post():
-                argv = [p, "1", "0", chunk, cap, recent, event.post_id, event.author_id,
-                        event.ts, event.visibility, event.text or "", event.media_url or ""]  # fmt: skip
-                return _Call(index, sc.post, argv, fanout=True)
+                argv = [p, "1", "0", chunk, buckets, cap, recent, event.post_id,
+                        event.author_id, event.ts, event.visibility, event.text or "",
+                        event.media_url or ""]  # fmt: skip
+                return _Call(index, sc.post, argv, event.author_id)
             case Repost():
-                argv = [p, "1", "0", chunk, cap, recent, event.post_id, event.post_author_id,
-                        event.reposter_id, event.ts, event.comment or ""]  # fmt: skip
-                return _Call(index, sc.repost, argv, fanout=True)
+                argv = [p, "1", "0", chunk, buckets, cap, recent, event.post_id,
+                        event.post_author_id, event.reposter_id, event.ts,
+                        event.comment or ""]  # fmt: skip
+                return _Call(index, sc.repost, argv, event.reposter_id)
             case Unrepost():
-                argv = [p, "1", "0", chunk, event.post_id, event.reposter_id]
-                return _Call(index, sc.unrepost, argv, fanout=True)
+                argv = [p, "1", "0", chunk, buckets, event.post_id, event.reposter_id]
+                return _Call(index, sc.unrepost, argv, event.reposter_id)
             case DeletePost():
                 argv = [p, event.post_id, event.author_id, event.ts]
-                return _Call(index, sc.delete_post, argv, fanout=False)
+                return _Call(index, sc.delete_post, argv)
             case Follow():
-                argv = [p, event.follower_id, event.followee_id, cap]
-                return _Call(index, sc.follow, argv, fanout=False)
+                argv = [p, buckets, cap, event.follower_id, event.followee_id]
+                return _Call(index, sc.follow, argv)
             case Unfollow():
-                argv = [p, event.follower_id, event.followee_id]
-                return _Call(index, sc.unfollow, argv, fanout=False)
+                argv = [p, buckets, event.follower_id, event.followee_id]
+                return _Call(index, sc.unfollow, argv)
         return None
 
     async def _finish(self, call: _Call, event: Event, result: object) -> bool:
         """Finish an event whose first call returned ``result``; True if more calls ran."""
-        if call.fanout:
+        if call.source is not None:
             cursor = _text(result)
             if cursor in ("0", "skip"):
                 return False
@@ -144,12 +174,13 @@ class FeedStore:
 
     async def _unpush_everywhere(self, post_id: str, sources: list[str]) -> None:
         """Remove a post from the feeds of every follower of every source, chunk by chunk."""
-        p, chunk = self.settings.key_prefix, self.settings.fanout_chunk
+        s = self.settings
+        p, chunk, buckets = s.key_prefix, s.fanout_chunk, s.feed_buckets
         for n, source in enumerate(sources):
             last = "1" if n == len(sources) - 1 else "0"
             cursor = "0"
             while True:
-                argv = [p, cursor, chunk, post_id, source, last]
+                argv = [p, cursor, chunk, buckets, post_id, source, last]
                 cursor = _text(await self.scripts.unpush(args=argv))
                 if cursor == "0":
                     break

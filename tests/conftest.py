@@ -81,7 +81,7 @@ async def store(redis: Redis, settings: Settings) -> FeedStore:
 
 @pytest.fixture
 async def reader(redis: Redis, settings: Settings) -> FeedReader:
-    return FeedReader(redis, key_prefix=settings.key_prefix)
+    return FeedReader(redis, key_prefix=settings.key_prefix, feed_buckets=settings.feed_buckets)
 
 
 async def wait_until(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from feedamp.feeds import FeedReader, FeedStore
+from feedamp.feeds.keys import bucket_of
 
 from .factory import Events
 from .snapshot import snapshot
@@ -103,7 +104,7 @@ async def test_reader_hides_a_deleted_post_before_cleanup_finishes(store, reader
     ev = Events()
     await apply(store, ev.follow("bob", "alice"), ev.post("p1", "alice"), ev.post("p2", "alice"))
     await redis.hset(store.keys.post("p2"), "del", ev.ts)  # tombstone only, entries remain
-    assert await redis.zscore(store.keys.feed("bob"), "p2") is not None
+    assert await redis.zscore(store.keys.feed("bob", bucket_of("p2", 8)), "p2") is not None
     assert await entries(reader, "bob") == [("p1", ())]
 
 
@@ -117,7 +118,7 @@ async def test_follow_backfills_recent_posts_and_reposts(store, reader):
 
 async def test_follow_backfill_is_bounded_by_recent_per_author(redis, settings, uid):
     store = FeedStore(redis, settings.with_(recent_per_author=3))
-    reader = FeedReader(redis, key_prefix=settings.key_prefix)
+    reader = FeedReader(redis, key_prefix=settings.key_prefix, feed_buckets=settings.feed_buckets)
     ev = Events()
     await apply(store, *[ev.post(f"p{i}", "alice") for i in range(10)])
     await apply(store, ev.follow("bob", "alice"))
@@ -151,8 +152,9 @@ async def test_feed_is_ordered_by_event_time_whatever_the_arrival_order(store, r
 
 
 async def test_feed_keeps_the_newest_cap_entries(redis, settings):
-    store = FeedStore(redis, settings.with_(feed_cap=5))
-    reader = FeedReader(redis, key_prefix=settings.key_prefix)
+    settings = settings.with_(feed_cap=5, feed_buckets=1)
+    store = FeedStore(redis, settings)
+    reader = FeedReader(redis, key_prefix=settings.key_prefix, feed_buckets=1)
     ev = Events()
     await apply(store, ev.follow("bob", "alice"), ev.follow("bob", "carol"))
     events = []
@@ -162,15 +164,45 @@ async def test_feed_keeps_the_newest_cap_entries(redis, settings):
     await apply(store, *events)
     assert [p for p, _ in await entries(reader, "bob")] == ["p11", "p10", "p9", "p8", "p7"]
     # attribution of evicted entries is cleaned with them
-    assert sorted(await redis.hkeys(store.keys.via("bob"))) == [b"p10", b"p11", b"p7", b"p8", b"p9"]
+    assert sorted(await redis.hkeys(store.keys.via("bob", 0))) == [
+        b"p10",
+        b"p11",
+        b"p7",
+        b"p8",
+        b"p9",
+    ]
     # an old post arriving late does not push out newer ones
     await apply(store, ev.post("ancient", "alice", ts=1))
     assert [p for p, _ in await entries(reader, "bob")] == ["p11", "p10", "p9", "p8", "p7"]
 
 
+async def test_bucketed_feed_keeps_at_most_cap_entries_newest_per_bucket(redis, settings):
+    settings = settings.with_(feed_cap=80, feed_buckets=8)
+    store = FeedStore(redis, settings)
+    reader = FeedReader(redis, key_prefix=settings.key_prefix, feed_buckets=8)
+    ev = Events()
+    await apply(store, ev.follow("bob", "alice"))
+    posts = [ev.post(f"p{i}", "alice") for i in range(400)]
+    await apply(store, *posts)
+    kept = [p for p, _ in await entries(reader, "bob")]
+    assert 60 <= len(kept) <= 80
+    # each bucket holds exactly the newest 10 posts of its hash class
+    by_bucket: dict[int, list[str]] = {}
+    for post in reversed(posts):
+        by_bucket.setdefault(bucket_of(post.post_id, 8), []).append(post.post_id)
+    expected = sorted((p for ids in by_bucket.values() for p in ids[:10]),
+                      key=lambda p: -int(p[1:]))  # fmt: skip
+    assert kept == expected
+    for b in range(8):
+        assert await redis.zcard(store.keys.feed("bob", b)) <= 10
+        assert (await redis.object("encoding", store.keys.feed("bob", b))) == b"listpack"
+    # the newest posts are always there: the newest 40 of 400 here
+    assert kept[:40] == [f"p{i}" for i in range(399, 359, -1)]
+
+
 async def test_chunked_fanout_reaches_every_follower_and_keeps_order(redis, settings):
     store = FeedStore(redis, settings.with_(fanout_chunk=7))
-    reader = FeedReader(redis, key_prefix=settings.key_prefix)
+    reader = FeedReader(redis, key_prefix=settings.key_prefix, feed_buckets=settings.feed_buckets)
     ev = Events()
     followers = [f"f{i}" for i in range(300)]
     await apply(store, *[ev.follow(f, "bob") for f in followers])

@@ -6,6 +6,22 @@ local function key(prefix, kind, id)
   return prefix .. kind .. ':{' .. id .. '}'
 end
 
+-- A feed is split into `buckets` sorted sets by a hash of the post id, so each stays
+-- small enough for Redis' compact listpack encoding (about 16 bytes an entry, and fast
+-- at ~100 entries, where one 800-entry listpack is 4x slower). Entry attributions live
+-- in a hash per bucket.
+local function bucket_of(post, buckets)
+  return tonumber(string.sub(redis.sha1hex(post), 1, 8), 16) % buckets
+end
+
+local function feed_key(prefix, user, bucket)
+  return prefix .. 'feed:{' .. user .. '}:' .. bucket
+end
+
+local function via_key(prefix, user, bucket)
+  return prefix .. 'via:{' .. user .. '}:' .. bucket
+end
+
 -- Reposter lists are comma-separated ids, most recent first (ids never hold commas).
 local function has(list, id)
   return string.find(',' .. list .. ',', ',' .. id .. ',', 1, true) ~= nil
@@ -23,11 +39,11 @@ local function is_deleted(prefix, post)
   return redis.call('HEXISTS', key(prefix, 'post', post), 'del') == 1
 end
 
--- push: put post into user's Following feed at time ts, attributed to reposter via
--- ('' for the author's own post). Keeps the newest cap entries.
-local function push(prefix, user, post, ts, via, cap)
-  local feed = key(prefix, 'feed', user)
-  local vias = key(prefix, 'via', user)
+-- push: put post (of bucket b) into user's Following feed at time ts, attributed to
+-- reposter via ('' for the author's own post). Keeps the newest cap entries of the bucket.
+local function push(prefix, user, post, b, ts, via, cap)
+  local feed = feed_key(prefix, user, b)
+  local vias = via_key(prefix, user, b)
   local added = redis.call('ZADD', feed, 'GT', ts, post)
   if via ~= '' then
     local current = false
@@ -46,8 +62,8 @@ end
 
 -- unpush_via: withdraw reposter via's attribution of post in user's feed; drop the
 -- entry when that was its only reason (no other reposter, author not followed).
-local function unpush_via(prefix, user, post, via, author)
-  local vias = key(prefix, 'via', user)
+local function unpush_via(prefix, user, post, b, via, author)
+  local vias = via_key(prefix, user, b)
   local current = redis.call('HGET', vias, post)
   if not current or not has(current, via) then return end
   local rest = without(current, via)
@@ -58,14 +74,14 @@ local function unpush_via(prefix, user, post, via, author)
   redis.call('HDEL', vias, post)
   if author == '' or author == false
       or redis.call('SISMEMBER', key(prefix, 'following', user), author) == 0 then
-    redis.call('ZREM', key(prefix, 'feed', user), post)
+    redis.call('ZREM', feed_key(prefix, user, b), post)
   end
 end
 
 -- unpush: remove post from user's feed whatever brought it there.
-local function unpush(prefix, user, post)
-  redis.call('ZREM', key(prefix, 'feed', user), post)
-  redis.call('HDEL', key(prefix, 'via', user), post)
+local function unpush(prefix, user, post, b)
+  redis.call('ZREM', feed_key(prefix, user, b), post)
+  redis.call('HDEL', via_key(prefix, user, b), post)
 end
 
 -- trim_recent: keep the newest n members of a per-author recent list.

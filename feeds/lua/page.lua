@@ -1,16 +1,21 @@
--- page.lua: one page of a feed, newest first, with each entry's reposters.
--- KEYS: feed, via.  ARGV: max_score ('+inf' or a score; inclusive), limit
--- Entries at exactly max_score are all returned (the caller drops those before its
--- cursor), so the page holds limit entries past the cursor when the feed has them.
+-- page.lua: the top of every bucket of a feed, for the caller to merge.
+-- KEYS: feed bucket 0..n-1, then via bucket 0..n-1.
+-- ARGV: max_score ('+inf' or a score; inclusive), limit
+-- From each bucket: up to limit entries at or below max_score, newest first, plus every
+-- entry tied at max_score (the caller drops those at or before its cursor).
 -- Returns a flat list: post_id, score, reposters-or-false, ...
 local max, limit = ARGV[1], tonumber(ARGV[2])
-if max ~= '+inf' then limit = limit + redis.call('ZCOUNT', KEYS[1], max, max) end
-local rows = redis.call('ZRANGE', KEYS[1], max, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, limit,
-  'WITHSCORES')
+local n = #KEYS / 2
 local out = {}
-for i = 1, #rows, 2 do
-  out[#out + 1] = rows[i]
-  out[#out + 1] = rows[i + 1]
-  out[#out + 1] = redis.call('HGET', KEYS[2], rows[i])
+for b = 1, n do
+  local take = limit
+  if max ~= '+inf' then take = take + redis.call('ZCOUNT', KEYS[b], max, max) end
+  local rows = redis.call('ZRANGE', KEYS[b], max, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, take,
+    'WITHSCORES')
+  for i = 1, #rows, 2 do
+    out[#out + 1] = rows[i]
+    out[#out + 1] = rows[i + 1]
+    out[#out + 1] = redis.call('HGET', KEYS[n + b], rows[i])
+  end
 end
 return out
