@@ -15,6 +15,7 @@ import sys
 import time
 
 import orjson
+from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
 from feedamp.feeds import FeedReader
 from feedamp.streams.topics import ensure_topics
@@ -119,7 +120,34 @@ async def _play_demo(settings: Settings) -> str:
         pages = [format_page(u, await reader.following(u)) for u in DEMO_USERS]
     finally:
         await reader.close()
+    letters = await read_dead_letters(settings, expect=1)
+    pages.append(f"dead-letter topic {settings.topics.dead_letter!r}: {len(letters)} event(s)")
+    pages += [f"  {reason}: {value!r}" for reason, value in letters]
     return "\n\n".join(pages)
+
+
+async def read_dead_letters(
+    settings: Settings, expect: int, timeout: float = 30.0
+) -> list[tuple[str, bytes]]:
+    """(reason, original value) of the dead letters, once ``expect`` of them arrived."""
+    consumer = AIOKafkaConsumer(
+        settings.topics.dead_letter,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    letters: list[tuple[str, bytes]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(letters) < expect and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                for r in batch:
+                    reason = dict(r.headers).get("feedamp-reason", b"").decode()
+                    letters.append((reason, r.value))
+    finally:
+        await consumer.stop()
+    return letters
 
 
 def run_dev(settings: Settings, *, once: bool = False) -> int:

@@ -96,8 +96,9 @@ class FeedStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             for call in fanouts:
                 pipe.scard(self.keys.followers(call.source))  # type: ignore[arg-type]
-            sizes = iter(await pipe.execute())
-        return [next(sizes) if c.source is not None else 0 for c in calls]
+            # An error here (say WRONGTYPE) resurfaces from the script call itself.
+            sizes = iter(await pipe.execute(raise_on_error=False))
+        return [_int_or_zero(next(sizes)) if c.source is not None else 0 for c in calls]
 
     async def _run_segment(
         self, calls: Sequence[_Call], events: Sequence[Event], failures: dict[int, Failure]
@@ -184,6 +185,10 @@ class FeedStore:
                 cursor = _text(await self.scripts.unpush(args=argv))
                 if cursor == "0":
                     break
+
+
+def _int_or_zero(value: object) -> int:
+    return value if isinstance(value, int) else 0
 
 
 def _text(value: object) -> str:

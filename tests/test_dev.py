@@ -1,0 +1,64 @@
+"""``feedamp dev`` on this machine: embedded broker and Redis, worker, demo, clean stop."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_dev_once_plays_the_demo_and_stops_cleanly():
+    out = subprocess.run(
+        [sys.executable, "-m", "feedamp.cli", "dev", "--once"],
+        capture_output=True, timeout=240, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    # dave follows bob and carol, who both reposted alice's p1; bob's p2 repost was withdrawn
+    assert "post p1 by alice  reposted by carol, bob" in text
+    assert "post p2" not in text.split("Following feed of dave")[1].split("Following feed of")[0]
+    # erin followed alice last and got her recent posts backfilled
+    erin = text.split("Following feed of erin")[1]
+    assert "post p1 by alice" in erin and "post p2 by alice" in erin
+    assert "dead-letter topic 'dead-letter': 1 event(s)" in text
+    assert "missing field 'author_id'" in text
+
+
+def test_dev_stops_everything_on_ctrl_c():
+    import re
+    import signal
+    import socket
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "feedamp.cli", "dev"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "feedamp dev exited early:\n" + "".join(lines)
+            lines.append(line)
+            if line.startswith("running;"):
+                break
+        text = "".join(lines)
+        ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", text)]
+        worker_pid = int(re.search(r"worker  pid (\d+)", text).group(1))
+        assert len(ports) == 2
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    for port in ports:  # broker and Redis are gone
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, port
+    try:  # and so is the worker
+        import os
+
+        os.kill(worker_pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive
