@@ -146,8 +146,8 @@ async def test_feed_is_ordered_by_event_time_whatever_the_arrival_order(store, r
     ev = Events()
     await apply(store, ev.follow("bob", "alice"))
     t = ev.ts
-    await apply(store, ev.post("late", "alice", ts=t + 3000), ev.post("early", "alice", ts=t + 1000),
-                ev.post("middle", "alice", ts=t + 2000))  # fmt: skip
+    late, early = ev.post("late", "alice", ts=t + 3000), ev.post("early", "alice", ts=t + 1000)
+    await apply(store, late, early, ev.post("middle", "alice", ts=t + 2000))
     assert [p for p, _ in await entries(reader, "bob")] == ["late", "middle", "early"]
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from redis.asyncio import Redis
-
 from feedamp.cli.embedded import start_redis
 from feedamp.feeds import FeedReader, FeedStore
 from feedamp.streams import BatchHandler, DeadLetter, Pipeline, Record
+from redis.asyncio import Redis
 
 from .conftest import wait_until
 from .factory import Events, to_json

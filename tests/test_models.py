@@ -19,7 +19,7 @@ EXAMPLES: dict[str, dict] = {
         "reposter_id": "u2",
         "via_repost_id": "r0",
         "comment": "wow",
-    },  # fmt: skip
+    },
     "unrepost": {"repost_id": "r1", "reposter_id": "u2", "post_id": "p1"},
     "follow": {"follower_id": "u1", "followee_id": "u2"},
     "unfollow": {"follower_id": "u1", "followee_id": "u2"},
@@ -36,7 +36,7 @@ EXAMPLES: dict[str, dict] = {
         "amount_cents": 1299,
         "currency": "EUR",
         "via_post_id": "p1",
-    },  # fmt: skip
+    },
     "order_status": {"order_id": "o1", "buyer_id": "u1", "status": "paid", "seq": 2},
     "account": {"user_id": "u1", "action": "label", "label": "virtual_influencer"},
 }
@@ -63,9 +63,10 @@ def test_valid_event_of_every_type_parses(type_):
 def test_missing_required_field_is_named(type_):
     event_cls = EVENT_TYPES[type_]
     required = [
-        f for f in event_cls.__dataclass_fields__.values()
+        f
+        for f in event_cls.__dataclass_fields__.values()
         if f.default is f.default_factory and f.name not in ("event_id", "ts")
-    ]  # fmt: skip
+    ]
     field = required[0].name
     fields = {k: v for k, v in EXAMPLES[type_].items() if k != field}
     with pytest.raises(InvalidEvent, match=f"missing field '{field}'"):
@@ -88,8 +89,9 @@ def test_ts_falls_back_to_record_timestamp():
 
 
 def test_integer_ids_are_read_as_strings():
-    event = parse_event(raw("repost", repost_id=1, post_id=1234567890123456789,
-                            post_author_id="a", reposter_id="b"))  # fmt: skip
+    event = parse_event(
+        raw("repost", repost_id=1, post_id=1234567890123456789, post_author_id="a", reposter_id="b")
+    )
     assert isinstance(event, Repost) and event.post_id == "1234567890123456789"
 
 
@@ -126,7 +128,7 @@ def test_integer_ids_are_read_as_strings():
                 }
             ),
             "'ts' must be an integer",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_invalid_events_say_why(value, reason):
