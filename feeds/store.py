@@ -28,6 +28,15 @@ from feedamp.models.events import (
 )
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -124,8 +133,8 @@ class FeedStore:
                 await call.script(args=call.argv, client=pipe)
             results = await pipe.execute(raise_on_error=False)
         for result in results:
-            if isinstance(result, RedisConnectionError | RedisTimeoutError):
-                raise result
+            if is_transient(result):
+                raise result  # type: ignore[misc]
         return results
 
     def _call(self, index: int, event: Event) -> _Call | None:
@@ -185,6 +194,20 @@ class FeedStore:
                 cursor = _text(await self.scripts.unpush(args=argv))
                 if cursor == "0":
                     break
+
+
+#: Errors that mean "Redis cannot serve right now", not "this event is bad": outages,
+#: failovers, loading, out of memory, a script still running.
+TRANSIENT_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError,
+                    BusyLoadingError, OutOfMemoryError, ReadOnlyError, TryAgainError,
+                    ClusterDownError, MasterDownError)  # fmt: skip
+
+
+def is_transient(error: object) -> bool:
+    """True for errors worth waiting out, which are retried instead of dead-lettered."""
+    return isinstance(error, TRANSIENT_ERRORS) or (
+        isinstance(error, ResponseError) and str(error).startswith(("BUSY", "OOM", "LOADING"))
+    )
 
 
 def _int_or_zero(value: object) -> int:

@@ -12,24 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 
 import faust
+from aiokafka.errors import KafkaError
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
+from feedamp.feeds.store import TRANSIENT_ERRORS
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .pipeline import Pipeline
 from .records import DeadLetter, Record
+from .transport import transport_class
 
 __all__ = ["BatchHandler", "create_app", "redis_client"]
 
 log = logging.getLogger("feedamp.worker")
 
-#: Errors that mean "Redis is unreachable right now": wait and retry, never skip.
-RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+#: Errors that mean "unavailable right now" (Redis or Kafka): wait and retry, never skip.
+RETRYABLE = (*TRANSIENT_ERRORS, KafkaError)
 MAX_BACKOFF = 5.0
 
 
@@ -100,7 +103,9 @@ def create_app(settings: Settings) -> faust.App:
         web_host="127.0.0.1",
         stream_wait_empty=False,
         producer_acks=-1,
+        datadir=settings.data_dir or os.path.join(tempfile.gettempdir(), "feedamp-{conf.id}"),
     )
+    app.transport = transport_class(settings.fetch_max_wait_ms)(app.conf.broker_consumer, app)
     raw = {
         "key_type": bytes,
         "value_type": bytes,
