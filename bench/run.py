@@ -466,7 +466,7 @@ async def fill_feeds(store: FeedStore, events: Sequence[Event]) -> None:
     """Apply ``events`` through the real Lua path, in worker-sized batches."""
     size = store.settings.batch_size
     for start in range(0, len(events), size):
-        failures = await store.apply(events[start : start + size])
+        failures = (await store.apply(events[start : start + size])).failures
         if failures:
             raise RuntimeError(f"Redis rejected an event: {failures[0].error}")
 

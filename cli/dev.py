@@ -56,25 +56,7 @@ def demo_events(now_ms: int) -> list[dict]:
 
 def worker_env(settings: Settings) -> dict[str, str]:
     """Environment that makes a ``feedamp worker`` child use ``settings``."""
-    t = settings.topics
-    return dict(
-        os.environ,
-        KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
-        REDIS_URL=settings.redis_url,
-        FEEDAMP_APP_ID=settings.app_id,
-        FEEDAMP_KEY_PREFIX=settings.key_prefix,
-        FEEDAMP_PARTITIONS=str(settings.partitions),
-        FEEDAMP_FEED_CAP=str(settings.feed_cap),
-        FEEDAMP_FEED_BUCKETS=str(settings.feed_buckets),
-        FEEDAMP_RECENT_PER_AUTHOR=str(settings.recent_per_author),
-        FEEDAMP_BATCH_WITHIN=str(settings.batch_within),
-        FEEDAMP_FANOUT_CHUNK=str(settings.fanout_chunk),
-        FEEDAMP_BATCH_SIZE=str(settings.batch_size),
-        FEEDAMP_SESSION_TIMEOUT=str(settings.session_timeout),
-        FEEDAMP_REBALANCE_TIMEOUT=str(settings.rebalance_timeout),
-        FEEDAMP_WEB_PORT=str(settings.web_port),
-        **{f"FEEDAMP_TOPIC_{name.upper()}": getattr(t, name) for name in t.__dataclass_fields__},
-    )
+    return {**os.environ, **settings.to_env()}
 
 
 def start_worker(settings: Settings, log_path: str | None = None) -> subprocess.Popen:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["Settings", "Topics"]
+__all__ = ["Caps", "Settings", "Topics"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,66 @@ class Topics:
     def prefixed(self, prefix: str) -> Topics:
         """The same topics with ``prefix`` put in front of every name (test isolation)."""
         return Topics(**{f.name: prefix + getattr(self, f.name) for f in fields(self)})
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """Brakes on amplification (env ``FEEDAMP_CAP_<NAME>``, e.g. ``FEEDAMP_CAP_RATE_MAX``).
+
+    Windows are rolling windows of event time, in ms.
+    """
+
+    #: False turns every cap off (each repost is delivered); for comparisons only.
+    enabled: bool = True
+    #: Reposts per user per window; more are rate-limited.
+    rate_max: int = 5
+    rate_window_ms: int = 60_000
+    #: From this forwarding depth an entry is labelled ``forwarded_many_times`` and goes
+    #: to Following feeds only.
+    frequently_forwarded_depth: int = 5
+    #: Frequently-forwarded reposts per user per window; more are rate-limited.
+    forwarded_max: int = 1
+    forwarded_window_ms: int = 3_600_000
+    #: Once a post gathered more than this many reposts in the window, further reposts
+    #: go to Following feeds only.
+    brake_reposts: int = 1000
+    brake_window_ms: int = 600_000
+    #: Reposts without a comment go to Following feeds only.
+    friction: bool = False
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+_DEPLOYMENT_VARS = {
+    "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+    "redis_url": "REDIS_URL",
+}
+
+
+def _env_name(field_name: str) -> str:
+    return _DEPLOYMENT_VARS.get(field_name) or f"FEEDAMP_{field_name.upper()}"
+
+
+def _env_value(value: object) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _caps_from_env(env: Mapping[str, str]) -> Caps:
+    values: dict[str, Any] = {}
+    for f in fields(Caps):
+        name = f"FEEDAMP_CAP_{f.name.upper()}"
+        read = _bool if isinstance(f.default, bool) else _int
+        values[f.name] = read(env, name, f.default)
+    return Caps(**values)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -77,6 +137,10 @@ class Settings:
     #: its newest ``ceil(feed_cap / feed_buckets)`` entries; at the default 100 a bucket
     #: stays in Redis' compact listpack encoding. Fixed for the life of a key namespace.
     feed_buckets: int = 8
+    #: For You feed cap, and the half-life of a repost's weight in its ranking (ms).
+    for_you_cap: int = 500
+    for_you_half_life_ms: int = 6 * 3_600_000
+    caps: Caps = field(default_factory=Caps)
     #: Posts and reposts remembered per author, used to backfill a new follower.
     recent_per_author: int = 100
     #: Followers visited by one Lua call; bounds how long one call holds Redis.
@@ -101,7 +165,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from ``env`` (default: ``os.environ``)."""
+        """Read settings from ``env`` (default: ``os.environ``).
+
+        Each field ``name`` comes from ``FEEDAMP_<NAME>`` except the two deployment
+        settings ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``; topics from
+        ``FEEDAMP_TOPIC_<NAME>`` (and ``FEEDAMP_TOPIC_PREFIX``), caps from
+        ``FEEDAMP_CAP_<NAME>``.
+        """
         env = os.environ if env is None else env
         d = cls()
         topics = Topics(
@@ -113,34 +183,37 @@ class Settings:
         topic_prefix = env.get("FEEDAMP_TOPIC_PREFIX", "")
         if topic_prefix:
             topics = topics.prefixed(topic_prefix)
-        return cls(
-            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", d.kafka_bootstrap_servers),
-            redis_url=env.get("REDIS_URL", d.redis_url),
-            app_id=env.get("FEEDAMP_APP_ID", d.app_id),
-            topics=topics,
-            partitions=_int(env, "FEEDAMP_PARTITIONS", d.partitions),
-            key_prefix=env.get("FEEDAMP_KEY_PREFIX", d.key_prefix),
-            feed_cap=_int(env, "FEEDAMP_FEED_CAP", d.feed_cap),
-            feed_buckets=_int(env, "FEEDAMP_FEED_BUCKETS", d.feed_buckets),
-            recent_per_author=_int(env, "FEEDAMP_RECENT_PER_AUTHOR", d.recent_per_author),
-            fanout_chunk=_int(env, "FEEDAMP_FANOUT_CHUNK", d.fanout_chunk),
-            batch_size=_int(env, "FEEDAMP_BATCH_SIZE", d.batch_size),
-            batch_within=_float(env, "FEEDAMP_BATCH_WITHIN", d.batch_within),
-            max_event_bytes=_int(env, "FEEDAMP_MAX_EVENT_BYTES", d.max_event_bytes),
-            max_text_chars=_int(env, "FEEDAMP_MAX_TEXT_CHARS", d.max_text_chars),
-            session_timeout=_float(env, "FEEDAMP_SESSION_TIMEOUT", d.session_timeout),
-            rebalance_timeout=_float(env, "FEEDAMP_REBALANCE_TIMEOUT", d.rebalance_timeout),
-            fetch_max_wait_ms=_int(env, "FEEDAMP_FETCH_MAX_WAIT_MS", d.fetch_max_wait_ms),
-            data_dir=env.get("FEEDAMP_DATA_DIR", d.data_dir),
-            web_port=_int(env, "FEEDAMP_WEB_PORT", d.web_port),
-            redis_max_connections=_int(
-                env, "FEEDAMP_REDIS_MAX_CONNECTIONS", d.redis_max_connections
-            ),
-        ).validated()
+        values: dict[str, Any] = {"topics": topics, "caps": _caps_from_env(env)}
+        for f in fields(cls):
+            if f.name in values:
+                continue
+            name, default = _env_name(f.name), getattr(d, f.name)
+            if isinstance(default, bool):
+                values[f.name] = _bool(env, name, default)
+            elif isinstance(default, int):
+                values[f.name] = _int(env, name, default)
+            elif isinstance(default, float):
+                values[f.name] = _float(env, name, default)
+            else:
+                values[f.name] = env.get(name, default)
+        return cls(**values).validated()
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that :meth:`from_env` reads back as these settings."""
+        env = {
+            f"FEEDAMP_TOPIC_{f.name.upper()}": getattr(self.topics, f.name) for f in fields(Topics)
+        }
+        for f in fields(Caps):
+            env[f"FEEDAMP_CAP_{f.name.upper()}"] = _env_value(getattr(self.caps, f.name))
+        for f in fields(self):
+            if f.name not in ("topics", "caps"):
+                env[_env_name(f.name)] = _env_value(getattr(self, f.name))
+        return env
 
     def validated(self) -> Settings:
         """Return self, or raise ValueError naming the first setting out of range."""
-        for name in ("partitions", "feed_cap", "feed_buckets", "recent_per_author", "fanout_chunk",
+        for name in ("partitions", "feed_cap", "feed_buckets", "for_you_cap",
+                     "for_you_half_life_ms", "recent_per_author", "fanout_chunk",
                      "batch_size"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -154,8 +227,13 @@ class Settings:
 
     @property
     def bucket_cap(self) -> int:
-        """Entries kept per feed bucket."""
+        """Following entries kept per feed bucket."""
         return -(-self.feed_cap // self.feed_buckets)
+
+    @property
+    def for_you_bucket_cap(self) -> int:
+        """For You entries kept per feed bucket."""
+        return -(-self.for_you_cap // self.feed_buckets)
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and validated."""

@@ -14,9 +14,10 @@ result is the same as strictly sequential application.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from feedamp.config import Settings
+from feedamp.models.decisions import Decision
 from feedamp.models.events import (
     DeletePost,
     Event,
@@ -58,6 +59,15 @@ class Failure:
 
 
 @dataclass(slots=True)
+class Applied:
+    """The result of :meth:`FeedStore.apply`: events a script rejected, and the decision
+    made for each repost."""
+
+    failures: list[Failure] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class _Call:
     """One script call. A fan-out call visits ``source``'s followers; its ``argv[1:3]``
     are (first, cursor)."""
@@ -77,8 +87,8 @@ class FeedStore:
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(redis)
 
-    async def apply(self, events: Sequence[Event]) -> list[Failure]:
-        """Apply ``events`` in order; return the ones a script rejected.
+    async def apply(self, events: Sequence[Event]) -> Applied:
+        """Apply ``events`` in order; return the failures and the repost decisions.
 
         Events of types this store does not handle are skipped. Redis connection errors
         propagate: the caller retries the whole batch, which is safe because every write
@@ -95,7 +105,7 @@ class FeedStore:
             else:
                 segment.append(call)
         await self._run_segment(segment, events, failures)
-        return [failures[i] for i in sorted(failures)]
+        return Applied([failures[i] for i in sorted(failures)], [])
 
     async def _audiences(self, calls: Sequence[_Call]) -> list[int]:
         """Follower count of each fan-out call's source (0 for other calls), one round trip."""

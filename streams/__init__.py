@@ -2,6 +2,15 @@
 
 from .app import BatchHandler, create_app, redis_client
 from .pipeline import Pipeline
-from .records import DeadLetter, Record
+from .records import DeadLetter, Outcome, Outputs, Record
 
-__all__ = ["BatchHandler", "DeadLetter", "Pipeline", "Record", "create_app", "redis_client"]
+__all__ = [
+    "BatchHandler",
+    "DeadLetter",
+    "Outcome",
+    "Outputs",
+    "Pipeline",
+    "Record",
+    "create_app",
+    "redis_client",
+]

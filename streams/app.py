@@ -14,17 +14,18 @@ import asyncio
 import logging
 import os
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import faust
 from aiokafka.errors import KafkaError
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.store import TRANSIENT_ERRORS
+from feedamp.models.decisions import Decision
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from .pipeline import Pipeline
-from .records import DeadLetter, Record
+from .records import DeadLetter, Outcome, Outputs, Record
 from .transport import transport_class
 
 __all__ = ["BatchHandler", "create_app", "redis_client"]
@@ -45,30 +46,33 @@ def redis_client(settings: Settings) -> Redis:
 
 
 class BatchHandler:
-    """Applies batches of records; retries outages, dead-letters what cannot be applied."""
+    """Applies batches of records; retries outages, dead-letters what cannot be applied,
+    publishes decisions."""
 
-    def __init__(
-        self, pipeline: Pipeline, send_dead_letter: Callable[[DeadLetter], Awaitable[None]]
-    ) -> None:
+    def __init__(self, pipeline: Pipeline, outputs: Outputs) -> None:
         self.pipeline = pipeline
-        self.send_dead_letter = send_dead_letter
+        self.outputs = outputs
 
-    async def handle(self, records: Sequence[Record]) -> None:
-        """Apply ``records``; returns only when each was applied or dead-lettered."""
+    async def handle(self, records: Sequence[Record]) -> Outcome:
+        """Apply ``records``; returns only when each was applied or dead-lettered and every
+        dead letter and decision was published."""
         try:
-            dead = await self._retrying(self.pipeline.apply, records)
+            outcome = await self._retrying(self.pipeline.apply, records)
         except Exception:
             log.exception("batch of %d failed; applying one record at a time", len(records))
-            dead = []
+            outcome = Outcome()
             for record in records:
                 try:
-                    dead += await self._retrying(self.pipeline.apply, [record])
+                    outcome.extend(await self._retrying(self.pipeline.apply, [record]))
                 except Exception as exc:
                     log.exception("record %s[%d]@%d failed", record.topic, record.partition,
                                   record.offset)  # fmt: skip
-                    dead.append(DeadLetter(record, f"internal error: {exc!r}"))
-        for letter in dead:
-            await self._retrying(self.send_dead_letter, letter)
+                    outcome.dead_letters.append(DeadLetter(record, f"internal error: {exc!r}"))
+        for letter in outcome.dead_letters:
+            await self._retrying(self.outputs.dead_letter, letter)
+        for decision in outcome.decisions:
+            await self._retrying(self.outputs.decision, decision)
+        return outcome
 
     @staticmethod
     async def _retrying(fn, *args):  # type: ignore[no-untyped-def]
@@ -114,17 +118,23 @@ def create_app(settings: Settings) -> faust.App:
     }
     inputs = app.topic(*settings.topics.inputs, **raw)
     dead_letters = app.topic(settings.topics.dead_letter, **raw)
+    decisions = app.topic(settings.topics.decisions, **raw)
     redis = redis_client(settings)
     pipeline = Pipeline(FeedStore(redis, settings), settings)
 
-    async def send_dead_letter(letter: DeadLetter) -> None:
-        key, value, headers = letter.message()
-        log.warning("dead letter %s[%d]@%d: %s", letter.record.topic, letter.record.partition,
-                    letter.record.offset, letter.reason)  # fmt: skip
-        sent = await dead_letters.send(key=key, value=value, headers=headers)
-        await sent
+    class TopicOutputs:
+        """Dead letters and decisions go to their topics; each send waits for the broker."""
 
-    handler = BatchHandler(pipeline, send_dead_letter)
+        async def dead_letter(self, letter: DeadLetter) -> None:
+            key, value, headers = letter.message()
+            log.warning("dead letter %s[%d]@%d: %s", letter.record.topic,
+                        letter.record.partition, letter.record.offset, letter.reason)  # fmt: skip
+            await (await dead_letters.send(key=key, value=value, headers=headers))
+
+        async def decision(self, decision: Decision) -> None:
+            await (await decisions.send(key=decision.post_id.encode(), value=decision.to_json()))
+
+    handler = BatchHandler(pipeline, TopicOutputs())
 
     @app.agent(inputs, name="feedamp.apply")
     async def apply(stream: faust.StreamT) -> None:
@@ -134,7 +144,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.task
     async def declare_outputs() -> None:
         await dead_letters.maybe_declare()
-        await app.topic(settings.topics.decisions, **raw).maybe_declare()
+        await decisions.maybe_declare()
 
     app.feedamp_redis = redis  # type: ignore[attr-defined]
     return app

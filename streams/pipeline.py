@@ -13,7 +13,7 @@ from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.models import ROUTES, Event, InvalidEvent, Limits, parse_event
 
-from .records import DeadLetter, Record
+from .records import DeadLetter, Outcome, Record
 
 __all__ = ["Pipeline"]
 
@@ -39,8 +39,8 @@ class Pipeline:
             raise InvalidEvent(f"type {event.type!r} does not belong on topic {record.topic!r}")
         return event
 
-    async def apply(self, records: Sequence[Record]) -> list[DeadLetter]:
-        """Apply ``records`` in order; return those that could not be applied.
+    async def apply(self, records: Sequence[Record]) -> Outcome:
+        """Apply ``records`` in order; return the dead letters and decisions.
 
         Redis connection errors propagate, so the caller can retry the batch; every
         write is idempotent.
@@ -56,6 +56,7 @@ class Pipeline:
                 continue
             events.append(event)
             sources.append(record)
-        for failure in await self.store.apply(events):
+        result = await self.store.apply(events)
+        for failure in result.failures:
             dead.append(DeadLetter(sources[failure.index], f"redis rejected: {failure.error}"))
-        return dead
+        return Outcome(dead, result.decisions)

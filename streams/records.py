@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-__all__ = ["DeadLetter", "Record"]
+from feedamp.models.decisions import Decision
+
+__all__ = ["DeadLetter", "Outcome", "Outputs", "Record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +65,24 @@ class DeadLetter:
         if r.timestamp is not None:
             headers.append(("feedamp-timestamp", str(r.timestamp).encode()))
         return r.key, r.value, headers
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What applying a batch produced besides Redis writes: records that could not be
+    applied, and the decisions to publish."""
+
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+
+    def extend(self, other: Outcome) -> None:
+        self.dead_letters += other.dead_letters
+        self.decisions += other.decisions
+
+
+class Outputs(Protocol):
+    """Where a batch's outcome goes (Kafka topics in the worker)."""
+
+    async def dead_letter(self, letter: DeadLetter) -> None: ...
+
+    async def decision(self, decision: Decision) -> None: ...

@@ -42,3 +42,20 @@ def test_overrides():
 def test_bad_values_are_refused_with_the_setting_named(env, message):
     with pytest.raises(ValueError, match=message):
         Settings.from_env(env)
+
+
+def test_to_env_round_trips():
+    from feedamp.config import Caps, Topics
+
+    s = Settings(
+        kafka_bootstrap_servers="k:1", redis_url="redis://r/3", feed_cap=42, batch_within=0.5,
+        topics=Topics().prefixed("x-"), caps=Caps(rate_max=9, friction=True), data_dir="/d",
+    )  # fmt: skip
+    assert Settings.from_env(s.to_env()) == s
+
+
+def test_caps_from_env():
+    s = Settings.from_env({"FEEDAMP_CAP_RATE_MAX": "7", "FEEDAMP_CAP_FRICTION": "on"})
+    assert s.caps.rate_max == 7 and s.caps.friction is True
+    with pytest.raises(ValueError, match="FEEDAMP_CAP_FRICTION must be true or false"):
+        Settings.from_env({"FEEDAMP_CAP_FRICTION": "maybe"})

@@ -34,10 +34,8 @@ async def test_sigkill_mid_fanout_then_restart(crash_worker: WorkerHandle, redis
     followers = [f"f{i}" for i in range(FOLLOWERS)]
     reposters = [f"r{i}" for i in range(REPOSTERS)]
     # The follow graph goes straight to Redis through the same store the worker uses.
-    assert (
-        await FeedStore(redis, s).apply([ev.follow(f, r) for f in followers for r in reposters])
-        == []
-    )
+    graph = [ev.follow(f, r) for f in followers for r in reposters]
+    assert (await FeedStore(redis, s).apply(graph)).failures == []
     reposts = [ev.repost(f"p{i}", "author", reposters[i % REPOSTERS]) for i in range(REPOSTS)]
     keys = Keys(s.key_prefix)
     buckets = range(s.feed_buckets)

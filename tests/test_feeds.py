@@ -16,8 +16,8 @@ async def entries(reader: FeedReader, user: str, limit: int = 1000) -> list[tupl
 
 
 async def apply(store: FeedStore, *events) -> None:
-    failures = await store.apply(list(events))
-    assert failures == []
+    result = await store.apply(list(events))
+    assert result.failures == []
 
 
 async def test_post_reaches_followers_not_author_nor_strangers(store, reader):

@@ -23,11 +23,17 @@ def record(settings, event, offset: int = 0) -> Record:
 
 
 class Letters:
+    """Outputs that remember what was published."""
+
     def __init__(self) -> None:
         self.sent: list[DeadLetter] = []
+        self.decisions: list = []
 
-    async def send(self, letter: DeadLetter) -> None:
+    async def dead_letter(self, letter: DeadLetter) -> None:
         self.sent.append(letter)
+
+    async def decision(self, decision) -> None:
+        self.decisions.append(decision)
 
 
 async def test_script_error_dead_letters_that_event_only(redis, settings):
@@ -40,7 +46,7 @@ async def test_script_error_dead_letters_that_event_only(redis, settings):
         record(settings, ev.post("p2", "alice"), 2),
     ]
     letters = Letters()
-    await BatchHandler(Pipeline(FeedStore(redis, settings), settings), letters.send).handle(records)
+    await BatchHandler(Pipeline(FeedStore(redis, settings), settings), letters).handle(records)
     assert [(d.record.offset, "WRONGTYPE" in d.reason) for d in letters.sent] == [(1, True)]
     reader = FeedReader(redis, key_prefix=settings.key_prefix)
     assert [i.post_id for i in (await reader.following("bob")).items] == ["p2"]
@@ -64,7 +70,7 @@ async def test_a_bug_hit_by_one_record_dead_letters_that_record(redis, settings)
     ]
     letters = Letters()
     pipeline = BuggyPipeline(FeedStore(redis, settings), settings)
-    await BatchHandler(pipeline, letters.send).handle(records)
+    await BatchHandler(pipeline, letters).handle(records)
     assert [(d.record.offset, d.reason) for d in letters.sent] == [
         (1, "internal error: RuntimeError('bug')")
     ]
@@ -80,7 +86,7 @@ async def test_redis_outage_is_waited_out_not_skipped(settings, caplog):
         ev = Events()
         store = FeedStore(client, settings)
         letters = Letters()
-        handler = BatchHandler(Pipeline(store, settings), letters.send)
+        handler = BatchHandler(Pipeline(store, settings), letters)
         await handler.handle([record(settings, ev.follow("bob", "alice"))])
         server.stop()  # Redis goes away
         task = asyncio.create_task(handler.handle([record(settings, ev.post("p1", "alice"))]))
@@ -103,7 +109,7 @@ async def test_redis_outage_is_waited_out_not_skipped(settings, caplog):
 async def test_unparseable_records_are_dead_lettered_with_reason(redis, settings, value):
     letters = Letters()
     bad = Record(settings.topics.posts, 3, 42, b"key", value, 5)
-    await BatchHandler(Pipeline(FeedStore(redis, settings), settings), letters.send).handle([bad])
+    await BatchHandler(Pipeline(FeedStore(redis, settings), settings), letters).handle([bad])
     (letter,) = letters.sent
     key, raw, headers = letter.message()
     assert (key, raw) == (b"key", value)
