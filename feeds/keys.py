@@ -40,6 +40,16 @@ class Keys:
         for the entries of one feed bucket that came through reposts."""
         return f"{self._key('via', user_id)}:{bucket}"
 
+    def for_you(self, user_id: str, bucket: int) -> str:
+        """Sorted set: one bucket of the user's For You feed, member post_id, score the
+        ranking score (ms-equivalent: see README, For You)."""
+        return f"{self._key('foryou', user_id)}:{bucket}"
+
+    def for_you_via(self, user_id: str, bucket: int) -> str:
+        """Hash: post_id -> comma-separated reposters the user follows, most recent first,
+        for the entries of one For You bucket."""
+        return f"{self._key('fyvia', user_id)}:{bucket}"
+
     def followers(self, user_id: str) -> str:
         """Set: ids of the user's followers."""
         return self._key("followers", user_id)
@@ -68,6 +78,38 @@ class Keys:
     def comments(self, post_id: str) -> str:
         """Hash: reposter id -> the comment they reposted the post with."""
         return self._key("comments", post_id)
+
+    def decided(self, post_id: str) -> str:
+        """Hash: repost_id -> ``decision|depth|reasons`` for every repost of the post."""
+        return self._key("decided", post_id)
+
+    def attempts(self, user_id: str) -> str:
+        """Sorted set: the user's recent repost attempts (repost_id -> ts), for rate caps."""
+        return self._key("attempts", user_id)
+
+    def forwarded_attempts(self, user_id: str) -> str:
+        """Sorted set: the user's recent reposts of frequently-forwarded items."""
+        return self._key("forwarded_attempts", user_id)
+
+    def brake(self, post_id: str) -> str:
+        """Sorted set: the post's recent repost attempts, for the virality brake."""
+        return self._key("brake", post_id)
+
+    def blocks(self, user_id: str) -> str:
+        """Set: accounts the user blocked (``mutes``: muted)."""
+        return self._key("blocks", user_id)
+
+    def mutes(self, user_id: str) -> str:
+        """Set: accounts the user muted."""
+        return self._key("mutes", user_id)
+
+    def blocked_by(self, user_id: str) -> str:
+        """Set: users who blocked this account (``muted_by``: muted it)."""
+        return self._key("blocked_by", user_id)
+
+    def muted_by(self, user_id: str) -> str:
+        """Set: users who muted this account."""
+        return self._key("muted_by", user_id)
 
     def pattern(self) -> str:
         """Glob matching every key of this namespace."""

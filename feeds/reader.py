@@ -1,9 +1,12 @@
-"""Reads, for feed services: pages of a user's Following feed, newest first."""
+"""Reads, for feed services: pages of a user's Following (newest first) and For You
+(highest ranked first) feeds."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from feedamp.models.decisions import FORWARDED_MANY_TIMES
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from .keys import Keys
@@ -12,6 +15,8 @@ from .scripts import Scripts
 __all__ = ["FeedItem", "FeedPage", "FeedReader"]
 
 MAX_LIMIT = 1000
+#: Attribution values starting with this mark carry the forwarded_many_times label.
+LABEL_MARK = "^"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,17 +45,6 @@ class FeedPage:
 
     items: list[FeedItem] = field(default_factory=list)
     next_cursor: str | None = None
-
-
-def _cursor(ts: int, post_id: str) -> str:
-    return f"{ts}:{post_id}"
-
-
-def _parse_cursor(cursor: str) -> tuple[int, bytes]:
-    ts, sep, post_id = cursor.partition(":")
-    if not sep or not post_id or not ts.lstrip("-").isdigit():
-        raise ValueError(f"invalid cursor {cursor!r}")
-    return int(ts), post_id.encode()
 
 
 class FeedReader:
@@ -82,61 +76,119 @@ class FeedReader:
         ``cursor`` is the ``next_cursor`` of the previous page; pages stay consistent while
         new items arrive at the top. ``limit`` is 1 to 1000.
         """
+        return await self._page(user_id, limit, cursor, self.keys.feed, self.keys.via)
+
+    async def for_you(self, user_id: str, limit: int = 50, cursor: str | None = None) -> FeedPage:
+        """A page of ``user_id``'s For You feed, highest ranked first.
+
+        Items have the same shape as :meth:`following`; ``ts`` is the time of the latest
+        repost among ``reposted_by``. ``limit`` is 1 to 1000.
+        """
+        return await self._page(
+            user_id, limit, cursor, self.keys.for_you, self.keys.for_you_via, ranked=True
+        )
+
+    async def _page(
+        self,
+        user_id: str,
+        limit: int,
+        cursor: str | None,
+        zset_key: Callable[[str, int], str],
+        via_key: Callable[[str, int], str],
+        ranked: bool = False,
+    ) -> FeedPage:
         if not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be 1..{MAX_LIMIT}, got {limit}")
         after = _parse_cursor(cursor) if cursor else None
         buckets = range(self.feed_buckets)
-        keys = [self.keys.feed(user_id, b) for b in buckets]
-        keys += [self.keys.via(user_id, b) for b in buckets]
+        keys = [zset_key(user_id, b) for b in buckets] + [via_key(user_id, b) for b in buckets]
         items: list[FeedItem] = []
         while True:
-            max_score = "+inf" if after is None else str(after[0])
             want = limit - len(items)
+            max_score = "+inf" if after is None else after.text
             rows = await self._scripts.page(keys=keys, args=[max_score, want])
-            entries = [
-                (rows[i], int(float(rows[i + 1])), rows[i + 2]) for i in range(0, len(rows), 3)
-            ]
+            entries = [_Entry(rows[i], rows[i + 1], rows[i + 2]) for i in range(0, len(rows), 3)]
             if after is not None:  # drop ties at or before the cursor
-                entries = [e for e in entries if e[1] < after[0] or e[0] < after[1]]
-            # Merge the buckets: newest first, ties by post id descending (Redis' own order).
-            entries.sort(key=lambda e: (e[1], e[0]), reverse=True)
+                entries = [e for e in entries if e.after(after)]
+            # Merge the buckets: highest first, ties by post id descending (Redis' own order).
+            entries.sort(key=lambda e: (e.score, e.post_id), reverse=True)
             exhausted = len(entries) < want
-            batch = await self._hydrate(entries[:want])
-            items.extend(batch)
+            items.extend(await self._hydrate(entries[:want], ranked))
             if exhausted:
                 return FeedPage(items, None)
-            last = entries[want - 1]
-            after = (last[1], last[0])
+            after = entries[want - 1]
             if len(items) >= limit:
-                return FeedPage(items, _cursor(last[1], last[0].decode()))
+                return FeedPage(items, after.cursor())
 
-    async def _hydrate(self, entries: list[tuple[bytes, int, bytes | None]]) -> list[FeedItem]:
+    async def _hydrate(self, entries: list[_Entry], ranked: bool) -> list[FeedItem]:
         """Join entries with their post records and comments; hide deleted posts."""
         if not entries:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
-            for post_id, _, via in entries:
-                pid = post_id.decode()
+            for e in entries:
+                pid = e.post_id.decode()
                 pipe.hmget(self.keys.post(pid), "a", "del", "text", "media", "lbl")
-                if via:
-                    pipe.hget(self.keys.comments(pid), via.split(b",", 1)[0])
+                if e.reposters:
+                    pipe.hget(self.keys.comments(pid), e.reposters[0])
+                    if ranked:
+                        pipe.zmscore(self.keys.reposters(pid), list(e.reposters))
             results = iter(await pipe.execute())
         items = []
-        for post_id, ts, via in entries:
-            author, deleted, text, media, labels = next(results)
-            comment = next(results) if via else None
+        for e in entries:
+            author, deleted, text, media, post_labels = next(results)
+            comment = next(results) if e.reposters else None
+            ts = int(e.score)
+            if ranked and e.reposters:
+                ts = int(max((t for t in next(results) if t is not None), default=0))
             if deleted is not None:
                 continue
+            labels = (FORWARDED_MANY_TIMES,) if e.labelled else ()
+            if post_labels:
+                labels += tuple(post_labels.decode().split(","))
             items.append(
                 FeedItem(
-                    post_id=post_id.decode(),
+                    post_id=e.post_id.decode(),
                     author_id=author.decode() if author else "",
                     ts=ts,
-                    reposted_by=tuple(via.decode().split(",")) if via else (),
+                    reposted_by=e.reposters,
                     comment=comment.decode() if comment else None,
-                    labels=tuple(labels.decode().split(",")) if labels else (),
+                    labels=labels,
                     text=text.decode() if text else None,
                     media_url=media.decode() if media else None,
                 )
             )
         return items
+
+
+class _Entry:
+    """One raw row of page.lua: post id, score as Redis wrote it, attribution value."""
+
+    __slots__ = ("labelled", "post_id", "reposters", "score", "text")
+
+    def __init__(self, post_id: bytes, score: bytes | str, via: bytes | None) -> None:
+        self.post_id = post_id
+        self.text = score.decode() if isinstance(score, bytes) else score
+        self.score = float(self.text)
+        value = via.decode() if via else ""
+        self.labelled = value.startswith(LABEL_MARK)
+        value = value.removeprefix(LABEL_MARK)
+        self.reposters: tuple[str, ...] = tuple(value.split(",")) if value else ()
+
+    def after(self, cursor: _Entry) -> bool:
+        """True if this entry comes after ``cursor`` in feed order."""
+        return self.score < cursor.score or (
+            self.score == cursor.score and self.post_id < cursor.post_id
+        )
+
+    def cursor(self) -> str:
+        return f"{self.text}:{self.post_id.decode()}"
+
+
+def _parse_cursor(cursor: str) -> _Entry:
+    score, sep, post_id = cursor.partition(":")
+    try:
+        if not sep or not post_id:
+            raise ValueError
+        return _Entry(post_id.encode(), score, None)
+    except ValueError:
+        raise ValueError(f"invalid cursor {cursor!r}") from None

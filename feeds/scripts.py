@@ -18,15 +18,20 @@ SCRIPT_NAMES = (
     "unpush",
     "follow",
     "unfollow",
+    "hide",
+    "decide",
     "page",
 )
+#: Scripts that take no shared settings and so run without ``lib.lua``.
+STANDALONE = frozenset({"page"})
 
 
 @cache
 def source(name: str) -> str:
     """Full source of script ``name``: ``lib.lua`` followed by ``<name>.lua``."""
     lua = files(__package__).joinpath("lua")
-    return lua.joinpath("lib.lua").read_text() + "\n" + lua.joinpath(f"{name}.lua").read_text()
+    body = lua.joinpath(f"{name}.lua").read_text()
+    return body if name in STANDALONE else lua.joinpath("lib.lua").read_text() + "\n" + body
 
 
 class Scripts:
@@ -39,6 +44,8 @@ class Scripts:
     unpush: AsyncScript
     follow: AsyncScript
     unfollow: AsyncScript
+    hide: AsyncScript
+    decide: AsyncScript
     page: AsyncScript
 
     def __init__(self, redis: Redis) -> None:

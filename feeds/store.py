@@ -17,14 +17,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from feedamp.config import Settings
-from feedamp.models.decisions import Decision
+from feedamp.models.decisions import DELIVERED, FORWARDED_MANY_TIMES, Decision
 from feedamp.models.events import (
+    Block,
     DeletePost,
     Event,
     Follow,
+    Mute,
     Post,
     Repost,
+    Unblock,
     Unfollow,
+    Unmute,
     Unrepost,
 )
 from redis.asyncio import Redis
@@ -67,10 +71,14 @@ class Applied:
     decisions: list[Decision] = field(default_factory=list)
 
 
+#: Positions of (first, cursor) in a fan-out call's argv, after the shared context.
+_FIRST, _CURSOR = 7, 8
+
+
 @dataclass(slots=True)
 class _Call:
-    """One script call. A fan-out call visits ``source``'s followers; its ``argv[1:3]``
-    are (first, cursor)."""
+    """One script call. A fan-out call visits ``source``'s followers; its
+    ``argv[_FIRST]`` and ``argv[_CURSOR]`` say where it is."""
 
     index: int
     script: AsyncScript
@@ -79,23 +87,35 @@ class _Call:
 
 
 class FeedStore:
-    """Applies feed events (post, delete_post, repost, unrepost, follow, unfollow) to Redis."""
+    """Applies feed events (post, delete_post, repost, unrepost, follow, unfollow, block,
+    unblock, mute, unmute) to Redis, deciding every repost first."""
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(redis)
+        s = settings
+        #: The seven settings every script reads first (see lib.lua).
+        self._context: list[str | int] = [
+            s.key_prefix, s.feed_buckets, s.bucket_cap, s.for_you_bucket_cap,
+            s.for_you_half_life_ms, s.recent_per_author, s.fanout_chunk,
+        ]  # fmt: skip
 
     async def apply(self, events: Sequence[Event]) -> Applied:
         """Apply ``events`` in order; return the failures and the repost decisions.
 
         Events of types this store does not handle are skipped. Redis connection errors
         propagate: the caller retries the whole batch, which is safe because every write
-        is idempotent.
+        is idempotent and every decision is kept once made.
         """
-        calls = [call for i, ev in enumerate(events) if (call := self._call(i, ev)) is not None]
         failures: dict[int, Failure] = {}
+        decisions = await self._decide(events, failures)
+        calls = [
+            call
+            for i, ev in enumerate(events)
+            if i not in failures and (call := self._call(i, ev, decisions.get(i))) is not None
+        ]
         segment: list[_Call] = []
         for call, audience in zip(calls, await self._audiences(calls), strict=True):
             if audience > self.settings.fanout_chunk:  # a big fan-out runs on its own
@@ -105,7 +125,48 @@ class FeedStore:
             else:
                 segment.append(call)
         await self._run_segment(segment, events, failures)
-        return Applied([failures[i] for i in sorted(failures)], [])
+        return Applied([failures[i] for i in sorted(failures)], list(decisions.values()))
+
+    async def _decide(
+        self, events: Sequence[Event], failures: dict[int, Failure]
+    ) -> dict[int, Decision]:
+        """Decide every repost of the batch, in event-time order, in one round trip.
+
+        Decisions are made once and kept in Redis (``decided:{post}``), so a redelivered
+        repost gets the decision it had. With caps off every repost is delivered and no
+        decision is recorded or published.
+        """
+        reposts = sorted(
+            ((i, ev) for i, ev in enumerate(events) if isinstance(ev, Repost)),
+            key=lambda item: (item[1].ts, item[1].event_id),
+        )
+        if not reposts or not self.settings.caps.enabled:
+            return {}
+        c = self.settings.caps
+        limits = [c.frequently_forwarded_depth, c.rate_max, c.rate_window_ms, c.forwarded_max,
+                  c.forwarded_window_ms, c.brake_reposts, c.brake_window_ms,
+                  "1" if c.friction else "0"]  # fmt: skip
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, ev in reposts:
+                via, comment = ev.via_repost_id or "", _flag(bool(ev.comment))
+                argv = [*self._context, ev.post_id, ev.repost_id, ev.reposter_id, via, ev.ts,
+                        comment, *limits]  # fmt: skip
+                await self.scripts.decide(args=argv, client=pipe)
+            results = await pipe.execute(raise_on_error=False)
+        decisions: dict[int, Decision] = {}
+        for (i, ev), result in zip(reposts, results, strict=True):
+            if is_transient(result):
+                raise result  # type: ignore[misc]
+            if isinstance(result, Exception):
+                failures[i] = Failure(i, result)
+                continue
+            outcome, depth, reasons = _text(result).split("|")
+            decisions[i] = Decision(
+                event_id=ev.event_id, repost_id=ev.repost_id, reposter_id=ev.reposter_id,
+                post_id=ev.post_id, depth=int(depth), decision=outcome,
+                reasons=tuple(r for r in reasons.split(",") if r), ts=ev.ts,
+            )  # fmt: skip
+        return dict(sorted(decisions.items()))
 
     async def _audiences(self, calls: Sequence[_Call]) -> list[int]:
         """Follower count of each fan-out call's source (0 for other calls), one round trip."""
@@ -147,34 +208,34 @@ class FeedStore:
                 raise result  # type: ignore[misc]
         return results
 
-    def _call(self, index: int, event: Event) -> _Call | None:
-        s, p = self.settings, self.settings.key_prefix
-        sc = self.scripts
-        chunk, recent = s.fanout_chunk, s.recent_per_author
-        buckets, cap = s.feed_buckets, s.bucket_cap
+    def _call(self, index: int, event: Event, decision: Decision | None) -> _Call | None:
+        """The first script call for ``event``, or None when it writes nothing."""
+        ctx, sc = self._context, self.scripts
         match event:
             case Post():
-                argv = [p, "1", "0", chunk, buckets, cap, recent, event.post_id,
-                        event.author_id, event.ts, event.visibility, event.text or "",
-                        event.media_url or ""]  # fmt: skip
+                argv = [*ctx, "1", "0", event.post_id, event.author_id, event.ts,
+                        event.visibility, event.text or "", event.media_url or ""]  # fmt: skip
                 return _Call(index, sc.post, argv, event.author_id)
             case Repost():
-                argv = [p, "1", "0", chunk, buckets, cap, recent, event.post_id,
-                        event.post_author_id, event.reposter_id, event.ts,
-                        event.comment or ""]  # fmt: skip
+                if decision is not None and not decision.reaches_feeds:
+                    return None
+                for_you = decision is None or decision.decision == DELIVERED
+                label = decision is not None and FORWARDED_MANY_TIMES in decision.reasons
+                argv = [*ctx, "1", "0", event.post_id, event.post_author_id, event.reposter_id,
+                        event.ts, event.comment or "", _flag(for_you), _flag(label)]  # fmt: skip
                 return _Call(index, sc.repost, argv, event.reposter_id)
             case Unrepost():
-                argv = [p, "1", "0", chunk, buckets, event.post_id, event.reposter_id]
+                argv = [*ctx, "1", "0", event.post_id, event.reposter_id]
                 return _Call(index, sc.unrepost, argv, event.reposter_id)
             case DeletePost():
-                argv = [p, event.post_id, event.author_id, event.ts]
+                argv = [*ctx, event.post_id, event.author_id, event.ts]
                 return _Call(index, sc.delete_post, argv)
-            case Follow():
-                argv = [p, buckets, cap, event.follower_id, event.followee_id]
-                return _Call(index, sc.follow, argv)
-            case Unfollow():
-                argv = [p, buckets, event.follower_id, event.followee_id]
-                return _Call(index, sc.unfollow, argv)
+            case Follow() | Unfollow():
+                script = sc.follow if isinstance(event, Follow) else sc.unfollow
+                return _Call(index, script, [*ctx, event.follower_id, event.followee_id])
+            case Block() | Unblock() | Mute() | Unmute():
+                argv = [*ctx, event.type, event.user_id, event.target_id]
+                return _Call(index, sc.hide, argv)
         return None
 
     async def _finish(self, call: _Call, event: Event, result: object) -> bool:
@@ -184,7 +245,7 @@ class FeedStore:
             if cursor in ("0", "skip"):
                 return False
             while cursor != "0":
-                call.argv[1], call.argv[2] = "0", cursor
+                call.argv[_FIRST], call.argv[_CURSOR] = "0", cursor
                 cursor = _text(await call.script(args=call.argv))
             return True
         if isinstance(event, DeletePost):
@@ -194,13 +255,11 @@ class FeedStore:
 
     async def _unpush_everywhere(self, post_id: str, sources: list[str]) -> None:
         """Remove a post from the feeds of every follower of every source, chunk by chunk."""
-        s = self.settings
-        p, chunk, buckets = s.key_prefix, s.fanout_chunk, s.feed_buckets
         for n, source in enumerate(sources):
             last = "1" if n == len(sources) - 1 else "0"
             cursor = "0"
             while True:
-                argv = [p, cursor, chunk, buckets, post_id, source, last]
+                argv = [*self._context, cursor, post_id, source, last]
                 cursor = _text(await self.scripts.unpush(args=argv))
                 if cursor == "0":
                     break
@@ -222,6 +281,10 @@ def is_transient(error: object) -> bool:
 
 def _int_or_zero(value: object) -> int:
     return value if isinstance(value, int) else 0
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
 
 
 def _text(value: object) -> str:

@@ -7,26 +7,32 @@ from dataclasses import asdict
 
 import orjson
 from feedamp.models.events import (
+    Block,
     DeletePost,
     Event,
     Follow,
+    Mute,
     Post,
     Repost,
+    Unblock,
     Unfollow,
+    Unmute,
     Unrepost,
 )
 
 
 class Events:
-    """An event factory; each event is 1 s after the previous one unless ``ts`` is given."""
+    """An event factory; each event is ``step_ms`` after the previous one unless ``ts`` is
+    given."""
 
-    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+    def __init__(self, start_ms: int = 1_700_000_000_000, step_ms: int = 1000) -> None:
         self.ts = start_ms
+        self.step_ms = step_ms
         self._ids = itertools.count()
 
     def _base(self, ts: int | None) -> dict:
         if ts is None:
-            self.ts += 1000
+            self.ts += self.step_ms
             ts = self.ts
         return {"event_id": f"ev-{next(self._ids)}", "ts": ts}
 
@@ -34,9 +40,16 @@ class Events:
         return Post(**self._base(ts), post_id=post_id, author_id=author, **kw)
 
     def repost(self, post_id: str, author: str, reposter: str, comment: str | None = None,
-               ts: int | None = None) -> Repost:  # fmt: skip
+               ts: int | None = None, via: str | None = None) -> Repost:  # fmt: skip
+        """A repost with id ``r-<post>-<reposter>``; ``via`` is the repost id it came through."""
         return Repost(**self._base(ts), repost_id=f"r-{post_id}-{reposter}", post_id=post_id,
-                      post_author_id=author, reposter_id=reposter, comment=comment)  # fmt: skip
+                      post_author_id=author, reposter_id=reposter, comment=comment,
+                      via_repost_id=via)  # fmt: skip
+
+    def hide(self, action: str, user: str, target: str) -> Event:
+        """block, unblock, mute or unmute."""
+        cls = {"block": Block, "unblock": Unblock, "mute": Mute, "unmute": Unmute}[action]
+        return cls(**self._base(None), user_id=user, target_id=target)
 
     def unrepost(self, post_id: str, reposter: str) -> Unrepost:
         return Unrepost(**self._base(None), repost_id=f"r-{post_id}-{reposter}",

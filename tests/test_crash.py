@@ -30,7 +30,7 @@ def crash_worker(broker: Service, redis_server: Service, tmp_path_factory) -> Wo
 
 async def test_sigkill_mid_fanout_then_restart(crash_worker: WorkerHandle, redis):
     s = crash_worker.settings
-    ev = Events()
+    ev = Events(step_ms=20_000)  # each reposter's reposts 200 s apart: under the rate cap
     followers = [f"f{i}" for i in range(FOLLOWERS)]
     reposters = [f"r{i}" for i in range(REPOSTERS)]
     # The follow graph goes straight to Redis through the same store the worker uses.

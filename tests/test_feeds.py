@@ -155,7 +155,7 @@ async def test_feed_keeps_the_newest_cap_entries(redis, settings):
     settings = settings.with_(feed_cap=5, feed_buckets=1)
     store = FeedStore(redis, settings)
     reader = FeedReader(redis, key_prefix=settings.key_prefix, feed_buckets=1)
-    ev = Events()
+    ev = Events(step_ms=60_000)  # carol's reposts stay under the rate cap
     await apply(store, ev.follow("bob", "alice"), ev.follow("bob", "carol"))
     events = []
     for i in range(12):

@@ -1,9 +1,10 @@
 -- page.lua: the top of every bucket of a feed, for the caller to merge.
--- KEYS: feed bucket 0..n-1, then via bucket 0..n-1.
+-- (Standalone: no lib.lua.)
+-- KEYS: zset bucket 0..n-1, then attribution hash bucket 0..n-1.
 -- ARGV: max_score ('+inf' or a score; inclusive), limit
--- From each bucket: up to limit entries at or below max_score, newest first, plus every
+-- From each bucket: up to limit entries at or below max_score, highest first, plus every
 -- entry tied at max_score (the caller drops those at or before its cursor).
--- Returns a flat list: post_id, score, reposters-or-false, ...
+-- Returns a flat list: post_id, score, attribution-or-false, ...
 local max, limit = ARGV[1], tonumber(ARGV[2])
 local n = #KEYS / 2
 local out = {}

@@ -1,26 +1,33 @@
 -- repost.lua: record a repost and push the original post, attributed to the reposter,
--- into the reposter's followers' feeds (never into the post author's own feed).
--- ARGV: prefix, first, cursor, count, buckets, bucket_cap, recent_n, post_id,
---       post_author_id, reposter_id, ts, comment
+-- into the reposter's followers' Following feeds and, when for_you is '1', their For You
+-- feeds. Never into the post author's own feeds, nor of those who blocked or muted the
+-- author or the reposter. label '1' marks the Following entries forwarded_many_times.
+-- ARGV 8..: first, cursor, post_id, post_author_id, reposter_id, ts, comment, for_you, label
 -- Returns the next follower cursor ('0' when done), or 'skip' for a deleted post.
-local prefix, first, cursor, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local buckets, cap, recent_n = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local post, author, reposter, ts, comment = ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local first, cursor = ARGV[8], ARGV[9]
+local post, author, reposter, ts, comment = ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]
 
-if is_deleted(prefix, post) then return 'skip' end
+if is_deleted(post) then return 'skip' end
 if first == '1' then
-  redis.call('HSETNX', key(prefix, 'post', post), 'a', author)
-  redis.call('ZADD', key(prefix, 'reposters', post), 'GT', ts, reposter)
+  redis.call('HSETNX', key('post', post), 'a', author)
+  redis.call('ZADD', key('reposters', post), 'GT', ts, reposter)
   if comment ~= '' then
-    redis.call('HSET', key(prefix, 'comments', post), reposter, comment)
+    redis.call('HSET', key('comments', post), reposter, comment)
   else
-    redis.call('HDEL', key(prefix, 'comments', post), reposter)
+    redis.call('HDEL', key('comments', post), reposter)
   end
-  local recent = key(prefix, 'recent_reposts', reposter)
-  redis.call('ZADD', recent, 'GT', ts, post)
-  trim_recent(recent, recent_n)
+  -- The score's fraction remembers how the repost was delivered, for follow backfill.
+  local recent = key('recent_reposts', reposter)
+  redis.call('ZADD', recent, 'GT', recent_score(ts, ARGV[15] == '1', ARGV[16] == '1'), post)
+  trim_recent(recent)
 end
-local b = bucket_of(post, buckets)
-return each_follower(prefix, reposter, cursor, count, function(follower)
-  if follower ~= author then push(prefix, follower, post, b, ts, reposter, cap) end
+local b = bucket_of(post)
+local hidden = hidden_from({ author, reposter })
+local mark = ARGV[16] == '1' and LABEL_MARK or ''
+local alone = ARGV[15] == '1' and for_you_score(post, reposter)
+return each_follower(reposter, cursor, function(follower)
+  if follower ~= author and not hidden[follower] then
+    push(follower, post, b, ts, reposter, mark)
+    if alone then push_for_you(follower, post, b, reposter, alone) end
+  end
 end)

@@ -1,17 +1,15 @@
 -- unrepost.lua: withdraw a reposter's attribution of a post from their followers' feeds,
--- dropping entries for which it was the only reason.
--- ARGV: prefix, first, cursor, count, buckets, post_id, reposter_id
+-- dropping entries for which it was the only reason and re-ranking For You entries.
+-- ARGV 8..: first, cursor, post_id, reposter_id
 -- Returns the next follower cursor ('0' when done).
-local prefix, first, cursor, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local buckets, post, reposter = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local first, cursor, post, reposter = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 
 if first == '1' then
-  redis.call('ZREM', key(prefix, 'reposters', post), reposter)
-  redis.call('HDEL', key(prefix, 'comments', post), reposter)
-  redis.call('ZREM', key(prefix, 'recent_reposts', reposter), post)
+  redis.call('ZREM', key('reposters', post), reposter)
+  redis.call('HDEL', key('comments', post), reposter)
+  redis.call('ZREM', key('recent_reposts', reposter), post)
 end
-local author = redis.call('HGET', key(prefix, 'post', post), 'a')
-local b = bucket_of(post, buckets)
-return each_follower(prefix, reposter, cursor, count, function(follower)
-  unpush_via(prefix, follower, post, b, reposter, author)
+local b = bucket_of(post)
+return each_follower(reposter, cursor, function(follower)
+  unpush_via(follower, post, b, reposter)
 end)
