@@ -26,6 +26,7 @@ class Pipeline:
         self.settings = settings
         self.limits = Limits(settings.max_event_bytes, settings.max_text_chars)
         topics = settings.topics
+        self._posts_topic = topics.posts
         # topic name -> types allowed on it
         self._types_on: dict[str, set[str]] = {}
         for type_name, (attr, _) in ROUTES.items():
@@ -56,7 +57,17 @@ class Pipeline:
                 continue
             events.append(event)
             sources.append(record)
-        result = await self.store.apply(events)
-        for failure in result.failures:
-            dead.append(DeadLetter(sources[failure.index], f"redis rejected: {failure.error}"))
-        return Outcome(dead, result.decisions)
+        # Posts first: topics are not ordered against each other, and a repost decided
+        # after its post can see the post's visibility. Order within a topic is kept.
+        outcome = Outcome(dead)
+        first = [i for i, r in enumerate(sources) if r.topic == self._posts_topic]
+        rest = [i for i, r in enumerate(sources) if r.topic != self._posts_topic]
+        for part in (first, rest):
+            if not part:
+                continue
+            result = await self.store.apply([events[i] for i in part])
+            for failure in result.failures:
+                record = sources[part[failure.index]]
+                dead.append(DeadLetter(record, f"redis rejected: {failure.error}"))
+            outcome.decisions += result.decisions
+        return outcome

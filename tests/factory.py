@@ -40,9 +40,12 @@ class Events:
         return Post(**self._base(ts), post_id=post_id, author_id=author, **kw)
 
     def repost(self, post_id: str, author: str, reposter: str, comment: str | None = None,
-               ts: int | None = None, via: str | None = None) -> Repost:  # fmt: skip
-        """A repost with id ``r-<post>-<reposter>``; ``via`` is the repost id it came through."""
-        return Repost(**self._base(ts), repost_id=f"r-{post_id}-{reposter}", post_id=post_id,
+               ts: int | None = None, via: str | None = None,
+               repost_id: str | None = None) -> Repost:  # fmt: skip
+        """A repost, by default with id ``r-<post>-<reposter>``; ``via`` is the repost id it
+        came through."""
+        repost_id = repost_id or f"r-{post_id}-{reposter}"
+        return Repost(**self._base(ts), repost_id=repost_id, post_id=post_id,
                       post_author_id=author, reposter_id=reposter, comment=comment,
                       via_repost_id=via)  # fmt: skip
 

@@ -116,3 +116,14 @@ async def test_unparseable_records_are_dead_lettered_with_reason(redis, settings
     assert dict(headers)["feedamp-offset"] == b"42"
     assert dict(headers)["feedamp-partition"] == b"3"
     assert letter.reason
+
+
+async def test_posts_in_a_batch_are_applied_before_its_reposts(redis, settings):
+    ev = Events()
+    post = ev.post("p1", "alice", visibility="followers")
+    repost = ev.repost("p1", "alice", "bob")
+    letters = Letters()
+    handler = BatchHandler(Pipeline(FeedStore(redis, settings), settings), letters)
+    await handler.handle([record(settings, repost, 0), record(settings, post, 1)])
+    (decision,) = letters.decisions
+    assert (decision.repost_id, decision.decision) == (repost.repost_id, "refused")
