@@ -8,7 +8,6 @@ import asyncio
 
 import orjson
 import pytest
-
 from feedamp.cli.embedded import Service
 from feedamp.feeds import FeedReader
 from feedamp.streams.topics import ensure_topics
