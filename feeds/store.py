@@ -127,6 +127,22 @@ class FeedStore:
         await self._run_segment(segment, events, failures)
         return Applied([failures[i] for i in sorted(failures)], list(decisions.values()))
 
+    async def rebuild_feed(self, user_id: str) -> int:
+        """Regenerate ``user_id``'s Following and For You feeds from their followees' recent
+        posts and reposts (as follow backfill does); return the number of followees."""
+        followees = sorted(m.decode() for m in await self.redis.smembers(
+            self.keys.following(user_id)))  # fmt: skip
+        buckets = range(self.settings.feed_buckets)
+        await self.redis.delete(
+            *[k(user_id, b) for b in buckets for k in (
+                self.keys.feed, self.keys.via, self.keys.for_you, self.keys.for_you_via)]
+        )  # fmt: skip
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for followee in followees:
+                await self.scripts.follow(args=[*self._context, user_id, followee], client=pipe)
+            await pipe.execute()
+        return len(followees)
+
     async def _decide(
         self, events: Sequence[Event], failures: dict[int, Failure]
     ) -> dict[int, Decision]:

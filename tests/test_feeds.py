@@ -284,3 +284,18 @@ async def test_limit_out_of_range_is_refused(reader, limit):
 async def test_bad_cursor_is_refused(reader):
     with pytest.raises(ValueError, match="invalid cursor"):
         await reader.following("bob", cursor="garbage")
+
+
+async def test_rebuild_feed_regenerates_a_lost_feed(store, reader, redis):
+    ev = Events()
+    await apply(store, ev.follow("fan", "alice"), ev.follow("fan", "bob"), ev.post("p1", "alice"),
+                ev.repost("p2", "zed", "bob"), ev.post("p3", "alice"))  # fmt: skip
+    following = (await reader.following("fan")).items
+    for_you = (await reader.for_you("fan")).items
+    assert following and for_you
+    keys = [k async for k in redis.scan_iter(match=store.keys.prefix + "*{fan}:*")]
+    await redis.delete(*keys)  # the feed is lost
+    assert (await reader.following("fan")).items == []
+    assert await store.rebuild_feed("fan") == 2
+    assert (await reader.following("fan")).items == following
+    assert (await reader.for_you("fan")).items == for_you
