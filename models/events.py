@@ -131,45 +131,47 @@ class Unrepost(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Follow(Event):
+class _FollowEdge(Event):
+    follower_id: str = _id()
+    followee_id: str = _id()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Follow(_FollowEdge):
     type: ClassVar[str] = "follow"
-    follower_id: str = _id()
-    followee_id: str = _id()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Unfollow(Event):
+class Unfollow(_FollowEdge):
     type: ClassVar[str] = "unfollow"
-    follower_id: str = _id()
-    followee_id: str = _id()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Block(Event):
+class _Hiding(Event):
+    """block, unblock, mute, unmute: ``user_id`` acts on ``target_id``."""
+
+    user_id: str = _id()
+    target_id: str = _id()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Block(_Hiding):
     type: ClassVar[str] = "block"
-    user_id: str = _id()
-    target_id: str = _id()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Unblock(Event):
+class Unblock(_Hiding):
     type: ClassVar[str] = "unblock"
-    user_id: str = _id()
-    target_id: str = _id()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Mute(Event):
+class Mute(_Hiding):
     type: ClassVar[str] = "mute"
-    user_id: str = _id()
-    target_id: str = _id()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Unmute(Event):
+class Unmute(_Hiding):
     type: ClassVar[str] = "unmute"
-    user_id: str = _id()
-    target_id: str = _id()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -315,9 +317,9 @@ def parse_event(raw: bytes, *, record_ts: int | None = None, limits: Limits = Li
 
 def _check_rules(event: Event) -> None:
     """Rules that span fields."""
-    if isinstance(event, Follow | Unfollow) and event.follower_id == event.followee_id:
+    if isinstance(event, _FollowEdge) and event.follower_id == event.followee_id:
         raise InvalidEvent("a user cannot follow themselves")
-    if isinstance(event, Block | Unblock | Mute | Unmute) and event.user_id == event.target_id:
+    if isinstance(event, _Hiding) and event.user_id == event.target_id:
         raise InvalidEvent(f"a user cannot {event.type} themselves")
     if isinstance(event, Account) and event.action in ("label", "unlabel") and not event.label:
         raise InvalidEvent(f"action {event.action!r} needs field 'label'")
