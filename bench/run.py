@@ -9,7 +9,14 @@ process on free ports, then measures:
     ratio fan-out deliveries/s to ZADD ops/s;
 (c) Redis memory per feed entry at the cap (19-digit ids), for feeds filled by posts and
     feeds filled by reposts (the latter carry a ``via`` hash entry per feed entry);
-(d) latency from producing one repost to its last follower's feed (N = 1,000).
+(d) latency from producing one repost to its last follower's feed (N = 1,000);
+(e) the cost of the repost caps: fan-out deliveries/s (N = 1,000) with every repost going
+    through the decision script, over the same figure from a second worker started with
+    caps off (its own consumer group, topics and key prefix; only one worker runs at a
+    time). The runs alternate on, off, off, on and the best of each side counts.
+
+Event times of reposts are spaced one rate window apart per repost, so every repost is
+decided and delivered and no cap ever triggers.
 
 Run ``python bench/run.py`` (or ``--quick``, under a minute); ``redis-benchmark`` must be
 on PATH. ``FEEDAMP_*`` variables (say ``FEEDAMP_FEED_BUCKETS``) reach the worker and the
@@ -19,6 +26,8 @@ measurements alike. The last line printed is ``key=value`` pairs:
     bytes_per_entry(_repost)          Redis bytes per feed entry at the cap (posts, reposts)
     p50_ms, p99_ms                    repost produced -> last follower's feed (N=1k)
     fanout_per_s(_10k), ceiling_ops_per_s   the raw rates behind the ratios
+    caps_ratio                        fan-out deliveries/s, caps on over caps off (N=1k)
+    caps_on_per_s, caps_off_per_s     the raw rates behind caps_ratio
     lua_at_cap_per_s                  repost pushes/s through the Lua path into full feeds
 
 The same figures, with details, go to ``bench/results/latest.json``.
@@ -41,7 +50,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +118,14 @@ class Plan:
     ceiling_runs: int
     memory_feeds: int
     latency_samples: int
+    #: Fan-out runs (N = 1,000, the first plan's M) per block of the caps comparison:
+    #: caps on, then caps off twice over, then caps on again.
+    caps_repeats: int
     latency_followers: int = 1000
 
 
-FULL = Plan(((1000, 400), (10_000, 60)), 4, 1_000_000, 3, 1000, 50)
-QUICK = Plan(((1000, 150), (10_000, 20)), 4, 200_000, 2, 100, 20)
+FULL = Plan(((1000, 400), (10_000, 60)), 4, 1_000_000, 3, 1000, 50, 2)
+QUICK = Plan(((1000, 150), (10_000, 20)), 4, 200_000, 2, 100, 20, 1)
 
 
 @dataclass(slots=True)
@@ -139,6 +151,8 @@ class Fanout:
     seconds: float
     deliveries_per_s: float
     phase: Phase
+    #: Whether the worker decided each repost (repost caps on).
+    caps: bool = True
 
 
 @dataclass(slots=True)
@@ -170,7 +184,13 @@ class Report:
     ceiling_ops_per_s: float = 0.0
     memory: list[Memory] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
+    #: The caps comparison's fan-out runs (N = 1,000), in the order they ran.
+    caps_runs: list[Fanout] = field(default_factory=list)
     dead_letters: int = 0
+
+    def best_per_s(self, caps: bool) -> float:
+        """Best deliveries/s of the caps comparison's runs with caps on (or off)."""
+        return max(f.deliveries_per_s for f in self.caps_runs if f.caps == caps)
 
     def summary(self) -> dict[str, float]:
         """The headline figures (the last printed line and the JSON ``summary``)."""
@@ -189,6 +209,9 @@ class Report:
             "fanout_per_s_10k": round(by_n[10_000]),
             "ceiling_ops_per_s": round(ceiling),
             "lua_at_cap_per_s": round(at_cap["repost"]),
+            "caps_ratio": round(self.best_per_s(True) / self.best_per_s(False), 3),
+            "caps_on_per_s": round(self.best_per_s(True)),
+            "caps_off_per_s": round(self.best_per_s(False)),
         }
 
 
@@ -230,6 +253,17 @@ class Stack:
     worker: subprocess.Popen
     worker_log: Path
     pids: dict[str, int]
+    scratch: Path
+    #: Every worker started, for the final clean-up.
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    def switch_worker(self, settings: Settings, log_name: str) -> None:
+        """Stop the running worker, then start one configured by ``settings``."""
+        stop_process(self.worker)
+        self.settings, self.worker_log = settings, self.scratch / log_name
+        self.worker = launch_worker(settings, self.worker_log)
+        self.workers.append(self.worker)
+        self.pids["worker"] = self.worker.pid
 
     def check_worker(self) -> None:
         """Raise with the worker's log tail if the worker has exited."""
@@ -241,10 +275,9 @@ class Stack:
         return "\n".join(text.splitlines()[-lines:])
 
     def dead_letters(self) -> int:
-        """Records the worker dead-lettered (it logs a warning for each)."""
-        if not self.worker_log.exists():
-            return 0
-        return self.worker_log.read_text(errors="replace").count("dead letter ")
+        """Records the workers dead-lettered (each logs a warning for each)."""
+        logs = self.scratch.glob("worker*.log")
+        return sum(log.read_text(errors="replace").count("dead letter ") for log in logs)
 
 
 @contextlib.contextmanager
@@ -264,10 +297,29 @@ def running_stack(scratch: Path) -> Iterator[Stack]:
         )
         asyncio.run(ensure_topics(settings))
         log = scratch / "worker.log"
-        with contextlib.chdir(scratch):  # Faust writes its data dir into the cwd
-            worker = start_worker(settings, str(log))
-        stack.callback(stop_process, worker)
-        yield Stack(settings, redis.port, worker, log, _pids(broker, redis, worker))
+        worker = launch_worker(settings, log)
+        running = Stack(settings, redis.port, worker, log, _pids(broker, redis, worker),
+                        scratch, [worker])  # fmt: skip
+        stack.callback(lambda: [stop_process(w) for w in running.workers])
+        yield running
+
+
+def launch_worker(settings: Settings, log: Path) -> subprocess.Popen:
+    """A ``feedamp worker`` child configured by ``settings``, logging to ``log``."""
+    with contextlib.chdir(log.parent):  # Faust writes its data dir into the cwd
+        return start_worker(settings, str(log))
+
+
+def uncapped(settings: Settings) -> Settings:
+    """``settings`` with the repost caps off, for a worker sharing nothing with the capped
+    one: its own consumer group, topics, key prefix and web port."""
+    return settings.with_(
+        caps=replace(settings.caps, enabled=False),
+        app_id=f"{settings.app_id}-uncapped",
+        topics=settings.topics.prefixed("uncapped-"),
+        key_prefix=f"{settings.key_prefix}uncapped:",
+        web_port=free_port(),
+    )
 
 
 def _pids(broker: Service, redis: Service, worker: subprocess.Popen) -> dict[str, int]:
@@ -287,6 +339,17 @@ class Bench:
         self._short_feeds = redis.register_script(SHORT_FEEDS_LUA)
         self._all_hold = redis.register_script(ALL_HOLD_LUA)
         self._ts = int(time.time() * 1000)
+        #: Event-time step between reposts: a reposter's reposts are a rate window apart,
+        #: so the rate cap never triggers (each repost is of a fresh post, at depth 1, so
+        #: neither do the virality brake and the forwarding caps).
+        self._ts_step = repost_spacing_ms(self.settings)
+
+    async def switch_worker(self, settings: Settings, log_name: str) -> float:
+        """Replace the worker by one configured by ``settings``; return its warm-up time."""
+        await ensure_topics(settings)
+        self.stack.switch_worker(settings, log_name)
+        self.settings, self.keys = settings, Keys(settings.key_prefix)
+        return await self.warm_up()
 
     # --- set-up (never timed) -------------------------------------------------------------
 
@@ -312,7 +375,7 @@ class Bench:
     def repost(self, reposter: str, author: str) -> tuple[str, bytes, bytes]:
         """A repost of a fresh post: (topic, key, value) as a producer would send it.
         The key is the post id."""
-        self._ts += 1
+        self._ts += self._ts_step
         event = {"type": "repost", "event_id": f"bench-{self.ids.one()}", "ts": self._ts,
                  "repost_id": self.ids.one(), "post_id": self.ids.one(),
                  "post_author_id": author, "reposter_id": reposter}  # fmt: skip
@@ -385,7 +448,21 @@ class Bench:
         seconds = time.perf_counter() - start
         phase = await watch.stop(seconds)
         await asyncio.gather(*acks)
-        return Fanout(n, m, n * m, seconds, n * m / seconds, phase)
+        await self.check_decisions(messages)
+        caps = self.settings.caps.enabled
+        return Fanout(n, m, n * m, seconds, n * m / seconds, phase, caps)
+
+    async def check_decisions(self, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
+        """Raise unless every repost was decided 'delivered' (caps on) or none was decided
+        (caps off): the caps must cost their full price yet never trigger."""
+        events = [orjson.loads(value) for _, _, value in messages]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for ev in events:
+                pipe.hget(self.keys.decided(ev["post_id"]), ev["repost_id"])
+            found = [_text(d) for d in await pipe.execute()]
+        want = "delivered|1|" if self.settings.caps.enabled else "-"
+        if wrong := Counter(d for d in found if d != want):
+            raise RuntimeError(f"reposts decided other than {want!r}: {dict(wrong)}")
 
     async def latency(self, n: int, samples: int) -> list[float]:
         """Milliseconds from producing one repost to its arrival in the last follower's feed."""
@@ -407,6 +484,11 @@ class Bench:
             await asyncio.gather(*acks)
             await asyncio.sleep(random.uniform(0.005, 0.02))  # do not phase-lock with polls
         return result
+
+
+def repost_spacing_ms(settings: Settings) -> int:
+    """Event time between two reposts that keeps the rate cap from ever triggering."""
+    return max(1, settings.caps.rate_window_ms)
 
 
 async def last_scanned(redis: Redis, key: str, count: int) -> str:
@@ -481,14 +563,16 @@ async def timed_fill(store: FeedStore, events: Sequence[Event], feeds: int) -> f
 class EventMaker:
     """Fresh posts by ``source``, or reposts by ``source`` of another author's posts."""
 
-    def __init__(self, kind: str, source: str, ids: IdPool) -> None:
+    def __init__(self, kind: str, source: str, ids: IdPool, settings: Settings) -> None:
         self.kind, self.source, self.ids = kind, source, ids
         self.author = ids.one()
         self.ts = int(time.time() * 1000)
+        # One source makes every repost: space them so the rate cap never triggers.
+        self.step = 1 if kind == "post" else repost_spacing_ms(settings)
 
     def __call__(self) -> Post | Repost:
         ids = self.ids
-        self.ts += 1
+        self.ts += self.step
         if self.kind == "post":
             return Post(event_id=ids.one(), ts=self.ts, post_id=ids.one(), author_id=self.source)
         return Repost(event_id=ids.one(), ts=self.ts, repost_id=ids.one(), post_id=ids.one(),
@@ -527,7 +611,7 @@ async def measure_memory(bench: Bench, kind: str, feeds: int) -> Memory:
     await bench.follow([source], followers)
     used0 = (await redis.info("memory"))["used_memory"]
     store = FeedStore(redis, settings)
-    parts = filling_events(EventMaker(kind, source, bench.ids), settings)
+    parts = filling_events(EventMaker(kind, source, bench.ids, settings), settings)
     rates = [await timed_fill(store, part, feeds) for part in parts]
     used = (await redis.info("memory"))["used_memory"] - used0
     entries, feed_bytes, via_bytes = await feed_memory(bench, followers)
@@ -571,6 +655,7 @@ async def run_measurements(stack: Stack, plan: Plan, report: Report) -> None:
             result = await bench.fanout(n, m, plan.reposters)
             report.fanout.append(result)
             print_fanout(result)
+        await compare_caps(bench, plan, report)
         report.ceiling_ops_per_s = await asyncio.to_thread(
             redis_ceiling, stack.redis_port, plan.ceiling_requests, plan.ceiling_runs
         )
@@ -587,14 +672,36 @@ async def run_measurements(stack: Stack, plan: Plan, report: Report) -> None:
         await redis.aclose()
 
 
+async def compare_caps(bench: Bench, plan: Plan, report: Report) -> None:
+    """Fan-out runs (N = 1,000) with caps on, off, off, on; the worker is swapped between
+    blocks (stopped first, so the two never compete for CPU). Leaves the capped worker
+    running."""
+    n, m = plan.fanout[0]
+    capped = bench.settings
+    # None: keep the running worker.
+    for settings in (None, uncapped(capped), None, capped):
+        if settings is not None:
+            on = settings.caps.enabled
+            log_name = "worker.log" if on else "worker-uncapped.log"
+            ready = await bench.switch_worker(settings, log_name)
+            say(f"caps {'on' if on else 'off'}: worker ready after {ready:.1f} s")
+        for _ in range(plan.caps_repeats):
+            result = await bench.fanout(n, m, plan.reposters)
+            report.caps_runs.append(result)
+            print_fanout(result)
+    on, off = report.best_per_s(True), report.best_per_s(False)
+    say(f"caps: best {on:,.0f} deliveries/s on, {off:,.0f} off: ratio {on / off:.3f}")
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
 
 def print_fanout(f: Fanout) -> None:
     """One fan-out result and where its time went."""
-    say(f"fan-out N={f.followers:,}: {f.reposts} reposts, {f.deliveries:,} deliveries in "
-        f"{f.seconds:.2f} s = {f.deliveries_per_s:,.0f} deliveries/s")  # fmt: skip
+    caps = "on" if f.caps else "off"
+    say(f"fan-out N={f.followers:,}, caps {caps}: {f.reposts} reposts, {f.deliveries:,} "
+        f"deliveries in {f.seconds:.2f} s = {f.deliveries_per_s:,.0f} deliveries/s")  # fmt: skip
     say(f"  cpu busy: {f.phase.busy()}")
     engine = {k: v for k, v in f.phase.commands.items() if k not in BENCH_COMMANDS}
     top = sorted(engine.items(), key=lambda kv: -kv[1]["usec"])[:6]
