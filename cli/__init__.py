@@ -1,11 +1,12 @@
-"""The ``feedamp`` command: worker, produce, feed, dev."""
+"""The ``feedamp`` command: worker, produce, feed, dev, replay, dlq, status."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import importlib
 import sys
+from collections.abc import Callable
 
 from feedamp.config import Settings
 
@@ -15,9 +16,14 @@ __all__ = ["main"]
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
     from feedamp.streams import create_app
+    from feedamp.streams.logs import log_format, logging_config
 
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    json_logs = log_format() == "json"
+    config = {"logging_config": logging_config("json", args.loglevel)} if json_logs else {}
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, **config)
+    if json_logs:
+        worker.spinner = None  # it writes terminal escapes between the JSON lines
     worker.execute_from_commandline()
     return 0
 
@@ -60,6 +66,15 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
     return run_dev(settings, once=args.once)
 
 
+def _ops(module: str) -> Callable[[argparse.Namespace, Settings], int]:
+    """``run(args, settings)`` of ``cli/<module>.py``, imported when the command runs."""
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        return importlib.import_module(f"{__name__}.{module}").run(args, settings)
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``feedamp`` console command."""
     parser = argparse.ArgumentParser(prog="feedamp", description=__doc__)
@@ -78,12 +93,43 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("dev", help="run broker, Redis and worker on this machine with a demo")
     p.add_argument("--once", action="store_true", help="stop after printing the demo feeds")
     p.set_defaults(fn=_dev)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    p = sub.add_parser("replay", help="re-apply the input topics to Redis from a time")
+    p.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="TIME",
+        help="'beginning', ISO-8601 (UTC if no zone) or ms since epoch",
     )
+    p.add_argument(
+        "--to",
+        dest="end",
+        metavar="TIME",
+        help="last event time (default: the end offsets at start)",
+    )
+    p.add_argument("--topics", help="comma-separated, e.g. posts,reposts (default: all)")
+    p.add_argument("--dry-run", action="store_true", help="parse and count, write nothing")
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="publish dead letters and decisions again (the worker already did)",
+    )
+    p.set_defaults(fn=_ops("replay"))
+    p = sub.add_parser("dlq", help="list or re-send dead letters")
+    p.add_argument("action", choices=["list", "replay"])
+    p.add_argument("--limit", type=int, help="list at most this many")
+    p.set_defaults(fn=_ops("dlq"))
+    p = sub.add_parser("status", help="consumer lag, dead letters, Redis memory and feeds")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(fn=_ops("status"))
+    args = parser.parse_args(argv)
+    from feedamp.streams.kafka_config import kafka_client_kwargs
+    from feedamp.streams.logs import configure_logging
+
     try:
+        configure_logging()
         settings = Settings.from_env()
+        kafka_client_kwargs(settings)  # a bad KAFKA_* security setting stops here
     except ValueError as exc:
         print(f"feedamp: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from feedamp.config import Settings
 from feedamp.models import ROUTES, key_of, topic_of
+from feedamp.streams.kafka_config import kafka_client_kwargs
 
 __all__ = ["Message", "messages_from_lines", "publish"]
 
@@ -40,9 +41,7 @@ def messages_from_lines(lines: Iterable[bytes], settings: Settings) -> Iterator[
 
 async def publish(messages: Iterable[Message], settings: Settings) -> int:
     """Send ``messages`` and wait until the broker has them all; return how many."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5
-    )
+    producer = AIOKafkaProducer(**kafka_client_kwargs(settings), acks="all", linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(t, value=v, key=k) for t, k, v in messages]

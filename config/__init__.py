@@ -78,6 +78,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 _DEPLOYMENT_VARS = {
     "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
     "redis_url": "REDIS_URL",
+    "kafka_security_protocol": "KAFKA_SECURITY_PROTOCOL",
+    "kafka_sasl_mechanism": "KAFKA_SASL_MECHANISM",
+    "kafka_sasl_username": "KAFKA_SASL_USERNAME",
+    "kafka_sasl_password": "KAFKA_SASL_PASSWORD",
+    "kafka_ssl_cafile": "KAFKA_SSL_CAFILE",
+    "kafka_ssl_certfile": "KAFKA_SSL_CERTFILE",
+    "kafka_ssl_keyfile": "KAFKA_SSL_KEYFILE",
 }
 
 
@@ -162,6 +169,17 @@ class Settings:
     #: Web port of the worker (0 disables Faust's web server).
     web_port: int = 6066
     redis_max_connections: int = 32
+    #: Kafka connection security (env ``KAFKA_SECURITY_PROTOCOL`` and so on): protocol
+    #: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``; SASL mechanism ``PLAIN``,
+    #: ``SCRAM-SHA-256`` or ``SCRAM-SHA-512`` with its user and password; TLS files (PEM).
+    #: Mapped to client options by :mod:`feedamp.streams.kafka_config`.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 
 import faust
@@ -24,9 +25,12 @@ from feedamp.feeds.store import TRANSIENT_ERRORS
 from feedamp.models.decisions import Decision
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from .kafka_config import faust_security
+from .metrics import Metrics
 from .pipeline import Pipeline
 from .records import DeadLetter, Outcome, Outputs, Record
 from .transport import transport_class
+from .web import install_web
 
 __all__ = ["BatchHandler", "create_app", "redis_client"]
 
@@ -108,6 +112,7 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
         producer_acks=-1,
         datadir=settings.data_dir or os.path.join(tempfile.gettempdir(), "feedamp-{conf.id}"),
+        **faust_security(settings),
     )
     app.transport = transport_class(settings.fetch_max_wait_ms)(app.conf.broker_consumer, app)
     raw = {
@@ -135,16 +140,23 @@ def create_app(settings: Settings) -> faust.App:
             await (await decisions.send(key=decision.post_id.encode(), value=decision.to_json()))
 
     handler = BatchHandler(pipeline, TopicOutputs())
+    metrics = Metrics()
 
     @app.agent(inputs, name="feedamp.apply")
     async def apply(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
-            await handler.handle([Record.from_message(e.message) for e in events])
+            records = [Record.from_message(e.message) for e in events]
+            started = time.perf_counter()
+            outcome = await handler.handle(records)
+            metrics.observe(records, outcome, time.perf_counter() - started)
 
     @app.task
     async def declare_outputs() -> None:
         await dead_letters.maybe_declare()
         await decisions.maybe_declare()
 
+    if settings.web_port:
+        install_web(app, metrics, redis, settings.topics.inputs)
     app.feedamp_redis = redis  # type: ignore[attr-defined]
+    app.feedamp_metrics = metrics  # type: ignore[attr-defined]
     return app

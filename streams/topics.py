@@ -12,6 +12,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from feedamp.config import Settings
 
+from .kafka_config import kafka_client_kwargs
+
 __all__ = ["ensure_topics"]
 
 
@@ -20,7 +22,7 @@ async def ensure_topics(settings: Settings, partitions: int | None = None) -> li
     partitions = partitions or settings.partitions
     t = settings.topics
     wanted = [*t.inputs, t.decisions, t.dead_letter]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -1,0 +1,265 @@
+"""Benchmark: ``feedamp replay`` speed as a ratio to raw aiokafka consumption.
+
+Starts the embedded Tansu broker and a Redis server (tuned with ``REDIS_TUNING``) on free
+ports, publishes a realistic log (follows, then posts, then reposts; followees drawn from
+a skewed popularity so follower counts are moderate with a few large accounts), then
+measures in the same run:
+
+(a) raw consumption: an aiokafka consumer reads every input partition from the beginning
+    to the end with ``getmany`` and does nothing with the records (best of two reads);
+(b) replay into an empty key namespace (a rebuild): :func:`feedamp.cli.replay.replay`
+    in-process, through the worker's pipeline, from the beginning;
+(c) replay again over what (b) wrote (every write idempotent, nothing changes).
+
+Both reads use the same consumer options (fetch wait, fetch sizes, batch of 2,000). The
+ratio is replay events/s over raw events/s (target >= 0.3).
+
+Run ``python bench/replay.py`` (``--events N``, default 150,000; ``--quick`` for 30,000).
+The last line printed is machine-readable:
+
+    replay_ratio=0.41 replay_eps=... raw_eps=... rereplay_eps=... events=... deliveries=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from feedamp.cli.embedded import Service, start_broker, start_redis
+from feedamp.cli.offsets import end_offsets, partitions
+from feedamp.cli.produce import messages_from_lines, publish
+from feedamp.cli.replay import BATCH, PARTITION_FETCH_BYTES, replay
+from feedamp.config import Settings
+from feedamp.feeds import Keys
+from feedamp.streams.topics import ensure_topics
+from redis.asyncio import Redis
+
+#: Ids look like snowflakes: 19 decimal digits.
+ID_BASE = 1_790_000_000_000_000_000
+#: Share of follows, posts and reposts in the log.
+MIX = (0.3, 0.4, 0.3)
+#: Users per event of the log, and the skew of followee popularity (Zipf exponent).
+USERS_PER_EVENT = 1 / 15
+SKEW = 0.8
+
+
+@dataclass(frozen=True)
+class Log:
+    """The generated events (JSON lines) and the expected fan-out."""
+
+    lines: list[bytes]
+    follows: int
+    posts: int
+    reposts: int
+    #: Sum over posts and reposts of the followers they reach (an upper bound of feed
+    #: writes: the reposted post's author and duplicates are not subtracted).
+    deliveries: int
+
+
+def make_log(events: int, seed: int = 7) -> Log:
+    """Follows, then posts, then reposts, ``events`` in all, 1 ms apart."""
+    rng = random.Random(seed)
+    users = max(100, int(events * USERS_PER_EVENT))
+    n_follows, n_posts = int(events * MIX[0]), int(events * MIX[1])
+    n_reposts = events - n_follows - n_posts
+    weights = [1 / (rank + 1) ** SKEW for rank in range(users)]
+    ts = itertools.count(1_790_000_000_000)
+    ids = itertools.count(ID_BASE)
+    lines: list[bytes] = []
+    followers: dict[int, int] = {}
+    pairs: set[tuple[int, int]] = set()
+    followees = rng.choices(range(users), weights, k=n_follows * 2)
+    for followee in followees:
+        follower = rng.randrange(users)
+        if follower == followee or (follower, followee) in pairs:
+            continue
+        pairs.add((follower, followee))
+        followers[followee] = followers.get(followee, 0) + 1
+        lines.append(
+            orjson.dumps(
+                {
+                    "type": "follow",
+                    "event_id": str(next(ids)),
+                    "ts": next(ts),
+                    "follower_id": str(ID_BASE + follower),
+                    "followee_id": str(ID_BASE + followee),
+                }
+            )
+        )
+        if len(pairs) == n_follows:
+            break
+    deliveries = 0
+    posts: list[tuple[str, int]] = []
+    for _ in range(n_posts):
+        author = rng.randrange(users)
+        post_id = str(next(ids))
+        posts.append((post_id, author))
+        deliveries += followers.get(author, 0)
+        lines.append(
+            orjson.dumps(
+                {
+                    "type": "post",
+                    "event_id": str(next(ids)),
+                    "ts": next(ts),
+                    "post_id": post_id,
+                    "author_id": str(ID_BASE + author),
+                    "text": "clip",
+                }
+            )
+        )
+    for _ in range(n_reposts):
+        reposter = rng.randrange(users)
+        post_id, author = posts[rng.randrange(len(posts))]
+        deliveries += followers.get(reposter, 0)
+        event = {
+            "type": "repost",
+            "event_id": str(next(ids)),
+            "ts": next(ts),
+            "repost_id": str(next(ids)),
+            "post_id": post_id,
+            "post_author_id": str(ID_BASE + author),
+            "reposter_id": str(ID_BASE + reposter),
+        }
+        if rng.random() < 0.3:
+            event["comment"] = "look at this"
+        lines.append(orjson.dumps(event))
+    return Log(lines, len(pairs), n_posts, n_reposts, deliveries)
+
+
+async def raw_consumption(settings: Settings) -> tuple[int, float]:
+    """Read every input record once with getmany, doing nothing; (records, seconds)."""
+    started = time.monotonic()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
+    )
+    await consumer.start()
+    try:
+        tps = await partitions(consumer, settings.topics.inputs)
+        consumer.assign(tps)
+        ends = await end_offsets(consumer, tps)
+        await consumer.seek_to_beginning(*tps)
+        active, count = {tp for tp in tps if ends[tp]}, 0
+        while active:
+            fetched = await consumer.getmany(*active, timeout_ms=500, max_records=BATCH)
+            for tp, records in fetched.items():
+                count += len(records)
+                if records[-1].offset + 1 >= ends[tp]:
+                    active.discard(tp)
+                    consumer.pause(tp)
+    finally:
+        await consumer.stop()
+    return count, time.monotonic() - started
+
+
+async def redis_cpu_seconds(redis: Redis) -> float:
+    """CPU seconds redis-server has used (user + system, all threads)."""
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def feed_entries(redis: Redis, prefix: str) -> int:
+    """Entries in every Following feed of the namespace."""
+    head = Keys(prefix).feed("u", 0).split("{", 1)[0]
+    total = 0
+    async for key in redis.scan_iter(match=head + "*", count=1000):
+        total += await redis.zcard(key)
+    return total
+
+
+async def run(events: int) -> dict[str, float]:
+    """Populate, measure, print; return the headline figures."""
+    services: list[Service] = []
+    try:
+        services.append(broker := start_broker())
+        services.append(redis_server := start_redis())
+        settings = Settings(
+            kafka_bootstrap_servers=broker.address,
+            redis_url=f"redis://{redis_server.address}/0",
+            app_id="bench-replay",
+            partitions=4,
+            key_prefix="br:",
+        )
+        await ensure_topics(settings)
+        log = make_log(events)
+        print(
+            f"log: {len(log.lines):,} events ({log.follows:,} follows, {log.posts:,} posts, "
+            f"{log.reposts:,} reposts), about {log.deliveries:,} feed deliveries",
+            flush=True,
+        )
+        t = time.monotonic()
+        sent = await publish(messages_from_lines(log.lines, settings), settings)
+        print(f"published {sent:,} events in {time.monotonic() - t:.1f}s", flush=True)
+
+        raws = [await raw_consumption(settings) for _ in range(2)]
+        raw_count, raw_s = min(raws, key=lambda r: r[1])
+        assert raw_count == sent, (raw_count, sent)
+        raw_eps = raw_count / raw_s
+        print(
+            f"raw aiokafka consumption: {raw_count:,} records in {raw_s:.2f}s "
+            f"({raw_eps:,.0f}/s; runs {', '.join(f'{s:.2f}s' for _, s in raws)})"
+        )
+
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            redis_cpu, own_cpu = await redis_cpu_seconds(redis), time.process_time()
+            stats = await replay(settings)
+            redis_cpu = await redis_cpu_seconds(redis) - redis_cpu
+            own_cpu = time.process_time() - own_cpu
+            entries = await feed_entries(redis, settings.key_prefix)
+            memory = (await redis.info("memory"))["used_memory_human"]
+        finally:
+            await redis.aclose()
+        assert stats.events == sent and stats.dead_letters == 0, stats
+        replay_eps = stats.events / stats.seconds
+        print(
+            f"replay into an empty namespace: {stats.events:,} events in {stats.seconds:.2f}s "
+            f"({replay_eps:,.0f}/s); {entries:,} feed entries, Redis {memory}"
+        )
+        print(
+            f"  busy during the replay: replay process {own_cpu / stats.seconds:.0%}, "
+            f"redis-server {redis_cpu / stats.seconds:.0%} (of one core each)"
+        )
+        again = await replay(settings)
+        rereplay_eps = again.events / again.seconds
+        print(f"replay again over the same state: {again.seconds:.2f}s ({rereplay_eps:,.0f}/s)")
+        ratio = replay_eps / raw_eps
+        verdict = "met" if ratio >= 0.3 else "missed"
+        print(f"ratio replay / raw consumption: {ratio:.3f} (target >= 0.3: {verdict})")
+        return {
+            "replay_ratio": round(ratio, 3),
+            "replay_eps": round(replay_eps),
+            "raw_eps": round(raw_eps),
+            "rereplay_eps": round(rereplay_eps),
+            "events": sent,
+            "deliveries": log.deliveries,
+            "feed_entries": entries,
+        }
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``--events N`` or ``--quick``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=150_000)
+    parser.add_argument("--quick", action="store_true", help="30,000 events")
+    args = parser.parse_args(argv)
+    figures = asyncio.run(run(30_000 if args.quick else args.events))
+    print(" ".join(f"{k}={v}" for k, v in figures.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

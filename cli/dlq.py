@@ -1,0 +1,222 @@
+"""``feedamp dlq list`` and ``feedamp dlq replay``: the dead-letter topic for operators.
+
+``list`` prints one line per dead letter: where it sits in the dead-letter topic, where
+the original record came from (headers ``feedamp-topic``, ``feedamp-partition``,
+``feedamp-offset``), the reason and the start of the value.
+
+``replay`` re-sends each dead letter's original key and value to its original topic,
+after a fix, so the worker handles it again; what still fails is dead-lettered again by
+the worker. Progress is remembered by the consumer group ``<app_id>-dlq-replay``, committed
+after each batch was sent, so a second run sends only dead letters that arrived since.
+A letter whose original topic is not one of the worker's input topics is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from feedamp.config import Settings
+from feedamp.streams.kafka_config import kafka_client_kwargs
+from feedamp.streams.logs import quiet_clients
+
+from .offsets import end_offsets, partitions
+
+__all__ = ["DlqReplayStats", "Letter", "list_letters", "replay_group", "replay_letters", "run"]
+
+PREVIEW_CHARS = 80
+#: Header put on re-sent records: ``<partition>/<offset>`` of the dead letter.
+REPLAY_HEADER = "feedamp-dlq"
+
+
+@dataclass(frozen=True)
+class Letter:
+    """One dead letter, as read from the dead-letter topic."""
+
+    partition: int
+    offset: int
+    topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    reason: str
+    key: bytes | None
+    value: bytes | None
+
+    @classmethod
+    def from_record(cls, record: ConsumerRecord) -> Letter:
+        """From a record of the dead-letter topic (missing headers become None)."""
+        headers = {k: v.decode(errors="replace") for k, v in record.headers or () if v is not None}
+
+        def number(name: str) -> int | None:
+            value = headers.get(name, "")
+            return int(value) if value.isdigit() else None
+
+        return cls(
+            partition=record.partition,
+            offset=record.offset,
+            topic=headers.get("feedamp-topic"),
+            source_partition=number("feedamp-partition"),
+            source_offset=number("feedamp-offset"),
+            reason=headers.get("feedamp-reason", ""),
+            key=record.key,
+            value=record.value,
+        )
+
+    def preview(self, chars: int = PREVIEW_CHARS) -> str:
+        """The start of the value, printable on one line."""
+        if self.value is None:
+            return "<no value>"
+        text = self.value[: chars * 4].decode(errors="replace")
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        return text if len(text) <= chars else text[: chars - 3] + "..."
+
+    def line(self) -> str:
+        """``<partition>/<offset>  <topic>[<partition>]@<offset>  <reason>  <value>``."""
+        source = f"{self.topic or '?'}[{_opt(self.source_partition)}]@{_opt(self.source_offset)}"
+        return f"{self.partition}/{self.offset}  {source}  {self.reason}  {self.preview()}"
+
+
+def _opt(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def replay_group(settings: Settings) -> str:
+    """The consumer group that remembers which dead letters were re-sent."""
+    return f"{settings.app_id}-dlq-replay"
+
+
+async def _read_until_end(
+    consumer: AIOKafkaConsumer,
+    starts: dict[TopicPartition, int],
+    ends: dict[TopicPartition, int],
+) -> AsyncIterator[tuple[TopicPartition, list[ConsumerRecord]]]:
+    """Batches of each partition from ``starts`` up to the ``ends`` offsets."""
+    active = {tp for tp in starts if starts[tp] < ends[tp]}
+    for tp in active:
+        consumer.seek(tp, starts[tp])
+    if set(starts) - active:
+        consumer.pause(*(set(starts) - active))
+    while active:
+        fetched = await consumer.getmany(*active, timeout_ms=500)
+        for tp, records in fetched.items():
+            records = [r for r in records if r.offset < ends[tp]]
+            if records:
+                yield tp, records
+        for tp in list(active):
+            if await consumer.position(tp) >= ends[tp]:
+                active.discard(tp)
+                consumer.pause(tp)
+
+
+async def list_letters(settings: Settings, limit: int | None = None) -> list[Letter]:
+    """The dead letters now in the topic, oldest first per partition (at most ``limit``)."""
+    consumer = AIOKafkaConsumer(
+        **kafka_client_kwargs(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
+    await consumer.start()
+    letters: list[Letter] = []
+    try:
+        tps = await partitions(consumer, [settings.topics.dead_letter], missing_ok=True)
+        if not tps:
+            return []
+        consumer.assign(tps)
+        ends = await end_offsets(consumer, tps)
+        begins = await consumer.beginning_offsets(tps)
+        async for _, records in _read_until_end(consumer, dict(begins), ends):
+            letters += [Letter.from_record(r) for r in records]
+            if limit is not None and len(letters) >= limit:
+                break
+    finally:
+        await consumer.stop()
+    letters.sort(key=lambda x: (x.partition, x.offset))
+    return letters[:limit] if limit is not None else letters
+
+
+@dataclass
+class DlqReplayStats:
+    """What ``dlq replay`` did."""
+
+    sent: Counter[str] = field(default_factory=Counter)
+    #: Letters without an input topic to go back to.
+    skipped: int = 0
+
+    @property
+    def total(self) -> int:
+        """Letters re-sent."""
+        return sum(self.sent.values())
+
+
+async def replay_letters(settings: Settings) -> DlqReplayStats:
+    """Re-send every dead letter not re-sent before to its original topic; commit the
+    group's offsets after each batch was acknowledged by the broker."""
+    kafka = kafka_client_kwargs(settings)
+    consumer = AIOKafkaConsumer(
+        **kafka,
+        group_id=replay_group(settings),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
+    producer = AIOKafkaProducer(**kafka, acks="all", linger_ms=5)
+    stats = DlqReplayStats()
+    inputs = set(settings.topics.inputs)
+    await consumer.start()
+    await producer.start()
+    try:
+        tps = await partitions(consumer, [settings.topics.dead_letter], missing_ok=True)
+        if not tps:
+            return stats
+        consumer.assign(tps)
+        ends = await end_offsets(consumer, tps)
+        begins = await consumer.beginning_offsets(tps)
+        starts = {}
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            starts[tp] = max(committed, begins[tp]) if committed is not None else begins[tp]
+        async for tp, records in _read_until_end(consumer, starts, ends):
+            futures = []
+            for record in records:
+                letter = Letter.from_record(record)
+                if letter.topic not in inputs:
+                    stats.skipped += 1
+                    continue
+                header = (REPLAY_HEADER, f"{letter.partition}/{letter.offset}".encode())
+                futures.append(
+                    await producer.send(
+                        letter.topic, value=letter.value, key=letter.key, headers=[header]
+                    )
+                )
+                stats.sent[letter.topic] += 1
+            for future in futures:
+                await future
+            await consumer.commit({tp: records[-1].offset + 1})
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return stats
+
+
+def run(args: Any, settings: Settings) -> int:
+    """``feedamp dlq list|replay``."""
+    quiet_clients()
+    if args.action == "list":
+        letters = asyncio.run(list_letters(settings, args.limit))
+        for letter in letters:
+            print(letter.line())
+        print(f"{len(letters)} dead letter(s) in {settings.topics.dead_letter!r}", file=sys.stderr)
+        return 0
+    stats = asyncio.run(replay_letters(settings))
+    by_topic = ", ".join(f"{t} {n}" for t, n in sorted(stats.sent.items()))
+    print(f"re-sent {stats.total} dead letter(s)" + (f": {by_topic}" if by_topic else ""))
+    if stats.skipped:
+        print(f"skipped {stats.skipped} without an input topic to go back to")
+    return 0

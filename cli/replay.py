@@ -1,0 +1,349 @@
+"""``feedamp replay``: re-apply the input topics to Redis from a point in time.
+
+The topics are read directly with aiokafka, without a consumer group (every partition is
+assigned, read in batches with ``getmany``), from ``--from`` up to ``--to`` or to the end
+offsets seen at start, and merged in record-time order across partitions (see
+:mod:`feedamp.cli.ordered`). Each batch goes through exactly the worker's code path,
+:class:`~feedamp.streams.Pipeline` inside :class:`~feedamp.streams.BatchHandler`, so the
+result is what the worker would have written; every write is idempotent, so replaying
+what the worker already applied changes nothing.
+
+Dead letters and decisions are counted, not published: the live worker published them
+when it first saw the records (``--publish`` sends them again).
+
+Seeking by time: ``offsets_for_times`` gives the first offset at or after the time, or
+None when the partition has nothing that late (then the partition is skipped). Some
+Kafka-compatible brokers answer offset 0 instead (Tansu does), so records older than
+``--from`` are skipped until the first one at or after it; from there on every record is
+taken, as Kafka would. ``--to`` stops a partition at its first record later than it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from feedamp.config import Settings
+from feedamp.feeds import FeedStore
+from feedamp.models import InvalidEvent
+from feedamp.models.decisions import Decision
+from feedamp.streams import BatchHandler, DeadLetter, Pipeline, Record, redis_client
+from feedamp.streams.kafka_config import kafka_client_kwargs
+from feedamp.streams.logs import quiet_clients
+
+from .offsets import end_offsets, partitions
+from .ordered import OrderedReader, Window
+
+__all__ = [
+    "Progress",
+    "ReplayOutputs",
+    "ReplayStats",
+    "input_topics",
+    "parse_time",
+    "replay",
+    "run",
+]
+
+#: Records applied per batch (one ``getmany``); larger batches mean fewer round trips.
+BATCH = 2000
+#: Bytes fetched per partition and per request (the aiokafka defaults are 1 MiB and 50 MiB).
+PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+
+
+def parse_time(text: str) -> int | None:
+    """``beginning`` -> None; digits -> ms since epoch; else ISO-8601 (UTC if no zone).
+
+    Raises ValueError for anything else.
+    """
+    value = text.strip()
+    if value.lower() == "beginning":
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"not a time: {text!r} (use 'beginning', ISO-8601 or ms since epoch)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def input_topics(settings: Settings, names: Sequence[str] | None) -> list[str]:
+    """Topic names for ``names`` (logical names such as ``posts``, or actual topic names);
+    every input topic when ``names`` is empty. ValueError for an unknown one."""
+    if not names:
+        return list(settings.topics.inputs)
+    logical = {"posts", "reposts", "graph", "gifts", "purchases", "accounts"}
+    topics = []
+    for name in names:
+        if name in logical:
+            topics.append(getattr(settings.topics, name))
+        elif name in settings.topics.inputs:
+            topics.append(name)
+        else:
+            raise ValueError(f"unknown input topic {name!r} (one of {', '.join(sorted(logical))})")
+    return list(dict.fromkeys(topics))
+
+
+@dataclass
+class ReplayStats:
+    """What a replay read and did."""
+
+    #: Records handled (applied or dead-lettered; counted only in a dry run).
+    events: int = 0
+    #: Records read but older than ``--from`` (brokers that seek by time loosely).
+    skipped: int = 0
+    by_topic: Counter[str] = field(default_factory=Counter)
+    #: Dry run: parsed events per type, and records that would be dead-lettered.
+    by_type: Counter[str] = field(default_factory=Counter)
+    dead_letters: int = 0
+    decisions: int = 0
+    #: Dead letters and decisions sent to their topics (``--publish``).
+    published: int = 0
+    partitions: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Handled records per second."""
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self, *, dry_run: bool, publish: bool) -> str:
+        """Human-readable lines for the end of the command."""
+        verb = "dry run: read" if dry_run else "replayed"
+        lines = [
+            f"{verb} {self.events:,} events from {self.partitions} partitions in "
+            f"{self.seconds:.1f}s ({self.rate:,.0f} events/s)"
+        ]
+        if self.by_topic:
+            lines.append(
+                "  by topic: " + ", ".join(f"{t} {n:,}" for t, n in sorted(self.by_topic.items()))
+            )
+        if dry_run:
+            lines.append(
+                "  would apply, by type: "
+                + (", ".join(f"{t} {n:,}" for t, n in sorted(self.by_type.items())) or "-")
+            )
+            lines.append(f"  invalid (would be dead letters): {self.dead_letters:,}")
+        else:
+            note = "published" if publish else "not re-published; --publish sends them"
+            lines.append(f"  dead letters: {self.dead_letters:,} ({note})")
+            lines.append(f"  decisions: {self.decisions:,} ({note})")
+        if self.skipped:
+            lines.append(f"  skipped {self.skipped:,} records older than --from")
+        return "\n".join(lines)
+
+
+class ReplayOutputs:
+    """Outputs for the batch handler: counts dead letters and decisions, and sends them
+    to their topics only when given a producer."""
+
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer | None = None) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.dead_letters = 0
+        self.decisions = 0
+        self.published = 0
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        """Count ``letter``; publish it to the dead-letter topic with ``--publish``."""
+        self.dead_letters += 1
+        if self.producer is not None:
+            key, value, headers = letter.message()
+            await self.producer.send_and_wait(
+                self.settings.topics.dead_letter, value=value, key=key, headers=headers
+            )
+            self.published += 1
+
+    async def decision(self, decision: Decision) -> None:
+        """Count ``decision``; publish it to the decisions topic with ``--publish``."""
+        self.decisions += 1
+        if self.producer is not None:
+            await self.producer.send_and_wait(
+                self.settings.topics.decisions,
+                value=decision.to_json(),
+                key=decision.post_id.encode(),
+            )
+            self.published += 1
+
+
+class Progress:
+    """A one-line progress bar on a terminal stream: records done, rate, ETA."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, interval: float = 0.25) -> None:
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.interval = interval
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def line(self, done: int, now: float | None = None) -> str:
+        """The progress line for ``done`` records read."""
+        elapsed = max((now or time.monotonic()) - self.started, 1e-9)
+        rate = done / elapsed
+        pct = 100.0 * done / self.total if self.total else 100.0
+        left = max(self.total - done, 0)
+        eta = f"{left / rate:.0f}s" if rate > 0 else "?"
+        width = 24
+        filled = min(width, int(width * pct / 100))
+        bar = "#" * filled + "." * (width - filled)
+        return f"replay [{bar}] {done:,}/{self.total:,} ({pct:.0f}%)  {rate:,.0f} ev/s  ETA {eta}"
+
+    def update(self, done: int, *, force: bool = False) -> None:
+        """Redraw the line, at most every ``interval`` seconds unless ``force``."""
+        now = time.monotonic()
+        if force or now - self._last >= self.interval:
+            self._last = now
+            self.stream.write("\r" + self.line(done, now).ljust(79))
+            self.stream.flush()
+
+    def close(self, done: int) -> None:
+        """Draw the final line and end it."""
+        self.update(done, force=True)
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+async def _start_offsets(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    start_ms: int | None,
+    ends: dict[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """First offset to read per partition; the end offset when there is nothing to read."""
+    begins = await consumer.beginning_offsets(tps)
+    if start_ms is None:
+        return dict(begins)
+    found = await consumer.offsets_for_times({tp: start_ms for tp in tps})
+    starts = {}
+    for tp in tps:
+        hit = found.get(tp)
+        # None: nothing at or after start_ms in this partition (Kafka's answer).
+        starts[tp] = ends[tp] if hit is None else min(max(hit.offset, begins[tp]), ends[tp])
+    return starts
+
+
+async def replay(
+    settings: Settings,
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    topics: Sequence[str] | None = None,
+    dry_run: bool = False,
+    publish: bool = False,
+    progress: bool | TextIO = False,
+    batch: int = BATCH,
+) -> ReplayStats:
+    """Re-apply the input ``topics`` (default: all) from ``start_ms`` (None: the
+    beginning) to ``end_ms`` (None: the end offsets at start) through the worker's
+    pipeline; return what was done. ``dry_run`` parses and counts without writing.
+    ``progress`` draws a progress line (True: on stderr; or a stream)."""
+    names = input_topics(settings, topics)
+    stats = ReplayStats()
+    started = time.monotonic()
+    kafka = kafka_client_kwargs(settings)
+    consumer = AIOKafkaConsumer(
+        **kafka,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
+    )
+    producer = AIOKafkaProducer(**kafka, acks="all") if publish and not dry_run else None
+    redis = redis_client(settings)
+    outputs = ReplayOutputs(settings, producer)
+    pipeline = Pipeline(FeedStore(redis, settings), settings)
+    handler = BatchHandler(pipeline, outputs)
+    bar: Progress | None = None
+    reader: OrderedReader | None = None
+    await consumer.start()
+    try:
+        if producer is not None:
+            await producer.start()
+        tps = await partitions(consumer, names)
+        consumer.assign(tps)
+        ends = await end_offsets(consumer, tps)
+        starts = await _start_offsets(consumer, tps, start_ms, ends)
+        active = [tp for tp in tps if starts[tp] < ends[tp]]
+        stats.partitions = len(active)
+        if progress:
+            total = sum(ends[tp] - starts[tp] for tp in active)
+            bar = Progress(total, None if progress is True else progress)
+        reader = OrderedReader(consumer, starts, ends, Window(start_ms, end_ms), names.index,
+                               batch)  # fmt: skip
+        async for records in reader.batches():
+            await _handle(records, pipeline, handler, stats, dry_run)
+            if bar is not None:
+                bar.update(reader.read)
+        stats.skipped = reader.skipped
+        if not dry_run:
+            stats.dead_letters, stats.decisions = outputs.dead_letters, outputs.decisions
+            stats.published = outputs.published
+    finally:
+        if bar is not None:
+            bar.close(reader.read if reader else 0)
+        await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+        await redis.aclose()
+        await redis.connection_pool.disconnect()
+    stats.seconds = time.monotonic() - started
+    return stats
+
+
+async def _handle(
+    records: list[Record],
+    pipeline: Pipeline,
+    handler: BatchHandler,
+    stats: ReplayStats,
+    dry_run: bool,
+) -> None:
+    stats.events += len(records)
+    for record in records:
+        stats.by_topic[record.topic] += 1
+    if not dry_run:
+        await handler.handle(records)
+        return
+    for record in records:
+        try:
+            stats.by_type[pipeline.parse(record).type] += 1
+        except InvalidEvent:
+            stats.dead_letters += 1
+
+
+def run(args: Any, settings: Settings) -> int:
+    """``feedamp replay``: parse the arguments, replay, print the summary."""
+    quiet_clients()
+    try:
+        start_ms = parse_time(args.start)
+        end_ms = parse_time(args.end) if args.end else None
+        if args.end and end_ms is None:
+            raise ValueError("--to needs a time, not 'beginning'")
+        topics = input_topics(settings, [t for t in (args.topics or "").split(",") if t.strip()])
+    except ValueError as exc:
+        print(f"feedamp replay: {exc}", file=sys.stderr)
+        return 2
+    stats = asyncio.run(
+        replay(
+            settings,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            topics=topics,
+            dry_run=args.dry_run,
+            publish=args.publish,
+            progress=True,
+        )
+    )
+    print(stats.summary(dry_run=args.dry_run, publish=args.publish))
+    return 0

@@ -1,0 +1,188 @@
+"""``feedamp status``: what the workers have left to do and what Redis holds.
+
+- consumer lag of the worker group (``FEEDAMP_APP_ID``) per input topic and partition:
+  the end offset minus the group's committed offset (the whole partition when the group
+  has committed nothing yet);
+- dead letters: the sum over the dead-letter topic's partitions of end minus beginning
+  offsets (what retention kept);
+- Redis memory (``INFO memory``), and the number of Following and For You feeds and
+  their entries, found with ``SCAN`` (a full pass over the key space: seconds on a large
+  Redis, never blocking it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from feedamp.config import Settings
+from feedamp.feeds import Keys
+from feedamp.streams.kafka_config import kafka_client_kwargs
+from feedamp.streams.logs import quiet_clients
+from redis.asyncio import Redis
+
+from .offsets import end_offsets, partitions
+
+__all__ = [
+    "FeedCount",
+    "PartitionLag",
+    "Status",
+    "collect_status",
+    "count_feeds",
+    "format_status",
+    "kafka_status",
+    "run",
+]
+
+SCAN_COUNT = 1000
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """One input partition: end offset, the group's committed offset (None: nothing
+    committed yet) and the records between them."""
+
+    topic: str
+    partition: int
+    end: int
+    committed: int | None
+    lag: int
+
+
+@dataclass(frozen=True)
+class FeedCount:
+    """Feeds of one kind (users with at least one non-empty bucket) and their entries."""
+
+    feeds: int = 0
+    entries: int = 0
+
+
+@dataclass
+class Status:
+    """Everything ``feedamp status`` reports."""
+
+    group: str
+    lag: list[PartitionLag] = field(default_factory=list)
+    dead_letters: int = 0
+    redis_memory: str = ""
+    following: FeedCount = field(default_factory=FeedCount)
+    for_you: FeedCount = field(default_factory=FeedCount)
+
+    @property
+    def total_lag(self) -> int:
+        """Records the group has not committed yet, over every input partition."""
+        return sum(p.lag for p in self.lag)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable form (``feedamp status --json``)."""
+        return {**asdict(self), "total_lag": self.total_lag}
+
+
+async def kafka_status(settings: Settings) -> tuple[list[PartitionLag], int]:
+    """Lag of the worker group per input partition, and the number of dead letters."""
+    kafka = kafka_client_kwargs(settings)
+    consumer = AIOKafkaConsumer(
+        **kafka, group_id=settings.app_id, enable_auto_commit=False,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        inputs = await partitions(consumer, settings.topics.inputs, missing_ok=True)
+        letters = await partitions(consumer, [settings.topics.dead_letter], missing_ok=True)
+        # Manual assignment: offsets are read without joining (or disturbing) the group.
+        consumer.assign(inputs + letters)
+        ends = await end_offsets(consumer, inputs + letters)
+        begins = await consumer.beginning_offsets(inputs + letters)
+        lag = []
+        for tp in inputs:
+            committed = await consumer.committed(tp)
+            base = committed if committed is not None else begins[tp]
+            lag.append(PartitionLag(tp.topic, tp.partition, ends[tp], committed,
+                                    max(ends[tp] - base, 0)))  # fmt: skip
+        dead = sum(ends[tp] - begins[tp] for tp in letters)
+    finally:
+        await consumer.stop()
+    return lag, dead
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+async def count_feeds(redis: Redis, key_of_bucket: str) -> FeedCount:
+    """Count the feeds whose bucket keys look like ``key_of_bucket`` (a bucket key of
+    any user, such as ``Keys.feed("u", 0)``): distinct users and the sum of ZCARD."""
+    head = key_of_bucket.split("{", 1)[0]  # "<prefix><kind>:"
+    users: set[bytes] = set()
+    entries = 0
+    batch: list[bytes] = []
+
+    async def flush() -> int:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in batch:
+                pipe.zcard(key)
+            sizes = await pipe.execute()
+        users.update(_user(k) for k, n in zip(batch, sizes, strict=True) if n)
+        batch.clear()
+        return sum(sizes)
+
+    async for key in redis.scan_iter(match=_glob_escape(head) + "{*}:*", count=SCAN_COUNT):
+        batch.append(key)
+        if len(batch) >= SCAN_COUNT:
+            entries += await flush()
+    if batch:
+        entries += await flush()
+    return FeedCount(len(users), entries)
+
+
+def _user(key: bytes) -> bytes:
+    return key[key.index(b"{") + 1 : key.rindex(b"}")]
+
+
+async def collect_status(settings: Settings, redis: Redis) -> Status:
+    """Gather lag, dead letters, Redis memory and feed counts."""
+    status = Status(group=settings.app_id)
+    status.lag, status.dead_letters = await kafka_status(settings)
+    info = await redis.info("memory")
+    status.redis_memory = str(info.get("used_memory_human", "?"))
+    keys = Keys(settings.key_prefix)
+    status.following = await count_feeds(redis, keys.feed("u", 0))
+    if hasattr(keys, "for_you"):
+        status.for_you = await count_feeds(redis, keys.for_you("u", 0))
+    return status
+
+
+def format_status(status: Status) -> str:
+    """Human-readable report."""
+    lines = [f"consumer group {status.group}: lag {status.total_lag:,}"]
+    lines.append(f"  {'topic':<32} {'partition':>9} {'end':>12} {'committed':>12} {'lag':>10}")
+    for p in status.lag:
+        committed = "-" if p.committed is None else f"{p.committed:,}"
+        lines.append(f"  {p.topic:<32} {p.partition:>9} {p.end:>12,} {committed:>12} {p.lag:>10,}")
+    lines.append(f"dead letters: {status.dead_letters:,}")
+    lines.append(f"redis memory: {status.redis_memory}")
+    lines.append(
+        f"following feeds: {status.following.feeds:,} ({status.following.entries:,} entries)"
+    )
+    lines.append(f"for you feeds: {status.for_you.feeds:,} ({status.for_you.entries:,} entries)")
+    return "\n".join(lines)
+
+
+def run(args: Any, settings: Settings) -> int:
+    """``feedamp status`` (``--json`` for one JSON object)."""
+    quiet_clients()
+
+    async def gather() -> Status:
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            return await collect_status(settings, redis)
+        finally:
+            await redis.aclose()
+
+    status = asyncio.run(gather())
+    print(json.dumps(status.to_json()) if args.json else format_status(status))
+    return 0
