@@ -51,12 +51,29 @@ def _feed(args: argparse.Namespace, settings: Settings) -> int:
             settings.redis_url, key_prefix=settings.key_prefix, feed_buckets=settings.feed_buckets
         )
         try:
-            page = await reader.following(args.user, limit=args.limit, cursor=args.cursor)
+            read = reader.for_you if args.for_you else reader.following
+            page = await read(args.user, limit=args.limit, cursor=args.cursor)
         finally:
             await reader.close()
-        return format_page(args.user, page)
+        return format_page(args.user, page, "For You" if args.for_you else "Following")
 
     print(asyncio.run(run()))
+    return 0
+
+
+def _rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
+    from feedamp.feeds import FeedStore
+    from feedamp.streams import redis_client
+
+    async def run() -> int:
+        redis = redis_client(settings)
+        try:
+            return await FeedStore(redis, settings).rebuild_feed(args.user)
+        finally:
+            await redis.aclose()
+
+    followees = asyncio.run(run())
+    print(f"rebuilt the feeds of {args.user} from {followees} followees' recent activity")
     return 0
 
 
@@ -85,11 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("produce", help="publish events from a JSON-lines file ('-' for stdin)")
     p.add_argument("file")
     p.set_defaults(fn=_produce)
-    p = sub.add_parser("feed", help="print a user's Following feed")
+    p = sub.add_parser("feed", help="print a user's Following (or For You) feed")
     p.add_argument("user")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--cursor")
+    p.add_argument("--for-you", action="store_true", help="the ranked For You feed")
     p.set_defaults(fn=_feed)
+    p = sub.add_parser("rebuild-feed", help="regenerate a user's feeds from followees' activity")
+    p.add_argument("user")
+    p.set_defaults(fn=_rebuild_feed)
     p = sub.add_parser("dev", help="run broker, Redis and worker on this machine with a demo")
     p.add_argument("--once", action="store_true", help="stop after printing the demo feeds")
     p.set_defaults(fn=_dev)

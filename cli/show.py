@@ -9,9 +9,9 @@ from feedamp.feeds import FeedPage
 __all__ = ["format_page"]
 
 
-def format_page(user_id: str, page: FeedPage) -> str:
+def format_page(user_id: str, page: FeedPage, name: str = "Following") -> str:
     """One line per item: time, post, author, attribution, comment, labels."""
-    lines = [f"Following feed of {user_id} ({len(page.items)} items)"]
+    lines = [f"{name} feed of {user_id} ({len(page.items)} items)"]
     for item in page.items:
         when = datetime.fromtimestamp(item.ts / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
         line = f"  {when}  post {item.post_id} by {item.author_id}"

@@ -143,3 +143,26 @@ def test_produce_refuses_a_line_it_cannot_route(tmp_path):
                          capture_output=True, timeout=60)  # fmt: skip
     assert out.returncode == 2
     assert b"line 2: not an event with a known 'type'" in out.stderr
+
+
+async def test_feed_for_you_and_rebuild_feed_commands(worker, feeds, uid):
+    alice, bob, fan, p1 = uid("alice"), uid("bob"), uid("fan"), uid("p1")
+    ev = Events()
+    await send_events(worker.settings, [ev.follow(fan, bob), ev.post(p1, alice),
+                                        ev.repost(p1, alice, bob)])  # fmt: skip
+
+    async def delivered() -> bool:
+        return bool((await feeds.for_you(fan)).items)
+
+    await wait_until(delivered, what="the repost in fan's For You feed")
+    env = worker_env(worker.settings)
+    cmd = [sys.executable, "-m", "feedamp.cli"]
+    out = subprocess.run([*cmd, "feed", fan, "--for-you"], env=env, capture_output=True,
+                         timeout=60, text=True)  # fmt: skip
+    assert f"For You feed of {fan} (1 items)" in out.stdout
+    assert f"reposted by {bob}" in out.stdout
+    before = (await feeds.following(fan)).items
+    out = subprocess.run([*cmd, "rebuild-feed", fan], env=env, capture_output=True,
+                         timeout=60, text=True)  # fmt: skip
+    assert out.returncode == 0 and "from 1 followees" in out.stdout, out.stderr
+    assert (await feeds.following(fan)).items == before
