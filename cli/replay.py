@@ -51,7 +51,7 @@ __all__ = [
     "run",
 ]
 
-#: Records applied per batch (one ``getmany``); larger batches mean fewer round trips.
+#: Records handed to the pipeline at once; larger batches mean fewer Redis round trips.
 BATCH = 2000
 #: Bytes fetched per partition and per request (the aiokafka defaults are 1 MiB and 50 MiB).
 PARTITION_FETCH_BYTES = 4 * 1024 * 1024
@@ -99,7 +99,7 @@ def input_topics(settings: Settings, names: Sequence[str] | None) -> list[str]:
 class ReplayStats:
     """What a replay read and did."""
 
-    #: Records handled (applied or dead-lettered; counted only in a dry run).
+    #: Records handed to the pipeline (applied or dead-lettered; in a dry run, parsed).
     events: int = 0
     #: Records read but older than ``--from`` (brokers that seek by time loosely).
     skipped: int = 0
@@ -330,7 +330,8 @@ def run(args: Any, settings: Settings) -> int:
         end_ms = parse_time(args.end) if args.end else None
         if args.end and end_ms is None:
             raise ValueError("--to needs a time, not 'beginning'")
-        topics = input_topics(settings, [t for t in (args.topics or "").split(",") if t.strip()])
+        names = [t.strip() for t in (args.topics or "").split(",") if t.strip()]
+        topics = input_topics(settings, names)
     except ValueError as exc:
         print(f"feedamp replay: {exc}", file=sys.stderr)
         return 2
