@@ -17,7 +17,8 @@ ratio is replay events/s over raw events/s (target >= 0.3).
 Run ``python bench/replay.py`` (``--events N``, default 150,000; ``--quick`` for 30,000).
 The last line printed is machine-readable:
 
-    replay_ratio=0.41 replay_eps=... raw_eps=... rereplay_eps=... events=... deliveries=...
+    replay_ratio=0.019 replay_eps=... raw_eps=... rereplay_eps=... events=... deliveries=...
+    feed_entries=... replay_cpu=... redis_cpu=...   (on one line; CPU as shares of one core)
 """
 
 from __future__ import annotations
@@ -244,6 +245,8 @@ async def run(events: int) -> dict[str, float]:
             "events": sent,
             "deliveries": log.deliveries,
             "feed_entries": entries,
+            "replay_cpu": round(own_cpu / stats.seconds, 2),
+            "redis_cpu": round(redis_cpu / stats.seconds, 2),
         }
     finally:
         for service in reversed(services):
