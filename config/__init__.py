@@ -166,8 +166,10 @@ class Settings:
     fetch_max_wait_ms: int = 100
     #: Faust's local data directory (no tables are kept; default: a temp directory).
     data_dir: str = ""
-    #: Web port of the worker (0 disables Faust's web server).
+    #: Web port of the worker (0 disables Faust's web server), and the address it binds
+    #: (``0.0.0.0`` to let Prometheus or probes in other containers reach it).
     web_port: int = 6066
+    web_host: str = "127.0.0.1"
     redis_max_connections: int = 32
     #: Kafka connection security (env ``KAFKA_SECURITY_PROTOCOL`` and so on): protocol
     #: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``; SASL mechanism ``PLAIN``,

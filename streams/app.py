@@ -108,7 +108,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         web_enabled=settings.web_port != 0,
         web_port=settings.web_port or 6066,
-        web_host="127.0.0.1",
+        web_host=settings.web_host,
         stream_wait_empty=False,
         producer_acks=-1,
         datadir=settings.data_dir or os.path.join(tempfile.gettempdir(), "feedamp-{conf.id}"),
