@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.models import InvalidEvent
-from feedamp.models.decisions import Decision
+from feedamp.models.decisions import AnyDecision
 from feedamp.streams import BatchHandler, DeadLetter, Pipeline, Record, redis_client
 from feedamp.streams.kafka_config import kafka_client_kwargs
 from feedamp.streams.logs import quiet_clients
@@ -165,14 +165,14 @@ class ReplayOutputs:
             )
             self.published += 1
 
-    async def decision(self, decision: Decision) -> None:
+    async def decision(self, decision: AnyDecision) -> None:
         """Count ``decision``; publish it to the decisions topic with ``--publish``."""
         self.decisions += 1
         if self.producer is not None:
             await self.producer.send_and_wait(
                 self.settings.topics.decisions,
                 value=decision.to_json(),
-                key=decision.post_id.encode(),
+                key=decision.key,
             )
             self.published += 1
 

@@ -148,6 +148,11 @@ class Settings:
     for_you_cap: int = 500
     for_you_half_life_ms: int = 6 * 3_600_000
     caps: Caps = field(default_factory=Caps)
+    #: Path of the gift campaigns JSON file (see :mod:`feedamp.config.campaigns`); empty:
+    #: no campaigns, every gift is refused as ``unknown_offer``.
+    campaigns: str = ""
+    #: Gifts kept per user in the gift inbox and in the sent list (the newest).
+    gift_inbox_cap: int = 1000
     #: Posts and reposts remembered per author, used to backfill a new follower.
     recent_per_author: int = 100
     #: Followers visited by one Lua call; bounds how long one call holds Redis.
@@ -234,7 +239,7 @@ class Settings:
         """Return self, or raise ValueError naming the first setting out of range."""
         for name in ("partitions", "feed_cap", "feed_buckets", "for_you_cap",
                      "for_you_half_life_ms", "recent_per_author", "fanout_chunk",
-                     "batch_size"):  # fmt: skip
+                     "batch_size", "gift_inbox_cap"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_within <= 0:

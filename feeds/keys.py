@@ -111,6 +111,72 @@ class Keys:
         """Set: users who muted this account."""
         return self._key("muted_by", user_id)
 
+    def repost(self, repost_id: str) -> str:
+        """Hash: the repost record (``u`` reposter, ``p`` post), for purchase attribution."""
+        return self._key("repost", repost_id)
+
+    # Accounts.
+
+    def account(self, user_id: str) -> str:
+        """Hash: moderation state of an account: ``susp`` (suspended at, ms) and ``rein``
+        (reinstated at, ms) of the latest of each, and ``label:<name>`` = ``+<ts>`` or
+        ``-<ts>`` (labelled or unlabelled at)."""
+        return self._key("account", user_id)
+
+    # Gifts.
+
+    def gift(self, gift_id: str) -> str:
+        """Hash: one gift and its outcome (``sender recipient offer campaign message code ts
+        decision reasons``); written once, so a redelivered gift gets the same outcome."""
+        return self._key("gift", gift_id)
+
+    def gift_inbox(self, user_id: str) -> str:
+        """Sorted set: accepted gifts the user received, member gift_id, score event time."""
+        return self._key("gift_inbox", user_id)
+
+    def gifts_sent(self, user_id: str) -> str:
+        """Sorted set: accepted gifts the user sent, member gift_id, score event time."""
+        return self._key("gifts_sent", user_id)
+
+    def gift_sends(self, user_id: str) -> str:
+        """Hash: campaign_id -> gifts the user sent in it (accepted ones)."""
+        return self._key("gift_sends", user_id)
+
+    def gift_codes(self, offer_id: str) -> str:
+        """List: the offer's codes not handed out yet, in file order."""
+        return self._key("gift_codes", offer_id)
+
+    def gift_codes_seeded(self, offer_id: str) -> str:
+        """String: how many of the offer's codes (in file order) were put in its pool."""
+        return self._key("gift_codes_seeded", offer_id)
+
+    # Orders and attribution.
+
+    def order(self, order_id: str) -> str:
+        """Hash: one order: purchase fields, status, history (JSON), flags, credits."""
+        return self._key("order", order_id)
+
+    def orders(self, user_id: str) -> str:
+        """Sorted set: the buyer's order center, member order_id, score purchase time."""
+        return self._key("orders", user_id)
+
+    def awaiting_post(self, post_id: str) -> str:
+        """Set: orders waiting for the post's author to be known before crediting it."""
+        return self._key("awaiting_post", post_id)
+
+    def awaiting_repost(self, repost_id: str) -> str:
+        """Set: orders waiting for the repost's reposter to be known before crediting."""
+        return self._key("awaiting_repost", repost_id)
+
+    def credited(self, user_id: str) -> str:
+        """Set: orders credited to the creator (once each, however often applied)."""
+        return self._key("credited", user_id)
+
+    def creator(self, user_id: str) -> str:
+        """Hash: the creator's attributed ``orders``, ``revenue`` (cents, any currency) and
+        ``rev:<CURRENCY>``."""
+        return self._key("creator", user_id)
+
     def pattern(self) -> str:
         """Glob matching every key of this namespace."""
         return f"{self.prefix}*"

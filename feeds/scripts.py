@@ -1,4 +1,5 @@
-"""Lua scripts, loaded from ``lua/`` next to this file. Each script gets ``lib.lua`` in front."""
+"""Lua scripts, loaded from ``lua/`` next to this file. Each script gets ``lib.lua`` in front
+(and ``lib_shop.lua`` too, for the scripts that touch orders or attribution)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,16 @@ SCRIPT_NAMES = (
     "hide",
     "decide",
     "page",
+    "account",
+    "gift",
+    "seed_codes",
+    "purchase",
+    "order_status",
 )
 #: Scripts that take no shared settings and so run without ``lib.lua``.
 STANDALONE = frozenset({"page"})
+#: Scripts that also need the order and attribution helpers.
+SHOP = frozenset({"post", "repost", "purchase", "order_status"})
 
 
 @cache
@@ -31,7 +39,10 @@ def source(name: str) -> str:
     """Full source of script ``name``: ``lib.lua`` followed by ``<name>.lua``."""
     lua = files(__package__).joinpath("lua")
     body = lua.joinpath(f"{name}.lua").read_text()
-    return body if name in STANDALONE else lua.joinpath("lib.lua").read_text() + "\n" + body
+    if name in STANDALONE:
+        return body
+    libs = ["lib", "lib_shop"] if name in SHOP else ["lib"]
+    return "\n".join([*(lua.joinpath(f"{lib}.lua").read_text() for lib in libs), body])
 
 
 class Scripts:
@@ -47,6 +58,11 @@ class Scripts:
     hide: AsyncScript
     decide: AsyncScript
     page: AsyncScript
+    account: AsyncScript
+    gift: AsyncScript
+    seed_codes: AsyncScript
+    purchase: AsyncScript
+    order_status: AsyncScript
 
     def __init__(self, redis: Redis) -> None:
         for name in SCRIPT_NAMES:

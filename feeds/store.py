@@ -13,11 +13,17 @@ result is the same as strictly sequential application.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from feedamp.config import Settings
-from feedamp.models.decisions import DELIVERED, FORWARDED_MANY_TIMES, Decision
+from feedamp.models.decisions import (
+    DELIVERED,
+    FORWARDED_MANY_TIMES,
+    REFUSED,
+    AnyDecision,
+    Decision,
+)
 from feedamp.models.events import (
     Block,
     DeletePost,
@@ -33,25 +39,12 @@ from feedamp.models.events import (
 )
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    MasterDownError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    ResponseError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .batch import PIPELINE_CALLS, TRANSIENT_ERRORS, is_transient
 from .keys import Keys
 from .scripts import Scripts
 
-__all__ = ["Failure", "FeedStore"]
-
-#: Script calls sent per pipeline round trip.
-PIPELINE_CALLS = 256
+__all__ = ["TRANSIENT_ERRORS", "Applied", "Failure", "FeedStore", "is_transient"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +61,7 @@ class Applied:
     made for each repost."""
 
     failures: list[Failure] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
+    decisions: list[AnyDecision] = field(default_factory=list)
 
 
 #: Positions of (first, cursor) in a fan-out call's argv, after the shared context.
@@ -102,15 +95,19 @@ class FeedStore:
             s.for_you_half_life_ms, s.recent_per_author, s.fanout_chunk,
         ]  # fmt: skip
 
-    async def apply(self, events: Sequence[Event]) -> Applied:
+    async def apply(
+        self, events: Sequence[Event], *, refused: Mapping[int, str] | None = None
+    ) -> Applied:
         """Apply ``events`` in order; return the failures and the repost decisions.
 
-        Events of types this store does not handle are skipped. Redis connection errors
+        ``refused`` maps the index of a repost stopped at the door (its reposter or the
+        post's author is suspended) to the reason: it is decided ``refused`` and not
+        applied. Events of types this store does not handle are skipped. Redis connection errors
         propagate: the caller retries the whole batch, which is safe because every write
         is idempotent and every decision is kept once made.
         """
         failures: dict[int, Failure] = {}
-        decisions = await self._decide(events, failures)
+        decisions = await self._decide(events, failures, refused or {})
         calls = [
             call
             for i, ev in enumerate(events)
@@ -144,29 +141,32 @@ class FeedStore:
         return len(followees)
 
     async def _decide(
-        self, events: Sequence[Event], failures: dict[int, Failure]
+        self, events: Sequence[Event], failures: dict[int, Failure], refused: Mapping[int, str]
     ) -> dict[int, Decision]:
         """Decide every repost of the batch, in event-time order, in one round trip.
 
         Decisions are made once and kept in Redis (``decided:{post}``), so a redelivered
         repost gets the decision it had. With caps off every repost is delivered and no
-        decision is recorded or published.
+        decision is recorded or published, except for reposts refused at the door (depth
+        0: not computed).
         """
         reposts = sorted(
             ((i, ev) for i, ev in enumerate(events) if isinstance(ev, Repost)),
             key=lambda item: (item[1].ts, item[1].event_id),
         )
-        if not reposts or not self.settings.caps.enabled:
+        if not self.settings.caps.enabled:
+            return {i: _refusal(ev, refused[i]) for i, ev in reposts if i in refused}
+        if not reposts:
             return {}
         c = self.settings.caps
         limits = [c.frequently_forwarded_depth, c.rate_max, c.rate_window_ms, c.forwarded_max,
                   c.forwarded_window_ms, c.brake_reposts, c.brake_window_ms,
                   "1" if c.friction else "0"]  # fmt: skip
         async with self.redis.pipeline(transaction=False) as pipe:
-            for _, ev in reposts:
+            for i, ev in reposts:
                 via, comment = ev.via_repost_id or "", _flag(bool(ev.comment))
                 argv = [*self._context, ev.post_id, ev.repost_id, ev.reposter_id, via, ev.ts,
-                        comment, *limits]  # fmt: skip
+                        comment, *limits, refused.get(i, "")]  # fmt: skip
                 await self.scripts.decide(args=argv, client=pipe)
             results = await pipe.execute(raise_on_error=False)
         decisions: dict[int, Decision] = {}
@@ -238,7 +238,8 @@ class FeedStore:
                 for_you = decision is None or decision.decision == DELIVERED
                 label = decision is not None and FORWARDED_MANY_TIMES in decision.reasons
                 argv = [*ctx, "1", "0", event.post_id, event.post_author_id, event.reposter_id,
-                        event.ts, event.comment or "", _flag(for_you), _flag(label)]  # fmt: skip
+                        event.ts, event.comment or "", _flag(for_you), _flag(label),
+                        event.repost_id]  # fmt: skip
                 return _Call(index, sc.repost, argv, event.reposter_id)
             case Unrepost():
                 argv = [*ctx, "1", "0", event.post_id, event.reposter_id]
@@ -281,18 +282,11 @@ class FeedStore:
                     break
 
 
-#: Errors that mean "Redis cannot serve right now", not "this event is bad": outages,
-#: failovers, loading, out of memory, a script still running.
-TRANSIENT_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError,
-                    BusyLoadingError, OutOfMemoryError, ReadOnlyError, TryAgainError,
-                    ClusterDownError, MasterDownError)  # fmt: skip
-
-
-def is_transient(error: object) -> bool:
-    """True for errors worth waiting out, which are retried instead of dead-lettered."""
-    return isinstance(error, TRANSIENT_ERRORS) or (
-        isinstance(error, ResponseError) and str(error).startswith(("BUSY", "OOM", "LOADING"))
-    )
+def _refusal(event: Repost, reason: str) -> Decision:
+    return Decision(
+        event_id=event.event_id, repost_id=event.repost_id, reposter_id=event.reposter_id,
+        post_id=event.post_id, depth=0, decision=REFUSED, reasons=(reason,), ts=event.ts,
+    )  # fmt: skip
 
 
 def _int_or_zero(value: object) -> int:

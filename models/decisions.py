@@ -1,4 +1,12 @@
-"""Decisions: the engine's verdict on each repost, published to the ``decisions`` topic."""
+"""Decisions: the engine's verdicts, published to the ``decisions`` topic as JSON.
+
+Three shapes share the topic; each has ``event_id``, ``decision``, ``reasons`` and ``ts``:
+
+- :class:`Decision`: one per repost (``delivered`` ... ``refused``), keyed by post id;
+- :class:`GiftDecision`: one per gift (``accepted`` or ``refused``), keyed by gift id;
+- :class:`Refusal`: any other event stopped at the door (its actor is suspended), keyed by
+  the actor's id.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +14,25 @@ from dataclasses import asdict, dataclass
 
 import orjson
 
-__all__ = ["DELIVERED", "OUTCOMES", "RATE_LIMITED", "REFUSED", "RESTRICTED", "Decision"]
+__all__ = [
+    "ACCEPTED",
+    "DELIVERED",
+    "OUTCOMES",
+    "RATE_LIMITED",
+    "REFUSED",
+    "RESTRICTED",
+    "AnyDecision",
+    "Decision",
+    "GiftDecision",
+    "Refusal",
+]
 
 DELIVERED = "delivered"  # Following and For You feeds
 RESTRICTED = "restricted"  # Following feeds only
 RATE_LIMITED = "rate_limited"  # not delivered: a rate cap was reached
 REFUSED = "refused"  # not delivered: the repost is not allowed at all
 OUTCOMES = (DELIVERED, RESTRICTED, RATE_LIMITED, REFUSED)
+ACCEPTED = "accepted"  # a gift was handed over
 
 # Reason codes.
 FOLLOWERS_ONLY = "followers_only"
@@ -21,7 +41,15 @@ FORWARDED_MANY_TIMES = "forwarded_many_times"
 FORWARDED_HOURLY = "forwarded_hourly"
 VIRALITY_BRAKE = "virality_brake"
 NO_COMMENT = "no_comment"
-SUSPENDED = "suspended"
+SUSPENDED = "suspended"  # the actor (reposter, sender, author...) is suspended
+AUTHOR_SUSPENDED = "author_suspended"  # a repost of a suspended account's post
+# Gift refusals.
+UNKNOWN_OFFER = "unknown_offer"
+OUTSIDE_WINDOW = "outside_window"
+SELF_GIFT = "self_gift"
+RECIPIENT_SUSPENDED = "recipient_suspended"
+SEND_LIMIT = "send_limit"
+CODES_EXHAUSTED = "codes_exhausted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +72,53 @@ class Decision:
     @property
     def reaches_feeds(self) -> bool:
         return self.decision in (DELIVERED, RESTRICTED)
+
+    @property
+    def key(self) -> bytes:
+        """The message key on ``decisions``: the post id (one partition per post)."""
+        return self.post_id.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class GiftDecision:
+    """One gift's outcome: ``accepted`` or ``refused`` with its reasons."""
+
+    event_id: str
+    gift_id: str
+    sender_id: str
+    decision: str
+    reasons: tuple[str, ...]
+    ts: int
+
+    def to_json(self) -> bytes:
+        """The message value published to ``decisions``."""
+        return orjson.dumps({**asdict(self), "reasons": list(self.reasons)})
+
+    @property
+    def key(self) -> bytes:
+        """The message key on ``decisions``: the gift id."""
+        return self.gift_id.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An event refused at the door because its actor ``user_id`` is suspended."""
+
+    event_id: str
+    type: str
+    user_id: str
+    reasons: tuple[str, ...]
+    ts: int
+    decision: str = REFUSED
+
+    def to_json(self) -> bytes:
+        """The message value published to ``decisions``."""
+        return orjson.dumps({**asdict(self), "reasons": list(self.reasons)})
+
+    @property
+    def key(self) -> bytes:
+        """The message key on ``decisions``: the actor's id."""
+        return self.user_id.encode()
+
+
+AnyDecision = Decision | GiftDecision | Refusal

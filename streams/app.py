@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.store import TRANSIENT_ERRORS
-from feedamp.models.decisions import Decision
+from feedamp.models.decisions import AnyDecision
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from .kafka_config import faust_security
@@ -136,8 +136,8 @@ def create_app(settings: Settings) -> faust.App:
                         letter.record.partition, letter.record.offset, letter.reason)  # fmt: skip
             await (await dead_letters.send(key=key, value=value, headers=headers))
 
-        async def decision(self, decision: Decision) -> None:
-            await (await decisions.send(key=decision.post_id.encode(), value=decision.to_json()))
+        async def decision(self, decision: AnyDecision) -> None:
+            await (await decisions.send(key=decision.key, value=decision.to_json()))
 
     handler = BatchHandler(pipeline, TopicOutputs())
     metrics = Metrics()

@@ -11,18 +11,48 @@ from collections.abc import Sequence
 
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
+from feedamp.feeds.accounts import AccountStore, actor_of
+from feedamp.feeds.gifts import GiftStore
+from feedamp.feeds.orders import OrderStore
+from feedamp.feeds.store import Applied
 from feedamp.models import ROUTES, Event, InvalidEvent, Limits, parse_event
+from feedamp.models.decisions import Refusal
+from feedamp.models.events import (
+    Account,
+    Block,
+    DeletePost,
+    Follow,
+    Gift,
+    Mute,
+    OrderStatus,
+    Post,
+    Purchase,
+    Repost,
+    Unblock,
+    Unfollow,
+    Unmute,
+    Unrepost,
+)
 
 from .records import DeadLetter, Outcome, Record
 
-__all__ = ["Pipeline"]
+__all__ = ["FEED_EVENTS", "Pipeline"]
+
+#: Event types applied by the feed store.
+FEED_EVENTS = (Post, DeletePost, Repost, Unrepost, Follow, Unfollow, Block, Unblock, Mute,
+               Unmute)  # fmt: skip
 
 
 class Pipeline:
-    """Parses records and applies the events to the feed store."""
+    """Parses records and applies each event to its store: feeds, accounts, gifts, orders."""
 
     def __init__(self, store: FeedStore, settings: Settings) -> None:
-        self.store = store
+        """``store`` is the feed store; the other stores share its Redis client. A bad
+        campaigns file raises :class:`~feedamp.config.campaigns.CampaignError` here."""
+        self.store = self.feeds = store
+        self.accounts = AccountStore(store.redis, settings)
+        self.gifts = GiftStore(store.redis, settings)
+        self.orders = OrderStore(store.redis, settings)
         self.settings = settings
         self.limits = Limits(settings.max_event_bytes, settings.max_text_chars)
         topics = settings.topics
@@ -41,7 +71,13 @@ class Pipeline:
         return event
 
     async def apply(self, records: Sequence[Record]) -> Outcome:
-        """Apply ``records`` in order; return the dead letters and decisions.
+        """Apply ``records``; return the dead letters and decisions.
+
+        Order: account events first (a suspension must be on record before the door
+        judges the batch), then the door (events of suspended accounts are refused with a
+        decision and not applied), then posts (topics are not ordered against each other,
+        and a repost decided after its post can see the post's visibility), then the
+        rest, each type by its store. Order within a topic is kept.
 
         Redis connection errors propagate, so the caller can retry the batch; every
         write is idempotent.
@@ -57,17 +93,35 @@ class Pipeline:
                 continue
             events.append(event)
             sources.append(record)
-        # Posts first: topics are not ordered against each other, and a repost decided
-        # after its post can see the post's visibility. Order within a topic is kept.
         outcome = Outcome(dead)
-        first = [i for i, r in enumerate(sources) if r.topic == self._posts_topic]
-        rest = [i for i, r in enumerate(sources) if r.topic != self._posts_topic]
-        for part in (first, rest):
-            if not part:
-                continue
-            result = await self.store.apply([events[i] for i in part])
-            for failure in result.failures:
+
+        def run(part: list[int], applied: Applied) -> None:
+            for failure in applied.failures:
                 record = sources[part[failure.index]]
                 dead.append(DeadLetter(record, f"redis rejected: {failure.error}"))
-            outcome.decisions += result.decisions
+            outcome.decisions += applied.decisions
+
+        accounts = [i for i, ev in enumerate(events) if isinstance(ev, Account)]
+        if accounts:
+            run(accounts, await self.accounts.apply([events[i] for i in accounts]))
+        rest = [i for i, ev in enumerate(events) if not isinstance(ev, Account)]
+        door = await self.accounts.door([events[i] for i in rest])
+        refused = {rest[n]: reason for n, reason in door.items()}
+        for i, reason in refused.items():
+            ev = events[i]
+            if not isinstance(ev, Repost):  # reposts get their decision from the feed store
+                outcome.decisions.append(Refusal(ev.event_id, ev.type, actor_of(ev) or "",
+                                                 (reason,), ev.ts))  # fmt: skip
+        posts = [i for i in rest if sources[i].topic == self._posts_topic and i not in refused]
+        others = [i for i in rest if sources[i].topic != self._posts_topic]
+        for part in (posts, others):
+            feed = [i for i in part if isinstance(events[i], FEED_EVENTS)
+                    and (i not in refused or isinstance(events[i], Repost))]  # fmt: skip
+            if feed:
+                door_of = {n: refused[i] for n, i in enumerate(feed) if i in refused}
+                run(feed, await self.feeds.apply([events[i] for i in feed], refused=door_of))
+        for store, types in ((self.gifts, Gift), (self.orders, (Purchase, OrderStatus))):
+            part = [i for i in others if isinstance(events[i], types) and i not in refused]
+            if part:
+                run(part, await store.apply([events[i] for i in part]))
         return outcome

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from feedamp.models.decisions import Decision
+from feedamp.models.decisions import AnyDecision
 
 __all__ = ["DeadLetter", "Outcome", "Outputs", "Record"]
 
@@ -73,7 +73,7 @@ class Outcome:
     applied, and the decisions to publish."""
 
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
+    decisions: list[AnyDecision] = field(default_factory=list)
 
     def extend(self, other: Outcome) -> None:
         self.dead_letters += other.dead_letters
@@ -85,4 +85,4 @@ class Outputs(Protocol):
 
     async def dead_letter(self, letter: DeadLetter) -> None: ...
 
-    async def decision(self, decision: Decision) -> None: ...
+    async def decision(self, decision: AnyDecision) -> None: ...

@@ -3,13 +3,15 @@
 -- attempts (whatever their decision), so a decision depends on the log, not on speed.
 -- ARGV 8..: post_id, repost_id, reposter_id, via_repost_id ('' if none), ts, has_comment,
 --           frequently_forwarded_depth, rate_max, rate_window, forwarded_max,
---           forwarded_window, brake_reposts, brake_window, friction ('1' on)
+--           forwarded_window, brake_reposts, brake_window, friction ('1' on),
+--           door ('' or the reason it was refused at the door: suspended, author_suspended)
 -- Returns 'decision|depth|reason,reason'.
 local post, repost, user, via = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local ts, has_comment = tonumber(ARGV[12]), ARGV[13] == '1'
 local ff_depth, rate_max, rate_window = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16])
 local fwd_max, fwd_window = tonumber(ARGV[17]), tonumber(ARGV[18])
 local brake_max, brake_window, friction = tonumber(ARGV[19]), tonumber(ARGV[20]), ARGV[21] == '1'
+local door = ARGV[22] or ''
 
 local decided = key('decided', post)
 local known = redis.call('HGET', decided, repost)
@@ -29,6 +31,13 @@ local function others_in_window(k, window)
   redis.call('ZADD', k, ts, repost)
   redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. (ts - 2 * window))
   return redis.call('ZCOUNT', k, '(' .. (ts - window), ts) - 1
+end
+
+-- Refused at the door: the attempt does not count against any window.
+if door ~= '' then
+  local value = 'refused|' .. depth .. '|' .. door
+  redis.call('HSET', decided, repost, value)
+  return value
 end
 
 local reasons, refused, limited, restricted = {}, false, false, false

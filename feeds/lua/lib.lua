@@ -246,3 +246,13 @@ local function each_follower(source, cursor, fn)
   for _, follower in ipairs(page[2]) do fn(follower) end
   return page[1]
 end
+
+-- suspended_at: true if user's account was suspended at event time ts (by the latest
+-- suspension and reinstatement on record; feeds/accounts.py has the same rule).
+local function suspended_at(user, ts)
+  local state = redis.call('HMGET', key('account', user), 'susp', 'rein')
+  if not state[1] then return false end
+  local susp, rein = tonumber(state[1]), tonumber(state[2] or '-1')
+  if tonumber(ts) < susp then return false end
+  return not (rein >= susp and rein <= tonumber(ts))
+end

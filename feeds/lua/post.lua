@@ -15,6 +15,7 @@ if first == '1' then
   local recent = key('recent', author)
   redis.call('ZADD', recent, ts, post)
   trim_recent(recent)
+  settle_awaiting('post', post, author)
 end
 local b = bucket_of(post)
 local hidden = hidden_from({ author })

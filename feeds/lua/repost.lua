@@ -2,7 +2,8 @@
 -- into the reposter's followers' Following feeds and, when for_you is '1', their For You
 -- feeds. Never into the post author's own feeds, nor of those who blocked or muted the
 -- author or the reposter. label '1' marks the Following entries forwarded_many_times.
--- ARGV 8..: first, cursor, post_id, post_author_id, reposter_id, ts, comment, for_you, label
+-- ARGV 8..: first, cursor, post_id, post_author_id, reposter_id, ts, comment, for_you, label,
+--           repost_id
 -- Returns the next follower cursor ('0' when done), or 'skip' for a deleted post.
 local first, cursor = ARGV[8], ARGV[9]
 local post, author, reposter, ts, comment = ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]
@@ -20,6 +21,11 @@ if first == '1' then
   local recent = key('recent_reposts', reposter)
   redis.call('ZADD', recent, 'GT', recent_score(ts, ARGV[15] == '1', ARGV[16] == '1'), post)
   trim_recent(recent)
+  -- Attribution: who made this repost, and orders waiting to credit it or the post.
+  local repost_id = ARGV[17]
+  redis.call('HSET', key('repost', repost_id), 'u', reposter, 'p', post)
+  settle_awaiting('post', post, author)
+  settle_awaiting('repost', repost_id, reposter, post, author)
 end
 local b = bucket_of(post)
 local hidden = hidden_from({ author, reposter })

@@ -1,0 +1,146 @@
+"""Account moderation: suspend, reinstate, label, unlabel; and the door every other event
+passes, which stops what a suspended account does.
+
+Suspension works by event time: an event is refused when its actor's latest suspension
+is at or before the event and not followed by a reinstatement at or before it (the same
+rule as ``suspended_at`` in ``lua/lib.lua``). A suspension also takes the account's posts
+and reposts out of every feed they reached; readers hide them at once (see
+:class:`~feedamp.feeds.reader.FeedReader`), and the cleaning runs behind that, chunk by
+chunk. Reinstating lets new events through; what was cleaned stays cleaned.
+
+Withdrawals (``delete_post``, ``unrepost``) are let through, so that what a suspended
+user takes down stays down; ``order_status`` comes from the shop, not the user, and
+gifts are judged by the gift store (sender or recipient suspended).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from feedamp.config import Settings
+from feedamp.models.decisions import AUTHOR_SUSPENDED, SUSPENDED
+from feedamp.models.events import (
+    Account,
+    Event,
+    Follow,
+    Post,
+    Purchase,
+    Repost,
+    Unfollow,
+    _Hiding,
+)
+from redis.asyncio import Redis
+
+from .batch import context, run_scripts
+from .keys import Keys
+from .scripts import Scripts
+from .store import Applied, Failure
+
+__all__ = ["AccountStore", "actor_of", "suspended_at"]
+
+
+def actor_of(event: Event) -> str | None:
+    """The user an event acts for, if a suspension of that user stops it."""
+    match event:
+        case Post():
+            return event.author_id
+        case Repost():
+            return event.reposter_id
+        case Follow() | Unfollow():
+            return event.follower_id
+        case _Hiding():
+            return event.user_id
+        case Purchase():
+            return event.buyer_id
+    return None
+
+
+def suspended_at(state: Sequence[bytes | str | None], ts: int) -> bool:
+    """True if an account whose ``(susp, rein)`` fields are ``state`` was suspended at
+    event time ``ts``."""
+    susp, rein = state
+    if susp is None or ts < int(susp):
+        return False
+    return not (rein is not None and int(susp) <= int(rein) <= ts)
+
+
+class AccountStore:
+    """Applies ``account`` events and judges other events at the door."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.scripts = Scripts(redis)
+
+    async def door(self, events: Sequence[Event], *, prefix: str | None = None) -> dict[int, str]:
+        """Which of ``events`` a suspension stops, by index, with the reason
+        (``suspended``, or ``author_suspended`` for a repost of a suspended account's
+        post). One round trip."""
+        keys = Keys(prefix or self.settings.key_prefix)
+        asked: dict[int, list[str]] = {}
+        for i, ev in enumerate(events):
+            actor = actor_of(ev)
+            if actor is not None:
+                asked[i] = [actor, ev.post_author_id] if isinstance(ev, Repost) else [actor]
+        users = sorted({u for ids in asked.values() for u in ids})
+        if not users:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user in users:
+                pipe.hmget(keys.account(user), "susp", "rein")
+            states = dict(zip(users, await pipe.execute(), strict=True))
+        refused: dict[int, str] = {}
+        for i, ids in asked.items():
+            ts = events[i].ts
+            if suspended_at(states[ids[0]], ts):
+                refused[i] = SUSPENDED
+            elif len(ids) > 1 and suspended_at(states[ids[1]], ts):
+                refused[i] = AUTHOR_SUSPENDED
+        return refused
+
+    async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
+        """Apply the ``account`` events of ``events`` in order, then clean the feeds of
+        each account that ends up suspended."""
+        ctx = context(self.settings, prefix)
+        accounts = [(i, ev) for i, ev in enumerate(events) if isinstance(ev, Account)]
+        calls = [(self.scripts.account, [*ctx, ev.action, ev.user_id, ev.label or "", ev.ts])
+                 for _, ev in accounts]  # fmt: skip
+        applied = Applied()
+        suspended: dict[str, bool] = {}
+        for (i, ev), result in zip(accounts, await run_scripts(self.redis, calls), strict=True):
+            if isinstance(result, Exception):
+                applied.failures.append(Failure(i, result))
+            else:
+                suspended[ev.user_id] = _text(result) == "1"
+        for user, now in suspended.items():
+            if now:
+                await self.clean(user, prefix=prefix)
+        return applied
+
+    async def clean(self, user_id: str, *, prefix: str | None = None) -> None:
+        """Take ``user_id``'s recent posts and reposts out of every feed they reached:
+        each post from the feeds of the followers of its author and of every reposter,
+        each repost's attribution from the followers' feeds. Chunked like a fan-out;
+        idempotent."""
+        keys = Keys(prefix or self.settings.key_prefix)
+        ctx = context(self.settings, prefix)
+        posts = [_text(p) for p in await self.redis.zrange(keys.recent_posts(user_id), 0, -1)]
+        for post in posts:
+            reposters = await self.redis.zrange(keys.reposters(post), 0, -1)
+            for source in [user_id, *(_text(r) for r in reposters)]:
+                await self._chunked(self.scripts.unpush, [*ctx, "0", post, source, "0"], 7)
+        reposted = await self.redis.zrange(keys.recent_reposts(user_id), 0, -1)
+        for post in (_text(p) for p in reposted):
+            await self._chunked(self.scripts.unrepost, [*ctx, "0", "0", post, user_id], 8)
+
+    async def _chunked(self, script, argv: list, cursor_at: int) -> None:  # type: ignore[no-untyped-def]
+        """Call a follower-visiting script until its cursor comes back ``0``."""
+        while True:
+            cursor = _text(await script(args=argv))
+            if cursor == "0":
+                return
+            argv[cursor_at] = cursor
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

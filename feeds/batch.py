@@ -1,0 +1,70 @@
+"""What every store shares: the settings each Lua script reads first, and running a batch
+of script calls in pipelined round trips."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from feedamp.config import Settings
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["PIPELINE_CALLS", "TRANSIENT_ERRORS", "context", "is_transient", "run_scripts"]
+
+#: Script calls sent per pipeline round trip.
+PIPELINE_CALLS = 256
+
+#: Errors that mean "Redis cannot serve right now", not "this event is bad": outages,
+#: failovers, loading, out of memory, a script still running.
+TRANSIENT_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError,
+                    BusyLoadingError, OutOfMemoryError, ReadOnlyError, TryAgainError,
+                    ClusterDownError, MasterDownError)  # fmt: skip
+
+
+def is_transient(error: object) -> bool:
+    """True for errors worth waiting out, which are retried instead of dead-lettered."""
+    return isinstance(error, TRANSIENT_ERRORS) or (
+        isinstance(error, ResponseError) and str(error).startswith(("BUSY", "OOM", "LOADING"))
+    )
+
+
+def context(settings: Settings, prefix: str | None = None) -> list[str | int]:
+    """The seven settings every script's ARGV starts with (see ``lua/lib.lua``), for the
+    namespace ``prefix`` (default: ``settings.key_prefix``)."""
+    s = settings
+    return [
+        prefix or s.key_prefix, s.feed_buckets, s.bucket_cap, s.for_you_bucket_cap,
+        s.for_you_half_life_ms, s.recent_per_author, s.fanout_chunk,
+    ]  # fmt: skip
+
+
+async def run_scripts(
+    redis: Redis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
+) -> list[object]:
+    """Run ``(script, argv)`` calls in order, pipelined ``PIPELINE_CALLS`` at a time.
+
+    Returns each call's result, or the exception Redis answered it with (a script error
+    belongs to its event). A transient error (see :func:`is_transient`) is raised instead,
+    for the caller to retry the whole batch.
+    """
+    results: list[object] = []
+    for start in range(0, len(calls), PIPELINE_CALLS):
+        async with redis.pipeline(transaction=False) as pipe:
+            for script, argv in calls[start : start + PIPELINE_CALLS]:
+                await script(args=list(argv), client=pipe)
+            results += await pipe.execute(raise_on_error=False)
+    for result in results:
+        if is_transient(result):
+            raise result  # type: ignore[misc]
+    return results

@@ -1,0 +1,61 @@
+"""The order center and purchase attribution.
+
+``purchase`` creates an order in the buyer's order center and credits the creators it
+came through (the author of ``via_post_id``, the reposter of ``via_repost_id``), once per
+order and creator, even when the post or repost is handled after the purchase.
+``order_status`` events move an order through placed -> paid -> shipped -> delivered, or
+to cancelled / refunded. Every status event received is kept, and the status and history
+are recomputed from all of them in ``seq`` order (``ts`` order when an event has no seq),
+so late, repeated and out-of-order events end in the same state as in-order ones; a move
+the state machine does not allow is kept, flagged ``illegal_transition``, not applied.
+Cancelling or refunding takes the credit back. All of it runs in ``lua/`` (see
+``lib_shop.lua``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from feedamp.config import Settings
+from feedamp.models.events import Event, OrderStatus, Purchase
+from redis.asyncio import Redis
+
+from .batch import context, run_scripts
+from .scripts import Scripts
+from .store import Applied, Failure
+
+__all__ = ["OrderStore"]
+
+
+class OrderStore:
+    """Applies ``purchase`` and ``order_status`` events."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.scripts = Scripts(redis)
+
+    async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
+        """Apply the order events of ``events`` in order."""
+        ctx = context(self.settings, prefix)
+        calls, indexes = [], []
+        for i, ev in enumerate(events):
+            if isinstance(ev, Purchase):
+                argv = [ev.order_id, ev.buyer_id, ev.product_id, ev.seller_id,
+                        ev.amount_cents, ev.currency, ev.via_post_id or "",
+                        ev.via_repost_id or "", ev.ts]  # fmt: skip
+                calls.append((self.scripts.purchase, [*ctx, *argv]))
+            elif isinstance(ev, OrderStatus):
+                seq = -1 if ev.seq is None else ev.seq
+                # Repeats of one status event (same seq) count once, whatever their ids.
+                dedup = ev.event_id if ev.seq is None else f"{ev.status}:{ev.seq}"
+                argv = [ev.order_id, ev.buyer_id, ev.status, seq, ev.ts, dedup]
+                calls.append((self.scripts.order_status, [*ctx, *argv]))
+            else:
+                continue
+            indexes.append(i)
+        applied = Applied()
+        for i, result in zip(indexes, await run_scripts(self.redis, calls), strict=True):
+            if isinstance(result, Exception):
+                applied.failures.append(Failure(i, result))
+        return applied
