@@ -158,6 +158,8 @@ def _id(obj: dict, name: str, where: str) -> str:
 
 def _text(obj: dict, name: str, where: str) -> str:
     value = obj.get(name)
+    if value is None:
+        raise CampaignError(f'{where}: missing "{name}"')
     if not isinstance(value, str) or not value.strip():
         raise CampaignError(f'{where}: "{name}" must be a non-empty string')
     return value

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from feedamp.config.campaigns import Catalog, load_campaigns
 from feedamp.models.decisions import FORWARDED_MANY_TIMES
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from .keys import Keys
 from .scripts import Scripts
+from .shop_reads import ShopReads
 
 __all__ = ["FeedItem", "FeedPage", "FeedReader"]
 
@@ -47,24 +49,42 @@ class FeedPage:
     next_cursor: str | None = None
 
 
-class FeedReader:
-    """Reads feed views from Redis. Safe to share between tasks of one event loop."""
+class FeedReader(ShopReads):
+    """Reads feed views from Redis (and, from :class:`ShopReads`, gift inboxes, order
+    centers and creator stats). Safe to share between tasks of one event loop."""
 
-    def __init__(self, redis: Redis, *, key_prefix: str = "fa:", feed_buckets: int = 8) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        key_prefix: str = "fa:",
+        feed_buckets: int = 8,
+        campaigns: Catalog | str | None = None,
+    ) -> None:
         """Read with ``redis``; ``key_prefix`` and ``feed_buckets`` must match the workers'
-        ``FEEDAMP_KEY_PREFIX`` and ``FEEDAMP_FEED_BUCKETS``."""
+        ``FEEDAMP_KEY_PREFIX`` and ``FEEDAMP_FEED_BUCKETS``, ``campaigns`` (a catalog or
+        the path of the campaigns file) their ``FEEDAMP_CAMPAIGNS``: it is needed only by
+        :meth:`gifts_sent` to count the sends left."""
         self.redis = redis
         self.keys = Keys(key_prefix)
         self.feed_buckets = feed_buckets
+        self.campaigns = campaigns if isinstance(campaigns, Catalog) else load_campaigns(campaigns)
         self._scripts = Scripts(redis)
 
     @classmethod
     def from_url(
-        cls, url: str, *, key_prefix: str = "fa:", feed_buckets: int = 8, max_connections: int = 32
+        cls,
+        url: str,
+        *,
+        key_prefix: str = "fa:",
+        feed_buckets: int = 8,
+        campaigns: Catalog | str | None = None,
+        max_connections: int = 32,
     ) -> FeedReader:
         """A reader with its own blocking connection pool to ``url``."""
         pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=None)
-        return cls(Redis(connection_pool=pool), key_prefix=key_prefix, feed_buckets=feed_buckets)
+        return cls(Redis(connection_pool=pool), key_prefix=key_prefix,
+                   feed_buckets=feed_buckets, campaigns=campaigns)  # fmt: skip
 
     async def close(self) -> None:
         """Close the reader's connections."""
@@ -113,44 +133,62 @@ class FeedReader:
             # Merge the buckets: highest first, ties by post id descending (Redis' own order).
             entries.sort(key=lambda e: (e.score, e.post_id), reverse=True)
             exhausted = len(entries) < want
-            items.extend(await self._hydrate(entries[:want], ranked))
+            items.extend(await self._hydrate(user_id, entries[:want], ranked))
             if exhausted:
                 return FeedPage(items, None)
             after = entries[want - 1]
             if len(items) >= limit:
                 return FeedPage(items, after.cursor())
 
-    async def _hydrate(self, entries: list[_Entry], ranked: bool) -> list[FeedItem]:
-        """Join entries with their post records and comments; hide deleted posts."""
+    async def _hydrate(self, user_id: str, entries: list[_Entry], ranked: bool) -> list[FeedItem]:
+        """Join entries with their post records and comments; hide deleted posts and what
+        suspended accounts authored or reposted; add account labels."""
         if not entries:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for e in entries:
                 pid = e.post_id.decode()
-                pipe.hmget(self.keys.post(pid), "a", "del", "text", "media", "lbl")
+                pipe.hmget(self.keys.post(pid), "a", "del", "text", "media")
                 if e.reposters:
                     pipe.hget(self.keys.comments(pid), e.reposters[0])
                     if ranked:
                         pipe.zmscore(self.keys.reposters(pid), list(e.reposters))
             results = iter(await pipe.execute())
-        items = []
+        rows = []
         for e in entries:
-            author, deleted, text, media, post_labels = next(results)
+            record = next(results)
             comment = next(results) if e.reposters else None
-            ts = int(e.score)
-            if ranked and e.reposters:
-                ts = int(max((t for t in next(results) if t is not None), default=0))
-            if deleted is not None:
+            times = next(results) if ranked and e.reposters else None
+            if record[1] is None:  # not deleted
+                rows.append((e, record, comment, times))
+        authors = [_str(row[1][0]) for row in rows]
+        reposters = [r for row in rows for r in row[0].reposters]
+        accounts = await self._accounts(user_id, authors, reposters)
+        items = []
+        for (e, (_, _, text, media), comment, times), author in zip(rows, authors, strict=True):
+            state = accounts.get(author)
+            if state is not None and state.suspended:
                 continue
+            reposted_by = tuple(r for r in e.reposters if not accounts[r].suspended)
+            if reposted_by != e.reposters:
+                if not reposted_by and author not in accounts.followed:
+                    continue
+                comment = None
+                if reposted_by:
+                    comments = self.keys.comments(_str(e.post_id))
+                    comment = await self.redis.hget(comments, reposted_by[0])
+            ts = int(e.score)
+            if times is not None:
+                ts = int(max((t for t in times if t is not None), default=0))
             labels = (FORWARDED_MANY_TIMES,) if e.labelled else ()
-            if post_labels:
-                labels += tuple(post_labels.decode().split(","))
+            if state is not None:
+                labels += state.labels
             items.append(
                 FeedItem(
                     post_id=e.post_id.decode(),
-                    author_id=author.decode() if author else "",
+                    author_id=author,
                     ts=ts,
-                    reposted_by=e.reposters,
+                    reposted_by=reposted_by,
                     comment=comment.decode() if comment else None,
                     labels=labels,
                     text=text.decode() if text else None,
@@ -158,6 +196,57 @@ class FeedReader:
                 )
             )
         return items
+
+    async def _accounts(self, user_id: str, authors: list[str], reposters: list[str]) -> _Accounts:
+        """Moderation state of every author and reposter of a page, and which authors
+        ``user_id`` follows; one round trip."""
+        ids = sorted(set(authors) | set(reposters))
+        authors = sorted(set(authors))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for id_ in ids:
+                pipe.hgetall(self.keys.account(id_))
+            if authors:
+                pipe.smismember(self.keys.following(user_id), authors)
+            results = await pipe.execute()
+        found = _Accounts({id_: _AccountState.of(h) for id_, h in zip(ids, results, strict=False)})
+        if authors:
+            found.followed = {a for a, yes in zip(authors, results[-1], strict=True) if yes}
+        return found
+
+
+@dataclass(slots=True)
+class _AccountState:
+    """What a page needs of an account: suspended now, and its labels."""
+
+    suspended: bool = False
+    labels: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, fields: dict[bytes, bytes]) -> _AccountState:
+        """From the ``account`` hash (see :meth:`Keys.account`)."""
+        if not fields:
+            return cls()
+        susp, rein = fields.get(b"susp"), fields.get(b"rein")
+        suspended = susp is not None and not (rein is not None and int(rein) >= int(susp))
+        labels = tuple(sorted(k.decode()[6:] for k, v in fields.items()
+                              if k.startswith(b"label:") and v.startswith(b"+")))  # fmt: skip
+        return cls(suspended, labels)
+
+
+class _Accounts(dict[str, _AccountState]):
+    """Account states by id, and the authors the reader follows."""
+
+    followed: set[str]
+
+    def __init__(self, states: dict[str, _AccountState]) -> None:
+        super().__init__(states)
+        self.followed = set()
+
+
+def _str(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class _Entry:

@@ -7,12 +7,16 @@ from dataclasses import asdict
 
 import orjson
 from feedamp.models.events import (
+    Account,
     Block,
     DeletePost,
     Event,
     Follow,
+    Gift,
     Mute,
+    OrderStatus,
     Post,
+    Purchase,
     Repost,
     Unblock,
     Unfollow,
@@ -67,8 +71,39 @@ class Events:
     def unfollow(self, follower: str, followee: str) -> Unfollow:
         return Unfollow(**self._base(None), follower_id=follower, followee_id=followee)
 
+    def gift(self, gift_id: str, sender: str, recipient: str, offer: str,
+             message: str | None = None, ts: int | None = None) -> Gift:  # fmt: skip
+        return Gift(**self._base(ts), gift_id=gift_id, sender_id=sender, recipient_id=recipient,
+                    offer_id=offer, message=message)  # fmt: skip
+
+    def purchase(self, order_id: str, buyer: str, amount: int = 1000, currency: str = "EUR",
+                 via_post: str | None = None, via_repost: str | None = None,
+                 ts: int | None = None) -> Purchase:  # fmt: skip
+        return Purchase(**self._base(ts), order_id=order_id, buyer_id=buyer,
+                        product_id=f"prod-{order_id}", seller_id="shop", amount_cents=amount,
+                        currency=currency, via_post_id=via_post,
+                        via_repost_id=via_repost)  # fmt: skip
+
+    def status(self, order_id: str, buyer: str, status: str, seq: int | None = None,
+               ts: int | None = None) -> OrderStatus:  # fmt: skip
+        return OrderStatus(**self._base(ts), order_id=order_id, buyer_id=buyer, status=status,
+                           seq=seq)  # fmt: skip
+
+    def account(self, user: str, action: str, label: str | None = None,
+                ts: int | None = None) -> Account:  # fmt: skip
+        return Account(**self._base(ts), user_id=user, action=action, label=label)
+
 
 def to_json(event: Event) -> bytes:
     """The wire form of an event record."""
     return orjson.dumps({"type": event.type, **{k: v for k, v in asdict(event).items()
                                                 if v is not None}})  # fmt: skip
+
+
+def record_of(settings, event: Event, offset: int = 0):
+    """The record ``event`` arrives as on its topic (see ``ROUTES``)."""
+    from feedamp.models import topic_of
+    from feedamp.streams import Record
+
+    return Record(topic_of(event.type, settings.topics), 0, offset, b"k", to_json(event),
+                  event.ts)  # fmt: skip

@@ -10,7 +10,11 @@ local order, buyer, status, seq, ts, dedup = ARGV[8], ARGV[9], ARGV[10], ARGV[11
 local o = key('order', order)
 redis.call('HSETNX', o, 'b', buyer)
 redis.call('ZADD', key('orders', buyer), 'NX', ts, order)
-redis.call('HSET', o, 'ev:' .. dedup, status .. '|' .. seq .. '|' .. ts)
+-- A repeat keeps the earliest time, so arrival order does not matter.
+local known = redis.call('HGET', o, 'ev:' .. dedup)
+if not known or tonumber(string.match(known, '(%d+)$')) > tonumber(ts) then
+  redis.call('HSET', o, 'ev:' .. dedup, status .. '|' .. seq .. '|' .. ts)
+end
 derive_status(order)
 reconcile_credit(order)
 return redis.call('HGET', o, 'status')
