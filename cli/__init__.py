@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(fn=_ops("status"))
     args = parser.parse_args(argv)
+    from feedamp.config.campaigns import load_campaigns
     from feedamp.streams.kafka_config import kafka_client_kwargs
     from feedamp.streams.logs import configure_logging
 
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging()
         settings = Settings.from_env()
         kafka_client_kwargs(settings)  # a bad KAFKA_* security setting stops here
+        load_campaigns(settings.campaigns)  # so does a bad campaigns file
     except ValueError as exc:
         print(f"feedamp: {exc}", file=sys.stderr)
         return 2
