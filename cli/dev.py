@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib.resources import files
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -22,7 +23,7 @@ from feedamp.streams.topics import ensure_topics
 
 from .embedded import Service, free_port, start_broker, start_redis
 from .produce import messages_from_lines, publish
-from .show import format_page
+from .show import format_gifts, format_orders, format_page, format_stats
 
 __all__ = ["demo_events", "run_dev", "start_worker", "worker_env"]
 
@@ -51,6 +52,12 @@ def demo_events(now_ms: int) -> list[dict]:
     add("unrepost", repost_id="r3", post_id="p2", reposter_id="bob")
     add("post", post_id="p3", author_id="dave", text="my first clip")
     add("follow", follower_id="erin", followee_id="alice")
+    # The shop: a gift from the sample campaigns, a purchase through carol's repost.
+    add("gift", gift_id="g1", sender_id="bob", recipient_id="erin", offer_id="editor-90",
+        message="for your timelapses")  # fmt: skip
+    add("purchase", order_id="o1", buyer_id="dave", product_id="tripod", seller_id="gearshop",
+        amount_cents=2499, currency="EUR", via_post_id="p1", via_repost_id="r2")  # fmt: skip
+    add("order_status", order_id="o1", buyer_id="dave", status="paid", seq=1)
     return ev
 
 
@@ -86,20 +93,28 @@ async def _play_demo(settings: Settings) -> str:
     lines.append(b'{"type": "post", "event_id": "demo-bad", "post_id": "p4"}')  # no author
     await publish(messages_from_lines(lines, settings), settings)
     reader = FeedReader.from_url(
-        settings.redis_url, key_prefix=settings.key_prefix, feed_buckets=settings.feed_buckets
-    )
+        settings.redis_url, key_prefix=settings.key_prefix, feed_buckets=settings.feed_buckets,
+        campaigns=settings.campaigns,
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while True:  # the demo is done when erin's backfill and dave's p3-free feed show
             dave = await reader.following("dave")
             erin = await reader.following("erin")
             reposters = {i.post_id: i.reposted_by for i in dave.items}
-            if reposters.get("p1") == ("carol", "bob") and len(erin.items) == 2:
+            orders = (await reader.orders("dave")).items
+            gifts = (await reader.gift_inbox("erin")).items
+            if (reposters.get("p1") == ("carol", "bob") and len(erin.items) == 2 and gifts
+                    and orders and orders[0].status == "paid"):  # fmt: skip
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError("the worker did not apply the demo within 120 s")
             await asyncio.sleep(0.1)
         pages = [format_page(u, await reader.following(u)) for u in DEMO_USERS]
+        pages.append(format_gifts("erin", await reader.gift_inbox("erin")))
+        pages.append(format_orders("dave", await reader.orders("dave")))
+        credits = [format_stats(u, await reader.creator_stats(u)) for u in ("alice", "carol")]
+        pages.append("\n".join(credits))
     finally:
         await reader.close()
     letters = await read_dead_letters(settings, expect=1)
@@ -132,8 +147,15 @@ async def read_dead_letters(
     return letters
 
 
+def sample_campaigns() -> str:
+    """Path of the sample campaigns file shipped with the package."""
+    return str(files("feedamp.config").joinpath("campaigns.sample.json"))
+
+
 def run_dev(settings: Settings, *, once: bool = False) -> int:
-    """Run the embedded stack with the demo; block until Ctrl-C unless ``once``."""
+    """Run the embedded stack with the demo; block until Ctrl-C unless ``once``.
+
+    Without ``FEEDAMP_CAMPAIGNS`` the worker uses the sample campaigns file."""
     services: list[Service] = []
     worker = None
     try:
@@ -147,6 +169,7 @@ def run_dev(settings: Settings, *, once: bool = False) -> int:
             rebalance_timeout=3.0,
             partitions=4,
             web_port=free_port(),
+            campaigns=settings.campaigns or sample_campaigns(),
         )
         asyncio.run(ensure_topics(settings))
         worker = start_worker(settings)

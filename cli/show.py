@@ -5,16 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from feedamp.feeds import FeedPage
+from feedamp.feeds.shop_reads import CreatorStats, GiftPage, OrderPage
 
-__all__ = ["format_page"]
+__all__ = ["format_gifts", "format_orders", "format_page", "format_stats"]
+
+
+def _when(ts: int) -> str:
+    return datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def format_page(user_id: str, page: FeedPage, name: str = "Following") -> str:
     """One line per item: time, post, author, attribution, comment, labels."""
     lines = [f"{name} feed of {user_id} ({len(page.items)} items)"]
     for item in page.items:
-        when = datetime.fromtimestamp(item.ts / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        line = f"  {when}  post {item.post_id} by {item.author_id}"
+        line = f"  {_when(item.ts)}  post {item.post_id} by {item.author_id}"
         if item.reposted_by:
             line += f"  reposted by {', '.join(item.reposted_by)}"
         if item.comment:
@@ -27,3 +31,35 @@ def format_page(user_id: str, page: FeedPage, name: str = "Following") -> str:
     if page.next_cursor:
         lines.append(f"  next page: --cursor {page.next_cursor}")
     return "\n".join(lines)
+
+
+def format_gifts(user_id: str, page: GiftPage) -> str:
+    """One line per gift received: time, offer, sender, code, message."""
+    lines = [f"Gift inbox of {user_id} ({len(page.items)} gifts)"]
+    for g in page.items:
+        line = f"  {_when(g.ts)}  {g.offer_id} ({g.campaign_id}) from {g.sender_id}"
+        if g.code:
+            line += f"  code {g.code}"
+        if g.message:
+            line += f'  "{g.message}"'
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def format_orders(user_id: str, page: OrderPage) -> str:
+    """One line per order: time, id, product, amount, status and history."""
+    lines = [f"Order center of {user_id} ({len(page.items)} orders)"]
+    for o in page.items:
+        history = " -> ".join(status for status, _ in o.history)
+        line = (f"  {_when(o.ts)}  order {o.order_id}  {o.product_id}  "
+                f"{o.amount_cents / 100:.2f} {o.currency}  {o.status} ({history})")  # fmt: skip
+        if o.flags:
+            line += f"  [{', '.join(o.flags)}]"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def format_stats(user_id: str, stats: CreatorStats) -> str:
+    """One line: orders and revenue credited to a creator."""
+    revenue = ", ".join(f"{v / 100:.2f} {c}" for c, v in sorted(stats.revenue_by_currency.items()))
+    return f"Sales credited to {user_id}: {stats.orders} order(s) {revenue}".rstrip()

@@ -19,6 +19,12 @@ def test_dev_once_plays_the_demo_and_stops_cleanly():
     # erin followed alice last and got her recent posts backfilled
     erin = text.split("Following feed of erin")[1]
     assert "post p1 by alice" in erin and "post p2 by alice" in erin
+    # the shop: bob's gift with the first code of the sample pool, dave's purchase through
+    # carol's repost of alice's post, credited to both
+    assert "editor-90 (small-gestures-spring) from bob  code CUTPRO-7Q2M" in text
+    assert "order o1  tripod  24.99 EUR  paid (placed -> paid)" in text
+    assert "Sales credited to alice: 1 order(s) 24.99 EUR" in text
+    assert "Sales credited to carol: 1 order(s) 24.99 EUR" in text
     assert "dead-letter topic 'dead-letter': 1 event(s)" in text
     assert "missing field 'author_id'" in text
 
