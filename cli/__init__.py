@@ -63,12 +63,14 @@ def _feed(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
     from feedamp.feeds import FeedStore
+    from feedamp.feeds.namespace import Namespaces
     from feedamp.streams import redis_client
 
     async def run() -> int:
         redis = redis_client(settings)
         try:
-            return await FeedStore(redis, settings).rebuild_feed(args.user)
+            prefix = await Namespaces(redis, settings.key_prefix).active()
+            return await FeedStore(redis, settings).rebuild_feed(args.user, prefix=prefix)
         finally:
             await redis.aclose()
 
@@ -118,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--from",
         dest="start",
-        required=True,
         metavar="TIME",
-        help="'beginning', ISO-8601 (UTC if no zone) or ms since epoch",
+        help="'beginning', ISO-8601 (UTC if no zone) or ms since epoch "
+        "(required, except with --rebuild: default beginning)",
     )
     p.add_argument(
         "--to",
@@ -134,6 +136,19 @@ def main(argv: list[str] | None = None) -> int:
         "--publish",
         action="store_true",
         help="publish dead letters and decisions again (the worker already did)",
+    )
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="replay into a fresh namespace, switch readers and workers to it, drop the old",
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --rebuild: wait this long after the switch before dropping the old "
+        "namespace (longer than any reader's pointer cache; default 30)",
     )
     p.set_defaults(fn=_ops("replay"))
     p = sub.add_parser("dlq", help="list or re-send dead letters")

@@ -16,6 +16,11 @@ None when the partition has nothing that late (then the partition is skipped). S
 Kafka-compatible brokers answer offset 0 instead (Tansu does), so records older than
 ``--from`` are skipped until the first one at or after it; from there on every record is
 taken, as Kafka would. ``--to`` stops a partition at its first record later than it.
+
+Namespace: a replay writes to the active key namespace (the pointer of
+:mod:`feedamp.feeds.namespace`, resolved per batch like the worker), or to the one given
+as ``prefix``. ``--rebuild`` (:mod:`feedamp.cli.rebuild`) replays into a fresh namespace
+and switches readers and workers over to it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import asyncio
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -112,6 +117,8 @@ class ReplayStats:
     published: int = 0
     partitions: int = 0
     seconds: float = 0.0
+    #: The end offsets the replay read up to (exclusive), per partition of its topics.
+    ends: dict[TopicPartition, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -243,11 +250,16 @@ async def replay(
     publish: bool = False,
     progress: bool | TextIO = False,
     batch: int = BATCH,
+    prefix: str | None = None,
+    starts: Mapping[TopicPartition, int] | None = None,
 ) -> ReplayStats:
     """Re-apply the input ``topics`` (default: all) from ``start_ms`` (None: the
     beginning) to ``end_ms`` (None: the end offsets at start) through the worker's
     pipeline; return what was done. ``dry_run`` parses and counts without writing.
-    ``progress`` draws a progress line (True: on stderr; or a stream)."""
+    ``progress`` draws a progress line (True: on stderr; or a stream). ``prefix``
+    writes to that key namespace (default: the active one). ``starts`` gives the first
+    offset per partition instead of ``start_ms`` (a catch-up from a previous replay's
+    ``ends``; partitions it does not name start at the beginning)."""
     names = input_topics(settings, topics)
     stats = ReplayStats()
     started = time.monotonic()
@@ -263,7 +275,7 @@ async def replay(
     producer = AIOKafkaProducer(**kafka, acks="all") if publish and not dry_run else None
     redis = redis_client(settings)
     outputs = ReplayOutputs(settings, producer)
-    pipeline = Pipeline(FeedStore(redis, settings), settings)
+    pipeline = Pipeline(FeedStore(redis, settings), settings, prefix=prefix)
     handler = BatchHandler(pipeline, outputs)
     bar: Progress | None = None
     reader: OrderedReader | None = None
@@ -273,15 +285,19 @@ async def replay(
             await producer.start()
         tps = await partitions(consumer, names)
         consumer.assign(tps)
-        ends = await end_offsets(consumer, tps)
-        starts = await _start_offsets(consumer, tps, start_ms, ends)
-        active = [tp for tp in tps if starts[tp] < ends[tp]]
+        ends = stats.ends = await end_offsets(consumer, tps)
+        if starts is None:
+            first = await _start_offsets(consumer, tps, start_ms, ends)
+        else:
+            begins = await consumer.beginning_offsets(tps)
+            first = {tp: min(max(starts.get(tp, 0), begins[tp]), ends[tp]) for tp in tps}
+        active = [tp for tp in tps if first[tp] < ends[tp]]
         stats.partitions = len(active)
         if progress:
-            total = sum(ends[tp] - starts[tp] for tp in active)
+            total = sum(ends[tp] - first[tp] for tp in active)
             bar = Progress(total, None if progress is True else progress)
-        reader = OrderedReader(consumer, starts, ends, Window(start_ms, end_ms), names.index,
-                               batch)  # fmt: skip
+        window = Window(start_ms if starts is None else None, end_ms)
+        reader = OrderedReader(consumer, first, ends, window, names.index, batch)
         async for records in reader.batches():
             await _handle(records, pipeline, handler, stats, dry_run)
             if bar is not None:
@@ -323,10 +339,20 @@ async def _handle(
 
 
 def run(args: Any, settings: Settings) -> int:
-    """``feedamp replay``: parse the arguments, replay, print the summary."""
+    """``feedamp replay``: parse the arguments, replay (or rebuild), print the summary."""
     quiet_clients()
     try:
-        start_ms = parse_time(args.start)
+        if args.rebuild:
+            for flag, given in (("--to", args.end), ("--dry-run", args.dry_run),
+                                ("--publish", args.publish)):  # fmt: skip
+                if given:
+                    raise ValueError(f"--rebuild replays up to now and publishes nothing: "
+                                     f"drop {flag}")  # fmt: skip
+            if args.grace < 0:
+                raise ValueError("--grace must be >= 0")
+        elif not args.start:
+            raise ValueError("--from is required (or --rebuild)")
+        start_ms = parse_time(args.start or "beginning")
         end_ms = parse_time(args.end) if args.end else None
         if args.end and end_ms is None:
             raise ValueError("--to needs a time, not 'beginning'")
@@ -335,6 +361,10 @@ def run(args: Any, settings: Settings) -> int:
     except ValueError as exc:
         print(f"feedamp replay: {exc}", file=sys.stderr)
         return 2
+    if args.rebuild:
+        from .rebuild import run_rebuild
+
+        return run_rebuild(settings, start_ms=start_ms, topics=topics, grace=args.grace)
     stats = asyncio.run(
         replay(
             settings,

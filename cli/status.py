@@ -6,8 +6,9 @@
 - dead letters: the sum over the dead-letter topic's partitions of end minus beginning
   offsets (what retention kept);
 - Redis memory (``INFO memory``), and the number of Following and For You feeds and
-  their entries, found with ``SCAN`` (a full pass over the key space: seconds on a large
-  Redis, never blocking it).
+  their entries in the active key namespace (see :mod:`feedamp.feeds.namespace`), found
+  with ``SCAN`` (a full pass over the key space: seconds on a large Redis, never blocking
+  it).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
 from feedamp.feeds import Keys
+from feedamp.feeds.namespace import Namespaces
 from feedamp.streams.kafka_config import kafka_client_kwargs
 from feedamp.streams.logs import quiet_clients
 from redis.asyncio import Redis
@@ -67,6 +69,8 @@ class Status:
 
     group: str
     lag: list[PartitionLag] = field(default_factory=list)
+    #: The active key namespace's prefix (what the counts below are of).
+    namespace: str = ""
     dead_letters: int = 0
     redis_memory: str = ""
     following: FeedCount = field(default_factory=FeedCount)
@@ -149,7 +153,8 @@ async def collect_status(settings: Settings, redis: Redis) -> Status:
     status.lag, status.dead_letters = await kafka_status(settings)
     info = await redis.info("memory")
     status.redis_memory = str(info.get("used_memory_human", "?"))
-    keys = Keys(settings.key_prefix)
+    status.namespace = await Namespaces(redis, settings.key_prefix).active()
+    keys = Keys(status.namespace)
     status.following = await count_feeds(redis, keys.feed("u", 0))
     if hasattr(keys, "for_you"):
         status.for_you = await count_feeds(redis, keys.for_you("u", 0))
@@ -165,6 +170,7 @@ def format_status(status: Status) -> str:
         lines.append(f"  {p.topic:<32} {p.partition:>9} {p.end:>12,} {committed:>12} {p.lag:>10,}")
     lines.append(f"dead letters: {status.dead_letters:,}")
     lines.append(f"redis memory: {status.redis_memory}")
+    lines.append(f"key namespace: {status.namespace}")
     lines.append(
         f"following feeds: {status.following.feeds:,} ({status.following.entries:,} entries)"
     )

@@ -1,8 +1,14 @@
 """Reads, for feed services: pages of a user's Following (newest first) and For You
-(highest ranked first) feeds."""
+(highest ranked first) feeds.
+
+Every public read resolves the active key namespace first (the pointer of
+:mod:`feedamp.feeds.namespace`, or a copy of it cached for at most ``pointer_ttl``
+seconds) and does all its round trips there, so a read never mixes two namespaces.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,6 +17,7 @@ from feedamp.models.decisions import FORWARDED_MANY_TIMES
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from .keys import Keys
+from .namespace import MAX_POINTER_TTL, Namespaces
 from .scripts import Scripts
 from .shop_reads import ShopReads
 
@@ -60,14 +67,23 @@ class FeedReader(ShopReads):
         key_prefix: str = "fa:",
         feed_buckets: int = 8,
         campaigns: Catalog | str | None = None,
+        pointer_ttl: float = 0.0,
     ) -> None:
         """Read with ``redis``; ``key_prefix`` and ``feed_buckets`` must match the workers'
         ``FEEDAMP_KEY_PREFIX`` and ``FEEDAMP_FEED_BUCKETS``, ``campaigns`` (a catalog or
         the path of the campaigns file) their ``FEEDAMP_CAMPAIGNS``: it is needed only by
-        :meth:`gifts_sent` to count the sends left."""
+        :meth:`gifts_sent` to count the sends left. ``pointer_ttl`` (0 to
+        :data:`~feedamp.feeds.namespace.MAX_POINTER_TTL` seconds) caches the active
+        namespace; 0 resolves it at every read (one GET)."""
+        if not 0 <= pointer_ttl <= MAX_POINTER_TTL:
+            raise ValueError(f"pointer_ttl must be 0..{MAX_POINTER_TTL}s, got {pointer_ttl}")
         self.redis = redis
+        #: Keys of the base namespace; reads use :meth:`active_keys`.
         self.keys = Keys(key_prefix)
         self.feed_buckets = feed_buckets
+        self.pointer_ttl = pointer_ttl
+        self._namespaces = Namespaces(redis, key_prefix)
+        self._active: tuple[float, Keys] | None = None
         self.campaigns = campaigns if isinstance(campaigns, Catalog) else load_campaigns(campaigns)
         self._scripts = Scripts(redis)
 
@@ -80,11 +96,23 @@ class FeedReader(ShopReads):
         feed_buckets: int = 8,
         campaigns: Catalog | str | None = None,
         max_connections: int = 32,
+        pointer_ttl: float = 0.0,
     ) -> FeedReader:
         """A reader with its own blocking connection pool to ``url``."""
         pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=None)
         return cls(Redis(connection_pool=pool), key_prefix=key_prefix,
-                   feed_buckets=feed_buckets, campaigns=campaigns)  # fmt: skip
+                   feed_buckets=feed_buckets, campaigns=campaigns,
+                   pointer_ttl=pointer_ttl)  # fmt: skip
+
+    async def active_keys(self) -> Keys:
+        """Keys of the active namespace; every public read starts here and uses them for
+        all its round trips."""
+        now = time.monotonic()
+        if self._active is not None and now - self._active[0] < self.pointer_ttl:
+            return self._active[1]
+        keys = Keys(await self._namespaces.active())
+        self._active = (now, keys)
+        return keys
 
     async def close(self) -> None:
         """Close the reader's connections."""
@@ -96,7 +124,8 @@ class FeedReader(ShopReads):
         ``cursor`` is the ``next_cursor`` of the previous page; pages stay consistent while
         new items arrive at the top. ``limit`` is 1 to 1000.
         """
-        return await self._page(user_id, limit, cursor, self.keys.feed, self.keys.via)
+        keys = await self.active_keys()
+        return await self._page(user_id, limit, cursor, keys, keys.feed, keys.via)
 
     async def for_you(self, user_id: str, limit: int = 50, cursor: str | None = None) -> FeedPage:
         """A page of ``user_id``'s For You feed, highest ranked first.
@@ -104,8 +133,9 @@ class FeedReader(ShopReads):
         Items have the same shape as :meth:`following`; ``ts`` is the time of the latest
         repost among ``reposted_by``. ``limit`` is 1 to 1000.
         """
+        keys = await self.active_keys()
         return await self._page(
-            user_id, limit, cursor, self.keys.for_you, self.keys.for_you_via, ranked=True
+            user_id, limit, cursor, keys, keys.for_you, keys.for_you_via, ranked=True
         )
 
     async def _page(
@@ -113,6 +143,7 @@ class FeedReader(ShopReads):
         user_id: str,
         limit: int,
         cursor: str | None,
+        ns: Keys,
         zset_key: Callable[[str, int], str],
         via_key: Callable[[str, int], str],
         ranked: bool = False,
@@ -133,14 +164,16 @@ class FeedReader(ShopReads):
             # Merge the buckets: highest first, ties by post id descending (Redis' own order).
             entries.sort(key=lambda e: (e.score, e.post_id), reverse=True)
             exhausted = len(entries) < want
-            items.extend(await self._hydrate(user_id, entries[:want], ranked))
+            items.extend(await self._hydrate(user_id, entries[:want], ranked, ns))
             if exhausted:
                 return FeedPage(items, None)
             after = entries[want - 1]
             if len(items) >= limit:
                 return FeedPage(items, after.cursor())
 
-    async def _hydrate(self, user_id: str, entries: list[_Entry], ranked: bool) -> list[FeedItem]:
+    async def _hydrate(
+        self, user_id: str, entries: list[_Entry], ranked: bool, keys: Keys
+    ) -> list[FeedItem]:
         """Join entries with their post records and comments; hide deleted posts and what
         suspended accounts authored or reposted; add account labels."""
         if not entries:
@@ -148,11 +181,11 @@ class FeedReader(ShopReads):
         async with self.redis.pipeline(transaction=False) as pipe:
             for e in entries:
                 pid = e.post_id.decode()
-                pipe.hmget(self.keys.post(pid), "a", "del", "text", "media")
+                pipe.hmget(keys.post(pid), "a", "del", "text", "media")
                 if e.reposters:
-                    pipe.hget(self.keys.comments(pid), e.reposters[0])
+                    pipe.hget(keys.comments(pid), e.reposters[0])
                     if ranked:
-                        pipe.zmscore(self.keys.reposters(pid), list(e.reposters))
+                        pipe.zmscore(keys.reposters(pid), list(e.reposters))
             results = iter(await pipe.execute())
         rows = []
         for e in entries:
@@ -163,7 +196,7 @@ class FeedReader(ShopReads):
                 rows.append((e, record, comment, times))
         authors = [_str(row[1][0]) for row in rows]
         reposters = [r for row in rows for r in row[0].reposters]
-        accounts = await self._accounts(user_id, authors, reposters)
+        accounts = await self._accounts(user_id, authors, reposters, keys)
         items = []
         for (e, (_, _, text, media), comment, times), author in zip(rows, authors, strict=True):
             state = accounts.get(author)
@@ -175,7 +208,7 @@ class FeedReader(ShopReads):
                     continue
                 comment = None
                 if reposted_by:
-                    comments = self.keys.comments(_str(e.post_id))
+                    comments = keys.comments(_str(e.post_id))
                     comment = await self.redis.hget(comments, reposted_by[0])
             ts = int(e.score)
             if times is not None:
@@ -197,16 +230,18 @@ class FeedReader(ShopReads):
             )
         return items
 
-    async def _accounts(self, user_id: str, authors: list[str], reposters: list[str]) -> _Accounts:
+    async def _accounts(
+        self, user_id: str, authors: list[str], reposters: list[str], keys: Keys
+    ) -> _Accounts:
         """Moderation state of every author and reposter of a page, and which authors
         ``user_id`` follows; one round trip."""
         ids = sorted(set(authors) | set(reposters))
         authors = sorted(set(authors))
         async with self.redis.pipeline(transaction=False) as pipe:
             for id_ in ids:
-                pipe.hgetall(self.keys.account(id_))
+                pipe.hgetall(keys.account(id_))
             if authors:
-                pipe.smismember(self.keys.following(user_id), authors)
+                pipe.smismember(keys.following(user_id), authors)
             results = await pipe.execute()
         found = _Accounts({id_: _AccountState.of(h) for id_, h in zip(ids, results, strict=False)})
         if authors:

@@ -6,6 +6,7 @@ keys that ``gift.lua``, ``purchase.lua`` and ``order_status.lua`` write.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -105,35 +106,39 @@ class CreatorStats:
 
 
 class ShopReads:
-    """Gift and order reads; needs ``redis``, ``keys`` and ``campaigns`` attributes."""
+    """Gift and order reads; needs ``redis`` and ``campaigns`` attributes and an
+    ``active_keys()`` coroutine (the keys of the active namespace, resolved per read)."""
 
     redis: Redis
-    keys: Keys
     campaigns: Catalog
+    active_keys: Callable[[], Awaitable[Keys]]
 
     async def gift_inbox(
         self, user_id: str, limit: int = 50, cursor: str | None = None
     ) -> GiftPage:
         """A page of the gifts ``user_id`` received, newest first."""
-        ids, next_cursor = await self._zpage(self.keys.gift_inbox(user_id), limit, cursor)
-        return GiftPage(await self._gifts(ids), next_cursor)
+        keys = await self.active_keys()
+        ids, next_cursor = await self._zpage(keys.gift_inbox(user_id), limit, cursor)
+        return GiftPage(await self._gifts(ids, keys), next_cursor)
 
     async def gifts_sent(self, user_id: str, limit: int = 50) -> SentGifts:
         """The newest ``limit`` gifts ``user_id`` sent, and how many sends they have left in
         each campaign of the reader's catalog."""
-        ids, _ = await self._zpage(self.keys.gifts_sent(user_id), limit, None)
-        sends = await self.redis.hgetall(self.keys.gift_sends(user_id))
+        keys = await self.active_keys()
+        ids, _ = await self._zpage(keys.gifts_sent(user_id), limit, None)
+        sends = await self.redis.hgetall(keys.gift_sends(user_id))
         used = {k.decode(): int(v) for k, v in sends.items()}
         remaining = {c.id: max(0, c.send_limit - used.get(c.id, 0))
                      for c in self.campaigns.campaigns}  # fmt: skip
-        return SentGifts(await self._gifts(ids), remaining)
+        return SentGifts(await self._gifts(ids, keys), remaining)
 
     async def orders(self, user_id: str, limit: int = 50, cursor: str | None = None) -> OrderPage:
         """A page of ``user_id``'s order center, newest first."""
-        ids, next_cursor = await self._zpage(self.keys.orders(user_id), limit, cursor)
+        keys = await self.active_keys()
+        ids, next_cursor = await self._zpage(keys.orders(user_id), limit, cursor)
         async with self.redis.pipeline(transaction=False) as pipe:
             for order_id in ids:
-                pipe.hmget(self.keys.order(order_id), *_ORDER_FIELDS)
+                pipe.hmget(keys.order(order_id), *_ORDER_FIELDS)
             rows = await pipe.execute()
         items = []
         for order_id, row in zip(ids, rows, strict=True):
@@ -152,15 +157,16 @@ class ShopReads:
 
     async def creator_stats(self, user_id: str) -> CreatorStats:
         """Orders and revenue attributed to ``user_id``'s posts and reposts."""
+        keys = await self.active_keys()
         stats = {k.decode(): int(v) for k, v in
-                 (await self.redis.hgetall(self.keys.creator(user_id))).items()}  # fmt: skip
+                 (await self.redis.hgetall(keys.creator(user_id))).items()}  # fmt: skip
         by_currency = {k[4:]: v for k, v in stats.items() if k.startswith("rev:") and v}
         return CreatorStats(stats.get("orders", 0), stats.get("revenue", 0), by_currency)
 
-    async def _gifts(self, ids: list[str]) -> list[GiftItem]:
+    async def _gifts(self, ids: list[str], keys: Keys) -> list[GiftItem]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for gift_id in ids:
-                pipe.hmget(self.keys.gift(gift_id), *_GIFT_FIELDS)
+                pipe.hmget(keys.gift(gift_id), *_GIFT_FIELDS)
             rows = await pipe.execute()
         items = []
         for gift_id, row in zip(ids, rows, strict=True):

@@ -62,6 +62,8 @@ class Applied:
 
     failures: list[Failure] = field(default_factory=list)
     decisions: list[AnyDecision] = field(default_factory=list)
+    #: Feed entries pushed by post and repost fan-out (one per follower reached).
+    deliveries: int = 0
 
 
 #: Positions of (first, cursor) in a fan-out call's argv, after the shared context.
@@ -94,11 +96,32 @@ class FeedStore:
             s.key_prefix, s.feed_buckets, s.bucket_cap, s.for_you_bucket_cap,
             s.for_you_half_life_ms, s.recent_per_author, s.fanout_chunk,
         ]  # fmt: skip
+        self._views: dict[str, FeedStore] = {}
+        self._deliveries = 0
+
+    def _at(self, prefix: str | None) -> FeedStore:
+        """This store writing to the namespace ``prefix`` (None: ``settings.key_prefix``):
+        the script context (``ARGV[1]`` is the prefix) and key names follow the prefix."""
+        if prefix is None or prefix == self.settings.key_prefix:
+            return self
+        view = self._views.get(prefix)
+        if view is None:
+            if len(self._views) >= 8:  # old generations: never written to again
+                self._views.clear()
+            view = self._views[prefix] = FeedStore(
+                self.redis, self.settings.with_(key_prefix=prefix)
+            )
+        return view
 
     async def apply(
-        self, events: Sequence[Event], *, refused: Mapping[int, str] | None = None
+        self,
+        events: Sequence[Event],
+        *,
+        refused: Mapping[int, str] | None = None,
+        prefix: str | None = None,
     ) -> Applied:
-        """Apply ``events`` in order; return the failures and the repost decisions.
+        """Apply ``events`` in order to the namespace ``prefix`` (None: the settings'
+        ``key_prefix``); return the failures, the repost decisions and the deliveries.
 
         ``refused`` maps the index of a repost stopped at the door (its reposter or the
         post's author is suspended) to the reason: it is decided ``refused`` and not
@@ -106,6 +129,9 @@ class FeedStore:
         propagate: the caller retries the whole batch, which is safe because every write
         is idempotent and every decision is kept once made.
         """
+        if (view := self._at(prefix)) is not self:
+            return await view.apply(events, refused=refused)
+        self._deliveries = 0
         failures: dict[int, Failure] = {}
         decisions = await self._decide(events, failures, refused or {})
         calls = [
@@ -122,11 +148,17 @@ class FeedStore:
             else:
                 segment.append(call)
         await self._run_segment(segment, events, failures)
-        return Applied([failures[i] for i in sorted(failures)], list(decisions.values()))
+        deliveries, self._deliveries = self._deliveries, 0
+        return Applied(
+            [failures[i] for i in sorted(failures)], list(decisions.values()), deliveries
+        )
 
-    async def rebuild_feed(self, user_id: str) -> int:
+    async def rebuild_feed(self, user_id: str, *, prefix: str | None = None) -> int:
         """Regenerate ``user_id``'s Following and For You feeds from their followees' recent
-        posts and reposts (as follow backfill does); return the number of followees."""
+        posts and reposts (as follow backfill does), in the namespace ``prefix`` (None: the
+        settings' ``key_prefix``); return the number of followees."""
+        if (view := self._at(prefix)) is not self:
+            return await view.rebuild_feed(user_id)
         followees = sorted(m.decode() for m in await self.redis.smembers(
             self.keys.following(user_id)))  # fmt: skip
         buckets = range(self.settings.feed_buckets)
@@ -258,17 +290,23 @@ class FeedStore:
     async def _finish(self, call: _Call, event: Event, result: object) -> bool:
         """Finish an event whose first call returned ``result``; True if more calls ran."""
         if call.source is not None:
-            cursor = _text(result)
+            cursor = self._cursor(result)
             if cursor in ("0", "skip"):
                 return False
             while cursor != "0":
                 call.argv[_FIRST], call.argv[_CURSOR] = "0", cursor
-                cursor = _text(await call.script(args=call.argv))
+                cursor = self._cursor(await call.script(args=call.argv))
             return True
         if isinstance(event, DeletePost):
             await self._unpush_everywhere(event.post_id, [_text(s) for s in result])  # type: ignore[union-attr]
             return True
         return False
+
+    def _cursor(self, result: object) -> str:
+        """The next cursor of a fan-out call's reply ``cursor|deliveries``; counts them."""
+        cursor, _, delivered = _text(result).partition("|")
+        self._deliveries += int(delivered or 0)
+        return cursor
 
     async def _unpush_everywhere(self, post_id: str, sources: list[str]) -> None:
         """Remove a post from the feeds of every follower of every source, chunk by chunk."""

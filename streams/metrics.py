@@ -12,13 +12,13 @@ Exposed series:
   event of a known type;
 - ``feedamp_dead_letters_total{topic}``: dead letters, by the topic the record came from;
 - ``feedamp_decisions_total{decision}``: repost decisions, by kind;
+- ``feedamp_fanout_deliveries_total``: feed entries pushed by fan-out, one per follower a
+  post or repost reached (counted inside the Lua scripts, which return ``cursor|n``);
+  a batch applied again after an outage or a redelivery counts again;
 - ``feedamp_batch_seconds``: histogram of the time to handle one batch (Redis writes,
   dead letters and decisions published, outage retries included);
 - ``feedamp_batch_events``: histogram of records per batch;
 - gauges supplied at scrape time by the web module (consumer lag, assigned partitions).
-
-Fan-out deliveries are not counted: the Lua scripts return a cursor, not a count, and
-counting inside them would cost a reply per chunk.
 """
 
 from __future__ import annotations
@@ -153,6 +153,7 @@ class Metrics:
         self.events: Counter[tuple[str, str]] = Counter()
         self.dead_letters: Counter[tuple[str]] = Counter()
         self.decisions: Counter[tuple[str]] = Counter()
+        self.deliveries = 0
         self.batch_seconds = Histogram(LATENCY_BUCKETS)
         self.batch_events = Histogram(SIZE_BUCKETS)
 
@@ -172,6 +173,7 @@ class Metrics:
             self.dead_letters[(letter.record.topic,)] += 1
         for decision in outcome.decisions:
             self.decisions[(decision.decision,)] += 1
+        self.deliveries += outcome.deliveries
         self.batch_seconds.observe(seconds)
         self.batch_events.observe(len(records))
 
@@ -191,6 +193,12 @@ class Metrics:
         )
         lines += _counter(
             "feedamp_decisions_total", "Repost decisions, by kind.", "decision", self.decisions
+        )
+        lines += _counter(
+            "feedamp_fanout_deliveries_total",
+            "Feed entries pushed by post and repost fan-out (followers reached).",
+            "",
+            {(): self.deliveries},
         )
         lines += self.batch_seconds.render(
             "feedamp_batch_seconds", "Time to handle one batch (writes, outputs, retries)."

@@ -1,7 +1,8 @@
 """The one code path from raw records to Redis, shared by the worker and replay.
 
-Records are parsed and validated, checked against their topic, and applied to the feed
-store in order. Whatever cannot be applied comes back as a :class:`DeadLetter` with a
+Records are parsed and validated, checked against their topic, and applied to the
+stores in order, in the active key namespace (:mod:`feedamp.feeds.namespace`), resolved
+once per batch. Whatever cannot be applied comes back as a :class:`DeadLetter` with a
 reason; nothing is dropped silently.
 """
 
@@ -13,6 +14,7 @@ from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.accounts import AccountStore, actor_of
 from feedamp.feeds.gifts import GiftStore
+from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.orders import OrderStore
 from feedamp.feeds.store import Applied
 from feedamp.models import ROUTES, Event, InvalidEvent, Limits, parse_event
@@ -46,9 +48,13 @@ FEED_EVENTS = (Post, DeletePost, Repost, Unrepost, Follow, Unfollow, Block, Unbl
 class Pipeline:
     """Parses records and applies each event to its store: feeds, accounts, gifts, orders."""
 
-    def __init__(self, store: FeedStore, settings: Settings) -> None:
+    def __init__(self, store: FeedStore, settings: Settings, *, prefix: str | None = None) -> None:
         """``store`` is the feed store; the other stores share its Redis client. A bad
-        campaigns file raises :class:`~feedamp.config.campaigns.CampaignError` here."""
+        campaigns file raises :class:`~feedamp.config.campaigns.CampaignError` here.
+        ``prefix`` writes to that key namespace; None follows the pointer to the active
+        one (one GET per batch)."""
+        self.prefix = prefix
+        self.namespaces = Namespaces(store.redis, settings.key_prefix)
         self.store = self.feeds = store
         self.accounts = AccountStore(store.redis, settings)
         self.gifts = GiftStore(store.redis, settings)
@@ -94,18 +100,23 @@ class Pipeline:
             events.append(event)
             sources.append(record)
         outcome = Outcome(dead)
+        if not events:
+            return outcome
+        # Resolved once, so a batch is written to one namespace even across a switch.
+        prefix = self.prefix or await self.namespaces.active()
 
         def run(part: list[int], applied: Applied) -> None:
             for failure in applied.failures:
                 record = sources[part[failure.index]]
                 dead.append(DeadLetter(record, f"redis rejected: {failure.error}"))
             outcome.decisions += applied.decisions
+            outcome.deliveries += applied.deliveries
 
         accounts = [i for i, ev in enumerate(events) if isinstance(ev, Account)]
         if accounts:
-            run(accounts, await self.accounts.apply([events[i] for i in accounts]))
+            run(accounts, await self.accounts.apply([events[i] for i in accounts], prefix=prefix))
         rest = [i for i, ev in enumerate(events) if not isinstance(ev, Account)]
-        door = await self.accounts.door([events[i] for i in rest])
+        door = await self.accounts.door([events[i] for i in rest], prefix=prefix)
         refused = {rest[n]: reason for n, reason in door.items()}
         for i, reason in refused.items():
             ev = events[i]
@@ -119,9 +130,11 @@ class Pipeline:
                     and (i not in refused or isinstance(events[i], Repost))]  # fmt: skip
             if feed:
                 door_of = {n: refused[i] for n, i in enumerate(feed) if i in refused}
-                run(feed, await self.feeds.apply([events[i] for i in feed], refused=door_of))
+                applied = await self.feeds.apply([events[i] for i in feed], refused=door_of,
+                                                 prefix=prefix)  # fmt: skip
+                run(feed, applied)
         for store, types in ((self.gifts, Gift), (self.orders, (Purchase, OrderStatus))):
             part = [i for i in others if isinstance(events[i], types) and i not in refused]
             if part:
-                run(part, await store.apply([events[i] for i in part]))
+                run(part, await store.apply([events[i] for i in part], prefix=prefix))
         return outcome

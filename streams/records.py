@@ -74,10 +74,13 @@ class Outcome:
 
     dead_letters: list[DeadLetter] = field(default_factory=list)
     decisions: list[AnyDecision] = field(default_factory=list)
+    #: Feed entries pushed by fan-out (followers reached by posts and reposts).
+    deliveries: int = 0
 
     def extend(self, other: Outcome) -> None:
         self.dead_letters += other.dead_letters
         self.decisions += other.decisions
+        self.deliveries += other.deliveries
 
 
 class Outputs(Protocol):

@@ -83,13 +83,21 @@ async def test_healthz_is_ready_once_partitions_are_held(web_worker):
 async def test_metrics_count_events_dead_letters_and_batches(web_worker, uid):
     s = web_worker.settings
     ev = Events()
-    await send_events(s, [ev.follow(uid("bob"), uid("alice")), ev.post(uid("p"), uid("alice"))])
+    await send_events(s, [ev.follow(uid("bob"), uid("alice"))])
+
+    async def followed() -> bool:  # before the post: a batch applies posts first
+        text = (await get(web_worker.url("/metrics")))[2]
+        return 'feedamp_events_total{type="follow",outcome="applied"} 1' in text.splitlines()
+
+    await wait_until(followed, what="the metrics to count the follow")
+    await send_events(s, [ev.post(uid("p"), uid("alice"))])
     await send(s, [(s.topics.posts, b"k", b"{oops")])
     wanted = [
         'feedamp_events_total{type="follow",outcome="applied"} 1',
         'feedamp_events_total{type="post",outcome="applied"} 1',
         'feedamp_events_total{type="invalid",outcome="dead_letter"} 1',
         f'feedamp_dead_letters_total{{topic="{s.topics.posts}"}} 1',
+        "feedamp_fanout_deliveries_total 1",  # the post reached bob's feed
         f"feedamp_assigned_partitions {len(s.topics.inputs) * s.partitions}",
     ]
 
@@ -192,15 +200,19 @@ def test_metrics_render_decisions_and_escape_labels():
     ok = Record("posts", 0, 1, b"k", b'{"type": "repost"}')
     bad = Record('po"sts', 0, 2, b"k", b"nope")
     decision = Decision("e", "r", "u", "p", 1, "rate_limited", ("user_rate",), 5)
-    metrics.observe([ok, bad], Outcome([DeadLetter(bad, "x")], [decision]), 0.003)
+    metrics.observe([ok, bad], Outcome([DeadLetter(bad, "x")], [decision], 5), 0.003)
     text = metrics.render()
     assert 'feedamp_events_total{type="repost",outcome="applied"} 1' in text
     assert 'feedamp_events_total{type="invalid",outcome="dead_letter"} 1' in text
     assert 'feedamp_dead_letters_total{topic="po\\"sts"} 1' in text
     assert 'feedamp_decisions_total{decision="rate_limited"} 1' in text
+    assert "# TYPE feedamp_fanout_deliveries_total counter" in text
+    assert "feedamp_fanout_deliveries_total 5" in text
     assert 'feedamp_batch_seconds_bucket{le="0.0025"} 0' in text
     assert 'feedamp_batch_seconds_bucket{le="0.005"} 1' in text
     assert "feedamp_batch_events_sum 2" in text
+    metrics.observe([ok], Outcome(deliveries=2000), 0.001)
+    assert "feedamp_fanout_deliveries_total 2005" in metrics.render()
 
 
 def test_health_reasons():

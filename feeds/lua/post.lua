@@ -2,7 +2,8 @@
 -- (not those who blocked or muted the author).
 -- ARGV 8..: first ('1' on an event's first call), cursor, post_id, author_id, ts,
 --           visibility, text, media_url
--- Returns the next follower cursor ('0' when done), or 'skip' for a deleted post.
+-- Returns 'cursor|n': the next follower cursor ('0' when done) and the followers pushed
+-- to, or 'skip' for a deleted post.
 local first, cursor = ARGV[8], ARGV[9]
 local post, author, ts = ARGV[10], ARGV[11], ARGV[12]
 
@@ -19,6 +20,11 @@ if first == '1' then
 end
 local b = bucket_of(post)
 local hidden = hidden_from({ author })
-return each_follower(author, cursor, function(follower)
-  if not hidden[follower] then push(follower, post, b, ts, '', '') end
+local n = 0
+local next_cursor = each_follower(author, cursor, function(follower)
+  if not hidden[follower] then
+    push(follower, post, b, ts, '', '')
+    n = n + 1
+  end
 end)
+return next_cursor .. '|' .. n

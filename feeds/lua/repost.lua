@@ -4,7 +4,8 @@
 -- author or the reposter. label '1' marks the Following entries forwarded_many_times.
 -- ARGV 8..: first, cursor, post_id, post_author_id, reposter_id, ts, comment, for_you, label,
 --           repost_id
--- Returns the next follower cursor ('0' when done), or 'skip' for a deleted post.
+-- Returns 'cursor|n': the next follower cursor ('0' when done) and the followers pushed
+-- to, or 'skip' for a deleted post.
 local first, cursor = ARGV[8], ARGV[9]
 local post, author, reposter, ts, comment = ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]
 
@@ -31,9 +32,12 @@ local b = bucket_of(post)
 local hidden = hidden_from({ author, reposter })
 local mark = ARGV[16] == '1' and LABEL_MARK or ''
 local alone = ARGV[15] == '1' and for_you_score(post, reposter)
-return each_follower(reposter, cursor, function(follower)
+local n = 0
+local next_cursor = each_follower(reposter, cursor, function(follower)
   if follower ~= author and not hidden[follower] then
     push(follower, post, b, ts, reposter, mark)
     if alone then push_for_you(follower, post, b, reposter, alone) end
+    n = n + 1
   end
 end)
+return next_cursor .. '|' .. n

@@ -1,0 +1,160 @@
+"""Key namespaces and the pointer to the active one.
+
+Every view key starts with a namespace prefix (``<prefix><kind>:{<id>}``). The **base**
+prefix is ``Settings.key_prefix`` (``fa:`` by default). ``feedamp replay --rebuild``
+builds a fresh **generation** namespace beside the live one and then switches a
+**pointer** to it; readers and workers follow the pointer, so the switch is one atomic
+``SET`` and nobody ever reads a namespace that is still being built.
+
+Names, for base ``fa:`` (a base must end with ``:``; ``stem`` is the base without it):
+
+- ``fa.active`` (string): the pointer, the active namespace's prefix. When absent the
+  base itself is active, so a Redis that never saw a rebuild works as before.
+- ``fa.generation`` (string): counter of generation numbers (``INCR``), never reused.
+- ``fa.<n>:`` (generation ``n``) and ``fa.s<hex>:`` (a scratch namespace of ``feedamp
+  verify``): namespace prefixes.
+
+Why these shapes: a namespace is dropped with ``SCAN MATCH <prefix>*``. ``fa:*`` cannot
+match ``fa.<n>:...`` (the character after ``fa`` differs), ``fa.3:*`` cannot match
+``fa.30:...`` (the ``:`` right after the number), and no prefix pattern can match
+``fa.active`` or ``fa.generation``, which hold no ``:``. So dropping one namespace never
+touches another one or the pointer. (Another deployment on the same Redis must not use a
+base of the form ``fa.<anything>:``.) A base that does not end with ``:`` has no pointer:
+it is always active, and rebuild and verify refuse it.
+
+Consistency rules the rebuild relies on:
+
+- workers resolve the active prefix once per batch (one ``GET``) and write the whole
+  batch there, so a batch fetched after the switch is written to the new namespace;
+- readers resolve it at the start of every read, or cache it for at most
+  :data:`MAX_POINTER_TTL` seconds, and keep it for the whole read;
+- an old namespace is dropped only after a grace period longer than any reader cache
+  and than a read (``feedamp replay --rebuild --grace``, default :data:`DEFAULT_GRACE`).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from redis.asyncio import Redis
+
+__all__ = [
+    "DEFAULT_GRACE",
+    "MAX_POINTER_TTL",
+    "Namespaces",
+    "counter_key",
+    "generation_prefix",
+    "glob_escape",
+    "pattern",
+    "pointer_key",
+    "scratch_prefix",
+]
+
+#: Longest a reader may cache the active prefix (seconds).
+MAX_POINTER_TTL = 5.0
+#: Seconds between the switch and dropping the old namespace, by default.
+DEFAULT_GRACE = 30.0
+#: Keys unlinked per ``UNLINK`` call when a namespace is dropped.
+DROP_CHUNK = 500
+
+# Compare-and-set of the pointer: switch only if the active prefix is still the expected
+# one (KEYS[1] pointer; ARGV: expected active prefix, new prefix, base).
+_SWITCH = """
+local current = redis.call('GET', KEYS[1]) or ARGV[3]
+if current ~= ARGV[1] then return current end
+redis.call('SET', KEYS[1], ARGV[2])
+return ARGV[2]
+"""
+
+
+def _stem(base: str) -> str | None:
+    return base[:-1] if base.endswith(":") and len(base) > 1 else None
+
+
+def _require_stem(base: str) -> str:
+    stem = _stem(base)
+    if stem is None:
+        raise ValueError(f"a rebuildable key prefix ends with ':' (FEEDAMP_KEY_PREFIX={base!r})")
+    return stem
+
+
+def pointer_key(base: str) -> str | None:
+    """The pointer key of ``base`` (``fa:`` -> ``fa.active``); None if ``base`` has none."""
+    stem = _stem(base)
+    return None if stem is None else f"{stem}.active"
+
+
+def counter_key(base: str) -> str:
+    """The generation counter of ``base`` (``fa:`` -> ``fa.generation``)."""
+    return f"{_require_stem(base)}.generation"
+
+
+def generation_prefix(base: str, n: int) -> str:
+    """The prefix of generation ``n`` of ``base`` (``fa:``, 3 -> ``fa.3:``)."""
+    return f"{_require_stem(base)}.{n}:"
+
+
+def scratch_prefix(base: str, token: str | None = None) -> str:
+    """A scratch namespace of ``base`` (``fa.s<hex>:``) for ``feedamp verify``."""
+    return f"{_require_stem(base)}.s{token or secrets.token_hex(4)}:"
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with the glob characters of ``SCAN MATCH`` escaped."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def pattern(prefix: str) -> str:
+    """The ``SCAN MATCH`` pattern of every key of the namespace ``prefix``."""
+    return glob_escape(prefix) + "*"
+
+
+class Namespaces:
+    """The namespaces of one base prefix on one Redis: resolve, create, switch, drop."""
+
+    def __init__(self, redis: Redis, base: str) -> None:
+        self.redis = redis
+        self.base = base
+        self.pointer = pointer_key(base)
+
+    async def active(self) -> str:
+        """The active namespace's prefix: the pointer's value, else the base (one GET)."""
+        if self.pointer is None:
+            return self.base
+        value = await self.redis.get(self.pointer)
+        return value.decode() if value else self.base
+
+    async def new_generation(self) -> str:
+        """The prefix of a new, never used generation namespace."""
+        n = await self.redis.incr(counter_key(self.base))
+        return generation_prefix(self.base, n)
+
+    async def switch(self, expected: str, new: str) -> None:
+        """Point readers and workers at ``new``, atomically, if ``expected`` is still the
+        active namespace; RuntimeError if another switch came first."""
+        if self.pointer is None:
+            raise ValueError(f"key prefix {self.base!r} has no pointer (it must end with ':')")
+        current = await self.redis.eval(_SWITCH, 1, self.pointer, expected, new, self.base)
+        current = current.decode() if isinstance(current, bytes) else str(current)
+        if current != new:
+            raise RuntimeError(
+                f"the active namespace changed to {current!r} meanwhile (expected {expected!r})"
+            )
+
+    async def drop(self, prefix: str, chunk: int = DROP_CHUNK) -> int:
+        """Delete every key of the namespace ``prefix`` with ``SCAN`` and ``UNLINK`` in
+        chunks (Redis frees the memory in the background); return the keys deleted.
+        Refuses the active namespace."""
+        if prefix == await self.active():
+            raise ValueError(f"refusing to drop the active namespace {prefix!r}")
+        dropped = 0
+        batch: list[bytes] = []
+        async for key in self.redis.scan_iter(match=pattern(prefix), count=chunk):
+            batch.append(key)
+            if len(batch) >= chunk:
+                dropped += await self.redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            dropped += await self.redis.unlink(*batch)
+        return dropped
