@@ -1,4 +1,4 @@
-"""The ``feedamp`` command: worker, produce, feed, dev, replay, dlq, status."""
+"""The ``feedamp`` command: worker, produce, feed, dev, replay, verify, dlq, status."""
 
 from __future__ import annotations
 
@@ -151,6 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         "namespace (longer than any reader's pointer cache; default 30)",
     )
     p.set_defaults(fn=_ops("replay"))
+    p = sub.add_parser("verify", help="compare the live views with a fresh rebuild of the log")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="wait this long at most for the workers to apply the log (default 30)",
+    )
+    p.add_argument("--limit", type=int, default=50, help="print at most this many differences")
+    p.set_defaults(fn=_ops("verify"))
     p = sub.add_parser("dlq", help="list or re-send dead letters")
     p.add_argument("action", choices=["list", "replay"])
     p.add_argument("--limit", type=int, help="list at most this many")

@@ -1,0 +1,79 @@
+"""``feedamp verify``: the live namespace against a fresh rebuild of the same log."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+from feedamp.cli.dev import worker_env
+from feedamp.cli.verify import compare_namespaces
+from feedamp.feeds import Keys
+
+from .factory import Events
+from .test_replay import play, story
+
+
+async def test_compare_namespaces_is_type_aware(redis, settings):
+    a, b = settings.key_prefix, settings.key_prefix.rstrip(":") + ".s0:"
+    for prefix in (a, b):  # the same in both
+        await redis.set(f"{prefix}same:{{s}}", "v")
+        await redis.zadd(f"{prefix}z:{{same}}", {"m": 1.5})
+    await redis.set(f"{a}str:{{x}}", "one")
+    await redis.set(f"{b}str:{{x}}", "two")
+    await redis.hset(f"{a}hash:{{x}}", mapping={"f": "1", "g": "2"})
+    await redis.hset(f"{b}hash:{{x}}", mapping={"f": "1", "g": "3"})
+    await redis.sadd(f"{a}set:{{x}}", "m1", "m2")
+    await redis.sadd(f"{b}set:{{x}}", "m2", "m3")
+    await redis.zadd(f"{a}zset:{{x}}", {"p1": 10, "p2": 20})
+    await redis.zadd(f"{b}zset:{{x}}", {"p1": 10, "p2": 21})
+    await redis.rpush(f"{a}list:{{x}}", "x", "y")
+    await redis.rpush(f"{b}list:{{x}}", "x", "z", "w")
+    await redis.set(f"{a}live_only:{{x}}", "1")
+    await redis.sadd(f"{b}rebuild_only:{{x}}", "1")
+    await redis.set(f"{a}kind:{{x}}", "1")
+    await redis.sadd(f"{b}kind:{{x}}", "1")
+
+    keys, differences = await compare_namespaces(redis, a, b)
+    assert keys == 10
+    found = {d.key: (d.kind, d.detail) for d in differences}
+    assert found == {
+        "hash:{x}": ("value", "hash: 'g': live='2' rebuild='3'"),
+        "kind:{x}": ("type", "live string, rebuild set"),
+        "list:{x}": ("value", "list: lengths 2/3, first difference at 1: live='y' rebuild='z'"),
+        "live_only:{x}": ("only_in_live", "string"),
+        "rebuild_only:{x}": ("only_in_rebuild", "set"),
+        "set:{x}": ("value", "set: only in live: 'm1'; only in rebuild: 'm3'"),
+        "str:{x}": ("value", "string: live='one' rebuild='two'"),
+        "zset:{x}": ("value", "zset: 'p2': live=20.0 rebuild=21.0"),
+    }
+
+
+def verify_command(settings) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "feedamp.cli", "verify", "--wait", "10"],
+        env=worker_env(settings), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+async def test_verify_passes_on_a_clean_log_and_names_a_tampered_key(worker, redis, uid):
+    s = worker.settings
+    await play(s, story(Events(), uid))
+    out = await asyncio.to_thread(verify_command, s)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "no differences" in out.stdout
+    before = {k async for k in redis.scan_iter(match=f"{s.key_prefix}*")}
+
+    # Tamper with one key of the live namespace: an entry appears in dave's feed.
+    keys = Keys(s.key_prefix)
+    feed = next(k.decode() for k in before if k.decode().startswith(keys.feed(uid("dave"), 0)[:-1]))
+    await redis.zadd(feed, {"forged": 1})
+    out = await asyncio.to_thread(verify_command, s)
+    assert out.returncode == 1, out.stdout + out.stderr
+    name = feed[len(s.key_prefix) :]
+    lines = [x for x in out.stdout.splitlines() if name in x]
+    assert lines == [f"  value            {name}  zset: 'forged': live=1.0 rebuild=-"], out.stdout
+    assert out.stdout.splitlines()[-1] == "1 difference"
+    # The scratch namespace is gone: only the live keys are left.
+    after = {k async for k in redis.scan_iter(match=f"{s.key_prefix.rstrip(':')}*")}
+    assert after == before
