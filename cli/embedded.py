@@ -128,12 +128,16 @@ def _spawn(name: str, argv: list[str], port: int, env: dict | None = None) -> Se
     return service
 
 
-def start_broker(port: int | None = None) -> Service:
-    """Start the Tansu Kafka-compatible broker (memory storage) on ``port`` (default: free)."""
+def start_broker(port: int | None = None, advertised_port: int | None = None) -> Service:
+    """Start the Tansu Kafka-compatible broker (memory storage) on ``port`` (default: free).
+
+    ``advertised_port`` is the port clients are told to connect to (default: ``port``),
+    for a proxy in front of the broker (the outage test)."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/"]  # fmt: skip
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
+    argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url",
+            advertised, "--storage-engine", "memory://tansu/"]  # fmt: skip
     env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
     return _spawn("tansu", argv, port, env)
 
