@@ -29,6 +29,7 @@ import itertools
 import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -134,8 +135,11 @@ def make_log(events: int, seed: int = 7) -> Log:
     return Log(lines, len(pairs), n_posts, n_reposts, deliveries)
 
 
-async def raw_consumption(settings: Settings) -> tuple[int, float]:
-    """Read every input record once with getmany, doing nothing; (records, seconds)."""
+async def raw_consumption(
+    settings: Settings, topics: Sequence[str] | None = None
+) -> tuple[int, float]:
+    """Read every record of ``topics`` (default: every input topic) once with getmany,
+    doing nothing; (records, seconds)."""
     started = time.monotonic()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -146,7 +150,7 @@ async def raw_consumption(settings: Settings) -> tuple[int, float]:
     )
     await consumer.start()
     try:
-        tps = await partitions(consumer, settings.topics.inputs)
+        tps = await partitions(consumer, topics or settings.topics.inputs)
         consumer.assign(tps)
         ends = await end_offsets(consumer, tps)
         await consumer.seek_to_beginning(*tps)

@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,8 @@ LATENCY_POLL_INTERVAL = 0.001
 LATENCY_PROBES = 3
 WORKER_START_TIMEOUT = 90.0
 PHASE_TIMEOUT = 300.0
+#: Starts a worker process for the settings, logging to the path.
+Launcher = Callable[[Settings, Path], subprocess.Popen]
 
 # KEYS: the bucket keys of each feed in turn. ARGV: wanted size, buckets per feed.
 # Returns the positions (0-based) of the feeds holding fewer entries than wanted.
@@ -257,11 +259,13 @@ class Stack:
     #: Every worker started, for the final clean-up.
     workers: list[subprocess.Popen] = field(default_factory=list)
 
-    def switch_worker(self, settings: Settings, log_name: str) -> None:
-        """Stop the running worker, then start one configured by ``settings``."""
+    def switch_worker(self, settings: Settings, log_name: str,
+                      launch: Launcher | None = None) -> None:  # fmt: skip
+        """Stop the running worker, then start one configured by ``settings`` (with
+        ``launch``, default :func:`launch_worker`)."""
         stop_process(self.worker)
         self.settings, self.worker_log = settings, self.scratch / log_name
-        self.worker = launch_worker(settings, self.worker_log)
+        self.worker = (launch or launch_worker)(settings, self.worker_log)
         self.workers.append(self.worker)
         self.pids["worker"] = self.worker.pid
 
@@ -281,8 +285,9 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(scratch: Path) -> Iterator[Stack]:
-    """Broker, Redis and a worker on free ports; all stopped on exit, error or not."""
+def running_stack(scratch: Path, **overrides: Any) -> Iterator[Stack]:
+    """Broker, Redis and a worker on free ports; all stopped on exit, error or not.
+    ``overrides`` are further :class:`Settings` fields (say ``campaigns``)."""
     with contextlib.ExitStack() as stack:
         broker = start_broker()
         stack.callback(broker.stop)
@@ -294,6 +299,7 @@ def running_stack(scratch: Path) -> Iterator[Stack]:
             session_timeout=3.0,
             rebalance_timeout=3.0,
             web_port=free_port(),
+            **overrides,
         )
         asyncio.run(ensure_topics(settings))
         log = scratch / "worker.log"

@@ -1,0 +1,780 @@
+"""Benchmark: gift and purchase events per second through the worker.
+
+Starts the embedded Tansu broker, a Redis server (tuned with ``REDIS_TUNING``) and a
+``feedamp worker`` child process on free ports (``running_stack`` of ``bench/run.py``),
+with a campaigns file written for the run: a campaign with a 3-gift send limit, a large
+code pool and an unlimited offer; one with a higher limit, an unlimited offer and a small
+pool that runs out; an ended campaign. Then, for gifts and for orders (``purchase`` and
+``order_status`` events) separately, it measures in the same run:
+
+(a) the worker: a realistic log of K events (many senders and recipients; orders that
+    are paid, shipped, delivered, cancelled or refunded, some statuses late, repeated or
+    illegal, some purchases credited to existing posts and reposts) is produced while the
+    worker runs, timed from the first produce until Redis shows the last event of every
+    sender (gifts) or order (orders) applied (events of one key share a partition and are
+    applied in order, so then every event was) and the worker's ``/metrics`` count every
+    record handled (its decisions published too). Best of ``runs``, fresh ids each time;
+    gifts and orders alternate. Where the time went: CPU shares of each process, batches
+    and the share of time inside the batch handler, Redis commands per event.
+(b) the pipeline alone: the same kind of log through :class:`Pipeline` in this process,
+    in worker-sized batches, into a key namespace of its own: no Kafka, no Faust, no
+    decisions published (best of ``runs``). A worker far below this loses its time
+    elsewhere.
+(c) raw consumption, the ceiling: ``raw_consumption`` of ``bench/replay.py`` (aiokafka
+    ``getmany`` from the beginning to the end of the topic, nothing done with the
+    records), best of five, over everything (a) put on the topic.
+(d) the Faust floor: the same worker with :meth:`Pipeline.apply` replaced by a counter
+    (one ``INCRBY`` per batch), fed the same kind of log on topics of its own and timed
+    the same way: what the Faust consumer, ``take_events`` and the batch handler cost
+    with no work to do.
+
+Ratios: worker events/s over raw consumption events/s of the same topic (the headline),
+and over the Faust floor.
+
+Run ``python bench/shop.py`` (``--quick``: under a minute). ``FEEDAMP_*`` variables reach
+the worker and the measurements alike. The last line printed is ``key=value`` pairs:
+
+    gift_ratio, order_ratio            worker events/s over raw consumption events/s
+    gift_eps, order_eps                worker events/s (best run), gifts; orders' events
+    gift_raw_eps, order_raw_eps        raw aiokafka consumption of the same topic
+    gift_floor_ratio, order_floor_ratio    worker events/s over the Faust floor's
+    gift_floor_eps, order_floor_eps    the Faust floor (pipeline stubbed out)
+    gift_alone_eps, order_alone_eps    the pipeline alone, in process, no Kafka
+    gifts_accepted                     share of the measured gifts accepted
+
+The same figures, with details, go to ``bench/results/shop.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from feedamp.cli.dev import worker_env
+from feedamp.cli.embedded import REDIS_TUNING, free_port
+from feedamp.config import Settings
+from feedamp.feeds import FeedStore, Keys
+from feedamp.models import key_of, topic_of
+from feedamp.models.events import Event, Post, Repost
+from feedamp.streams import Pipeline, Record
+from feedamp.streams.topics import ensure_topics
+from redis.asyncio import Redis
+from replay import raw_consumption
+from run import ID_BASE, Phase, PhaseWatch, Stack, fill_feeds, running_stack
+
+RESULTS = Path(__file__).resolve().parent / "results" / "shop.json"
+POLL_INTERVAL = 0.01
+#: Checks polled while a run goes on, before every check is made.
+POLL_SAMPLE = 64
+#: Hash fields looked at by one call of MISSING_LUA.
+CHECKS_PER_CALL = 2000
+WORKER_START_TIMEOUT = 90.0
+RUN_TIMEOUT = 600.0
+#: Raw consumption reads per topic; the best counts.
+RAW_READS = 5
+#: Redis key (in the stub worker's namespace) counting the records the stub was handed.
+STUB_COUNTER = "bench:stub_records"
+WORKER_FLAG = "--stub-worker"
+
+# KEYS: hashes; ARGV: the field to look for in each (as many as KEYS). Returns the
+# positions (0-based) of the hashes that lack their field.
+MISSING_LUA = """
+local missing = {}
+for i, k in ipairs(KEYS) do
+  if redis.call('HEXISTS', k, ARGV[i]) == 0 then missing[#missing + 1] = i - 1 end
+end
+return missing
+"""
+
+#: (offer id, share of gifts). ``retired-offer`` is in no campaign (refused unknown_offer).
+GIFT_OFFERS = (("editor-90", 0.40), ("music-30", 0.30), ("mic-discount", 0.17),
+               ("lens-kit", 0.08), ("cloud-100", 0.03), ("retired-offer", 0.02))  # fmt: skip
+#: Gifts per sender, drawn uniformly from this list (the send limit of the main campaign
+#: is 3, so a few senders run into it).
+GIFTS_PER_SENDER = (1, 1, 1, 1, 2, 2, 2, 3, 3, 4, 5, 7)
+SELF_GIFT_SHARE = 0.005
+REDELIVERED_SHARE = 0.01
+#: Codes in the small pool (``lens-kit``), per gift measured: about 3 in 4 of the offer's
+#: gifts get one, the rest are refused (codes_exhausted).
+SMALL_POOL_PER_GIFT = 0.06
+#: (name, statuses in seq order, share of orders). "illegal" skips paid (flagged).
+ORDER_PATHS = (
+    ("delivered", ("paid", "shipped", "delivered"), 0.58),
+    ("shipped", ("paid", "shipped"), 0.14),
+    ("paid", ("paid",), 0.10),
+    ("cancelled", ("cancelled",), 0.06),
+    ("paid_then_cancelled", ("paid", "cancelled"), 0.03),
+    ("refunded", ("paid", "shipped", "delivered", "refunded"), 0.06),
+    ("illegal", ("shipped",), 0.03),
+)
+#: Shares of orders credited through a post, through a repost; of orders whose purchase
+#: arrives after a status, with two statuses swapped, with a status delivered twice.
+VIA_POST, VIA_REPOST = 0.30, 0.15
+LATE_PURCHASE, SWAPPED, REPEATED = 0.03, 0.05, 0.03
+#: Users per event, creators' posts and reposts (made before timing, for attribution).
+USERS_PER_EVENT = 0.5
+CREATOR_POSTS, CREATOR_REPOSTS = 600, 900
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Sizes of one run."""
+
+    gifts: int
+    orders: int
+    #: Worker runs per kind (and Faust floor runs); the best counts.
+    runs: int
+
+
+FULL = Plan(gifts=20_000, orders=8_000, runs=2)
+QUICK = Plan(gifts=4_000, orders=1_000, runs=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """Messages of one timed run, and the hash fields that show it fully applied."""
+
+    kind: str
+    messages: list[tuple[str, bytes, bytes]]
+    #: (hash key, field) of the last event of each key (sender, order): all applied when
+    #: each exists. Empty for the Faust floor, which writes nothing.
+    checks: list[tuple[str, str]]
+    #: What the log should lead to (unique gifts, orders by final status...).
+    expect: dict[str, int]
+
+
+@dataclass(slots=True)
+class Timed:
+    """One timed run of a worker (the real one or the Faust floor)."""
+
+    kind: str
+    worker: str
+    events: int
+    seconds: float
+    #: Until the broker had acknowledged every message of the run.
+    produce_seconds: float
+    events_per_s: float
+    phase: Phase
+    #: From the worker's /metrics: batches handled, records per batch, and the share of
+    #: the run's wall time spent inside the batch handler.
+    batches: int = 0
+    records_per_batch: float = 0.0
+    handler_busy: float = 0.0
+
+
+@dataclass(slots=True)
+class Report:
+    """Everything one run measured."""
+
+    mode: str
+    plan: dict[str, int]
+    #: Where the measured ``feedamp`` package was imported from.
+    source: str
+    worker: list[Timed] = field(default_factory=list)
+    floor: list[Timed] = field(default_factory=list)
+    #: kind -> events/s of the pipeline alone (in process, no Kafka).
+    alone_per_s: dict[str, float] = field(default_factory=dict)
+    #: kind -> (records, seconds) of each raw read of its topic.
+    raw: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    #: kind -> outcome counts read back from Redis after the worker runs.
+    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
+    dead_letters: int = 0
+
+    def best(self, runs: Sequence[Timed], kind: str) -> float:
+        return max(t.events_per_s for t in runs if t.kind == kind)
+
+    def raw_per_s(self, kind: str) -> float:
+        return max(n / s for n, s in self.raw[kind])
+
+    def summary(self) -> dict[str, float]:
+        """The headline figures (the last printed line and the JSON ``summary``)."""
+        out: dict[str, float] = {}
+        for kind, name in (("gifts", "gift"), ("orders", "order")):
+            eps, raw = self.best(self.worker, kind), self.raw_per_s(kind)
+            floor = self.best(self.floor, kind)
+            out[f"{name}_ratio"] = round(eps / raw, 3)
+            out[f"{name}_eps"] = round(eps)
+            out[f"{name}_raw_eps"] = round(raw)
+            out[f"{name}_floor_ratio"] = round(eps / floor, 3)
+            out[f"{name}_floor_eps"] = round(floor)
+            out[f"{name}_alone_eps"] = round(self.alone_per_s[kind])
+        gifts = self.outcomes.get("gifts", {})
+        decided = gifts.get("accepted", 0) + gifts.get("refused", 0)
+        out["gifts_accepted"] = round(gifts.get("accepted", 0) / decided, 3) if decided else 0.0
+        return out
+
+
+# --- the campaigns file and the logs -------------------------------------------------------
+
+
+def campaigns_doc(now_ms: int, codes: int, small_pool: int) -> dict[str, Any]:
+    """Campaigns for the run: ``codes`` codes in the large pool, ``small_pool`` in the
+    small one."""
+    day = 86_400_000
+    return {"campaigns": [
+        {"id": "small-gestures", "send_limit": 3, "starts_at": now_ms - 30 * day,
+         "ends_at": now_ms + 30 * day, "offers": [
+             {"id": "editor-90", "partner": "CutPro", "title": "90-day trial of a video editor",
+              "codes": [f"CUTPRO-{n:07d}" for n in range(codes)]},
+             {"id": "music-30", "partner": "Beatbox", "title": "30 days of ad-free music"}]},
+        {"id": "creator-week", "send_limit": 5, "offers": [
+            {"id": "mic-discount", "partner": "Lavalier Co",
+             "title": "20% off a clip-on microphone"},
+            {"id": "lens-kit", "partner": "Glassworks", "title": "Phone lens kit",
+             "codes": [f"LENS-{n:06d}" for n in range(small_pool)]}]},
+        {"id": "winter-sale", "starts_at": now_ms - 120 * day, "ends_at": now_ms - 60 * day,
+         "offers": [{"id": "cloud-100", "partner": "Nimbus", "title": "100 GB cloud storage"}]},
+    ]}  # fmt: skip
+
+
+class Ids:
+    """Fresh 19-digit ids, so every run starts on keys nobody touched."""
+
+    def __init__(self, start: int = ID_BASE) -> None:
+        self._next = itertools.count(start)
+
+    def one(self) -> str:
+        return str(next(self._next))
+
+    def take(self, n: int) -> list[str]:
+        return [self.one() for _ in range(n)]
+
+
+@dataclass(slots=True)
+class Creators:
+    """Posts and reposts that purchases can be credited to: (post id, author) and
+    (repost id, reposter)."""
+
+    posts: list[tuple[str, str]]
+    reposts: list[tuple[str, str]]
+    events: list[Event]
+
+
+def make_creators(ids: Ids, rng: random.Random, start_ms: int) -> Creators:
+    """Posts by a few hundred creators and reposts of them, one repost per reposter."""
+    creators = ids.take(CREATOR_POSTS // 3)
+    posts = [(ids.one(), rng.choice(creators)) for _ in range(CREATOR_POSTS)]
+    reposts = [(ids.one(), ids.one()) for _ in range(CREATOR_REPOSTS)]
+    events: list[Event] = [Post(event_id=ids.one(), ts=start_ms + n, post_id=p, author_id=a)
+                           for n, (p, a) in enumerate(posts)]  # fmt: skip
+    for n, (repost_id, reposter) in enumerate(reposts):
+        post_id, author = rng.choice(posts)
+        events.append(Repost(event_id=ids.one(), ts=start_ms + CREATOR_POSTS + n,
+                             repost_id=repost_id, post_id=post_id, post_author_id=author,
+                             reposter_id=reposter))  # fmt: skip
+    return Creators(posts, reposts, events)
+
+
+class LogMaker:
+    """Realistic gift and order logs for one namespace and set of topics."""
+
+    def __init__(self, settings: Settings, ids: Ids, creators: Creators, seed: int = 11) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.ids = ids
+        self.creators = creators
+        self.rng = random.Random(seed)
+        self.ts = int(time.time() * 1000)
+        offers, weights = zip(*GIFT_OFFERS, strict=True)
+        self._offers, self._offer_weights = list(offers), list(weights)
+        self._paths = [p[:2] for p in ORDER_PATHS]
+        self._path_weights = [p[2] for p in ORDER_PATHS]
+
+    def _message(self, event: dict[str, Any]) -> tuple[str, bytes, bytes]:
+        return (topic_of(event["type"], self.settings.topics), key_of(event).encode(),
+                orjson.dumps(event))  # fmt: skip
+
+    def make(self, kind: str, plan: Plan) -> Log:
+        """A log of ``kind`` (``gifts`` or ``orders``) of the plan's size."""
+        return self.gifts(plan.gifts) if kind == "gifts" else self.orders(plan.orders)
+
+    def gifts(self, k: int) -> Log:
+        """About ``k`` gifts (whole senders), senders interleaved, 1 ms apart."""
+        rng, ids = self.rng, self.ids
+        users = ids.take(max(100, int(k * USERS_PER_EVENT)))
+        per_sender: list[list[dict[str, Any]]] = []
+        total = 0
+        while total < k:
+            sender = ids.one()
+            gifts = []
+            for _ in range(rng.choice(GIFTS_PER_SENDER)):
+                self_gift = rng.random() < SELF_GIFT_SHARE
+                gift = {"type": "gift", "event_id": ids.one(), "gift_id": ids.one(),
+                        "sender_id": sender,
+                        "recipient_id": sender if self_gift else rng.choice(users),
+                        "offer_id": rng.choices(self._offers, self._offer_weights)[0]}  # fmt: skip
+                if rng.random() < 0.6:
+                    gift["message"] = rng.choice(("Enjoy!", "for your edits", "happy birthday"))
+                gifts.append(gift)
+            if len(gifts) > 1 and rng.random() < REDELIVERED_SHARE * len(gifts):
+                at = rng.randrange(len(gifts) - 1)  # never the last: it shows completion
+                gifts.insert(at + 1, gifts[at])
+            per_sender.append(gifts)
+            total += len(gifts)
+        order = [n for n, gifts in enumerate(per_sender) for _ in gifts]
+        rng.shuffle(order)
+        cursors = [0] * len(per_sender)
+        messages = []
+        for n in order:
+            gift = per_sender[n][cursors[n]]
+            cursors[n] += 1
+            if "ts" not in gift:  # a redelivered gift keeps its first time
+                self.ts += 1
+                gift["ts"] = self.ts
+            messages.append(self._message(gift))
+        checks = [(self.keys.gift(gifts[-1]["gift_id"]), "decision") for gifts in per_sender]
+        unique = sum(len({g["gift_id"] for g in gifts}) for gifts in per_sender)
+        return Log("gifts", messages, checks, {"events": len(messages), "gifts": unique})
+
+    def orders(self, n: int) -> Log:
+        """``n`` orders: a purchase and its status events each, spread over time."""
+        rng, ids = self.rng, self.ids
+        buyers = ids.take(max(100, int(n * 3 * USERS_PER_EVENT)))
+        sellers = ids.take(200)
+        timeline: list[tuple[float, int, dict[str, Any]]] = []
+        checks: list[tuple[str, str]] = []
+        finals: Counter[str] = Counter()
+        span = n * 3.0  # ms of event time the purchases are spread over
+        for _ in range(n):
+            order_id, buyer = ids.one(), rng.choice(buyers)
+            name, statuses = rng.choices(self._paths, self._path_weights)[0]
+            finals[name] += 1
+            t = rng.uniform(0, span)
+            purchase: dict[str, Any] = {
+                "type": "purchase", "event_id": ids.one(), "order_id": order_id,
+                "buyer_id": buyer, "product_id": f"sku-{rng.randrange(5000)}",
+                "seller_id": rng.choice(sellers), "amount_cents": rng.randrange(299, 20_000),
+                "currency": "EUR" if rng.random() < 0.7 else "USD",
+            }  # fmt: skip
+            via = rng.random()
+            if via < VIA_POST:
+                purchase["via_post_id"] = rng.choice(self.creators.posts)[0]
+            elif via < VIA_POST + VIA_REPOST:
+                purchase["via_repost_id"] = rng.choice(self.creators.reposts)[0]
+            events = [(t, purchase)]
+            for seq, status in enumerate(statuses, 1):
+                t += rng.expovariate(8 / span)  # later in the log, mixed with other orders
+                events.append((t, {"type": "order_status", "event_id": ids.one(),
+                                   "order_id": order_id, "buyer_id": buyer, "status": status,
+                                   "seq": seq}))  # fmt: skip
+            for when, event in events:
+                event["ts"] = self.ts + int(when)
+            arrival = [when for when, _ in events]
+            if len(events) > 1 and rng.random() < LATE_PURCHASE:
+                arrival[0], arrival[1] = arrival[1], arrival[0]
+            if len(events) > 2 and rng.random() < SWAPPED:
+                i = rng.randrange(1, len(events) - 1)
+                arrival[i], arrival[i + 1] = arrival[i + 1], arrival[i]
+            pairs = sorted(zip(arrival, (e for _, e in events), strict=True), key=_first)
+            times, ordered = [p[0] for p in pairs], [p[1] for p in pairs]
+            if len(ordered) > 2 and rng.random() < REPEATED:
+                at = rng.randrange(1, len(ordered) - 1)  # never the last: it shows completion
+                if ordered[at]["type"] == "order_status":
+                    ordered.insert(at + 1, dict(ordered[at], event_id=ids.one()))
+                    times.insert(at + 1, times[at])
+            last = ordered[-1]
+            field_ = (
+                "bought" if last["type"] == "purchase" else f"ev:{last['status']}:{last['seq']}"
+            )
+            checks.append((self.keys.order(order_id), field_))
+            # (arrival, position): one order's events keep their order on equal times.
+            timeline += [
+                (when, len(timeline) + i, e)
+                for i, (when, e) in enumerate(zip(times, ordered, strict=True))
+            ]
+        self.ts += int(span) + 1000
+        timeline.sort(key=lambda item: item[:2])
+        messages = [self._message(event) for _, _, event in timeline]
+        expect = {
+            "events": len(messages),
+            "orders": n,
+            **{f"path_{k}": v for k, v in finals.items()},
+        }
+        return Log("orders", messages, checks, expect)
+
+
+# --- the stub worker (the Faust floor) ------------------------------------------------------
+
+
+def stub_worker_main() -> int:
+    """``feedamp worker`` with :meth:`Pipeline.apply` replaced by a record counter."""
+    from feedamp.cli import main as feedamp_main
+    from feedamp.streams.records import Outcome
+
+    async def count_only(self: Pipeline, records: Sequence[Record]) -> Outcome:
+        key = f"{self.settings.key_prefix}{STUB_COUNTER}"
+        await self.store.redis.incrby(key, len(records))
+        return Outcome()
+
+    Pipeline.apply = count_only  # type: ignore[method-assign]
+    return feedamp_main(["worker", "--loglevel", "warning"])
+
+
+def launch_stub(settings: Settings, log: Path) -> subprocess.Popen:
+    """The stub worker as a child process configured by ``settings``, logging to ``log``."""
+    argv = [sys.executable, str(Path(__file__).resolve()), WORKER_FLAG]
+    with contextlib.chdir(log.parent), open(log, "ab") as out:
+        return subprocess.Popen(argv, env=worker_env(settings), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)  # fmt: skip
+
+
+def floor_settings(settings: Settings) -> Settings:
+    """Settings of the stub worker: its own consumer group, topics, namespace, web port."""
+    return settings.with_(
+        app_id=f"{settings.app_id}-floor",
+        topics=settings.topics.prefixed("floor-"),
+        key_prefix=f"{settings.key_prefix}floor:",
+        web_port=free_port(),
+    )
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+def scrape_batches(port: int) -> tuple[int, float, float]:
+    """(batches, records, handler seconds) so far, from a worker's /metrics."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+
+    def value(name: str) -> float:
+        found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
+
+    return (int(value("feedamp_batch_events_count")), value("feedamp_batch_events_sum"),
+            value("feedamp_batch_seconds_sum"))  # fmt: skip
+
+
+class Bench:
+    """Drives a worker through Kafka and watches Redis."""
+
+    def __init__(self, stack: Stack, redis: Redis, producer: AIOKafkaProducer) -> None:
+        self.stack = stack
+        self.settings = stack.settings
+        self.redis = redis
+        self.producer = producer
+        self._missing = redis.register_script(MISSING_LUA)
+
+    async def missing(self, checks: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The checks whose hash field does not exist yet."""
+        found: list[tuple[str, str]] = []
+        for start in range(0, len(checks), CHECKS_PER_CALL):
+            part = checks[start : start + CHECKS_PER_CALL]
+            keys, fields_ = zip(*part, strict=True)
+            found += [part[i] for i in await self._missing(keys=list(keys), args=list(fields_))]
+        return found
+
+    async def wait_applied(self, checks: Sequence[tuple[str, str]], timeout: float) -> None:
+        """Return once every check holds: a sample first, then all, then those left."""
+        deadline = time.monotonic() + timeout
+        sample = random.sample(list(checks), min(POLL_SAMPLE, len(checks)))
+        for group in (sample, checks):
+            pending: Sequence[tuple[str, str]] = group
+            while pending := await self.missing(pending):
+                self._check(deadline, f"{len(pending)} events to be applied")
+                await asyncio.sleep(POLL_INTERVAL)
+
+    async def wait_counted(self, want: int, timeout: float) -> None:
+        """Return once the stub worker has been handed ``want`` records in all."""
+        key = f"{self.settings.key_prefix}{STUB_COUNTER}"
+        deadline = time.monotonic() + timeout
+        while int(await self.redis.get(key) or 0) < want:
+            self._check(deadline, f"the stub worker to count {want} records")
+            await asyncio.sleep(POLL_INTERVAL)
+
+    def _check(self, deadline: float, what: str) -> None:
+        self.stack.check_worker()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}\n{self.stack.log()}")
+
+    async def wait_handled(self, want: float, timeout: float) -> None:
+        """Return once the worker's /metrics count ``want`` records handled in all (the
+        batch handler returned: Redis written, dead letters and decisions published)."""
+        deadline = time.monotonic() + timeout
+        while (await asyncio.to_thread(scrape_batches, self.settings.web_port))[1] < want:
+            self._check(deadline, f"the worker to finish handling {want:.0f} records")
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def send(self, messages: Sequence[tuple[str, bytes, bytes]]) -> list[asyncio.Future]:
+        """Hand ``messages`` to the producer; the futures resolve when the broker has them."""
+        return [await self.producer.send(t, value=v, key=k) for t, k, v in messages]
+
+    async def timed(self, log: Log, worker: str, counted: int = 0) -> Timed:
+        """Produce ``log`` and time it until applied and handled (``counted``: the stub
+        worker's count to wait for instead of the checks). Redis shows the last batch
+        applied before the worker has published its decisions, so once it does, the
+        worker's own count of records handled is polled until it covers the log."""
+        port = self.settings.web_port
+        before = await asyncio.to_thread(scrape_batches, port)
+        watch = await PhaseWatch.start(self.redis, {**self.stack.pids, "bench": os.getpid()})
+        start = time.perf_counter()
+        acks = await self.send(log.messages)
+        produced = asyncio.ensure_future(_acked(acks, start))
+        if counted:
+            await self.wait_counted(counted, RUN_TIMEOUT)
+        else:
+            await self.wait_applied(log.checks, RUN_TIMEOUT)
+        await self.wait_handled(before[1] + len(log.messages), RUN_TIMEOUT)
+        seconds = time.perf_counter() - start
+        phase = await watch.stop(seconds)
+        produce_seconds = await produced
+        after = await asyncio.to_thread(scrape_batches, port)
+        batches, records, busy = (a - b for a, b in zip(after, before, strict=True))
+        events = len(log.messages)
+        per_batch = records / batches if batches else 0.0
+        return Timed(log.kind, worker, events, seconds, produce_seconds, events / seconds, phase,
+                     int(batches), per_batch, busy / seconds)  # fmt: skip
+
+    async def warm_up(self, maker: LogMaker, counted: bool = False) -> float:
+        """Wait until the worker has joined and applies (or counts) a gift and an order;
+        return how long that took. The first gift also seeds the code pools."""
+        start = time.perf_counter()
+        logs = [maker.gifts(1), maker.orders(1)]
+        messages = [m for log in logs for m in log.messages]
+        await asyncio.gather(*await self.send(messages))
+        if counted:
+            await self.wait_counted(len(messages), WORKER_START_TIMEOUT)
+        else:
+            await self.wait_applied([c for log in logs for c in log.checks], WORKER_START_TIMEOUT)
+        return time.perf_counter() - start
+
+
+async def _acked(acks: Sequence[asyncio.Future], start: float) -> float:
+    await asyncio.gather(*acks)
+    return time.perf_counter() - start
+
+
+async def pipeline_alone(settings: Settings, redis: Redis, log: Log) -> float:
+    """Events/s of ``log`` through :class:`Pipeline` in this process, in batches of the
+    worker's size, into ``settings``' namespace (which must hold the creators)."""
+    pipeline = Pipeline(FeedStore(redis, settings), settings)
+    await pipeline.gifts.seed()
+    records = [Record(topic, 0, n, key, value, None)
+               for n, (topic, key, value) in enumerate(log.messages)]  # fmt: skip
+    size = settings.batch_size
+    start = time.perf_counter()
+    for at in range(0, len(records), size):
+        outcome = await pipeline.apply(records[at : at + size])
+        if outcome.dead_letters:
+            raise RuntimeError(f"dead letter: {outcome.dead_letters[0].reason}")
+    return len(records) / (time.perf_counter() - start)
+
+
+async def gift_outcomes(redis: Redis, keys: Keys, logs: Sequence[Log]) -> dict[str, int]:
+    """Decisions and refusal reasons of every gift of ``logs``, read back from Redis."""
+    ids = {orjson.loads(v)["gift_id"] for log in logs for _, _, v in log.messages}
+    found: Counter[str] = Counter()
+    for part in _chunks(sorted(ids), 5000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for gift_id in part:
+                pipe.hmget(keys.gift(gift_id), "decision", "reasons")
+            for decision, reasons in await pipe.execute():
+                found[_text(decision)] += 1
+                for reason in _text(reasons).split(","):
+                    if reason and reason != "-":
+                        found[f"reason_{reason}"] += 1
+    return dict(found)
+
+
+async def order_outcomes(redis: Redis, keys: Keys, logs: Sequence[Log]) -> dict[str, int]:
+    """Final statuses and flags of every order of ``logs``, read back from Redis."""
+    ids = {orjson.loads(v)["order_id"] for log in logs for _, _, v in log.messages}
+    found: Counter[str] = Counter()
+    for part in _chunks(sorted(ids), 5000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for order_id in part:
+                pipe.hmget(keys.order(order_id), "status", "flags", "credited")
+            for status, flags, credited in await pipe.execute():
+                found[f"status_{_text(status)}"] += 1
+                if flags:
+                    found[f"flag_{_text(flags)}"] += 1
+                if credited:
+                    found["credited"] += 1
+    return dict(found)
+
+
+def _first(pair: tuple[float, Any]) -> float:
+    return pair[0]
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for at in range(0, len(items), size):
+        yield items[at : at + size]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def run_measurements(stack: Stack, plan: Plan, report: Report) -> None:
+    """Every measurement: the worker's runs, the pipeline alone, raw reads, the floor."""
+    settings = stack.settings
+    redis = Redis.from_url(settings.redis_url)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=0
+    )
+    await producer.start()
+    try:
+        bench = Bench(stack, redis, producer)
+        ids, rng = Ids(), random.Random(5)
+        creators = make_creators(ids, rng, int(time.time() * 1000) - 86_400_000)
+        alone = settings.with_(key_prefix=f"{settings.key_prefix}alone:")
+        for target in (settings, alone):
+            await fill_feeds(FeedStore(redis, target), creators.events)
+        maker = LogMaker(settings, ids, creators)
+        say(f"worker ready after {await bench.warm_up(maker):.1f} s")
+        logs: dict[str, list[Log]] = {"gifts": [], "orders": []}
+        for _ in range(plan.runs):
+            for kind in ("gifts", "orders"):
+                log = maker.make(kind, plan)
+                logs[kind].append(log)
+                result = await bench.timed(log, "worker")
+                report.worker.append(result)
+                print_timed(result)
+        report.outcomes = {
+            "gifts": await gift_outcomes(redis, maker.keys, logs["gifts"]),
+            "orders": await order_outcomes(redis, maker.keys, logs["orders"]),
+        }
+        check_outcomes(report.outcomes, logs)
+        for kind, outcome in report.outcomes.items():
+            say(f"{kind} outcomes: {dict(sorted(outcome.items()))}")
+        alone_maker = LogMaker(alone, ids, creators, seed=12)
+        for kind in ("gifts", "orders"):
+            rates = [await pipeline_alone(alone, redis, alone_maker.make(kind, plan))
+                     for _ in range(plan.runs)]  # fmt: skip
+            report.alone_per_s[kind] = max(rates)
+            say(f"{kind}, pipeline alone (in process, no Kafka): best {max(rates):,.0f} "
+                f"events/s (runs: {', '.join(f'{r:,.0f}' for r in rates)})")  # fmt: skip
+        for kind, topic in (("gifts", settings.topics.gifts),
+                            ("orders", settings.topics.purchases)):  # fmt: skip
+            report.raw[kind] = [await raw_consumption(settings, [topic]) for _ in range(RAW_READS)]
+            best = report.raw_per_s(kind)
+            count = report.raw[kind][0][0]
+            say(f"{kind}, raw aiokafka consumption of {topic!r}: {count:,} records, best "
+                f"{best:,.0f} records/s (reads: "
+                f"{', '.join(f'{s:.2f} s' for _, s in report.raw[kind])})")  # fmt: skip
+        await measure_floor(bench, plan, ids, creators, report)
+        report.dead_letters = stack.dead_letters()
+    finally:
+        await producer.stop()
+        await redis.aclose()
+
+
+async def measure_floor(bench: Bench, plan: Plan, ids: Ids, creators: Creators,
+                        report: Report) -> None:  # fmt: skip
+    """The stub worker's runs on topics of its own (the real worker is stopped first)."""
+    settings = floor_settings(bench.settings)
+    await ensure_topics(settings)
+    bench.stack.switch_worker(settings, "worker-floor.log", launch_stub)
+    bench.settings = settings
+    maker = LogMaker(settings, ids, creators, seed=13)
+    say(f"Faust floor (pipeline stubbed out): worker ready after "
+        f"{await bench.warm_up(maker, counted=True):.1f} s")  # fmt: skip
+    counted = int(await bench.redis.get(f"{settings.key_prefix}{STUB_COUNTER}") or 0)
+    for _ in range(plan.runs):
+        for kind in ("gifts", "orders"):
+            log = maker.make(kind, plan)
+            counted += len(log.messages)
+            result = await bench.timed(log, "floor", counted=counted)
+            report.floor.append(result)
+            print_timed(result)
+
+
+def check_outcomes(outcomes: dict[str, dict[str, int]], logs: dict[str, list[Log]]) -> None:
+    """Raise unless every gift was decided and every order ended as its path says."""
+    gifts = outcomes["gifts"]
+    want = sum(log.expect["gifts"] for log in logs["gifts"])
+    if gifts.get("accepted", 0) + gifts.get("refused", 0) != want:
+        raise RuntimeError(f"{want} gifts produced, decided: {gifts}")
+    orders = outcomes["orders"]
+    paths: Counter[str] = Counter()
+    for log in logs["orders"]:
+        paths.update({k.removeprefix("path_"): v for k, v in log.expect.items()
+                      if k.startswith("path_")})  # fmt: skip
+    status_of = {"delivered": "delivered", "shipped": "shipped", "paid": "paid",
+                 "cancelled": "cancelled", "paid_then_cancelled": "cancelled",
+                 "refunded": "refunded", "illegal": "placed"}  # fmt: skip
+    expected: Counter[str] = Counter()
+    for path, count in paths.items():
+        expected[f"status_{status_of[path]}"] += count
+    got = Counter({k: v for k, v in orders.items() if k.startswith("status_")})
+    if got != expected:
+        raise RuntimeError(f"order statuses {dict(got)}, expected {dict(expected)}")
+    if orders.get("flag_illegal_transition", 0) != paths["illegal"]:
+        raise RuntimeError(f"illegal transitions flagged: {orders}, expected {paths['illegal']}")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def print_timed(t: Timed) -> None:
+    """One timed run and where its time went."""
+    say(f"{t.kind}, {t.worker}: {t.events:,} events in {t.seconds:.2f} s = "
+        f"{t.events_per_s:,.0f} events/s (all produced and acknowledged after "
+        f"{t.produce_seconds:.2f} s)")  # fmt: skip
+    say(f"  cpu busy: {t.phase.busy()}; {t.batches} batches of {t.records_per_batch:.0f} "
+        f"records, inside the batch handler {t.handler_busy:.0%} of the time")  # fmt: skip
+    ignore = {"info", "config|resetstat", "get", "hexists", "evalsha", "eval", "ping"}
+    engine = {k: v for k, v in t.phase.commands.items() if k not in ignore}
+    top = sorted(engine.items(), key=lambda kv: -kv[1]["usec"])[:6]
+    per = ", ".join(f"{name} {s['calls'] / t.events:.2f}" for name, s in top)
+    say(f"  redis commands per event inside the engine's scripts (by total time): {per}")
+
+
+def write_results(report: Report) -> None:
+    """``bench/results/shop.json``: the summary, then the details."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    data = {"summary": report.summary(), **asdict(report)}
+    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the figures, the last line machine-readable."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    source = str(Path(sys.modules["feedamp"].__file__ or "").resolve().parent)
+    report = Report(mode="quick" if args.quick else "full", plan=asdict(plan), source=source)
+    say(f"feedamp shop benchmark ({report.mode}) of {source}; "
+        f"REDIS_TUNING {' '.join(REDIS_TUNING)}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="feedamp-bench-shop-") as scratch:
+        campaigns = Path(scratch) / "campaigns.json"
+        gifts = plan.gifts * plan.runs
+        doc = campaigns_doc(int(time.time() * 1000), gifts, int(gifts * SMALL_POOL_PER_GIFT))
+        campaigns.write_bytes(orjson.dumps(doc))
+        with running_stack(Path(scratch), campaigns=str(campaigns)) as stack:
+            asyncio.run(run_measurements(stack, plan, report))
+    if report.dead_letters:
+        say(f"WARNING: the workers dead-lettered {report.dead_letters} records")
+    write_results(report)
+    say(" ".join(f"{k}={v}" for k, v in report.summary().items()))
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == [WORKER_FLAG]:
+        sys.exit(stub_worker_main())
+    sys.exit(main())
