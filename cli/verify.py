@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feedamp.config import Settings
+from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespaces, pattern, scratch_prefix
 from feedamp.streams import redis_client
 from feedamp.streams.logs import quiet_clients
@@ -142,8 +143,11 @@ def _read(pipe: Any, kind: str, key: str) -> None:
 
 
 async def _names(redis: Redis, prefix: str) -> set[str]:
-    cut = len(prefix.encode())
-    return {k[cut:].decode() async for k in redis.scan_iter(match=pattern(prefix), count=1000)}
+    """Key names of a namespace, relative to its prefix, but the bookkeeping of the
+    event-time order (see :meth:`Keys.bookkeeping`)."""
+    cut, skip = len(prefix.encode()), Keys.bookkeeping()
+    names = {k[cut:].decode() async for k in redis.scan_iter(match=pattern(prefix), count=1000)}
+    return names - skip
 
 
 async def compare_namespaces(redis: Redis, live: str, fresh: str) -> tuple[int, list[Difference]]:

@@ -62,6 +62,11 @@ class Caps:
     brake_window_ms: int = 600_000
     #: Reposts without a comment go to Following feeds only.
     friction: bool = False
+    #: Event-time order: reposts and unreposts wait until every partition of the posts
+    #: and reposts topics has been read up to their event time, less this allowed
+    #: lateness (ms), and are then decided in event-time order, so that arrival order
+    #: across partitions cannot change a decision. 0 decides on arrival.
+    lateness_ms: int = 200
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -177,6 +177,35 @@ class Keys:
         ``rev:<CURRENCY>``."""
         return self._key("creator", user_id)
 
+    # Event-time order of the reposts topic (one slot: the tag is ``{order}``).
+
+    def parked(self) -> str:
+        """Sorted set: reposts-topic events waiting for the watermark, member event_id,
+        score event time."""
+        return self._key("parked", "order")
+
+    def parked_events(self) -> str:
+        """Hash: event_id -> the parked record (JSON: topic, partition, offset, key, value,
+        timestamp)."""
+        return self._key("parked_events", "order")
+
+    def progress(self) -> str:
+        """Hash: ``<topic>:<partition>`` -> event time (ms) up to which that partition of
+        the posts or reposts topic has been read, less the allowed lateness."""
+        return self._key("progress", "order")
+
+    def release_lock(self) -> str:
+        """String: held by the one worker releasing parked events (expires)."""
+        return self._key("release_lock", "order")
+
+    @staticmethod
+    def bookkeeping() -> frozenset[str]:
+        """Names (without the prefix) of the keys that order work rather than hold views:
+        they follow the clock and live processing, so comparisons of namespaces skip
+        them."""
+        return frozenset(f"{kind}:{{order}}" for kind in
+                         ("parked", "parked_events", "progress", "release_lock"))  # fmt: skip
+
     def pattern(self) -> str:
         """Glob matching every key of this namespace."""
         return f"{self.prefix}*"

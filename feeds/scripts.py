@@ -27,6 +27,8 @@ SCRIPT_NAMES = (
     "seed_codes",
     "purchase",
     "order_status",
+    "release",
+    "progress",
 )
 #: Scripts that take no shared settings and so run without ``lib.lua``.
 STANDALONE = frozenset({"page"})
@@ -63,6 +65,8 @@ class Scripts:
     seed_codes: AsyncScript
     purchase: AsyncScript
     order_status: AsyncScript
+    release: AsyncScript
+    progress: AsyncScript
 
     def __init__(self, redis: Redis) -> None:
         for name in SCRIPT_NAMES:

@@ -27,7 +27,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from .kafka_config import faust_security
 from .metrics import Metrics
-from .pipeline import Pipeline
+from .pipeline import Pipeline, progress_field
 from .records import DeadLetter, Outcome, Outputs, Record
 from .transport import transport_class
 from .web import install_web
@@ -61,25 +61,41 @@ class BatchHandler:
         """Apply ``records``; returns only when each was applied or dead-lettered and every
         dead letter and decision was published."""
         try:
-            outcome = await self._retrying(self.pipeline.apply, records)
+            outcome = await self.retrying(self.pipeline.apply, records)
         except Exception:
             log.exception("batch of %d failed; applying one record at a time", len(records))
             outcome = Outcome()
             for record in records:
                 try:
-                    outcome.extend(await self._retrying(self.pipeline.apply, [record]))
+                    outcome.extend(await self.retrying(self.pipeline.apply, [record]))
                 except Exception as exc:
                     log.exception("record %s[%d]@%d failed", record.topic, record.partition,
                                   record.offset)  # fmt: skip
                     outcome.dead_letters.append(DeadLetter(record, f"internal error: {exc!r}"))
-        for letter in outcome.dead_letters:
-            await self._retrying(self.outputs.dead_letter, letter)
-        for decision in outcome.decisions:
-            await self._retrying(self.outputs.decision, decision)
+        await self._publish(outcome)
+        if self.pipeline.ordered:
+            outcome.extend(await self.release())
         return outcome
 
+    async def release(self) -> Outcome:
+        """Decide, apply and publish the parked events the watermark has passed (see
+        :meth:`Pipeline.release`); never raises (what fails stays parked for the next
+        try)."""
+        try:
+            return await self.retrying(self.pipeline.release, self._publish)
+        except Exception:
+            log.exception("releasing parked events failed; retrying at the next tick")
+            return Outcome()
+
+    async def _publish(self, outcome: Outcome) -> None:
+        for letter in outcome.dead_letters:
+            await self.retrying(self.outputs.dead_letter, letter)
+        for decision in outcome.decisions:
+            await self.retrying(self.outputs.decision, decision)
+
     @staticmethod
-    async def _retrying(fn, *args):  # type: ignore[no-untyped-def]
+    async def retrying(fn, *args):  # type: ignore[no-untyped-def]
+        """Await ``fn(*args)``, waiting out outages (Redis, Kafka) with backoff."""
         delay = 0.1
         while True:
             try:
@@ -88,6 +104,56 @@ class BatchHandler:
                 log.warning("unavailable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
+
+
+#: How often (s) a worker raises the progress of idle partitions and releases parked events.
+RELEASE_INTERVAL = 0.05
+
+
+class Progress:
+    """What this worker knows of its posts and reposts partitions: the last offset it
+    handled in each, or else the group's committed offset; from these, which ones it has
+    handled to the end (their progress may then follow the clock). Never the fetch
+    position: records fetched ahead are not handled yet."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.watched = (settings.topics.posts, settings.topics.reposts)
+        self.done: dict[tuple[str, int], int] = {}
+
+    def partitions(self) -> list[str]:
+        """The progress field of every partition of the watched topics (empty until the
+        consumer knows how many there are)."""
+        fields = []
+        for topic in self.watched:
+            count = self.app.consumer.topic_partitions(topic)
+            if not count:
+                return []
+            fields += [progress_field(topic, p) for p in range(count)]
+        return fields
+
+    def handled(self, records: Sequence[Record]) -> None:
+        for r in records:
+            if r.topic in self.watched:
+                key = (r.topic, r.partition)
+                self.done[key] = max(self.done.get(key, -1), r.offset)
+
+    def caught_up(self) -> dict[str, int]:
+        """Progress for the assigned watched partitions handled to their end: now less
+        the allowed lateness."""
+        now = int(time.time() * 1000) - self.settings.caps.lateness_ms
+        progress = {}
+        for tp in self.app.consumer.assignment():
+            if tp.topic not in self.watched:
+                continue
+            highwater = self.app.consumer.highwater(tp)
+            if (
+                highwater is not None
+                and self.done.get((tp.topic, tp.partition), -1) + 1 >= highwater
+            ):
+                progress[progress_field(tp.topic, tp.partition)] = now
+        return progress
 
 
 def _broker_urls(servers: str) -> list[str]:
@@ -141,6 +207,8 @@ def create_app(settings: Settings) -> faust.App:
 
     handler = BatchHandler(pipeline, TopicOutputs())
     metrics = Metrics()
+    watch = Progress(app, settings)
+    pipeline.partitions = watch.partitions
 
     @app.agent(inputs, name="feedamp.apply")
     async def apply(stream: faust.StreamT) -> None:
@@ -148,7 +216,22 @@ def create_app(settings: Settings) -> faust.App:
             records = [Record.from_message(e.message) for e in events]
             started = time.perf_counter()
             outcome = await handler.handle(records)
+            watch.handled(records)
             metrics.observe(records, outcome, time.perf_counter() - started)
+
+    if pipeline.ordered:
+
+        @app.timer(interval=RELEASE_INTERVAL)
+        async def release() -> None:
+            """Raise the progress of partitions read to the end, then release."""
+            try:
+                await handler.retrying(pipeline.order_advance, watch.caught_up())
+            except Exception:
+                log.exception("could not record partition progress")
+            started = time.perf_counter()
+            outcome = await handler.release()
+            if outcome.decisions or outcome.dead_letters:
+                metrics.observe([], outcome, time.perf_counter() - started)
 
     @app.task
     async def declare_outputs() -> None:

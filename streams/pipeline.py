@@ -8,13 +8,16 @@ reason; nothing is dropped silently.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 
+import orjson
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.accounts import AccountStore, actor_of
 from feedamp.feeds.gifts import GiftStore
 from feedamp.feeds.namespace import Namespaces
+from feedamp.feeds.ordering import EventOrder, progress_field
 from feedamp.feeds.orders import OrderStore
 from feedamp.feeds.store import Applied
 from feedamp.models import ROUTES, Event, InvalidEvent, Limits, parse_event
@@ -35,10 +38,11 @@ from feedamp.models.events import (
     Unmute,
     Unrepost,
 )
+from redis.exceptions import LockError
 
 from .records import DeadLetter, Outcome, Record
 
-__all__ = ["FEED_EVENTS", "Pipeline"]
+__all__ = ["FEED_EVENTS", "Pipeline", "progress_field"]
 
 #: Event types applied by the feed store.
 FEED_EVENTS = (Post, DeletePost, Repost, Unrepost, Follow, Unfollow, Block, Unblock, Mute,
@@ -60,6 +64,11 @@ class Pipeline:
         self.gifts = GiftStore(store.redis, settings)
         self.orders = OrderStore(store.redis, settings)
         self.settings = settings
+        #: The progress fields of every posts and reposts partition (the worker sets it
+        #: from the consumer's metadata); None: no watermark, release after each batch.
+        self.partitions: Callable[[], list[str]] | None = None
+        #: The latest watermark seen by a release (ms), for metrics.
+        self.watermark: float | None = None
         self.limits = Limits(settings.max_event_bytes, settings.max_text_chars)
         topics = settings.topics
         self._posts_topic = topics.posts
@@ -76,18 +85,105 @@ class Pipeline:
             raise InvalidEvent(f"type {event.type!r} does not belong on topic {record.topic!r}")
         return event
 
+    @property
+    def ordered(self) -> bool:
+        """True when reposts-topic events wait for the watermark and are decided in
+        event-time order (see :mod:`feedamp.feeds.ordering`): in a worker (which sets
+        ``partitions``), with caps on and a lateness set. Replay reads every partition
+        merged in time order itself and applies batches directly."""
+        caps = self.settings.caps
+        return self.partitions is not None and caps.enabled and caps.lateness_ms > 0
+
     async def apply(self, records: Sequence[Record]) -> Outcome:
         """Apply ``records``; return the dead letters and decisions.
 
         Order: account events first (a suspension must be on record before the door
         judges the batch), then the door (events of suspended accounts are refused with a
-        decision and not applied), then posts (topics are not ordered against each other,
-        and a repost decided after its post can see the post's visibility), then the
-        rest, each type by its store. Order within a topic is kept.
+        decision and not applied), then posts, then the rest, each type by its store.
+        Order within a topic is kept. When :attr:`ordered`, reposts-topic events are
+        parked instead, for :meth:`release`.
 
         Redis connection errors propagate, so the caller can retry the batch; every
         write is idempotent.
         """
+        events, sources, dead = self._parse(records)
+        outcome = Outcome(dead)
+        # Resolved once, so a batch is written to one namespace even across a switch.
+        prefix = await self._prefix()
+        if self.ordered:
+            reposts_topic = self.settings.topics.reposts
+            held = [i for i, r in enumerate(sources) if r.topic == reposts_topic]
+            order = self._order(prefix)
+            await order.park([(events[i].event_id, events[i].ts, _pack(sources[i]))
+                              for i in held])  # fmt: skip
+            await order.advance(self._progress(events, sources))
+            parked = set(held)
+            rest = [i for i in range(len(events)) if i not in parked]
+            events, sources = [events[i] for i in rest], [sources[i] for i in rest]
+        await self._apply_events(events, sources, outcome, prefix)
+        return outcome
+
+    async def release(self, publish: Callable[[Outcome], Awaitable[None]]) -> Outcome:
+        """Decide and apply, in event-time order, the parked events the watermark has
+        passed, chunk by chunk; ``publish`` each chunk's outcome before the chunk is
+        forgotten, so a crash in between releases it again (at least once). One releaser
+        at a time across workers: another's release returns at once. Returns the whole
+        outcome (for metrics)."""
+        outcome = Outcome()
+        partitions = self.partitions() if self.ordered and self.partitions else []
+        if not partitions:
+            return outcome
+        prefix = await self._prefix()
+        order = self._order(prefix)
+        lock = order.lock()
+        if not await lock.acquire():
+            return outcome
+        try:
+            while True:
+                limit = self.settings.batch_size
+                self.watermark, items = await order.release(limit, partitions)
+                if not items:
+                    return outcome
+                chunk = Outcome()
+                events, sources, chunk.dead_letters = self._parse(
+                    [_unpack(record) for _, record in items]
+                )
+                await self._apply_events(events, sources, chunk, prefix)
+                await publish(chunk)
+                await order.forget([event_id for event_id, _ in items])
+                outcome.extend(chunk)
+                if len(items) < limit:
+                    return outcome
+        finally:
+            with contextlib.suppress(LockError):  # expired while we worked: harmless
+                await lock.release()
+
+    def _progress(self, events: Sequence[Event], sources: Sequence[Record]) -> dict[str, int]:
+        """Progress of the posts and reposts partitions read in this batch: the latest
+        event time, less the allowed lateness."""
+        watched = (self.settings.topics.posts, self.settings.topics.reposts)
+        progress: dict[str, int] = {}
+        lateness = self.settings.caps.lateness_ms
+        for ev, record in zip(events, sources, strict=True):
+            if record.topic in watched:
+                field = progress_field(record.topic, record.partition)
+                progress[field] = max(progress.get(field, 0), ev.ts - lateness)
+        return progress
+
+    async def order_advance(self, progress: dict[str, int]) -> None:
+        """Raise the progress of partitions (the worker's clock-driven part)."""
+        await self._order(await self._prefix()).advance(progress)
+
+    async def _prefix(self) -> str:
+        """The namespace to write to: the fixed one, else the active one (one GET)."""
+        return self.prefix or await self.namespaces.active()
+
+    def _order(self, prefix: str | None = None) -> EventOrder:
+        return EventOrder(self.store.redis, self.settings, prefix)
+
+    def _parse(
+        self, records: Sequence[Record]
+    ) -> tuple[list[Event], list[Record], list[DeadLetter]]:
         dead: list[DeadLetter] = []
         events: list[Event] = []
         sources: list[Record] = []
@@ -99,11 +195,14 @@ class Pipeline:
                 continue
             events.append(event)
             sources.append(record)
-        outcome = Outcome(dead)
-        if not events:
-            return outcome
-        # Resolved once, so a batch is written to one namespace even across a switch.
-        prefix = self.prefix or await self.namespaces.active()
+        return events, sources, dead
+
+    async def _apply_events(
+        self, events: Sequence[Event], sources: Sequence[Record], outcome: Outcome, prefix: str
+    ) -> None:
+        """Apply parsed events to their stores in the namespace ``prefix`` (see
+        :meth:`apply` for the order)."""
+        dead = outcome.dead_letters
 
         def run(part: list[int], applied: Applied) -> None:
             for failure in applied.failures:
@@ -137,4 +236,19 @@ class Pipeline:
             part = [i for i in others if isinstance(events[i], types) and i not in refused]
             if part:
                 run(part, await store.apply([events[i] for i in part], prefix=prefix))
-        return outcome
+
+
+def _pack(record: Record) -> bytes:
+    """A record as parked in Redis (JSON; the key as Latin-1 so any bytes survive)."""
+    return orjson.dumps({
+        "topic": record.topic, "partition": record.partition, "offset": record.offset,
+        "key": None if record.key is None else record.key.decode("latin-1"),
+        "value": (record.value or b"").decode(), "timestamp": record.timestamp,
+    })  # fmt: skip
+
+
+def _unpack(raw: bytes) -> Record:
+    d = orjson.loads(raw)
+    key = None if d["key"] is None else d["key"].encode("latin-1")
+    return Record(d["topic"], d["partition"], d["offset"], key, d["value"].encode(),
+                  d["timestamp"])  # fmt: skip

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from feedamp.feeds.keys import Keys
 from redis.asyncio import Redis
+
+#: Bookkeeping of the event-time order (progress follows the clock), not views.
+ORDER_KEYS = Keys.bookkeeping()
 
 
 async def snapshot(redis: Redis, prefix: str) -> dict[str, object]:
-    """{key without prefix: contents} for every key under ``prefix``."""
+    """{key without prefix: contents} for every key under ``prefix`` (but the ordering
+    bookkeeping)."""
     out: dict[str, object] = {}
     async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
         name = key.decode()[len(prefix) :]
+        if name in ORDER_KEYS:
+            continue
         kind = (await redis.type(key)).decode()
         if kind == "zset":
             out[name] = ("zset", await redis.zrange(key, 0, -1, withscores=True))

@@ -91,7 +91,14 @@ async def test_decisions_are_published_once_per_repost_and_replay_agrees(
         async def same_feeds() -> bool:
             return await snapshot(redis, fresh.key_prefix) == live
 
-        await wait_until(same_feeds, what="the replayed namespace to equal the live one")
+        try:
+            await wait_until(same_feeds, what="the replayed namespace to equal the live one")
+        except BaseException:
+            replay = await snapshot(redis, fresh.key_prefix)
+            diff = {k: (live.get(k), replay.get(k)) for k in set(live) | set(replay)
+                    if live.get(k) != replay.get(k)}  # fmt: skip
+            print("live vs replay differ:", diff)
+            raise
     finally:
         second.stop()
     replayed = [orjson.loads(r.value) for r in records][len(reposts) :]

@@ -35,7 +35,7 @@ async def test_worker_decides_gifts_and_refusals_and_fills_the_views(shop_settin
     log = [
         ev.account("sus", "suspend"),
         ev.gift("g1", "ann", "bob", "editor", message="for your edits"),
-        ev.gift("g2", "cat", "bob", "editor"),  # the pool had one code
+        ev.gift("g2", "ann", "cat", "editor"),  # the pool had one code (same sender: in order)
         ev.gift("g3", "sus", "bob", "music"),
         ev.post("p1", "ava"),
         ev.purchase("o1", "bob", amount=1500, via_post="p1"),
