@@ -22,8 +22,11 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     json_logs = log_format() == "json"
     config = {"logging_config": logging_config("json", args.loglevel)} if json_logs else {}
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, **config)
-    if json_logs:
-        worker.spinner = None  # it writes terminal escapes between the JSON lines
+    if json_logs or not sys.stdout.isatty():
+        # The spinner writes terminal escapes between JSON lines, and its log handler
+        # sets the root logger to DEBUG whatever --loglevel says (every aiokafka request
+        # then builds a debug record): only on a terminal is it worth that.
+        worker.spinner = None
     worker.execute_from_commandline()
     return 0
 

@@ -38,8 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.models import InvalidEvent
-from feedamp.models.decisions import AnyDecision
-from feedamp.streams import BatchHandler, DeadLetter, Pipeline, Record, redis_client
+from feedamp.streams import BatchHandler, Outcome, Pipeline, Record, redis_client
 from feedamp.streams.kafka_config import kafka_client_kwargs
 from feedamp.streams.logs import quiet_clients
 
@@ -162,26 +161,24 @@ class ReplayOutputs:
         self.decisions = 0
         self.published = 0
 
-    async def dead_letter(self, letter: DeadLetter) -> None:
-        """Count ``letter``; publish it to the dead-letter topic with ``--publish``."""
-        self.dead_letters += 1
-        if self.producer is not None:
+    async def publish(self, outcome: Outcome) -> None:
+        """Count the dead letters and decisions; with ``--publish`` send them to their
+        topics too (all queued, then awaited together)."""
+        self.dead_letters += len(outcome.dead_letters)
+        self.decisions += len(outcome.decisions)
+        if self.producer is None:
+            return
+        topics = self.settings.topics
+        sent = []
+        for letter in outcome.dead_letters:
             key, value, headers = letter.message()
-            await self.producer.send_and_wait(
-                self.settings.topics.dead_letter, value=value, key=key, headers=headers
-            )
-            self.published += 1
-
-    async def decision(self, decision: AnyDecision) -> None:
-        """Count ``decision``; publish it to the decisions topic with ``--publish``."""
-        self.decisions += 1
-        if self.producer is not None:
-            await self.producer.send_and_wait(
-                self.settings.topics.decisions,
-                value=decision.to_json(),
-                key=decision.key,
-            )
-            self.published += 1
+            sent.append(await self.producer.send(topics.dead_letter, value=value, key=key,
+                                                 headers=headers))  # fmt: skip
+        for decision in outcome.decisions:
+            sent.append(await self.producer.send(topics.decisions, value=decision.to_json(),
+                                                 key=decision.key))  # fmt: skip
+        await asyncio.gather(*sent)
+        self.published += len(sent)
 
 
 class Progress:

@@ -22,7 +22,6 @@ from aiokafka.errors import KafkaError
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.store import TRANSIENT_ERRORS
-from feedamp.models.decisions import AnyDecision
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from .kafka_config import faust_security
@@ -88,10 +87,8 @@ class BatchHandler:
             return Outcome()
 
     async def _publish(self, outcome: Outcome) -> None:
-        for letter in outcome.dead_letters:
-            await self.retrying(self.outputs.dead_letter, letter)
-        for decision in outcome.decisions:
-            await self.retrying(self.outputs.decision, decision)
+        if outcome.dead_letters or outcome.decisions:
+            await self.retrying(self.outputs.publish, outcome)
 
     @staticmethod
     async def retrying(fn, *args):  # type: ignore[no-untyped-def]
@@ -194,16 +191,20 @@ def create_app(settings: Settings) -> faust.App:
     pipeline = Pipeline(FeedStore(redis, settings), settings)
 
     class TopicOutputs:
-        """Dead letters and decisions go to their topics; each send waits for the broker."""
+        """Dead letters and decisions go to their topics: every send is queued in order,
+        then all are awaited together (one broker round trip, not one per message)."""
 
-        async def dead_letter(self, letter: DeadLetter) -> None:
-            key, value, headers = letter.message()
-            log.warning("dead letter %s[%d]@%d: %s", letter.record.topic,
-                        letter.record.partition, letter.record.offset, letter.reason)  # fmt: skip
-            await (await dead_letters.send(key=key, value=value, headers=headers))
-
-        async def decision(self, decision: AnyDecision) -> None:
-            await (await decisions.send(key=decision.key, value=decision.to_json()))
+        async def publish(self, outcome: Outcome) -> None:
+            sent = []
+            for letter in outcome.dead_letters:
+                key, value, headers = letter.message()
+                log.warning("dead letter %s[%d]@%d: %s", letter.record.topic,
+                            letter.record.partition, letter.record.offset,
+                            letter.reason)  # fmt: skip
+                sent.append(await dead_letters.send(key=key, value=value, headers=headers))
+            for decision in outcome.decisions:
+                sent.append(await decisions.send(key=decision.key, value=decision.to_json()))
+            await asyncio.gather(*sent)
 
     handler = BatchHandler(pipeline, TopicOutputs())
     metrics = Metrics()

@@ -86,6 +86,7 @@ class Outcome:
 class Outputs(Protocol):
     """Where a batch's outcome goes (Kafka topics in the worker)."""
 
-    async def dead_letter(self, letter: DeadLetter) -> None: ...
-
-    async def decision(self, decision: AnyDecision) -> None: ...
+    async def publish(self, outcome: Outcome) -> None:
+        """Publish the outcome's dead letters and decisions, in order; return once all
+        are stored (a retry may send some twice: consumers see them at least once)."""
+        ...

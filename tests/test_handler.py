@@ -29,11 +29,9 @@ class Letters:
         self.sent: list[DeadLetter] = []
         self.decisions: list = []
 
-    async def dead_letter(self, letter: DeadLetter) -> None:
-        self.sent.append(letter)
-
-    async def decision(self, decision) -> None:
-        self.decisions.append(decision)
+    async def publish(self, outcome) -> None:
+        self.sent += outcome.dead_letters
+        self.decisions += outcome.decisions
 
 
 async def test_script_error_dead_letters_that_event_only(redis, settings):
