@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
 from feedamp.feeds import Keys
 from feedamp.feeds.namespace import Namespaces
+from feedamp.feeds.ordering import progress_field
 from feedamp.streams.kafka_config import kafka_client_kwargs
 from feedamp.streams.logs import quiet_clients
 from redis.asyncio import Redis
@@ -75,6 +77,10 @@ class Status:
     redis_memory: str = ""
     following: FeedCount = field(default_factory=FeedCount)
     for_you: FeedCount = field(default_factory=FeedCount)
+    #: Reposts waiting for the event-time watermark, and how far it is behind the clock
+    #: (None before the workers reported every partition).
+    parked: int = 0
+    watermark_lag_ms: int | None = None
 
     @property
     def total_lag(self) -> int:
@@ -158,6 +164,14 @@ async def collect_status(settings: Settings, redis: Redis) -> Status:
     status.following = await count_feeds(redis, keys.feed("u", 0))
     if hasattr(keys, "for_you"):
         status.for_you = await count_feeds(redis, keys.for_you("u", 0))
+    status.parked = await redis.zcard(keys.parked())
+    progress = await redis.hgetall(keys.progress())
+    ordered = (settings.topics.posts, settings.topics.reposts)
+    expected = {progress_field(p.topic, p.partition) for p in status.lag if p.topic in ordered}
+    seen = {k.decode(): int(v) for k, v in progress.items()}
+    if expected and expected <= set(seen):
+        watermark = min(seen[f] for f in expected)
+        status.watermark_lag_ms = max(0, int(time.time() * 1000) - watermark)
     return status
 
 
@@ -175,6 +189,8 @@ def format_status(status: Status) -> str:
         f"following feeds: {status.following.feeds:,} ({status.following.entries:,} entries)"
     )
     lines.append(f"for you feeds: {status.for_you.feeds:,} ({status.for_you.entries:,} entries)")
+    behind = "-" if status.watermark_lag_ms is None else f"{status.watermark_lag_ms:,} ms"
+    lines.append(f"parked reposts: {status.parked:,} (watermark behind the clock: {behind})")
     return "\n".join(lines)
 
 

@@ -231,6 +231,7 @@ def create_app(settings: Settings) -> faust.App:
                 log.exception("could not record partition progress")
             started = time.perf_counter()
             outcome = await handler.release()
+            metrics.watermark = pipeline.watermark
             if outcome.decisions or outcome.dead_letters:
                 metrics.observe([], outcome, time.perf_counter() - started)
 

@@ -11,7 +11,7 @@ Exposed series:
   ``dead_letter``; ``type`` is the event type, or ``invalid`` when the record is not an
   event of a known type;
 - ``feedamp_dead_letters_total{topic}``: dead letters, by the topic the record came from;
-- ``feedamp_decisions_total{decision}``: repost decisions, by kind;
+- ``feedamp_decisions_total{decision}``: decisions (reposts, gifts, refusals), by kind;
 - ``feedamp_fanout_deliveries_total``: feed entries pushed by fan-out, one per follower a
   post or repost reached (counted inside the Lua scripts, which return ``cursor|n``);
   a batch applied again after an outage or a redelivery counts again;
@@ -154,6 +154,8 @@ class Metrics:
         self.dead_letters: Counter[tuple[str]] = Counter()
         self.decisions: Counter[tuple[str]] = Counter()
         self.deliveries = 0
+        #: The event-time watermark of the latest release (ms), when reposts are ordered.
+        self.watermark: float | None = None
         self.batch_seconds = Histogram(LATENCY_BUCKETS)
         self.batch_events = Histogram(SIZE_BUCKETS)
 
@@ -192,7 +194,10 @@ class Metrics:
             self.dead_letters,
         )
         lines += _counter(
-            "feedamp_decisions_total", "Repost decisions, by kind.", "decision", self.decisions
+            "feedamp_decisions_total",
+            "Decisions published (reposts, gifts, refusals), by kind.",
+            "decision",
+            self.decisions,
         )
         lines += _counter(
             "feedamp_fanout_deliveries_total",
@@ -207,6 +212,13 @@ class Metrics:
         lines += render_gauge(
             Gauge("feedamp_start_time_seconds", "Worker start time (Unix).", [({}, self.started)])
         )
+        if self.watermark is not None:
+            lag = max(0.0, time.time() - self.watermark / 1000)
+            lines += render_gauge(Gauge(
+                "feedamp_watermark_lag_seconds",
+                "How far the event-time watermark reposts wait for is behind the clock.",
+                [({}, lag)],
+            ))  # fmt: skip
         for gauge in gauges:
             lines += render_gauge(gauge)
         return "\n".join(lines) + "\n"

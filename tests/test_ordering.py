@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import orjson
 import pytest
+from feedamp.cli.status import collect_status, format_status
 from feedamp.feeds.keys import Keys
 from feedamp.streams.topics import ensure_topics
 from redis.asyncio import Redis
@@ -92,7 +93,11 @@ async def test_a_repost_read_before_its_post_still_sees_followers_only(
         await send_one_by_one(redis, s, [repost], parked=True)  # the repost first...
         await send_events(s, [post])  # ...then its post, on another topic
         (record,) = await read_topic(s, s.topics.decisions, 1, timeout=60)
+        status = await collect_status(s, redis)  # what an operator sees
     finally:
         worker.stop()
     decision = orjson.loads(record.value)
     assert (decision["decision"], decision["reasons"]) == ("refused", ["followers_only"])
+    assert status.parked == 0
+    assert status.watermark_lag_ms is not None and status.watermark_lag_ms < 30_000
+    assert "parked reposts: 0 (watermark behind the clock: " in format_status(status)

@@ -117,6 +117,9 @@ async def test_metrics_count_events_dead_letters_and_batches(web_worker, uid):
     count = next(x for x in lines if x.startswith("feedamp_batch_seconds_count "))
     assert int(count.split()[1]) >= 1
     assert 'feedamp_batch_seconds_bucket{le="+Inf"} ' + count.split()[1] in lines
+    # Reposts are ordered (caps on): the watermark follows the clock once all is read.
+    (lag,) = [x for x in lines if x.startswith("feedamp_watermark_lag_seconds ")]
+    assert 0 <= float(lag.split()[1]) < 30
 
 
 async def test_redis_restart_is_waited_out_and_reported_by_healthz(web_worker, uid):
