@@ -22,7 +22,7 @@ local b = bucket_of(post)
 local hidden = hidden_from({ author })
 local n = 0
 local next_cursor = each_follower(author, cursor, function(follower)
-  if not hidden[follower] then
+  if not hidden(follower) then
     push(follower, post, b, ts, '', '')
     n = n + 1
   end

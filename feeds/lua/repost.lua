@@ -34,7 +34,7 @@ local mark = ARGV[16] == '1' and LABEL_MARK or ''
 local alone = ARGV[15] == '1' and for_you_score(post, reposter)
 local n = 0
 local next_cursor = each_follower(reposter, cursor, function(follower)
-  if follower ~= author and not hidden[follower] then
+  if follower ~= author and not hidden(follower) then
     push(follower, post, b, ts, reposter, mark)
     if alone then push_for_you(follower, post, b, reposter, alone) end
     n = n + 1
