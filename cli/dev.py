@@ -156,6 +156,10 @@ def run_dev(settings: Settings, *, once: bool = False) -> int:
     """Run the embedded stack with the demo; block until Ctrl-C unless ``once``.
 
     Without ``FEEDAMP_CAMPAIGNS`` the worker uses the sample campaigns file."""
+    # Ctrl-C and SIGTERM stop everything, even when started from a shell that ignores
+    # SIGINT for background jobs (Python then installs no KeyboardInterrupt handler).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     services: list[Service] = []
     worker = None
     try:
