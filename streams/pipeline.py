@@ -2,8 +2,9 @@
 
 Records are parsed and validated, checked against their topic, and applied to the
 stores in order, in the active key namespace (:mod:`feedamp.feeds.namespace`), resolved
-once per batch. Whatever cannot be applied comes back as a :class:`DeadLetter` with a
-reason; nothing is dropped silently.
+once per batch. In a worker, reposts-topic events are parked first and released in
+event-time order (:mod:`feedamp.feeds.ordering`). Whatever cannot be applied comes back
+as a :class:`DeadLetter` with a reason; nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Pipeline:
         self.orders = OrderStore(store.redis, settings)
         self.settings = settings
         #: The progress fields of every posts and reposts partition (the worker sets it
-        #: from the consumer's metadata); None: no watermark, release after each batch.
+        #: from the consumer's metadata); None (replay, tests): nothing is parked.
         self.partitions: Callable[[], list[str]] | None = None
         #: The latest watermark seen by a release (ms), for metrics.
         self.watermark: float | None = None
