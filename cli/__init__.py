@@ -1,4 +1,5 @@
-"""The ``feedamp`` command: worker, produce, feed, dev, replay, verify, dlq, status."""
+"""The ``feedamp`` command: worker, produce, feed, gifts, orders, dev, replay, verify, dlq,
+status."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import argparse
 import asyncio
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from feedamp.config import Settings
 
@@ -44,24 +46,56 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _feed(args: argparse.Namespace, settings: Settings) -> int:
+def _read(settings: Settings, read: Callable[[Any], Awaitable[str]]) -> int:
+    """Print what ``read(reader)`` renders, with a reader configured like the workers."""
     from feedamp.feeds import FeedReader
 
-    from .show import format_page
-
     async def run() -> str:
-        reader = FeedReader.from_url(
-            settings.redis_url, key_prefix=settings.key_prefix, feed_buckets=settings.feed_buckets
-        )
+        reader = FeedReader.from_url(settings.redis_url, key_prefix=settings.key_prefix,
+                                     feed_buckets=settings.feed_buckets,
+                                     campaigns=settings.campaigns)  # fmt: skip
         try:
-            read = reader.for_you if args.for_you else reader.following
-            page = await read(args.user, limit=args.limit, cursor=args.cursor)
+            return await read(reader)
         finally:
             await reader.close()
-        return format_page(args.user, page, "For You" if args.for_you else "Following")
 
     print(asyncio.run(run()))
     return 0
+
+
+def _feed(args: argparse.Namespace, settings: Settings) -> int:
+    from .show import format_page
+
+    async def read(reader: Any) -> str:
+        page = await (reader.for_you if args.for_you else reader.following)(
+            args.user, limit=args.limit, cursor=args.cursor
+        )
+        return format_page(args.user, page, "For You" if args.for_you else "Following")
+
+    return _read(settings, read)
+
+
+def _gifts(args: argparse.Namespace, settings: Settings) -> int:
+    from .show import format_gifts
+
+    async def read(reader: Any) -> str:
+        inbox = format_gifts(args.user, await reader.gift_inbox(args.user, limit=args.limit))
+        sent = await reader.gifts_sent(args.user, limit=args.limit)
+        left = ", ".join(f"{c}: {n}" for c, n in sorted(sent.remaining.items())) or "-"
+        return f"{inbox}\nSent {len(sent.items)} gift(s); sends left: {left}"
+
+    return _read(settings, read)
+
+
+def _orders(args: argparse.Namespace, settings: Settings) -> int:
+    from .show import format_orders, format_stats
+
+    async def read(reader: Any) -> str:
+        page = await reader.orders(args.user, limit=args.limit, cursor=args.cursor)
+        stats = await reader.creator_stats(args.user)
+        return f"{format_orders(args.user, page)}\n{format_stats(args.user, stats)}"
+
+    return _read(settings, read)
 
 
 def _rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
@@ -113,6 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cursor")
     p.add_argument("--for-you", action="store_true", help="the ranked For You feed")
     p.set_defaults(fn=_feed)
+    p = sub.add_parser("gifts", help="print a user's gift inbox and sends left")
+    p.add_argument("user")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(fn=_gifts)
+    p = sub.add_parser("orders", help="print a user's order center and credited sales")
+    p.add_argument("user")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--cursor")
+    p.set_defaults(fn=_orders)
     p = sub.add_parser("rebuild-feed", help="regenerate a user's feeds from followees' activity")
     p.add_argument("user")
     p.set_defaults(fn=_rebuild_feed)

@@ -73,6 +73,17 @@ async def test_worker_decides_gifts_and_refusals_and_fills_the_views(shop_settin
     order = (await reader.orders("bob")).items[0]
     assert [h[0] for h in order.history] == ["placed", "paid", "shipped"]
     assert (await reader.creator_stats("ava")).revenue_cents == 1500
+    # The same views from the command line.
+    env = worker_env(s)
+    gifts = subprocess.run([sys.executable, "-m", "feedamp.cli", "gifts", "bob"], env=env,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "editor (spring) from ann  code CODE-1" in gifts.stdout, gifts.stderr
+    orders = subprocess.run([sys.executable, "-m", "feedamp.cli", "orders", "bob"], env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "order o1  prod-o1  15.00 EUR  shipped (placed -> paid -> shipped)" in orders.stdout
+    sales = subprocess.run([sys.executable, "-m", "feedamp.cli", "orders", "ava"], env=env,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "Sales credited to ava: 1 order(s) 15.00 EUR" in sales.stdout
 
 
 def test_worker_will_not_start_with_a_bad_campaigns_file(settings, tmp_path):
