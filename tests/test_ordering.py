@@ -101,3 +101,27 @@ async def test_a_repost_read_before_its_post_still_sees_followers_only(
     assert status.parked == 0
     assert status.watermark_lag_ms is not None and status.watermark_lag_ms < 30_000
     assert "parked reposts: 0 (watermark behind the clock: " in format_status(status)
+
+
+async def test_two_workers_share_the_partitions_and_still_decide_by_event_time(
+    broker, redis_server, redis, tmp_path
+):
+    """Each worker raises the progress of the partitions it holds; whichever holds the
+    release lock decides, in event-time order across both workers' partitions."""
+    s = ordered_settings(broker, redis_server, 600)
+    await ensure_topics(s)
+    workers = [WorkerHandle(s, tmp_path / f"worker{n}.log") for n in range(2)]
+    try:
+        await started(redis, s)
+        base = int(time.time() * 1000) + 5000
+        ev = Events(start_ms=base, step_ms=10)
+        posts = [ev.post(f"p{n}", "star") for n in range(7)]
+        reposts = [ev.repost(f"p{n}", "star", "fan", repost_id=f"r{n}") for n in range(7)]
+        await send_events(s, posts)
+        await send_one_by_one(redis, s, reposts[::-1], parked=True)
+        records = await read_topic(s, s.topics.decisions, 7, timeout=60)
+    finally:
+        for worker in workers:
+            worker.stop()
+    decided = {d["repost_id"]: d["decision"] for d in map(orjson.loads, (r.value for r in records))}
+    assert [decided[f"r{n}"] for n in range(7)] == ["delivered"] * 5 + ["rate_limited"] * 2
