@@ -104,7 +104,7 @@ class BatchHandler:
 
 
 #: How often (s) a worker raises the progress of idle partitions and releases parked events.
-RELEASE_INTERVAL = 0.05
+RELEASE_INTERVAL = 0.02
 
 
 class Progress:
