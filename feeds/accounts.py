@@ -75,7 +75,7 @@ class AccountStore:
     async def door(self, events: Sequence[Event], *, prefix: str | None = None) -> dict[int, str]:
         """Which of ``events`` a suspension stops, by index, with the reason
         (``suspended``, or ``author_suspended`` for a repost of a suspended account's
-        post). One round trip."""
+        post). One round trip, two when someone in the batch was ever suspended."""
         keys = Keys(prefix or self.settings.key_prefix)
         asked: dict[int, list[str]] = {}
         for i, ev in enumerate(events):
@@ -85,16 +85,21 @@ class AccountStore:
         users = sorted({u for ids in asked.values() for u in ids})
         if not users:
             return {}
+        # One command finds who was ever suspended; only they need their state read.
+        ever = await self.redis.smismember(keys.suspended_index(), users)
+        suspects = [u for u, yes in zip(users, ever, strict=True) if yes]
+        if not suspects:
+            return {}
         async with self.redis.pipeline(transaction=False) as pipe:
-            for user in users:
+            for user in suspects:
                 pipe.hmget(keys.account(user), "susp", "rein")
-            states = dict(zip(users, await pipe.execute(), strict=True))
+            states = dict(zip(suspects, await pipe.execute(), strict=True))
         refused: dict[int, str] = {}
         for i, ids in asked.items():
             ts = events[i].ts
-            if suspended_at(states[ids[0]], ts):
+            if suspended_at(states.get(ids[0], (None, None)), ts):
                 refused[i] = SUSPENDED
-            elif len(ids) > 1 and suspended_at(states[ids[1]], ts):
+            elif len(ids) > 1 and suspended_at(states.get(ids[1], (None, None)), ts):
                 refused[i] = AUTHOR_SUSPENDED
         return refused
 

@@ -123,6 +123,11 @@ class Keys:
         ``-<ts>`` (labelled or unlabelled at)."""
         return self._key("account", user_id)
 
+    def suspended_index(self) -> str:
+        """Set: every account ever suspended (reinstated ones stay), so the door reads the
+        state of only those (one slot: the tag is ``{accounts}``)."""
+        return self._key("suspended_index", "accounts")
+
     # Gifts.
 
     def gift(self, gift_id: str) -> str:

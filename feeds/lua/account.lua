@@ -15,6 +15,7 @@ end
 
 if action == 'suspend' then
   latest('susp', ts)
+  redis.call('SADD', key('suspended_index', 'accounts'), user)
 elseif action == 'reinstate' then
   latest('rein', ts)
 elseif action == 'label' then
