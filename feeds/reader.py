@@ -16,6 +16,7 @@ from feedamp.config.campaigns import Catalog, load_campaigns
 from feedamp.models.decisions import FORWARDED_MANY_TIMES
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from .connection import hiredis_packing
 from .keys import Keys
 from .namespace import MAX_POINTER_TTL, Namespaces
 from .scripts import Scripts
@@ -99,7 +100,9 @@ class FeedReader(ShopReads):
         pointer_ttl: float = 0.0,
     ) -> FeedReader:
         """A reader with its own blocking connection pool to ``url``."""
-        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=None)
+        pool = hiredis_packing(
+            BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=None)
+        )
         return cls(Redis(connection_pool=pool), key_prefix=key_prefix,
                    feed_buckets=feed_buckets, campaigns=campaigns,
                    pointer_ttl=pointer_ttl)  # fmt: skip

@@ -21,6 +21,7 @@ import faust
 from aiokafka.errors import KafkaError
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
+from feedamp.feeds.connection import hiredis_packing
 from feedamp.feeds.store import TRANSIENT_ERRORS
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -45,7 +46,7 @@ def redis_client(settings: Settings) -> Redis:
     pool = BlockingConnectionPool.from_url(
         settings.redis_url, max_connections=settings.redis_max_connections, timeout=None
     )
-    return Redis(connection_pool=pool)
+    return Redis(connection_pool=hiredis_packing(pool))
 
 
 class BatchHandler:
