@@ -166,3 +166,16 @@ def test_reposts_and_posts_share_the_post_id_key():
     """All events about one post land in one partition number, so they keep their order."""
     for type_ in ("post", "delete_post", "repost", "unrepost"):
         assert ROUTES[type_][1] == "post_id"
+
+
+def test_the_fast_ascii_id_check_agrees_with_the_rule():
+    """Every ASCII character is accepted by the regex fast path exactly when the
+    character-by-character rule accepts it."""
+    from feedamp.models.events import _FORBIDDEN_IN_ID, _SAFE_ASCII_ID, validate_id
+
+    for ch in map(chr, range(128)):
+        allowed = not (ch in _FORBIDDEN_IN_ID or ch.isspace() or not ch.isprintable())
+        assert bool(_SAFE_ASCII_ID.fullmatch(ch)) == allowed, repr(ch)
+        if not allowed:
+            with pytest.raises(InvalidEvent):
+                validate_id(f"a{ch}b", "id")
