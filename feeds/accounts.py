@@ -31,7 +31,7 @@ from feedamp.models.events import (
 )
 from redis.asyncio import Redis
 
-from .batch import context, run_scripts
+from .batch import context, run_scripts, text
 from .keys import Keys
 from .scripts import Scripts
 from .store import Applied, Failure
@@ -116,7 +116,7 @@ class AccountStore:
             if isinstance(result, Exception):
                 applied.failures.append(Failure(i, result))
             else:
-                suspended[ev.user_id] = _text(result) == "1"
+                suspended[ev.user_id] = text(result) == "1"
         for user, now in suspended.items():
             if now:
                 await self.clean(user, prefix=prefix)
@@ -129,23 +129,19 @@ class AccountStore:
         idempotent."""
         keys = Keys(prefix or self.settings.key_prefix)
         ctx = context(self.settings, prefix)
-        posts = [_text(p) for p in await self.redis.zrange(keys.recent_posts(user_id), 0, -1)]
+        posts = [text(p) for p in await self.redis.zrange(keys.recent_posts(user_id), 0, -1)]
         for post in posts:
             reposters = await self.redis.zrange(keys.reposters(post), 0, -1)
-            for source in [user_id, *(_text(r) for r in reposters)]:
+            for source in [user_id, *(text(r) for r in reposters)]:
                 await self._chunked(self.scripts.unpush, [*ctx, "0", post, source, "0"], 7)
         reposted = await self.redis.zrange(keys.recent_reposts(user_id), 0, -1)
-        for post in (_text(p) for p in reposted):
+        for post in (text(p) for p in reposted):
             await self._chunked(self.scripts.unrepost, [*ctx, "0", "0", post, user_id], 8)
 
     async def _chunked(self, script, argv: list, cursor_at: int) -> None:  # type: ignore[no-untyped-def]
         """Call a follower-visiting script until its cursor comes back ``0``."""
         while True:
-            cursor = _text(await script(args=argv))
+            cursor = text(await script(args=argv))
             if cursor == "0":
                 return
             argv[cursor_at] = cursor
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -20,7 +20,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["PIPELINE_CALLS", "TRANSIENT_ERRORS", "context", "is_transient", "run_scripts"]
+__all__ = ["PIPELINE_CALLS", "TRANSIENT_ERRORS", "context", "is_transient", "run_scripts", "text"]
 
 #: Script calls sent per pipeline round trip.
 PIPELINE_CALLS = 256
@@ -37,6 +37,11 @@ def is_transient(error: object) -> bool:
     return isinstance(error, TRANSIENT_ERRORS) or (
         isinstance(error, ResponseError) and str(error).startswith(("BUSY", "OOM", "LOADING"))
     )
+
+
+def text(value: object) -> str:
+    """A Redis reply (bytes) or argument as ``str``."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def context(settings: Settings, prefix: str | None = None) -> list[str | int]:

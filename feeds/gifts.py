@@ -26,7 +26,7 @@ from feedamp.models.decisions import (
 from feedamp.models.events import Event, Gift
 from redis.asyncio import Redis
 
-from .batch import context, run_scripts
+from .batch import context, run_scripts, text
 from .scripts import Scripts
 from .store import Applied, Failure
 
@@ -65,7 +65,7 @@ class GiftStore:
             if isinstance(result, Exception):
                 applied.failures.append(Failure(i, result))
                 continue
-            decision, _, reasons = _text(result).partition("|")
+            decision, _, reasons = text(result).partition("|")
             found = tuple(r for r in reasons.split(",") if r)
             applied.decisions.append(GiftDecision(
                 event_id=ev.event_id, gift_id=ev.gift_id, sender_id=ev.sender_id,
@@ -91,7 +91,3 @@ class GiftStore:
         return [gift.gift_id, gift.sender_id, gift.recipient_id, gift.offer_id, campaign_id,
                 gift.message or "", gift.ts, limit, "1" if has_codes else "0", ",".join(reasons),
                 self.settings.gift_inbox_cap]  # fmt: skip
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

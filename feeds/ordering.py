@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from feedamp.config import Settings
 from redis.asyncio import Redis
 
-from .batch import context, run_scripts
+from .batch import context, run_scripts, text
 from .keys import Keys
 from .scripts import Scripts
 
@@ -80,7 +80,7 @@ class EventOrder:
             raise result
         rows = list(result)  # type: ignore[call-overload]
         watermark = float(rows[0]) if rows and rows[0] else None
-        items = [(_text(rows[i]), rows[i + 1]) for i in range(1, len(rows), 2)]
+        items = [(text(rows[i]), rows[i + 1]) for i in range(1, len(rows), 2)]
         return watermark, items
 
     async def forget(self, event_ids: Sequence[str]) -> None:
@@ -95,7 +95,3 @@ class EventOrder:
         """The lock one releaser holds at a time; ``acquire`` returns False at once when
         another holds it."""
         return self.redis.lock(self.keys.release_lock(), timeout=LOCK_SECONDS, blocking=False)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -40,7 +40,7 @@ from feedamp.models.events import (
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from .batch import PIPELINE_CALLS, TRANSIENT_ERRORS, is_transient
+from .batch import PIPELINE_CALLS, TRANSIENT_ERRORS, is_transient, run_scripts, text
 from .keys import Keys
 from .scripts import Scripts
 
@@ -208,7 +208,7 @@ class FeedStore:
             if isinstance(result, Exception):
                 failures[i] = Failure(i, result)
                 continue
-            outcome, depth, reasons = _text(result).split("|")
+            outcome, depth, reasons = text(result).split("|")
             decisions[i] = Decision(
                 event_id=ev.event_id, repost_id=ev.repost_id, reposter_id=ev.reposter_id,
                 post_id=ev.post_id, depth=int(depth), decision=outcome,
@@ -247,14 +247,7 @@ class FeedStore:
                     break
 
     async def _run(self, calls: Sequence[_Call]) -> list[object]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for call in calls:
-                await call.script(args=call.argv, client=pipe)
-            results = await pipe.execute(raise_on_error=False)
-        for result in results:
-            if is_transient(result):
-                raise result  # type: ignore[misc]
-        return results
+        return await run_scripts(self.redis, [(call.script, call.argv) for call in calls])
 
     def _call(self, index: int, event: Event, decision: Decision | None) -> _Call | None:
         """The first script call for ``event``, or None when it writes nothing."""
@@ -298,13 +291,13 @@ class FeedStore:
                 cursor = self._cursor(await call.script(args=call.argv))
             return True
         if isinstance(event, DeletePost):
-            await self._unpush_everywhere(event.post_id, [_text(s) for s in result])  # type: ignore[union-attr]
+            await self._unpush_everywhere(event.post_id, [text(s) for s in result])  # type: ignore[union-attr]
             return True
         return False
 
     def _cursor(self, result: object) -> str:
         """The next cursor of a fan-out call's reply ``cursor|deliveries``; counts them."""
-        cursor, _, delivered = _text(result).partition("|")
+        cursor, _, delivered = text(result).partition("|")
         self._deliveries += int(delivered or 0)
         return cursor
 
@@ -315,7 +308,7 @@ class FeedStore:
             cursor = "0"
             while True:
                 argv = [*self._context, cursor, post_id, source, last]
-                cursor = _text(await self.scripts.unpush(args=argv))
+                cursor = text(await self.scripts.unpush(args=argv))
                 if cursor == "0":
                     break
 
@@ -333,7 +326,3 @@ def _int_or_zero(value: object) -> int:
 
 def _flag(value: bool) -> str:
     return "1" if value else "0"
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -52,8 +52,18 @@ SEND_LIMIT = "send_limit"
 CODES_EXHAUSTED = "codes_exhausted"
 
 
+class _Published:
+    """What every decision shape shares: its JSON form on ``decisions``."""
+
+    __slots__ = ()
+
+    def to_json(self) -> bytes:
+        """The message value published to ``decisions``."""
+        return orjson.dumps({**asdict(self), "reasons": list(self.reasons)})  # type: ignore[call-overload, attr-defined]
+
+
 @dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(_Published):
     """One repost's decision. ``reasons`` are short codes; empty when simply delivered."""
 
     event_id: str
@@ -64,10 +74,6 @@ class Decision:
     decision: str
     reasons: tuple[str, ...]
     ts: int
-
-    def to_json(self) -> bytes:
-        """The message value published to ``decisions``."""
-        return orjson.dumps({**asdict(self), "reasons": list(self.reasons)})
 
     @property
     def reaches_feeds(self) -> bool:
@@ -80,7 +86,7 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
-class GiftDecision:
+class GiftDecision(_Published):
     """One gift's outcome: ``accepted`` or ``refused`` with its reasons."""
 
     event_id: str
@@ -90,10 +96,6 @@ class GiftDecision:
     reasons: tuple[str, ...]
     ts: int
 
-    def to_json(self) -> bytes:
-        """The message value published to ``decisions``."""
-        return orjson.dumps({**asdict(self), "reasons": list(self.reasons)})
-
     @property
     def key(self) -> bytes:
         """The message key on ``decisions``: the gift id."""
@@ -101,7 +103,7 @@ class GiftDecision:
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
+class Refusal(_Published):
     """An event refused at the door because its actor ``user_id`` is suspended."""
 
     event_id: str
@@ -110,10 +112,6 @@ class Refusal:
     reasons: tuple[str, ...]
     ts: int
     decision: str = REFUSED
-
-    def to_json(self) -> bytes:
-        """The message value published to ``decisions``."""
-        return orjson.dumps({**asdict(self), "reasons": list(self.reasons)})
 
     @property
     def key(self) -> bytes:

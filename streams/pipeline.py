@@ -70,6 +70,7 @@ class Pipeline:
         self.partitions: Callable[[], list[str]] | None = None
         #: The latest watermark seen by a release (ms), for metrics.
         self.watermark: float | None = None
+        self._orders: dict[str, EventOrder] = {}
         self.limits = Limits(settings.max_event_bytes, settings.max_text_chars)
         topics = settings.topics
         self._posts_topic = topics.posts
@@ -180,7 +181,11 @@ class Pipeline:
         return self.prefix or await self.namespaces.active()
 
     def _order(self, prefix: str | None = None) -> EventOrder:
-        return EventOrder(self.store.redis, self.settings, prefix)
+        """The event order of a namespace, made once (it registers every script)."""
+        prefix = prefix or self.settings.key_prefix
+        if prefix not in self._orders:
+            self._orders[prefix] = EventOrder(self.store.redis, self.settings, prefix)
+        return self._orders[prefix]
 
     def _parse(
         self, records: Sequence[Record]
