@@ -35,12 +35,12 @@ from dataclasses import dataclass
 import orjson
 from aiokafka import AIOKafkaConsumer
 from feedamp.cli.embedded import Service, start_broker, start_redis
-from feedamp.cli.offsets import end_offsets, partitions
 from feedamp.cli.produce import messages_from_lines, publish
 from feedamp.cli.replay import BATCH, PARTITION_FETCH_BYTES, replay
 from feedamp.config import Settings
 from feedamp.feeds import Keys
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.offsets import end_offsets, partitions
+from feedamp.kafka.topics import ensure_topics
 from redis.asyncio import Redis
 
 #: Ids look like snowflakes: 19 decimal digits.

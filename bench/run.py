@@ -61,9 +61,9 @@ from feedamp.cli.embedded import REDIS_TUNING, Service, free_port, start_broker,
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore, Keys
 from feedamp.feeds.keys import bucket_of
+from feedamp.kafka.topics import ensure_topics
 from feedamp.models import key_of, topic_of
 from feedamp.models.events import Event, Post, Repost
-from feedamp.streams.topics import ensure_topics
 from redis.asyncio import Redis
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"

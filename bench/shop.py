@@ -72,10 +72,10 @@ from feedamp.cli.dev import worker_env
 from feedamp.cli.embedded import REDIS_TUNING, free_port
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore, Keys
+from feedamp.kafka.topics import ensure_topics
 from feedamp.models import key_of, topic_of
 from feedamp.models.events import Event, Post, Repost
 from feedamp.streams import Pipeline, Record
-from feedamp.streams.topics import ensure_topics
 from redis.asyncio import Redis
 from replay import raw_consumption
 from run import ID_BASE, Phase, PhaseWatch, Stack, fill_feeds, running_stack

@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=_ops("status"))
     args = parser.parse_args(argv)
     from feedamp.config.campaigns import load_campaigns
-    from feedamp.streams.kafka_config import kafka_client_kwargs
+    from feedamp.kafka.config import kafka_client_kwargs
     from feedamp.streams.logs import configure_logging
 
     try:

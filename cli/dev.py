@@ -19,7 +19,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
 from feedamp.feeds import FeedReader
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.topics import ensure_topics
 
 from .embedded import Service, free_port, start_broker, start_redis
 from .produce import messages_from_lines, publish

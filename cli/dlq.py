@@ -23,10 +23,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from feedamp.config import Settings
-from feedamp.streams.kafka_config import kafka_client_kwargs
+from feedamp.kafka.config import kafka_client_kwargs
+from feedamp.kafka.offsets import end_offsets, partitions
 from feedamp.streams.logs import quiet_clients
-
-from .offsets import end_offsets, partitions
 
 __all__ = ["DlqReplayStats", "Letter", "list_letters", "replay_group", "replay_letters", "run"]
 

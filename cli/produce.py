@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 from feedamp.config import Settings
+from feedamp.kafka.config import kafka_client_kwargs
 from feedamp.models import ROUTES, key_of, topic_of
-from feedamp.streams.kafka_config import kafka_client_kwargs
 
 __all__ = ["Message", "messages_from_lines", "publish"]
 

@@ -3,7 +3,7 @@
 The topics are read directly with aiokafka, without a consumer group (every partition is
 assigned, read in batches with ``getmany``), from ``--from`` up to ``--to`` or to the end
 offsets seen at start, and merged in record-time order across partitions (see
-:mod:`feedamp.cli.ordered`). Each batch goes through exactly the worker's code path,
+:mod:`feedamp.kafka.merge`). Each batch goes through exactly the worker's code path,
 :class:`~feedamp.streams.Pipeline` inside :class:`~feedamp.streams.BatchHandler`, so the
 result is what the worker would have written; every write is idempotent, so replaying
 what the worker already applied changes nothing.
@@ -37,13 +37,12 @@ from typing import Any, TextIO
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
+from feedamp.kafka.config import kafka_client_kwargs
+from feedamp.kafka.merge import OrderedReader, Window
+from feedamp.kafka.offsets import end_offsets, partitions
 from feedamp.models import InvalidEvent
 from feedamp.streams import BatchHandler, Outcome, Pipeline, Record, redis_client
-from feedamp.streams.kafka_config import kafka_client_kwargs
 from feedamp.streams.logs import quiet_clients
-
-from .offsets import end_offsets, partitions
-from .ordered import OrderedReader, Window
 
 __all__ = [
     "Progress",

@@ -25,11 +25,10 @@ from feedamp.config import Settings
 from feedamp.feeds import Keys
 from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.ordering import progress_field
-from feedamp.streams.kafka_config import kafka_client_kwargs
+from feedamp.kafka.config import kafka_client_kwargs
+from feedamp.kafka.offsets import end_offsets, partitions
 from feedamp.streams.logs import quiet_clients
 from redis.asyncio import Redis
-
-from .offsets import end_offsets, partitions
 
 __all__ = [
     "FeedCount",

@@ -184,7 +184,7 @@ class Settings:
     #: Kafka connection security (env ``KAFKA_SECURITY_PROTOCOL`` and so on): protocol
     #: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``; SASL mechanism ``PLAIN``,
     #: ``SCRAM-SHA-256`` or ``SCRAM-SHA-512`` with its user and password; TLS files (PEM).
-    #: Mapped to client options by :mod:`feedamp.streams.kafka_config`.
+    #: Mapped to client options by :mod:`feedamp.kafka.config`.
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "PLAIN"
     kafka_sasl_username: str = ""

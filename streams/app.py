@@ -23,13 +23,13 @@ from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.connection import hiredis_packing
 from feedamp.feeds.store import TRANSIENT_ERRORS
+from feedamp.kafka.config import faust_security
+from feedamp.kafka.transport import transport_class
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from .kafka_config import faust_security
 from .metrics import Metrics
 from .pipeline import Pipeline, progress_field
 from .records import DeadLetter, Outcome, Outputs, Record
-from .transport import transport_class
 from .web import install_web
 
 __all__ = ["BatchHandler", "create_app", "redis_client"]

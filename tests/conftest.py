@@ -18,7 +18,7 @@ from feedamp.cli.dev import start_worker, stop_process
 from feedamp.cli.embedded import Service, start_broker, start_redis
 from feedamp.config import Settings, Topics
 from feedamp.feeds import FeedReader, FeedStore
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.topics import ensure_topics
 from redis.asyncio import Redis
 
 WAIT_TIMEOUT = 60.0

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from feedamp.cli.status import collect_status, format_status
 from feedamp.feeds.keys import Keys
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.topics import ensure_topics
 from redis.asyncio import Redis
 
 from .conftest import WorkerHandle, make_settings, wait_until

@@ -18,7 +18,7 @@ import pytest
 from feedamp.cli.embedded import Service, free_port, start_broker
 from feedamp.cli.verify import compare_namespaces
 from feedamp.feeds import FeedStore, Keys
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.topics import ensure_topics
 
 from .conftest import WorkerHandle, make_settings, wait_until
 from .factory import Events

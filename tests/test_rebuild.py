@@ -19,7 +19,7 @@ from feedamp.feeds.namespace import (
     pointer_key,
     scratch_prefix,
 )
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.topics import ensure_topics
 
 from .conftest import wait_until
 from .factory import Events

@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from feedamp.config import Settings
 
-from .kafka_config import kafka_client_kwargs
+from .config import kafka_client_kwargs
 
 __all__ = ["ensure_topics"]
 
