@@ -123,10 +123,10 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ops(module: str) -> Callable[[argparse.Namespace, Settings], int]:
-    """``run(args, settings)`` of ``cli/<module>.py``, imported when the command runs."""
+    """``run(args, settings)`` of ``ops/<module>.py``, imported when the command runs."""
 
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        return importlib.import_module(f"{__name__}.{module}").run(args, settings)
+        return importlib.import_module(f"feedamp.ops.{module}").run(args, settings)
 
     return run
 

@@ -10,9 +10,9 @@ from dataclasses import replace
 
 import orjson
 import pytest
-from feedamp.cli.status import collect_status, format_status
 from feedamp.feeds.keys import Keys
 from feedamp.kafka.topics import ensure_topics
+from feedamp.ops.status import collect_status, format_status
 from redis.asyncio import Redis
 
 from .conftest import WorkerHandle, make_settings, wait_until

@@ -9,8 +9,6 @@ import sys
 import pytest
 import redis as sync_redis
 from feedamp.cli.dev import worker_env
-from feedamp.cli.rebuild import rebuild
-from feedamp.cli.status import collect_status
 from feedamp.feeds import FeedReader, FeedStore, Keys
 from feedamp.feeds.namespace import (
     Namespaces,
@@ -20,6 +18,8 @@ from feedamp.feeds.namespace import (
     scratch_prefix,
 )
 from feedamp.kafka.topics import ensure_topics
+from feedamp.ops.rebuild import rebuild
+from feedamp.ops.status import collect_status
 
 from .conftest import wait_until
 from .factory import Events

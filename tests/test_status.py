@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 from feedamp.cli.dev import worker_env
-from feedamp.cli.status import collect_status, count_feeds, format_status
 from feedamp.feeds import Keys
+from feedamp.ops.status import collect_status, count_feeds, format_status
 
 from .conftest import wait_until
 from .factory import Events

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from feedamp.cli.dev import worker_env
-from feedamp.cli.verify import compare_namespaces
 from feedamp.feeds import Keys
+from feedamp.ops.verify import compare_namespaces
 
 from .factory import Events
 from .test_replay import play, story

@@ -3,7 +3,7 @@
 Steps (see :mod:`feedamp.feeds.namespace` for the names and the pointer):
 
 1. Take a new generation namespace (``fa.<n>:``) and replay the topics into it with the
-   replay machinery (:func:`feedamp.cli.replay.replay`), from ``--from`` up to the end
+   replay machinery (:func:`feedamp.ops.replay.replay`), from ``--from`` up to the end
    offsets seen at start. The live namespace keeps serving readers and workers meanwhile.
 2. Catch up, still before the switch, from those end offsets to the new ones, until a
    pass has little left (at most :data:`SWITCH_GAP` records or :data:`CATCHUP_PASSES`

@@ -19,7 +19,7 @@ taken, as Kafka would. ``--to`` stops a partition at its first record later than
 
 Namespace: a replay writes to the active key namespace (the pointer of
 :mod:`feedamp.feeds.namespace`, resolved per batch like the worker), or to the one given
-as ``prefix``. ``--rebuild`` (:mod:`feedamp.cli.rebuild`) replays into a fresh namespace
+as ``prefix``. ``--rebuild`` (:mod:`feedamp.ops.rebuild`) replays into a fresh namespace
 and switches readers and workers over to it.
 """
 
