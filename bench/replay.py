@@ -34,9 +34,9 @@ from dataclasses import dataclass
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from feedamp.cli.embedded import Service, start_broker, start_redis
 from feedamp.cli.produce import messages_from_lines, publish
 from feedamp.config import Settings
+from feedamp.embedded.services import Service, start_broker, start_redis
 from feedamp.feeds import Keys
 from feedamp.kafka.offsets import end_offsets, partitions
 from feedamp.kafka.topics import ensure_topics

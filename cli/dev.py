@@ -18,10 +18,10 @@ from importlib.resources import files
 import orjson
 from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
+from feedamp.embedded.services import Service, free_port, start_broker, start_redis
 from feedamp.feeds import FeedReader
 from feedamp.kafka.topics import ensure_topics
 
-from .embedded import Service, free_port, start_broker, start_redis
 from .produce import messages_from_lines, publish
 from .show import format_gifts, format_orders, format_page, format_stats
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from feedamp.cli.dev import start_worker, stop_process
-from feedamp.cli.embedded import Service, start_broker, start_redis
 from feedamp.config import Settings, Topics
+from feedamp.embedded.services import Service, start_broker, start_redis
 from feedamp.feeds import FeedReader, FeedStore
 from feedamp.kafka.topics import ensure_topics
 from redis.asyncio import Redis

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from feedamp.cli.embedded import Service
+from feedamp.embedded.services import Service
 from feedamp.feeds import FeedStore, Keys
 from feedamp.kafka.topics import ensure_topics
 

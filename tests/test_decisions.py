@@ -8,7 +8,7 @@ import asyncio
 
 import orjson
 import pytest
-from feedamp.cli.embedded import Service
+from feedamp.embedded.services import Service
 from feedamp.feeds import FeedReader
 from feedamp.kafka.topics import ensure_topics
 

@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-from feedamp.cli.embedded import Service, free_port, start_broker
+from feedamp.embedded.services import Service, free_port, start_broker
 from feedamp.feeds import FeedStore, Keys
 from feedamp.kafka.topics import ensure_topics
 from feedamp.ops.verify import compare_namespaces

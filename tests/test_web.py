@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from feedamp.cli.embedded import Service, free_port, start_redis
+from feedamp.embedded.services import Service, free_port, start_redis
 from feedamp.kafka.topics import ensure_topics
 from feedamp.models.decisions import Decision
 from feedamp.streams import DeadLetter, Outcome, Record
