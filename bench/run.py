@@ -56,9 +56,9 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from feedamp.cli.dev import start_worker, stop_process
 from feedamp.config import Settings
 from feedamp.embedded.services import REDIS_TUNING, Service, free_port, start_broker, start_redis
+from feedamp.embedded.worker import start_worker, stop_process
 from feedamp.feeds import FeedStore, Keys
 from feedamp.feeds.keys import bucket_of
 from feedamp.kafka.topics import ensure_topics

@@ -68,9 +68,9 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from feedamp.cli.dev import worker_env
 from feedamp.config import Settings
 from feedamp.embedded.services import REDIS_TUNING, free_port
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedStore, Keys
 from feedamp.kafka.topics import ensure_topics
 from feedamp.models import key_of, topic_of

@@ -8,9 +8,7 @@ running until Ctrl-C (or stops at once with ``--once``).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
 import sys
 import time
 from importlib.resources import files
@@ -19,13 +17,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
 from feedamp.embedded.services import Service, free_port, start_broker, start_redis
+from feedamp.embedded.worker import start_worker, stop_process
 from feedamp.feeds import FeedReader
 from feedamp.kafka.topics import ensure_topics
 
 from .produce import messages_from_lines, publish
 from .show import format_gifts, format_orders, format_page, format_stats
 
-__all__ = ["demo_events", "run_dev", "start_worker", "worker_env"]
+__all__ = ["demo_events", "run_dev"]
 
 DEMO_USERS = ("alice", "bob", "carol", "dave", "erin")
 
@@ -59,32 +58,6 @@ def demo_events(now_ms: int) -> list[dict]:
         amount_cents=2499, currency="EUR", via_post_id="p1", via_repost_id="r2")  # fmt: skip
     add("order_status", order_id="o1", buyer_id="dave", status="paid", seq=1)
     return ev
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    """Environment that makes a ``feedamp worker`` child use ``settings``."""
-    return {**os.environ, **settings.to_env()}
-
-
-def start_worker(settings: Settings, log_path: str | None = None) -> subprocess.Popen:
-    """Start ``feedamp worker`` as a child process configured by ``settings``."""
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(
-        [sys.executable, "-m", "feedamp.cli", "worker", "--loglevel", "warning"],
-        env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL after ``timeout`` seconds."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def _play_demo(settings: Settings) -> str:

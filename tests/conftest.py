@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from feedamp.cli.dev import start_worker, stop_process
 from feedamp.config import Settings, Topics
 from feedamp.embedded.services import Service, start_broker, start_redis
+from feedamp.embedded.worker import start_worker, stop_process
 from feedamp.feeds import FeedReader, FeedStore
 from feedamp.kafka.topics import ensure_topics
 from redis.asyncio import Redis

@@ -8,7 +8,7 @@ import sys
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from feedamp.cli.dev import worker_env
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader
 from feedamp.ops.dlq import REPLAY_HEADER, Letter, list_letters, replay_letters
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import redis as sync_redis
-from feedamp.cli.dev import worker_env
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader, FeedStore, Keys
 from feedamp.feeds.namespace import (
     Namespaces,

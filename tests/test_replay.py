@@ -8,8 +8,8 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from feedamp.cli.dev import worker_env
 from feedamp.config import Settings
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader
 from feedamp.kafka.offsets import end_offsets, partitions
 from feedamp.kafka.topics import ensure_topics

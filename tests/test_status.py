@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 
-from feedamp.cli.dev import worker_env
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import Keys
 from feedamp.ops.status import collect_status, count_feeds, format_status
 

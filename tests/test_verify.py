@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import sys
 
-from feedamp.cli.dev import worker_env
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import Keys
 from feedamp.ops.verify import compare_namespaces
 
