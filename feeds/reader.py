@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 from feedamp.config.campaigns import Catalog, load_campaigns
 from feedamp.models.decisions import FORWARDED_MANY_TIMES
+from feedamp.shop.reads import ShopReads
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from .connection import hiredis_packing
 from .keys import Keys
 from .namespace import MAX_POINTER_TTL, Namespaces
 from .scripts import Scripts
-from .shop_reads import ShopReads
 
 __all__ = ["FeedItem", "FeedPage", "FeedReader"]
 

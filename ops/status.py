@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
 from feedamp.feeds import Keys
 from feedamp.feeds.namespace import Namespaces
-from feedamp.feeds.ordering import progress_field
+from feedamp.feeds.watermark import progress_field
 from feedamp.kafka.config import kafka_client_kwargs
 from feedamp.kafka.offsets import end_offsets, partitions
 from feedamp.streams.logs import quiet_clients

@@ -3,7 +3,7 @@
 Records are parsed and validated, checked against their topic, and applied to the
 stores in order, in the active key namespace (:mod:`feedamp.feeds.namespace`), resolved
 once per batch. In a worker, reposts-topic events are parked first and released in
-event-time order (:mod:`feedamp.feeds.ordering`). Whatever cannot be applied comes back
+event-time order (:mod:`feedamp.feeds.watermark`). Whatever cannot be applied comes back
 as a :class:`DeadLetter` with a reason; nothing is dropped silently.
 """
 
@@ -16,11 +16,9 @@ import orjson
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.accounts import AccountStore, actor_of
-from feedamp.feeds.gifts import GiftStore
 from feedamp.feeds.namespace import Namespaces
-from feedamp.feeds.ordering import EventOrder, progress_field
-from feedamp.feeds.orders import OrderStore
 from feedamp.feeds.store import Applied
+from feedamp.feeds.watermark import EventOrder, progress_field
 from feedamp.models import ROUTES, Event, InvalidEvent, Limits, parse_event
 from feedamp.models.decisions import Refusal
 from feedamp.models.events import (
@@ -39,6 +37,8 @@ from feedamp.models.events import (
     Unmute,
     Unrepost,
 )
+from feedamp.shop.gifts import GiftStore
+from feedamp.shop.orders import OrderStore
 from redis.exceptions import LockError
 
 from .records import DeadLetter, Outcome, Record
@@ -90,7 +90,7 @@ class Pipeline:
     @property
     def ordered(self) -> bool:
         """True when reposts-topic events wait for the watermark and are decided in
-        event-time order (see :mod:`feedamp.feeds.ordering`): in a worker (which sets
+        event-time order (see :mod:`feedamp.feeds.watermark`): in a worker (which sets
         ``partitions``), with caps on and a lateness set. Replay reads every partition
         merged in time order itself and applies batches directly."""
         caps = self.settings.caps

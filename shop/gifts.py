@@ -17,6 +17,9 @@ from collections.abc import Sequence
 
 from feedamp.config import Settings
 from feedamp.config.campaigns import Catalog, load_campaigns
+from feedamp.feeds.batch import context, run_scripts, text
+from feedamp.feeds.scripts import Scripts
+from feedamp.feeds.store import Applied, Failure
 from feedamp.models.decisions import (
     OUTSIDE_WINDOW,
     SELF_GIFT,
@@ -25,10 +28,6 @@ from feedamp.models.decisions import (
 )
 from feedamp.models.events import Event, Gift
 from redis.asyncio import Redis
-
-from .batch import context, run_scripts, text
-from .scripts import Scripts
-from .store import Applied, Failure
 
 __all__ = ["GiftStore"]
 

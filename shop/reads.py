@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 
 import orjson
 from feedamp.config.campaigns import Catalog
+from feedamp.feeds.keys import Keys
 from redis.asyncio import Redis
-
-from .keys import Keys
 
 __all__ = [
     "CreatorStats",

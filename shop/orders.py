@@ -17,12 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from feedamp.config import Settings
+from feedamp.feeds.batch import context, run_scripts
+from feedamp.feeds.scripts import Scripts
+from feedamp.feeds.store import Applied, Failure
 from feedamp.models.events import Event, OrderStatus, Purchase
 from redis.asyncio import Redis
-
-from .batch import context, run_scripts
-from .scripts import Scripts
-from .store import Applied, Failure
 
 __all__ = ["OrderStore"]
 
