@@ -3,6 +3,11 @@
 Isolation: every test gets its own Redis key prefix; tests that need Kafka get their own
 topic names and consumer group (``settings``), and worker-backed tests share one worker per
 module and use unique ids (``uid``).
+
+Tiers: the services start on first use, so a test that asks for neither ``broker`` nor
+``redis_server`` (directly or through another fixture) starts nothing and is marked
+``unit``; the rest are ``integration``, as is a module that starts services itself and says
+so with ``pytestmark = pytest.mark.integration``. ``pytest -m unit`` runs in seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +27,18 @@ from feedamp.kafka.topics import ensure_topics
 from redis.asyncio import Redis
 
 WAIT_TIMEOUT = 60.0
+#: Fixtures that start a service: a test using any of them is an integration test.
+SERVICES = frozenset({"broker", "redis_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test ``unit`` or ``integration`` by the services it needs."""
+    for item in items:
+        needs = SERVICES & set(getattr(item, "fixturenames", ()))
+        if needs or item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")
