@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from feedamp.config.campaigns import Catalog, load_campaigns
 from feedamp.models.decisions import FORWARDED_MANY_TIMES
+from feedamp.shop.campaigns import Catalog, load_campaigns
 from feedamp.shop.reads import ShopReads
 from redis.asyncio import BlockingConnectionPool, Redis
 

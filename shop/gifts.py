@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from feedamp.config import Settings
-from feedamp.config.campaigns import Catalog, load_campaigns
 from feedamp.feeds.batch import context, run_scripts, text
 from feedamp.feeds.scripts import Scripts
 from feedamp.feeds.store import Applied, Failure
@@ -27,6 +26,7 @@ from feedamp.models.decisions import (
     GiftDecision,
 )
 from feedamp.models.events import Event, Gift
+from feedamp.shop.campaigns import Catalog, load_campaigns
 from redis.asyncio import Redis
 
 __all__ = ["GiftStore"]
@@ -37,7 +37,7 @@ class GiftStore:
 
     def __init__(self, redis: Redis, settings: Settings, catalog: Catalog | None = None) -> None:
         """``catalog`` defaults to the file named by ``settings.campaigns``; a bad file
-        raises :class:`~feedamp.config.campaigns.CampaignError` here, at start."""
+        raises :class:`~feedamp.shop.campaigns.CampaignError` here, at start."""
         self.redis = redis
         self.settings = settings
         self.catalog = load_campaigns(settings.campaigns) if catalog is None else catalog

@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
-from feedamp.config.campaigns import Catalog
 from feedamp.feeds.keys import Keys
+from feedamp.shop.campaigns import Catalog
 from redis.asyncio import Redis
 
 __all__ = [

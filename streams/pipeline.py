@@ -55,7 +55,7 @@ class Pipeline:
 
     def __init__(self, store: FeedStore, settings: Settings, *, prefix: str | None = None) -> None:
         """``store`` is the feed store; the other stores share its Redis client. A bad
-        campaigns file raises :class:`~feedamp.config.campaigns.CampaignError` here.
+        campaigns file raises :class:`~feedamp.shop.campaigns.CampaignError` here.
         ``prefix`` writes to that key namespace; None follows the pointer to the active
         one (one GET per batch)."""
         self.prefix = prefix

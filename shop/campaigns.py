@@ -1,7 +1,7 @@
 """Gift campaigns: the operator's JSON file of brand-partner offers users can send.
 
-The file (named by ``FEEDAMP_CAMPAIGNS``; a sample ships as ``campaigns.sample.json`` next
-to this module) looks like::
+The file (named by ``FEEDAMP_CAMPAIGNS``; a sample ships as
+``config/campaigns.sample.json`` in the package ``feedamp.config``) looks like::
 
     {"campaigns": [{"id": "spring", "send_limit": 3,
                     "starts_at": 1767225600000, "ends_at": 1775001600000,
