@@ -4,131 +4,13 @@ status."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from feedamp.config import Settings
 
+from . import commands
+
 __all__ = ["main"]
-
-
-def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    import faust
-    from feedamp.streams import create_app
-    from feedamp.streams.logs import log_format, logging_config
-
-    app = create_app(settings)
-    json_logs = log_format() == "json"
-    config = {"logging_config": logging_config("json", args.loglevel)} if json_logs else {}
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, **config)
-    if json_logs or not sys.stdout.isatty():
-        # The spinner writes terminal escapes between JSON lines, and its log handler
-        # sets the root logger to DEBUG whatever --loglevel says (every aiokafka request
-        # then builds a debug record): only on a terminal is it worth that.
-        worker.spinner = None
-    worker.execute_from_commandline()
-    return 0
-
-
-def _produce(args: argparse.Namespace, settings: Settings) -> int:
-    from .produce import messages_from_lines, publish, read_lines
-
-    try:
-        messages = list(messages_from_lines(read_lines(args.file), settings))
-    except (ValueError, OSError) as exc:
-        print(f"feedamp produce: {exc}", file=sys.stderr)
-        return 2
-    sent = asyncio.run(publish(messages, settings))
-    print(f"published {sent} events to {settings.kafka_bootstrap_servers}")
-    return 0
-
-
-def _read(settings: Settings, read: Callable[[Any], Awaitable[str]]) -> int:
-    """Print what ``read(reader)`` renders, with a reader configured like the workers."""
-    from feedamp.feeds import FeedReader
-
-    async def run() -> str:
-        reader = FeedReader.from_url(settings.redis_url, key_prefix=settings.key_prefix,
-                                     feed_buckets=settings.feed_buckets,
-                                     campaigns=settings.campaigns)  # fmt: skip
-        try:
-            return await read(reader)
-        finally:
-            await reader.close()
-
-    print(asyncio.run(run()))
-    return 0
-
-
-def _feed(args: argparse.Namespace, settings: Settings) -> int:
-    from .show import format_page
-
-    async def read(reader: Any) -> str:
-        page = await (reader.for_you if args.for_you else reader.following)(
-            args.user, limit=args.limit, cursor=args.cursor
-        )
-        return format_page(args.user, page, "For You" if args.for_you else "Following")
-
-    return _read(settings, read)
-
-
-def _gifts(args: argparse.Namespace, settings: Settings) -> int:
-    from .show import format_gifts
-
-    async def read(reader: Any) -> str:
-        inbox = format_gifts(args.user, await reader.gift_inbox(args.user, limit=args.limit))
-        sent = await reader.gifts_sent(args.user, limit=args.limit)
-        left = ", ".join(f"{c}: {n}" for c, n in sorted(sent.remaining.items())) or "-"
-        return f"{inbox}\nSent {len(sent.items)} gift(s); sends left: {left}"
-
-    return _read(settings, read)
-
-
-def _orders(args: argparse.Namespace, settings: Settings) -> int:
-    from .show import format_orders, format_stats
-
-    async def read(reader: Any) -> str:
-        page = await reader.orders(args.user, limit=args.limit, cursor=args.cursor)
-        stats = await reader.creator_stats(args.user)
-        return f"{format_orders(args.user, page)}\n{format_stats(args.user, stats)}"
-
-    return _read(settings, read)
-
-
-def _rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
-    from feedamp.feeds import FeedStore
-    from feedamp.feeds.namespace import Namespaces
-    from feedamp.streams import redis_client
-
-    async def run() -> int:
-        redis = redis_client(settings)
-        try:
-            prefix = await Namespaces(redis, settings.key_prefix).active()
-            return await FeedStore(redis, settings).rebuild_feed(args.user, prefix=prefix)
-        finally:
-            await redis.aclose()
-
-    followees = asyncio.run(run())
-    print(f"rebuilt the feeds of {args.user} from {followees} followees' recent activity")
-    return 0
-
-
-def _dev(args: argparse.Namespace, settings: Settings) -> int:
-    from .dev import run_dev
-
-    return run_dev(settings, once=args.once)
-
-
-def _ops(module: str) -> Callable[[argparse.Namespace, Settings], int]:
-    """``run(args, settings)`` of ``ops/<module>.py``, imported when the command runs."""
-
-    def run(args: argparse.Namespace, settings: Settings) -> int:
-        return importlib.import_module(f"feedamp.ops.{module}").run(args, settings)
-
-    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,31 +19,31 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("worker", help="run the Faust stream worker")
     p.add_argument("--loglevel", default="info")
-    p.set_defaults(fn=_worker)
+    p.set_defaults(fn=commands.worker)
     p = sub.add_parser("produce", help="publish events from a JSON-lines file ('-' for stdin)")
     p.add_argument("file")
-    p.set_defaults(fn=_produce)
+    p.set_defaults(fn=commands.produce)
     p = sub.add_parser("feed", help="print a user's Following (or For You) feed")
     p.add_argument("user")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--cursor")
     p.add_argument("--for-you", action="store_true", help="the ranked For You feed")
-    p.set_defaults(fn=_feed)
+    p.set_defaults(fn=commands.feed)
     p = sub.add_parser("gifts", help="print a user's gift inbox and sends left")
     p.add_argument("user")
     p.add_argument("--limit", type=int, default=20)
-    p.set_defaults(fn=_gifts)
+    p.set_defaults(fn=commands.gifts)
     p = sub.add_parser("orders", help="print a user's order center and credited sales")
     p.add_argument("user")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--cursor")
-    p.set_defaults(fn=_orders)
+    p.set_defaults(fn=commands.orders)
     p = sub.add_parser("rebuild-feed", help="regenerate a user's feeds from followees' activity")
     p.add_argument("user")
-    p.set_defaults(fn=_rebuild_feed)
+    p.set_defaults(fn=commands.rebuild_feed)
     p = sub.add_parser("dev", help="run broker, Redis and worker on this machine with a demo")
     p.add_argument("--once", action="store_true", help="stop after printing the demo feeds")
-    p.set_defaults(fn=_dev)
+    p.set_defaults(fn=commands.dev)
     p = sub.add_parser("replay", help="re-apply the input topics to Redis from a time")
     p.add_argument(
         "--from",
@@ -196,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         help="with --rebuild: wait this long after the switch before dropping the old "
         "namespace (longer than any reader's pointer cache; default 30)",
     )
-    p.set_defaults(fn=_ops("replay"))
+    p.set_defaults(fn=commands.replay)
     p = sub.add_parser("verify", help="compare the live views with a fresh rebuild of the log")
     p.add_argument(
         "--wait",
@@ -206,14 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         help="wait this long at most for the workers to apply the log (default 30)",
     )
     p.add_argument("--limit", type=int, default=50, help="print at most this many differences")
-    p.set_defaults(fn=_ops("verify"))
+    p.set_defaults(fn=commands.verify)
     p = sub.add_parser("dlq", help="list or re-send dead letters")
     p.add_argument("action", choices=["list", "replay"])
     p.add_argument("--limit", type=int, help="list at most this many")
-    p.set_defaults(fn=_ops("dlq"))
+    p.set_defaults(fn=commands.dlq)
     p = sub.add_parser("status", help="consumer lag, dead letters, Redis memory and feeds")
     p.add_argument("--json", action="store_true", help="one JSON object")
-    p.set_defaults(fn=_ops("status"))
+    p.set_defaults(fn=commands.status)
     args = parser.parse_args(argv)
     from feedamp.kafka.config import kafka_client_kwargs
     from feedamp.shop.campaigns import load_campaigns

@@ -13,21 +13,17 @@ A letter whose original topic is not one of the worker's input topics is skipped
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from feedamp.config import Settings
 from feedamp.kafka.config import kafka_client_kwargs
 from feedamp.kafka.offsets import end_offsets, partitions
-from feedamp.streams.logs import quiet_clients
 
-__all__ = ["DlqReplayStats", "Letter", "list_letters", "replay_group", "replay_letters", "run"]
+__all__ = ["DlqReplayStats", "Letter", "list_letters", "replay_group", "replay_letters"]
 
 PREVIEW_CHARS = 80
 #: Header put on re-sent records: ``<partition>/<offset>`` of the dead letter.
@@ -202,20 +198,3 @@ async def replay_letters(settings: Settings) -> DlqReplayStats:
         await producer.stop()
         await consumer.stop()
     return stats
-
-
-def run(args: Any, settings: Settings) -> int:
-    """``feedamp dlq list|replay``."""
-    quiet_clients()
-    if args.action == "list":
-        letters = asyncio.run(list_letters(settings, args.limit))
-        for letter in letters:
-            print(letter.line())
-        print(f"{len(letters)} dead letter(s) in {settings.topics.dead_letter!r}", file=sys.stderr)
-        return 0
-    stats = asyncio.run(replay_letters(settings))
-    by_topic = ", ".join(f"{t} {n}" for t, n in sorted(stats.sent.items()))
-    print(f"re-sent {stats.total} dead letter(s)" + (f": {by_topic}" if by_topic else ""))
-    if stats.skipped:
-        print(f"skipped {stats.skipped} without an input topic to go back to")
-    return 0

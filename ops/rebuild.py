@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from typing import TextIO
 
 from aiokafka import TopicPartition
 from feedamp.config import Settings
-from feedamp.feeds.namespace import DEFAULT_GRACE, MAX_POINTER_TTL, Namespaces, counter_key
+from feedamp.feeds.namespace import DEFAULT_GRACE, Namespaces
 from feedamp.streams import redis_client
 
 from .replay import BATCH, ReplayStats, replay
@@ -51,7 +50,6 @@ __all__ = [
     "SWITCH_GAP",
     "Rebuild",
     "rebuild",
-    "run_rebuild",
     "wait_for_group",
 ]
 
@@ -180,29 +178,3 @@ async def rebuild(
     finally:
         await redis.aclose()
         await redis.connection_pool.disconnect()
-
-
-def run_rebuild(
-    settings: Settings, *, start_ms: int | None, topics: Sequence[str], grace: float
-) -> int:
-    """``feedamp replay --rebuild``: rebuild, switch, drop; print each step and a summary."""
-    try:
-        counter_key(settings.key_prefix)
-    except ValueError as exc:
-        print(f"feedamp replay: {exc}", file=sys.stderr)
-        return 2
-    if grace < MAX_POINTER_TTL:
-        print(f"feedamp replay: warning: --grace {grace:g}s is shorter than the longest reader "
-              f"pointer cache ({MAX_POINTER_TTL:g}s)", file=sys.stderr)  # fmt: skip
-
-    def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    try:
-        result = asyncio.run(rebuild(settings, start_ms=start_ms, topics=topics, grace=grace,
-                                     progress=True, say=say))  # fmt: skip
-    except RuntimeError as exc:
-        print(f"feedamp replay: {exc}", file=sys.stderr)
-        return 1
-    print(result.summary())
-    return 0

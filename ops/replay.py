@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from feedamp.config import Settings
@@ -42,7 +42,6 @@ from feedamp.kafka.merge import OrderedReader, Window
 from feedamp.kafka.offsets import end_offsets, partitions
 from feedamp.models import InvalidEvent
 from feedamp.streams import BatchHandler, Outcome, Pipeline, Record, redis_client
-from feedamp.streams.logs import quiet_clients
 
 __all__ = [
     "Progress",
@@ -51,7 +50,6 @@ __all__ = [
     "input_topics",
     "parse_time",
     "replay",
-    "run",
 ]
 
 #: Records handed to the pipeline at once; larger batches mean fewer Redis round trips.
@@ -332,45 +330,3 @@ async def _handle(
             stats.by_type[pipeline.parse(record).type] += 1
         except InvalidEvent:
             stats.dead_letters += 1
-
-
-def run(args: Any, settings: Settings) -> int:
-    """``feedamp replay``: parse the arguments, replay (or rebuild), print the summary."""
-    quiet_clients()
-    try:
-        if args.rebuild:
-            for flag, given in (("--to", args.end), ("--dry-run", args.dry_run),
-                                ("--publish", args.publish)):  # fmt: skip
-                if given:
-                    raise ValueError(f"--rebuild replays up to now and publishes nothing: "
-                                     f"drop {flag}")  # fmt: skip
-            if args.grace < 0:
-                raise ValueError("--grace must be >= 0")
-        elif not args.start:
-            raise ValueError("--from is required (or --rebuild)")
-        start_ms = parse_time(args.start or "beginning")
-        end_ms = parse_time(args.end) if args.end else None
-        if args.end and end_ms is None:
-            raise ValueError("--to needs a time, not 'beginning'")
-        names = [t.strip() for t in (args.topics or "").split(",") if t.strip()]
-        topics = input_topics(settings, names)
-    except ValueError as exc:
-        print(f"feedamp replay: {exc}", file=sys.stderr)
-        return 2
-    if args.rebuild:
-        from .rebuild import run_rebuild
-
-        return run_rebuild(settings, start_ms=start_ms, topics=topics, grace=args.grace)
-    stats = asyncio.run(
-        replay(
-            settings,
-            start_ms=start_ms,
-            end_ms=end_ms,
-            topics=topics,
-            dry_run=args.dry_run,
-            publish=args.publish,
-            progress=True,
-        )
-    )
-    print(stats.summary(dry_run=args.dry_run, publish=args.publish))
-    return 0

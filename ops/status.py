@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,7 +25,6 @@ from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.watermark import progress_field
 from feedamp.kafka.config import kafka_client_kwargs
 from feedamp.kafka.offsets import end_offsets, partitions
-from feedamp.streams.logs import quiet_clients
 from redis.asyncio import Redis
 
 __all__ = [
@@ -38,7 +35,6 @@ __all__ = [
     "count_feeds",
     "format_status",
     "kafka_status",
-    "run",
 ]
 
 SCAN_COUNT = 1000
@@ -191,19 +187,3 @@ def format_status(status: Status) -> str:
     behind = "-" if status.watermark_lag_ms is None else f"{status.watermark_lag_ms:,} ms"
     lines.append(f"parked reposts: {status.parked:,} (watermark behind the clock: {behind})")
     return "\n".join(lines)
-
-
-def run(args: Any, settings: Settings) -> int:
-    """``feedamp status`` (``--json`` for one JSON object)."""
-    quiet_clients()
-
-    async def gather() -> Status:
-        redis = Redis.from_url(settings.redis_url)
-        try:
-            return await collect_status(settings, redis)
-        finally:
-            await redis.aclose()
-
-    status = asyncio.run(gather())
-    print(json.dumps(status.to_json()) if args.json else format_status(status))
-    return 0

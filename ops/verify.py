@@ -18,7 +18,6 @@ while it ran (later records may explain differences).
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,14 +26,13 @@ from feedamp.config import Settings
 from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespaces, pattern, scratch_prefix
 from feedamp.streams import redis_client
-from feedamp.streams.logs import quiet_clients
 from redis.asyncio import Redis
 
 from .rebuild import wait_for_group
 from .replay import ReplayStats, replay
 from .status import kafka_status
 
-__all__ = ["Difference", "Verification", "compare_namespaces", "run", "verify"]
+__all__ = ["Difference", "Verification", "compare_namespaces", "format_verification", "verify"]
 
 #: Keys compared per pipelined round trip.
 CHUNK = 200
@@ -238,16 +236,3 @@ def format_verification(result: Verification, limit: int) -> str:
     n = len(result.differences)
     lines.append(f"{n:,} difference{'' if n == 1 else 's'}" if n else "no differences")
     return "\n".join(lines)
-
-
-def run(args: Any, settings: Settings) -> int:
-    """``feedamp verify``: exit 1 if any key differs, else 0."""
-    quiet_clients()
-    try:
-        scratch_prefix(settings.key_prefix)
-    except ValueError as exc:
-        print(f"feedamp verify: {exc}", file=sys.stderr)
-        return 2
-    result = asyncio.run(verify(settings, wait=args.wait, progress=True))
-    print(format_verification(result, args.limit))
-    return 1 if result.differences else 0
