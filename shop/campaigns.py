@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from feedamp.models.events import InvalidEvent, validate_id
 
 __all__ = ["Campaign", "CampaignError", "Catalog", "Offer", "load_campaigns", "parse_campaigns"]
 
@@ -146,8 +147,6 @@ def _object(item: Any, where: str) -> dict:
 
 
 def _id(obj: dict, name: str, where: str) -> str:
-    from feedamp.models.events import InvalidEvent, validate_id
-
     if obj.get(name) is None:
         raise CampaignError(f'{where}: missing "{name}"')
     try:
