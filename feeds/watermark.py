@@ -31,7 +31,7 @@ from .batch import context, run_scripts, text
 from .keys import Keys
 from .scripts import Scripts
 
-__all__ = ["EventOrder", "progress_field"]
+__all__ = ["Watermark", "progress_field"]
 
 #: The released-by lock expires after this long (s), should its holder die.
 LOCK_SECONDS = 30.0
@@ -42,8 +42,9 @@ def progress_field(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
-class EventOrder:
-    """Parks reposts-topic events and releases them in event-time order."""
+class Watermark:
+    """Parks reposts-topic events and releases them, in event-time order, once the
+    watermark has passed them."""
 
     def __init__(self, redis: Redis, settings: Settings, prefix: str | None = None) -> None:
         self.redis = redis

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from feedamp.streams import Record
 
-__all__ = ["OrderedReader", "Window"]
+__all__ = ["MergedReader", "Window"]
 
 #: A replay that reads nothing for this long while partitions are unfinished gives up.
 STALL_TIMEOUT = 120.0
@@ -39,8 +39,8 @@ class Window:
     end_ms: int | None = None
 
 
-class OrderedReader:
-    """Yields batches of records from ``consumer``'s assigned partitions, time-ordered."""
+class MergedReader:
+    """Yields batches of records from ``consumer``'s assigned partitions, merged in time order."""
 
     def __init__(
         self,

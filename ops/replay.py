@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.kafka.config import kafka_client_kwargs
-from feedamp.kafka.merge import OrderedReader, Window
+from feedamp.kafka.merge import MergedReader, Window
 from feedamp.kafka.offsets import end_offsets, partitions
 from feedamp.models import InvalidEvent
 from feedamp.streams import BatchHandler, Outcome, Pipeline, Record, redis_client
@@ -272,7 +272,7 @@ async def replay(
     pipeline = Pipeline(FeedStore(redis, settings), settings, prefix=prefix)
     handler = BatchHandler(pipeline, outputs)
     bar: Progress | None = None
-    reader: OrderedReader | None = None
+    reader: MergedReader | None = None
     await consumer.start()
     try:
         if producer is not None:
@@ -291,7 +291,7 @@ async def replay(
             total = sum(ends[tp] - first[tp] for tp in active)
             bar = Progress(total, None if progress is True else progress)
         window = Window(start_ms if starts is None else None, end_ms)
-        reader = OrderedReader(consumer, first, ends, window, names.index, batch)
+        reader = MergedReader(consumer, first, ends, window, names.index, batch)
         async for records in reader.batches():
             await _handle(records, pipeline, handler, stats, dry_run)
             if bar is not None:

@@ -161,8 +161,8 @@ async def collect_status(settings: Settings, redis: Redis) -> Status:
         status.for_you = await count_feeds(redis, keys.for_you("u", 0))
     status.parked = await redis.zcard(keys.parked())
     progress = await redis.hgetall(keys.progress())
-    ordered = (settings.topics.posts, settings.topics.reposts)
-    expected = {progress_field(p.topic, p.partition) for p in status.lag if p.topic in ordered}
+    watched = (settings.topics.posts, settings.topics.reposts)
+    expected = {progress_field(p.topic, p.partition) for p in status.lag if p.topic in watched}
     seen = {k.decode(): int(v) for k, v in progress.items()}
     if expected and expected <= set(seen):
         watermark = min(seen[f] for f in expected)

@@ -73,7 +73,7 @@ class BatchHandler:
                                   record.offset)  # fmt: skip
                     outcome.dead_letters.append(DeadLetter(record, f"internal error: {exc!r}"))
         await self._publish(outcome)
-        if self.pipeline.ordered:
+        if self.pipeline.watermarked:
             outcome.extend(await self.release())
         return outcome
 
@@ -221,13 +221,13 @@ def create_app(settings: Settings) -> faust.App:
             watch.handled(records)
             metrics.observe(records, outcome, time.perf_counter() - started)
 
-    if pipeline.ordered:
+    if pipeline.watermarked:
 
         @app.timer(interval=RELEASE_INTERVAL)
         async def release() -> None:
             """Raise the progress of partitions read to the end, then release."""
             try:
-                await handler.retrying(pipeline.order_advance, watch.caught_up())
+                await handler.retrying(pipeline.advance_watermark, watch.caught_up())
             except Exception:
                 log.exception("could not record partition progress")
             started = time.perf_counter()

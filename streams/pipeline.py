@@ -18,7 +18,7 @@ from feedamp.feeds import FeedStore
 from feedamp.feeds.accounts import AccountStore, actor_of
 from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.store import Applied
-from feedamp.feeds.watermark import EventOrder, progress_field
+from feedamp.feeds.watermark import Watermark, progress_field
 from feedamp.models import ROUTES, Event, InvalidEvent, Limits, parse_event
 from feedamp.models.decisions import Refusal
 from feedamp.models.events import (
@@ -70,7 +70,7 @@ class Pipeline:
         self.partitions: Callable[[], list[str]] | None = None
         #: The latest watermark seen by a release (ms), for metrics.
         self.watermark: float | None = None
-        self._orders: dict[str, EventOrder] = {}
+        self._watermarks: dict[str, Watermark] = {}
         self.limits = Limits(settings.max_event_bytes, settings.max_text_chars)
         topics = settings.topics
         self._posts_topic = topics.posts
@@ -88,7 +88,7 @@ class Pipeline:
         return event
 
     @property
-    def ordered(self) -> bool:
+    def watermarked(self) -> bool:
         """True when reposts-topic events wait for the watermark and are decided in
         event-time order (see :mod:`feedamp.feeds.watermark`): in a worker (which sets
         ``partitions``), with caps on and a lateness set. Replay reads every partition
@@ -102,7 +102,7 @@ class Pipeline:
         Order: account events first (a suspension must be on record before the door
         judges the batch), then the door (events of suspended accounts are refused with a
         decision and not applied), then posts, then the rest, each type by its store.
-        Order within a topic is kept. When :attr:`ordered`, reposts-topic events are
+        Order within a topic is kept. When :attr:`watermarked`, reposts-topic events are
         parked instead, for :meth:`release`.
 
         Redis connection errors propagate, so the caller can retry the batch; every
@@ -112,13 +112,13 @@ class Pipeline:
         outcome = Outcome(dead)
         # Resolved once, so a batch is written to one namespace even across a switch.
         prefix = await self._prefix()
-        if self.ordered:
+        if self.watermarked:
             reposts_topic = self.settings.topics.reposts
             held = [i for i, r in enumerate(sources) if r.topic == reposts_topic]
-            order = self._order(prefix)
-            await order.park([(events[i].event_id, events[i].ts, _pack(sources[i]))
+            parking = self._watermark(prefix)
+            await parking.park([(events[i].event_id, events[i].ts, _pack(sources[i]))
                               for i in held])  # fmt: skip
-            await order.advance(self._progress(events, sources))
+            await parking.advance(self._progress(events, sources))
             parked = set(held)
             rest = [i for i in range(len(events)) if i not in parked]
             events, sources = [events[i] for i in rest], [sources[i] for i in rest]
@@ -132,18 +132,18 @@ class Pipeline:
         at a time across workers: another's release returns at once. Returns the whole
         outcome (for metrics)."""
         outcome = Outcome()
-        partitions = self.partitions() if self.ordered and self.partitions else []
+        partitions = self.partitions() if self.watermarked and self.partitions else []
         if not partitions:
             return outcome
         prefix = await self._prefix()
-        order = self._order(prefix)
-        lock = order.lock()
+        parking = self._watermark(prefix)
+        lock = parking.lock()
         if not await lock.acquire():
             return outcome
         try:
             while True:
                 limit = self.settings.batch_size
-                self.watermark, items = await order.release(limit, partitions)
+                self.watermark, items = await parking.release(limit, partitions)
                 if not items:
                     return outcome
                 chunk = Outcome()
@@ -152,7 +152,7 @@ class Pipeline:
                 )
                 await self._apply_events(events, sources, chunk, prefix)
                 await publish(chunk)
-                await order.forget([event_id for event_id, _ in items])
+                await parking.forget([event_id for event_id, _ in items])
                 outcome.extend(chunk)
                 if len(items) < limit:
                     return outcome
@@ -172,20 +172,20 @@ class Pipeline:
                 progress[field] = max(progress.get(field, 0), ev.ts - lateness)
         return progress
 
-    async def order_advance(self, progress: dict[str, int]) -> None:
+    async def advance_watermark(self, progress: dict[str, int]) -> None:
         """Raise the progress of partitions (the worker's clock-driven part)."""
-        await self._order(await self._prefix()).advance(progress)
+        await self._watermark(await self._prefix()).advance(progress)
 
     async def _prefix(self) -> str:
         """The namespace to write to: the fixed one, else the active one (one GET)."""
         return self.prefix or await self.namespaces.active()
 
-    def _order(self, prefix: str | None = None) -> EventOrder:
-        """The event order of a namespace, made once (it registers every script)."""
+    def _watermark(self, prefix: str | None = None) -> Watermark:
+        """The watermark of a namespace, made once (it registers every script)."""
         prefix = prefix or self.settings.key_prefix
-        if prefix not in self._orders:
-            self._orders[prefix] = EventOrder(self.store.redis, self.settings, prefix)
-        return self._orders[prefix]
+        if prefix not in self._watermarks:
+            self._watermarks[prefix] = Watermark(self.store.redis, self.settings, prefix)
+        return self._watermarks[prefix]
 
     def _parse(
         self, records: Sequence[Record]

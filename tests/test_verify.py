@@ -62,7 +62,7 @@ async def test_verify_passes_on_a_clean_log_and_names_a_tampered_key(worker, red
     out = await asyncio.to_thread(verify_command, s)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "no differences" in out.stdout
-    # The live worker's ordering bookkeeping (a release lock held for a moment) comes and
+    # The live worker's watermark bookkeeping (a release lock held for a moment) comes and
     # goes on its own; the scratch namespace is what must be gone.
     moving = {f"{s.key_prefix}{name}".encode() for name in Keys.bookkeeping()}
     before = {k async for k in redis.scan_iter(match=f"{s.key_prefix}*")} - moving

@@ -1,6 +1,6 @@
 """Event-time order across partitions, on a real broker and Redis: a worker decides
 reposts by event time whatever order their partitions are read in, and sees a post
-published after its repost. With ordering off (lateness 0) the same arrivals are decided
+published after its repost. With the watermark off (lateness 0) the same arrivals are decided
 as they come, which is what the watermark is for."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .factory import Events
 from .kafka import read_topic, send_events
 
 
-def ordered_settings(broker, redis_server, lateness_ms: int):
+def watermark_settings(broker, redis_server, lateness_ms: int):
     s = make_settings(broker, redis_server)
     return s.with_(caps=replace(s.caps, lateness_ms=lateness_ms))
 
@@ -37,7 +37,7 @@ async def started(redis: Redis, settings) -> None:
 
 async def send_one_by_one(redis: Redis, settings, events, *, parked: bool) -> None:
     """Send events one at a time, waiting until the worker has taken each (parked it, or
-    with ordering off published its decision) before sending the next, so they arrive in
+    with the watermark off published its decision) before sending the next, so they arrive in
     this order, batch after batch."""
     keys = Keys(settings.key_prefix)
     for n, event in enumerate(events, 1):
@@ -59,7 +59,7 @@ async def send_one_by_one(redis: Redis, settings, events, *, parked: bool) -> No
 async def test_rate_cap_counts_by_event_time_whatever_the_arrival_order(
     broker, redis_server, redis, tmp_path, lateness_ms, expected
 ):
-    s = ordered_settings(broker, redis_server, lateness_ms)
+    s = watermark_settings(broker, redis_server, lateness_ms)
     await ensure_topics(s)
     worker = WorkerHandle(s, tmp_path / "worker.log")
     try:
@@ -82,7 +82,7 @@ async def test_rate_cap_counts_by_event_time_whatever_the_arrival_order(
 async def test_a_repost_read_before_its_post_still_sees_followers_only(
     broker, redis_server, redis, tmp_path
 ):
-    s = ordered_settings(broker, redis_server, 600)
+    s = watermark_settings(broker, redis_server, 600)
     await ensure_topics(s)
     worker = WorkerHandle(s, tmp_path / "worker.log")
     try:
@@ -108,7 +108,7 @@ async def test_two_workers_share_the_partitions_and_still_decide_by_event_time(
 ):
     """Each worker raises the progress of the partitions it holds; whichever holds the
     release lock decides, in event-time order across both workers' partitions."""
-    s = ordered_settings(broker, redis_server, 600)
+    s = watermark_settings(broker, redis_server, 600)
     await ensure_topics(s)
     workers = [WorkerHandle(s, tmp_path / f"worker{n}.log") for n in range(2)]
     try:
