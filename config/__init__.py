@@ -106,7 +106,8 @@ def _caps_from_env(env: Mapping[str, str]) -> Caps:
     for f in fields(Caps):
         name = f"FEEDAMP_CAP_{f.name.upper()}"
         read = _bool if isinstance(f.default, bool) else _int
-        values[f.name] = read(env, name, f.default)
+        default: Any = f.default
+        values[f.name] = read(env, name, default)
     return Caps(**values)
 
 

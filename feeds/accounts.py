@@ -30,6 +30,7 @@ from feedamp.models.events import (
     _Hiding,
 )
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from .batch import context, run_scripts, text
 from .keys import Keys
@@ -138,7 +139,7 @@ class AccountStore:
         for post in (text(p) for p in reposted):
             await self._chunked(self.scripts.unrepost, [*ctx, "0", "0", post, user_id], 8)
 
-    async def _chunked(self, script, argv: list, cursor_at: int) -> None:  # type: ignore[no-untyped-def]
+    async def _chunked(self, script: AsyncScript, argv: list, cursor_at: int) -> None:
         """Call a follower-visiting script until its cursor comes back ``0``."""
         while True:
             cursor = text(await script(args=argv))

@@ -39,6 +39,8 @@ import secrets
 
 from redis.asyncio import Redis
 
+from .batch import text
+
 __all__ = [
     "DEFAULT_GRACE",
     "MAX_POINTER_TTL",
@@ -123,7 +125,7 @@ class Namespaces:
         if self.pointer is None:
             return self.base
         value = await self.redis.get(self.pointer)
-        return value.decode() if value else self.base
+        return text(value) if value else self.base
 
     async def new_generation(self) -> str:
         """The prefix of a new, never used generation namespace."""

@@ -216,7 +216,7 @@ class FeedReader(ShopReads):
             ts = int(e.score)
             if times is not None:
                 ts = int(max((t for t in times if t is not None), default=0))
-            labels = (FORWARDED_MANY_TIMES,) if e.labelled else ()
+            labels: tuple[str, ...] = (FORWARDED_MANY_TIMES,) if e.labelled else ()
             if state is not None:
                 labels += state.labels
             items.append(
@@ -225,7 +225,7 @@ class FeedReader(ShopReads):
                     author_id=author,
                     ts=ts,
                     reposted_by=reposted_by,
-                    comment=comment.decode() if comment else None,
+                    comment=(comment.decode() if isinstance(comment, bytes) else comment) or None,
                     labels=labels,
                     text=text.decode() if text else None,
                     media_url=media.decode() if media else None,

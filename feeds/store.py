@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from feedamp.config import Settings
 from feedamp.models.decisions import (
@@ -159,7 +160,7 @@ class FeedStore:
         settings' ``key_prefix``); return the number of followees."""
         if (view := self._at(prefix)) is not self:
             return await view.rebuild_feed(user_id)
-        followees = sorted(m.decode() for m in await self.redis.smembers(
+        followees = sorted(text(m) for m in await self.redis.smembers(
             self.keys.following(user_id)))  # fmt: skip
         buckets = range(self.settings.feed_buckets)
         await self.redis.delete(
@@ -204,7 +205,7 @@ class FeedStore:
         decisions: dict[int, Decision] = {}
         for (i, ev), result in zip(reposts, results, strict=True):
             if is_transient(result):
-                raise result  # type: ignore[misc]
+                raise result
             if isinstance(result, Exception):
                 failures[i] = Failure(i, result)
                 continue
@@ -291,7 +292,7 @@ class FeedStore:
                 cursor = self._cursor(await call.script(args=call.argv))
             return True
         if isinstance(event, DeletePost):
-            await self._unpush_everywhere(event.post_id, [text(s) for s in result])  # type: ignore[union-attr]
+            await self._unpush_everywhere(event.post_id, [text(s) for s in cast(list, result)])
             return True
         return False
 

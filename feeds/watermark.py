@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 
 from feedamp.config import Settings
 from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
 
 from .batch import context, run_scripts, text
 from .keys import Keys
@@ -92,7 +93,7 @@ class Watermark:
                 pipe.hdel(self.keys.parked_events(), *event_ids)
                 await pipe.execute()
 
-    def lock(self):  # type: ignore[no-untyped-def]
+    def lock(self) -> Lock:
         """The lock one releaser holds at a time; ``acquire`` returns False at once when
         another holds it."""
         return self.redis.lock(self.keys.release_lock(), timeout=LOCK_SECONDS, blocking=False)

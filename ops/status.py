@@ -21,6 +21,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
 from feedamp.feeds import Keys
+from feedamp.feeds.batch import text
 from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.watermark import progress_field
 from feedamp.kafka.config import kafka_client_kwargs
@@ -163,7 +164,7 @@ async def collect_status(settings: Settings, redis: Redis) -> Status:
     progress = await redis.hgetall(keys.progress())
     watched = (settings.topics.posts, settings.topics.reposts)
     expected = {progress_field(p.topic, p.partition) for p in status.lag if p.topic in watched}
-    seen = {k.decode(): int(v) for k, v in progress.items()}
+    seen = {text(k): int(v) for k, v in progress.items()}
     if expected and expected <= set(seen):
         watermark = min(seen[f] for f in expected)
         status.watermark_lag_ms = max(0, int(time.time() * 1000) - watermark)

@@ -103,7 +103,7 @@ def parse_campaigns(doc: Any, *, source: str = "campaigns") -> Catalog:
         campaign_id = _id(obj, "id", where)
         if any(c.id == campaign_id for c in campaigns):
             raise CampaignError(f"{where}: duplicate campaign id {campaign_id!r}")
-        send_limit = _int(obj, "send_limit", where, DEFAULT_SEND_LIMIT)
+        send_limit = _int(obj, "send_limit", where, None) or DEFAULT_SEND_LIMIT
         starts_at = _int(obj, "starts_at", where, None)
         ends_at = _int(obj, "ends_at", where, None)
         if starts_at is not None and ends_at is not None and ends_at <= starts_at:

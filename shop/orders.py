@@ -22,6 +22,7 @@ from feedamp.feeds.scripts import Scripts
 from feedamp.feeds.store import Applied, Failure
 from feedamp.models.events import Event, OrderStatus, Purchase
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 __all__ = ["OrderStore"]
 
@@ -37,7 +38,9 @@ class OrderStore:
     async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
         """Apply the order events of ``events`` in order."""
         ctx = context(self.settings, prefix)
-        calls, indexes = [], []
+        calls: list[tuple[AsyncScript, list[str | int]]] = []
+        indexes: list[int] = []
+        argv: list[str | int]
         for i, ev in enumerate(events):
             if isinstance(ev, Purchase):
                 argv = [ev.order_id, ev.buyer_id, ev.product_id, ev.seller_id,

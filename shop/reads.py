@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
+from feedamp.feeds.batch import text
 from feedamp.feeds.keys import Keys
 from feedamp.shop.campaigns import Catalog
 from redis.asyncio import Redis
@@ -126,7 +127,7 @@ class ShopReads:
         keys = await self.active_keys()
         ids, _ = await self._zpage(keys.gifts_sent(user_id), limit, None)
         sends = await self.redis.hgetall(keys.gift_sends(user_id))
-        used = {k.decode(): int(v) for k, v in sends.items()}
+        used = {text(k): int(v) for k, v in sends.items()}
         remaining = {c.id: max(0, c.send_limit - used.get(c.id, 0))
                      for c in self.campaigns.campaigns}  # fmt: skip
         return SentGifts(await self._gifts(ids, keys), remaining)
@@ -157,7 +158,7 @@ class ShopReads:
     async def creator_stats(self, user_id: str) -> CreatorStats:
         """Orders and revenue attributed to ``user_id``'s posts and reposts."""
         keys = await self.active_keys()
-        stats = {k.decode(): int(v) for k, v in
+        stats = {text(k): int(v) for k, v in
                  (await self.redis.hgetall(keys.creator(user_id))).items()}  # fmt: skip
         by_currency = {k[4:]: v for k, v in stats.items() if k.startswith("rev:") and v}
         return CreatorStats(stats.get("orders", 0), stats.get("revenue", 0), by_currency)

@@ -15,7 +15,8 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import faust
 from aiokafka.errors import KafkaError
@@ -35,6 +36,7 @@ from .web import install_web
 __all__ = ["BatchHandler", "create_app", "redis_client"]
 
 log = logging.getLogger("feedamp.worker")
+T = TypeVar("T")
 
 #: Errors that mean "unavailable right now" (Redis or Kafka): wait and retry, never skip.
 RETRYABLE = (*TRANSIENT_ERRORS, KafkaError)
@@ -92,7 +94,7 @@ class BatchHandler:
             await self.retrying(self.outputs.publish, outcome)
 
     @staticmethod
-    async def retrying(fn, *args):  # type: ignore[no-untyped-def]
+    async def retrying(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Await ``fn(*args)``, waiting out outages (Redis, Kafka) with backoff."""
         delay = 0.1
         while True:
@@ -179,7 +181,7 @@ def create_app(settings: Settings) -> faust.App:
         **faust_security(settings),
     )
     app.transport = transport_class(settings.fetch_max_wait_ms)(app.conf.broker_consumer, app)
-    raw = {
+    raw: dict[str, Any] = {
         "key_type": bytes,
         "value_type": bytes,
         "key_serializer": "raw",
@@ -214,7 +216,10 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(inputs, name="feedamp.apply")
     async def apply(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+        # take_events is on faust.Stream, not on the StreamT protocol agents are typed with.
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_size, within=settings.batch_within
+        ):
             records = [Record.from_message(e.message) for e in events]
             started = time.perf_counter()
             outcome = await handler.handle(records)
