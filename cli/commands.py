@@ -126,11 +126,11 @@ def orders(args: argparse.Namespace, settings: Settings) -> int:
 def rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
     """``feedamp rebuild-feed USER``: regenerate one user's feeds."""
     from feedamp.feeds import FeedStore
+    from feedamp.feeds.connection import connect
     from feedamp.feeds.namespace import Namespaces
-    from feedamp.streams import redis_client
 
     async def run() -> int:
-        redis = redis_client(settings)
+        redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
         try:
             prefix = await Namespaces(redis, settings.key_prefix).active()
             return await FeedStore(redis, settings).rebuild_feed(args.user, prefix=prefix)
@@ -260,14 +260,14 @@ def dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 def status(args: argparse.Namespace, settings: Settings) -> int:
     """``feedamp status`` (``--json`` for one JSON object)."""
+    from feedamp.feeds.connection import connect
     from feedamp.ops.status import Status, collect_status, format_status
     from feedamp.streams.logs import quiet_clients
-    from redis.asyncio import Redis
 
     quiet_clients()
 
     async def gather() -> Status:
-        redis = Redis.from_url(settings.redis_url)
+        redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
         try:
             return await collect_status(settings, redis)
         finally:

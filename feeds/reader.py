@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from feedamp.models.decisions import FORWARDED_MANY_TIMES
 from feedamp.shop.campaigns import Catalog, load_campaigns
 from feedamp.shop.reads import ShopReads
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
-from .connection import hiredis_packing
+from .connection import connect
 from .keys import Keys
 from .namespace import MAX_POINTER_TTL, Namespaces
 from .scripts import Scripts
@@ -100,10 +100,7 @@ class FeedReader(ShopReads):
         pointer_ttl: float = 0.0,
     ) -> FeedReader:
         """A reader with its own blocking connection pool to ``url``."""
-        pool = hiredis_packing(
-            BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=None)
-        )
-        return cls(Redis(connection_pool=pool), key_prefix=key_prefix,
+        return cls(connect(url, max_connections=max_connections), key_prefix=key_prefix,
                    feed_buckets=feed_buckets, campaigns=campaigns,
                    pointer_ttl=pointer_ttl)  # fmt: skip
 

@@ -39,8 +39,8 @@ from typing import TextIO
 
 from aiokafka import TopicPartition
 from feedamp.config import Settings
+from feedamp.feeds.connection import connect
 from feedamp.feeds.namespace import DEFAULT_GRACE, Namespaces
-from feedamp.streams import redis_client
 
 from .replay import BATCH, ReplayStats, replay
 from .status import kafka_status
@@ -140,7 +140,7 @@ async def rebuild(
         if inspect.isawaitable(said := say(line)):
             await said
 
-    redis = redis_client(settings)
+    redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
     namespaces = Namespaces(redis, settings.key_prefix)
     try:
         old = await namespaces.active()

@@ -37,11 +37,12 @@ from typing import TextIO
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
+from feedamp.feeds.connection import connect
 from feedamp.kafka.config import kafka_client_kwargs
 from feedamp.kafka.merge import MergedReader, Window
 from feedamp.kafka.offsets import end_offsets, partitions
 from feedamp.models import InvalidEvent
-from feedamp.streams import BatchHandler, Outcome, Pipeline, Record, redis_client
+from feedamp.streams import BatchHandler, Outcome, Pipeline, Record
 
 __all__ = [
     "Progress",
@@ -267,7 +268,7 @@ async def replay(
         max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
     )
     producer = AIOKafkaProducer(**kafka, acks="all") if publish and not dry_run else None
-    redis = redis_client(settings)
+    redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
     outputs = ReplayOutputs(settings, producer)
     pipeline = Pipeline(FeedStore(redis, settings), settings, prefix=prefix)
     handler = BatchHandler(pipeline, outputs)

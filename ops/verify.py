@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feedamp.config import Settings
+from feedamp.feeds.connection import connect
 from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespaces, pattern, scratch_prefix
-from feedamp.streams import redis_client
 from redis.asyncio import Redis
 
 from .rebuild import wait_for_group
@@ -196,7 +196,7 @@ async def verify(
 
     Waits up to ``wait`` seconds for the worker group to commit the replayed offsets
     before comparing."""
-    redis = redis_client(settings)
+    redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
     namespaces = Namespaces(redis, settings.key_prefix)
     scratch = scratch_prefix(settings.key_prefix)
     try:

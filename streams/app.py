@@ -22,18 +22,17 @@ import faust
 from aiokafka.errors import KafkaError
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
-from feedamp.feeds.connection import hiredis_packing
+from feedamp.feeds.connection import connect
 from feedamp.feeds.store import TRANSIENT_ERRORS
 from feedamp.kafka.config import faust_security
 from feedamp.kafka.transport import transport_class
-from redis.asyncio import BlockingConnectionPool, Redis
 
 from .metrics import Metrics
 from .pipeline import Pipeline, progress_field
 from .records import DeadLetter, Outcome, Outputs, Record
 from .web import install_web
 
-__all__ = ["BatchHandler", "create_app", "redis_client"]
+__all__ = ["BatchHandler", "create_app"]
 
 log = logging.getLogger("feedamp.worker")
 T = TypeVar("T")
@@ -41,14 +40,6 @@ T = TypeVar("T")
 #: Errors that mean "unavailable right now" (Redis or Kafka): wait and retry, never skip.
 RETRYABLE = (*TRANSIENT_ERRORS, KafkaError)
 MAX_BACKOFF = 5.0
-
-
-def redis_client(settings: Settings) -> Redis:
-    """A Redis client with a blocking pool (waits for a free connection, never raises)."""
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=settings.redis_max_connections, timeout=None
-    )
-    return Redis(connection_pool=hiredis_packing(pool))
 
 
 class BatchHandler:
@@ -190,7 +181,7 @@ def create_app(settings: Settings) -> faust.App:
     inputs = app.topic(*settings.topics.inputs, **raw)
     dead_letters = app.topic(settings.topics.dead_letter, **raw)
     decisions = app.topic(settings.topics.decisions, **raw)
-    redis = redis_client(settings)
+    redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
     pipeline = Pipeline(FeedStore(redis, settings), settings)
 
     class TopicOutputs:
