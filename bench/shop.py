@@ -421,7 +421,7 @@ def stub_worker_main() -> int:
 
     async def count_only(self: Pipeline, records: Sequence[Record]) -> Outcome:
         key = f"{self.settings.key_prefix}{STUB_COUNTER}"
-        await self.store.redis.incrby(key, len(records))
+        await self.feeds.redis.incrby(key, len(records))
         return Outcome()
 
     Pipeline.apply = count_only  # type: ignore[method-assign]

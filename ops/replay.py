@@ -25,14 +25,14 @@ and switches readers and workers over to it.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from feedamp.config import Settings
@@ -42,11 +42,11 @@ from feedamp.kafka.config import kafka_client_kwargs
 from feedamp.kafka.merge import MergedReader, Window
 from feedamp.kafka.offsets import end_offsets, partitions
 from feedamp.models import InvalidEvent
-from feedamp.streams import BatchHandler, Outcome, Pipeline, Record
+from feedamp.streams import BatchHandler, Pipeline, Record
+from feedamp.streams.publish import Publisher
 
 __all__ = [
-    "Progress",
-    "ReplayOutputs",
+    "ProgressBar",
     "ReplayStats",
     "input_topics",
     "parse_time",
@@ -148,38 +148,7 @@ class ReplayStats:
         return "\n".join(lines)
 
 
-class ReplayOutputs:
-    """Outputs for the batch handler: counts dead letters and decisions, and sends them
-    to their topics only when given a producer."""
-
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer | None = None) -> None:
-        self.settings = settings
-        self.producer = producer
-        self.dead_letters = 0
-        self.decisions = 0
-        self.published = 0
-
-    async def publish(self, outcome: Outcome) -> None:
-        """Count the dead letters and decisions; with ``--publish`` send them to their
-        topics too (all queued, then awaited together)."""
-        self.dead_letters += len(outcome.dead_letters)
-        self.decisions += len(outcome.decisions)
-        if self.producer is None:
-            return
-        topics = self.settings.topics
-        sent = []
-        for letter in outcome.dead_letters:
-            key, value, headers = letter.message()
-            sent.append(await self.producer.send(topics.dead_letter, value=value, key=key,
-                                                 headers=headers))  # fmt: skip
-        for decision in outcome.decisions:
-            sent.append(await self.producer.send(topics.decisions, value=decision.to_json(),
-                                                 key=decision.key))  # fmt: skip
-        await asyncio.gather(*sent)
-        self.published += len(sent)
-
-
-class Progress:
+class ProgressBar:
     """A one-line progress bar on a terminal stream: records done, rate, ETA."""
 
     def __init__(self, total: int, stream: TextIO | None = None, interval: float = 0.25) -> None:
@@ -214,6 +183,17 @@ class Progress:
         self.update(done, force=True)
         self.stream.write("\n")
         self.stream.flush()
+
+
+async def _send(
+    producer: AIOKafkaProducer,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]] | None,
+) -> Any:
+    """Queue one message on ``producer`` (a :data:`~feedamp.streams.publish.Send`)."""
+    return await producer.send(topic, value=value, key=key, headers=headers)
 
 
 async def _start_offsets(
@@ -269,10 +249,13 @@ async def replay(
     )
     producer = AIOKafkaProducer(**kafka, acks="all") if publish and not dry_run else None
     redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
-    outputs = ReplayOutputs(settings, producer)
+    send = None
+    if producer is not None:
+        send = functools.partial(_send, producer)
+    outputs = Publisher(settings.topics, send)
     pipeline = Pipeline(FeedStore(redis, settings), settings, prefix=prefix)
     handler = BatchHandler(pipeline, outputs)
-    bar: Progress | None = None
+    bar: ProgressBar | None = None
     reader: MergedReader | None = None
     await consumer.start()
     try:
@@ -290,7 +273,7 @@ async def replay(
         stats.partitions = len(active)
         if progress:
             total = sum(ends[tp] - first[tp] for tp in active)
-            bar = Progress(total, None if progress is True else progress)
+            bar = ProgressBar(total, None if progress is True else progress)
         window = Window(start_ms if starts is None else None, end_ms)
         reader = MergedReader(consumer, first, ends, window, names.index, batch)
         async for records in reader.batches():

@@ -29,6 +29,7 @@ from feedamp.kafka.transport import transport_class
 
 from .metrics import Metrics
 from .pipeline import Pipeline, progress_field
+from .publish import Publisher
 from .records import DeadLetter, Outcome, Outputs, Record
 from .web import install_web
 
@@ -101,7 +102,7 @@ class BatchHandler:
 RELEASE_INTERVAL = 0.02
 
 
-class Progress:
+class PartitionWatch:
     """What this worker knows of its posts and reposts partitions: the last offset it
     handled in each, or else the group's committed offset; from these, which ones it has
     handled to the end (their progress may then follow the clock). Never the fetch
@@ -182,28 +183,18 @@ def create_app(settings: Settings) -> faust.App:
     dead_letters = app.topic(settings.topics.dead_letter, **raw)
     decisions = app.topic(settings.topics.decisions, **raw)
     redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
-    pipeline = Pipeline(FeedStore(redis, settings), settings)
+    watch = PartitionWatch(app, settings)
+    pipeline = Pipeline(FeedStore(redis, settings), settings, partitions=watch.partitions)
 
-    class TopicOutputs:
-        """Dead letters and decisions go to their topics: every send is queued in order,
-        then all are awaited together (one broker round trip, not one per message)."""
+    outputs = {settings.topics.dead_letter: dead_letters, settings.topics.decisions: decisions}
 
-        async def publish(self, outcome: Outcome) -> None:
-            sent = []
-            for letter in outcome.dead_letters:
-                key, value, headers = letter.message()
-                log.warning("dead letter %s[%d]@%d: %s", letter.record.topic,
-                            letter.record.partition, letter.record.offset,
-                            letter.reason)  # fmt: skip
-                sent.append(await dead_letters.send(key=key, value=value, headers=headers))
-            for decision in outcome.decisions:
-                sent.append(await decisions.send(key=decision.key, value=decision.to_json()))
-            await asyncio.gather(*sent)
+    async def send(
+        topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None
+    ) -> Any:
+        return await outputs[topic].send(key=key, value=value, headers=headers)
 
-    handler = BatchHandler(pipeline, TopicOutputs())
+    handler = BatchHandler(pipeline, Publisher(settings.topics, send, log=log))
     metrics = Metrics()
-    watch = Progress(app, settings)
-    pipeline.partitions = watch.partitions
 
     @app.agent(inputs, name="feedamp.apply")
     async def apply(stream: faust.StreamT) -> None:

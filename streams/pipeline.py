@@ -53,21 +53,29 @@ FEED_EVENTS = (Post, DeletePost, Repost, Unrepost, Follow, Unfollow, Block, Unbl
 class Pipeline:
     """Parses records and applies each event to its store: feeds, accounts, gifts, orders."""
 
-    def __init__(self, store: FeedStore, settings: Settings, *, prefix: str | None = None) -> None:
-        """``store`` is the feed store; the other stores share its Redis client. A bad
+    def __init__(
+        self,
+        feeds: FeedStore,
+        settings: Settings,
+        *,
+        prefix: str | None = None,
+        partitions: Callable[[], list[str]] | None = None,
+    ) -> None:
+        """``feeds`` is the feed store; the other stores share its Redis client. A bad
         campaigns file raises :class:`~feedamp.shop.campaigns.CampaignError` here.
         ``prefix`` writes to that key namespace; None follows the pointer to the active
-        one (one GET per batch)."""
+        one (one GET per batch). ``partitions`` gives the progress fields of every posts
+        and reposts partition (a worker's, from the consumer's metadata); with it (and caps
+        on, a lateness set) reposts wait for the watermark, see :attr:`watermarked`.
+        Without it (replay, tests) nothing is parked."""
         self.prefix = prefix
-        self.namespaces = Namespaces(store.redis, settings.key_prefix)
-        self.store = self.feeds = store
-        self.accounts = AccountStore(store.redis, settings)
-        self.gifts = GiftStore(store.redis, settings)
-        self.orders = OrderStore(store.redis, settings)
+        self.namespaces = Namespaces(feeds.redis, settings.key_prefix)
+        self.feeds = feeds
+        self.accounts = AccountStore(feeds.redis, settings)
+        self.gifts = GiftStore(feeds.redis, settings)
+        self.orders = OrderStore(feeds.redis, settings)
         self.settings = settings
-        #: The progress fields of every posts and reposts partition (the worker sets it
-        #: from the consumer's metadata); None (replay, tests): nothing is parked.
-        self.partitions: Callable[[], list[str]] | None = None
+        self.partitions = partitions
         #: The latest watermark seen by a release (ms), for metrics.
         self.watermark: float | None = None
         self._watermarks: dict[str, Watermark] = {}
@@ -90,7 +98,7 @@ class Pipeline:
     @property
     def watermarked(self) -> bool:
         """True when reposts-topic events wait for the watermark and are decided in
-        event-time order (see :mod:`feedamp.feeds.watermark`): in a worker (which sets
+        event-time order (see :mod:`feedamp.feeds.watermark`): in a worker (which passes
         ``partitions``), with caps on and a lateness set. Replay reads every partition
         merged in time order itself and applies batches directly."""
         caps = self.settings.caps
@@ -184,7 +192,7 @@ class Pipeline:
         """The watermark of a namespace, made once (it registers every script)."""
         prefix = prefix or self.settings.key_prefix
         if prefix not in self._watermarks:
-            self._watermarks[prefix] = Watermark(self.store.redis, self.settings, prefix)
+            self._watermarks[prefix] = Watermark(self.feeds.redis, self.settings, prefix)
         return self._watermarks[prefix]
 
     def _parse(
