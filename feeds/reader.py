@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from feedamp.models.decisions import FORWARDED_MANY_TIMES
 from feedamp.shop.campaigns import Catalog, load_campaigns
@@ -20,11 +20,11 @@ from redis.asyncio import Redis
 from .connection import connect
 from .keys import Keys
 from .namespace import MAX_POINTER_TTL, Namespaces
+from .pages import Page, check_limit, decode_cursor, encode_cursor
 from .scripts import Scripts
 
 __all__ = ["FeedItem", "FeedPage", "FeedReader"]
 
-MAX_LIMIT = 1000
 #: Attribution values starting with this mark carry the forwarded_many_times label.
 LABEL_MARK = "^"
 
@@ -49,12 +49,8 @@ class FeedItem:
     media_url: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FeedPage:
-    """A page of items and the cursor of the next page (``None`` at the end)."""
-
-    items: list[FeedItem] = field(default_factory=list)
-    next_cursor: str | None = None
+#: A page of a feed (see :mod:`feedamp.feeds.pages`).
+FeedPage = Page[FeedItem]
 
 
 class FeedReader(ShopReads):
@@ -148,8 +144,7 @@ class FeedReader(ShopReads):
         via_key: Callable[[str, int], str],
         ranked: bool = False,
     ) -> FeedPage:
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ValueError(f"limit must be 1..{MAX_LIMIT}, got {limit}")
+        check_limit(limit)
         after = _parse_cursor(cursor) if cursor else None
         buckets = range(self.feed_buckets)
         keys = [zset_key(user_id, b) for b in buckets] + [via_key(user_id, b) for b in buckets]
@@ -305,14 +300,9 @@ class _Entry:
         )
 
     def cursor(self) -> str:
-        return f"{self.text}:{self.post_id.decode()}"
+        return encode_cursor(self.text, self.post_id.decode())
 
 
 def _parse_cursor(cursor: str) -> _Entry:
-    score, sep, post_id = cursor.partition(":")
-    try:
-        if not sep or not post_id:
-            raise ValueError
-        return _Entry(post_id.encode(), score, None)
-    except ValueError:
-        raise ValueError(f"invalid cursor {cursor!r}") from None
+    score, post_id = decode_cursor(cursor)
+    return _Entry(post_id.encode(), score, None)

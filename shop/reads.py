@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import orjson
 from feedamp.feeds.batch import text
 from feedamp.feeds.keys import Keys
+from feedamp.feeds.pages import Page, check_limit, decode_cursor, encode_cursor
 from feedamp.shop.campaigns import Catalog
 from redis.asyncio import Redis
 
@@ -25,7 +26,6 @@ __all__ = [
     "ShopReads",
 ]
 
-MAX_LIMIT = 1000
 _GIFT_FIELDS = ("sender", "recipient", "offer", "campaign", "message", "code", "ts")
 _ORDER_FIELDS = ("b", "prod", "seller", "amt", "cur", "status", "hist", "rej", "flags", "vp",
                  "vr", "ts")  # fmt: skip
@@ -46,12 +46,8 @@ class GiftItem:
     ts: int
 
 
-@dataclass(frozen=True, slots=True)
-class GiftPage:
-    """A page of gifts, newest first, and the cursor of the next (``None`` at the end)."""
-
-    items: list[GiftItem] = field(default_factory=list)
-    next_cursor: str | None = None
+#: A page of gifts, newest first (see :mod:`feedamp.feeds.pages`).
+GiftPage = Page[GiftItem]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +83,8 @@ class OrderItem:
     ts: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class OrderPage:
-    """A page of orders, newest first, and the cursor of the next (``None`` at the end)."""
-
-    items: list[OrderItem] = field(default_factory=list)
-    next_cursor: str | None = None
+#: A page of orders, newest first (see :mod:`feedamp.feeds.pages`).
+OrderPage = Page[OrderItem]
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,17 +174,11 @@ class ShopReads:
     ) -> tuple[list[str], str | None]:
         """Members of sorted set ``key``, highest score first, after ``cursor``
         (``score:member``), and the cursor of the next page."""
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ValueError(f"limit must be 1..{MAX_LIMIT}, got {limit}")
+        check_limit(limit)
         top, after = "+inf", None
         if cursor:
-            score, sep, member = cursor.partition(":")
-            try:
-                if not sep or not member:
-                    raise ValueError
-                after = (float(score), member)
-            except ValueError:
-                raise ValueError(f"invalid cursor {cursor!r}") from None
+            score, member = decode_cursor(cursor)
+            after = (float(score), member)
             top = score
         async with self.redis.pipeline(transaction=False) as pipe:
             if after is not None:  # ties at the cursor's score, then what is below it
@@ -207,7 +193,8 @@ class ShopReads:
         page = rows[: limit + 1]
         more = len(page) > limit
         page = page[:limit]
-        next_cursor = f"{_score_text(page[-1][1])}:{page[-1][0]}" if more and page else None
+        last = page[-1] if more and page else None
+        next_cursor = encode_cursor(_score_text(last[1]), last[0]) if last else None
         return [m for m, _ in page], next_cursor
 
 
