@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -115,14 +114,9 @@ async def kafka_status(settings: Settings) -> tuple[list[PartitionLag], int]:
     return lag, dead
 
 
-def _glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
-
-
-async def count_feeds(redis: Redis, key_of_bucket: str) -> FeedCount:
-    """Count the feeds whose bucket keys look like ``key_of_bucket`` (a bucket key of
-    any user, such as ``Keys.feed("u", 0)``): distinct users and the sum of ZCARD."""
-    head = key_of_bucket.split("{", 1)[0]  # "<prefix><kind>:"
+async def count_feeds(redis: Redis, buckets: str) -> FeedCount:
+    """Count the feeds whose bucket keys match the glob ``buckets`` (such as
+    :meth:`Keys.feed_pattern`): distinct users and the sum of ZCARD."""
     users: set[bytes] = set()
     entries = 0
     batch: list[bytes] = []
@@ -132,21 +126,17 @@ async def count_feeds(redis: Redis, key_of_bucket: str) -> FeedCount:
             for key in batch:
                 pipe.zcard(key)
             sizes = await pipe.execute()
-        users.update(_user(k) for k, n in zip(batch, sizes, strict=True) if n)
+        users.update(Keys.tag(k) for k, n in zip(batch, sizes, strict=True) if n)
         batch.clear()
         return sum(sizes)
 
-    async for key in redis.scan_iter(match=_glob_escape(head) + "{*}:*", count=SCAN_COUNT):
+    async for key in redis.scan_iter(match=buckets, count=SCAN_COUNT):
         batch.append(key)
         if len(batch) >= SCAN_COUNT:
             entries += await flush()
     if batch:
         entries += await flush()
     return FeedCount(len(users), entries)
-
-
-def _user(key: bytes) -> bytes:
-    return key[key.index(b"{") + 1 : key.rindex(b"}")]
 
 
 async def collect_status(settings: Settings, redis: Redis) -> Status:
@@ -157,9 +147,8 @@ async def collect_status(settings: Settings, redis: Redis) -> Status:
     status.redis_memory = str(info.get("used_memory_human", "?"))
     status.namespace = await Namespaces(redis, settings.key_prefix).active()
     keys = Keys(status.namespace)
-    status.following = await count_feeds(redis, keys.feed("u", 0))
-    if hasattr(keys, "for_you"):
-        status.for_you = await count_feeds(redis, keys.for_you("u", 0))
+    status.following = await count_feeds(redis, keys.feed_pattern())
+    status.for_you = await count_feeds(redis, keys.for_you_pattern())
     status.parked = await redis.zcard(keys.parked())
     progress = await redis.hgetall(keys.progress())
     watched = (settings.topics.posts, settings.topics.reposts)

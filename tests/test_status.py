@@ -64,5 +64,5 @@ async def test_feed_count_groups_buckets_by_user(redis, settings):
     await redis.zadd(keys.feed("u1", 5), {"c": 3})
     await redis.zadd(keys.feed("u2", 3), {"a": 1})
     await redis.sadd(keys.followers("u3"), "u1")  # not a feed
-    count = await count_feeds(redis, keys.feed("any", 0))
+    count = await count_feeds(redis, keys.feed_pattern())
     assert (count.feeds, count.entries) == (2, 4)
