@@ -34,7 +34,7 @@ from redis.commands.core import AsyncScript
 
 from .batch import context, run_scripts, text
 from .keys import Keys
-from .scripts import Scripts
+from .scripts import SIGNATURES, Scripts, argv
 from .store import Applied, Failure
 
 __all__ = ["AccountStore", "actor_of", "suspended_at"]
@@ -109,7 +109,8 @@ class AccountStore:
         each account that ends up suspended."""
         ctx = context(self.settings, prefix)
         accounts = [(i, ev) for i, ev in enumerate(events) if isinstance(ev, Account)]
-        calls = [(self.scripts.account, [*ctx, ev.action, ev.user_id, ev.label or "", ev.ts])
+        calls = [(self.scripts.account, argv("account", ctx, action=ev.action, user_id=ev.user_id,
+                                             label=ev.label or "", ts=ev.ts))
                  for _, ev in accounts]  # fmt: skip
         applied = Applied()
         suspended: dict[str, bool] = {}
@@ -134,15 +135,19 @@ class AccountStore:
         for post in posts:
             reposters = await self.redis.zrange(keys.reposters(post), 0, -1)
             for source in [user_id, *(text(r) for r in reposters)]:
-                await self._chunked(self.scripts.unpush, [*ctx, "0", post, source, "0"], 7)
+                args = argv("unpush", ctx, cursor="0", post_id=post, source_id=source, last="0")
+                await self._chunked("unpush", args)
         reposted = await self.redis.zrange(keys.recent_reposts(user_id), 0, -1)
         for post in (text(p) for p in reposted):
-            await self._chunked(self.scripts.unrepost, [*ctx, "0", "0", post, user_id], 8)
+            args = argv("unrepost", ctx, first="0", cursor="0", post_id=post, reposter_id=user_id)
+            await self._chunked("unrepost", args)
 
-    async def _chunked(self, script: AsyncScript, argv: list, cursor_at: int) -> None:
-        """Call a follower-visiting script until its cursor comes back ``0``."""
+    async def _chunked(self, name: str, args: list[str | int]) -> None:
+        """Call the follower-visiting script ``name`` until its cursor comes back ``0``."""
+        script: AsyncScript = getattr(self.scripts, name)
+        cursor_at = SIGNATURES[name].index("cursor")
         while True:
-            cursor = text(await script(args=argv))
+            cursor = text(await script(args=args))
             if cursor == "0":
                 return
-            argv[cursor_at] = cursor
+            args[cursor_at] = cursor

@@ -21,7 +21,7 @@ from .connection import connect
 from .keys import Keys
 from .namespace import MAX_POINTER_TTL, Namespaces
 from .pages import Page, check_limit, decode_cursor, encode_cursor
-from .scripts import Scripts
+from .scripts import Scripts, argv
 
 __all__ = ["FeedItem", "FeedPage", "FeedReader"]
 
@@ -152,7 +152,9 @@ class FeedReader(ShopReads):
         while True:
             want = limit - len(items)
             max_score = "+inf" if after is None else after.text
-            rows = await self._scripts.page(keys=keys, args=[max_score, want])
+            rows = await self._scripts.page(
+                keys=keys, args=argv("page", max_score=max_score, limit=want)
+            )
             entries = [_Entry(rows[i], rows[i + 1], rows[i + 2]) for i in range(0, len(rows), 3)]
             if after is not None:  # drop ties at or before the cursor
                 entries = [e for e in entries if e.after(after)]

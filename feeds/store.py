@@ -43,7 +43,7 @@ from redis.commands.core import AsyncScript
 
 from .batch import PIPELINE_CALLS, TRANSIENT_ERRORS, is_transient, run_scripts, text
 from .keys import Keys
-from .scripts import Scripts
+from .scripts import SIGNATURES, Scripts, argv
 
 __all__ = ["TRANSIENT_ERRORS", "Applied", "Failure", "FeedStore", "is_transient"]
 
@@ -67,8 +67,8 @@ class Applied:
     deliveries: int = 0
 
 
-#: Positions of (first, cursor) in a fan-out call's argv, after the shared context.
-_FIRST, _CURSOR = 7, 8
+#: Positions of (first, cursor) in a fan-out call's argv (post, repost and unrepost agree).
+_FIRST, _CURSOR = SIGNATURES["post"].index("first"), SIGNATURES["post"].index("cursor")
 
 
 @dataclass(slots=True)
@@ -169,7 +169,8 @@ class FeedStore:
         )  # fmt: skip
         async with self.redis.pipeline(transaction=False) as pipe:
             for followee in followees:
-                await self.scripts.follow(args=[*self._context, user_id, followee], client=pipe)
+                args = argv("follow", self._context, follower_id=user_id, followee_id=followee)
+                await self.scripts.follow(args=args, client=pipe)
             await pipe.execute()
         return len(followees)
 
@@ -192,15 +193,23 @@ class FeedStore:
         if not reposts:
             return {}
         c = self.settings.caps
-        limits = [c.frequently_forwarded_depth, c.rate_max, c.rate_window_ms, c.forwarded_max,
-                  c.forwarded_window_ms, c.brake_reposts, c.brake_window_ms,
-                  "1" if c.friction else "0"]  # fmt: skip
+        limits: dict[str, str | int] = dict(
+            frequently_forwarded_depth=c.frequently_forwarded_depth,
+            rate_max=c.rate_max,
+            rate_window=c.rate_window_ms,
+            forwarded_max=c.forwarded_max,
+            forwarded_window=c.forwarded_window_ms,
+            brake_reposts=c.brake_reposts,
+            brake_window=c.brake_window_ms,
+            friction="1" if c.friction else "0",
+        )
         async with self.redis.pipeline(transaction=False) as pipe:
             for i, ev in reposts:
                 via, comment = ev.via_repost_id or "", _flag(bool(ev.comment))
-                argv = [*self._context, ev.post_id, ev.repost_id, ev.reposter_id, via, ev.ts,
-                        comment, *limits, refused.get(i, "")]  # fmt: skip
-                await self.scripts.decide(args=argv, client=pipe)
+                args = argv("decide", self._context, post_id=ev.post_id, repost_id=ev.repost_id,
+                            reposter_id=ev.reposter_id, via_repost_id=via, ts=ev.ts,
+                            has_comment=comment, door=refused.get(i, ""), **limits)  # fmt: skip
+                await self.scripts.decide(args=args, client=pipe)
             results = await pipe.execute(raise_on_error=False)
         decisions: dict[int, Decision] = {}
         for (i, ev), result in zip(reposts, results, strict=True):
@@ -255,30 +264,37 @@ class FeedStore:
         ctx, sc = self._context, self.scripts
         match event:
             case Post():
-                argv = [*ctx, "1", "0", event.post_id, event.author_id, event.ts,
-                        event.visibility, event.text or "", event.media_url or ""]  # fmt: skip
-                return _Call(index, sc.post, argv, event.author_id)
+                args = argv("post", ctx, first="1", cursor="0", post_id=event.post_id,
+                            author_id=event.author_id, ts=event.ts, visibility=event.visibility,
+                            text=event.text or "", media_url=event.media_url or "")  # fmt: skip
+                return _Call(index, sc.post, args, event.author_id)
             case Repost():
                 if decision is not None and not decision.reaches_feeds:
                     return None
                 for_you = decision is None or decision.decision == DELIVERED
                 label = decision is not None and FORWARDED_MANY_TIMES in decision.reasons
-                argv = [*ctx, "1", "0", event.post_id, event.post_author_id, event.reposter_id,
-                        event.ts, event.comment or "", _flag(for_you), _flag(label),
-                        event.repost_id]  # fmt: skip
-                return _Call(index, sc.repost, argv, event.reposter_id)
+                args = argv("repost", ctx, first="1", cursor="0", post_id=event.post_id,
+                            post_author_id=event.post_author_id, reposter_id=event.reposter_id,
+                            ts=event.ts, comment=event.comment or "", for_you=_flag(for_you),
+                            label=_flag(label), repost_id=event.repost_id)  # fmt: skip
+                return _Call(index, sc.repost, args, event.reposter_id)
             case Unrepost():
-                argv = [*ctx, "1", "0", event.post_id, event.reposter_id]
-                return _Call(index, sc.unrepost, argv, event.reposter_id)
+                args = argv("unrepost", ctx, first="1", cursor="0", post_id=event.post_id,
+                            reposter_id=event.reposter_id)  # fmt: skip
+                return _Call(index, sc.unrepost, args, event.reposter_id)
             case DeletePost():
-                argv = [*ctx, event.post_id, event.author_id, event.ts]
-                return _Call(index, sc.delete_post, argv)
+                args = argv("delete_post", ctx, post_id=event.post_id,
+                            author_id=event.author_id, ts=event.ts)  # fmt: skip
+                return _Call(index, sc.delete_post, args)
             case Follow() | Unfollow():
-                script = sc.follow if isinstance(event, Follow) else sc.unfollow
-                return _Call(index, script, [*ctx, event.follower_id, event.followee_id])
+                name = "follow" if isinstance(event, Follow) else "unfollow"
+                args = argv(name, ctx, follower_id=event.follower_id,
+                            followee_id=event.followee_id)  # fmt: skip
+                return _Call(index, getattr(sc, name), args)
             case Block() | Unblock() | Mute() | Unmute():
-                argv = [*ctx, event.type, event.user_id, event.target_id]
-                return _Call(index, sc.hide, argv)
+                args = argv("hide", ctx, action=event.type, user_id=event.user_id,
+                            target_id=event.target_id)  # fmt: skip
+                return _Call(index, sc.hide, args)
         return None
 
     async def _finish(self, call: _Call, event: Event, result: object) -> bool:
@@ -308,8 +324,9 @@ class FeedStore:
             last = "1" if n == len(sources) - 1 else "0"
             cursor = "0"
             while True:
-                argv = [*self._context, cursor, post_id, source, last]
-                cursor = text(await self.scripts.unpush(args=argv))
+                args = argv("unpush", self._context, cursor=cursor, post_id=post_id,
+                            source_id=source, last=last)  # fmt: skip
+                cursor = text(await self.scripts.unpush(args=args))
                 if cursor == "0":
                     break
 

@@ -30,7 +30,7 @@ from redis.asyncio.lock import Lock
 
 from .batch import context, run_scripts, text
 from .keys import Keys
-from .scripts import Scripts
+from .scripts import Scripts, argv
 
 __all__ = ["Watermark", "progress_field"]
 
@@ -67,7 +67,8 @@ class Watermark:
         """Raise the progress of partitions (``progress_field`` -> event time, ms)."""
         if progress:
             flat = [v for field, ts in sorted(progress.items()) for v in (field, ts)]
-            await run_scripts(self.redis, [(self.scripts.progress, [*self._context, *flat])])
+            args = argv("progress", self._context, *flat)
+            await run_scripts(self.redis, [(self.scripts.progress, args)])
 
     async def release(
         self, limit: int, partitions: Sequence[str] | None
@@ -76,8 +77,8 @@ class Watermark:
         oldest first. ``partitions`` are the progress fields the watermark is the minimum
         of (None: no watermark, release everything)."""
         forced = "+inf" if partitions is None else ""
-        argv = [*self._context, limit, forced, *(partitions or ())]
-        (result,) = await run_scripts(self.redis, [(self.scripts.release, argv)])
+        args = argv("release", self._context, *(partitions or ()), limit=limit, forced=forced)
+        (result,) = await run_scripts(self.redis, [(self.scripts.release, args)])
         if isinstance(result, Exception):
             raise result
         rows = list(result)  # type: ignore[call-overload]

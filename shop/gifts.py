@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from feedamp.config import Settings
 from feedamp.feeds.batch import context, run_scripts, text
-from feedamp.feeds.scripts import Scripts
+from feedamp.feeds.scripts import Scripts, argv
 from feedamp.feeds.store import Applied, Failure
 from feedamp.models.decisions import (
     OUTSIDE_WINDOW,
@@ -47,7 +47,7 @@ class GiftStore:
     async def seed(self, *, prefix: str | None = None) -> None:
         """Put the campaigns' codes in their pools (only codes not put there before)."""
         ctx = context(self.settings, prefix)
-        calls = [(self.scripts.seed_codes, [*ctx, offer.id, *offer.codes])
+        calls = [(self.scripts.seed_codes, argv("seed_codes", ctx, *offer.codes, offer_id=offer.id))
                  for offer in self.catalog.offers.values() if offer.codes]  # fmt: skip
         await run_scripts(self.redis, calls)
         self._seeded.add(prefix or self.settings.key_prefix)
@@ -58,7 +58,7 @@ class GiftStore:
             await self.seed(prefix=prefix)
         ctx = context(self.settings, prefix)
         gifts = [(i, ev) for i, ev in enumerate(events) if isinstance(ev, Gift)]
-        calls = [(self.scripts.gift, [*ctx, *self._argv(ev)]) for _, ev in gifts]
+        calls = [(self.scripts.gift, self._argv(ctx, ev)) for _, ev in gifts]
         applied = Applied()
         for (i, ev), result in zip(gifts, await run_scripts(self.redis, calls), strict=True):
             if isinstance(result, Exception):
@@ -72,7 +72,7 @@ class GiftStore:
             ))  # fmt: skip
         return applied
 
-    def _argv(self, gift: Gift) -> list[str | int]:
+    def _argv(self, ctx: list[str | int], gift: Gift) -> list[str | int]:
         """gift.lua's arguments: the gift, its campaign's terms, and the reasons to refuse
         it that need no Redis."""
         reasons = []
@@ -87,6 +87,9 @@ class GiftStore:
                 reasons.append(OUTSIDE_WINDOW)
         if gift.sender_id == gift.recipient_id:
             reasons.append(SELF_GIFT)
-        return [gift.gift_id, gift.sender_id, gift.recipient_id, gift.offer_id, campaign_id,
-                gift.message or "", gift.ts, limit, "1" if has_codes else "0", ",".join(reasons),
-                self.settings.gift_inbox_cap]  # fmt: skip
+        return argv("gift", ctx, gift_id=gift.gift_id, sender_id=gift.sender_id,
+                    recipient_id=gift.recipient_id, offer_id=gift.offer_id,
+                    campaign_id=campaign_id, message=gift.message or "", ts=gift.ts,
+                    send_limit=limit, has_codes="1" if has_codes else "0",
+                    reasons=",".join(reasons),
+                    inbox_cap=self.settings.gift_inbox_cap)  # fmt: skip

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from feedamp.config import Settings
 from feedamp.feeds.batch import context, run_scripts
-from feedamp.feeds.scripts import Scripts
+from feedamp.feeds.scripts import Scripts, argv
 from feedamp.feeds.store import Applied, Failure
 from feedamp.models.events import Event, OrderStatus, Purchase
 from redis.asyncio import Redis
@@ -40,19 +40,21 @@ class OrderStore:
         ctx = context(self.settings, prefix)
         calls: list[tuple[AsyncScript, list[str | int]]] = []
         indexes: list[int] = []
-        argv: list[str | int]
         for i, ev in enumerate(events):
             if isinstance(ev, Purchase):
-                argv = [ev.order_id, ev.buyer_id, ev.product_id, ev.seller_id,
-                        ev.amount_cents, ev.currency, ev.via_post_id or "",
-                        ev.via_repost_id or "", ev.ts]  # fmt: skip
-                calls.append((self.scripts.purchase, [*ctx, *argv]))
+                args = argv("purchase", ctx, order_id=ev.order_id, buyer_id=ev.buyer_id,
+                            product_id=ev.product_id, seller_id=ev.seller_id,
+                            amount_cents=ev.amount_cents, currency=ev.currency,
+                            via_post_id=ev.via_post_id or "",
+                            via_repost_id=ev.via_repost_id or "", ts=ev.ts)  # fmt: skip
+                calls.append((self.scripts.purchase, args))
             elif isinstance(ev, OrderStatus):
                 seq = -1 if ev.seq is None else ev.seq
                 # Repeats of one status event (same seq) count once, whatever their ids.
                 dedup = ev.event_id if ev.seq is None else f"{ev.status}:{ev.seq}"
-                argv = [ev.order_id, ev.buyer_id, ev.status, seq, ev.ts, dedup]
-                calls.append((self.scripts.order_status, [*ctx, *argv]))
+                args = argv("order_status", ctx, order_id=ev.order_id, buyer_id=ev.buyer_id,
+                            status=ev.status, seq=seq, ts=ev.ts, dedup_id=dedup)  # fmt: skip
+                calls.append((self.scripts.order_status, args))
             else:
                 continue
             indexes.append(i)
