@@ -56,7 +56,7 @@ def actor_of(event: Event) -> str | None:
     return None
 
 
-def suspended_at(state: Sequence[bytes | str | None], ts: int) -> bool:
+def suspended_at(state: Sequence[bytes | str | None], ts: float) -> bool:
     """True if an account whose ``(susp, rein)`` fields are ``state`` was suspended at
     event time ``ts``."""
     susp, rein = state

@@ -8,6 +8,7 @@ seconds) and does all its round trips there, so a read never mixes two namespace
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from feedamp.shop.campaigns import Catalog, load_campaigns
 from feedamp.shop.reads import ShopReads
 from redis.asyncio import Redis
 
+from .accounts import suspended_at
 from .connection import connect
 from .keys import Keys
 from .namespace import MAX_POINTER_TTL, Namespaces
@@ -259,7 +261,7 @@ class _AccountState:
         if not fields:
             return cls()
         susp, rein = fields.get(b"susp"), fields.get(b"rein")
-        suspended = susp is not None and not (rein is not None and int(rein) >= int(susp))
+        suspended = suspended_at((susp, rein), math.inf)  # at any time from now on
         labels = tuple(sorted(k.decode()[6:] for k, v in fields.items()
                               if k.startswith(b"label:") and v.startswith(b"+")))  # fmt: skip
         return cls(suspended, labels)
