@@ -72,6 +72,20 @@ _FIRST, _CURSOR = SIGNATURES["post"].index("first"), SIGNATURES["post"].index("c
 
 
 @dataclass(slots=True)
+class _Tally:
+    """What one :meth:`FeedStore.apply` call counts as it goes."""
+
+    deliveries: int = 0
+
+
+def _cursor(result: object, tally: _Tally) -> str:
+    """The next cursor of a fan-out call's reply ``cursor|deliveries``; counts them."""
+    cursor, _, delivered = text(result).partition("|")
+    tally.deliveries += int(delivered or 0)
+    return cursor
+
+
+@dataclass(slots=True)
 class _Call:
     """One script call. A fan-out call visits ``source``'s followers; its
     ``argv[_FIRST]`` and ``argv[_CURSOR]`` say where it is."""
@@ -98,7 +112,6 @@ class FeedStore:
             s.for_you_half_life_ms, s.recent_per_author, s.fanout_chunk,
         ]  # fmt: skip
         self._views: dict[str, FeedStore] = {}
-        self._deliveries = 0
 
     def _at(self, prefix: str | None) -> FeedStore:
         """This store writing to the namespace ``prefix`` (None: ``settings.key_prefix``):
@@ -132,7 +145,8 @@ class FeedStore:
         """
         if (view := self._at(prefix)) is not self:
             return await view.apply(events, refused=refused)
-        self._deliveries = 0
+        # Per call, not on the store: the agent and the release timer share this store.
+        tally = _Tally()
         failures: dict[int, Failure] = {}
         decisions = await self._decide(events, failures, refused or {})
         calls = [
@@ -143,15 +157,14 @@ class FeedStore:
         segment: list[_Call] = []
         for call, audience in zip(calls, await self._audiences(calls), strict=True):
             if audience > self.settings.fanout_chunk:  # a big fan-out runs on its own
-                await self._run_segment(segment, events, failures)
-                await self._run_segment([call], events, failures)
+                await self._run_segment(segment, events, failures, tally)
+                await self._run_segment([call], events, failures, tally)
                 segment = []
             else:
                 segment.append(call)
-        await self._run_segment(segment, events, failures)
-        deliveries, self._deliveries = self._deliveries, 0
+        await self._run_segment(segment, events, failures, tally)
         return Applied(
-            [failures[i] for i in sorted(failures)], list(decisions.values()), deliveries
+            [failures[i] for i in sorted(failures)], list(decisions.values()), tally.deliveries
         )
 
     async def rebuild_feed(self, user_id: str, *, prefix: str | None = None) -> int:
@@ -239,7 +252,11 @@ class FeedStore:
         return [_int_or_zero(next(sizes)) if c.source is not None else 0 for c in calls]
 
     async def _run_segment(
-        self, calls: Sequence[_Call], events: Sequence[Event], failures: dict[int, Failure]
+        self,
+        calls: Sequence[_Call],
+        events: Sequence[Event],
+        failures: dict[int, Failure],
+        tally: _Tally,
     ) -> None:
         """Pipeline ``calls``; finish any that needs more round trips, then re-send the
         calls after it (they ran too early; running them again is harmless)."""
@@ -252,7 +269,7 @@ class FeedStore:
                 if isinstance(result, Exception):
                     failures[call.index] = Failure(call.index, result)
                     continue
-                if await self._finish(call, events[call.index], result):
+                if await self._finish(call, events[call.index], result, tally):
                     pos -= len(window) - offset - 1
                     break
 
@@ -297,26 +314,20 @@ class FeedStore:
                 return _Call(index, sc.hide, args)
         return None
 
-    async def _finish(self, call: _Call, event: Event, result: object) -> bool:
+    async def _finish(self, call: _Call, event: Event, result: object, tally: _Tally) -> bool:
         """Finish an event whose first call returned ``result``; True if more calls ran."""
         if call.source is not None:
-            cursor = self._cursor(result)
+            cursor = _cursor(result, tally)
             if cursor in ("0", "skip"):
                 return False
             while cursor != "0":
                 call.argv[_FIRST], call.argv[_CURSOR] = "0", cursor
-                cursor = self._cursor(await call.script(args=call.argv))
+                cursor = _cursor(await call.script(args=call.argv), tally)
             return True
         if isinstance(event, DeletePost):
             await self._unpush_everywhere(event.post_id, [text(s) for s in cast(list, result)])
             return True
         return False
-
-    def _cursor(self, result: object) -> str:
-        """The next cursor of a fan-out call's reply ``cursor|deliveries``; counts them."""
-        cursor, _, delivered = text(result).partition("|")
-        self._deliveries += int(delivered or 0)
-        return cursor
 
     async def _unpush_everywhere(self, post_id: str, sources: list[str]) -> None:
         """Remove a post from the feeds of every follower of every source, chunk by chunk."""
