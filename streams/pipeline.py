@@ -118,6 +118,8 @@ class Pipeline:
         """
         events, sources, dead = self._parse(records)
         outcome = Outcome(dead)
+        outcome.types = {(r.topic, r.partition, r.offset): ev.type
+                         for ev, r in zip(events, sources, strict=True)}  # fmt: skip
         # Resolved once, so a batch is written to one namespace even across a switch.
         prefix = await self._prefix()
         if self.watermarked:

@@ -76,11 +76,15 @@ class Outcome:
     decisions: list[AnyDecision] = field(default_factory=list)
     #: Feed entries pushed by fan-out (followers reached by posts and reposts).
     deliveries: int = 0
+    #: The event type of each record parsed, by ``(topic, partition, offset)`` (for
+    #: metrics, which then parse only the records that are not here).
+    types: dict[tuple[str, int, int], str] = field(default_factory=dict)
 
     def extend(self, other: Outcome) -> None:
         self.dead_letters += other.dead_letters
         self.decisions += other.decisions
         self.deliveries += other.deliveries
+        self.types.update(other.types)
 
 
 class Outputs(Protocol):
