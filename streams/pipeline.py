@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import orjson
 from feedamp.config import Settings
@@ -41,13 +42,22 @@ from feedamp.shop.gifts import GiftStore
 from feedamp.shop.orders import OrderStore
 from redis.exceptions import LockError
 
-from .records import DeadLetter, Outcome, Record
+from .records import DeadLetter, Envelope, Outcome, Record
 
-__all__ = ["FEED_EVENTS", "Pipeline", "progress_field"]
+__all__ = ["FEED_EVENTS", "Pipeline", "Store", "progress_field"]
 
 #: Event types applied by the feed store.
 FEED_EVENTS = (Post, DeletePost, Repost, Unrepost, Follow, Unfollow, Block, Unblock, Mute,
                Unmute)  # fmt: skip
+
+
+class Store(Protocol):
+    """What the pipeline asks of a store: apply events in order to a namespace; return
+    the decisions, the deliveries, and the failures by position in ``events``."""
+
+    async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
+        """Apply ``events``; Redis connection errors propagate (the batch is retried)."""
+        ...
 
 
 class Pipeline:
@@ -74,6 +84,15 @@ class Pipeline:
         self.accounts = AccountStore(feeds.redis, settings)
         self.gifts = GiftStore(feeds.redis, settings)
         self.orders = OrderStore(feeds.redis, settings)
+        #: Which store applies each event type (accounts go first, on their own), and the
+        #: order the stores run in within a phase.
+        self._store_of: dict[type[Event], Store] = {
+            **dict.fromkeys(FEED_EVENTS, self.feeds),
+            Gift: self.gifts,
+            Purchase: self.orders,
+            OrderStatus: self.orders,
+        }
+        self._stores: tuple[Store, ...] = (self.feeds, self.gifts, self.orders)
         self.settings = settings
         self.partitions = partitions
         #: The latest watermark seen by a release (ms), for metrics.
@@ -116,23 +135,19 @@ class Pipeline:
         Redis connection errors propagate, so the caller can retry the batch; every
         write is idempotent.
         """
-        events, sources, dead = self._parse(records)
+        envelopes, dead = self._parse(records)
         outcome = Outcome(dead)
-        outcome.types = {(r.topic, r.partition, r.offset): ev.type
-                         for ev, r in zip(events, sources, strict=True)}  # fmt: skip
+        outcome.types = {e.where: e.event.type for e in envelopes}
         # Resolved once, so a batch is written to one namespace even across a switch.
         prefix = await self._prefix()
         if self.watermarked:
             reposts_topic = self.settings.topics.reposts
-            held = [i for i, r in enumerate(sources) if r.topic == reposts_topic]
+            held = [e for e in envelopes if e.record.topic == reposts_topic]
             parking = self._watermark(prefix)
-            await parking.park([(events[i].event_id, events[i].ts, _pack(sources[i]))
-                              for i in held])  # fmt: skip
-            await parking.advance(self._progress(events, sources))
-            parked = set(held)
-            rest = [i for i in range(len(events)) if i not in parked]
-            events, sources = [events[i] for i in rest], [sources[i] for i in rest]
-        await self._apply_events(events, sources, outcome, prefix)
+            await parking.park([(e.event.event_id, e.event.ts, _pack(e.record)) for e in held])
+            await parking.advance(self._progress(envelopes))
+            envelopes = [e for e in envelopes if e.record.topic != reposts_topic]
+        await self._apply_events(envelopes, outcome, prefix)
         return outcome
 
     async def release(self, publish: Callable[[Outcome], Awaitable[None]]) -> Outcome:
@@ -157,10 +172,8 @@ class Pipeline:
                 if not items:
                     return outcome
                 chunk = Outcome()
-                events, sources, chunk.dead_letters = self._parse(
-                    [_unpack(record) for _, record in items]
-                )
-                await self._apply_events(events, sources, chunk, prefix)
+                envelopes, chunk.dead_letters = self._parse([_unpack(r) for _, r in items])
+                await self._apply_events(envelopes, chunk, prefix)
                 await publish(chunk)
                 await parking.forget([event_id for event_id, _ in items])
                 outcome.extend(chunk)
@@ -170,16 +183,16 @@ class Pipeline:
             with contextlib.suppress(LockError):  # expired while we worked: harmless
                 await lock.release()
 
-    def _progress(self, events: Sequence[Event], sources: Sequence[Record]) -> dict[str, int]:
+    def _progress(self, envelopes: Sequence[Envelope]) -> dict[str, int]:
         """Progress of the posts and reposts partitions read in this batch: the latest
         event time, less the allowed lateness."""
         watched = (self.settings.topics.posts, self.settings.topics.reposts)
         progress: dict[str, int] = {}
         lateness = self.settings.caps.lateness_ms
-        for ev, record in zip(events, sources, strict=True):
-            if record.topic in watched:
-                field = progress_field(record.topic, record.partition)
-                progress[field] = max(progress.get(field, 0), ev.ts - lateness)
+        for e in envelopes:
+            if e.record.topic in watched:
+                field = progress_field(e.record.topic, e.record.partition)
+                progress[field] = max(progress.get(field, 0), e.event.ts - lateness)
         return progress
 
     async def advance_watermark(self, progress: dict[str, int]) -> None:
@@ -197,61 +210,58 @@ class Pipeline:
             self._watermarks[prefix] = Watermark(self.feeds.redis, self.settings, prefix)
         return self._watermarks[prefix]
 
-    def _parse(
-        self, records: Sequence[Record]
-    ) -> tuple[list[Event], list[Record], list[DeadLetter]]:
+    def _parse(self, records: Sequence[Record]) -> tuple[list[Envelope], list[DeadLetter]]:
+        """Each record with its parsed event, and dead letters for those that do not parse."""
+        envelopes: list[Envelope] = []
         dead: list[DeadLetter] = []
-        events: list[Event] = []
-        sources: list[Record] = []
         for record in records:
             try:
-                event = self.parse(record)
+                envelopes.append(Envelope(record, self.parse(record)))
             except InvalidEvent as exc:
                 dead.append(DeadLetter(record, exc.reason))
-                continue
-            events.append(event)
-            sources.append(record)
-        return events, sources, dead
+        return envelopes, dead
 
     async def _apply_events(
-        self, events: Sequence[Event], sources: Sequence[Record], outcome: Outcome, prefix: str
+        self, envelopes: Sequence[Envelope], outcome: Outcome, prefix: str
     ) -> None:
         """Apply parsed events to their stores in the namespace ``prefix`` (see
         :meth:`apply` for the order)."""
-        dead = outcome.dead_letters
 
-        def run(part: list[int], applied: Applied) -> None:
-            for failure in applied.failures:
-                record = sources[part[failure.index]]
-                dead.append(DeadLetter(record, f"redis rejected: {failure.error}"))
+        def take(part: Sequence[Envelope], applied: Applied) -> None:
+            for failure in applied.failures:  # keyed by position in ``part``
+                record = part[failure.index].record
+                outcome.dead_letters.append(DeadLetter(record, f"redis rejected: {failure.error}"))
             outcome.decisions += applied.decisions
             outcome.deliveries += applied.deliveries
 
-        accounts = [i for i, ev in enumerate(events) if isinstance(ev, Account)]
+        accounts = [e for e in envelopes if isinstance(e.event, Account)]
         if accounts:
-            run(accounts, await self.accounts.apply([events[i] for i in accounts], prefix=prefix))
-        rest = [i for i, ev in enumerate(events) if not isinstance(ev, Account)]
-        door = await self.accounts.door([events[i] for i in rest], prefix=prefix)
+            take(accounts, await self.accounts.apply([e.event for e in accounts], prefix=prefix))
+        rest = [e for e in envelopes if not isinstance(e.event, Account)]
+        door = await self.accounts.door([e.event for e in rest], prefix=prefix)
         refused = {rest[n]: reason for n, reason in door.items()}
-        for i, reason in refused.items():
-            ev = events[i]
+        for e, reason in refused.items():
+            ev = e.event
             if not isinstance(ev, Repost):  # reposts get their decision from the feed store
                 outcome.decisions.append(Refusal(ev.event_id, ev.type, actor_of(ev) or "",
                                                  (reason,), ev.ts))  # fmt: skip
-        posts = [i for i in rest if sources[i].topic == self._posts_topic and i not in refused]
-        others = [i for i in rest if sources[i].topic != self._posts_topic]
-        for part in (posts, others):
-            feed = [i for i in part if isinstance(events[i], FEED_EVENTS)
-                    and (i not in refused or isinstance(events[i], Repost))]  # fmt: skip
-            if feed:
-                door_of = {n: refused[i] for n, i in enumerate(feed) if i in refused}
-                applied = await self.feeds.apply([events[i] for i in feed], refused=door_of,
-                                                 prefix=prefix)  # fmt: skip
-                run(feed, applied)
-        for store, types in ((self.gifts, Gift), (self.orders, (Purchase, OrderStatus))):
-            part = [i for i in others if isinstance(events[i], types) and i not in refused]
-            if part:
-                run(part, await store.apply([events[i] for i in part], prefix=prefix))
+        posts = [e for e in rest if e.record.topic == self._posts_topic]
+        others = [e for e in rest if e.record.topic != self._posts_topic]
+        for phase in (posts, others):  # posts first: a repost may need its post
+            for store in self._stores:
+                # A repost refused at the door still goes to the feed store, which records
+                # its decision; anything else refused there goes nowhere.
+                part = [e for e in phase if self._store_of.get(type(e.event)) is store
+                        and (e not in refused or isinstance(e.event, Repost))]  # fmt: skip
+                if not part:
+                    continue
+                if store is self.feeds:
+                    door_of = {n: refused[e] for n, e in enumerate(part) if e in refused}
+                    applied = await self.feeds.apply([e.event for e in part], refused=door_of,
+                                                     prefix=prefix)  # fmt: skip
+                else:
+                    applied = await store.apply([e.event for e in part], prefix=prefix)
+                take(part, applied)
 
 
 def _pack(record: Record) -> bytes:
