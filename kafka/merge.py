@@ -23,9 +23,11 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from feedamp.streams import Record
 
 __all__ = ["MergedReader", "Window"]
+
+#: Records of one partition waiting to be merged, each with its sort time.
+_Buffer = deque[tuple[int, ConsumerRecord]]
 
 #: A replay that reads nothing for this long while partitions are unfinished gives up.
 STALL_TIMEOUT = 120.0
@@ -63,15 +65,16 @@ class MergedReader:
         self._reached: set[TopicPartition] = set()
         self._last_ts: dict[TopicPartition, int] = {}
 
-    async def batches(self) -> AsyncIterator[list[Record]]:
-        """Every record in the window, in batches of at most ``batch``."""
+    async def batches(self) -> AsyncIterator[list[ConsumerRecord]]:
+        """Every record in the window, in batches of at most ``batch`` (aiokafka's
+        records, as fetched)."""
         consumer = self.consumer
         active = {tp for tp in self.starts if self.starts[tp] < self.ends[tp]}
         for tp in active:
             consumer.seek(tp, self.starts[tp])
         if set(self.starts) - active:
             consumer.pause(*(set(self.starts) - active))
-        buffers: dict[TopicPartition, deque[tuple[int, Record]]] = {tp: deque() for tp in active}
+        buffers: dict[TopicPartition, _Buffer] = {tp: deque() for tp in active}
         progress_at = time.monotonic()
         while active or any(buffers.values()):
             # Top up every partition running low, so that the client keeps fetching ahead
@@ -102,7 +105,10 @@ class MergedReader:
                 yield out
 
     def _take(
-        self, tp: TopicPartition, msgs: list[ConsumerRecord], buffer: deque[tuple[int, Record]]
+        self,
+        tp: TopicPartition,
+        msgs: list[ConsumerRecord],
+        buffer: _Buffer,
     ) -> bool:
         """Buffer the records of ``msgs`` inside the window; True if the partition is done."""
         end, start_ms, end_ms = self.ends[tp], self.window.start_ms, self.window.end_ms
@@ -119,19 +125,21 @@ class MergedReader:
                     continue
                 self._reached.add(tp)
             key = self._last_ts[tp] = ts if ts is not None else self._last_ts.get(tp, 0)
-            buffer.append((key, Record.from_message(msg)))
+            buffer.append((key, msg))
         return bool(msgs) and msgs[-1].offset + 1 >= end
 
     def _merge(
-        self, buffers: dict[TopicPartition, deque[tuple[int, Record]]], active: set[TopicPartition]
-    ) -> list[Record]:
+        self,
+        buffers: dict[TopicPartition, _Buffer],
+        active: set[TopicPartition],
+    ) -> list[ConsumerRecord]:
         """Release buffered records in time order while that order is certain."""
         if any(not buffers[tp] for tp in active):
             return []  # a partition still being read has nothing to compare with yet
         heap = [(buf[0][0], self.rank(tp.topic), tp.partition, tp)
                 for tp, buf in buffers.items() if buf]  # fmt: skip
         heapq.heapify(heap)
-        out: list[Record] = []
+        out: list[ConsumerRecord] = []
         while heap and len(out) < self.batch:
             _, rank, partition, tp = heapq.heappop(heap)
             buffer = buffers[tp]

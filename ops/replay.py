@@ -276,7 +276,8 @@ async def replay(
             bar = ProgressBar(total, None if progress is True else progress)
         window = Window(start_ms if starts is None else None, end_ms)
         reader = MergedReader(consumer, first, ends, window, names.index, batch)
-        async for records in reader.batches():
+        async for fetched in reader.batches():
+            records = [Record.from_message(m) for m in fetched]
             await _handle(records, pipeline, handler, stats, dry_run)
             if bar is not None:
                 bar.update(reader.read)
