@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(fn=commands.status)
     args = parser.parse_args(argv)
+    from feedamp.feeds.shop.campaigns import load_campaigns
     from feedamp.kafka.config import kafka_client_kwargs
-    from feedamp.shop.campaigns import load_campaigns
     from feedamp.streams.logs import configure_logging
 
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from feedamp.feeds import FeedPage
-from feedamp.shop.reads import CreatorStats, GiftPage, OrderPage
+from feedamp.feeds.shop.reads import CreatorStats, GiftPage, OrderPage
 
 __all__ = ["format_gifts", "format_orders", "format_page", "format_stats"]
 

@@ -154,7 +154,7 @@ class Settings:
     for_you_cap: int = 500
     for_you_half_life_ms: int = 6 * 3_600_000
     caps: Caps = field(default_factory=Caps)
-    #: Path of the gift campaigns JSON file (see :mod:`feedamp.shop.campaigns`); empty:
+    #: Path of the gift campaigns JSON file (see :mod:`feedamp.feeds.shop.campaigns`); empty:
     #: no campaigns, every gift is refused as ``unknown_offer``.
     campaigns: str = ""
     #: Gifts kept per user in the gift inbox and in the sent list (the newest).

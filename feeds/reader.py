@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from feedamp.feeds.shop.campaigns import Catalog, load_campaigns
+from feedamp.feeds.shop.reads import ShopReads
 from feedamp.models.decisions import FORWARDED_MANY_TIMES
-from feedamp.shop.campaigns import Catalog, load_campaigns
-from feedamp.shop.reads import ShopReads
 from redis.asyncio import Redis
 
 from .accounts import suspended_at

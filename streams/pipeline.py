@@ -18,6 +18,8 @@ from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.accounts import AccountStore, actor_of
 from feedamp.feeds.namespace import Namespaces
+from feedamp.feeds.shop.gifts import GiftStore
+from feedamp.feeds.shop.orders import OrderStore
 from feedamp.feeds.store import Applied
 from feedamp.feeds.watermark import Watermark, progress_field
 from feedamp.models import ROUTES, Event, InvalidEvent, Limits, parse_event
@@ -38,8 +40,6 @@ from feedamp.models.events import (
     Unmute,
     Unrepost,
 )
-from feedamp.shop.gifts import GiftStore
-from feedamp.shop.orders import OrderStore
 from redis.exceptions import LockError
 
 from .records import DeadLetter, Envelope, Outcome, Record
@@ -72,7 +72,7 @@ class Pipeline:
         partitions: Callable[[], list[str]] | None = None,
     ) -> None:
         """``feeds`` is the feed store; the other stores share its Redis client. A bad
-        campaigns file raises :class:`~feedamp.shop.campaigns.CampaignError` here.
+        campaigns file raises :class:`~feedamp.feeds.shop.campaigns.CampaignError` here.
         ``prefix`` writes to that key namespace; None follows the pointer to the active
         one (one GET per batch). ``partitions`` gives the progress fields of every posts
         and reposts partition (a worker's, from the consumer's metadata); with it (and caps

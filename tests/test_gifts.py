@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 from feedamp.feeds import FeedReader, FeedStore
-from feedamp.shop.campaigns import CampaignError, load_campaigns, parse_campaigns
+from feedamp.feeds.shop.campaigns import CampaignError, load_campaigns, parse_campaigns
 from feedamp.streams import Pipeline
 
 from .factory import Events, record_of

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from feedamp.config import Settings
 from feedamp.feeds.batch import context, run_scripts, text
 from feedamp.feeds.scripts import Scripts, argv
+from feedamp.feeds.shop.campaigns import Catalog, load_campaigns
 from feedamp.feeds.store import Applied, Failure
 from feedamp.models.decisions import (
     OUTSIDE_WINDOW,
@@ -26,7 +27,6 @@ from feedamp.models.decisions import (
     GiftDecision,
 )
 from feedamp.models.events import Event, Gift
-from feedamp.shop.campaigns import Catalog, load_campaigns
 from redis.asyncio import Redis
 
 __all__ = ["GiftStore"]
@@ -37,7 +37,7 @@ class GiftStore:
 
     def __init__(self, redis: Redis, settings: Settings, catalog: Catalog | None = None) -> None:
         """``catalog`` defaults to the file named by ``settings.campaigns``; a bad file
-        raises :class:`~feedamp.shop.campaigns.CampaignError` here, at start."""
+        raises :class:`~feedamp.feeds.shop.campaigns.CampaignError` here, at start."""
         self.redis = redis
         self.settings = settings
         self.catalog = load_campaigns(settings.campaigns) if catalog is None else catalog

@@ -13,7 +13,7 @@ import orjson
 from feedamp.feeds.batch import text
 from feedamp.feeds.keys import Keys
 from feedamp.feeds.pages import Page, check_limit, decode_cursor, encode_cursor
-from feedamp.shop.campaigns import Catalog
+from feedamp.feeds.shop.campaigns import Catalog
 from redis.asyncio import Redis
 
 __all__ = [
