@@ -96,20 +96,27 @@ class Keys:
         return self._key("brake", post_id)
 
     def blocks(self, user_id: str) -> str:
-        """Set: accounts the user blocked (``mutes``: muted)."""
+        """Hash: target -> ``on|off``, the latest block and unblock event times of the pair
+        (either may be empty); ``mutes`` the same for mutes."""
         return self._key("blocks", user_id)
 
     def mutes(self, user_id: str) -> str:
-        """Set: accounts the user muted."""
+        """Hash: target -> ``on|off``, the latest mute and unmute event times."""
         return self._key("mutes", user_id)
 
     def blocked_by(self, user_id: str) -> str:
-        """Set: users who blocked this account (``muted_by``: muted it)."""
+        """Hash: user who blocked this account -> the same ``on|off`` as their ``blocks``
+        (``muted_by``: muted it)."""
         return self._key("blocked_by", user_id)
 
     def muted_by(self, user_id: str) -> str:
-        """Set: users who muted this account."""
+        """Hash: user who muted this account -> ``on|off`` (see :meth:`mutes`)."""
         return self._key("muted_by", user_id)
+
+    def follow_times(self, user_id: str) -> str:
+        """Hash: followee -> ``on|off``, the latest follow and unfollow event times; the
+        later wins (a tie goes to unfollow), whatever the arrival order."""
+        return self._key("follow_times", user_id)
 
     def repost(self, repost_id: str) -> str:
         """Hash: the repost record (``u`` reposter, ``p`` post), for purchase attribution."""

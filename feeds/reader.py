@@ -25,7 +25,8 @@ from .shop_reads import ShopReads
 __all__ = ["FeedItem", "FeedPage", "FeedReader"]
 
 MAX_LIMIT = 1000
-#: Attribution values starting with this mark carry the forwarded_many_times label.
+#: A reposter in an attribution value prefixed with this mark reposted with the
+#: forwarded_many_times label; an entry shows its latest reposter's label.
 LABEL_MARK = "^"
 
 
@@ -298,8 +299,9 @@ class _Entry:
         self.score = float(self.text)
         value = via.decode() if via else ""
         self.labelled = value.startswith(LABEL_MARK)
-        value = value.removeprefix(LABEL_MARK)
-        self.reposters: tuple[str, ...] = tuple(value.split(",")) if value else ()
+        self.reposters: tuple[str, ...] = (
+            tuple(r.removeprefix(LABEL_MARK) for r in value.split(",")) if value else ()
+        )
 
     def after(self, cursor: _Entry) -> bool:
         """True if this entry comes after ``cursor`` in feed order."""

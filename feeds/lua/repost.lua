@@ -1,7 +1,8 @@
 -- repost.lua: record a repost and push the original post, attributed to the reposter,
 -- into the reposter's followers' Following feeds and, when for_you is '1', their For You
--- feeds. Never into the post author's own feeds, nor of those who blocked or muted the
--- author or the reposter. label '1' marks the Following entries forwarded_many_times.
+-- feeds. Never into the post author's own feeds, nor of those hidden from the author or
+-- the reposter at the repost's time (blocks count both ways, mutes one way). label '1'
+-- marks the Following entries forwarded_many_times.
 -- ARGV 8..: first, cursor, post_id, post_author_id, reposter_id, ts, comment, for_you, label,
 --           repost_id
 -- Returns 'cursor|n': the next follower cursor ('0' when done) and the followers pushed
@@ -29,7 +30,7 @@ if first == '1' then
   settle_awaiting('repost', repost_id, reposter, post, author)
 end
 local b = bucket_of(post)
-local hidden = hidden_from({ author, reposter })
+local hidden = hidden_from({ author, reposter }, ts)
 local mark = ARGV[16] == '1' and LABEL_MARK or ''
 local alone = ARGV[15] == '1' and for_you_score(post, reposter)
 local n = 0
