@@ -6,13 +6,22 @@
 -- ARGV 8..: first, cursor, post_id, post_author_id, reposter_id, ts, comment, for_you, label,
 --           repost_id
 -- Returns 'cursor|n': the next follower cursor ('0' when done) and the followers pushed
--- to, or 'skip' for a deleted post.
+-- to, or 'skip' for a deleted post (after recording the repost for attribution).
 local first, cursor = ARGV[8], ARGV[9]
 local post, author, reposter, ts, comment = ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]
 
+if first == '1' then
+  -- Attribution first, deleted or not: who made this repost, and orders waiting to credit
+  -- it or the post (a purchase credits a repost whether or not its post was deleted
+  -- since, so a delete read before the repost changes nothing here).
+  local repost_id = ARGV[17]
+  redis.call('HSETNX', key('post', post), 'a', author)
+  redis.call('HSET', key('repost', repost_id), 'u', reposter, 'p', post)
+  settle_awaiting('post', post, author)
+  settle_awaiting('repost', repost_id, reposter, post, author)
+end
 if is_deleted(post) then return 'skip' end
 if first == '1' then
-  redis.call('HSETNX', key('post', post), 'a', author)
   redis.call('ZADD', key('reposters', post), 'GT', ts, reposter)
   if comment ~= '' then
     redis.call('HSET', key('comments', post), reposter, comment)
@@ -23,11 +32,6 @@ if first == '1' then
   local recent = key('recent_reposts', reposter)
   redis.call('ZADD', recent, 'GT', recent_score(ts, ARGV[15] == '1', ARGV[16] == '1'), post)
   trim_recent(recent)
-  -- Attribution: who made this repost, and orders waiting to credit it or the post.
-  local repost_id = ARGV[17]
-  redis.call('HSET', key('repost', repost_id), 'u', reposter, 'p', post)
-  settle_awaiting('post', post, author)
-  settle_awaiting('repost', repost_id, reposter, post, author)
 end
 local b = bucket_of(post)
 local hidden = hidden_from({ author, reposter }, ts)
