@@ -1,6 +1,7 @@
 """The Order Center's product sections end to end: tags, views and purchases through a
 worker on the real broker and Redis, the ``feedamp orders`` command, dead letters from the
-``product-views`` topic, and a replay of the whole log that leaves every key as it was."""
+``product-views`` topic, a replay of the whole log that leaves every key as it was, and
+``feedamp verify`` clean."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .factory import Events
 from .kafka import read_topic, send, send_events
 from .snapshot import snapshot
 from .test_replay import caught_up
+from .test_verify import verify_command
 
 
 async def test_tags_views_and_conversions_through_the_worker_and_a_replay(worker, redis, uid):
@@ -68,3 +70,6 @@ async def test_tags_views_and_conversions_through_the_worker_and_a_replay(worker
     stats = await replay(s)  # the whole log again, through the same pipeline
     assert stats.events >= 8
     assert await snapshot(redis, s.key_prefix) == before
+    # And a rebuild into a scratch namespace has the same keys: verify is clean.
+    out = await asyncio.to_thread(verify_command, s)
+    assert out.returncode == 0 and "no differences" in out.stdout, out.stdout + out.stderr
