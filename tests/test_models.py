@@ -39,8 +39,12 @@ EXAMPLES: dict[str, dict] = {
     },
     "order_status": {"order_id": "o1", "buyer_id": "u1", "status": "paid", "seq": 2},
     "account": {"user_id": "u1", "action": "label", "label": "virtual_influencer"},
-    "product_view": {"user_id": "u1", "product_id": "x", "via_post_id": "p1",
-                     "via_repost_id": "r1"},  # fmt: skip
+    "product_view": {
+        "user_id": "u1",
+        "product_id": "x",
+        "via_post_id": "p1",
+        "via_repost_id": "r1",
+    },
 }
 
 
