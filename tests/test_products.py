@@ -171,6 +171,16 @@ async def test_a_suspended_reposters_reposts_recommend_nothing(shop):
     assert await recommended(reader, "bob") == []
 
 
+async def test_blocking_a_reposter_or_the_author_takes_their_recommendations_away(shop):
+    settings, pipeline, reader = shop
+    ev = Events()
+    await run(settings, pipeline, reposts(ev))
+    await run(settings, pipeline, [ev.hide("block", "bob", "rex")])
+    assert await recommended(reader, "bob") == ["shoe", "hat"]  # sam's repost of p1 stays
+    await run(settings, pipeline, [ev.hide("mute", "bob", "ava")])
+    assert await recommended(reader, "bob") == []
+
+
 async def test_a_suspended_author_s_tags_leave_every_section(shop):
     settings, pipeline, reader = shop
     ev = Events()
