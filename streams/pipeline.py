@@ -73,6 +73,10 @@ class Pipeline:
         self.partitions: Callable[[], list[str]] | None = None
         #: The latest watermark seen by a release (ms), for metrics.
         self.watermark: float | None = None
+        #: Awaited by :meth:`apply` once the batch's reposts-topic events are parked and
+        #: before its other events are written: the point where, in a worker, the release
+        #: timer can run (tests run a release here to check it cannot get ahead).
+        self.before_write: Callable[[], Awaitable[None]] | None = None
         self._orders: dict[str, EventOrder] = {}
         self.limits = Limits(settings.max_event_bytes, settings.max_text_chars,
                              settings.max_tagged_products)  # fmt: skip
@@ -127,6 +131,8 @@ class Pipeline:
             parked = set(held)
             rest = [i for i in range(len(events)) if i not in parked]
             events, sources = [events[i] for i in rest], [sources[i] for i in rest]
+        if self.before_write is not None:
+            await self.before_write()
         await self._apply_events(events, sources, outcome, prefix)
         return outcome
 
