@@ -20,7 +20,12 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
     from feedamp.streams import create_app
     from feedamp.streams.logs import log_format, logging_config
+    from feedamp.streams.topics import prepare_topics
 
+    problem = prepare_topics(settings)  # before Faust subscribes: it must see them at once
+    if problem:
+        print(f"feedamp worker: {problem}", file=sys.stderr)
+        return 2
     app = create_app(settings)
     json_logs = log_format() == "json"
     config = {"logging_config": logging_config("json", args.loglevel)} if json_logs else {}

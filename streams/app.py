@@ -236,11 +236,6 @@ def create_app(settings: Settings) -> faust.App:
             if outcome.decisions or outcome.dead_letters:
                 metrics.observe([], outcome, time.perf_counter() - started)
 
-    @app.task
-    async def declare_outputs() -> None:
-        await dead_letters.maybe_declare()
-        await decisions.maybe_declare()
-
     if settings.web_port:
         install_web(app, metrics, redis, settings.topics.inputs)
     app.feedamp_redis = redis  # type: ignore[attr-defined]
