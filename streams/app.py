@@ -104,6 +104,9 @@ class BatchHandler:
                 delay = min(delay * 2, MAX_BACKOFF)
 
 
+#: Bind addresses meaning "every interface": not an address to advertise.
+WILDCARDS = ("0.0.0.0", "::", "")
+
 #: How often (s) a worker raises the progress of idle partitions and releases parked events.
 RELEASE_INTERVAL = 0.02
 
@@ -172,7 +175,8 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         web_enabled=settings.web_port != 0,
         web_port=settings.web_port or 6066,
-        web_host=settings.web_host,
+        web_bind=settings.web_host,  # the listen address; Faust's own default is every one
+        **({} if settings.web_host in WILDCARDS else {"web_host": settings.web_host}),
         stream_wait_empty=False,
         producer_acks=-1,
         datadir=settings.data_dir or os.path.join(tempfile.gettempdir(), "feedamp-{conf.id}"),
