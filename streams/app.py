@@ -25,6 +25,7 @@ from feedamp.feeds.connection import hiredis_packing
 from feedamp.feeds.store import TRANSIENT_ERRORS
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from .group import QuietFatalJoin, stop_on_group_error
 from .kafka_config import faust_security
 from .metrics import Metrics
 from .pipeline import Pipeline, progress_field
@@ -182,7 +183,10 @@ def create_app(settings: Settings) -> faust.App:
         datadir=settings.data_dir or os.path.join(tempfile.gettempdir(), "feedamp-{conf.id}"),
         **faust_security(settings),
     )
-    app.transport = transport_class(settings.fetch_max_wait_ms)(app.conf.broker_consumer, app)
+    logging.getLogger("aiokafka.consumer.group_coordinator").addFilter(QuietFatalJoin())
+    app.transport = transport_class(
+        settings.fetch_max_wait_ms, lambda exc: stop_on_group_error(exc, settings)
+    )(app.conf.broker_consumer, app)
     raw = {
         "key_type": bytes,
         "value_type": bytes,
