@@ -31,7 +31,7 @@ from feedamp.config import Settings
 
 from .kafka_config import kafka_client_kwargs
 
-__all__ = ["INPUT_CONFIG", "TopicError", "ensure_topics", "prepare_topics"]
+__all__ = ["INPUT_CONFIG", "TopicError", "create_missing", "ensure_topics", "prepare_topics"]
 
 log = logging.getLogger("feedamp.topics")
 
@@ -64,7 +64,7 @@ async def ensure_topics(settings: Settings, partitions: int | None = None) -> li
         wanted = [NewTopic(n, partitions, 1, topic_configs=dict(INPUT_CONFIG)) for n in inputs]
         wanted += [NewTopic(n, partitions, 1) for n in outputs]
         if wanted:
-            await _create(admin, wanted)
+            await create_missing(admin, wanted)
             await _wait_visible(admin, [n.name for n in wanted])
             log.info("created topics %s (%d partitions; inputs with %s)",
                      ", ".join(n.name for n in wanted), partitions,
@@ -75,7 +75,7 @@ async def ensure_topics(settings: Settings, partitions: int | None = None) -> li
         await admin.close()
 
 
-async def _create(admin: AIOKafkaAdminClient, topics: Sequence[NewTopic]) -> None:
+async def create_missing(admin: AIOKafkaAdminClient, topics: Sequence[NewTopic]) -> None:
     """Create ``topics``; those whose configuration the broker refuses are created again
     without it."""
     refused = []

@@ -1,5 +1,6 @@
 """The worker creates its topics itself, inputs with infinite retention, on the real
-broker; an unreachable broker stops it with one line."""
+broker; an unreachable broker stops it with one line. A broker refusing the retention
+setting is answered with aiokafka's own response type (the embedded one accepts any)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import subprocess
 import sys
 import time
 
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.protocol.admin import CreateTopicsResponse_v3
 from feedamp.cli.dev import worker_env
 from feedamp.cli.embedded import free_port
 from feedamp.feeds import FeedReader
-from feedamp.streams.topics import ensure_topics
+from feedamp.streams.topics import INPUT_CONFIG, TopicError, ensure_topics
+from feedamp.streams.topics import create_missing as create
 
 from .conftest import WorkerHandle, make_settings, wait_until
 from .factory import Events
@@ -128,3 +132,40 @@ def test_an_unreachable_broker_stops_the_worker_with_one_line(broker, redis_serv
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("feedamp worker: cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS=")
+
+
+class RefusingAdmin:
+    """Answers CreateTopics, with aiokafka's own response type, as a broker that refuses
+    topic configurations (``code`` for a topic with one) would; the embedded broker
+    accepts any, so this path cannot be taken on it."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.requests: list[list[tuple[str, dict]]] = []
+
+    async def create_topics(self, topics: list[NewTopic]) -> CreateTopicsResponse_v3:
+        self.requests.append([(t.name, dict(t.topic_configs)) for t in topics])
+        errors = [(t.name, self.code, "refused") if t.topic_configs else (t.name, 0, None)
+                  for t in topics]  # fmt: skip
+        return CreateTopicsResponse_v3(throttle_time_ms=0, topic_errors=errors)
+
+
+async def test_a_refused_retention_creates_the_topic_with_the_default_and_warns(caplog):
+    admin = RefusingAdmin(40)  # INVALID_CONFIG
+    topics = [NewTopic("posts", 2, 1, topic_configs=dict(INPUT_CONFIG)),
+              NewTopic("decisions", 2, 1)]  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="feedamp.topics"):
+        await create(admin, topics)  # type: ignore[arg-type]
+    assert admin.requests == [
+        [("posts", {"retention.ms": "-1"}), ("decisions", {})],
+        [("posts", {})],
+    ]
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("the broker refused retention.ms=-1 for topic posts "
+                              "(InvalidConfigurationError")  # fmt: skip
+
+
+async def test_any_other_refusal_is_an_error_naming_the_topic():
+    with pytest.raises(TopicError, match="cannot create topic posts: TopicAuthorizationFailed"):
+        topic = NewTopic("posts", 2, 1, topic_configs=dict(INPUT_CONFIG))
+        await create(RefusingAdmin(29), [topic])  # type: ignore[arg-type]
