@@ -100,12 +100,14 @@ def _orders(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
     from feedamp.feeds import FeedStore
+    from feedamp.feeds.cluster import refuse_writes_on_cluster
     from feedamp.feeds.namespace import Namespaces
     from feedamp.streams import redis_client
 
     async def run() -> int:
         redis = redis_client(settings)
         try:
+            refuse_writes_on_cluster(redis, "feedamp rebuild-feed")
             prefix = await Namespaces(redis, settings.key_prefix).active()
             return await FeedStore(redis, settings).rebuild_feed(args.user, prefix=prefix)
         finally:
@@ -227,4 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"feedamp: {exc}", file=sys.stderr)
         return 2
-    return args.fn(args, settings)
+    from feedamp.feeds.cluster import ClusterUnsupported
+
+    try:
+        return args.fn(args, settings)
+    except ClusterUnsupported as exc:
+        print(f"{exc}", file=sys.stderr)
+        return 2

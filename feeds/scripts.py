@@ -6,8 +6,9 @@ from __future__ import annotations
 from functools import cache
 from importlib.resources import files
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+
+from .connection import AnyRedis, is_cluster
 
 __all__ = ["SCRIPT_NAMES", "Scripts", "source"]
 
@@ -68,6 +69,12 @@ class Scripts:
     release: AsyncScript
     progress: AsyncScript
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: AnyRedis) -> None:
+        """Register every script on ``redis``; on a cluster each is a
+        :class:`~feedamp.feeds.cluster.ClusterScript` (routed by a declared key)."""
+        from .cluster import ClusterScript
+
+        cluster = is_cluster(redis)
         for name in SCRIPT_NAMES:
-            setattr(self, name, redis.register_script(source(name)))
+            script = redis.register_script(source(name))
+            setattr(self, name, ClusterScript(name, script) if cluster else script)
