@@ -2,7 +2,8 @@
 
 Used by ``feedamp dev --cluster``, the test fixtures and the benchmark. Each master is a
 ``redis-server --cluster-enabled yes`` child process (no persistence, its node file in
-its own scratch directory); ``redis-cli --cluster create`` assigns the 16,384 slots
+its own scratch directory, its cluster bus on a free port of its own rather than the
+client port + 10,000, which may not exist); ``redis-cli --cluster create`` assigns the 16,384 slots
 evenly. :func:`start_redis_cluster` returns only once every node reports
 ``cluster_state:ok``; :meth:`RedisClusterService.stop` stops every node and removes
 their files, also when the start failed half-way.
@@ -81,7 +82,7 @@ def start_redis_cluster(masters: int = 3) -> RedisClusterService:
             port = free_port()
             cluster.nodes.append(start_redis(
                 port, "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
-                "--cluster-node-timeout", "5000",
+                "--cluster-node-timeout", "5000", "--cluster-port", str(free_port()),
             ))  # fmt: skip
         addresses = [node.address for node in cluster.nodes]
         cluster.cli("--cluster", "create", *addresses, "--cluster-replicas", "0",

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.commands.core import AsyncScript
 
 from .connection import AnyRedis, is_cluster
@@ -117,6 +117,10 @@ class ClusterScript:
             keys = [route_key(self.name, argv)]
         if not self.loaded:
             await self.load()
+        if isinstance(client, ClusterPipeline):
+            # redis-py blocks ``pipe.evalsha`` on a cluster; the plain command is routed by
+            # its first key like any other.
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *argv)
         return await self.script(keys=list(keys), args=argv, client=client)
 
 

@@ -1,0 +1,216 @@
+"""The read side and the slot-local writes on a standalone Redis and on a real three-master
+Redis Cluster (parametrized), client detection, and the clear refusal of what is not
+slot-local yet.
+
+Feeds are written here through the key schema of the README (the contract for readers in
+other languages), so the reader is tested against the schema on both layouts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from feedamp.cli.dev import worker_env
+from feedamp.cli.embedded import Service
+from feedamp.cli.embedded_cluster import RedisClusterService
+from feedamp.cli.status import count_feeds
+from feedamp.config import Settings
+from feedamp.config.campaigns import load_campaigns
+from feedamp.feeds import FeedReader, FeedStore, Keys
+from feedamp.feeds.accounts import AccountStore
+from feedamp.feeds.cluster import FANOUT_UNSUPPORTED, ClusterUnsupported, scan_keys
+from feedamp.feeds.connection import AnyRedis, close, connect, is_cluster
+from feedamp.feeds.gifts import GiftStore
+from feedamp.feeds.keys import bucket_of
+from feedamp.feeds.namespace import Namespaces, pattern
+from feedamp.feeds.ordering import EventOrder
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from .conftest import make_settings
+from .factory import Events
+
+SAMPLE = "config/campaigns.sample.json"
+
+
+@dataclass
+class Backend:
+    """One Redis layout under test: its settings (own key prefix) and a client."""
+
+    name: str
+    settings: Settings
+    redis: AnyRedis
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.settings.key_prefix)
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+async def backend(request: pytest.FixtureRequest, broker: Service) -> AsyncIterator[Backend]:
+    server = request.getfixturevalue("redis_server" if request.param == "standalone"
+                                     else "redis_cluster")  # fmt: skip
+    settings = make_settings(broker, server)
+    redis = connect(settings.redis_url)
+    yield Backend(request.param, settings, redis)
+    await close(redis)
+
+
+async def write_entry(b: Backend, user: str, post: str, author: str, ts: int,
+                      via: str | None = None) -> None:  # fmt: skip
+    """One Following entry and its post record, as the schema describes them."""
+    k, bucket = b.keys, bucket_of(post, b.settings.feed_buckets)
+    await b.redis.hset(k.post(post), mapping={"a": author, "ts": ts, "vis": "public",
+                                              "text": f"text of {post}"})  # fmt: skip
+    await b.redis.zadd(k.feed(user, bucket), {post: ts})
+    if via is not None:
+        await b.redis.hset(k.via(user, bucket), post, via)
+
+
+def test_detection(redis_server: Service, redis_cluster: RedisClusterService) -> None:
+    """Any node of the cluster is detected as a cluster; a standalone server is not."""
+    assert isinstance(connect(f"redis://{redis_server.address}/0"), Redis)
+    for node in redis_cluster.nodes:
+        assert is_cluster(connect(f"redis://{node.address}/0"))
+
+
+async def test_cluster_keys_spread_over_every_master(redis_cluster: RedisClusterService) -> None:
+    """The fixture's cluster has three masters sharing the slots."""
+    redis = connect(redis_cluster.url)
+    assert isinstance(redis, RedisCluster)
+    try:
+        await redis.initialize()
+        assert len(redis.get_primaries()) == 3
+        tag = uuid.uuid4().hex[:8]
+        owners = {redis.get_node_from_key(f"x{tag}:{{u{i}}}").name for i in range(30)}
+        assert len(owners) == 3
+    finally:
+        await close(redis)
+
+
+async def test_following_pages(backend: Backend, uid) -> None:
+    """Pages newest first, cursor paging, attribution, deleted posts hidden."""
+    alice, bob, carol = uid("alice"), uid("bob"), uid("carol")
+    for i in range(12):
+        await write_entry(backend, alice, uid(f"p{i}"), bob, 1_000 + i)
+    await write_entry(backend, alice, uid("rp"), carol, 2_000, via=bob)
+    await backend.redis.hset(backend.keys.comments(uid("rp")), bob, "look")
+    await backend.redis.hset(backend.keys.post(uid("p11")), "del", 5_000)
+    reader = FeedReader(backend.redis, key_prefix=backend.settings.key_prefix)
+    first = await reader.following(alice, limit=5)
+    assert [i.post_id for i in first.items] == [uid("rp"), *(uid(f"p{i}") for i in (10, 9, 8, 7))]
+    assert first.items[0].reposted_by == (bob,) and first.items[0].comment == "look"
+    assert first.items[1].text == f"text of {uid('p10')}"
+    rest = await reader.following(alice, limit=50, cursor=first.next_cursor)
+    assert [i.post_id for i in rest.items] == [uid(f"p{i}") for i in range(6, -1, -1)]
+    assert rest.next_cursor is None
+
+
+async def test_from_url_detects(backend: Backend, uid) -> None:
+    """``FeedReader.from_url`` with the URL of any node reads the same feed."""
+    await write_entry(backend, uid("u"), uid("p"), uid("a"), 7)
+    reader = FeedReader.from_url(backend.settings.redis_url,
+                                 key_prefix=backend.settings.key_prefix)  # fmt: skip
+    try:
+        assert is_cluster(reader.redis) == (backend.name == "cluster")
+        page = await reader.following(uid("u"))
+        assert [(i.post_id, i.author_id, i.ts) for i in page.items] == [(uid("p"), uid("a"), 7)]
+    finally:
+        await reader.close()
+
+
+async def test_account_labels_and_reinstatement(backend: Backend, uid) -> None:
+    """Label, unlabel and reinstate are slot-local: they run on both layouts, and readers
+    see the label on old entries."""
+    ev = Events()
+    author = uid("author")
+    await write_entry(backend, uid("u"), uid("p"), author, 9)
+    store = AccountStore(backend.redis, backend.settings)
+    from feedamp.models.events import Account
+
+    def account(action: str, label: str | None = None) -> Account:
+        return Account(**ev._base(None), user_id=author, action=action, label=label)
+
+    applied = await store.apply([account("label", "virtual_influencer"), account("reinstate")])
+    assert applied.failures == []
+    reader = FeedReader(backend.redis, key_prefix=backend.settings.key_prefix)
+    (item,) = (await reader.following(uid("u"))).items
+    assert item.labels == ("virtual_influencer",)
+    assert (await store.apply([account("unlabel", "virtual_influencer")])).failures == []
+    (item,) = (await reader.following(uid("u"))).items
+    assert item.labels == ()
+
+
+async def test_gift_code_pools_seed_once(backend: Backend) -> None:
+    """Seeding the code pools is slot-local and idempotent."""
+    catalog = load_campaigns(SAMPLE)
+    store = GiftStore(backend.redis, backend.settings, catalog)
+    await store.seed()
+    await store.seed()
+    assert await backend.redis.lrange(backend.keys.gift_codes("editor-90"), 0, -1) == [
+        b"CUTPRO-7Q2M", b"CUTPRO-K81D", b"CUTPRO-Z4XN", b"CUTPRO-W0PL"]  # fmt: skip
+
+
+async def test_event_order_bookkeeping(backend: Backend) -> None:
+    """Park, progress, release and forget share the ``{order}`` slot: they run on both."""
+    order = EventOrder(backend.redis, backend.settings)
+    await order.park([("e1", 100, b"one"), ("e2", 300, b"two")])
+    await order.advance({"reposts:0": 200, "posts:0": 250})
+    watermark, items = await order.release(10, ["reposts:0", "posts:0"])
+    assert watermark == 200 and items == [("e1", b"one")]
+    await order.forget(["e1"])
+    assert await backend.redis.zrange(backend.keys.parked(), 0, -1) == [b"e2"]
+
+
+async def test_drop_and_count_visit_every_master(backend: Backend, uid) -> None:
+    """Dropping a namespace and counting feeds see the keys of every master."""
+    namespaces = Namespaces(backend.redis, backend.settings.key_prefix)
+    generation = await namespaces.new_generation()
+    old = Backend(backend.name, backend.settings.with_(key_prefix=generation), backend.redis)
+    for i in range(30):
+        await write_entry(old, uid(f"u{i}"), uid(f"p{i}"), uid("a"), i + 1)
+    counted = await count_feeds(backend.redis, old.keys.feed("u", 0))
+    assert (counted.feeds, counted.entries) == (30, 30)
+    assert await namespaces.drop(generation) == 60  # a feed bucket and a post each
+    assert [k async for k in scan_keys(backend.redis, pattern(generation))] == []
+
+
+async def test_fanout_refused_on_cluster_before_writing(backend: Backend, uid) -> None:
+    """A post on a cluster raises the clear error and writes nothing; on a standalone
+    Redis it is delivered as always."""
+    ev = Events()
+    author, fan = uid("author"), uid("fan")
+    store = FeedStore(backend.redis, backend.settings)
+    events = [ev.follow(fan, author), ev.post(uid("p"), author)]
+    if backend.name == "standalone":
+        assert (await store.apply(events)).failures == []
+        reader = FeedReader(backend.redis, key_prefix=backend.settings.key_prefix)
+        assert [i.post_id for i in (await reader.following(fan)).items] == [uid("p")]
+        return
+    with pytest.raises(ClusterUnsupported, match=FANOUT_UNSUPPORTED):
+        await store.apply(events)
+    assert [k async for k in scan_keys(backend.redis, pattern(backend.settings.key_prefix))] == []
+
+
+def test_writing_commands_refuse_a_cluster_in_one_line(
+    broker: Service, redis_cluster: RedisClusterService, uid
+) -> None:
+    """``feedamp rebuild-feed`` and ``feedamp worker`` on a cluster: one line, exit 2;
+    ``feedamp feed`` reads it."""
+    settings = make_settings(broker, redis_cluster)
+    env = worker_env(settings)
+    for argv in (["rebuild-feed", uid("u")], ["worker"]):
+        done = subprocess.run([sys.executable, "-m", "feedamp.cli", *argv], env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines()[-1] == (
+            f"feedamp {argv[0]}: {FANOUT_UNSUPPORTED} (REDIS_URL names a cluster node)"
+        )
+    done = subprocess.run([sys.executable, "-m", "feedamp.cli", "feed", uid("u")], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
