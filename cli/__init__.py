@@ -121,7 +121,7 @@ def _rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from .dev import run_dev
 
-    return run_dev(settings, once=args.once)
+    return run_dev(settings, once=args.once, cluster=args.cluster)
 
 
 def _ops(module: str) -> Callable[[argparse.Namespace, Settings], int]:
@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=_rebuild_feed)
     p = sub.add_parser("dev", help="run broker, Redis and worker on this machine with a demo")
     p.add_argument("--once", action="store_true", help="stop after printing the demo feeds")
+    p.add_argument("--cluster", action="store_true",
+                   help="use a three-master Redis Cluster instead of one Redis")  # fmt: skip
     p.set_defaults(fn=_dev)
     p = sub.add_parser("replay", help="re-apply the input topics to Redis from a time")
     p.add_argument(

@@ -214,3 +214,25 @@ def test_writing_commands_refuse_a_cluster_in_one_line(
     done = subprocess.run([sys.executable, "-m", "feedamp.cli", "feed", uid("u")], env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_dev_cluster_starts_a_cluster_refuses_and_stops_it() -> None:
+    """``feedamp dev --cluster`` forms a three-master cluster, says in one line that the
+    demo's fan-out cannot run on it yet, and leaves no node running."""
+    import re
+    import socket
+
+    done = subprocess.run([sys.executable, "-m", "feedamp.cli", "dev", "--cluster"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == (
+        f"feedamp dev --cluster: {FANOUT_UNSUPPORTED} (REDIS_URL names a cluster node)"
+    )
+    nodes = re.search(r"redis cluster nodes (.*)", done.stdout).group(1).split()  # type: ignore[union-attr]
+    assert len(nodes) == 3
+    for node in nodes:
+        with (
+            pytest.raises(OSError),
+            socket.create_connection(("127.0.0.1", int(node.split(":")[1])), 1),
+        ):
+            pass
