@@ -232,9 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"feedamp: {exc}", file=sys.stderr)
         return 2
     from feedamp.feeds.cluster import ClusterUnsupported
+    from feedamp.feeds.connection import RedisUnreachable
 
     try:
         return args.fn(args, settings)
     except ClusterUnsupported as exc:
         print(f"{exc}", file=sys.stderr)
+        return 2
+    except RedisUnreachable as exc:
+        print(f"feedamp {args.command}: {exc} (REDIS_URL)", file=sys.stderr)
         return 2

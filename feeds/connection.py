@@ -23,7 +23,15 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-__all__ = ["AnyRedis", "close", "connect", "hiredis_packing", "is_cluster", "is_cluster_url"]
+__all__ = [
+    "AnyRedis",
+    "RedisUnreachable",
+    "close",
+    "connect",
+    "hiredis_packing",
+    "is_cluster",
+    "is_cluster_url",
+]
 
 #: A client of a standalone Redis or of a Redis Cluster.
 AnyRedis = Redis | RedisCluster
@@ -54,6 +62,10 @@ def hiredis_packing(pool: ConnectionPool) -> ConnectionPool:
     return pool
 
 
+class RedisUnreachable(RedisConnectionError):
+    """Nothing answered at ``REDIS_URL`` when a client was made."""
+
+
 #: Seconds the cluster probe waits to connect and for its answer.
 PROBE_TIMEOUT = 5.0
 
@@ -66,7 +78,7 @@ def is_cluster_url(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
     try:
         return bool(probe.info("cluster").get("cluster_enabled"))
     except RedisConnectionError as exc:
-        raise RedisConnectionError(f"cannot reach Redis at {_safe(url)}: {exc}") from None
+        raise RedisUnreachable(f"cannot reach Redis at {_safe(url)}: {exc}") from None
     finally:
         probe.close()
 

@@ -236,3 +236,16 @@ def test_dev_cluster_starts_a_cluster_refuses_and_stops_it() -> None:
             socket.create_connection(("127.0.0.1", int(node.split(":")[1])), 1),
         ):
             pass
+
+
+def test_unreachable_redis_is_one_line_without_the_password() -> None:
+    """A REDIS_URL where nothing answers: one line naming it (password hidden), exit 2."""
+    from feedamp.cli.embedded import free_port
+
+    env = {**worker_env(Settings()), "REDIS_URL": f"redis://:hush@127.0.0.1:{free_port()}/0"}
+    done = subprocess.run([sys.executable, "-m", "feedamp.cli", "feed", "alice"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("feedamp feed: cannot reach Redis at redis://:***@127.0.0.1:")
+    assert "hush" not in line
