@@ -30,6 +30,7 @@ SCRIPT_NAMES = (
     "order_status",
     "release",
     "progress",
+    "deliver_post",
 )
 #: Scripts that take no shared settings and so run without ``lib.lua``.
 STANDALONE = frozenset({"page"})
@@ -39,13 +40,18 @@ SHOP = frozenset({"post", "repost", "purchase", "order_status"})
 
 @cache
 def source(name: str) -> str:
-    """Full source of script ``name``: ``lib.lua`` followed by ``<name>.lua``."""
+    """Full source of script ``name``: ``lib.lua`` followed by ``<name>.lua``; a ``#!lua``
+    shebang line of ``<name>.lua`` (script flags) stays the first line."""
     lua = files(__package__).joinpath("lua")
     body = lua.joinpath(f"{name}.lua").read_text()
     if name in STANDALONE:
         return body
+    shebang = []
+    if body.startswith("#!"):
+        first, body = body.split("\n", 1)
+        shebang = [first]
     libs = ["lib", "lib_shop"] if name in SHOP else ["lib"]
-    return "\n".join([*(lua.joinpath(f"{lib}.lua").read_text() for lib in libs), body])
+    return "\n".join([*shebang, *(lua.joinpath(f"{lib}.lua").read_text() for lib in libs), body])
 
 
 class Scripts:
@@ -68,6 +74,7 @@ class Scripts:
     order_status: AsyncScript
     release: AsyncScript
     progress: AsyncScript
+    deliver_post: AsyncScript
 
     def __init__(self, redis: AnyRedis) -> None:
         """Register every script on ``redis``; on a cluster each is a

@@ -249,3 +249,107 @@ def test_unreachable_redis_is_one_line_without_the_password() -> None:
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("feedamp feed: cannot reach Redis at redis://:***@127.0.0.1:")
     assert "hush" not in line
+
+
+async def _graph(b: Backend, author: str, fans: list[str], hiders: list[str]) -> None:
+    """Follow edges (and mutes of the author by ``hiders``) written as the schema has
+    them, on either layout."""
+    k = b.keys
+    for fan in fans:
+        await b.redis.sadd(k.followers(author), fan)
+        await b.redis.sadd(k.following(fan), author)
+    for fan in hiders:
+        await b.redis.sadd(k.mutes(fan), author)
+        await b.redis.sadd(k.muted_by(author), fan)
+
+
+async def _feeds(b: Backend, fans: list[str]) -> dict[str, list]:
+    k = b.keys
+    return {fan: [await b.redis.zrange(k.feed(fan, n), 0, -1, withscores=True)
+                  for n in range(b.settings.feed_buckets)] for fan in fans}  # fmt: skip
+
+
+async def test_post_fanout_by_node_matches_the_standalone_fanout(
+    redis_server: Service, redis_cluster: RedisClusterService, broker: Service, uid
+) -> None:
+    """The same post to the same 300 followers (5 of them muting the author), chunks of
+    64: delivery steps grouped by node on the cluster leave every follower's feed exactly
+    as post.lua does on a standalone Redis, and a second run changes nothing."""
+    from feedamp.feeds.fanout_cluster import ClusterPostFanout
+
+    ev = Events()
+    author = uid("star")
+    fans = [uid(f"fan{i}") for i in range(300)]
+    hiders = fans[:5]
+    post = ev.post(uid("p"), author, text="hello")
+    feeds = {}
+    for server in (redis_server, redis_cluster):
+        b = Backend("", make_settings(broker, server, fanout_chunk=64), connect(
+            f"redis://{server.address}/0"))  # fmt: skip
+        try:
+            await _graph(b, author, fans, hiders)
+            if isinstance(b.redis, RedisCluster):
+                fanout = ClusterPostFanout(b.redis, b.settings)
+                assert await fanout.apply(post) == 295
+                assert await fanout.apply(post) == 295  # idempotent
+                assert fanout.regrouped == 0  # one call per node and chunk, none refused
+                nodes = {b.redis.get_node_from_key(b.keys.feed(f, 0)).name for f in fans}
+                assert len(nodes) == 3
+            else:
+                assert (await FeedStore(b.redis, b.settings).apply([post])).failures == []
+            feeds[server is redis_cluster] = await _feeds(b, fans)
+            reader = FeedReader(b.redis, key_prefix=b.settings.key_prefix)
+            (item,) = (await reader.following(fans[-1])).items
+            assert (item.post_id, item.author_id, item.text) == (uid("p"), author, "hello")
+            assert (await reader.following(hiders[0])).items == []
+        finally:
+            await close(b.redis)
+    assert feeds[True] == feeds[False]
+
+
+async def test_post_fanout_survives_slots_moved_behind_the_client(
+    broker: Service, redis_cluster: RedisClusterService, uid
+) -> None:
+    """Slots move to another master after the client read the slot table: the groups
+    sent to the old owner are refused (MOVED) before running, re-grouped by slot and
+    delivered; every follower gets the post once."""
+    from feedamp.feeds.fanout_cluster import ClusterPostFanout
+
+    b = Backend("cluster", make_settings(broker, redis_cluster), connect(redis_cluster.url))
+    assert isinstance(b.redis, RedisCluster)
+    try:
+        author, fans = uid("star"), [uid(f"fan{i}") for i in range(200)]
+        await _graph(b, author, fans, [])
+        await b.redis.initialize()  # the slot table as it is now
+        before = {f: b.redis.get_node_from_key(b.keys.feed(f, 0)).name for f in fans}
+        source = before[fans[0]]
+        target = next(n.name for n in b.redis.get_primaries() if n.name != source)
+        ids = (_node_id(redis_cluster, source), _node_id(redis_cluster, target))
+        moved = redis_cluster.cli(
+            "--cluster", "reshard", redis_cluster.address, "--cluster-from", ids[0],
+            "--cluster-to", ids[1], "--cluster-slots", "2000", "--cluster-yes", timeout=120,
+        )  # fmt: skip
+        assert "Moving slot" in moved
+        fresh = connect(redis_cluster.url)
+        await fresh.initialize()
+        after = {f: fresh.get_node_from_key(b.keys.feed(f, 0)).name for f in fans}
+        await close(fresh)
+        assert any(before[f] != after[f] for f in fans)  # the client's table is stale
+        post = Events().post(uid("p"), author)
+        fanout = ClusterPostFanout(b.redis, b.settings)
+        assert await fanout.apply(post) == 200
+        # the whole group sent to the old owner was refused, and only that one
+        assert fanout.regrouped == sum(before[f] == source for f in fans)
+        for fan in fans:
+            assert await b.redis.zscore(b.keys.feed(fan, bucket_of(uid("p"), 8)), uid("p"))
+    finally:
+        await close(b.redis)
+
+
+def _node_id(cluster: RedisClusterService, name: str) -> str:
+    """The cluster node id of ``host:port``."""
+    for line in cluster.cli("CLUSTER", "NODES").splitlines():
+        node_id, address = line.split()[:2]
+        if address.split("@")[0] == name:
+            return node_id
+    raise AssertionError(f"no node {name}")
