@@ -107,6 +107,8 @@ async def measure(url: str, posts: list[Post], followers: dict[str, list[str]]) 
             fanout = ClusterPostFanout(redis, settings)  # type: ignore[arg-type]
             for i in range(0, len(posts), BATCH):
                 delivered += sum(await asyncio.gather(*map(fanout.apply, posts[i : i + BATCH])))
+            if fanout.regrouped:
+                print(f"re-grouped by slot: {fanout.regrouped:,} followers", file=sys.stderr)
         seconds = time.perf_counter() - started
         after = await cpu(redis)
         used = {name: after[name] - before[name] for name in after}
