@@ -106,7 +106,7 @@ async def measure(url: str, posts: list[Post], followers: dict[str, list[str]]) 
         else:
             fanout = ClusterPostFanout(redis, settings)  # type: ignore[arg-type]
             for i in range(0, len(posts), BATCH):
-                delivered += sum(await asyncio.gather(*map(fanout.apply, posts[i : i + BATCH])))
+                delivered += sum(await fanout.apply_batch(posts[i : i + BATCH]))
             if fanout.regrouped:
                 print(f"re-grouped by slot: {fanout.regrouped:,} followers", file=sys.stderr)
         seconds = time.perf_counter() - started

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from feedamp.config import Settings
@@ -51,7 +51,7 @@ from .cluster import ClusterScript, ClusterUnsupported
 from .keys import Keys, bucket_of
 from .scripts import Scripts
 
-__all__ = ["REDIRECTS", "ClusterPostFanout", "Delivery", "deliver"]
+__all__ = ["REDIRECTS", "ClusterPostFanout", "Delivery", "Segment", "deliver"]
 
 #: Answers of a node that does not serve the declared key of a group (right now).
 REDIRECTS = (MovedError, AskError, TryAgainError, ClusterCrossSlotError)
@@ -59,71 +59,118 @@ REDIRECTS = (MovedError, AskError, TryAgainError, ClusterCrossSlotError)
 NON_LOCAL = "non local key"
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """Followers a delivery reached, and how many of them were re-grouped by slot after
-    their node refused the group (slots moving)."""
+@dataclass(slots=True)
+class Segment:
+    """One post's delivery to some of its author's followers: the post's facts, its feed
+    bucket and those followers."""
 
-    delivered: int = 0
+    post_id: str
+    author_id: str
+    ts: int
+    bucket: int
+    followers: list[str]
+
+    def argv(self) -> list[str | int]:
+        """The segment's part of a delivery call's ARGV."""
+        return [self.post_id, self.author_id, self.ts, len(self.followers), *self.followers]
+
+
+@dataclass(slots=True)
+class Delivery:
+    """Followers reached per post id, and how many followers had to be re-grouped by slot
+    after their node refused a call (slots moving)."""
+
+    delivered: dict[str, int] = field(default_factory=dict)
     regrouped: int = 0
+
+    def add(self, segment: Segment, count: object) -> None:
+        self.delivered[segment.post_id] = self.delivered.get(segment.post_id, 0) + int(count)  # type: ignore[call-overload]
 
 
 async def deliver(
     redis: RedisCluster,
     script: ClusterScript,
-    head: Sequence[Any],
-    followers: Sequence[str],
-    key_of: Callable[[str], str],
+    context: Sequence[str | int],
+    segments: Sequence[Segment],
+    keys: Keys,
+    cap: int,
 ) -> Delivery:
-    """Run the delivery ``script`` over ``followers``: one call per node with ``head`` and
-    that node's followers as ARGV and ``key_of(follower)`` for each as KEYS; returns the
-    sum of the calls' results (followers delivered to) and how many followers had to be
-    re-grouped by slot."""
-    if not followers:
-        return Delivery()
+    """Run the delivery ``script`` over ``segments``: their followers grouped by the node
+    serving each follower's feed key, calls of at most ``cap`` followers, the calls of one
+    node one after another and the nodes at once. A refused call is re-run by slot."""
+    result = Delivery()
     if not script.loaded:
         await script.load()
     await redis.initialize()
-    groups: dict[str, tuple[ClusterNode, list[str]]] = {}
-    for follower in followers:
-        node = redis.get_node_from_key(key_of(follower))
-        groups.setdefault(node.name, (node, []))[1].append(follower)
-    calls = [_on_node(node, script, head, group, key_of) for node, group in groups.values()]
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    total, refused = 0, []
-    for (_, group), result in zip(groups.values(), results, strict=True):
-        if _refused(result):
-            refused += group
-        elif isinstance(result, BaseException):
-            raise result
-        else:
-            total += int(result)
+    per_node: dict[str, tuple[ClusterNode, list[Segment]]] = {}
+    for seg in segments:
+        split: dict[str, list[str]] = defaultdict(list)
+        for follower in seg.followers:
+            node = redis.get_node_from_key(keys.feed(follower, seg.bucket))
+            per_node.setdefault(node.name, (node, []))
+            split[node.name].append(follower)
+        for name, followers in split.items():
+            part = Segment(seg.post_id, seg.author_id, seg.ts, seg.bucket, followers)
+            per_node[name][1].append(part)
+
+    async def run_node(node: ClusterNode, parts: list[Segment]) -> list[Segment]:
+        refused: list[Segment] = []
+        for call in _calls(parts, cap):
+            first = call[0]
+            key = keys.feed(first.followers[0], first.bucket)
+            argv = [*context, *(v for seg in call for v in seg.argv())]
+            try:
+                counts = await _evalsha(node, script, [key], argv)
+            except ResponseError as exc:
+                if not _refused(exc):
+                    raise
+                refused += call
+                continue
+            for seg, count in zip(call, counts, strict=True):
+                result.add(seg, count)
+        return refused
+
+    refused_lists = await asyncio.gather(*(run_node(n, p) for n, p in per_node.values()))
+    refused = [seg for lst in refused_lists for seg in lst]
     if refused:
-        total += await _by_slot(redis, script, head, refused, key_of)
-    return Delivery(total, len(refused))
+        result.regrouped = sum(len(seg.followers) for seg in refused)
+        await _by_slot(redis, script, context, refused, keys, result)
+    return result
 
 
-def _refused(result: object) -> bool:
-    """True when a node did not serve every follower of a group (redirected before the
+def _calls(parts: list[Segment], cap: int) -> list[list[Segment]]:
+    """``parts`` packed into calls of at most ``cap`` followers (a segment is split when
+    it does not fit)."""
+    calls: list[list[Segment]] = [[]]
+    room = cap
+    for seg in parts:
+        followers = seg.followers
+        while followers:
+            if room == 0:
+                calls.append([])
+                room = cap
+            take, followers = followers[:room], followers[room:]
+            calls[-1].append(Segment(seg.post_id, seg.author_id, seg.ts, seg.bucket, take))
+            room -= len(take)
+    return [call for call in calls if call]
+
+
+def _refused(error: object) -> bool:
+    """True when a node did not serve every follower of a call (redirected before the
     call ran, or an undeclared key of another node reached while it ran)."""
-    return isinstance(result, REDIRECTS) or (
-        isinstance(result, ResponseError) and NON_LOCAL in str(result)
+    return isinstance(error, REDIRECTS) or (
+        isinstance(error, ResponseError) and NON_LOCAL in str(error)
     )
 
 
-async def _on_node(
-    node: ClusterNode,
-    script: ClusterScript,
-    head: Sequence[Any],
-    group: list[str],
-    key_of: Callable[[str], str],
-) -> Any:
+async def _evalsha(
+    node: ClusterNode, script: ClusterScript, keys: list[str], argv: list[str | int]
+) -> list[Any]:
     """One delivery call sent to ``node`` itself (no redirection followed). It declares
     the first follower's key only: Redis refuses declared keys of several slots even to
     a script flagged ``allow-cross-slot-keys``, which may only reach the others as
     undeclared keys of its own node."""
-    keys = [key_of(group[0])]
-    command = ("EVALSHA", script.sha, len(keys), *keys, *head, *group)
+    command = ("EVALSHA", script.sha, len(keys), *keys, *argv)
     try:
         return await node.execute_command(*command)
     except NoScriptError:
@@ -134,29 +181,36 @@ async def _on_node(
 async def _by_slot(
     redis: RedisCluster,
     script: ClusterScript,
-    head: Sequence[Any],
-    followers: list[str],
-    key_of: Callable[[str], str],
-) -> int:
-    """After a refusal: refresh the slot table and run one call per slot in one cluster
-    pipeline, each routed by the client (which follows MOVED and ASK and retries
-    TRYAGAIN)."""
+    context: Sequence[str | int],
+    segments: list[Segment],
+    keys: Keys,
+    result: Delivery,
+) -> None:
+    """After a refusal: refresh the slot table and run one call per segment and slot in
+    one cluster pipeline, each declaring all its keys and routed by the client (which
+    follows MOVED and ASK and retries TRYAGAIN)."""
     await redis.nodes_manager.initialize()
-    slots: dict[int, list[str]] = defaultdict(list)
-    for follower in followers:
-        slots[redis.keyslot(key_of(follower))].append(follower)
-
+    parts: list[Segment] = []
+    for seg in segments:
+        slots: dict[int, list[str]] = defaultdict(list)
+        for follower in seg.followers:
+            slots[redis.keyslot(keys.feed(follower, seg.bucket))].append(follower)
+        parts += [Segment(seg.post_id, seg.author_id, seg.ts, seg.bucket, fs)
+                  for fs in slots.values()]  # fmt: skip
     async with redis.pipeline(transaction=False) as pipe:  # a connection per node
-        for group in slots.values():
-            keys = [key_of(f) for f in group]
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *head, *group)
-        return sum(int(n) for n in await pipe.execute())
+        for part in parts:
+            declared = [keys.feed(f, part.bucket) for f in part.followers]
+            pipe.execute_command("EVALSHA", script.sha, len(declared), *declared, *context,
+                                 *part.argv())  # fmt: skip
+        for part, (count,) in zip(parts, await pipe.execute(), strict=True):
+            result.add(part, count)
 
 
 class ClusterPostFanout:
-    """A post on a cluster: the origin step (the post record on the post's slot, the
-    author's recent list on the author's slot), then the delivery to every follower of the
-    author, chunk by chunk, grouped by node."""
+    """Posts on a cluster, a batch at a time: the origin step (the post record on the
+    post's slot, the author's recent list on the author's slot: one pipeline), the
+    followers (``SSCAN`` of every author at once, chunk by chunk), then the delivery,
+    grouped by node (:func:`deliver`)."""
 
     def __init__(self, redis: RedisCluster, settings: Settings, prefix: str | None = None) -> None:
         self.redis = redis
@@ -170,35 +224,58 @@ class ClusterPostFanout:
         self.regrouped = 0
 
     async def apply(self, post: Post) -> int:
-        """Record ``post`` and deliver it; returns the followers delivered to (0 for a
-        deleted post). Idempotent; :class:`ClusterUnsupported` when orders wait for the
-        post (crediting them is not slot-local yet)."""
-        k = self.keys
-        record = k.post(post.post_id)
-        if await self.redis.hexists(record, "del"):
-            return 0
-        if await self.redis.scard(k.awaiting_post(post.post_id)):
+        """Record ``post`` and deliver it; the followers delivered to (see
+        :meth:`apply_batch`)."""
+        return (await self.apply_batch([post]))[0]
+
+    async def apply_batch(self, posts: Sequence[Post]) -> list[int]:
+        """Record ``posts`` and deliver them; the followers each reached (0 for a deleted
+        post). Idempotent; :class:`ClusterUnsupported` before anything is written when
+        orders wait for one of the posts (crediting them is not slot-local yet)."""
+        k, r = self.keys, self.redis
+        async with r.pipeline(transaction=False) as pipe:
+            for post in posts:
+                pipe.hexists(k.post(post.post_id), "del")
+                pipe.scard(k.awaiting_post(post.post_id))
+            found = await pipe.execute()
+        if any(found[1::2]):
             raise ClusterUnsupported("crediting orders that wait for a post on Redis Cluster "
                                      "is not supported yet")  # fmt: skip
-        fields: dict[str, Any] = {"a": post.author_id, "ts": post.ts, "vis": post.visibility}
-        if post.text:
-            fields["text"] = post.text
-        if post.media_url:
-            fields["media"] = post.media_url
-        await self.redis.hset(record, mapping=fields)
-        recent = k.recent_posts(post.author_id)
-        await self.redis.zadd(recent, {post.post_id: post.ts})
-        await self.redis.zremrangebyrank(recent, 0, -(self.settings.recent_per_author + 1))
-        bucket = bucket_of(post.post_id, self.settings.feed_buckets)
-        head = [*self.context, post.post_id, post.author_id, post.ts]
-        delivered, cursor = 0, 0
-        while True:
-            cursor, chunk = await self.redis.sscan(k.followers(post.author_id), cursor,
-                                                   count=self.settings.fanout_chunk)  # fmt: skip
-            followers = [text(f) for f in chunk]
-            done = await deliver(self.redis, self.script, head, followers,
-                                 lambda f: k.feed(f, bucket))  # fmt: skip
-            delivered += done.delivered
+        live = [post for post, deleted in zip(posts, found[0::2], strict=True) if not deleted]
+        async with r.pipeline(transaction=False) as pipe:
+            for post in live:
+                fields: dict[str, Any] = {"a": post.author_id, "ts": post.ts,
+                                          "vis": post.visibility}  # fmt: skip
+                if post.text:
+                    fields["text"] = post.text
+                if post.media_url:
+                    fields["media"] = post.media_url
+                pipe.hset(k.post(post.post_id), mapping=fields)
+                recent = k.recent_posts(post.author_id)
+                pipe.zadd(recent, {post.post_id: post.ts})
+                pipe.zremrangebyrank(recent, 0, -(self.settings.recent_per_author + 1))
+            await pipe.execute()
+        delivered = dict.fromkeys((p.post_id for p in posts), 0)
+        cursors = {post.post_id: 0 for post in live}
+        while cursors:
+            pending = [post for post in live if post.post_id in cursors]
+            async with r.pipeline(transaction=False) as pipe:
+                for post in pending:
+                    pipe.sscan(k.followers(post.author_id), cursors[post.post_id],
+                               count=self.settings.fanout_chunk)  # fmt: skip
+                pages = await pipe.execute()
+            segments = []
+            for post, (cursor, chunk) in zip(pending, pages, strict=True):
+                bucket = bucket_of(post.post_id, self.settings.feed_buckets)
+                segments.append(Segment(post.post_id, post.author_id, post.ts, bucket,
+                                        [text(f) for f in chunk]))  # fmt: skip
+                if int(cursor) == 0:
+                    del cursors[post.post_id]
+                else:
+                    cursors[post.post_id] = int(cursor)
+            done = await deliver(r, self.script, self.context, segments, k,
+                                 self.settings.fanout_chunk)  # fmt: skip
             self.regrouped += done.regrouped
-            if int(cursor) == 0:
-                return delivered
+            for post_id, n in done.delivered.items():
+                delivered[post_id] += n
+        return [delivered[p.post_id] for p in posts]
