@@ -353,3 +353,18 @@ def _node_id(cluster: RedisClusterService, name: str) -> str:
         if address.split("@")[0] == name:
             return node_id
     raise AssertionError(f"no node {name}")
+
+
+async def test_scripts_are_loaded_again_after_a_node_lost_them(backend: Backend, uid) -> None:
+    """A master that restarted answers NOSCRIPT: the calls are loaded and run again."""
+    ev = Events()
+    store = AccountStore(backend.redis, backend.settings)
+    from feedamp.models.events import Account
+
+    label = Account(**ev._base(None), user_id=uid("a"), action="label", label="x")
+    assert (await store.apply([label])).failures == []
+    await backend.redis.script_flush()  # every master of a cluster
+    assert await backend.redis.script_exists(store.scripts.account.sha) == [False]
+    unlabel = Account(**ev._base(None), user_id=uid("a"), action="unlabel", label="x")
+    assert (await store.apply([unlabel])).failures == []
+    assert (await backend.redis.hget(backend.keys.account(uid("a")), "label:x")).startswith(b"-")
