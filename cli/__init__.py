@@ -8,6 +8,7 @@ import asyncio
 import importlib
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from feedamp.config import Settings
@@ -51,9 +52,11 @@ def _read(settings: Settings, read: Callable[[Any], Awaitable[str]]) -> int:
     from feedamp.feeds import FeedReader
 
     async def run() -> str:
-        reader = FeedReader.from_url(settings.redis_url, key_prefix=settings.key_prefix,
-                                     feed_buckets=settings.feed_buckets,
-                                     campaigns=settings.campaigns)  # fmt: skip
+        reader = FeedReader.from_url(
+            settings.redis_url, key_prefix=settings.key_prefix,
+            feed_buckets=settings.feed_buckets, campaigns=settings.campaigns,
+            for_you_half_life_ms=settings.for_you_half_life_ms,
+        )  # fmt: skip
         try:
             return await read(reader)
         finally:
@@ -88,12 +91,15 @@ def _gifts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _orders(args: argparse.Namespace, settings: Settings) -> int:
-    from .show import format_orders, format_stats
+    from .show import format_order_center, format_stats
 
     async def read(reader: Any) -> str:
-        page = await reader.orders(args.user, limit=args.limit, cursor=args.cursor)
+        center = await reader.order_center(args.user, limit=args.limit)
+        if args.cursor:
+            orders = await reader.orders(args.user, limit=args.limit, cursor=args.cursor)
+            center = replace(center, orders=orders)
         stats = await reader.creator_stats(args.user)
-        return f"{format_orders(args.user, page)}\n{format_stats(args.user, stats)}"
+        return f"{format_order_center(args.user, center)}\n{format_stats(args.user, stats)}"
 
     return _read(settings, read)
 
@@ -153,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("user")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(fn=_gifts)
-    p = sub.add_parser("orders", help="print a user's order center and credited sales")
+    p = sub.add_parser("orders", help="print a user's order center (orders, looked at, "
+                       "tagged, recommended) and credited sales")  # fmt: skip
     p.add_argument("user")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--cursor")

@@ -30,12 +30,14 @@ SCRIPT_NAMES = (
     "order_status",
     "release",
     "progress",
+    "tag",
+    "view",
     "deliver_post",
 )
 #: Scripts that take no shared settings and so run without ``lib.lua``.
 STANDALONE = frozenset({"page"})
 #: Scripts that also need the order and attribution helpers.
-SHOP = frozenset({"post", "repost", "purchase", "order_status"})
+SHOP = frozenset({"post", "repost", "purchase", "order_status", "tag"})
 
 
 @cache
@@ -74,6 +76,8 @@ class Scripts:
     order_status: AsyncScript
     release: AsyncScript
     progress: AsyncScript
+    tag: AsyncScript
+    view: AsyncScript
     deliver_post: AsyncScript
 
     def __init__(self, redis: AnyRedis) -> None:

@@ -252,15 +252,20 @@ def test_unreachable_redis_is_one_line_without_the_password() -> None:
 
 
 async def _graph(b: Backend, author: str, fans: list[str], hiders: list[str]) -> None:
-    """Follow edges (and mutes of the author by ``hiders``) written as the schema has
-    them, on either layout."""
+    """Follow edges, and ``hiders`` muting the author (half of them) or blocked by it
+    (the others), written as the schema has them, on either layout."""
     k = b.keys
     for fan in fans:
         await b.redis.sadd(k.followers(author), fan)
         await b.redis.sadd(k.following(fan), author)
-    for fan in hiders:
-        await b.redis.sadd(k.mutes(fan), author)
-        await b.redis.sadd(k.muted_by(author), fan)
+    since = "1|"  # hidden from event time 1 on, never lifted
+    for i, fan in enumerate(hiders):
+        if i % 2:
+            await b.redis.hset(k.mutes(fan), author, since)
+            await b.redis.hset(k.muted_by(author), fan, since)
+        else:
+            await b.redis.hset(k.blocks(author), fan, since)
+            await b.redis.hset(k.blocked_by(fan), author, since)
 
 
 async def _feeds(b: Backend, fans: list[str]) -> dict[str, list]:
@@ -272,9 +277,10 @@ async def _feeds(b: Backend, fans: list[str]) -> dict[str, list]:
 async def test_post_fanout_by_node_matches_the_standalone_fanout(
     redis_server: Service, redis_cluster: RedisClusterService, broker: Service, uid
 ) -> None:
-    """The same post to the same 300 followers (5 of them muting the author), chunks of
-    64: delivery steps grouped by node on the cluster leave every follower's feed exactly
-    as post.lua does on a standalone Redis, and a second run changes nothing."""
+    """The same post to the same 300 followers (5 of them muting or blocked by the
+    author), chunks of 64: delivery steps grouped by node on the cluster leave every
+    follower's feed exactly as post.lua does on a standalone Redis, and a second run
+    changes nothing."""
     from feedamp.feeds.fanout_cluster import ClusterPostFanout
 
     ev = Events()

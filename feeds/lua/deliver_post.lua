@@ -5,11 +5,20 @@
 -- and declares the first follower's feed bucket key (or, after a refusal, every key of
 -- one slot); every key touched for a follower carries the follower's tag, and the flag
 -- lets the script reach the followers of other slots on the same node (see README, Redis
--- Cluster). The hidden check reads the follower's own blocks / mutes: the same fact as
--- the author's blocked_by / muted_by, on the follower's slot.
+-- Cluster). The hidden check (lib.lua's hidden_pair) reads the follower's side only:
+-- blocks, blocked_by and mutes of the follower hold the same values as the author's
+-- blocked_by, blocks and muted_by, on the follower's slot.
 -- KEYS: feed bucket of the first follower, or of every follower of one slot (routing)
 -- ARGV 8..: segments of post_id, author_id, ts, n, then n follower ids
 -- Returns the followers pushed to, one count per segment.
+-- hidden_for: true if follower must not see author's content of time t (follower blocked
+-- or muted author, or author blocked follower), from the follower's keys alone.
+local function hidden_for(follower, author, t)
+  return hidden_at(redis.call('HGET', key('blocks', follower), author), t)
+      or hidden_at(redis.call('HGET', key('blocked_by', follower), author), t)
+      or hidden_at(redis.call('HGET', key('mutes', follower), author), t)
+end
+
 local counts = {}
 local i = 8
 while i <= #ARGV do
@@ -18,7 +27,7 @@ while i <= #ARGV do
   local pushed = 0
   for j = i + 4, i + 3 + n do
     local follower = ARGV[j]
-    if not hides(follower, author) then
+    if not hidden_for(follower, author, ts) then
       push(follower, post, b, ts, '', '')
       pushed = pushed + 1
     end
