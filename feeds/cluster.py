@@ -71,6 +71,7 @@ ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
     "progress": _tagged("progress", tag="order"),  # {order} bookkeeping only
     "release": _tagged("progress", tag="order"),  # parked, parked_events, progress: {order}
     "account": _account,  # account:{user}, unless suspending
+    "view": _tagged("viewed", 0),  # viewed:{user}, viewed_via:{user}
 }
 
 

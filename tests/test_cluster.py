@@ -374,3 +374,17 @@ async def test_scripts_are_loaded_again_after_a_node_lost_them(backend: Backend,
     unlabel = Account(**ev._base(None), user_id=uid("a"), action="unlabel", label="x")
     assert (await store.apply([unlabel])).failures == []
     assert (await backend.redis.hget(backend.keys.account(uid("a")), "label:x")).startswith(b"-")
+
+
+async def test_product_views_are_slot_local(backend: Backend, uid) -> None:
+    """A product view touches only the viewer's keys: it runs on both layouts and the
+    "Looked at" read shows it, latest view first."""
+    from feedamp.feeds.products import ProductStore
+
+    ev, user = Events(), uid("viewer")
+    store = ProductStore(backend.redis, backend.settings)
+    views = [ev.view(user, "tripod"), ev.view(user, "mic"), ev.view(user, "tripod")]
+    assert (await store.apply(views)).failures == []
+    reader = FeedReader(backend.redis, key_prefix=backend.settings.key_prefix)
+    page = await reader.viewed(user)
+    assert [item.product_id for item in page.items] == ["tripod", "mic"]
