@@ -41,6 +41,7 @@ class RedisClusterService:
     """The masters of one embedded cluster."""
 
     nodes: list[Service] = field(default_factory=list)
+    password: str | None = None
 
     @property
     def address(self) -> str:
@@ -49,8 +50,9 @@ class RedisClusterService:
 
     @property
     def url(self) -> str:
-        """``redis://`` URL of the first node."""
-        return f"redis://{self.address}/0"
+        """``redis://`` URL of the first node (with the password, if any)."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.address}/0"
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every node and remove their scratch files."""
@@ -60,7 +62,10 @@ class RedisClusterService:
     def cli(self, *args: str, node: int = 0, timeout: float = 30.0) -> str:
         """Run ``redis-cli -p <port of node> args...``; its output (RuntimeError on
         failure)."""
-        argv = [redis_cli_binary(), "-h", "127.0.0.1", "-p", str(self.nodes[node].port), *args]
+        argv = [redis_cli_binary(), "-h", "127.0.0.1", "-p", str(self.nodes[node].port)]
+        if self.password:
+            argv += ["-a", self.password, "--no-auth-warning"]
+        argv += args
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         if done.returncode != 0 or done.stdout.startswith("ERR"):
             raise RuntimeError(f"redis-cli {' '.join(args)}: {done.stdout}{done.stderr}".strip())
@@ -72,17 +77,19 @@ class RedisClusterService:
                    for i in range(len(self.nodes)))  # fmt: skip
 
 
-def start_redis_cluster(masters: int = 3) -> RedisClusterService:
+def start_redis_cluster(masters: int = 3, password: str | None = None) -> RedisClusterService:
     """Start ``masters`` cluster-mode ``redis-server`` processes on free ports, create the
-    cluster (slots spread evenly, no replicas) and wait for ``cluster_state:ok``."""
-    cluster = RedisClusterService()
+    cluster (slots spread evenly, no replicas) and wait for ``cluster_state:ok``.
+    ``password`` makes every node require it (``requirepass``, ``masterauth``)."""
+    cluster = RedisClusterService(password=password)
+    auth = ["--requirepass", password, "--masterauth", password] if password else []
     try:
         redis_server_binary()
         for _ in range(masters):
             port = free_port()
             cluster.nodes.append(start_redis(
                 port, "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
-                "--cluster-node-timeout", "5000", "--cluster-port", str(free_port()),
+                "--cluster-node-timeout", "5000", "--cluster-port", str(free_port()), *auth,
             ))  # fmt: skip
         addresses = [node.address for node in cluster.nodes]
         cluster.cli("--cluster", "create", *addresses, "--cluster-replicas", "0",

@@ -21,6 +21,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 __all__ = [
@@ -63,7 +64,8 @@ def hiredis_packing(pool: ConnectionPool) -> ConnectionPool:
 
 
 class RedisUnreachable(RedisConnectionError):
-    """Nothing answered at ``REDIS_URL`` when a client was made."""
+    """Nothing answered at ``REDIS_URL`` when a client was made, or it refused the
+    credentials."""
 
 
 #: Seconds the cluster probe waits to connect and for its answer.
@@ -77,6 +79,8 @@ def is_cluster_url(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
     probe = SyncRedis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         return bool(probe.info("cluster").get("cluster_enabled"))
+    except AuthenticationError as exc:
+        raise RedisUnreachable(f"Redis at {_safe(url)} refused the credentials: {exc}") from None
     except RedisConnectionError as exc:
         raise RedisUnreachable(f"cannot reach Redis at {_safe(url)}: {exc}") from None
     finally:

@@ -24,7 +24,7 @@ from feedamp.config.campaigns import load_campaigns
 from feedamp.feeds import FeedReader, FeedStore, Keys
 from feedamp.feeds.accounts import AccountStore
 from feedamp.feeds.cluster import FANOUT_UNSUPPORTED, ClusterUnsupported, scan_keys
-from feedamp.feeds.connection import AnyRedis, close, connect, is_cluster
+from feedamp.feeds.connection import AnyRedis, RedisUnreachable, close, connect, is_cluster
 from feedamp.feeds.gifts import GiftStore
 from feedamp.feeds.keys import bucket_of
 from feedamp.feeds.namespace import Namespaces, pattern
@@ -388,3 +388,22 @@ async def test_product_views_are_slot_local(backend: Backend, uid) -> None:
     reader = FeedReader(backend.redis, key_prefix=backend.settings.key_prefix)
     page = await reader.viewed(user)
     assert [item.product_id for item in page.items] == ["tripod", "mic"]
+
+
+async def test_a_cluster_behind_a_password_is_detected_and_read(uid) -> None:
+    """AUTH in the URL: the probe and the cluster client both use it."""
+    from feedamp.cli.embedded_cluster import start_redis_cluster
+
+    cluster = start_redis_cluster(password="s3cret")
+    try:
+        url = cluster.url.replace(cluster.address, cluster.nodes[2].address)
+        redis = connect(url)
+        assert is_cluster(redis)
+        await redis.set(uid("k"), "v")
+        assert await redis.get(uid("k")) == b"v"
+        await close(redis)
+        with pytest.raises(RedisUnreachable, match="refused the credentials") as refused:
+            connect(url.replace("s3cret", "wrong"))
+        assert "wrong" not in str(refused.value)
+    finally:
+        cluster.stop()
