@@ -111,12 +111,14 @@ def _orders(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
     from feedamp.feeds import FeedStore
+    from feedamp.feeds.cluster import refuse_writes_on_cluster
     from feedamp.feeds.namespace import Namespaces
     from feedamp.streams import redis_client
 
     async def run() -> int:
         redis = redis_client(settings)
         try:
+            refuse_writes_on_cluster(redis, "feedamp rebuild-feed")
             prefix = await Namespaces(redis, settings.key_prefix).active()
             return await FeedStore(redis, settings).rebuild_feed(args.user, prefix=prefix)
         finally:
@@ -130,7 +132,7 @@ def _rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from .dev import run_dev
 
-    return run_dev(settings, once=args.once)
+    return run_dev(settings, once=args.once, cluster=args.cluster)
 
 
 def _ops(module: str) -> Callable[[argparse.Namespace, Settings], int]:
@@ -173,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=_rebuild_feed)
     p = sub.add_parser("dev", help="run broker, Redis and worker on this machine with a demo")
     p.add_argument("--once", action="store_true", help="stop after printing the demo feeds")
+    p.add_argument("--cluster", action="store_true",
+                   help="use a three-master Redis Cluster instead of one Redis")  # fmt: skip
     p.set_defaults(fn=_dev)
     p = sub.add_parser("replay", help="re-apply the input topics to Redis from a time")
     p.add_argument(
@@ -239,4 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"feedamp: {exc}", file=sys.stderr)
         return 2
-    return args.fn(args, settings)
+    from feedamp.feeds.cluster import ClusterUnsupported
+    from feedamp.feeds.connection import RedisUnreachable
+
+    try:
+        return args.fn(args, settings)
+    except ClusterUnsupported as exc:
+        print(f"{exc}", file=sys.stderr)
+        return 2
+    except RedisUnreachable as exc:
+        print(f"feedamp {args.command}: {exc} (REDIS_URL)", file=sys.stderr)
+        return 2
