@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("user")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(fn=commands.gifts)
-    p = sub.add_parser("orders", help="print a user's order center and credited sales")
+    p = sub.add_parser("orders", help="print a user's order center (orders, looked at, "
+                       "tagged, recommended) and credited sales")  # fmt: skip
     p.add_argument("user")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--cursor")
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=commands.rebuild_feed)
     p = sub.add_parser("dev", help="run broker, Redis and worker on this machine with a demo")
     p.add_argument("--once", action="store_true", help="stop after printing the demo feeds")
+    p.add_argument("--cluster", action="store_true",
+                   help="use a three-master Redis Cluster instead of one Redis")  # fmt: skip
     p.set_defaults(fn=commands.dev)
     p = sub.add_parser("replay", help="re-apply the input topics to Redis from a time")
     p.add_argument(
@@ -109,4 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"feedamp: {exc}", file=sys.stderr)
         return 2
-    return args.fn(args, settings)
+    from feedamp.feeds.cluster import ClusterUnsupported
+    from feedamp.feeds.connection import RedisUnreachable
+
+    try:
+        return args.fn(args, settings)
+    except ClusterUnsupported as exc:
+        print(f"{exc}", file=sys.stderr)
+        return 2
+    except RedisUnreachable as exc:
+        print(f"feedamp {args.command}: {exc} (REDIS_URL)", file=sys.stderr)
+        return 2

@@ -14,6 +14,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from feedamp.config import Settings
@@ -36,9 +37,14 @@ __all__ = [
 def worker(args: argparse.Namespace, settings: Settings) -> int:
     """``feedamp worker``: run the Faust stream worker."""
     import faust
+    from feedamp.kafka.topics import prepare_topics
     from feedamp.streams import create_app
     from feedamp.streams.logs import log_format, logging_config
 
+    problem = prepare_topics(settings)  # before Faust subscribes: it must see them at once
+    if problem:
+        print(f"feedamp worker: {problem}", file=sys.stderr)
+        return 2
     app = create_app(settings)
     json_logs = log_format() == "json"
     config: dict[str, Any] = (
@@ -73,9 +79,11 @@ def _read(settings: Settings, read: Callable[[Any], Awaitable[str]]) -> int:
     from feedamp.feeds import FeedReader
 
     async def run() -> str:
-        reader = FeedReader.from_url(settings.redis_url, key_prefix=settings.key_prefix,
-                                     feed_buckets=settings.feed_buckets,
-                                     campaigns=settings.campaigns)  # fmt: skip
+        reader = FeedReader.from_url(
+            settings.redis_url, key_prefix=settings.key_prefix,
+            feed_buckets=settings.feed_buckets, campaigns=settings.campaigns,
+            for_you_half_life_ms=settings.for_you_half_life_ms,
+        )  # fmt: skip
         try:
             return await read(reader)
         finally:
@@ -113,12 +121,15 @@ def gifts(args: argparse.Namespace, settings: Settings) -> int:
 
 def orders(args: argparse.Namespace, settings: Settings) -> int:
     """``feedamp orders USER``: the order center and the sales credited."""
-    from .show import format_orders, format_stats
+    from .show import format_order_center, format_stats
 
     async def read(reader: Any) -> str:
-        page = await reader.orders(args.user, limit=args.limit, cursor=args.cursor)
+        center = await reader.order_center(args.user, limit=args.limit)
+        if args.cursor:
+            orders = await reader.orders(args.user, limit=args.limit, cursor=args.cursor)
+            center = replace(center, orders=orders)
         stats = await reader.creator_stats(args.user)
-        return f"{format_orders(args.user, page)}\n{format_stats(args.user, stats)}"
+        return f"{format_order_center(args.user, center)}\n{format_stats(args.user, stats)}"
 
     return _read(settings, read)
 
@@ -126,12 +137,14 @@ def orders(args: argparse.Namespace, settings: Settings) -> int:
 def rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
     """``feedamp rebuild-feed USER``: regenerate one user's feeds."""
     from feedamp.feeds import FeedStore
+    from feedamp.feeds.cluster import refuse_writes_on_cluster
     from feedamp.feeds.connection import connect
     from feedamp.feeds.namespace import Namespaces
 
     async def run() -> int:
         redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
         try:
+            refuse_writes_on_cluster(redis, "feedamp rebuild-feed")
             prefix = await Namespaces(redis, settings.key_prefix).active()
             return await FeedStore(redis, settings).rebuild_feed(args.user, prefix=prefix)
         finally:
@@ -146,7 +159,7 @@ def dev(args: argparse.Namespace, settings: Settings) -> int:
     """``feedamp dev``: the embedded stack with the demo."""
     from .dev import run_dev
 
-    return run_dev(settings, once=args.once)
+    return run_dev(settings, once=args.once, cluster=args.cluster)
 
 
 def replay(args: argparse.Namespace, settings: Settings) -> int:

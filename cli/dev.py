@@ -16,9 +16,12 @@ from importlib.resources import files
 import orjson
 from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
+from feedamp.embedded.cluster import RedisClusterService, start_redis_cluster
 from feedamp.embedded.services import Service, free_port, start_broker, start_redis
 from feedamp.embedded.worker import start_worker, stop_process
 from feedamp.feeds import FeedReader
+from feedamp.feeds.cluster import refuse_writes_on_cluster
+from feedamp.feeds.connection import connect
 from feedamp.kafka.topics import ensure_topics
 
 from .produce import messages_from_lines, publish
@@ -125,20 +128,28 @@ def sample_campaigns() -> str:
     return str(files("feedamp.config").joinpath("campaigns.sample.json"))
 
 
-def run_dev(settings: Settings, *, once: bool = False) -> int:
+def run_dev(settings: Settings, *, once: bool = False, cluster: bool = False) -> int:
     """Run the embedded stack with the demo; block until Ctrl-C unless ``once``.
 
-    Without ``FEEDAMP_CAMPAIGNS`` the worker uses the sample campaigns file."""
+    Without ``FEEDAMP_CAMPAIGNS`` the worker uses the sample campaigns file. ``cluster``
+    starts a three-master Redis Cluster instead of one Redis (see
+    :mod:`feedamp.embedded.cluster`)."""
     # Ctrl-C and SIGTERM stop everything, even when started from a shell that ignores
     # SIGINT for background jobs (Python then installs no KeyboardInterrupt handler).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    services: list[Service] = []
+    services: list[Service | RedisClusterService] = []
     worker = None
     try:
-        print("starting Tansu broker and Redis ...", flush=True)
+        what = "a three-master Redis Cluster" if cluster else "Redis"
+        print(f"starting Tansu broker and {what} ...", flush=True)
         services.append(broker := start_broker())
-        services.append(redis := start_redis())
+        services.append(redis := start_redis_cluster() if cluster else start_redis())
+        if cluster:
+            nodes = " ".join(node.address for node in redis.nodes)  # type: ignore[union-attr]
+            print(f"redis cluster nodes {nodes}", flush=True)
+            url = redis.url  # type: ignore[union-attr]
+            refuse_writes_on_cluster(connect(url, cluster=True), "feedamp dev --cluster")
         settings = settings.with_(
             kafka_bootstrap_servers=broker.address,
             redis_url=f"redis://{redis.address}/0",

@@ -24,15 +24,16 @@ from feedamp.models.events import (
     Event,
     Follow,
     Post,
+    ProductView,
     Purchase,
     Repost,
     Unfollow,
     _Hiding,
 )
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from .batch import context, run_scripts, text
+from .connection import AnyRedis
 from .keys import Keys
 from .scripts import SIGNATURES, Scripts, argv
 from .store import Applied, Failure
@@ -53,6 +54,8 @@ def actor_of(event: Event) -> str | None:
             return event.user_id
         case Purchase():
             return event.buyer_id
+        case ProductView():
+            return event.user_id
     return None
 
 
@@ -68,7 +71,7 @@ def suspended_at(state: Sequence[bytes | str | None], ts: float) -> bool:
 class AccountStore:
     """Applies ``account`` events and judges other events at the door."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: AnyRedis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
         self.scripts = Scripts(redis)

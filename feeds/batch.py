@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from feedamp.config import Settings
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
     MasterDownError,
+    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
@@ -19,6 +19,8 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .connection import AnyRedis, is_cluster
 
 __all__ = ["PIPELINE_CALLS", "TRANSIENT_ERRORS", "context", "is_transient", "run_scripts", "text"]
 
@@ -39,6 +41,16 @@ def is_transient(error: object) -> bool:
     )
 
 
+async def _pipelined(
+    redis: AnyRedis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
+) -> list[object]:
+    """One non-transactional pipeline of ``calls`` (on a cluster: one per node)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for script, argv in calls:
+            await script(args=list(argv), client=pipe)  # type: ignore[arg-type]  # redis-py types omit pipelines as script clients
+        return await pipe.execute(raise_on_error=False)
+
+
 def text(value: object) -> str:
     """A Redis reply (bytes) or argument as ``str``."""
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -55,7 +67,7 @@ def context(settings: Settings, prefix: str | None = None) -> list[str | int]:
 
 
 async def run_scripts(
-    redis: Redis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
+    redis: AnyRedis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
 ) -> list[object]:
     """Run ``(script, argv)`` calls in order, pipelined ``PIPELINE_CALLS`` at a time.
 
@@ -65,10 +77,15 @@ async def run_scripts(
     """
     results: list[object] = []
     for start in range(0, len(calls), PIPELINE_CALLS):
-        async with redis.pipeline(transaction=False) as pipe:
-            for script, argv in calls[start : start + PIPELINE_CALLS]:
-                await script(args=list(argv), client=pipe)
-            results += await pipe.execute(raise_on_error=False)
+        chunk = calls[start : start + PIPELINE_CALLS]
+        found = await _pipelined(redis, chunk)
+        if any(isinstance(r, NoScriptError) for r in found) and is_cluster(redis):
+            # A cluster node lost its script cache (restart, failover): load the chunk's
+            # scripts on every master and run it again (scripts are idempotent).
+            for script in {id(s): s for s, _ in chunk}.values():
+                await script.load()  # type: ignore[attr-defined]
+            found = await _pipelined(redis, chunk)
+        results += found
     for result in results:
         if is_transient(result):
             raise result  # type: ignore[misc]

@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import secrets
 
-from redis.asyncio import Redis
-
 from .batch import text
+from .cluster import scan_keys
+from .connection import AnyRedis
 from .keys import Keys, glob_escape
 
 __all__ = [
@@ -98,7 +98,7 @@ def pattern(prefix: str) -> str:
 class Namespaces:
     """The namespaces of one base prefix on one Redis: resolve, create, switch, drop."""
 
-    def __init__(self, redis: Redis, base: str) -> None:
+    def __init__(self, redis: AnyRedis, base: str) -> None:
         self.redis = redis
         self.base = base
         self.pointer = pointer_key(base)
@@ -135,7 +135,7 @@ class Namespaces:
             raise ValueError(f"refusing to drop the active namespace {prefix!r}")
         dropped = 0
         batch: list[bytes] = []
-        async for key in self.redis.scan_iter(match=pattern(prefix), count=chunk):
+        async for key in scan_keys(self.redis, pattern(prefix), chunk):
             batch.append(key)
             if len(batch) >= chunk:
                 dropped += await self.redis.unlink(*batch)

@@ -14,21 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from feedamp.feeds.shop.campaigns import Catalog, load_campaigns
-from feedamp.feeds.shop.reads import ShopReads
 from feedamp.models.decisions import FORWARDED_MANY_TIMES
-from redis.asyncio import Redis
 
 from .accounts import suspended_at
-from .connection import connect
+from .connection import AnyRedis, connect
+from .entries import Entry
 from .keys import Keys
 from .namespace import MAX_POINTER_TTL, Namespaces
-from .pages import Page, check_limit, decode_cursor, encode_cursor
+from .pages import Page, check_limit, decode_cursor
 from .scripts import Scripts, argv
+from .shop.product_reads import ProductReads
+from .shop.reads import ShopReads
 
 __all__ = ["FeedItem", "FeedPage", "FeedReader"]
-
-#: Attribution values starting with this mark carry the forwarded_many_times label.
-LABEL_MARK = "^"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,21 +53,24 @@ class FeedItem:
 FeedPage = Page[FeedItem]
 
 
-class FeedReader(ShopReads):
-    """Reads feed views from Redis (and, from :class:`ShopReads`, gift inboxes, order
-    centers and creator stats). Safe to share between tasks of one event loop."""
+class FeedReader(ShopReads, ProductReads):
+    """Reads feed views from Redis (and, from :class:`ShopReads` and
+    :class:`ProductReads`, gift inboxes, order centers with their product sections and
+    creator stats). Safe to share between tasks of one event loop."""
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         *,
         key_prefix: str = "fa:",
         feed_buckets: int = 8,
         campaigns: Catalog | str | None = None,
         pointer_ttl: float = 0.0,
+        for_you_half_life_ms: int = 6 * 3_600_000,
     ) -> None:
         """Read with ``redis``; ``key_prefix`` and ``feed_buckets`` must match the workers'
-        ``FEEDAMP_KEY_PREFIX`` and ``FEEDAMP_FEED_BUCKETS``, ``campaigns`` (a catalog or
+        ``FEEDAMP_KEY_PREFIX`` and ``FEEDAMP_FEED_BUCKETS`` (``for_you_half_life_ms``
+        their ``FEEDAMP_FOR_YOU_HALF_LIFE_MS``, for recommendations), ``campaigns`` (a catalog or
         the path of the campaigns file) their ``FEEDAMP_CAMPAIGNS``: it is needed only by
         :meth:`gifts_sent` to count the sends left. ``pointer_ttl`` (0 to
         :data:`~feedamp.feeds.namespace.MAX_POINTER_TTL` seconds) caches the active
@@ -80,6 +81,7 @@ class FeedReader(ShopReads):
         #: Keys of the base namespace; reads use :meth:`active_keys`.
         self.keys = Keys(key_prefix)
         self.feed_buckets = feed_buckets
+        self.for_you_half_life_ms = for_you_half_life_ms
         self.pointer_ttl = pointer_ttl
         self._namespaces = Namespaces(redis, key_prefix)
         self._active: tuple[float, Keys] | None = None
@@ -96,11 +98,15 @@ class FeedReader(ShopReads):
         campaigns: Catalog | str | None = None,
         max_connections: int = 32,
         pointer_ttl: float = 0.0,
+        for_you_half_life_ms: int = 6 * 3_600_000,
     ) -> FeedReader:
-        """A reader with its own blocking connection pool to ``url``."""
-        return cls(connect(url, max_connections=max_connections), key_prefix=key_prefix,
+        """A reader with its own connections to ``url``: a blocking pool on a standalone
+        Redis, a ``RedisCluster`` when ``url`` names a node of a cluster (detected)."""
+        redis = connect(url, max_connections=max_connections)
+        return cls(redis, key_prefix=key_prefix,
                    feed_buckets=feed_buckets, campaigns=campaigns,
-                   pointer_ttl=pointer_ttl)  # fmt: skip
+                   pointer_ttl=pointer_ttl,
+                   for_you_half_life_ms=for_you_half_life_ms)  # fmt: skip
 
     async def active_keys(self) -> Keys:
         """Keys of the active namespace; every public read starts here and uses them for
@@ -157,7 +163,7 @@ class FeedReader(ShopReads):
             rows = await self._scripts.page(
                 keys=keys, args=argv("page", max_score=max_score, limit=want)
             )
-            entries = [_Entry(rows[i], rows[i + 1], rows[i + 2]) for i in range(0, len(rows), 3)]
+            entries = [Entry(rows[i], rows[i + 1], rows[i + 2]) for i in range(0, len(rows), 3)]
             if after is not None:  # drop ties at or before the cursor
                 entries = [e for e in entries if e.after(after)]
             # Merge the buckets: highest first, ties by post id descending (Redis' own order).
@@ -171,7 +177,7 @@ class FeedReader(ShopReads):
                 return FeedPage(items, after.cursor())
 
     async def _hydrate(
-        self, user_id: str, entries: list[_Entry], ranked: bool, keys: Keys
+        self, user_id: str, entries: list[Entry], ranked: bool, keys: Keys
     ) -> list[FeedItem]:
         """Join entries with their post records and comments; hide deleted posts and what
         suspended accounts authored or reposted; add account labels."""
@@ -283,30 +289,6 @@ def _str(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class _Entry:
-    """One raw row of page.lua: post id, score as Redis wrote it, attribution value."""
-
-    __slots__ = ("labelled", "post_id", "reposters", "score", "text")
-
-    def __init__(self, post_id: bytes, score: bytes | str, via: bytes | None) -> None:
-        self.post_id = post_id
-        self.text = score.decode() if isinstance(score, bytes) else score
-        self.score = float(self.text)
-        value = via.decode() if via else ""
-        self.labelled = value.startswith(LABEL_MARK)
-        value = value.removeprefix(LABEL_MARK)
-        self.reposters: tuple[str, ...] = tuple(value.split(",")) if value else ()
-
-    def after(self, cursor: _Entry) -> bool:
-        """True if this entry comes after ``cursor`` in feed order."""
-        return self.score < cursor.score or (
-            self.score == cursor.score and self.post_id < cursor.post_id
-        )
-
-    def cursor(self) -> str:
-        return encode_cursor(self.text, self.post_id.decode())
-
-
-def _parse_cursor(cursor: str) -> _Entry:
+def _parse_cursor(cursor: str) -> Entry:
     score, post_id = decode_cursor(cursor)
-    return _Entry(post_id.encode(), score, None)
+    return Entry(post_id.encode(), score, None)

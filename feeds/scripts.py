@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+
+from .connection import AnyRedis, is_cluster
 
 __all__ = [
     "CONTEXT",
@@ -46,6 +47,9 @@ SCRIPT_NAMES = (
     "order_status",
     "release",
     "progress",
+    "tag",
+    "view",
+    "deliver_post",
 )
 #: The settings every script's ARGV starts with, in order (``lib.lua``; see
 #: :func:`feedamp.feeds.batch.context`).
@@ -77,9 +81,9 @@ SIGNATURES: dict[str, Signature] = {
     "unrepost": Signature(("first", "cursor", "post_id", "reposter_id")),
     "delete_post": Signature(("post_id", "author_id", "ts")),
     "unpush": Signature(("cursor", "post_id", "source_id", "last")),
-    "follow": Signature(("follower_id", "followee_id")),
-    "unfollow": Signature(("follower_id", "followee_id")),
-    "hide": Signature(("action", "user_id", "target_id")),
+    "follow": Signature(("follower_id", "followee_id", "ts")),
+    "unfollow": Signature(("follower_id", "followee_id", "ts")),
+    "hide": Signature(("action", "user_id", "target_id", "ts")),
     "decide": Signature(("post_id", "repost_id", "reposter_id", "via_repost_id", "ts",
                          "has_comment", "frequently_forwarded_depth", "rate_max",
                          "rate_window", "forwarded_max", "forwarded_window", "brake_reposts",
@@ -94,6 +98,10 @@ SIGNATURES: dict[str, Signature] = {
     "order_status": Signature(("order_id", "buyer_id", "status", "seq", "ts", "dedup_id")),
     "release": Signature(("limit", "forced"), more=("field",)),
     "progress": Signature(more=("field", "ts")),
+    "tag": Signature(("post_id", "author_id"), more=("product_id",)),
+    "view": Signature(("user_id", "product_id", "ts", "via_post_id", "via_repost_id", "cap")),
+    "deliver_post": Signature(more=("post_id", "author_id", "ts", "n", "follower_id"),
+                              keys=("bucket", "...")),
 }  # fmt: skip
 
 
@@ -120,18 +128,23 @@ def argv(
 #: Scripts that take no shared settings and so run without ``lib.lua``.
 STANDALONE = frozenset(n for n, sig in SIGNATURES.items() if not sig.context)
 #: Scripts that also need the order and attribution helpers.
-SHOP = frozenset({"post", "repost", "purchase", "order_status"})
+SHOP = frozenset({"post", "repost", "purchase", "order_status", "tag"})
 
 
 @cache
 def source(name: str) -> str:
-    """Full source of script ``name``: ``lib.lua`` followed by ``<name>.lua``."""
+    """Full source of script ``name``: ``lib.lua`` followed by ``<name>.lua``; a ``#!lua``
+    shebang line of ``<name>.lua`` (script flags) stays the first line."""
     lua = files(__package__).joinpath("lua")
     body = lua.joinpath(f"{name}.lua").read_text()
     if name in STANDALONE:
         return body
+    shebang = []
+    if body.startswith("#!"):
+        first, body = body.split("\n", 1)
+        shebang = [first]
     libs = ["lib", "lib_shop"] if name in SHOP else ["lib"]
-    return "\n".join([*(lua.joinpath(f"{lib}.lua").read_text() for lib in libs), body])
+    return "\n".join([*shebang, *(lua.joinpath(f"{lib}.lua").read_text() for lib in libs), body])
 
 
 class Scripts:
@@ -154,7 +167,16 @@ class Scripts:
     order_status: AsyncScript
     release: AsyncScript
     progress: AsyncScript
+    tag: AsyncScript
+    view: AsyncScript
+    deliver_post: AsyncScript
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: AnyRedis) -> None:
+        """Register every script on ``redis``; on a cluster each is a
+        :class:`~feedamp.feeds.cluster.ClusterScript` (routed by a declared key)."""
+        from .cluster import ClusterScript
+
+        cluster = is_cluster(redis)
         for name in SCRIPT_NAMES:
-            setattr(self, name, redis.register_script(source(name)))
+            script = redis.register_script(source(name))
+            setattr(self, name, ClusterScript(name, script) if cluster else script)

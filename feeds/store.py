@@ -38,10 +38,10 @@ from feedamp.models.events import (
     Unmute,
     Unrepost,
 )
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from .batch import PIPELINE_CALLS, TRANSIENT_ERRORS, is_transient, run_scripts, text
+from .connection import AnyRedis
 from .keys import Keys
 from .scripts import SIGNATURES, Scripts, argv
 
@@ -100,7 +100,7 @@ class FeedStore:
     """Applies feed events (post, delete_post, repost, unrepost, follow, unfollow, block,
     unblock, mute, unmute) to Redis, deciding every repost first."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: AnyRedis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
@@ -182,8 +182,9 @@ class FeedStore:
         )  # fmt: skip
         async with self.redis.pipeline(transaction=False) as pipe:
             for followee in followees:
-                args = argv("follow", self._context, follower_id=user_id, followee_id=followee)
-                await self.scripts.follow(args=args, client=pipe)
+                args = argv("follow", self._context, follower_id=user_id, followee_id=followee,
+                            ts="")  # backfill only  # fmt: skip
+                await self.scripts.follow(args=args, client=pipe)  # type: ignore[arg-type]  # redis-py types omit pipelines as script clients
             await pipe.execute()
         return len(followees)
 
@@ -222,7 +223,7 @@ class FeedStore:
                 args = argv("decide", self._context, post_id=ev.post_id, repost_id=ev.repost_id,
                             reposter_id=ev.reposter_id, via_repost_id=via, ts=ev.ts,
                             has_comment=comment, door=refused.get(i, ""), **limits)  # fmt: skip
-                await self.scripts.decide(args=args, client=pipe)
+                await self.scripts.decide(args=args, client=pipe)  # type: ignore[arg-type]  # redis-py types omit pipelines as script clients
             results = await pipe.execute(raise_on_error=False)
         decisions: dict[int, Decision] = {}
         for (i, ev), result in zip(reposts, results, strict=True):
@@ -306,11 +307,11 @@ class FeedStore:
             case Follow() | Unfollow():
                 name = "follow" if isinstance(event, Follow) else "unfollow"
                 args = argv(name, ctx, follower_id=event.follower_id,
-                            followee_id=event.followee_id)  # fmt: skip
+                            followee_id=event.followee_id, ts=event.ts)  # fmt: skip
                 return _Call(index, getattr(sc, name), args)
             case Block() | Unblock() | Mute() | Unmute():
                 args = argv("hide", ctx, action=event.type, user_id=event.user_id,
-                            target_id=event.target_id)  # fmt: skip
+                            target_id=event.target_id, ts=event.ts)  # fmt: skip
                 return _Call(index, sc.hide, args)
         return None
 

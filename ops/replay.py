@@ -37,6 +37,8 @@ from typing import Any, TextIO
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
+from feedamp.feeds.cluster import ClusterUnsupported, refuse_writes_on_cluster
+from feedamp.feeds.connection import close as close_client
 from feedamp.feeds.connection import connect
 from feedamp.kafka.config import kafka_client_kwargs
 from feedamp.kafka.merge import MergedReader, Window
@@ -85,7 +87,7 @@ def input_topics(settings: Settings, names: Sequence[str] | None) -> list[str]:
     every input topic when ``names`` is empty. ValueError for an unknown one."""
     if not names:
         return list(settings.topics.inputs)
-    logical = {"posts", "reposts", "graph", "gifts", "purchases", "accounts"}
+    logical = {"posts", "reposts", "graph", "gifts", "purchases", "accounts", "product_views"}
     topics = []
     for name in names:
         if name in logical:
@@ -235,6 +237,12 @@ async def replay(
     writes to that key namespace (default: the active one). ``starts`` gives the first
     offset per partition instead of ``start_ms`` (a catch-up from a previous replay's
     ``ends``; partitions it does not name start at the beginning)."""
+    redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
+    try:
+        refuse_writes_on_cluster(redis, "feedamp replay")
+    except ClusterUnsupported:
+        await redis.aclose()
+        raise
     names = input_topics(settings, topics)
     stats = ReplayStats()
     started = time.monotonic()
@@ -248,7 +256,6 @@ async def replay(
         max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
     )
     producer = AIOKafkaProducer(**kafka, acks="all") if publish and not dry_run else None
-    redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
     send = None
     if producer is not None:
         send = functools.partial(_send, producer)
@@ -291,8 +298,7 @@ async def replay(
         await consumer.stop()
         if producer is not None:
             await producer.stop()
-        await redis.aclose()
-        await redis.connection_pool.disconnect()
+        await close_client(redis)
     stats.seconds = time.monotonic() - started
     return stats
 

@@ -21,11 +21,12 @@ from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
 from feedamp.feeds import Keys
 from feedamp.feeds.batch import text
+from feedamp.feeds.cluster import human_bytes, info_per_master, scan_keys
+from feedamp.feeds.connection import AnyRedis
 from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.watermark import progress_field
 from feedamp.kafka.config import kafka_client_kwargs
 from feedamp.kafka.offsets import end_offsets, partitions
-from redis.asyncio import Redis
 
 __all__ = [
     "FeedCount",
@@ -114,7 +115,7 @@ async def kafka_status(settings: Settings) -> tuple[list[PartitionLag], int]:
     return lag, dead
 
 
-async def count_feeds(redis: Redis, buckets: str) -> FeedCount:
+async def count_feeds(redis: AnyRedis, buckets: str) -> FeedCount:
     """Count the feeds whose bucket keys match the glob ``buckets`` (such as
     :meth:`Keys.feed_pattern`): distinct users and the sum of ZCARD."""
     users: set[bytes] = set()
@@ -130,7 +131,7 @@ async def count_feeds(redis: Redis, buckets: str) -> FeedCount:
         batch.clear()
         return sum(sizes)
 
-    async for key in redis.scan_iter(match=buckets, count=SCAN_COUNT):
+    async for key in scan_keys(redis, buckets, SCAN_COUNT):
         batch.append(key)
         if len(batch) >= SCAN_COUNT:
             entries += await flush()
@@ -139,12 +140,16 @@ async def count_feeds(redis: Redis, buckets: str) -> FeedCount:
     return FeedCount(len(users), entries)
 
 
-async def collect_status(settings: Settings, redis: Redis) -> Status:
+async def collect_status(settings: Settings, redis: AnyRedis) -> Status:
     """Gather lag, dead letters, Redis memory and feed counts."""
     status = Status(group=settings.app_id)
     status.lag, status.dead_letters = await kafka_status(settings)
-    info = await redis.info("memory")
-    status.redis_memory = str(info.get("used_memory_human", "?"))
+    infos = await info_per_master(redis, "memory")
+    if len(infos) == 1:
+        status.redis_memory = str(next(iter(infos.values())).get("used_memory_human", "?"))
+    else:  # a cluster: the sum over its masters
+        used = sum(int(i.get("used_memory", 0)) for i in infos.values())
+        status.redis_memory = f"{human_bytes(used)} on {len(infos)} masters"
     status.namespace = await Namespaces(redis, settings.key_prefix).active()
     keys = Keys(status.namespace)
     status.following = await count_feeds(redis, keys.feed_pattern())

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feedamp.config import Settings
-from feedamp.feeds.connection import connect
+from feedamp.feeds.cluster import refuse_writes_on_cluster, scan_keys
+from feedamp.feeds.connection import AnyRedis, connect
+from feedamp.feeds.connection import close as close_client
 from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespaces, pattern, scratch_prefix
-from redis.asyncio import Redis
 
 from .rebuild import wait_for_group
 from .replay import ReplayStats, replay
@@ -140,15 +141,17 @@ def _read(pipe: Any, kind: str, key: str) -> None:
         pipe.dump(key)
 
 
-async def _names(redis: Redis, prefix: str) -> set[str]:
+async def _names(redis: AnyRedis, prefix: str) -> set[str]:
     """Key names of a namespace, relative to its prefix, but the bookkeeping of the
     event-time order (see :meth:`Keys.bookkeeping`)."""
     cut, skip = len(prefix.encode()), Keys.bookkeeping()
-    names = {k[cut:].decode() async for k in redis.scan_iter(match=pattern(prefix), count=1000)}
+    names = {k[cut:].decode() async for k in scan_keys(redis, pattern(prefix), 1000)}
     return names - skip
 
 
-async def compare_namespaces(redis: Redis, live: str, fresh: str) -> tuple[int, list[Difference]]:
+async def compare_namespaces(
+    redis: AnyRedis, live: str, fresh: str
+) -> tuple[int, list[Difference]]:
     """Compare every key of the namespaces ``live`` and ``fresh`` by name relative to
     their prefixes; return the number of names seen and the differences, by name."""
     live_names, fresh_names = await _names(redis, live), await _names(redis, fresh)
@@ -200,6 +203,7 @@ async def verify(
     namespaces = Namespaces(redis, settings.key_prefix)
     scratch = scratch_prefix(settings.key_prefix)
     try:
+        refuse_writes_on_cluster(redis, "feedamp verify")
         stats = await replay(settings, topics=topics, prefix=scratch, progress=progress)
         caught_up = await wait_for_group(settings, stats.ends, wait)
         live = await namespaces.active()
@@ -213,8 +217,7 @@ async def verify(
         try:
             await asyncio.shield(namespaces.drop(scratch))
         finally:
-            await redis.aclose()
-            await redis.connection_pool.disconnect()
+            await close_client(redis)
 
 
 def format_verification(result: Verification, limit: int) -> str:

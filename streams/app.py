@@ -22,9 +22,11 @@ import faust
 from aiokafka.errors import KafkaError
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
+from feedamp.feeds.cluster import refuse_writes_on_cluster
 from feedamp.feeds.connection import connect
 from feedamp.feeds.store import TRANSIENT_ERRORS
 from feedamp.kafka.config import faust_security
+from feedamp.kafka.group import QuietFatalJoin, stop_on_group_error
 from feedamp.kafka.transport import transport_class
 
 from .metrics import Metrics
@@ -98,6 +100,9 @@ class BatchHandler:
                 delay = min(delay * 2, MAX_BACKOFF)
 
 
+#: Bind addresses meaning "every interface": not an address to advertise.
+WILDCARDS = ("0.0.0.0", "::", "")
+
 #: How often (s) a worker raises the progress of idle partitions and releases parked events.
 RELEASE_INTERVAL = 0.02
 
@@ -154,6 +159,10 @@ def _broker_urls(servers: str) -> list[str]:
 
 def create_app(settings: Settings) -> faust.App:
     """The Faust app for ``settings``, with its agent registered."""
+    # Advertise the bind address unless it is a wildcard (Faust's default then).
+    web_host: dict[str, Any] = (
+        {} if settings.web_host in WILDCARDS else {"web_host": settings.web_host}
+    )
     app = faust.App(
         settings.app_id,
         broker=_broker_urls(settings.kafka_bootstrap_servers),
@@ -166,13 +175,17 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         web_enabled=settings.web_port != 0,
         web_port=settings.web_port or 6066,
-        web_host=settings.web_host,
+        web_bind=settings.web_host,  # the listen address; Faust's own default is every one
+        **web_host,
         stream_wait_empty=False,
         producer_acks=-1,
         datadir=settings.data_dir or os.path.join(tempfile.gettempdir(), "feedamp-{conf.id}"),
         **faust_security(settings),
     )
-    app.transport = transport_class(settings.fetch_max_wait_ms)(app.conf.broker_consumer, app)
+    logging.getLogger("aiokafka.consumer.group_coordinator").addFilter(QuietFatalJoin())
+    app.transport = transport_class(
+        settings.fetch_max_wait_ms, lambda exc: stop_on_group_error(exc, settings)
+    )(app.conf.broker_consumer, app)
     raw: dict[str, Any] = {
         "key_type": bytes,
         "value_type": bytes,
@@ -183,6 +196,7 @@ def create_app(settings: Settings) -> faust.App:
     dead_letters = app.topic(settings.topics.dead_letter, **raw)
     decisions = app.topic(settings.topics.decisions, **raw)
     redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
+    refuse_writes_on_cluster(redis, "feedamp worker")
     watch = PartitionWatch(app, settings)
     pipeline = Pipeline(FeedStore(redis, settings), settings, partitions=watch.partitions)
 
@@ -222,11 +236,6 @@ def create_app(settings: Settings) -> faust.App:
             metrics.watermark = pipeline.watermark
             if outcome.decisions or outcome.dead_letters:
                 metrics.observe([], outcome, time.perf_counter() - started)
-
-    @app.task
-    async def declare_outputs() -> None:
-        await dead_letters.maybe_declare()
-        await decisions.maybe_declare()
 
     if settings.web_port:
         install_web(app, metrics, redis, settings.topics.inputs)

@@ -20,6 +20,7 @@ from feedamp.feeds.accounts import AccountStore, actor_of
 from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.shop.gifts import GiftStore
 from feedamp.feeds.shop.orders import OrderStore
+from feedamp.feeds.shop.products import ProductStore
 from feedamp.feeds.store import Applied
 from feedamp.feeds.watermark import Watermark, progress_field
 from feedamp.models import ROUTES, Event, InvalidEvent, Limits, parse_event
@@ -33,6 +34,7 @@ from feedamp.models.events import (
     Mute,
     OrderStatus,
     Post,
+    ProductView,
     Purchase,
     Repost,
     Unblock,
@@ -84,6 +86,7 @@ class Pipeline:
         self.accounts = AccountStore(feeds.redis, settings)
         self.gifts = GiftStore(feeds.redis, settings)
         self.orders = OrderStore(feeds.redis, settings)
+        self.products = ProductStore(feeds.redis, settings)
         #: Which store applies each event type (accounts go first, on their own), and the
         #: order the stores run in within a phase.
         self._store_of: dict[type[Event], Store] = {
@@ -93,12 +96,22 @@ class Pipeline:
             OrderStatus: self.orders,
         }
         self._stores: tuple[Store, ...] = (self.feeds, self.gifts, self.orders)
+        #: Stores that run last, over the whole batch (posts' product tags, product views),
+        #: for the types they name, whichever store the table gave those types to.
+        self._last: tuple[tuple[Store, tuple[type[Event], ...]], ...] = (
+            (self.products, (Post, ProductView)),
+        )
         self.settings = settings
         self.partitions = partitions
         #: The latest watermark seen by a release (ms), for metrics.
         self.watermark: float | None = None
+        #: Awaited by :meth:`apply` once the batch's reposts-topic events are parked and
+        #: before its other events are written: the point where, in a worker, the release
+        #: timer can run (tests run a release here to check it cannot get ahead).
+        self.before_write: Callable[[], Awaitable[None]] | None = None
         self._watermarks: dict[str, Watermark] = {}
-        self.limits = Limits(settings.max_event_bytes, settings.max_text_chars)
+        self.limits = Limits(settings.max_event_bytes, settings.max_text_chars,
+                             settings.max_tagged_products)  # fmt: skip
         topics = settings.topics
         self._posts_topic = topics.posts
         # topic name -> types allowed on it
@@ -128,9 +141,12 @@ class Pipeline:
 
         Order: account events first (a suspension must be on record before the door
         judges the batch), then the door (events of suspended accounts are refused with a
-        decision and not applied), then posts, then the rest, each type by its store.
+        decision and not applied), then posts, then the rest, each type by its store
+        (posts' product tags and product views last).
         Order within a topic is kept. When :attr:`watermarked`, reposts-topic events are
-        parked instead, for :meth:`release`.
+        parked instead, for :meth:`release`, and the progress of the batch's posts and
+        reposts partitions is raised last, once everything else of the batch is written:
+        a release running meanwhile cannot pass an event that is not in Redis yet.
 
         Redis connection errors propagate, so the caller can retry the batch; every
         write is idempotent.
@@ -140,14 +156,22 @@ class Pipeline:
         outcome.types = {e.where: e.event.type for e in envelopes}
         # Resolved once, so a batch is written to one namespace even across a switch.
         prefix = await self._prefix()
+        progress: dict[str, int] = {}
         if self.watermarked:
             reposts_topic = self.settings.topics.reposts
             held = [e for e in envelopes if e.record.topic == reposts_topic]
+            progress = self._progress(envelopes)
             parking = self._watermark(prefix)
             await parking.park([(e.event.event_id, e.event.ts, _pack(e.record)) for e in held])
-            await parking.advance(self._progress(envelopes))
             envelopes = [e for e in envelopes if e.record.topic != reposts_topic]
+        if self.before_write is not None:
+            await self.before_write()
         await self._apply_events(envelopes, outcome, prefix)
+        if progress:
+            # Only now: a release (the timer runs between any two awaits) may pass an
+            # event only once it is in Redis, or it could decide a repost before its post
+            # exists.
+            await self._watermark(prefix).advance(progress)
         return outcome
 
     async def release(self, publish: Callable[[Outcome], Awaitable[None]]) -> Outcome:
@@ -262,6 +286,10 @@ class Pipeline:
                 else:
                     applied = await store.apply([e.event for e in part], prefix=prefix)
                 take(part, applied)
+        for store, types in self._last:
+            part = [e for e in rest if isinstance(e.event, types) and e not in refused]
+            if part:
+                take(part, await store.apply([e.event for e in part], prefix=prefix))
 
 
 def _pack(record: Record) -> bytes:

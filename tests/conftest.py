@@ -1,4 +1,5 @@
-"""Fixtures: one real Tansu broker and one real Redis per session, isolated per test.
+"""Fixtures: one real Tansu broker, one real Redis and (when a test asks for it) one real
+three-master Redis Cluster per session, isolated per test.
 
 Isolation: every test gets its own Redis key prefix; tests that need Kafka get their own
 topic names and consumer group (``settings``), and worker-backed tests share one worker per
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from feedamp.config import Settings, Topics
+from feedamp.embedded.cluster import RedisClusterService, start_redis_cluster
 from feedamp.embedded.services import Service, start_broker, start_redis
 from feedamp.embedded.worker import start_worker, stop_process
 from feedamp.feeds import FeedReader, FeedStore
@@ -28,7 +30,7 @@ from redis.asyncio import Redis
 
 WAIT_TIMEOUT = 60.0
 #: Fixtures that start a service: a test using any of them is an integration test.
-SERVICES = frozenset({"broker", "redis_server"})
+SERVICES = frozenset({"broker", "redis_server", "redis_cluster"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,6 +55,14 @@ def redis_server() -> Iterator[Service]:
     service = start_redis()
     yield service
     service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterService]:
+    """Three masters, no replicas, every slot assigned; started once per session."""
+    cluster = start_redis_cluster()
+    yield cluster
+    cluster.stop()
 
 
 def make_settings(broker: Service, redis_server: Service, **changes) -> Settings:

@@ -21,7 +21,7 @@ def header(name: str) -> dict[str, tuple[str, list[str]]]:
     """``{"ARGV" | "KEYS": (the word before the colon, [names, "..." for a tail])}``."""
     lines = LUA.joinpath(f"{name}.lua").read_text().splitlines()
     found: dict[str, tuple[str, list[str]]] = {}
-    n = 0
+    n = 1 if lines and lines[0].startswith("#!") else 0  # a shebang line of flags
     while n < len(lines) and lines[n].startswith("--"):
         match = HEADER.match(lines[n])
         n += 1
@@ -32,7 +32,9 @@ def header(name: str) -> dict[str, tuple[str, list[str]]]:
             body += " " + lines[n][2:].strip()
             n += 1
         body = re.sub(r"\([^()]*\)", "", body)  # notes in parentheses
+        body = re.sub(r"(?<!\.)\.\s*$", "", body.strip())  # a sentence's full stop
         names = [part.strip() for part in body.split(",") if part.strip()]
+        names = [] if names == ["none"] else names
         found[match.group(1).split()[0]] = (match.group(1), names)
     return found
 
@@ -62,14 +64,14 @@ def test_lib_reads_the_declared_context():
 
 def test_calls_are_built_by_name():
     ctx = context(Settings())
-    built = argv("follow", ctx, followee_id="b", follower_id="a")
-    assert built == [*ctx, "a", "b"]
+    built = argv("follow", ctx, ts=5, followee_id="b", follower_id="a")
+    assert built == [*ctx, "a", "b", 5]
     assert argv("seed_codes", ctx, "c1", "c2", offer_id="o") == [*ctx, "o", "c1", "c2"]
     assert argv("page", max_score="+inf", limit=5) == ["+inf", 5]
     with pytest.raises(TypeError, match="missing"):
-        argv("follow", ctx, follower_id="a")
+        argv("follow", ctx, follower_id="a", ts=5)
     with pytest.raises(TypeError, match="unknown"):
-        argv("follow", ctx, follower_id="a", followee_id="b", extra=1)
+        argv("follow", ctx, follower_id="a", followee_id="b", ts=5, extra=1)
     with pytest.raises(TypeError, match="groups"):
         argv("progress", ctx, "field-only")
 

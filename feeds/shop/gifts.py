@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from feedamp.config import Settings
 from feedamp.feeds.batch import context, run_scripts, text
+from feedamp.feeds.connection import AnyRedis
 from feedamp.feeds.scripts import Scripts, argv
 from feedamp.feeds.shop.campaigns import Catalog, load_campaigns
 from feedamp.feeds.store import Applied, Failure
@@ -27,7 +28,6 @@ from feedamp.models.decisions import (
     GiftDecision,
 )
 from feedamp.models.events import Event, Gift
-from redis.asyncio import Redis
 
 __all__ = ["GiftStore"]
 
@@ -35,7 +35,7 @@ __all__ = ["GiftStore"]
 class GiftStore:
     """Decides ``gift`` events and keeps inboxes, sent lists and code pools."""
 
-    def __init__(self, redis: Redis, settings: Settings, catalog: Catalog | None = None) -> None:
+    def __init__(self, redis: AnyRedis, settings: Settings, catalog: Catalog | None = None) -> None:
         """``catalog`` defaults to the file named by ``settings.campaigns``; a bad file
         raises :class:`~feedamp.feeds.shop.campaigns.CampaignError` here, at start."""
         self.redis = redis

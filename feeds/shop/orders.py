@@ -18,10 +18,10 @@ from collections.abc import Sequence
 
 from feedamp.config import Settings
 from feedamp.feeds.batch import context, run_scripts
+from feedamp.feeds.connection import AnyRedis
 from feedamp.feeds.scripts import Scripts, argv
 from feedamp.feeds.store import Applied, Failure
 from feedamp.models.events import Event, OrderStatus, Purchase
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 __all__ = ["OrderStore"]
@@ -30,7 +30,7 @@ __all__ = ["OrderStore"]
 class OrderStore:
     """Applies ``purchase`` and ``order_status`` events."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: AnyRedis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
         self.scripts = Scripts(redis)

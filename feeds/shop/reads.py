@@ -6,15 +6,15 @@ keys that ``gift.lua``, ``purchase.lua`` and ``order_status.lua`` write.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import orjson
 from feedamp.feeds.batch import text
+from feedamp.feeds.connection import AnyRedis
 from feedamp.feeds.keys import Keys
 from feedamp.feeds.pages import Page, check_limit, decode_cursor, encode_cursor
 from feedamp.feeds.shop.campaigns import Catalog
-from redis.asyncio import Redis
 
 __all__ = [
     "CreatorStats",
@@ -24,6 +24,7 @@ __all__ = [
     "OrderPage",
     "SentGifts",
     "ShopReads",
+    "TaggedSales",
 ]
 
 _GIFT_FIELDS = ("sender", "recipient", "offer", "campaign", "message", "code", "ts")
@@ -88,20 +89,35 @@ OrderPage = Page[OrderItem]
 
 
 @dataclass(frozen=True, slots=True)
+class TaggedSales:
+    """Conversions of one tagged post (``kind`` ``post``) or of one repost of a tagged post
+    (``repost``): orders bought through it of a product the post tags, and their revenue
+    (cents, all currencies added up). Cancelled and refunded orders are out."""
+
+    kind: str
+    id: str
+    orders: int
+    revenue_cents: int
+
+
+@dataclass(frozen=True, slots=True)
 class CreatorStats:
     """Orders attributed to a creator's posts and reposts, and their revenue (cents, all
-    currencies added up, and per currency). Cancelled and refunded orders are out."""
+    currencies added up, and per currency). Cancelled and refunded orders are out.
+    ``tagged`` lists the conversions of the creator's tagged posts and reposts, most
+    revenue first."""
 
     orders: int
     revenue_cents: int
     revenue_by_currency: dict[str, int] = field(default_factory=dict)
+    tagged: list[TaggedSales] = field(default_factory=list)
 
 
 class ShopReads:
     """Gift and order reads; needs ``redis`` and ``campaigns`` attributes and an
     ``active_keys()`` coroutine (the keys of the active namespace, resolved per read)."""
 
-    redis: Redis
+    redis: AnyRedis
     campaigns: Catalog
     active_keys: Callable[[], Awaitable[Keys]]
 
@@ -126,7 +142,9 @@ class ShopReads:
 
     async def orders(self, user_id: str, limit: int = 50, cursor: str | None = None) -> OrderPage:
         """A page of ``user_id``'s order center, newest first."""
-        keys = await self.active_keys()
+        return await self._orders(user_id, limit, cursor, await self.active_keys())
+
+    async def _orders(self, user_id: str, limit: int, cursor: str | None, keys: Keys) -> OrderPage:
         ids, next_cursor = await self._zpage(keys.orders(user_id), limit, cursor)
         async with self.redis.pipeline(transaction=False) as pipe:
             for order_id in ids:
@@ -153,7 +171,9 @@ class ShopReads:
         stats = {text(k): int(v) for k, v in
                  (await self.redis.hgetall(keys.creator(user_id))).items()}  # fmt: skip
         by_currency = {k[4:]: v for k, v in stats.items() if k.startswith("rev:") and v}
-        return CreatorStats(stats.get("orders", 0), stats.get("revenue", 0), by_currency)
+        conversions = await self.redis.hgetall(keys.conversions(user_id))
+        return CreatorStats(stats.get("orders", 0), stats.get("revenue", 0), by_currency,
+                            _tagged_sales(conversions))  # fmt: skip
 
     async def _gifts(self, ids: list[str], keys: Keys) -> list[GiftItem]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -196,6 +216,16 @@ class ShopReads:
         last = page[-1] if more and page else None
         next_cursor = encode_cursor(_score_text(last[1]), last[0]) if last else None
         return [m for m, _ in page], next_cursor
+
+
+def _tagged_sales(fields: Mapping[bytes | str, bytes | str]) -> list[TaggedSales]:
+    """The ``conversions`` hash (``p:<post>`` / ``r:<repost>`` -> orders, with ``:rev``
+    -> cents) as a list, most revenue first."""
+    values = {text(k): int(v) for k, v in fields.items()}
+    sales = [TaggedSales("post" if name[0] == "p" else "repost", name[2:], orders,
+                         values.get(f"{name}:rev", 0))
+             for name, orders in values.items() if not name.endswith(":rev")]  # fmt: skip
+    return sorted(sales, key=lambda t: (-t.revenue_cents, -t.orders, t.kind, t.id))
 
 
 def _json_list(text: str | None) -> list:
