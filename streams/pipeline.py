@@ -16,6 +16,7 @@ import orjson
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.accounts import AccountStore, actor_of
+from feedamp.feeds.activity import Activity
 from feedamp.feeds.gifts import GiftStore
 from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.ordering import EventOrder, progress_field
@@ -64,6 +65,7 @@ class Pipeline:
         self.accounts = AccountStore(store.redis, settings)
         self.gifts = GiftStore(store.redis, settings)
         self.orders = OrderStore(store.redis, settings)
+        self.activity = Activity(store.redis)
         self.settings = settings
         #: The progress fields of every posts and reposts partition (the worker sets it
         #: from the consumer's metadata); None (replay, tests): nothing is parked.
@@ -209,13 +211,21 @@ class Pipeline:
         """Apply parsed events to their stores in the namespace ``prefix`` (see
         :meth:`apply` for the order)."""
         dead = outcome.dead_letters
+        first_decision = len(outcome.decisions)
+        reposts: list[Repost] = []
+        reach: dict[str, int] = {}
 
         def run(part: list[int], applied: Applied) -> None:
+            failed = set()
             for failure in applied.failures:
                 record = sources[part[failure.index]]
+                failed.add(part[failure.index])
                 dead.append(DeadLetter(record, f"redis rejected: {failure.error}"))
             outcome.decisions += applied.decisions
             outcome.deliveries += applied.deliveries
+            reposts.extend(events[i] for i in part  # type: ignore[misc]
+                           if isinstance(events[i], Repost) and i not in failed)  # fmt: skip
+            reach.update(applied.reach)
 
         accounts = [i for i, ev in enumerate(events) if isinstance(ev, Account)]
         if accounts:
@@ -242,6 +252,8 @@ class Pipeline:
             part = [i for i in others if isinstance(events[i], types) and i not in refused]
             if part:
                 run(part, await store.apply([events[i] for i in part], prefix=prefix))
+        # The console's view of reposts and decisions (see feedamp.feeds.activity).
+        await self.activity.record(prefix, reposts, reach, outcome.decisions[first_decision:])
 
 
 def _pack(record: Record) -> bytes:

@@ -9,6 +9,8 @@
   ``feedamp_consumer_lag{topic,partition}`` (the partition's high-water mark minus the
   group's committed offset, as this worker last saw them) and
   ``feedamp_assigned_partitions``.
+- ``GET /console/``, ``/console/post/{post_id}``, ``/console/user/{user_id}``: the
+  read-only console (:mod:`feedamp.console`), HTML.
 """
 
 from __future__ import annotations
@@ -20,16 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from feedamp.config import Settings
 from redis.asyncio import Redis
 
-from .metrics import Gauge, Metrics
+from .metrics import CONTENT_TYPE, Gauge, Metrics
 
-__all__ = ["Health", "consumer_gauges", "install_web", "redis_error"]
+__all__ = ["Health", "consumer_gauges", "install_console", "install_web", "redis_error"]
 
 log = logging.getLogger("feedamp.web")
 
 PING_TIMEOUT = 1.0
-PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ def install_web(app: faust.App, metrics: Metrics, redis: Redis, topics: Collecti
     """Register ``/healthz`` and ``/metrics`` on the app's web server; ``topics`` are the
     input topics (partitions of other topics do not count as work held)."""
     topics = frozenset(topics)
+    metrics.add_gauges(lambda: consumer_gauges(app, topics))
 
     @app.page("/healthz", name="feedamp_healthz")
     async def healthz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -128,5 +131,28 @@ def install_web(app: faust.App, metrics: Metrics, redis: Redis, topics: Collecti
 
     @app.page("/metrics", name="feedamp_metrics")
     async def metrics_page(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        body = metrics.render(consumer_gauges(app, topics)).encode()
-        return view.bytes(body, headers={"Content-Type": PROMETHEUS_TYPE})
+        body = metrics.render().encode()
+        return view.bytes(body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def install_console(app: faust.App, settings: Settings, redis: Redis) -> None:
+    """Register the console's pages (read-only HTML) on the app's web server."""
+    from feedamp.console import ConsoleData, cascade_page, overview_page, user_page
+
+    data = ConsoleData(settings, redis)
+
+    @app.page("/console/", name="feedamp_console")
+    async def overview(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return view.html(overview_page(await data.overview()))
+
+    @app.page("/console/post/{post_id}", name="feedamp_console_post")
+    async def post(
+        view: faust.web.View, request: faust.web.Request, post_id: str
+    ) -> faust.web.Response:
+        return view.html(cascade_page(await data.cascade(post_id)))
+
+    @app.page("/console/user/{user_id}", name="feedamp_console_user")
+    async def user(
+        view: faust.web.View, request: faust.web.Request, user_id: str
+    ) -> faust.web.Response:
+        return view.html(user_page(await data.user(user_id)))
