@@ -53,7 +53,8 @@ class PartitionRow:
 
 @dataclass(frozen=True)
 class TopPost:
-    """A post being amplified: reposts in the window, all reposts, feeds reached."""
+    """A post being amplified: its reposts in the window, all its reposts (whatever their
+    decision) and the feeds they reached."""
 
     post_id: str
     author: str
@@ -231,7 +232,8 @@ class ConsoleData:
         view.per_minute = {kind: [next(counts) for _ in view.minutes] for kind in KINDS}
 
     async def top_posts(self, prefix: str) -> list[TopPost]:
-        """The posts with the most reposts in the window before the newest repost."""
+        """The posts with the most reposts (whatever their decision) in the window before
+        the newest repost, from the most recently reposted :data:`TOP_CANDIDATES`."""
         akeys, keys = ActivityKeys(prefix), Keys(prefix)
         candidates = await self.redis.zrange(akeys.amplified(), 0, TOP_CANDIDATES - 1,
                                              desc=True, withscores=True)  # fmt: skip
@@ -240,16 +242,16 @@ class ConsoleData:
         since = int(candidates[0][1]) - WINDOW_MS
         async with self.redis.pipeline(transaction=False) as pipe:
             for post, _ in candidates:
-                post = _s(post)
-                pipe.zcount(keys.reposters(post), since, "+inf")
-                pipe.hvals(akeys.cascade(post))
-                pipe.hget(keys.post(post), "a")
+                pipe.hvals(akeys.cascade(_s(post)))
+                pipe.hget(keys.post(_s(post)), "a")
             replies = await pipe.execute()
         top = []
         for n, (post, _) in enumerate(candidates):
-            recent, values, author = replies[3 * n : 3 * n + 3]
-            reached = sum(parse_cascade(v)[3] for v in values)
-            top.append(TopPost(_s(post), _s(author), recent, len(values), reached))
+            values, author = replies[2 * n : 2 * n + 2]
+            reposts = [parse_cascade(v) for v in values]
+            recent = sum(1 for r in reposts if r[2] >= since)
+            reached = sum(r[3] for r in reposts)
+            top.append(TopPost(_s(post), _s(author), recent, len(reposts), reached))
         top.sort(key=lambda t: (-t.recent, -t.reached, t.post_id))
         return top[:TOP_SHOWN]
 

@@ -205,7 +205,7 @@ def _top(view: Overview) -> str:
     ]
     return (
         "<section><h2>Amplified now (reposts in the last 30 minutes of event time)</h2>"
-        "<table><tr><th>post</th><th>author</th><th class=n>reposters, last 30 min</th>"
+        "<table><tr><th>post</th><th>author</th><th class=n>reposts, last 30 min</th>"
         "<th class=n>reposts</th><th class=n>feeds reached</th></tr>"
         + "".join(rows) + "</table></section>"
     )  # fmt: skip
