@@ -175,22 +175,29 @@ def _decisions(view: Overview) -> str:
 
 
 def _chart(view: Overview) -> str:
-    """Stacked bars, one per minute."""
-    width, height, bar = 24 * len(view.minutes), 80, 18
+    """Stacked bars, one per minute, each labelled with its minute."""
+    step, bar, height, axis = 44, 30, 90, 16
     totals = [sum(c[i] for c in view.per_minute.values()) for i in range(len(view.minutes))]
     peak = max(totals) or 1
     parts = []
-    for i in range(len(view.minutes)):
-        y = height
+    for i, minute in enumerate(view.minutes):
+        x, y = i * step + 4, height
         for kind, counts in view.per_minute.items():
-            h = counts[i] * (height - 10) / peak
+            h = counts[i] * (height - 14) / peak
             if h:
                 y -= h
-                parts.append(f"<rect x='{i * 24 + 3}' y='{y:.1f}' width='{bar}' height='{h:.1f}'"
+                parts.append(f"<rect x='{x}' y='{y:.1f}' width='{bar}' height='{h:.1f}'"
                              f" fill='{COLOURS.get(kind, '#555')}'><title>{escape(kind)}: "
                              f"{counts[i]}</title></rect>")  # fmt: skip
-    return (f"<svg width='{width}' height='{height}' role=img aria-label='decisions per minute'>"
-            + "".join(parts) + "</svg>")  # fmt: skip
+        if totals[i]:
+            parts.append(f"<text x='{x + bar / 2}' y='{y - 3:.1f}' text-anchor='middle'>"
+                         f"{totals[i]:,}</text>")  # fmt: skip
+        parts.append(f"<text x='{x + bar / 2}' y='{height + axis - 3}' text-anchor='middle'"
+                     f" fill='#6b7280'>{_when(minute)[11:16]}</text>")  # fmt: skip
+    width = step * len(view.minutes) + 8
+    return (f"<svg width='{width}' height='{height + axis}' font-size='11' role=img"
+            f" aria-label='decisions per minute'><line x1='0' x2='{width}' y1='{height}'"
+            f" y2='{height}' stroke='#9aa5b1'/>{''.join(parts)}</svg>")  # fmt: skip
 
 
 def _top(view: Overview) -> str:
