@@ -8,6 +8,10 @@
   partition) with their reasons, and how many the topic holds;
 - decisions per minute by kind, the posts reposted most in the last window and each
   post's cascade, from the activity keys the worker writes (:mod:`feedamp.feeds.activity`);
+- the feeds each repost reached: the reposter's followers whose Following feed holds the
+  post attributed to the reposter (its ``via`` field), counted in Redis by a read-only
+  script, :data:`REACH_CHUNK` followers a call, at most :data:`REACH_BUDGET` followers
+  per page (a count cut short is shown as "at least");
 - a user's Following and For You feeds, through :class:`~feedamp.feeds.FeedReader`.
 
 Every read is in the active key namespace, looked up once per page.
@@ -25,6 +29,7 @@ from feedamp.cli.status import PartitionLag, kafka_status
 from feedamp.config import Settings
 from feedamp.feeds import FeedReader, Keys
 from feedamp.feeds.activity import WINDOW_MS, ActivityKeys, parse_cascade
+from feedamp.feeds.keys import bucket_of
 from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.ordering import progress_field
 from feedamp.feeds.reader import FeedItem
@@ -40,6 +45,26 @@ MINUTES = 15
 MINUTE_MS = 60_000
 TOP_CANDIDATES = 50
 TOP_SHOWN = 10
+#: Followers visited per call of the reach script, and per cascade page at most.
+REACH_CHUNK = 2000
+REACH_BUDGET = 200_000
+
+#: Of one SSCAN step of a reposter's followers, how many hold the post attributed to the
+#: reposter in their Following feed. Read-only. ARGV: followers key, via key head
+#: ("<prefix>via:{"), bucket, post, reposter, cursor, count. Returns {cursor, held, seen}.
+_REACH = """
+local reply = redis.call('SSCAN', ARGV[1], ARGV[6], 'COUNT', ARGV[7])
+local held = 0
+local needle = ',' .. ARGV[5] .. ','
+for _, follower in ipairs(reply[2]) do
+  local value = redis.call('HGET', ARGV[2] .. follower .. '}:' .. ARGV[3], ARGV[4])
+  if value then
+    if string.sub(value, 1, 1) == '^' then value = string.sub(value, 2) end
+    if string.find(',' .. value .. ',', needle, 1, true) then held = held + 1 end
+  end
+end
+return {reply[1], held, #reply[2]}
+"""
 
 
 @dataclass(frozen=True)
@@ -60,7 +85,8 @@ class TopPost:
     author: str
     recent: int
     reposts: int
-    reached: int
+    #: Followers of its reposters (the audience its reposts could reach), now.
+    audience: int
 
 
 @dataclass
@@ -88,7 +114,10 @@ class Node:
     via: str | None
     reposter: str
     ts: int
-    reached: int
+    #: Following feeds holding the post attributed to this reposter; ``exact`` False when
+    #: counting stopped at the page's budget (then at least that many).
+    reached: int = 0
+    exact: bool = True
     depth: int = 0
     decision: str = DELIVERED
     reasons: tuple[str, ...] = ()
@@ -110,6 +139,11 @@ class Cascade:
     def reached(self) -> int:
         """Feeds reached by every repost together."""
         return sum(n.reached for n in self.nodes())
+
+    @property
+    def exact(self) -> bool:
+        """False when some count stopped at the page's budget."""
+        return all(n.exact for n in self.nodes())
 
     def nodes(self) -> list[Node]:
         """Every node, depth first, children by time."""
@@ -152,6 +186,7 @@ class ConsoleData:
         self.namespaces = Namespaces(redis, settings.key_prefix)
         self.reader = FeedReader(redis, key_prefix=settings.key_prefix,
                                  feed_buckets=settings.feed_buckets)  # fmt: skip
+        self._reach = redis.register_script(_REACH)
 
     async def overview(self, letters: int = 20) -> Overview:
         """Lag and watermark per partition, dead letters, decisions per minute, top posts."""
@@ -245,14 +280,19 @@ class ConsoleData:
                 pipe.hvals(akeys.cascade(_s(post)))
                 pipe.hget(keys.post(_s(post)), "a")
             replies = await pipe.execute()
+        reposts = [[parse_cascade(v) for v in replies[2 * n]] for n in range(len(candidates))]
+        reposters = sorted({r[1] for post in reposts for r in post})
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user in reposters:
+                pipe.scard(keys.followers(user))
+            followers = dict(zip(reposters, await pipe.execute(), strict=True))
         top = []
         for n, (post, _) in enumerate(candidates):
-            values, author = replies[2 * n : 2 * n + 2]
-            reposts = [parse_cascade(v) for v in values]
-            recent = sum(1 for r in reposts if r[2] >= since)
-            reached = sum(r[3] for r in reposts)
-            top.append(TopPost(_s(post), _s(author), recent, len(reposts), reached))
-        top.sort(key=lambda t: (-t.recent, -t.reached, t.post_id))
+            recent = sum(1 for r in reposts[n] if r[2] >= since)
+            audience = sum(followers[u] for u in {r[1] for r in reposts[n]})
+            top.append(TopPost(_s(post), _s(replies[2 * n + 1]), recent, len(reposts[n]),
+                               audience))  # fmt: skip
+        top.sort(key=lambda t: (-t.recent, -t.reposts, t.post_id))
         return top[:TOP_SHOWN]
 
     async def cascade(self, post_id: str) -> Cascade:
@@ -268,8 +308,8 @@ class ConsoleData:
         view = Cascade(post_id, post.get("a"), post.get("text", ""), "del" in post)
         nodes: dict[str, Node] = {}
         for repost_id, value in entries.items():
-            via, reposter, ts, reached = parse_cascade(value)
-            nodes[_s(repost_id)] = Node(_s(repost_id), via, reposter, ts, reached)
+            via, reposter, ts = parse_cascade(value)
+            nodes[_s(repost_id)] = Node(_s(repost_id), via, reposter, ts)
         for repost_id, value in decided.items():
             node = nodes.get(_s(repost_id))
             if node is not None:
@@ -281,7 +321,35 @@ class ConsoleData:
             (parent.children if parent else view.roots).append(node)
         self._fill_depths(view)
         view.count = len(nodes)
+        await self._count_reach(view, keys)
         return view
+
+    async def _count_reach(self, view: Cascade, keys: Keys) -> None:
+        """Fill each node's ``reached`` from the followers' feeds (see the module doc):
+        every node one SSCAN step at a time, in rounds, until done or out of budget."""
+        bucket = bucket_of(view.post_id, self.settings.feed_buckets)
+        head = keys.via("\0", 0).split("\0", 1)[0]  # "<prefix>via:{"
+        cursors = {id(n): "0" for n in view.nodes()}
+        nodes = {id(n): n for n in view.nodes()}
+        budget = REACH_BUDGET
+        while cursors and budget > 0:
+            round_ = list(cursors)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in round_:
+                    node = nodes[key]
+                    argv = [keys.followers(node.reposter), head, bucket, view.post_id,
+                            node.reposter, cursors[key], REACH_CHUNK]  # fmt: skip
+                    await self._reach(args=argv, client=pipe)
+                replies = await pipe.execute()
+            for key, (cursor, held, seen) in zip(round_, replies, strict=True):
+                nodes[key].reached += int(held)
+                budget -= int(seen)
+                if _s(cursor) == "0":
+                    del cursors[key]
+                else:
+                    cursors[key] = _s(cursor)
+        for key in cursors:
+            nodes[key].exact = False
 
     @staticmethod
     def _fill_depths(view: Cascade) -> None:

@@ -18,7 +18,7 @@ from feedamp.feeds.reader import FeedItem
 
 from .data import Cascade, Overview, UserFeeds
 
-__all__ = ["cascade_page", "overview_page", "user_page"]
+__all__ = ["cascade_page", "error_page", "overview_page", "user_page"]
 
 #: Colour of each decision in the cascade and the decisions chart.
 COLOURS = {
@@ -28,8 +28,9 @@ COLOURS = {
     "refused": "#c62828",
     "accepted": "#1565c0",
 }
-#: Nodes drawn in a cascade picture; the table below it lists them all.
+#: Nodes drawn in a cascade picture, and listed in the table below it.
 MAX_DRAWN = 400
+MAX_LISTED = 1000
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1b1b1b;background:#f6f7f9}
@@ -79,6 +80,10 @@ def _when(ms: int | None) -> str:
 
 def _ms(ms: int | None) -> str:
     return "-" if ms is None else f"{ms:,} ms"
+
+
+def _at_least(exact: bool) -> str:
+    return "" if exact else "≥ "
 
 
 def _chip(decision: str) -> str:
@@ -206,14 +211,15 @@ def _top(view: Overview) -> str:
     rows = [
         f"<tr data-post='{escape(t.post_id)}'><td>{_post_link(t.post_id)}</td>"
         f"<td>{_user_link(t.author)}</td><td class=n data-recent>{t.recent:,}</td>"
-        f"<td class=n data-reposts>{t.reposts:,}</td><td class=n data-reached>{t.reached:,}</td>"
+        f"<td class=n data-reposts>{t.reposts:,}</td>"
+        f"<td class=n data-audience>{t.audience:,}</td>"
         "</tr>"
         for t in view.top
     ]
     return (
         "<section><h2>Amplified now (reposts in the last 30 minutes of event time)</h2>"
         "<table><tr><th>post</th><th>author</th><th class=n>reposts, last 30 min</th>"
-        "<th class=n>reposts</th><th class=n>feeds reached</th></tr>"
+        "<th class=n>reposts</th><th class=n>reposters' followers</th></tr>"
         + "".join(rows) + "</table></section>"
     )  # fmt: skip
 
@@ -225,7 +231,7 @@ def cascade_page(view: Cascade) -> str:
         f"<h1>Cascade of post {escape(view.post_id)}{state}</h1>"
         f"<p>author {_user_link(view.author)} · <span class=muted>{escape(view.text[:200])}"
         f"</span></p><p>reposts <b data-reposts>{view.count:,}</b> · feeds reached "
-        f"<b data-reached>{view.reached:,}</b></p>"
+        f"<b data-reached>{_at_least(view.exact)}{view.reached:,}</b></p>"
     )
     depth_rows = "".join(
         f"<tr data-depth='{d}'><td class=n>{d}</td><td class=n data-count>{c:,}</td>"
@@ -237,14 +243,18 @@ def cascade_page(view: Cascade) -> str:
         f"<th class=n>feeds reached</th></tr>{depth_rows}</table></section>"
     )
     nodes = view.nodes()
+    more = len(nodes) - MAX_LISTED
     rows = "".join(
         f"<tr data-repost='{escape(n.repost_id)}'><td>{escape(n.repost_id)}</td>"
         f"<td>{_user_link(n.reposter)}</td><td class=n>{n.depth}</td>"
         f"<td data-decision>{_chip(n.decision)} {escape(', '.join(n.reasons))}</td>"
-        f"<td class=n data-reached>{n.reached:,}</td><td>{escape(n.via or '')}</td>"
+        f"<td class=n data-reached>{_at_least(n.exact)}{n.reached:,}</td>"
+        f"<td>{escape(n.via or '')}</td>"
         f"<td>{_when(n.ts)}</td></tr>"
-        for n in nodes
+        for n in nodes[:MAX_LISTED]
     )
+    if more > 0:
+        rows += f"<tr><td colspan=7 class=muted>and {more:,} more</td></tr>"
     table = (
         "<section><h2>Reposts</h2><table><tr><th>repost</th><th>reposter</th>"
         "<th class=n>depth</th><th>decision</th><th class=n>feeds reached</th><th>via</th>"
@@ -278,12 +288,12 @@ def cascade_svg(view: Cascade) -> str:
             f"<circle cx='{x}' cy='{y}' r='{radius:.1f}' fill='{colour}'>"
             f"<title>{escape(node.repost_id)}</title></circle>"
             f"<text x='{x + 14}' y='{y + 4}'>{escape(node.reposter)} · {escape(node.decision)}"
-            f" · {node.reached:,} feeds</text>"
+            f" · {_at_least(node.exact)}{node.reached:,} feeds</text>"
         )
     more = len(view.nodes()) - len(nodes)
     if more > 0:
         parts.append(f"<text x='{left}' y='{top + row * (len(nodes) + 1)}' fill='#6b7280'>"
-                     f"and {more:,} more (see the table)</text>")  # fmt: skip
+                     f"and {more:,} more</text>")  # fmt: skip
     width = left + indent * max((n.depth for n in nodes), default=0) + 420
     height = top + row * (len(nodes) + 2)
     return (f"<svg id=cascade width='{width}' height='{height}' font-size='13' role=img "
@@ -319,3 +329,12 @@ def _feed(title: str, name: str, items: Iterable[FeedItem]) -> str:
     table = f"<table>{head}{''.join(rows)}</table>" if rows else "<p class=muted>empty</p>"
     return (f"<section data-feed='{name}'><h2>{title} <span class=muted data-count>{count}"
             f"</span></h2>{table}</section>")  # fmt: skip
+
+
+def error_page(what: str, error: BaseException) -> str:
+    """What could not be read, in one line (the page answers 503)."""
+    return _page(
+        "unavailable",
+        f"<h1>Cannot show {escape(what)}</h1><p class=bad data-error>"
+        f"{escape(type(error).__name__)}: {escape(str(error))}</p>",
+    )

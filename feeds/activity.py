@@ -1,14 +1,15 @@
 """What the console shows that the views do not hold: each repost's place in its post's
-cascade and how many feeds it reached, recent decisions by kind, and the posts reposted
-most recently.
+cascade, recent decisions by kind, and the posts reposted most recently.
 
-Invariants: every write is idempotent and independent of arrival order, so a redelivered
-batch or a replay of the log leaves these keys as they were.
+Invariants: every write is idempotent and a function of the events alone (never of the
+state they met or the order they came in), so a redelivered batch, a replay of the log
+or a replay into a fresh namespace leaves these keys as they were. That is why the
+feeds a repost reached are not stored: a follow that arrives before or after the repost
+changes whether the fan-out or the follow's backfill delivers it; the console counts
+them from the views when it reads (``via`` attribution in the followers' feeds).
 
-- ``cascade:{post}`` (hash): repost_id -> ``via|reposter|ts|reached`` (``via`` empty for a
-  repost of the post itself; ``reached``: followers its fan-out pushed the post to, 0
-  when its decision kept it out of feeds). ``HSET`` of a value computed from the event
-  and the follower set it was fanned out to.
+- ``cascade:{post}`` (hash): repost_id -> ``via|reposter|ts`` (``via`` empty for a
+  repost of the post itself), for every repost applied whatever its decision.
 - ``decision_log:{<kind>}`` (sorted set): event_id -> event time of each decision of that
   kind (``delivered``, ``restricted``, ``rate_limited``, ``refused``, ``accepted``);
 - ``amplified:{posts}`` (sorted set): post_id -> event time of its latest repost.
@@ -20,7 +21,7 @@ members whose time is within the window of the newest, whatever the order they c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 from feedamp.models.decisions import AnyDecision
 from feedamp.models.events import Repost
@@ -46,16 +47,16 @@ return 0
 """
 
 
-def cascade_value(repost: Repost, reached: int) -> str:
+def cascade_value(repost: Repost) -> str:
     """The ``cascade:{post}`` field value of ``repost``."""
-    return f"{repost.via_repost_id or ''}|{repost.reposter_id}|{repost.ts}|{reached}"
+    return f"{repost.via_repost_id or ''}|{repost.reposter_id}|{repost.ts}"
 
 
-def parse_cascade(value: bytes | str) -> tuple[str | None, str, int, int]:
-    """``(via, reposter, ts, reached)`` from a ``cascade:{post}`` value."""
+def parse_cascade(value: bytes | str) -> tuple[str | None, str, int]:
+    """``(via, reposter, ts)`` from a ``cascade:{post}`` value."""
     raw = value.decode() if isinstance(value, bytes) else value
-    via, reposter, ts, reached = raw.split("|")
-    return via or None, reposter, int(ts), int(reached)
+    via, reposter, ts = raw.split("|")
+    return via or None, reposter, int(ts)
 
 
 class ActivityKeys:
@@ -65,7 +66,7 @@ class ActivityKeys:
         self.prefix = prefix
 
     def cascade(self, post_id: str) -> str:
-        """Hash: repost_id -> ``via|reposter|ts|reached``."""
+        """Hash: repost_id -> ``via|reposter|ts``."""
         return f"{self.prefix}cascade:{{{post_id}}}"
 
     def decision_log(self, kind: str) -> str:
@@ -88,17 +89,14 @@ class Activity:
         self,
         prefix: str,
         reposts: Iterable[Repost],
-        reach: Mapping[str, int],
         decisions: Sequence[AnyDecision],
     ) -> None:
-        """Record ``reposts`` (with the followers each reached) and ``decisions`` in the
-        namespace ``prefix``."""
+        """Record ``reposts`` and ``decisions`` in the namespace ``prefix``."""
         keys = ActivityKeys(prefix)
         cascades: dict[str, dict[str, str]] = {}
         latest: dict[str, int] = {}
         for ev in reposts:
-            value = cascade_value(ev, reach.get(ev.repost_id, 0))
-            cascades.setdefault(ev.post_id, {})[ev.repost_id] = value
+            cascades.setdefault(ev.post_id, {})[ev.repost_id] = cascade_value(ev)
             latest[ev.post_id] = max(latest.get(ev.post_id, 0), ev.ts)
         logs: dict[str, list[str | int]] = {}
         for d in decisions:

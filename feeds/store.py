@@ -64,9 +64,6 @@ class Applied:
     decisions: list[AnyDecision] = field(default_factory=list)
     #: Feed entries pushed by post and repost fan-out (one per follower reached).
     deliveries: int = 0
-    #: repost_id -> followers that repost's fan-out reached (every chunk), for each
-    #: repost fanned out in this batch.
-    reach: dict[str, int] = field(default_factory=dict)
 
 
 #: Positions of (first, cursor) in a fan-out call's argv, after the shared context.
@@ -101,7 +98,6 @@ class FeedStore:
         ]  # fmt: skip
         self._views: dict[str, FeedStore] = {}
         self._deliveries = 0
-        self._reach: dict[int, int] = {}
 
     def _at(self, prefix: str | None) -> FeedStore:
         """This store writing to the namespace ``prefix`` (None: ``settings.key_prefix``):
@@ -136,7 +132,6 @@ class FeedStore:
         if (view := self._at(prefix)) is not self:
             return await view.apply(events, refused=refused)
         self._deliveries = 0
-        self._reach = {}
         failures: dict[int, Failure] = {}
         decisions = await self._decide(events, failures, refused or {})
         calls = [
@@ -154,10 +149,8 @@ class FeedStore:
                 segment.append(call)
         await self._run_segment(segment, events, failures)
         deliveries, self._deliveries = self._deliveries, 0
-        reach = {ev.repost_id: self._reach.get(i, 0) for i, ev in enumerate(events)
-                 if isinstance(ev, Repost) and i not in failures and i in self._reach}  # fmt: skip
         return Applied(
-            [failures[i] for i in sorted(failures)], list(decisions.values()), deliveries, reach
+            [failures[i] for i in sorted(failures)], list(decisions.values()), deliveries
         )
 
     async def rebuild_feed(self, user_id: str, *, prefix: str | None = None) -> int:
@@ -290,24 +283,22 @@ class FeedStore:
     async def _finish(self, call: _Call, event: Event, result: object) -> bool:
         """Finish an event whose first call returned ``result``; True if more calls ran."""
         if call.source is not None:
-            cursor = self._cursor(result, call.index)
+            cursor = self._cursor(result)
             if cursor in ("0", "skip"):
                 return False
             while cursor != "0":
                 call.argv[_FIRST], call.argv[_CURSOR] = "0", cursor
-                cursor = self._cursor(await call.script(args=call.argv), call.index)
+                cursor = self._cursor(await call.script(args=call.argv))
             return True
         if isinstance(event, DeletePost):
             await self._unpush_everywhere(event.post_id, [text(s) for s in result])  # type: ignore[union-attr]
             return True
         return False
 
-    def _cursor(self, result: object, index: int) -> str:
-        """The next cursor of a fan-out call's reply ``cursor|deliveries``; counts them,
-        in all and for the event at ``index``."""
+    def _cursor(self, result: object) -> str:
+        """The next cursor of a fan-out call's reply ``cursor|deliveries``; counts them."""
         cursor, _, delivered = text(result).partition("|")
         self._deliveries += int(delivered or 0)
-        self._reach[index] = self._reach.get(index, 0) + int(delivered or 0)
         return cursor
 
     async def _unpush_everywhere(self, post_id: str, sources: list[str]) -> None:

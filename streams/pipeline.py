@@ -213,7 +213,6 @@ class Pipeline:
         dead = outcome.dead_letters
         first_decision = len(outcome.decisions)
         reposts: list[Repost] = []
-        reach: dict[str, int] = {}
 
         def run(part: list[int], applied: Applied) -> None:
             failed = set()
@@ -225,7 +224,6 @@ class Pipeline:
             outcome.deliveries += applied.deliveries
             reposts.extend(events[i] for i in part  # type: ignore[misc]
                            if isinstance(events[i], Repost) and i not in failed)  # fmt: skip
-            reach.update(applied.reach)
 
         accounts = [i for i, ev in enumerate(events) if isinstance(ev, Account)]
         if accounts:
@@ -253,7 +251,7 @@ class Pipeline:
             if part:
                 run(part, await store.apply([events[i] for i in part], prefix=prefix))
         # The console's view of reposts and decisions (see feedamp.feeds.activity).
-        await self.activity.record(prefix, reposts, reach, outcome.decisions[first_decision:])
+        await self.activity.record(prefix, reposts, outcome.decisions[first_decision:])
 
 
 def _pack(record: Record) -> bytes:

@@ -23,6 +23,7 @@ from typing import Any
 
 import faust
 from feedamp.config import Settings
+from feedamp.models import InvalidEvent, validate_id
 from redis.asyncio import Redis
 
 from .metrics import CONTENT_TYPE, Gauge, Metrics
@@ -136,23 +137,47 @@ def install_web(app: faust.App, metrics: Metrics, redis: Redis, topics: Collecti
 
 
 def install_console(app: faust.App, settings: Settings, redis: Redis) -> None:
-    """Register the console's pages (read-only HTML) on the app's web server."""
-    from feedamp.console import ConsoleData, cascade_page, overview_page, user_page
+    """Register the console's pages (read-only HTML) on the app's web server. A page
+    whose sources (Kafka, Redis) cannot be read answers 503 with the cause in one line."""
+    from feedamp.console import ConsoleData, cascade_page, error_page, overview_page, user_page
 
     data = ConsoleData(settings, redis)
 
+    async def render(view: faust.web.View, what: str, page: Any, id_: str | None = None,
+                     kind: str = "") -> faust.web.Response:  # fmt: skip
+        if id_ is not None:
+            try:
+                validate_id(id_, kind)
+            except InvalidEvent as exc:
+                page.close()  # never awaited
+                return view.html(error_page(what, exc), status=400)
+        try:
+            return view.html(await page)
+        except Exception as exc:
+            log.warning("console: cannot show %s: %r", what, exc)
+            return view.html(error_page(what, exc), status=503)
+
+    async def overview_html() -> str:
+        return overview_page(await data.overview())
+
+    async def post_html(post_id: str) -> str:
+        return cascade_page(await data.cascade(post_id))
+
+    async def user_html(user_id: str) -> str:
+        return user_page(await data.user(user_id))
+
     @app.page("/console/", name="feedamp_console")
     async def overview(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return view.html(overview_page(await data.overview()))
+        return await render(view, "the overview", overview_html())
 
     @app.page("/console/post/{post_id}", name="feedamp_console_post")
     async def post(
         view: faust.web.View, request: faust.web.Request, post_id: str
     ) -> faust.web.Response:
-        return view.html(cascade_page(await data.cascade(post_id)))
+        return await render(view, f"post {post_id}", post_html(post_id), post_id, "post_id")
 
     @app.page("/console/user/{user_id}", name="feedamp_console_user")
     async def user(
         view: faust.web.View, request: faust.web.Request, user_id: str
     ) -> faust.web.Response:
-        return view.html(user_page(await data.user(user_id)))
+        return await render(view, f"user {user_id}", user_html(user_id), user_id, "user_id")

@@ -52,8 +52,9 @@ async def test_cascade_tree_decisions_and_reach(redis, settings):
     assert await redis.zcard(keys.decision_log("delivered")) == 3
     assert await redis.zcard(keys.decision_log("refused")) == 1
     top = await ConsoleData(settings, redis).top_posts(settings.key_prefix)
-    assert [(t.post_id, t.recent, t.reposts, t.reached) for t in top] == [
-        ("p1", 3, 3, 8), ("p2", 1, 1, 0),
+    # audience: followers of r1, r2, r3 (4 + 3 + 1) for p1; of r1 for p2
+    assert [(t.post_id, t.recent, t.reposts, t.audience) for t in top] == [
+        ("p1", 3, 3, 8), ("p2", 1, 1, 4),
     ]  # fmt: skip
 
 
@@ -86,10 +87,43 @@ async def test_decision_log_keeps_the_window_before_the_newest_whatever_the_orde
     backward = ActivityKeys("bwd:").decision_log("delivered")
     activity = Activity(redis)
     for n, ts in enumerate(times):
-        await activity.record("fwd:", [], {}, [decision(n, ts)])
+        await activity.record("fwd:", [], [decision(n, ts)])
     for n, ts in reversed(list(enumerate(times))):
-        await activity.record("bwd:", [], {}, [decision(n, ts)])
+        await activity.record("bwd:", [], [decision(n, ts)])
     kept = await redis.zrange(forward, 0, -1, withscores=True)
     assert kept == await redis.zrange(backward, 0, -1, withscores=True)
     assert kept == [(b"e2", WINDOW_MS + 10), (b"e3", WINDOW_MS + 20), (b"e4", 2 * WINDOW_MS + 10)]
     await redis.delete(forward, backward)
+
+
+async def test_reach_counts_backfilled_feeds_and_follows_withdrawals(redis, settings):
+    """The reach is read from the feeds: a follow after the repost (backfilled) counts,
+    an unfollow takes it back; the order of follow and repost changes nothing."""
+    ev = Events()
+    pipeline = Pipeline(FeedStore(redis, settings), settings)
+    events = [ev.post("p1", "alice"), ev.repost("p1", "alice", "r1")]
+    events += [ev.follow(f, "r1") for f in ("x1", "x2", "x3")]
+    await pipeline.apply([record_of(settings, e, n) for n, e in enumerate(events)])
+    data = ConsoleData(settings, redis)
+    (node,) = (await data.cascade("p1")).roots
+    assert (node.reached, node.exact) == (3, True)
+    await pipeline.apply([record_of(settings, ev.unfollow("x2", "r1"), 99)])
+    (node,) = (await data.cascade("p1")).roots
+    assert node.reached == 2
+
+
+async def test_reach_stops_at_the_page_budget(redis, settings, monkeypatch):
+    ev = Events()
+    events = [ev.follow(f"f{n}", "r1") for n in range(600)]
+    events += [ev.post("p1", "alice"), ev.repost("p1", "alice", "r1")]
+    await Pipeline(FeedStore(redis, settings), settings).apply(
+        [record_of(settings, e, n) for n, e in enumerate(events)]
+    )
+    data = ConsoleData(settings, redis)
+    (node,) = (await data.cascade("p1")).roots
+    assert (node.reached, node.exact) == (600, True)
+    monkeypatch.setattr("feedamp.console.data.REACH_CHUNK", 50)
+    monkeypatch.setattr("feedamp.console.data.REACH_BUDGET", 150)
+    cascade = await data.cascade("p1")
+    (node,) = cascade.roots
+    assert not node.exact and not cascade.exact and 150 <= node.reached < 600

@@ -5,7 +5,10 @@ ones Kafka and Redis hold. Screenshots go to ``test-output/`` (ignored by git)."
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +31,8 @@ from .factory import Events
 from .kafka import read_topic, send, send_events
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                   "--disable-background-networking", "--disable-component-update",
                   "--no-first-run", "--disable-sync", "--window-size=1280,1400")  # fmt: skip
@@ -68,6 +71,7 @@ def browser() -> Iterator[webdriver.Chrome]:
 def shot(driver: webdriver.Chrome, name: str) -> Path:
     """A screenshot of the whole page, in ``test-output/``."""
     OUTPUT.mkdir(exist_ok=True)
+    driver.set_window_size(1280, 800)
     for _ in range(3):  # the window grows until the page fits (at most 6000 px)
         height = int(driver.execute_script("return document.documentElement.scrollHeight"))
         inner = int(driver.execute_script("return window.innerHeight"))
@@ -168,13 +172,14 @@ async def test_overview_shows_what_kafka_and_redis_hold(console_worker, browser,
             shown = page(By.CSS_SELECTOR, f"tr[data-kind='{kind}'] [data-sum]").text
             logged = await redis.zcard(keys.decision_log(kind))
             assert number(shown) == logged == published.get(kind, 0), kind
-        # The top posts: reposts and feeds reached, as the cascade hashes hold them.
+        # The top posts: reposts from the cascade hash, the reposters' followers.
         top = page(By.CSS_SELECTOR, f"tr[data-post='{u['p1']}']")
         values = [parse_cascade(v) for v in await redis.hvals(keys.cascade(u["p1"]))]
         assert number(top.find_element(By.CSS_SELECTOR, "[data-reposts]").text) == len(values)
         assert number(top.find_element(By.CSS_SELECTOR, "[data-recent]").text) == 3
-        reached = number(top.find_element(By.CSS_SELECTOR, "[data-reached]").text)
-        assert reached == sum(v[3] for v in values) == 8
+        audience = sum([await redis.scard(f"{s.key_prefix}followers:{{{v[1]}}}") for v in values])
+        shown = number(top.find_element(By.CSS_SELECTOR, "[data-audience]").text)
+        assert shown == audience == 8
     finally:
         await redis.aclose()
 
@@ -255,3 +260,19 @@ async def test_user_feeds_with_attribution_and_the_lookup_form(console_worker, b
     finally:
         await reader.close()
     assert shot(browser, "user").stat().st_size > 5_000
+
+
+async def test_a_bad_id_is_refused_in_one_line(console_worker, browser, applied):
+    await open_page(browser, console_worker.url("/console/user/a%3Ab"))
+    error = browser.find_element(By.CSS_SELECTOR, "[data-error]").text
+    assert error == "InvalidEvent: field 'user_id' contains forbidden character ':'"
+    status = await asyncio.to_thread(_status, console_worker.url("/console/post/a%2Cb"))
+    assert status == 400
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
