@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -127,3 +131,33 @@ def test_compose_wires_prometheus_and_grafana_to_the_workers():
         (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
     )
     assert source["datasources"][0]["uid"] == "prometheus"
+
+
+class _Health(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/healthz" else 404)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_compose_healthcheck_fails_on_a_503():
+    """The worker's healthcheck command, run as Compose would against /healthz answering
+    200, then 503."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    test = compose["services"]["worker"]["healthcheck"]["test"]
+    assert test[0] == "CMD" and test[1] == "python"
+    server = HTTPServer(("127.0.0.1", 0), _Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        command = [sys.executable, *[a.replace("6066", str(port)) for a in test[2:]]]
+        assert subprocess.run(command, capture_output=True, timeout=30).returncode == 0
+        _Health.status = 503
+        assert subprocess.run(command, capture_output=True, timeout=30).returncode != 0
+    finally:
+        _Health.status = 200
+        server.shutdown()
