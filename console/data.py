@@ -19,6 +19,7 @@ Every read is in the active key namespace, looked up once per page.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -192,7 +193,9 @@ class ConsoleData:
         """Lag and watermark per partition, dead letters, decisions per minute, top posts."""
         prefix = await self.namespaces.active()
         view = Overview(group=self.settings.app_id, namespace=prefix)
-        lag, view.dead_letters = await kafka_status(self.settings)
+        (lag, view.dead_letters), view.letters = await asyncio.gather(
+            kafka_status(self.settings), self.recent_letters(letters)
+        )
         keys = Keys(prefix)
         progress = {_s(k): int(v) for k, v in (await self.redis.hgetall(keys.progress())).items()}
         now = int(time.time() * 1000)
@@ -204,7 +207,6 @@ class ConsoleData:
         if expected and all(f in progress for f in expected):
             view.watermark_behind_ms = max(0, now - min(progress[f] for f in expected))
         view.parked = await self.redis.zcard(keys.parked())
-        view.letters = await self.recent_letters(letters)
         await self._decisions(view, ActivityKeys(prefix))
         view.top = await self.top_posts(prefix)
         return view
