@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import threading
+import tomllib
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -161,3 +162,12 @@ def test_compose_healthcheck_fails_on_a_503():
     finally:
         _Health.status = 200
         server.shutdown()
+
+
+def test_the_image_holds_every_package():
+    """The Dockerfile copies each package directory pyproject.toml installs."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    dirs = set(project["tool"]["setuptools"]["package-dir"].values())
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for directory in dirs:
+        assert f"COPY {directory}/ {directory}/" in dockerfile, directory
