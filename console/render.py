@@ -276,12 +276,13 @@ def cascade_svg(view: Cascade) -> str:
         f"<text x='{left + 14}' y='{top + 4}' font-weight='600'>post {escape(view.post_id)}"
         f" by {escape(view.author or '?')}</text>"
     ]
+    lines: list[str] = []  # drawn first, under every circle
     peak = max((n.reached for n in nodes), default=1) or 1
     for i, node in enumerate(nodes, start=1):
         x, y = left + indent * node.depth, top + row * i
         x_of[node.repost_id], y_of[node.repost_id] = x, y
         px, py = x_of.get(node.via or "", left), y_of.get(node.via or "", top)
-        parts.append(f"<path d='M{px} {py} V{y} H{x}' fill='none' stroke='#9aa5b1'/>")
+        lines.append(f"<path d='M{px} {py} V{y} H{x}' fill='none' stroke='#9aa5b1'/>")
         radius = 4 + 6 * (node.reached / peak) ** 0.5
         colour = COLOURS.get(node.decision, "#555")
         parts.append(
@@ -295,9 +296,9 @@ def cascade_svg(view: Cascade) -> str:
         parts.append(f"<text x='{left}' y='{top + row * (len(nodes) + 1)}' fill='#6b7280'>"
                      f"and {more:,} more</text>")  # fmt: skip
     width = left + indent * max((n.depth for n in nodes), default=0) + 420
-    height = top + row * (len(nodes) + 2)
+    height = top + row * (len(nodes) + (2 if more > 0 else 1))
     return (f"<svg id=cascade width='{width}' height='{height}' font-size='13' role=img "
-            f"aria-label='cascade of reposts'>{''.join(parts)}</svg>")  # fmt: skip
+            f"aria-label='cascade of reposts'>{''.join(lines + parts)}</svg>")  # fmt: skip
 
 
 def user_page(view: UserFeeds) -> str:
