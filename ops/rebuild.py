@@ -43,9 +43,9 @@ from feedamp.feeds.cluster import refuse_writes_on_cluster
 from feedamp.feeds.connection import close as close_client
 from feedamp.feeds.connection import connect
 from feedamp.feeds.namespace import DEFAULT_GRACE, Namespaces
+from feedamp.kafka.lag import kafka_status
 
 from .replay import BATCH, ReplayStats, replay
-from .status import kafka_status
 
 __all__ = [
     "CATCHUP_PASSES",

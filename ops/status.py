@@ -17,7 +17,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
 from feedamp.feeds import Keys
 from feedamp.feeds.batch import text
@@ -25,8 +24,7 @@ from feedamp.feeds.cluster import human_bytes, info_per_master, scan_keys
 from feedamp.feeds.connection import AnyRedis
 from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.watermark import progress_field
-from feedamp.kafka.config import kafka_client_kwargs
-from feedamp.kafka.offsets import end_offsets, partitions
+from feedamp.kafka.lag import PartitionLag, kafka_status
 
 __all__ = [
     "FeedCount",
@@ -39,18 +37,6 @@ __all__ = [
 ]
 
 SCAN_COUNT = 1000
-
-
-@dataclass(frozen=True)
-class PartitionLag:
-    """One input partition: end offset, the group's committed offset (None: nothing
-    committed yet) and the records between them."""
-
-    topic: str
-    partition: int
-    end: int
-    committed: int | None
-    lag: int
 
 
 @dataclass(frozen=True)
@@ -86,33 +72,6 @@ class Status:
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable form (``feedamp status --json``)."""
         return {**asdict(self), "total_lag": self.total_lag}
-
-
-async def kafka_status(settings: Settings) -> tuple[list[PartitionLag], int]:
-    """Lag of the worker group per input partition, and the number of dead letters."""
-    kafka = kafka_client_kwargs(settings)
-    consumer = AIOKafkaConsumer(
-        **kafka, group_id=settings.app_id, enable_auto_commit=False,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-    )  # fmt: skip
-    await consumer.start()
-    try:
-        inputs = await partitions(consumer, settings.topics.inputs, missing_ok=True)
-        letters = await partitions(consumer, [settings.topics.dead_letter], missing_ok=True)
-        # Manual assignment: offsets are read without joining (or disturbing) the group.
-        consumer.assign(inputs + letters)
-        ends = await end_offsets(consumer, inputs + letters)
-        begins = await consumer.beginning_offsets(inputs + letters)
-        lag = []
-        for tp in inputs:
-            committed = await consumer.committed(tp)
-            base = committed if committed is not None else begins[tp]
-            lag.append(PartitionLag(tp.topic, tp.partition, ends[tp], committed,
-                                    max(ends[tp] - base, 0)))  # fmt: skip
-        dead = sum(ends[tp] - begins[tp] for tp in letters)
-    finally:
-        await consumer.stop()
-    return lag, dead
 
 
 async def count_feeds(redis: AnyRedis, buckets: str) -> FeedCount:

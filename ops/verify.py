@@ -28,10 +28,10 @@ from feedamp.feeds.connection import AnyRedis, connect
 from feedamp.feeds.connection import close as close_client
 from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespaces, pattern, scratch_prefix
+from feedamp.kafka.lag import kafka_status
 
 from .rebuild import wait_for_group
 from .replay import ReplayStats, replay
-from .status import kafka_status
 
 __all__ = ["Difference", "Verification", "compare_namespaces", "format_verification", "verify"]
 

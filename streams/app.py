@@ -33,7 +33,7 @@ from .metrics import Metrics
 from .pipeline import Pipeline, progress_field
 from .publish import Publisher
 from .records import DeadLetter, Outcome, Outputs, Record
-from .web import install_web
+from .web import install_console, install_web
 
 __all__ = ["BatchHandler", "create_app"]
 
@@ -239,6 +239,7 @@ def create_app(settings: Settings) -> faust.App:
 
     if settings.web_port:
         install_web(app, metrics, redis, settings.topics.inputs)
+        install_console(app, settings, redis)
     app.feedamp_redis = redis  # type: ignore[attr-defined]
     app.feedamp_metrics = metrics  # type: ignore[attr-defined]
     return app

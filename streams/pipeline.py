@@ -17,6 +17,7 @@ import orjson
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.accounts import AccountStore, actor_of
+from feedamp.feeds.activity import Activity
 from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.shop.gifts import GiftStore
 from feedamp.feeds.shop.orders import OrderStore
@@ -87,6 +88,7 @@ class Pipeline:
         self.gifts = GiftStore(feeds.redis, settings)
         self.orders = OrderStore(feeds.redis, settings)
         self.products = ProductStore(feeds.redis, settings)
+        self.activity = Activity(feeds.redis)
         #: Which store applies each event type (accounts go first, on their own), and the
         #: order the stores run in within a phase.
         self._store_of: dict[type[Event], Store] = {
@@ -250,13 +252,19 @@ class Pipeline:
     ) -> None:
         """Apply parsed events to their stores in the namespace ``prefix`` (see
         :meth:`apply` for the order)."""
+        first_decision = len(outcome.decisions)
+        reposts: list[Repost] = []
 
         def take(part: Sequence[Envelope], applied: Applied) -> None:
+            failed = set()
             for failure in applied.failures:  # keyed by position in ``part``
                 record = part[failure.index].record
+                failed.add(failure.index)
                 outcome.dead_letters.append(DeadLetter(record, f"redis rejected: {failure.error}"))
             outcome.decisions += applied.decisions
             outcome.deliveries += applied.deliveries
+            reposts.extend(e.event for n, e in enumerate(part)
+                           if isinstance(e.event, Repost) and n not in failed)  # fmt: skip
 
         accounts = [e for e in envelopes if isinstance(e.event, Account)]
         if accounts:
@@ -290,6 +298,8 @@ class Pipeline:
             part = [e for e in rest if isinstance(e.event, types) and e not in refused]
             if part:
                 take(part, await store.apply([e.event for e in part], prefix=prefix))
+        # The console's view of reposts and decisions (see feedamp.feeds.activity).
+        await self.activity.record(prefix, reposts, outcome.decisions[first_decision:])
 
 
 def _pack(record: Record) -> bytes:
