@@ -19,6 +19,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
 from feedamp.feeds import FeedReader
+from feedamp.streams.preflight import start_client
 from feedamp.streams.topics import ensure_topics
 
 from .embedded import Service, free_port, start_broker, start_redis
@@ -133,7 +134,7 @@ async def read_dead_letters(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
-    await consumer.start()
+    await start_client(consumer)
     letters: list[tuple[str, bytes]] = []
     try:
         deadline = time.monotonic() + timeout

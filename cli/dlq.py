@@ -25,6 +25,7 @@ from aiokafka.structs import ConsumerRecord
 from feedamp.config import Settings
 from feedamp.streams.kafka_config import kafka_client_kwargs
 from feedamp.streams.logs import quiet_clients
+from feedamp.streams.preflight import start_client
 
 from .offsets import end_offsets, partitions
 
@@ -122,7 +123,7 @@ async def list_letters(settings: Settings, limit: int | None = None) -> list[Let
         enable_auto_commit=False,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
-    await consumer.start()
+    await start_client(consumer)
     letters: list[Letter] = []
     try:
         tps = await partitions(consumer, [settings.topics.dead_letter], missing_ok=True)
@@ -169,8 +170,8 @@ async def replay_letters(settings: Settings) -> DlqReplayStats:
     producer = AIOKafkaProducer(**kafka, acks="all", linger_ms=5)
     stats = DlqReplayStats()
     inputs = set(settings.topics.inputs)
-    await consumer.start()
-    await producer.start()
+    await start_client(consumer)
+    await start_client(producer)
     try:
         tps = await partitions(consumer, [settings.topics.dead_letter], missing_ok=True)
         if not tps:
