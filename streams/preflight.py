@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,13 +30,14 @@ __all__ = [
     "OperatorError",
     "check_kafka",
     "check_redis",
-        "describe",
+    "describe",
+    "parse_redis_url",
     "redis_address",
     "start_client",
 ]
 
 #: How long a check waits for an answer (seconds).
-CHECK_TIMEOUT = 4.0
+CHECK_TIMEOUT = 3.0
 
 
 class OperatorError(Exception):
@@ -63,11 +65,16 @@ def kafka_address(settings: Settings) -> str:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     low = text.lower()
-    if "refused" in low:
+    if "refused" in low or "error 111 " in low or "connect call failed" in low:
         return "connection refused"
     if "name or service not known" in low or "nodename nor servname" in low:
         return "unknown host"
     return text
+
+
+def parse_redis_url(url: str) -> None:
+    """OperatorError naming ``REDIS_URL`` when it is not a Redis URL."""
+    _redis_client(url, 1.0)
 
 
 def _redis_client(url: str, timeout: float) -> Redis:
@@ -113,6 +120,9 @@ async def check_kafka(settings: Settings, timeout: float = CHECK_TIMEOUT) -> Non
     where = kafka_address(settings)
     kwargs = kafka_client_kwargs(settings)
     client = AIOKafkaClient(**kwargs, request_timeout_ms=int(timeout * 1000))
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # its own "Unable connect" line would be a second one
     try:
         await asyncio.wait_for(client.bootstrap(), timeout)
     except TimeoutError:
@@ -121,14 +131,30 @@ async def check_kafka(settings: Settings, timeout: float = CHECK_TIMEOUT) -> Non
         ) from None
     except KafkaError as exc:
         text = _reason(exc)
-        if text.startswith("Unable to bootstrap"):
-            text = "cannot connect (connection refused or not a Kafka broker)"
+        if "Unable to bootstrap" in text:
+            text = await _tcp_reason(settings.kafka_bootstrap_servers, timeout)
         raise OperatorError(f"{where}: {text}") from None
     except OSError as exc:
         raise OperatorError(f"{where}: {_reason(exc)}") from None
     finally:
         with contextlib.suppress(Exception):
             await client.close()
+        quiet.setLevel(level)
+
+
+async def _tcp_reason(servers: str, timeout: float) -> str:
+    """Why no bootstrap server answered: the first server's TCP connect error, else that
+    it accepts connections but does not answer as a Kafka broker."""
+    first = servers.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+    except ValueError:
+        return f"not host:port: {first!r}"
+    except (OSError, TimeoutError) as exc:
+        return _reason(exc) if str(exc) else "connection timed out"
+    writer.close()
+    return "it accepts connections but does not answer as a Kafka broker"
 
 
 async def check(settings: Settings, needs: tuple[str, ...]) -> None:
