@@ -51,9 +51,7 @@ async def test_present_because_the_author_is_followed(redis, world, uid):
     assert "Following: SHOWN" in x.text() and "For You: NOT SHOWN" in x.text()
 
 
-async def test_present_through_a_followed_reposter_with_time_depth_and_decision(
-    redis, world, uid
-):
+async def test_present_through_a_followed_reposter_with_time_depth_and_decision(redis, world, uid):
     ev = Events()
     u, a, r, p = uid("u"), uid("a"), uid("r"), uid("p")
     await apply(world, ev.follow(u, r), ev.post(p, a), ev.repost(p, a, r, comment="wow"))
@@ -161,11 +159,13 @@ async def test_trimmed_by_the_feed_length_cap(redis, world, uid):
     small = settings.with_(feed_cap=settings.feed_buckets)  # one entry per bucket
     pipeline = Pipeline(FeedStore(redis, small), small)
     posts = [uid(f"p{i}") for i in range(40)]
-    await pipeline.apply([record_of(small, e, n) for n, e in
-                          enumerate([ev.follow(u, a), *(ev.post(p, a) for p in posts)])])  # fmt: skip
+    events = [ev.follow(u, a), *(ev.post(p, a) for p in posts)]
+    await pipeline.apply([record_of(small, e, n) for n, e in enumerate(events)])
     keys = Keys(small.key_prefix)
-    gone = [p for p in posts
-            if await redis.zscore(keys.feed(u, bucket_of(p, small.feed_buckets)), p) is None]  # fmt: skip
+    gone = []
+    for p in posts:
+        if await redis.zscore(keys.feed(u, bucket_of(p, small.feed_buckets)), p) is None:
+            gone.append(p)
     assert gone
     x = await why(redis, world, u, gone[0], feed_cap=small.feed_cap)
     assert not x.shown["following"] and said(x, "following", "length cap")
