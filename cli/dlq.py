@@ -99,6 +99,21 @@ class Letter:
         source = f"{self.topic or '?'}[{_opt(self.source_partition)}]@{_opt(self.source_offset)}"
         return f"{self.partition}/{self.offset}  {source}  {self.reason}  {self.preview()}"
 
+    def to_json(self) -> dict[str, Any]:
+        """The letter as JSON (key and value decoded as UTF-8, bad bytes replaced)."""
+        return {
+            "partition": self.partition, "offset": self.offset, "topic": self.topic,
+            "source_partition": self.source_partition, "source_offset": self.source_offset,
+            "reason": self.reason,
+            "key": None if self.key is None else self.key.decode(errors="replace"),
+            "value": None if self.value is None else self.value.decode(errors="replace"),
+        }  # fmt: skip
+
+    def record(self) -> Record:
+        """The original record, as the worker first read it."""
+        return Record(self.topic or "", self.source_partition or 0, self.source_offset or 0,
+                      self.key, self.value, self.timestamp)  # fmt: skip
+
 
 def _opt(value: int | None) -> str:
     return "?" if value is None else str(value)
@@ -157,21 +172,6 @@ async def list_letters(settings: Settings, limit: int | None = None) -> list[Let
         await consumer.stop()
     letters.sort(key=lambda x: (x.partition, x.offset))
     return letters[:limit] if limit is not None else letters
-
-    def to_json(self) -> dict[str, Any]:
-        """The letter as JSON (key and value decoded as UTF-8, bad bytes replaced)."""
-        return {
-            "partition": self.partition, "offset": self.offset, "topic": self.topic,
-            "source_partition": self.source_partition, "source_offset": self.source_offset,
-            "reason": self.reason,
-            "key": None if self.key is None else self.key.decode(errors="replace"),
-            "value": None if self.value is None else self.value.decode(errors="replace"),
-        }  # fmt: skip
-
-    def record(self) -> Record:
-        """The original record, as the worker first read it."""
-        return Record(self.topic or "", self.source_partition or 0, self.source_offset or 0,
-                      self.key, self.value, self.timestamp)  # fmt: skip
 
 
 @dataclass
