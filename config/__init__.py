@@ -251,6 +251,11 @@ class Settings:
         for name in ("batch_within", "session_timeout", "rebalance_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_env_name(name)} must be > 0, got {getattr(self, name)}")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "REDIS_URL must start with redis://, rediss:// or unix:// "
+                f"(e.g. redis://localhost:6379/0), got {self.redis_url.rsplit('@', 1)[-1]!r}"
+            )
         if not 0 <= self.web_port <= 65535:
             raise ValueError(f"FEEDAMP_WEB_PORT must be 0..65535 (0: off), got {self.web_port}")
         for f in fields(Caps):
