@@ -29,7 +29,7 @@ import asyncio
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -214,6 +214,7 @@ async def replay(
     prefix: str | None = None,
     starts: Mapping[TopicPartition, int] | None = None,
     progress_name: str = "replay",
+    audit: Callable[[list[Record]], None] | None = None,
 ) -> ReplayStats:
     """Re-apply the input ``topics`` (default: all) from ``start_ms`` (None: the
     beginning) to ``end_ms`` (None: the end offsets at start) through the worker's
@@ -221,7 +222,8 @@ async def replay(
     ``progress`` draws a progress line (True: on stderr; or a stream). ``prefix``
     writes to that key namespace (default: the active one). ``starts`` gives the first
     offset per partition instead of ``start_ms`` (a catch-up from a previous replay's
-    ``ends``; partitions it does not name start at the beginning)."""
+    ``ends``; partitions it does not name start at the beginning). ``audit`` is shown
+    every batch of records before it is applied."""
     names = input_topics(settings, topics)
     stats = ReplayStats()
     started = time.monotonic()
@@ -261,6 +263,8 @@ async def replay(
         window = Window(start_ms if starts is None else None, end_ms)
         reader = OrderedReader(consumer, first, ends, window, names.index, batch)
         async for records in reader.batches():
+            if audit is not None:
+                audit(records)
             await _handle(records, pipeline, handler, stats, dry_run)
             if bar is not None:
                 bar.update(stats.events)
