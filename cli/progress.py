@@ -47,7 +47,7 @@ class Progress:
         rate = done / elapsed
         pct = 100.0 * done / self.total if self.total else 100.0
         left = max(self.total - done, 0)
-        eta = f"{left / rate:.0f}s" if rate > 0 else "?"
+        eta = "0s" if not left else f"{left / rate:.0f}s" if rate > 0 else "?"
         return (f"{self.name}: {done:,}/{self.total:,} records applied ({pct:.0f}%), "
                 f"{rate:,.0f} records/s, ETA {eta}")  # fmt: skip
 
