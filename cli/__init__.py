@@ -143,6 +143,9 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     except (ValueError, OSError) as exc:
         print(f"feedamp produce: {exc}", file=sys.stderr)
         return 2
+    from feedamp.streams.preflight import check
+
+    asyncio.run(check(settings, ("kafka",)))  # after the file: its errors come first
     sent = asyncio.run(publish(messages, settings))
     print(f"published {sent} events to {settings.kafka_bootstrap_servers}")
     return 0
@@ -331,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"one of {', '.join(LOGLEVELS)} (default info)",
     )
 
-    p = _command(sub, "produce", "publish events from a JSON-lines file", _produce, ("kafka",))
+    p = _command(sub, "produce", "publish events from a JSON-lines file", _produce, ())
     p.add_argument("file", metavar="FILE", help="JSON lines, one event each ('-': stdin)")
 
     p = _command(sub, "feed", "print a user's Following (or For You) feed", _feed, ("redis",))
