@@ -34,6 +34,8 @@ MAX_REPOSTS = 20_000
 #: Followees whose recent attempts are searched for rate-limited or refused reposts.
 MAX_FOLLOWEES_SEARCHED = 5_000
 LABEL_MARK = "^"
+AUTHOR_HIDDEN = {"you block them": "you block the author", "you mute them": "you mute the author",
+                 "they block you": "the author blocks you"}  # fmt: skip
 
 
 def _s(value: bytes | str | None) -> str | None:
@@ -244,7 +246,7 @@ async def explain(
         x.author_suspended = suspended.get(x.author, False)
         h = hidden.get(x.author)
         if h:
-            x.author_hidden.append(h.replace("them", "the author").replace("they", "the author"))
+            x.author_hidden.append(AUTHOR_HIDDEN[h])
     for r, rids in sorted(by_reposter.items(), key=lambda kv: -(times.get(kv[0]) or 0)):
         rid = rids[-1] if rids else None
         value = _s(decided.get(rid.encode())) if rid else None

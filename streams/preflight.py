@@ -172,10 +172,9 @@ def describe(exc: BaseException, settings: Settings | None) -> str | None:
     anything else (a bug: its traceback is worth showing)."""
     if isinstance(exc, OperatorError):
         return str(exc)
-    if isinstance(exc, RedisError | ConnectionError) and not isinstance(exc, KafkaError):
+    if isinstance(exc, RedisError):
         where = redis_address(settings.redis_url) if settings else "Redis"
-        if isinstance(exc, RedisError):
-            return f"{where}: {_reason(exc)}"
+        return f"{where}: {_reason(exc)}"
     if isinstance(exc, KafkaError):
         where = kafka_address(settings) if settings else "Kafka"
         return f"{where}: {_reason(exc)}"

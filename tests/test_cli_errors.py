@@ -204,3 +204,15 @@ async def test_worker_with_redis_down_says_so_at_once_and_reports_503(env, tmp_p
         proc.terminate()
         proc.wait(30)
         log.close()
+
+
+def test_errors_met_while_running_become_one_line(settings):
+    from aiokafka.errors import KafkaConnectionError
+    from feedamp.streams.preflight import describe
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    lost = RedisConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+    assert describe(lost, settings) == f"REDIS_URL={settings.redis_url}: connection refused"
+    kafka = describe(KafkaConnectionError("broker gone"), settings)
+    assert kafka.startswith(f"KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}: ")
+    assert describe(ZeroDivisionError(), settings) is None  # a bug keeps its traceback

@@ -188,3 +188,11 @@ async def test_cli_text_and_json(worker, redis, uid):
     out = await asyncio.to_thread(subprocess.run, run, env=worker_env(s),
                                   capture_output=True, text=True, timeout=60)  # fmt: skip
     assert "Following: SHOWN" in out.stdout and f"you follow the author {a}" in out.stdout
+
+
+async def test_the_author_blocking_the_reader_is_reported(redis, world, uid):
+    ev = Events()
+    u, a, p = uid("u"), uid("a"), uid("p")
+    await apply(world, ev.follow(u, a), ev.hide("block", a, u), ev.post(p, a))
+    x = await why(redis, world, u, p)
+    assert x.author_hidden == ["the author blocks you"]
