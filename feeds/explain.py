@@ -34,6 +34,8 @@ MAX_REPOSTS = 20_000
 #: Followees whose recent attempts are searched for rate-limited or refused reposts.
 MAX_FOLLOWEES_SEARCHED = 5_000
 LABEL_MARK = "^"
+#: Decisions that put a repost in feeds.
+DELIVERING = ("delivered", "restricted")
 AUTHOR_HIDDEN = {"you block them": "you block the author", "you mute them": "you mute the author",
                  "they block you": "the author blocks you"}  # fmt: skip
 
@@ -61,6 +63,8 @@ class Repost:
     #: The user blocks or mutes the reposter, or the reposter blocks the user.
     hidden: str | None = None
     suspended: bool = False
+    #: Withdrawn by an unrepost (the reposter is no longer among the post's reposters).
+    withdrawn: bool = False
 
 
 @dataclass
@@ -142,6 +146,8 @@ class Explanation:
                 facts.append(r.hidden)
             if r.suspended:
                 facts.append("reposter suspended")
+            if r.withdrawn:
+                facts.append("withdrawn (unrepost)")
             lines.append(f"  reposted by {r.reposter} (you follow them): {', '.join(facts)}")
         for name, title in (("following", "Following"), ("for_you", "For You")):
             lines.append(f"{title}: {'SHOWN' if shown[name] else 'NOT SHOWN'}")
@@ -191,6 +197,7 @@ async def explain(
     x.deleted_at = int(float(rec["del"])) if rec.get("del") else None
     x.reposts_total = len(decided)
     times = {_s(m): int(s) for m, s in reposters}
+    live = set(times)  # reposters whose repost stands (an unrepost takes them out)
 
     # Who made which repost: the repost records, for the reposts Redis kept one of.
     ids = [_s(r) for r in decided]
@@ -255,6 +262,7 @@ async def explain(
             reposter=r, repost_id=rid, ts=times.get(r), depth=int(depth) if depth else None,
             decision=decision, reasons=[s for s in reasons.split(",") if s],
             hidden=hidden.get(r), suspended=suspended.get(r, False),
+            withdrawn=r not in live and decision in DELIVERING,
         ))  # fmt: skip
     x.verdicts = {"following": _following_verdicts(x), "for_you": _for_you_verdicts(x)}
     return x
@@ -310,9 +318,11 @@ def _following_verdicts(x: Explanation) -> list[str]:
         out += [f"{r.reposter} is suspended: dropped from the attribution when read" for r in live]
         return out
     out += _common_absence(x)
-    delivering = [r for r in x.reposts if r.decision in ("delivered", "restricted")]
+    delivering = [r for r in x.reposts if r.decision in DELIVERING and not r.withdrawn]
     for r in x.reposts:
-        if r.decision in ("rate_limited", "refused"):
+        if r.withdrawn:
+            out.append(f"{r.reposter} reposted it, then withdrew the repost (unrepost)")
+        elif r.decision in ("rate_limited", "refused"):
             out.append(f"{r.reposter}'s repost was {r.decision} ({', '.join(r.reasons)}): it "
                        "reaches no feed")  # fmt: skip
         elif r.hidden:
@@ -348,7 +358,9 @@ def _for_you_verdicts(x: Explanation) -> list[str]:
     if x.post_known and not x.reposts:
         out.append("For You holds reposts only, and nobody you follow reposted it")
     for r in x.reposts:
-        if r.decision == "restricted":
+        if r.withdrawn:
+            out.append(f"{r.reposter} reposted it, then withdrew the repost (unrepost)")
+        elif r.decision == "restricted":
             out.append(f"{r.reposter}'s repost was restricted ({', '.join(r.reasons)}): "
                        "Following only")  # fmt: skip
         elif r.decision in ("rate_limited", "refused"):
@@ -357,7 +369,7 @@ def _for_you_verdicts(x: Explanation) -> list[str]:
             out.append(f"{r.reposter} reposted it, but {r.hidden}")
         elif r.suspended:
             out.append(f"{r.reposter} reposted it, but is suspended")
-    if any(r.decision == "delivered" for r in x.reposts):
+    if any(r.decision == "delivered" and not r.withdrawn for r in x.reposts):
         note = _cap_note(e, None, "For You")
         if note:
             out.append(note)

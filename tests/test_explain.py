@@ -196,3 +196,40 @@ async def test_the_author_blocking_the_reader_is_reported(redis, world, uid):
     await apply(world, ev.follow(u, a), ev.hide("block", a, u), ev.post(p, a))
     x = await why(redis, world, u, p)
     assert x.author_hidden == ["the author blocks you"]
+
+
+async def test_withdrawn_repost(redis, world, uid):
+    ev = Events()
+    u, a, r, p = uid("u"), uid("a"), uid("r"), uid("p")
+    await apply(world, ev.follow(u, r), ev.post(p, a), ev.repost(p, a, r))
+    await apply(world, ev.unrepost(p, r))
+    x = await why(redis, world, u, p)
+    (rp,) = x.reposts
+    assert rp.withdrawn and x.shown == {"following": False, "for_you": False}
+    assert said(x, "following", f"{r} reposted it, then withdrew the repost (unrepost)")
+    assert said(x, "following", "nobody you follow reposted it")
+    assert said(x, "for_you", "withdrew the repost")
+
+
+async def test_suspended_reposter(redis, world, uid):
+    ev = Events()
+    u, a, r, p = uid("u"), uid("a"), uid("r"), uid("p")
+    await apply(world, ev.follow(u, r), ev.post(p, a), ev.repost(p, a, r))
+    await apply(world, ev.account(r, "suspend"))
+    x = await why(redis, world, u, p)
+    (rp,) = x.reposts
+    assert rp.suspended and "reposter suspended" in x.text()
+    if x.following.present:  # stored until the worker's clean-up: hidden when read
+        assert said(x, "following", f"{r} is suspended")
+    else:
+        assert said(x, "following", f"{r} reposted it, but is suspended")
+
+
+async def test_refused_repost_of_a_followers_only_post(redis, world, uid):
+    ev = Events()
+    u, a, r, p = uid("u"), uid("a"), uid("r"), uid("p")
+    await apply(world, ev.follow(u, r), ev.follow(r, a), ev.post(p, a, visibility="followers"),
+                ev.repost(p, a, r))  # fmt: skip
+    x = await why(redis, world, u, p)
+    assert x.visibility == "followers" and not x.shown["following"]
+    assert said(x, "following", f"{r}'s repost was refused (followers_only)")
