@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -99,6 +100,10 @@ async def follow_topic(
 
 async def _tail(args: Any, settings: Settings, topic: str,
                 line: Callable[[ConsumerRecord], str]) -> int:  # fmt: skip
+    # Ctrl-C and SIGTERM stop it, even when started from a shell that ignores SIGINT for
+    # background jobs (Python then installs no KeyboardInterrupt handler).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     match = matcher(args.user, args.post)
     shown = 0
 

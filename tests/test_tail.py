@@ -69,3 +69,12 @@ async def test_dlq_tail_from_the_beginning_filtered_by_post(worker, uid):
 async def test_tail_stops_after_idle_seconds(worker):
     proc = await _start(worker.settings, "decisions", "tail", "--idle", "1")
     assert await _lines(proc) == []
+
+
+async def test_ctrl_c_stops_a_tail_quietly(worker):
+    import signal
+
+    proc = await _start(worker.settings, "dlq", "tail")
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 130 and err == b"" and out == b""
