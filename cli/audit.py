@@ -10,7 +10,9 @@
   can differ between live processing and a replay.
 
 Only records of the reposts and purchases topics are parsed (where these ids and times
-matter); every other record costs nothing.
+matter); every other record costs nothing. Ids are remembered up to
+:data:`MAX_TRACKED` of each kind (bounded memory on a long log); later ids are still
+checked against those.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from feedamp.streams.records import Record
 __all__ = ["LogAudit"]
 
 SAMPLE = 3
+#: Event ids and repost ids remembered, at most, each.
+MAX_TRACKED = 1_000_000
 
 
 @dataclass
@@ -59,13 +63,18 @@ class LogAudit:
                 self.late += 1
                 if len(self.late_sample) < SAMPLE:
                     self.late_sample.append(f"{event_id} ({r.timestamp - ts:,} ms late)")
-            seen = self._types.setdefault(event_id, type_)
-            if seen != type_:
+            seen = self._types.get(event_id)
+            if seen is None and len(self._types) < MAX_TRACKED:
+                self._types[event_id] = type_
+            elif seen is not None and seen != type_:
                 self._reuse(f"event_id {event_id} ({seen}, {type_})")
             if type_ == "repost" and event.get("repost_id") is not None:
                 rid, post = str(event["repost_id"]), str(event.get("post_id"))
-                if self._posts.setdefault(rid, post) != post:
-                    self._reuse(f"repost_id {rid} (posts {self._posts[rid]}, {post})")
+                first = self._posts.get(rid)
+                if first is None and len(self._posts) < MAX_TRACKED:
+                    self._posts[rid] = post
+                elif first is not None and first != post:
+                    self._reuse(f"repost_id {rid} (posts {first}, {post})")
 
     def _reuse(self, what: str) -> None:
         self.reused += 1
