@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from feedamp.config import Settings
@@ -161,6 +162,7 @@ def _read(settings: Settings, read: Callable[[Any], Awaitable[str]]) -> int:
             key_prefix=settings.key_prefix,
             feed_buckets=settings.feed_buckets,
             campaigns=settings.campaigns,
+            for_you_half_life_ms=settings.for_you_half_life_ms,
         )
         try:
             return await read(reader)
@@ -207,14 +209,17 @@ def _gifts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _orders(args: argparse.Namespace, settings: Settings) -> int:
-    from .show import format_orders, format_stats
+    from .show import format_order_center, format_stats
 
     async def read(reader: Any) -> str:
-        page = await reader.orders(args.user, limit=args.limit, cursor=args.cursor)
+        center = await reader.order_center(args.user, limit=args.limit)
+        if args.cursor:
+            orders = await reader.orders(args.user, limit=args.limit, cursor=args.cursor)
+            center = replace(center, orders=orders)
         stats = await reader.creator_stats(args.user)
         if args.json:
-            return _json({"orders": page, "credited": stats})
-        return f"{format_orders(args.user, page)}\n{format_stats(args.user, stats)}"
+            return _json({"order_center": center, "credited": stats})
+        return f"{format_order_center(args.user, center)}\n{format_stats(args.user, stats)}"
 
     return _read(settings, read)
 
@@ -355,7 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     _json_flag(p)
 
     p = _command(
-        sub, "orders", "print a user's order center and credited sales", _orders, ("redis",)
+        sub,
+        "orders",
+        "print a user's order center (orders, looked at, tagged, recommended) and credited sales",
+        _orders,
+        ("redis",),
     )
     p.add_argument("user", metavar="USER", help="user id")
     _limit(p, 20)

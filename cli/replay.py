@@ -88,7 +88,7 @@ def input_topics(settings: Settings, names: Sequence[str] | None) -> list[str]:
     every input topic when ``names`` is empty. ValueError for an unknown one."""
     if not names:
         return list(settings.topics.inputs)
-    logical = {"posts", "reposts", "graph", "gifts", "purchases", "accounts"}
+    logical = {"posts", "reposts", "graph", "gifts", "purchases", "accounts", "product_views"}
     topics = []
     for name in names:
         if name in logical:

@@ -25,13 +25,15 @@ class Topics:
     gifts: str = "gifts"
     purchases: str = "purchases"
     accounts: str = "accounts"
+    product_views: str = "product-views"
     decisions: str = "decisions"
     dead_letter: str = "dead-letter"
 
     @property
     def inputs(self) -> tuple[str, ...]:
         """The topics the worker consumes."""
-        return (self.posts, self.reposts, self.graph, self.gifts, self.purchases, self.accounts)
+        return (self.posts, self.reposts, self.graph, self.gifts, self.purchases, self.accounts,
+                self.product_views)  # fmt: skip
 
     def prefixed(self, prefix: str) -> Topics:
         """The same topics with ``prefix`` put in front of every name (test isolation)."""
@@ -158,6 +160,10 @@ class Settings:
     campaigns: str = ""
     #: Gifts kept per user in the gift inbox and in the sent list (the newest).
     gift_inbox_cap: int = 1000
+    #: Products a post may tag (``product_ids``), and products kept in a user's "Looked
+    #: at" list (the most recently viewed).
+    max_tagged_products: int = 10
+    viewed_cap: int = 100
     #: Posts and reposts remembered per author, used to backfill a new follower.
     recent_per_author: int = 100
     #: Followers visited by one Lua call; bounds how long one call holds Redis.
@@ -244,7 +250,8 @@ class Settings:
         """Return self, or raise ValueError naming the first variable out of range."""
         for name in ("partitions", "feed_cap", "feed_buckets", "for_you_cap",
                      "for_you_half_life_ms", "recent_per_author", "fanout_chunk",
-                     "batch_size", "gift_inbox_cap", "max_event_bytes", "max_text_chars",
+                     "batch_size", "gift_inbox_cap", "max_tagged_products",
+                     "viewed_cap", "max_event_bytes", "max_text_chars",
                      "redis_max_connections"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{_env_name(name)} must be >= 1, got {getattr(self, name)}")

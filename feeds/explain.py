@@ -184,7 +184,7 @@ async def explain(
         via_s = _s(via) or ""
         entries.append(Entry(
             present=score is not None, bucket=b, score=score,
-            via=[v for v in via_s.removeprefix(LABEL_MARK).split(",") if v],
+            via=[v.removeprefix(LABEL_MARK) for v in via_s.split(",") if v],
             labelled=via_s.startswith(LABEL_MARK), bucket_size=size, bucket_cap=cap,
             bucket_lowest=lowest[0][1] if lowest else None,
         ))  # fmt: skip
@@ -235,10 +235,10 @@ async def explain(
     people = [p for p in dict.fromkeys([x.author, *by_reposter]) if p]
     async with redis.pipeline(transaction=False) as pipe:
         if people:
-            pipe.smismember(k.blocks(user), people)
-            pipe.smismember(k.mutes(user), people)
+            pipe.hmget(k.blocks(user), people)
+            pipe.hmget(k.mutes(user), people)
         for p in people:
-            pipe.sismember(k.blocks(p), user)
+            pipe.hget(k.blocks(p), user)
             pipe.hmget(k.account(p), "susp", "rein")
         res = await pipe.execute() if people else []
     blocks, mutes = (res[0], res[1]) if people else ([], [])
@@ -246,8 +246,10 @@ async def explain(
     suspended: dict[str, bool] = {}
     for i, p in enumerate(people):
         blocked_by_them, (susp, rein) = res[2 + 2 * i], res[3 + 2 * i]
-        hidden[p] = ("you block them" if blocks[i] else "you mute them" if mutes[i]
-                     else "they block you" if blocked_by_them else None)  # fmt: skip
+        t = x.post_ts if p == x.author else times.get(p)
+        hidden[p] = ("you block them" if _hidden_at(blocks[i], t)
+                     else "you mute them" if _hidden_at(mutes[i], t)
+                     else "they block you" if _hidden_at(blocked_by_them, t) else None)  # fmt: skip
         suspended[p] = susp is not None and not (rein is not None and int(rein) >= int(susp))
     if x.author:
         x.author_suspended = suspended.get(x.author, False)
@@ -266,6 +268,20 @@ async def explain(
         ))  # fmt: skip
     x.verdicts = {"following": _following_verdicts(x), "for_you": _for_you_verdicts(x)}
     return x
+
+
+def _hidden_at(value: bytes | None, t: int | None) -> bool:
+    """A pair's hiding state ``on|off`` (the latest block or mute and its undoing, event
+    times) hides content of time ``t``: the pair is hidden now, or ``t`` is before the
+    latest undoing (``t`` None: hidden now). The rule of ``hidden_at`` in lib.lua."""
+    if not value:
+        return False
+    on, _, off = value.decode().partition("|")
+    if not on.isdigit():
+        return False
+    if not off.isdigit() or int(off) < int(on):
+        return True
+    return t is not None and t < int(off)
 
 
 def _common_absence(x: Explanation) -> list[str]:

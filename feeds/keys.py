@@ -96,20 +96,27 @@ class Keys:
         return self._key("brake", post_id)
 
     def blocks(self, user_id: str) -> str:
-        """Set: accounts the user blocked (``mutes``: muted)."""
+        """Hash: target -> ``on|off``, the latest block and unblock event times of the pair
+        (either may be empty); ``mutes`` the same for mutes."""
         return self._key("blocks", user_id)
 
     def mutes(self, user_id: str) -> str:
-        """Set: accounts the user muted."""
+        """Hash: target -> ``on|off``, the latest mute and unmute event times."""
         return self._key("mutes", user_id)
 
     def blocked_by(self, user_id: str) -> str:
-        """Set: users who blocked this account (``muted_by``: muted it)."""
+        """Hash: user who blocked this account -> the same ``on|off`` as their ``blocks``
+        (``muted_by``: muted it)."""
         return self._key("blocked_by", user_id)
 
     def muted_by(self, user_id: str) -> str:
-        """Set: users who muted this account."""
+        """Hash: user who muted this account -> ``on|off`` (see :meth:`mutes`)."""
         return self._key("muted_by", user_id)
+
+    def follow_times(self, user_id: str) -> str:
+        """Hash: followee -> ``on|off``, the latest follow and unfollow event times; the
+        later wins (a tie goes to unfollow), whatever the arrival order."""
+        return self._key("follow_times", user_id)
 
     def repost(self, repost_id: str) -> str:
         """Hash: the repost record (``u`` reposter, ``p`` post), for purchase attribution."""
@@ -181,6 +188,36 @@ class Keys:
         """Hash: the creator's attributed ``orders``, ``revenue`` (cents, any currency) and
         ``rev:<CURRENCY>``."""
         return self._key("creator", user_id)
+
+    # Products: tags, views, conversions.
+
+    def products(self, post_id: str) -> str:
+        """Set: the product ids the post tags (its record's ``tg`` field says it was
+        recorded, with how many)."""
+        return self._key("products", post_id)
+
+    def awaiting_tags(self, post_id: str) -> str:
+        """Set: orders naming the post whose conversion waits for its tags to be known."""
+        return self._key("awaiting_tags", post_id)
+
+    def conversions(self, user_id: str) -> str:
+        """Hash: conversions of the creator's tagged posts and reposts: ``p:<post>`` /
+        ``r:<repost>`` -> orders, ``p:<post>:rev`` / ``r:<repost>:rev`` -> cents."""
+        return self._key("conversions", user_id)
+
+    def bought(self, user_id: str) -> str:
+        """Set: products the user has an order for (kept out of their recommendations)."""
+        return self._key("bought", user_id)
+
+    def viewed(self, user_id: str) -> str:
+        """Sorted set: the user's "Looked at" list, member product_id, score the time of
+        their latest view (ms); the newest ``FEEDAMP_VIEWED_CAP`` kept."""
+        return self._key("viewed", user_id)
+
+    def viewed_via(self, user_id: str) -> str:
+        """Hash: product_id -> ``via_post,via_repost`` of the latest view (either part may
+        be empty); absent when that view named neither."""
+        return self._key("viewed_via", user_id)
 
     # Event-time order of the reposts topic (one slot: the tag is ``{order}``).
 

@@ -29,11 +29,13 @@ SCRIPT_NAMES = (
     "order_status",
     "release",
     "progress",
+    "tag",
+    "view",
 )
 #: Scripts that take no shared settings and so run without ``lib.lua``.
 STANDALONE = frozenset({"page"})
 #: Scripts that also need the order and attribution helpers.
-SHOP = frozenset({"post", "repost", "purchase", "order_status"})
+SHOP = frozenset({"post", "repost", "purchase", "order_status", "tag"})
 
 
 @cache
@@ -67,6 +69,8 @@ class Scripts:
     order_status: AsyncScript
     release: AsyncScript
     progress: AsyncScript
+    tag: AsyncScript
+    view: AsyncScript
 
     def __init__(self, redis: Redis) -> None:
         for name in SCRIPT_NAMES:

@@ -168,7 +168,8 @@ class FeedStore:
         )  # fmt: skip
         async with self.redis.pipeline(transaction=False) as pipe:
             for followee in followees:
-                await self.scripts.follow(args=[*self._context, user_id, followee], client=pipe)
+                argv = [*self._context, user_id, followee, ""]  # backfill only
+                await self.scripts.follow(args=argv, client=pipe)
             await pipe.execute()
         return len(followees)
 
@@ -274,9 +275,10 @@ class FeedStore:
                 return _Call(index, sc.delete_post, argv)
             case Follow() | Unfollow():
                 script = sc.follow if isinstance(event, Follow) else sc.unfollow
-                return _Call(index, script, [*ctx, event.follower_id, event.followee_id])
+                argv = [*ctx, event.follower_id, event.followee_id, event.ts]
+                return _Call(index, script, argv)
             case Block() | Unblock() | Mute() | Unmute():
-                argv = [*ctx, event.type, event.user_id, event.target_id]
+                argv = [*ctx, event.type, event.user_id, event.target_id, event.ts]
                 return _Call(index, sc.hide, argv)
         return None
 

@@ -20,6 +20,7 @@ from feedamp.feeds.gifts import GiftStore
 from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.ordering import EventOrder, progress_field
 from feedamp.feeds.orders import OrderStore
+from feedamp.feeds.products import ProductStore
 from feedamp.feeds.store import Applied
 from feedamp.models import ROUTES, Event, InvalidEvent, Limits, parse_event
 from feedamp.models.decisions import Refusal
@@ -32,6 +33,7 @@ from feedamp.models.events import (
     Mute,
     OrderStatus,
     Post,
+    ProductView,
     Purchase,
     Repost,
     Unblock,
@@ -64,6 +66,7 @@ class Pipeline:
         self.accounts = AccountStore(store.redis, settings)
         self.gifts = GiftStore(store.redis, settings)
         self.orders = OrderStore(store.redis, settings)
+        self.products = ProductStore(store.redis, settings)
         self.settings = settings
         #: The progress fields of every posts and reposts partition (the worker sets it
         #: from the consumer's metadata); None (replay, tests): nothing is parked.
@@ -71,7 +74,8 @@ class Pipeline:
         #: The latest watermark seen by a release (ms), for metrics.
         self.watermark: float | None = None
         self._orders: dict[str, EventOrder] = {}
-        self.limits = Limits(settings.max_event_bytes, settings.max_text_chars)
+        self.limits = Limits(settings.max_event_bytes, settings.max_text_chars,
+                             settings.max_tagged_products)  # fmt: skip
         topics = settings.topics
         self._posts_topic = topics.posts
         # topic name -> types allowed on it
@@ -101,7 +105,8 @@ class Pipeline:
 
         Order: account events first (a suspension must be on record before the door
         judges the batch), then the door (events of suspended accounts are refused with a
-        decision and not applied), then posts, then the rest, each type by its store.
+        decision and not applied), then posts, then the rest, each type by its store
+        (posts' product tags and product views last).
         Order within a topic is kept. When :attr:`ordered`, reposts-topic events are
         parked instead, for :meth:`release`.
 
@@ -238,8 +243,10 @@ class Pipeline:
                 applied = await self.feeds.apply([events[i] for i in feed], refused=door_of,
                                                  prefix=prefix)  # fmt: skip
                 run(feed, applied)
-        for store, types in ((self.gifts, Gift), (self.orders, (Purchase, OrderStatus))):
-            part = [i for i in others if isinstance(events[i], types) and i not in refused]
+        for store, types, among in ((self.gifts, Gift, others),
+                                    (self.orders, (Purchase, OrderStatus), others),
+                                    (self.products, (Post, ProductView), rest)):  # fmt: skip
+            part = [i for i in among if isinstance(events[i], types) and i not in refused]
             if part:
                 run(part, await store.apply([events[i] for i in part], prefix=prefix))
 

@@ -42,7 +42,7 @@ def test_feed_gifts_orders_as_json(cli, settings, uid):
     gifts = cli("gifts", u, "--json")
     assert gifts["inbox"] == {"items": [], "next_cursor": None} and gifts["sent"]["items"] == []
     orders = cli("orders", u, "--json")
-    assert orders["orders"]["items"] == [] and orders["credited"]["orders"] == 0
+    assert orders["order_center"]["orders"]["items"] == [] and orders["credited"]["orders"] == 0
 
 
 def test_every_argument_has_help_text():

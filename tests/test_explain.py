@@ -196,6 +196,7 @@ async def test_the_author_blocking_the_reader_is_reported(redis, world, uid):
     await apply(world, ev.follow(u, a), ev.hide("block", a, u), ev.post(p, a))
     x = await why(redis, world, u, p)
     assert x.author_hidden == ["the author blocks you"]
+    assert not x.shown["following"] and said(x, "following", "the author blocks you")
 
 
 async def test_withdrawn_repost(redis, world, uid):

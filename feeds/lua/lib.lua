@@ -10,7 +10,7 @@ local FY_CAP = tonumber(ARGV[4])    -- For You entries kept per bucket
 local HALF_LIFE = tonumber(ARGV[5]) -- For You: ms after which a repost counts half
 local RECENT = tonumber(ARGV[6])    -- posts and reposts kept per author for backfill
 local CHUNK = tonumber(ARGV[7])     -- followers visited per call
-local LABEL_MARK = '^'              -- via value prefix: entry is forwarded_many_times
+local LABEL_MARK = '^'              -- reposter prefix in a via list: repost labelled forwarded_many_times
 
 local function key(kind, id)
   return PREFIX .. kind .. ':{' .. id .. '}'
@@ -30,23 +30,46 @@ end
 
 local VIA = { feed = 'via', foryou = 'fyvia' }
 
--- Reposter lists are comma-separated ids, most recent first (ids never hold commas);
--- a Following list may start with LABEL_MARK.
-local function has(list, id)
-  return string.find(',' .. list .. ',', ',' .. id .. ',', 1, true) ~= nil
-end
-
-local function without(list, id)
-  local out = {}
+-- Reposter lists are comma-separated ids ordered by repost time, latest first (ties by
+-- id), whatever order the reposts arrived in; ids never hold commas. In a Following list
+-- an id may carry LABEL_MARK: that reposter's repost was labelled forwarded_many_times.
+local function parse(list)
+  local items = {}
   for item in string.gmatch(list, '[^,]+') do
-    if item ~= id then out[#out + 1] = item end
+    if string.sub(item, 1, 1) == LABEL_MARK then
+      items[#items + 1] = { string.sub(item, 2), LABEL_MARK }
+    else
+      items[#items + 1] = { item, '' }
+    end
   end
-  return table.concat(out, ',')
+  return items
 end
 
-local function split_mark(value)
-  if string.sub(value, 1, 1) == LABEL_MARK then return string.sub(value, 2), LABEL_MARK end
-  return value, ''
+local function has(list, id)
+  local padded = ',' .. list .. ','
+  return string.find(padded, ',' .. id .. ',', 1, true) ~= nil
+      or string.find(padded, ',' .. LABEL_MARK .. id .. ',', 1, true) ~= nil
+end
+
+-- arrange: the canonical list of items ({id, mark}) for post: latest repost first (times
+-- from reposters:{post}), ties by id; items whose repost is gone are dropped. Returns the
+-- list and the latest repost time (nil when empty).
+local function arrange(post, items)
+  if #items == 0 then return '', nil end
+  local ids = {}
+  for i, item in ipairs(items) do ids[i] = item[1] end
+  local times = redis.call('ZMSCORE', key('reposters', post), unpack(ids))
+  local kept = {}
+  for i, item in ipairs(items) do
+    if times[i] then kept[#kept + 1] = { item[1], item[2], tonumber(times[i]) } end
+  end
+  table.sort(kept, function(x, y)
+    if x[3] ~= y[3] then return x[3] > y[3] end
+    return x[1] < y[1]
+  end)
+  local parts = {}
+  for i, item in ipairs(kept) do parts[i] = item[2] .. item[1] end
+  return table.concat(parts, ','), kept[1] and kept[1][3]
 end
 
 local function is_deleted(post)
@@ -57,18 +80,43 @@ local function author_of(post)
   return redis.call('HGET', key('post', post), 'a')
 end
 
--- hidden_from: a function telling whether a user blocked or muted any of ids. Small
--- blocked_by / muted_by sets are loaded once (a table lookup per follower); a large one
--- (a much-blocked account) is asked per follower with SISMEMBER instead, so a fan-out
--- chunk never reads a huge set whole.
+-- Hiding state of a pair (blocks, mutes and their reverse indexes blocked_by, muted_by
+-- hold the same value): 'on|off', the latest block (mute) and unblock (unmute) event
+-- times, either possibly empty. The latest event by event time wins, whatever the
+-- arrival order; a block also takes back everything before it, so content at time t is
+-- hidden when the pair is blocked now, or when t is before the latest unblock.
+local function hidden_at(value, t)
+  if not value then return false end
+  local on, off = string.match(value, '^(%d*)|(%d*)$')
+  if not on or on == '' then return false end
+  if off == '' or tonumber(off) < tonumber(on) then return true end
+  return tonumber(t) < tonumber(off)
+end
+
+-- hidden_pair: true if user must not see other's content of time t: user blocked or
+-- muted other, or other blocked user.
+local function hidden_pair(user, other, t)
+  return hidden_at(redis.call('HGET', key('blocks', user), other), t)
+      or hidden_at(redis.call('HGET', key('blocks', other), user), t)
+      or hidden_at(redis.call('HGET', key('mutes', user), other), t)
+end
+
+-- hidden_from: a function telling whether a follower must not see content of time t by
+-- any of ids: the follower blocked or muted one of them, or one of them blocked the
+-- follower. Small hiding hashes are loaded once (a table lookup per follower); a large
+-- one (a much-blocked account) is asked per follower with HGET instead, so a fan-out
+-- chunk never reads a huge hash whole.
 local HIDDEN_INLINE = 512
-local function hidden_from(ids)
+local function hidden_from(ids, t)
   local hidden, large = {}, {}
   for _, id in ipairs(ids) do
-    for _, kind in ipairs({ 'blocked_by', 'muted_by' }) do
+    for _, kind in ipairs({ 'blocked_by', 'muted_by', 'blocks' }) do
       local k = key(kind, id)
-      if redis.call('SCARD', k) <= HIDDEN_INLINE then
-        for _, user in ipairs(redis.call('SMEMBERS', k)) do hidden[user] = true end
+      if redis.call('HLEN', k) <= HIDDEN_INLINE then
+        local pairs_ = redis.call('HGETALL', k)
+        for i = 1, #pairs_, 2 do
+          if hidden_at(pairs_[i + 1], t) then hidden[pairs_[i]] = true end
+        end
       else
         large[#large + 1] = k
       end
@@ -77,15 +125,10 @@ local function hidden_from(ids)
   return function(user)
     if hidden[user] then return true end
     for _, k in ipairs(large) do
-      if redis.call('SISMEMBER', k, user) == 1 then return true end
+      if hidden_at(redis.call('HGET', k, user), t) then return true end
     end
     return false
   end
-end
-
-local function hides(user, target)
-  return redis.call('SISMEMBER', key('blocks', user), target) == 1
-      or redis.call('SISMEMBER', key('mutes', user), target) == 1
 end
 
 -- evict: keep the newest (highest-scored) cap entries of a bucket and its attributions.
@@ -98,6 +141,7 @@ end
 
 -- push: put post into user's Following feed at time ts, attributed to reposter via
 -- ('' for the author's own post), labelled forwarded_many_times when mark is LABEL_MARK.
+-- An entry sits at its latest reason's time (ZADD GT).
 local function push(user, post, b, ts, via, mark)
   local feed = bucket_key('feed', user, b)
   local vias = bucket_key('via', user, b)
@@ -107,13 +151,10 @@ local function push(user, post, b, ts, via, mark)
     if added == 0 then current = redis.call('HGET', vias, post) end
     if not current then
       redis.call('HSET', vias, post, mark .. via)
-    else
-      local list, old_mark = split_mark(current)
-      if not has(list, via) or (mark ~= '' and old_mark == '') then
-        if not has(list, via) then list = via .. ',' .. list end
-        if old_mark ~= '' then mark = old_mark end
-        redis.call('HSET', vias, post, mark .. list)
-      end
+    elseif not has(current, via) then
+      local items = parse(current)
+      items[#items + 1] = { via, mark }
+      redis.call('HSET', vias, post, (arrange(post, items)))
     end
   end
   if added == 1 then evict(feed, vias, CAP) end
@@ -145,59 +186,78 @@ local function push_for_you(user, post, b, via, alone)
   local vias = bucket_key('fyvia', user, b)
   local current = redis.call('HGET', vias, post)
   if current and has(current, via) then return end
-  local list = current and (via .. ',' .. current) or via
-  local score = alone
-  if current then score = for_you_score(post, list) end
+  local list, score = via, alone
+  if current then
+    local items = parse(current)
+    items[#items + 1] = { via, '' }
+    list = arrange(post, items)
+    score = for_you_score(post, list)
+  end
   if not score then return end
   redis.call('HSET', vias, post, list)
   if redis.call('ZADD', fy, score, post) == 1 then evict(fy, vias, FY_CAP) end
 end
 
+-- author_time: the post's own time when it belongs in user's Following feed for its own
+-- sake (user follows its author, neither hides the other at that time, not deleted), else
+-- nil.
+local function author_time(user, post)
+  local record = redis.call('HMGET', key('post', post), 'a', 'ts', 'del')
+  local author, ts = record[1], record[2]
+  if not author or not ts or record[3] or author == user then return nil end
+  if redis.call('SISMEMBER', key('following', user), author) == 0 then return nil end
+  if hidden_pair(user, author, ts) then return nil end
+  return tonumber(ts)
+end
+
+-- place: re-place post in user's feed of kind after its reasons changed: a Following entry
+-- sits at the latest of its remaining reasons (the post's own time, each reposter's
+-- repost time), and its shown comment and label are the latest reposter's; a For You
+-- entry is re-ranked from its remaining reposters. With no reason left the entry goes.
+local function place(kind, user, post, b)
+  local zkey = bucket_key(kind, user, b)
+  local vkey = bucket_key(VIA[kind], user, b)
+  local current = redis.call('HGET', vkey, post)
+  local list, score = '', nil
+  if current then list, score = arrange(post, parse(current)) end
+  if kind == 'foryou' then
+    score = list ~= '' and for_you_score(post, list) or nil
+  else
+    local own = author_time(user, post)
+    if own and (not score or own > score) then score = own end
+  end
+  if not score then
+    redis.call('ZREM', zkey, post)
+    redis.call('HDEL', vkey, post)
+    return
+  end
+  if list == '' then redis.call('HDEL', vkey, post) else redis.call('HSET', vkey, post, list) end
+  redis.call('ZADD', zkey, 'XX', score, post)
+end
+
 -- withdraw: take reposter via out of post's attribution in one of user's feeds; returns
--- the reposters left ('' when none) and the label mark, or nil when via was not there.
+-- true when via was there.
 local function withdraw(kind, user, post, b, via)
   local vias = bucket_key(VIA[kind], user, b)
   local current = redis.call('HGET', vias, post)
-  if not current then return nil end
-  local list, mark = split_mark(current)
-  if not has(list, via) then return nil end
-  local rest = without(list, via)
-  if rest == '' then
+  if not current or not has(current, via) then return false end
+  local kept = {}
+  for _, item in ipairs(parse(current)) do
+    if item[1] ~= via then kept[#kept + 1] = item[2] .. item[1] end
+  end
+  if #kept == 0 then
     redis.call('HDEL', vias, post)
   else
-    redis.call('HSET', vias, post, mark .. rest)
+    redis.call('HSET', vias, post, table.concat(kept, ','))
   end
-  return rest, mark
+  return true
 end
 
--- settle: after post lost an attribution in user's feed of kind, drop the entry if no
--- reason is left (Following: no reposter and the author not followed, or hidden; For
--- You: no reposter), else re-rank it (For You).
-local function settle(kind, user, post, b, rest)
-  local zkey = bucket_key(kind, user, b)
-  if kind == 'foryou' then
-    local score = rest ~= '' and for_you_score(post, rest)
-    if score then
-      redis.call('ZADD', zkey, score, post)
-    else
-      redis.call('ZREM', zkey, post)
-      redis.call('HDEL', bucket_key('fyvia', user, b), post)
-    end
-    return
-  end
-  if rest ~= '' then return end
-  local author = author_of(post)
-  if not author or redis.call('SISMEMBER', key('following', user), author) == 0
-      or hides(user, author) then
-    redis.call('ZREM', zkey, post)
-  end
-end
-
--- unpush_via: withdraw reposter via's attribution of post from both of user's feeds.
+-- unpush_via: withdraw reposter via's attribution of post from both of user's feeds and
+-- re-place the entry.
 local function unpush_via(user, post, b, via)
   for _, kind in ipairs({ 'feed', 'foryou' }) do
-    local rest = withdraw(kind, user, post, b, via)
-    if rest then settle(kind, user, post, b, rest) end
+    if withdraw(kind, user, post, b, via) then place(kind, user, post, b) end
   end
 end
 
@@ -209,29 +269,78 @@ local function unpush(user, post, b)
   end
 end
 
--- purge: take target out of user's feeds: its attributions everywhere, and, when
--- authored is true (block, mute), every entry it authored.
-local function purge(user, target, authored)
+-- purge: take target's reasons out of user's feeds and re-place what they touched.
+-- gone(t) tells whether a reason of time t goes. A reason is target's repost of any post;
+-- with authored (block, mute), also every reason for a post target authored (its own
+-- time, and others' reposts of it). Without authored (unfollow) target's own posts lose
+-- their own reason through place, since target is no longer followed.
+local function purge(user, target, gone, authored)
   for b = 0, BUCKETS - 1 do
     for kind, via in pairs(VIA) do
-      local zkey = bucket_key(kind, user, b)
+      local zkey, vkey = bucket_key(kind, user, b), bucket_key(via, user, b)
       for _, post in ipairs(redis.call('ZRANGE', zkey, 0, -1)) do
-        if authored and author_of(post) == target then
-          redis.call('ZREM', zkey, post)
-          redis.call('HDEL', bucket_key(via, user, b), post)
-        else
-          local rest = withdraw(kind, user, post, b, target)
-          if rest then
-            settle(kind, user, post, b, rest)
-          elseif kind == 'feed' and author_of(post) == target then
-            -- the author is no longer followed: keep the entry only if reposted
-            local current = redis.call('HGET', bucket_key(via, user, b), post)
-            settle(kind, user, post, b, current and split_mark(current) or '')
+        local author = author_of(post)
+        local own = author == target
+        local touched = own
+        local current = redis.call('HGET', vkey, post)
+        if current then
+          local items = parse(current)
+          local ids = {}
+          for i, item in ipairs(items) do ids[i] = item[1] end
+          local times = redis.call('ZMSCORE', key('reposters', post), unpack(ids))
+          local kept = {}
+          for i, item in ipairs(items) do
+            local involved = item[1] == target or (authored and own)
+            if involved and (not times[i] or gone(tonumber(times[i]))) then
+              touched = true
+            else
+              kept[#kept + 1] = item[2] .. item[1]
+            end
+          end
+          if #kept < #items then
+            if #kept == 0 then
+              redis.call('HDEL', vkey, post)
+            else
+              redis.call('HSET', vkey, post, table.concat(kept, ','))
+            end
           end
         end
+        if touched then place(kind, user, post, b) end
       end
     end
   end
+end
+
+-- Follow state of a pair, by event time: follow_times:{follower} maps followee to
+-- 'on|off', the latest follow and unfollow event times. The latest wins (a tie goes to
+-- unfollow), whatever the arrival order.
+local function latest_pair(k, field, ts, on)
+  local value = redis.call('HGET', k, field) or '|'
+  local first, second = string.match(value, '^(%d*)|(%d*)$')
+  if on then
+    if first == '' or tonumber(ts) > tonumber(first) then first = ts end
+  else
+    if second == '' or tonumber(ts) > tonumber(second) then second = ts end
+  end
+  return first .. '|' .. second
+end
+
+-- set_follow: record a follow (on) or unfollow of event time ts; true if follower now
+-- follows followee.
+local function set_follow(follower, followee, ts, on)
+  local k = key('follow_times', follower)
+  local value = latest_pair(k, followee, ts, on)
+  redis.call('HSET', k, followee, value)
+  local first, second = string.match(value, '^(%d*)|(%d*)$')
+  local following = first ~= '' and (second == '' or tonumber(first) > tonumber(second))
+  if following then
+    redis.call('SADD', key('following', follower), followee)
+    redis.call('SADD', key('followers', followee), follower)
+  else
+    redis.call('SREM', key('following', follower), followee)
+    redis.call('SREM', key('followers', followee), follower)
+  end
+  return following
 end
 
 -- recent_score: a recent_reposts score, the repost time plus a fraction saying how it
@@ -252,6 +361,61 @@ end
 -- trim_recent: keep the newest RECENT members of a per-author recent list.
 local function trim_recent(k)
   redis.call('ZREMRANGEBYRANK', k, 0, -(RECENT + 1))
+end
+
+-- backfill: push followee's recent posts and reposts of time since or later (0: all)
+-- into follower's feeds as the live fan-out delivered them (reposts also into For You
+-- when they were, labels kept), skipping what is hidden between the follower and the
+-- author or reposter at the item's time.
+local function backfill(follower, followee, since)
+  local posts = redis.call('ZRANGE', key('recent', followee), since, '+inf', 'BYSCORE',
+    'WITHSCORES')
+  for i = 1, #posts, 2 do
+    if not hidden_pair(follower, followee, posts[i + 1]) then
+      push(follower, posts[i], bucket_of(posts[i]), posts[i + 1], '', '')
+    end
+  end
+  local reposts = redis.call('ZRANGE', key('recent_reposts', followee), since, '+inf',
+    'BYSCORE', 'WITHSCORES')
+  for i = 1, #reposts, 2 do
+    local post = reposts[i]
+    local author = author_of(post)
+    local t, for_you, labelled = read_recent_score(reposts[i + 1])
+    if author ~= follower and not hidden_pair(follower, followee, t)
+        and not (author and hidden_pair(follower, author, t)) then
+      local b = bucket_of(post)
+      push(follower, post, b, t, followee, labelled and LABEL_MARK or '')
+      if for_you then push_for_you(follower, post, b, followee, for_you_score(post, followee)) end
+    end
+  end
+end
+
+-- restore: after an unblock (unmute) of time since, give viewer back target's content of
+-- that time or later that arrived while the pair looked hidden: target's recent posts and
+-- reposts when viewer follows target, and the reposts of target's recent posts by those
+-- viewer follows. So the content after an unblock reaches the feeds whether it arrived
+-- before or after the unblock.
+local function restore(viewer, target, since)
+  if redis.call('SISMEMBER', key('following', viewer), target) == 1 then
+    backfill(viewer, target, since)
+  end
+  for _, post in ipairs(redis.call('ZRANGE', key('recent', target), 0, -1)) do
+    local rows = redis.call('ZRANGE', key('reposters', post), since, '+inf', 'BYSCORE',
+      'WITHSCORES')
+    for i = 1, #rows, 2 do
+      local reposter = rows[i]
+      local score = redis.call('ZSCORE', key('recent_reposts', reposter), post)
+      if score and reposter ~= viewer
+          and redis.call('SISMEMBER', key('following', viewer), reposter) == 1
+          and not hidden_pair(viewer, reposter, rows[i + 1])
+          and not hidden_pair(viewer, target, rows[i + 1]) then
+        local t, for_you, labelled = read_recent_score(score)
+        local b = bucket_of(post)
+        push(viewer, post, b, t, reposter, labelled and LABEL_MARK or '')
+        if for_you then push_for_you(viewer, post, b, reposter, for_you_score(post, reposter)) end
+      end
+    end
+  end
 end
 
 -- each_follower: call fn(follower) for one SSCAN chunk of source's followers.

@@ -1,5 +1,5 @@
 -- post.lua: record a post and push it into its author's followers' Following feeds
--- (not those who blocked or muted the author).
+-- (not those hidden from the author at the post's time: blocked or muted it, or blocked by it).
 -- ARGV 8..: first ('1' on an event's first call), cursor, post_id, author_id, ts,
 --           visibility, text, media_url
 -- Returns 'cursor|n': the next follower cursor ('0' when done) and the followers pushed
@@ -19,7 +19,7 @@ if first == '1' then
   settle_awaiting('post', post, author)
 end
 local b = bucket_of(post)
-local hidden = hidden_from({ author })
+local hidden = hidden_from({ author }, ts)
 local n = 0
 local next_cursor = each_follower(author, cursor, function(follower)
   if not hidden(follower) then
