@@ -98,6 +98,8 @@ class Explanation:
     deleted_at: int | None = None
     author_suspended: bool = False
     follows_author: bool = False
+    #: When the user last unfollowed the author (if they follow them no more).
+    unfollowed_at: int | None = None
     #: "you block the author", "the author blocks you", "you mute the author".
     author_hidden: list[str] = field(default_factory=list)
     reposts: list[Repost] = field(default_factory=list)
@@ -205,10 +207,14 @@ async def explain(
         for rid in ids:
             pipe.hget(k.repost(rid), "u")
         pipe.smembers(k.following(user))
-        *found, following = await pipe.execute()
+        pipe.hget(k.follow_times(user), x.author or "")
+        *found, following, follow_times = await pipe.execute()
     makers = {rid: _s(u) for rid, u in zip(ids, found, strict=True)}
     followees = {_s(f) for f in following}
     x.follows_author = x.author in followees
+    off = (_s(follow_times) or "").partition("|")[2]
+    if not x.follows_author and off.isdigit():
+        x.unfollowed_at = int(off)
     # Rate-limited or refused reposts left no repost record: search the attempts of the
     # users this reader follows.
     unknown = [rid for rid, u in makers.items() if u is None]
@@ -345,6 +351,8 @@ def _following_verdicts(x: Explanation) -> list[str]:
             out.append(f"{r.reposter} reposted it, but {r.hidden}")
         elif r.suspended:
             out.append(f"{r.reposter} reposted it, but is suspended")
+    if x.unfollowed_at is not None:
+        out.append(f"you unfollowed the author at {_when(x.unfollowed_at)}")
     if x.post_known and x.author != x.user and not x.follows_author and not delivering:
         out.append("you do not follow the author, and nobody you follow reposted it "
                    "(with a decision that delivers)")  # fmt: skip

@@ -234,3 +234,12 @@ async def test_refused_repost_of_a_followers_only_post(redis, world, uid):
     x = await why(redis, world, u, p)
     assert x.visibility == "followers" and not x.shown["following"]
     assert said(x, "following", f"{r}'s repost was refused (followers_only)")
+
+
+async def test_unfollowed_author(redis, world, uid):
+    ev = Events()
+    u, a, p = uid("u"), uid("a"), uid("p")
+    await apply(world, ev.follow(u, a), ev.post(p, a), ev.unfollow(u, a))
+    x = await why(redis, world, u, p)
+    assert x.unfollowed_at == ev.ts and not x.shown["following"]
+    assert said(x, "following", "you unfollowed the author at")
