@@ -7,14 +7,26 @@ count is what was applied, never what was merely read ahead.
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = ["Progress"]
 
 log = logging.getLogger("feedamp.progress")
+
+
+def _width(stream: TextIO) -> dict[str, Any]:
+    """tqdm's size: follow the terminal, or 100 columns and 24 rows where it reports none
+    (a pty nobody sized, where tqdm would draw nothing)."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        columns = 0
+    return {"dynamic_ncols": True} if columns > 0 else {"ncols": 100, "nrows": 24}
 
 
 class Progress:
@@ -37,8 +49,8 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=total, file=self.stream, unit="rec", unit_scale=True,
-                desc=f"{name} (applied)", dynamic_ncols=True, smoothing=0.1,
+                total=total, file=self.stream, unit="rec", unit_scale=total >= 10_000,
+                desc=f"{name} (applied)", smoothing=0.1, **_width(self.stream),
             )  # fmt: skip
 
     def line(self, done: int, now: float | None = None) -> str:

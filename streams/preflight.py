@@ -40,8 +40,9 @@ __all__ = [
 CHECK_TIMEOUT = 3.0
 
 
-class OperatorError(Exception):
-    """A problem the operator fixes (a setting, an address): its message is one line."""
+class OperatorError(ValueError):
+    """A problem the operator fixes (a setting, an address, a missing topic): its message
+    is one line."""
 
 
 def redis_address(url: str) -> str:

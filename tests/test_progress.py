@@ -40,3 +40,28 @@ def test_the_line_tells_rate_and_eta():
     progress = Progress(1000, io.StringIO())
     line = progress.line(100, now=progress.started + 10)
     assert line == "replay: 100/1,000 records applied (10%), 10 records/s, ETA 90s"
+
+
+def test_a_real_terminal_even_unsized_gets_the_bar():
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()  # nobody set its size: 0 columns, 0 rows
+    code = ("import sys; from feedamp.cli.progress import Progress; "
+            "p = Progress(7, sys.stderr); p.update(3); p.close(7)")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=slave)
+    assert proc.wait(60) == 0
+    os.close(slave)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    os.close(master)
+    assert "replay (applied): 100%" in data.decode() and "7/7" in data.decode(), data
