@@ -2,8 +2,9 @@
 needs, and calls the engine; one line for an operator's error (``--debug`` for the
 traceback), the traceback for a bug.
 
-Exit codes: 0 done, 1 failed (an unreachable or wrong Redis or broker, differences found
-by ``verify``), 2 bad usage or a bad setting, 130 interrupted, 141 output pipe closed.
+Exit codes: 0 done; 2 bad usage, a bad setting, or a Redis, broker or topic the command
+cannot start with; 1 failed while running (a server lost mid-way, differences found by
+``verify``); 130 interrupted; 141 output pipe closed.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from feedamp.streams import create_app
     from feedamp.streams.logs import log_format, logging_config
     from feedamp.streams.preflight import OperatorError, check_redis, parse_redis_url
+    from feedamp.streams.topics import prepare_topics
 
     parse_redis_url(settings.redis_url)  # a malformed URL stops the worker
     try:
@@ -123,6 +125,9 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
             "(/healthz reports 503 until it answers)",
             exc,
         )
+    problem = prepare_topics(settings)  # before Faust subscribes: it must see them at once
+    if problem:
+        raise OperatorError(problem)
     app = create_app(settings)
     json_logs = log_format() == "json"
     config = {"logging_config": logging_config("json", args.loglevel)} if json_logs else {}
@@ -541,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     from feedamp.config.campaigns import load_campaigns
     from feedamp.streams.kafka_config import kafka_client_kwargs
     from feedamp.streams.logs import configure_logging
-    from feedamp.streams.preflight import check, describe
+    from feedamp.streams.preflight import OperatorError, check, describe
 
     args = build_parser().parse_args(argv)
     command = " ".join(x for x in (args.command, getattr(args, "action", None)) if x)
@@ -567,6 +572,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return _quiet_broken_pipe()
+    except OperatorError as exc:  # before the work: a setting, an address, a topic
+        _report(command, str(exc), exc, debug, fmt)
+        return 2
     except Exception as exc:
         line = describe(exc, settings)
         if line is None:

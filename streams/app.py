@@ -25,6 +25,7 @@ from feedamp.feeds.connection import hiredis_packing
 from feedamp.feeds.store import TRANSIENT_ERRORS
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from .group import QuietFatalJoin, stop_on_group_error
 from .kafka_config import faust_security
 from .metrics import Metrics
 from .pipeline import Pipeline, progress_field
@@ -105,6 +106,9 @@ class BatchHandler:
                 delay = min(delay * 2, MAX_BACKOFF)
 
 
+#: Bind addresses meaning "every interface": not an address to advertise.
+WILDCARDS = ("0.0.0.0", "::", "")
+
 #: How often (s) a worker raises the progress of idle partitions and releases parked events.
 RELEASE_INTERVAL = 0.02
 
@@ -173,13 +177,17 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         web_enabled=settings.web_port != 0,
         web_port=settings.web_port or 6066,
-        web_host=settings.web_host,
+        web_bind=settings.web_host,  # the listen address; Faust's own default is every one
+        **({} if settings.web_host in WILDCARDS else {"web_host": settings.web_host}),
         stream_wait_empty=False,
         producer_acks=-1,
         datadir=settings.data_dir or os.path.join(tempfile.gettempdir(), "feedamp-{conf.id}"),
         **faust_security(settings),
     )
-    app.transport = transport_class(settings.fetch_max_wait_ms)(app.conf.broker_consumer, app)
+    logging.getLogger("aiokafka.consumer.group_coordinator").addFilter(QuietFatalJoin())
+    app.transport = transport_class(
+        settings.fetch_max_wait_ms, lambda exc: stop_on_group_error(exc, settings)
+    )(app.conf.broker_consumer, app)
     raw = {
         "key_type": bytes,
         "value_type": bytes,
@@ -236,11 +244,6 @@ def create_app(settings: Settings) -> faust.App:
             metrics.watermark = pipeline.watermark
             if outcome.decisions or outcome.dead_letters:
                 metrics.observe([], outcome, time.perf_counter() - started)
-
-    @app.task
-    async def declare_outputs() -> None:
-        await dead_letters.maybe_declare()
-        await decisions.maybe_declare()
 
     if settings.web_port:
         install_web(app, metrics, redis, settings.topics.inputs)

@@ -73,6 +73,10 @@ class Pipeline:
         self.partitions: Callable[[], list[str]] | None = None
         #: The latest watermark seen by a release (ms), for metrics.
         self.watermark: float | None = None
+        #: Awaited by :meth:`apply` once the batch's reposts-topic events are parked and
+        #: before its other events are written: the point where, in a worker, the release
+        #: timer can run (tests run a release here to check it cannot get ahead).
+        self.before_write: Callable[[], Awaitable[None]] | None = None
         self._orders: dict[str, EventOrder] = {}
         self.limits = Limits(settings.max_event_bytes, settings.max_text_chars,
                              settings.max_tagged_products)  # fmt: skip
@@ -108,7 +112,9 @@ class Pipeline:
         decision and not applied), then posts, then the rest, each type by its store
         (posts' product tags and product views last).
         Order within a topic is kept. When :attr:`ordered`, reposts-topic events are
-        parked instead, for :meth:`release`.
+        parked instead, for :meth:`release`, and the progress of the batch's posts and
+        reposts partitions is raised last, once everything else of the batch is written:
+        a release running meanwhile cannot pass an event that is not in Redis yet.
 
         Redis connection errors propagate, so the caller can retry the batch; every
         write is idempotent.
@@ -117,17 +123,24 @@ class Pipeline:
         outcome = Outcome(dead)
         # Resolved once, so a batch is written to one namespace even across a switch.
         prefix = await self._prefix()
+        progress: dict[str, int] = {}
         if self.ordered:
             reposts_topic = self.settings.topics.reposts
             held = [i for i, r in enumerate(sources) if r.topic == reposts_topic]
-            order = self._order(prefix)
-            await order.park([(events[i].event_id, events[i].ts, _pack(sources[i]))
-                              for i in held])  # fmt: skip
-            await order.advance(self._progress(events, sources))
+            progress = self._progress(events, sources)
+            await self._order(prefix).park([(events[i].event_id, events[i].ts,
+                                             _pack(sources[i])) for i in held])  # fmt: skip
             parked = set(held)
             rest = [i for i in range(len(events)) if i not in parked]
             events, sources = [events[i] for i in rest], [sources[i] for i in rest]
+        if self.before_write is not None:
+            await self.before_write()
         await self._apply_events(events, sources, outcome, prefix)
+        if progress:
+            # Only now: a release (the timer runs between any two awaits) may pass an
+            # event only once it is in Redis, or it could decide a repost before its post
+            # exists.
+            await self._order(prefix).advance(progress)
         return outcome
 
     async def release(self, publish: Callable[[Outcome], Awaitable[None]]) -> Outcome:

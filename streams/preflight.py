@@ -3,8 +3,8 @@
 Every command that talks to Redis or Kafka first checks the address it was given, with a
 bound on the time it waits (a few seconds, never a client's 40 s request timeout), and a
 failure becomes an :class:`OperatorError`: one line naming the setting and the address
-(``REDIS_URL=redis://127.0.0.1:1/0: connection refused``), never a traceback. The
-password of a URL is never printed.
+(``cannot reach Redis at REDIS_URL=redis://127.0.0.1:1/0: connection refused``), never a
+traceback. The password of a URL is never printed.
 
 :func:`describe` turns an error raised later, while the command runs (a server that went
 away), into the same kind of line.
@@ -93,17 +93,17 @@ def _redis_client(url: str, timeout: float) -> Redis:
 async def check_redis(settings: Settings, timeout: float = CHECK_TIMEOUT) -> None:
     """PING Redis at ``settings.redis_url`` within ``timeout``; OperatorError otherwise."""
     redis = _redis_client(settings.redis_url, timeout)
-    where = redis_address(settings.redis_url)
+    where = f"cannot reach Redis at {redis_address(settings.redis_url)}"
     try:
         await asyncio.wait_for(redis.ping(), timeout + 1)
     except TimeoutError:
         raise OperatorError(
-            f"{where}: no Redis answer within {timeout:g} s (is that address a Redis server?)"
+            f"{where}: no answer within {timeout:g} s (is that address a Redis server?)"
         ) from None
     except RedisError as exc:
         text = _reason(exc)
         if "timeout" in text.lower():
-            text = f"no Redis answer within {timeout:g} s (is that address a Redis server?)"
+            text = f"no answer within {timeout:g} s (is that address a Redis server?)"
         raise OperatorError(f"{where}: {text}") from None
     except OSError as exc:
         raise OperatorError(f"{where}: {_reason(exc)}") from None
@@ -118,7 +118,7 @@ async def check_kafka(settings: Settings, timeout: float = CHECK_TIMEOUT) -> Non
     that accepts connections but does not speak Kafka (40 s)."""
     from aiokafka.client import AIOKafkaClient
 
-    where = kafka_address(settings)
+    where = f"cannot reach Kafka at {kafka_address(settings)}"
     kwargs = kafka_client_kwargs(settings)
     client = AIOKafkaClient(**kwargs, request_timeout_ms=int(timeout * 1000))
     quiet = logging.getLogger("aiokafka")
@@ -128,7 +128,7 @@ async def check_kafka(settings: Settings, timeout: float = CHECK_TIMEOUT) -> Non
         await asyncio.wait_for(client.bootstrap(), timeout)
     except TimeoutError:
         raise OperatorError(
-            f"{where}: no Kafka answer within {timeout:g} s (is that address a Kafka broker?)"
+            f"{where}: no answer within {timeout:g} s (is that address a Kafka broker?)"
         ) from None
     except KafkaError as exc:
         text = _reason(exc)
@@ -174,11 +174,11 @@ def describe(exc: BaseException, settings: Settings | None) -> str | None:
     if isinstance(exc, OperatorError):
         return str(exc)
     if isinstance(exc, RedisError):
-        where = redis_address(settings.redis_url) if settings else "Redis"
-        return f"{where}: {_reason(exc)}"
+        where = redis_address(settings.redis_url) if settings else "?"
+        return f"Redis at {where}: {_reason(exc)}"
     if isinstance(exc, KafkaError):
-        where = kafka_address(settings) if settings else "Kafka"
-        return f"{where}: {_reason(exc)}"
+        where = kafka_address(settings) if settings else "?"
+        return f"Kafka at {where}: {_reason(exc)}"
     return None
 
 

@@ -9,6 +9,11 @@
   ``feedamp_consumer_lag{topic,partition}`` (the partition's high-water mark minus the
   group's committed offset, as this worker last saw them) and
   ``feedamp_assigned_partitions``.
+
+Only these routes (and any added with ``app.page`` in :func:`install_web`) are served:
+Faust's built-in pages (``/``, ``/router/``, ``/table/``, ``/graph/``, statistics) are
+never registered, since they expose the cluster's layout. The server listens on
+``FEEDAMP_WEB_HOST`` (127.0.0.1 by default), see :func:`feedamp.streams.app.create_app`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.web.base import BlueprintManager
 from redis.asyncio import Redis
 
 from .metrics import Gauge, Metrics
@@ -113,9 +119,11 @@ def consumer_gauges(app: faust.App, topics: Collection[str]) -> list[Gauge]:
 
 
 def install_web(app: faust.App, metrics: Metrics, redis: Redis, topics: Collection[str]) -> None:
-    """Register ``/healthz`` and ``/metrics`` on the app's web server; ``topics`` are the
-    input topics (partitions of other topics do not count as work held)."""
+    """Register ``/healthz`` and ``/metrics`` on the app's web server, and only them (add
+    further routes here with ``app.page``); ``topics`` are the input topics (partitions of
+    other topics do not count as work held)."""
     topics = frozenset(topics)
+    app.web.blueprints = BlueprintManager()  # none of Faust's built-in pages
 
     @app.page("/healthz", name="feedamp_healthz")
     async def healthz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:

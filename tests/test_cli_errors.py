@@ -48,15 +48,20 @@ def env(broker, redis_server) -> dict[str, str]:
 def test_redis_at_a_closed_port(env):
     url = f"redis://127.0.0.1:{free_port()}/0"
     code, _, err, took = feedamp("feed", "alice", env={**env, "REDIS_URL": url})
-    assert code == 1 and took < FAST
-    assert one_line(err) == f"feedamp feed: REDIS_URL={url}: connection refused"
+    assert code == 2 and took < FAST
+    assert (
+        one_line(err) == f"feedamp feed: cannot reach Redis at REDIS_URL={url}: connection refused"
+    )
 
 
 def test_redis_at_the_brokers_port(env, broker):
     url = f"redis://{broker.address}/0"
     code, _, err, took = feedamp("status", env={**env, "REDIS_URL": url})
-    assert code == 1 and took < FAST
-    assert one_line(err).startswith(f"feedamp status: REDIS_URL={url}: no Redis answer within")
+    assert code == 2 and took < FAST
+    assert one_line(err) == (
+        f"feedamp status: cannot reach Redis at REDIS_URL={url}: no answer "
+        "within 3 s (is that address a Redis server?)"
+    )
 
 
 def test_redis_url_without_a_scheme_and_its_password_kept_out(env, redis_server):
@@ -71,36 +76,42 @@ def test_redis_url_without_a_scheme_and_its_password_kept_out(env, redis_server)
 def test_redis_password_is_not_printed(env):
     url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
     code, _, err, _ = feedamp("gifts", "a", env={**env, "REDIS_URL": url})
-    assert code == 1 and "s3cret" not in err and "REDIS_URL=redis://:***@127.0.0.1:" in err
+    assert code == 2 and "s3cret" not in err and "REDIS_URL=redis://:***@127.0.0.1:" in err
 
 
 def test_broker_at_a_closed_port(env):
     servers = f"127.0.0.1:{free_port()}"
     for argv in (["status"], ["dlq", "list"], ["produce", "-"], ["worker"]):
         code, _, err, took = feedamp(*argv, env={**env, "KAFKA_BOOTSTRAP_SERVERS": servers})
-        assert code == 1 and took < FAST, (argv, err)
-        assert one_line(err).endswith(f": KAFKA_BOOTSTRAP_SERVERS={servers}: connection refused")
+        assert code == 2 and took < FAST, (argv, err)
+        assert one_line(err) == (
+            f"feedamp {' '.join(argv[:2] if argv[0] == 'dlq' else argv[:1])}: "
+            f"cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS={servers}: "
+            "connection refused"
+        )
 
 
 def test_broker_at_a_port_that_is_not_kafka(env, redis_server):
     servers = redis_server.address
     code, _, err, took = feedamp("produce", "-", env={**env, "KAFKA_BOOTSTRAP_SERVERS": servers})
-    assert code == 1 and took < FAST
-    assert one_line(err) == (f"feedamp produce: KAFKA_BOOTSTRAP_SERVERS={servers}: no Kafka "
-                             "answer within 3 s (is that address a Kafka broker?)")  # fmt: skip
+    assert code == 2 and took < FAST
+    assert one_line(err) == (
+        f"feedamp produce: cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS="
+        f"{servers}: no answer within 3 s (is that address a Kafka broker?)"
+    )
 
 
 def test_debug_and_json_logs_carry_the_traceback(env):
     url = f"redis://127.0.0.1:{free_port()}/0"
     code, _, err, _ = feedamp("--debug", "feed", "a", env={**env, "REDIS_URL": url})
-    assert code == 1 and err.startswith("feedamp feed: REDIS_URL=") and "Traceback" in err
+    assert code == 2 and err.startswith("feedamp feed: cannot reach Redis") and "Traceback" in err
     code, _, err, _ = feedamp("feed", "a", "--debug", env={**env, "REDIS_URL": url})
-    assert code == 1 and "Traceback" in err
+    assert code == 2 and "Traceback" in err
     json_env = {**env, "REDIS_URL": url, "FEEDAMP_LOG_FORMAT": "json"}
     code, _, err, _ = feedamp("feed", "a", env=json_env)
     (line,) = err.strip().splitlines()
     entry = orjson.loads(line)
-    assert code == 1 and entry["level"] == "ERROR" and "connection refused" in entry["message"]
+    assert code == 2 and entry["level"] == "ERROR" and "connection refused" in entry["message"]
     assert "OperatorError" in entry["exception"]
 
 
@@ -212,7 +223,11 @@ def test_errors_met_while_running_become_one_line(settings):
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     lost = RedisConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
-    assert describe(lost, settings) == f"REDIS_URL={settings.redis_url}: connection refused"
+    assert (
+        describe(lost, settings) == f"Redis at REDIS_URL={settings.redis_url}: connection refused"
+    )
     kafka = describe(KafkaConnectionError("broker gone"), settings)
-    assert kafka.startswith(f"KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}: ")
+    assert kafka.startswith(
+        f"Kafka at KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}: "
+    )
     assert describe(ZeroDivisionError(), settings) is None  # a bug keeps its traceback
