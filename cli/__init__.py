@@ -231,12 +231,14 @@ def _orders(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
     from feedamp.feeds import FeedStore
+    from feedamp.feeds.cluster import refuse_writes_on_cluster
     from feedamp.feeds.namespace import Namespaces
     from feedamp.streams import redis_client
 
     async def run() -> int:
         redis = redis_client(settings)
         try:
+            refuse_writes_on_cluster(redis, "feedamp rebuild-feed")
             prefix = await Namespaces(redis, settings.key_prefix).active()
             return await FeedStore(redis, settings).rebuild_feed(args.user, prefix=prefix)
         finally:
@@ -250,7 +252,7 @@ def _rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from .dev import run_dev
 
-    return run_dev(settings, once=args.once, demo=not args.no_demo)
+    return run_dev(settings, once=args.once, demo=not args.no_demo, cluster=args.cluster)
 
 
 def _ops(module: str, function: str = "run") -> Callable[[argparse.Namespace, Settings], int]:
@@ -406,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-demo", action="store_true", help="start everything without playing the demo story"
     )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="use a three-master Redis Cluster instead of one Redis",
+    )
 
     p = _command(
         sub,
@@ -517,13 +524,17 @@ def build_parser() -> argparse.ArgumentParser:
 # --- running ----------------------------------------------------------------------------
 
 
-def _report(command: str, line: str, exc: BaseException | None, debug: bool, fmt: str) -> None:
+def _report(
+    command: str | None, line: str, exc: BaseException | None, debug: bool, fmt: str
+) -> None:
     """One line on stderr (a JSON log line with the traceback in ``exception`` under
     ``FEEDAMP_LOG_FORMAT=json``; the traceback after it with ``--debug``)."""
+    if command is not None:
+        line = f"feedamp {command}: {line}"
     if fmt == "json":
-        log.error("feedamp %s: %s", command, line, exc_info=exc)
+        log.error("%s", line, exc_info=exc)
         return
-    print(f"feedamp {command}: {line}", file=sys.stderr)
+    print(line, file=sys.stderr)
     if debug and exc is not None:
         import traceback
 
@@ -544,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``feedamp`` console command."""
     from feedamp.config import unknown_variables
     from feedamp.config.campaigns import load_campaigns
+    from feedamp.feeds.cluster import ClusterUnsupported
+    from feedamp.feeds.connection import RedisUnreachable
     from feedamp.streams.kafka_config import kafka_client_kwargs
     from feedamp.streams.logs import configure_logging
     from feedamp.streams.preflight import OperatorError, check, describe
@@ -574,6 +587,12 @@ def main(argv: list[str] | None = None) -> int:
         return _quiet_broken_pipe()
     except OperatorError as exc:  # before the work: a setting, an address, a topic
         _report(command, str(exc), exc, debug, fmt)
+        return 2
+    except ClusterUnsupported as exc:  # its message names the command already
+        _report(None, str(exc), exc, debug, fmt)
+        return 2
+    except RedisUnreachable as exc:
+        _report(command, f"{exc} (REDIS_URL)", exc, debug, fmt)
         return 2
     except Exception as exc:
         line = describe(exc, settings)

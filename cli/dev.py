@@ -24,10 +24,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
 from feedamp.feeds import FeedReader
+from feedamp.feeds.cluster import refuse_writes_on_cluster
+from feedamp.feeds.connection import connect
 from feedamp.streams.preflight import start_client
 from feedamp.streams.topics import ensure_topics
 
 from .embedded import Service, free_port, start_broker, start_redis
+from .embedded_cluster import RedisClusterService, start_redis_cluster
 from .produce import messages_from_lines, publish
 from .show import format_gifts, format_orders, format_page, format_stats
 
@@ -173,22 +176,31 @@ def export_lines(settings: Settings) -> list[str]:
     ]
 
 
-def run_dev(settings: Settings, *, once: bool = False, demo: bool = True) -> int:
+def run_dev(
+    settings: Settings, *, once: bool = False, demo: bool = True, cluster: bool = False
+) -> int:
     """Run the embedded stack (with the demo unless not ``demo``); block until Ctrl-C,
     SIGTERM or SIGHUP unless ``once``.
 
-    Without ``FEEDAMP_CAMPAIGNS`` the worker uses the sample campaigns file."""
+    Without ``FEEDAMP_CAMPAIGNS`` the worker uses the sample campaigns file. ``cluster``
+    starts a three-master Redis Cluster instead of one Redis (see
+    :mod:`feedamp.cli.embedded_cluster`)."""
     # Ctrl-C, SIGTERM and SIGHUP stop everything, even when started from a shell that
     # ignores SIGINT for background jobs (Python then installs no KeyboardInterrupt
     # handler); SIGHUP is the terminal closing.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.default_int_handler)
-    services: list[Service] = []
+    services: list[Service | RedisClusterService] = []
     worker = None
     try:
-        print("starting Tansu broker and Redis ...", flush=True)
+        what = "a three-master Redis Cluster" if cluster else "Redis"
+        print(f"starting Tansu broker and {what} ...", flush=True)
         services.append(broker := start_broker())
-        services.append(redis := start_redis())
+        services.append(redis := start_redis_cluster() if cluster else start_redis())
+        if cluster:
+            nodes = " ".join(node.address for node in redis.nodes)  # type: ignore[union-attr]
+            print(f"redis cluster nodes {nodes}", flush=True)
+            refuse_writes_on_cluster(connect(redis.url, cluster=True), "feedamp dev --cluster")
         settings = settings.with_(
             kafka_bootstrap_servers=broker.address,
             redis_url=f"redis://{redis.address}/0",

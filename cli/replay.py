@@ -37,6 +37,8 @@ from typing import Any, TextIO
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
+from feedamp.feeds.cluster import ClusterUnsupported, refuse_writes_on_cluster
+from feedamp.feeds.connection import close as close_client
 from feedamp.models import InvalidEvent
 from feedamp.streams import BatchHandler, Outcome, Pipeline, Record, redis_client
 from feedamp.streams.kafka_config import kafka_client_kwargs
@@ -224,6 +226,12 @@ async def replay(
     offset per partition instead of ``start_ms`` (a catch-up from a previous replay's
     ``ends``; partitions it does not name start at the beginning). ``audit`` is shown
     every batch of records before it is applied."""
+    redis = redis_client(settings)
+    try:
+        refuse_writes_on_cluster(redis, "feedamp replay")
+    except ClusterUnsupported:
+        await redis.aclose()
+        raise
     names = input_topics(settings, topics)
     stats = ReplayStats()
     started = time.monotonic()
@@ -237,7 +245,6 @@ async def replay(
         max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
     )
     producer = AIOKafkaProducer(**kafka, acks="all") if publish and not dry_run else None
-    redis = redis_client(settings)
     outputs = ReplayOutputs(settings, producer)
     pipeline = Pipeline(FeedStore(redis, settings), settings, prefix=prefix)
     handler = BatchHandler(pipeline, outputs)
@@ -278,8 +285,7 @@ async def replay(
         await consumer.stop()
         if producer is not None:
             await producer.stop()
-        await redis.aclose()
-        await redis.connection_pool.disconnect()
+        await close_client(redis)
     stats.seconds = time.monotonic() - started
     return stats
 

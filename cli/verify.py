@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feedamp.config import Settings
+from feedamp.feeds.cluster import refuse_writes_on_cluster, scan_keys
+from feedamp.feeds.connection import close as close_client
 from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespaces, pattern, scratch_prefix
 from feedamp.streams import redis_client
@@ -201,7 +203,7 @@ async def _names(redis: Redis, prefix: str) -> set[str]:
     """Key names of a namespace, relative to its prefix, but the bookkeeping of the
     event-time order (see :meth:`Keys.bookkeeping`)."""
     cut, skip = len(prefix.encode()), Keys.bookkeeping()
-    names = {k[cut:].decode() async for k in redis.scan_iter(match=pattern(prefix), count=1000)}
+    names = {k[cut:].decode() async for k in scan_keys(redis, pattern(prefix), 1000)}
     return names - skip
 
 
@@ -258,6 +260,7 @@ async def verify(
     scratch = scratch_prefix(settings.key_prefix)
     audit = LogAudit(settings)
     try:
+        refuse_writes_on_cluster(redis, "feedamp verify")
         stats = await replay(settings, topics=topics, prefix=scratch, progress=progress,
                              progress_name="verify", audit=audit)  # fmt: skip
         caught_up = await wait_for_group(settings, stats.ends, wait)
@@ -273,8 +276,7 @@ async def verify(
         try:
             await asyncio.shield(namespaces.drop(scratch))
         finally:
-            await redis.aclose()
-            await redis.connection_pool.disconnect()
+            await close_client(redis)
 
 
 def format_verification(result: Verification, limit: int) -> str:

@@ -12,6 +12,7 @@ from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
     MasterDownError,
+    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
@@ -19,6 +20,8 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .connection import is_cluster
 
 __all__ = ["PIPELINE_CALLS", "TRANSIENT_ERRORS", "context", "is_transient", "run_scripts", "text"]
 
@@ -37,6 +40,16 @@ def is_transient(error: object) -> bool:
     return isinstance(error, TRANSIENT_ERRORS) or (
         isinstance(error, ResponseError) and str(error).startswith(("BUSY", "OOM", "LOADING"))
     )
+
+
+async def _pipelined(
+    redis: Redis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
+) -> list[object]:
+    """One non-transactional pipeline of ``calls`` (on a cluster: one per node)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for script, argv in calls:
+            await script(args=list(argv), client=pipe)
+        return await pipe.execute(raise_on_error=False)
 
 
 def text(value: object) -> str:
@@ -65,10 +78,15 @@ async def run_scripts(
     """
     results: list[object] = []
     for start in range(0, len(calls), PIPELINE_CALLS):
-        async with redis.pipeline(transaction=False) as pipe:
-            for script, argv in calls[start : start + PIPELINE_CALLS]:
-                await script(args=list(argv), client=pipe)
-            results += await pipe.execute(raise_on_error=False)
+        chunk = calls[start : start + PIPELINE_CALLS]
+        found = await _pipelined(redis, chunk)
+        if any(isinstance(r, NoScriptError) for r in found) and is_cluster(redis):
+            # A cluster node lost its script cache (restart, failover): load the chunk's
+            # scripts on every master and run it again (scripts are idempotent).
+            for script in {id(s): s for s, _ in chunk}.values():
+                await script.load()  # type: ignore[attr-defined]
+            found = await _pipelined(redis, chunk)
+        results += found
     for result in results:
         if is_transient(result):
             raise result  # type: ignore[misc]

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 
 from feedamp.config.campaigns import Catalog, load_campaigns
 from feedamp.models.decisions import FORWARDED_MANY_TIMES
-from redis.asyncio import BlockingConnectionPool, Redis
 
-from .connection import hiredis_packing
+from .connection import AnyRedis, connect
 from .keys import Keys
 from .namespace import MAX_POINTER_TTL, Namespaces
 from .product_reads import ProductReads
@@ -66,7 +65,7 @@ class FeedReader(ShopReads, ProductReads):
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         *,
         key_prefix: str = "fa:",
         feed_buckets: int = 8,
@@ -106,11 +105,10 @@ class FeedReader(ShopReads, ProductReads):
         pointer_ttl: float = 0.0,
         for_you_half_life_ms: int = 6 * 3_600_000,
     ) -> FeedReader:
-        """A reader with its own blocking connection pool to ``url``."""
-        pool = hiredis_packing(
-            BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=None)
-        )
-        return cls(Redis(connection_pool=pool), key_prefix=key_prefix,
+        """A reader with its own connections to ``url``: a blocking pool on a standalone
+        Redis, a ``RedisCluster`` when ``url`` names a node of a cluster (detected)."""
+        redis = connect(url, max_connections=max_connections)
+        return cls(redis, key_prefix=key_prefix,
                    feed_buckets=feed_buckets, campaigns=campaigns,
                    pointer_ttl=pointer_ttl,
                    for_you_half_life_ms=for_you_half_life_ms)  # fmt: skip

@@ -21,9 +21,9 @@ import faust
 from aiokafka.errors import KafkaError
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
-from feedamp.feeds.connection import hiredis_packing
+from feedamp.feeds.cluster import refuse_writes_on_cluster
+from feedamp.feeds.connection import AnyRedis, connect
 from feedamp.feeds.store import TRANSIENT_ERRORS
-from redis.asyncio import BlockingConnectionPool, Redis
 
 from .group import QuietFatalJoin, stop_on_group_error
 from .kafka_config import faust_security
@@ -31,7 +31,7 @@ from .metrics import Metrics
 from .pipeline import Pipeline, progress_field
 from .records import DeadLetter, Outcome, Outputs, Record
 from .transport import transport_class
-from .web import install_web
+from .web import install_console, install_web
 
 __all__ = ["BatchHandler", "create_app", "redis_client"]
 
@@ -42,12 +42,10 @@ RETRYABLE = (*TRANSIENT_ERRORS, KafkaError)
 MAX_BACKOFF = 5.0
 
 
-def redis_client(settings: Settings) -> Redis:
-    """A Redis client with a blocking pool (waits for a free connection, never raises)."""
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=settings.redis_max_connections, timeout=None
-    )
-    return Redis(connection_pool=hiredis_packing(pool))
+def redis_client(settings: Settings) -> AnyRedis:
+    """The client for ``REDIS_URL``: a ``RedisCluster`` when it names a cluster node, else
+    a ``Redis`` with a blocking pool (see :func:`feedamp.feeds.connection.connect`)."""
+    return connect(settings.redis_url, max_connections=settings.redis_max_connections)
 
 
 class BatchHandler:
@@ -198,6 +196,7 @@ def create_app(settings: Settings) -> faust.App:
     dead_letters = app.topic(settings.topics.dead_letter, **raw)
     decisions = app.topic(settings.topics.decisions, **raw)
     redis = redis_client(settings)
+    refuse_writes_on_cluster(redis, "feedamp worker")
     pipeline = Pipeline(FeedStore(redis, settings), settings)
 
     class TopicOutputs:
@@ -247,6 +246,7 @@ def create_app(settings: Settings) -> faust.App:
 
     if settings.web_port:
         install_web(app, metrics, redis, settings.topics.inputs)
+        install_console(app, settings, redis)
     app.feedamp_redis = redis  # type: ignore[attr-defined]
     app.feedamp_metrics = metrics  # type: ignore[attr-defined]
     return app

@@ -16,6 +16,7 @@ import orjson
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.accounts import AccountStore, actor_of
+from feedamp.feeds.activity import Activity
 from feedamp.feeds.gifts import GiftStore
 from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.ordering import EventOrder, progress_field
@@ -67,6 +68,7 @@ class Pipeline:
         self.gifts = GiftStore(store.redis, settings)
         self.orders = OrderStore(store.redis, settings)
         self.products = ProductStore(store.redis, settings)
+        self.activity = Activity(store.redis)
         self.settings = settings
         #: The progress fields of every posts and reposts partition (the worker sets it
         #: from the consumer's metadata); None (replay, tests): nothing is parked.
@@ -227,13 +229,19 @@ class Pipeline:
         """Apply parsed events to their stores in the namespace ``prefix`` (see
         :meth:`apply` for the order)."""
         dead = outcome.dead_letters
+        first_decision = len(outcome.decisions)
+        reposts: list[Repost] = []
 
         def run(part: list[int], applied: Applied) -> None:
+            failed = set()
             for failure in applied.failures:
                 record = sources[part[failure.index]]
+                failed.add(part[failure.index])
                 dead.append(DeadLetter(record, f"redis rejected: {failure.error}"))
             outcome.decisions += applied.decisions
             outcome.deliveries += applied.deliveries
+            reposts.extend(events[i] for i in part  # type: ignore[misc]
+                           if isinstance(events[i], Repost) and i not in failed)  # fmt: skip
 
         accounts = [i for i, ev in enumerate(events) if isinstance(ev, Account)]
         if accounts:
@@ -262,6 +270,8 @@ class Pipeline:
             part = [i for i in among if isinstance(events[i], types) and i not in refused]
             if part:
                 run(part, await store.apply([events[i] for i in part], prefix=prefix))
+        # The console's view of reposts and decisions (see feedamp.feeds.activity).
+        await self.activity.record(prefix, reposts, outcome.decisions[first_decision:])
 
 
 def _pack(record: Record) -> bytes:
