@@ -111,20 +111,9 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
     from feedamp.streams import create_app
     from feedamp.streams.logs import log_format, logging_config
-    from feedamp.streams.preflight import OperatorError, check_redis, parse_redis_url
+    from feedamp.streams.preflight import OperatorError
     from feedamp.streams.topics import prepare_topics
 
-    parse_redis_url(settings.redis_url)  # a malformed URL stops the worker
-    try:
-        asyncio.run(check_redis(settings))
-    except OperatorError as exc:
-        # Redis may come up after the worker (a restart, an orchestrator's start order):
-        # say so now, and keep going; every batch waits for Redis, /healthz says 503.
-        log.error(
-            "%s; the worker starts anyway and waits for Redis "
-            "(/healthz reports 503 until it answers)",
-            exc,
-        )
     problem = prepare_topics(settings)  # before Faust subscribes: it must see them at once
     if problem:
         raise OperatorError(problem)
@@ -337,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = _command(sub, "worker", "run a stream worker", _worker, ("kafka",))
+    p = _command(sub, "worker", "run a stream worker", _worker, ("kafka", "redis"))
     p.add_argument(
         "--loglevel",
         type=_loglevel,
