@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
 
+from .clients import start_client
 from .config import kafka_client_kwargs
 from .offsets import end_offsets, partitions
 
@@ -35,7 +36,7 @@ async def kafka_status(settings: Settings) -> tuple[list[PartitionLag], int]:
         **kafka, group_id=settings.app_id, enable_auto_commit=False,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )  # fmt: skip
-    await consumer.start()
+    await start_client(consumer)
     try:
         inputs = await partitions(consumer, settings.topics.inputs, missing_ok=True)
         letters = await partitions(consumer, [settings.topics.dead_letter], missing_ok=True)

@@ -1,10 +1,12 @@
 """Dead letters as read back from the dead-letter topic: where each sits, where its
 original record came from (headers ``feedamp-topic``, ``feedamp-partition``,
-``feedamp-offset``), the reason (``feedamp-reason``), and the original key and value."""
+``feedamp-offset``, ``feedamp-timestamp``), the reason (``feedamp-reason``), and the
+original key and value."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 
@@ -25,6 +27,7 @@ class Letter:
     reason: str
     key: bytes | None
     value: bytes | None
+    timestamp: int | None = None
 
     @classmethod
     def from_record(cls, record: ConsumerRecord) -> Letter:
@@ -44,6 +47,7 @@ class Letter:
             reason=headers.get("feedamp-reason", ""),
             key=record.key,
             value=record.value,
+            timestamp=number("feedamp-timestamp"),
         )
 
     def preview(self, chars: int = PREVIEW_CHARS) -> str:
@@ -58,6 +62,16 @@ class Letter:
         """``<partition>/<offset>  <topic>[<partition>]@<offset>  <reason>  <value>``."""
         source = f"{self.topic or '?'}[{_opt(self.source_partition)}]@{_opt(self.source_offset)}"
         return f"{self.partition}/{self.offset}  {source}  {self.reason}  {self.preview()}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The letter as JSON (key and value decoded as UTF-8, bad bytes replaced)."""
+        return {
+            "partition": self.partition, "offset": self.offset, "topic": self.topic,
+            "source_partition": self.source_partition, "source_offset": self.source_offset,
+            "reason": self.reason,
+            "key": None if self.key is None else self.key.decode(errors="replace"),
+            "value": None if self.value is None else self.value.decode(errors="replace"),
+        }  # fmt: skip
 
 
 def _opt(value: int | None) -> str:
