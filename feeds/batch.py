@@ -12,6 +12,7 @@ from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
     MasterDownError,
+    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
@@ -59,17 +60,48 @@ async def run_scripts(
 ) -> list[object]:
     """Run ``(script, argv)`` calls in order, pipelined ``PIPELINE_CALLS`` at a time.
 
-    Returns each call's result, or the exception Redis answered it with (a script error
-    belongs to its event). A transient error (see :func:`is_transient`) is raised instead,
-    for the caller to retry the whole batch.
+    Scripts are sent as ``EVALSHA``; a script is loaded once per client (``SCRIPT LOAD``),
+    and again only if Redis answers ``NOSCRIPT`` (it restarted or was flushed), in which
+    case the calls from the first refused one on are sent again (every script is
+    idempotent). Returns each call's result, or the exception Redis answered it with (a
+    script error belongs to its event). A transient error (see :func:`is_transient`) is
+    raised instead, for the caller to retry the whole batch.
     """
     results: list[object] = []
     for start in range(0, len(calls), PIPELINE_CALLS):
-        async with redis.pipeline(transaction=False) as pipe:
-            for script, argv in calls[start : start + PIPELINE_CALLS]:
-                await script(args=list(argv), client=pipe)
-            results += await pipe.execute(raise_on_error=False)
+        part = calls[start : start + PIPELINE_CALLS]
+        loaded = _loaded.setdefault(id(redis), set())
+        for attempt in range(2):
+            await _load(redis, [script for script, _ in part], loaded)
+            got = await _evalsha(redis, part)
+            refused = next((i for i, r in enumerate(got) if isinstance(r, NoScriptError)), None)
+            if refused is None or attempt:
+                results += got
+                break
+            results += got[:refused]
+            part = part[refused:]
+            loaded.clear()
     for result in results:
         if is_transient(result):
             raise result  # type: ignore[misc]
     return results
+
+
+#: The SHA1s known to be loaded, per client (``id`` of the client).
+_loaded: dict[int, set[str]] = {}
+
+
+async def _load(redis: Redis, scripts: Sequence[AsyncScript], loaded: set[str]) -> None:
+    missing = {s.sha: s.script for s in scripts if s.sha not in loaded}
+    for sha, source in missing.items():
+        await redis.script_load(source)
+        loaded.add(sha)
+
+
+async def _evalsha(
+    redis: Redis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
+) -> list[object]:
+    async with redis.pipeline(transaction=False) as pipe:
+        for script, argv in calls:
+            pipe.evalsha(script.sha, 0, *argv)
+        return await pipe.execute(raise_on_error=False)

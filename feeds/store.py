@@ -195,17 +195,15 @@ class FeedStore:
         limits = [c.frequently_forwarded_depth, c.rate_max, c.rate_window_ms, c.forwarded_max,
                   c.forwarded_window_ms, c.brake_reposts, c.brake_window_ms,
                   "1" if c.friction else "0"]  # fmt: skip
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for i, ev in reposts:
-                via, comment = ev.via_repost_id or "", _flag(bool(ev.comment))
-                argv = [*self._context, ev.post_id, ev.repost_id, ev.reposter_id, via, ev.ts,
-                        comment, *limits, refused.get(i, "")]  # fmt: skip
-                await self.scripts.decide(args=argv, client=pipe)
-            results = await pipe.execute(raise_on_error=False)
+        calls = []
+        for i, ev in reposts:
+            via, comment = ev.via_repost_id or "", _flag(bool(ev.comment))
+            argv = [*self._context, ev.post_id, ev.repost_id, ev.reposter_id, via, ev.ts,
+                    comment, *limits, refused.get(i, "")]  # fmt: skip
+            calls.append((self.scripts.decide, argv))
+        results = await run_scripts(self.redis, calls)
         decisions: dict[int, Decision] = {}
         for (i, ev), result in zip(reposts, results, strict=True):
-            if is_transient(result):
-                raise result  # type: ignore[misc]
             if isinstance(result, Exception):
                 failures[i] = Failure(i, result)
                 continue

@@ -29,6 +29,7 @@ from .kafka_config import faust_security
 from .metrics import Metrics
 from .pipeline import Pipeline, progress_field
 from .records import DeadLetter, Outcome, Outputs, Record
+from .ticker import TICK, ReleaseTicker
 from .transport import transport_class
 from .web import install_web
 
@@ -73,7 +74,7 @@ class BatchHandler:
                                   record.offset)  # fmt: skip
                     outcome.dead_letters.append(DeadLetter(record, f"internal error: {exc!r}"))
         await self._publish(outcome)
-        if self.pipeline.ordered:
+        if self.pipeline.ordered and any(r.topic in self.pipeline.watched for r in records):
             outcome.extend(await self.release())
         return outcome
 
@@ -102,10 +103,6 @@ class BatchHandler:
                 log.warning("unavailable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
-
-
-#: How often (s) a worker raises the progress of idle partitions and releases parked events.
-RELEASE_INTERVAL = 0.02
 
 
 class Progress:
@@ -219,19 +216,19 @@ def create_app(settings: Settings) -> faust.App:
             started = time.perf_counter()
             outcome = await handler.handle(records)
             watch.handled(records)
+            ticker.handled(records)
             metrics.observe(records, outcome, time.perf_counter() - started)
 
+    ticker = ReleaseTicker(pipeline, handler.retrying, handler._publish, watch.caught_up,
+                           settings.topics.reposts)  # fmt: skip
     if pipeline.ordered:
 
-        @app.timer(interval=RELEASE_INTERVAL)
+        @app.timer(interval=TICK)
         async def release() -> None:
-            """Raise the progress of partitions read to the end, then release."""
-            try:
-                await handler.retrying(pipeline.order_advance, watch.caught_up())
-            except Exception:
-                log.exception("could not record partition progress")
+            """Raise the progress of partitions read to the end, then release (see
+            :mod:`feedamp.streams.ticker` for when a tick does nothing)."""
             started = time.perf_counter()
-            outcome = await handler.release()
+            outcome = await ticker.tick()
             metrics.watermark = pipeline.watermark
             if outcome.decisions or outcome.dead_letters:
                 metrics.observe([], outcome, time.perf_counter() - started)

@@ -74,6 +74,8 @@ class Pipeline:
         self.limits = Limits(settings.max_event_bytes, settings.max_text_chars)
         topics = settings.topics
         self._posts_topic = topics.posts
+        #: The topics whose event times make the watermark (posts, reposts).
+        self.watched = frozenset((topics.posts, topics.reposts))
         # topic name -> types allowed on it
         self._types_on: dict[str, set[str]] = {}
         for type_name, (attr, _) in ROUTES.items():
@@ -125,17 +127,19 @@ class Pipeline:
         await self._apply_events(events, sources, outcome, prefix)
         return outcome
 
-    async def release(self, publish: Callable[[Outcome], Awaitable[None]]) -> Outcome:
+    async def release(
+        self, publish: Callable[[Outcome], Awaitable[None]], prefix: str | None = None
+    ) -> Outcome:
         """Decide and apply, in event-time order, the parked events the watermark has
         passed, chunk by chunk; ``publish`` each chunk's outcome before the chunk is
         forgotten, so a crash in between releases it again (at least once). One releaser
         at a time across workers: another's release returns at once. Returns the whole
-        outcome (for metrics)."""
+        outcome (for metrics). ``prefix``: the namespace already resolved for this tick."""
         outcome = Outcome()
         partitions = self.partitions() if self.ordered and self.partitions else []
         if not partitions:
             return outcome
-        prefix = await self._prefix()
+        prefix = prefix or await self._prefix()
         order = self._order(prefix)
         lock = order.lock()
         if not await lock.acquire():
@@ -172,9 +176,18 @@ class Pipeline:
                 progress[field] = max(progress.get(field, 0), ev.ts - lateness)
         return progress
 
-    async def order_advance(self, progress: dict[str, int]) -> None:
-        """Raise the progress of partitions (the worker's clock-driven part)."""
-        await self._order(await self._prefix()).advance(progress)
+    async def order_advance(self, progress: dict[str, int], prefix: str | None = None) -> None:
+        """Raise the progress of partitions (the worker's clock-driven part), in ``prefix``
+        (default: the active namespace)."""
+        await self._order(prefix or await self._prefix()).advance(progress)
+
+    async def parked(self, prefix: str) -> int:
+        """How many events wait in the namespace ``prefix`` (one ZCARD)."""
+        return await self._order(prefix).pending()
+
+    async def active_prefix(self) -> str:
+        """The namespace to write to now (see :meth:`apply`)."""
+        return await self._prefix()
 
     async def _prefix(self) -> str:
         """The namespace to write to: the fixed one, else the active one (one GET)."""
