@@ -28,6 +28,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from .kafka_config import faust_security
 from .metrics import Metrics
 from .pipeline import Pipeline, progress_field
+from .publish import ProducerOutputs
 from .records import DeadLetter, Outcome, Outputs, Record
 from .ticker import TICK, ReleaseTicker
 from .transport import transport_class
@@ -175,7 +176,8 @@ def create_app(settings: Settings) -> faust.App:
         datadir=settings.data_dir or os.path.join(tempfile.gettempdir(), "feedamp-{conf.id}"),
         **faust_security(settings),
     )
-    app.transport = transport_class(settings.fetch_max_wait_ms)(app.conf.broker_consumer, app)
+    transport = transport_class(settings.fetch_max_wait_ms, settings.topics.inputs)
+    app.transport = transport(app.conf.broker_consumer, app)
     raw = {
         "key_type": bytes,
         "value_type": bytes,
@@ -188,31 +190,20 @@ def create_app(settings: Settings) -> faust.App:
     redis = redis_client(settings)
     pipeline = Pipeline(FeedStore(redis, settings), settings)
 
-    class TopicOutputs:
-        """Dead letters and decisions go to their topics: every send is queued in order,
-        then all are awaited together (one broker round trip, not one per message)."""
-
-        async def publish(self, outcome: Outcome) -> None:
-            sent = []
-            for letter in outcome.dead_letters:
-                key, value, headers = letter.message()
-                log.warning("dead letter %s[%d]@%d: %s", letter.record.topic,
-                            letter.record.partition, letter.record.offset,
-                            letter.reason)  # fmt: skip
-                sent.append(await dead_letters.send(key=key, value=value, headers=headers))
-            for decision in outcome.decisions:
-                sent.append(await decisions.send(key=decision.key, value=decision.to_json()))
-            await asyncio.gather(*sent)
-
-    handler = BatchHandler(pipeline, TopicOutputs())
+    outputs = ProducerOutputs(lambda: app.producer, settings.topics.dead_letter,
+                              settings.topics.decisions)  # fmt: skip
+    handler = BatchHandler(pipeline, outputs)
     metrics = Metrics()
     watch = Progress(app, settings)
     pipeline.partitions = watch.partitions
 
     @app.agent(inputs, name="feedamp.apply")
     async def apply(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
-            records = [Record.from_message(e.message) for e in events]
+        """Handles the input topics' records a fetch at a time (up to the batch size),
+        taken from the consumer's bulk sink rather than one by one from ``stream``."""
+        consumer = app.consumer
+        async for messages in consumer.bulk.batches(consumer, settings.batch_size):
+            records = [Record.from_message(m) for m in messages]
             started = time.perf_counter()
             outcome = await handler.handle(records)
             watch.handled(records)

@@ -3,19 +3,28 @@
 Faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer. Apache Kafka answers a fetch
 as soon as data arrives, but some Kafka-compatible brokers (the embedded Tansu among them)
 hold it for the whole wait, which put about 750 ms between an event and its fan-out.
+
+Its consumer also hands the records of ``bulk_topics`` to the agent a fetch at a time
+(:mod:`feedamp.streams.bulk`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from .bulk import BulkDrain, BulkSink
+
 __all__ = ["transport_class"]
 
 
-def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
-    """A Faust Kafka transport whose consumer waits at most ``fetch_max_wait_ms``."""
+def transport_class(
+    fetch_max_wait_ms: int, bulk_topics: Collection[str] = ()
+) -> type[faust_aiokafka.Transport]:
+    """A Faust Kafka transport whose consumer waits at most ``fetch_max_wait_ms`` and
+    puts the records of ``bulk_topics`` in its ``bulk`` sink."""
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
@@ -23,7 +32,12 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
             consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read when the consumer starts
             return consumer
 
-    class Consumer(faust_aiokafka.Consumer):
+    class Consumer(BulkDrain, faust_aiokafka.Consumer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.bulk = BulkSink(bulk_topics)
+            self.app.flow_control.manage_queue(self.bulk)  # cleared on a rebalance
+
         def _new_consumer_thread(self) -> ConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
