@@ -30,7 +30,7 @@ from .metrics import Metrics
 from .pipeline import Pipeline, progress_field
 from .publish import ProducerOutputs
 from .records import DeadLetter, Outcome, Outputs, Record
-from .ticker import TICK, ReleaseTicker
+from .ticker import ReleaseTicker
 from .transport import transport_class
 from .web import install_web
 
@@ -214,15 +214,17 @@ def create_app(settings: Settings) -> faust.App:
                            settings.topics.reposts)  # fmt: skip
     if pipeline.ordered:
 
-        @app.timer(interval=TICK)
+        @app.task
         async def release() -> None:
             """Raise the progress of partitions read to the end, then release (see
-            :mod:`feedamp.streams.ticker` for when a tick does nothing)."""
-            started = time.perf_counter()
-            outcome = await ticker.tick()
-            metrics.watermark = pipeline.watermark
-            if outcome.decisions or outcome.dead_letters:
-                metrics.observe([], outcome, time.perf_counter() - started)
+            :mod:`feedamp.streams.ticker` for how often)."""
+
+            def done(outcome: Outcome, seconds: float) -> None:
+                metrics.watermark = pipeline.watermark
+                if outcome.decisions or outcome.dead_letters:
+                    metrics.observe([], outcome, seconds)
+
+            await ticker.run(done)
 
     @app.task
     async def declare_outputs() -> None:

@@ -2,13 +2,13 @@
 release the parked events the watermark has passed (:mod:`feedamp.feeds.ordering`),
 doing as little as possible while nothing waits.
 
-The Faust timer calls :meth:`ReleaseTicker.tick` every :data:`TICK` seconds. A tick is
-**busy** (progress written, release run, as often as the timer fires) while this worker
-has just parked events or while Redis holds parked events; otherwise it is **idle**: a
-tick checks for parked events (another worker's) at most every :data:`IDLE_CHECK`
-seconds, and writes progress and runs a release at most every :data:`HEARTBEAT`
-seconds (so the watermark, ``feedamp status`` and ``/metrics`` stay current). Each tick
-resolves the active namespace once.
+:meth:`ReleaseTicker.run` (a Faust task) ticks every :data:`TICK` seconds while the
+worker is **busy** (progress written, release run): while this worker has just parked
+events or while Redis holds parked events. Otherwise it is **idle** and sleeps: it checks
+for parked events (another worker's) every :data:`IDLE_CHECK` seconds, in the namespace
+it resolved last, and writes progress and runs a release every :data:`HEARTBEAT` seconds
+(so the watermark, ``feedamp status`` and ``/metrics`` stay current); a batch that parks
+events wakes it at once. A busy tick or a heartbeat resolves the active namespace once.
 
 Invariants (the event-time order's guarantees do not depend on the tick's pace):
 progress is only ever raised to what is true when written (a partition's progress is the
@@ -21,6 +21,8 @@ lateness (200 ms), so idling adds no delay to a release unless the lateness is s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -65,12 +67,15 @@ class ReleaseTicker:
         #: Batches that parked events so far (a count, so a tick can tell whether one
         #: parked while it looked at Redis).
         self._parks = 0
+        self._prefix: str | None = None
+        self._wake = asyncio.Event()
 
     def handled(self, records: Sequence[Record]) -> None:
         """A batch was applied: if it parked events, the next ticks are busy."""
         if any(r.topic == self.reposts_topic for r in records):
             self._parks += 1
             self.busy = True
+            self._wake.set()
 
     async def tick(self) -> Outcome:
         """One timer tick; returns what a release published (empty if none ran). Never
@@ -80,12 +85,12 @@ class ReleaseTicker:
         if not self.busy and not heartbeat and now < self._next_check:
             return Outcome()
         try:
-            prefix = await self.retrying(self.pipeline.active_prefix)
-            if not self.busy and not heartbeat:
+            if not self.busy and not heartbeat and self._prefix is not None:
                 self._next_check = now + IDLE_CHECK
-                if not await self.retrying(self.pipeline.parked, prefix):
+                if not await self.retrying(self.pipeline.parked, self._prefix):
                     return Outcome()
                 self.busy = True
+            prefix = self._prefix = await self.retrying(self.pipeline.active_prefix)
             await self.retrying(self.pipeline.order_advance, self.caught_up(), prefix)
         except Exception:
             log.exception("could not record partition progress")
@@ -102,3 +107,19 @@ class ReleaseTicker:
             return Outcome()
         self._next_check = now + IDLE_CHECK
         return outcome
+
+    async def run(self, done: Callable[[Outcome, float], None]) -> None:
+        """Tick for ever: every :data:`TICK` seconds while busy, else at the next check or
+        heartbeat, or when a batch parks; ``done(outcome, seconds)`` after each tick."""
+        while True:
+            started = time.perf_counter()
+            outcome = await self.tick()
+            done(outcome, time.perf_counter() - started)
+            if self.busy:
+                await asyncio.sleep(TICK)
+                continue
+            wait = min(self._next_check, self._next_heartbeat) - self.clock()
+            self._wake.clear()
+            if wait > 0 and not self.busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
