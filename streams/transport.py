@@ -32,17 +32,18 @@ def transport_class(
             consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read when the consumer starts
             return consumer
 
-    class Consumer(BulkDrain, faust_aiokafka.Consumer):
+    class Consumer(faust_aiokafka.Consumer):
+        def _new_consumer_thread(self) -> ConsumerThread:
+            return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    class BulkConsumer(BulkDrain, Consumer):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.bulk = BulkSink(bulk_topics)
             self.app.flow_control.manage_queue(self.bulk)  # cleared on a rebalance
 
-        def _new_consumer_thread(self) -> ConsumerThread:
-            return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
     class Transport(faust_aiokafka.Transport):
         pass
 
-    Transport.Consumer = Consumer
+    Transport.Consumer = BulkConsumer if bulk_topics else Consumer
     return Transport
