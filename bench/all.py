@@ -62,8 +62,9 @@ def run_script(name: str, args: list[str]) -> dict[str, float]:
     """Run ``bench/<name>``, echoing its output; its last line's figures ({} if it failed)."""
     print(f"=== {name} {' '.join(args)}", flush=True)
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, str(HERE / name), *args], cwd=HERE,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    argv = [sys.executable, str(HERE / name), *args]
+    proc = subprocess.Popen(argv, cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
     last = ""
     assert proc.stdout is not None
     for line in proc.stdout:
