@@ -202,7 +202,9 @@ def create_app(settings: Settings) -> faust.App:
         """Handles the input topics' records a fetch at a time (up to the batch size),
         taken from the consumer's bulk sink rather than one by one from ``stream``."""
         consumer = app.consumer
-        async for messages in consumer.bulk.batches(consumer, settings.batch_size):
+        async for messages in consumer.bulk.batches(
+            consumer, settings.batch_size, settings.batch_within
+        ):
             records = [Record.from_message(m) for m in messages]
             started = time.perf_counter()
             outcome = await handler.handle(records)

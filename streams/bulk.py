@@ -6,7 +6,8 @@ it against a flow stop, the conductor, a channel queue, the stream's processors,
 costs. The worker's agent wants whole batches of raw bytes, so for the topics it names
 the consumer (:class:`BulkDrain`, mixed into the transport's consumer) puts each fetch's
 messages in a :class:`BulkSink` instead, and the agent takes them from there with
-:meth:`BulkSink.batches`. Everything else about the consumer is Faust's: group
+:meth:`BulkSink.batches`, which, like ``take_events``, waits at most ``within`` to fill a
+batch. Everything else about the consumer is Faust's: group
 membership, fetching, flow control, offsets and their commits.
 
 Invariants: a message's offset is acknowledged (so committed) only after the agent has
@@ -21,6 +22,7 @@ most :data:`MAX_BUFFERED` messages: the consumer waits for room.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Collection
 from typing import Any, cast
 
@@ -41,6 +43,8 @@ class BulkSink:
         self.topics = frozenset(topics)
         self._messages: list[Message] = []
         self._ready = asyncio.Event()
+        self._full = asyncio.Event()
+        self._want = 1
         self._room = asyncio.Event()
         self._room.set()
 
@@ -57,14 +61,24 @@ class BulkSink:
             await self._room.wait()
         self._messages += messages
         self._ready.set()
+        if len(self._messages) >= self._want:
+            self._full.set()
 
-    async def batches(self, consumer: Any, max_: int) -> AsyncIterator[list[Message]]:
-        """Up to ``max_`` messages at a time, as soon as any wait (no timer: an idle
-        worker sleeps); each batch is acknowledged on ``consumer`` when the next one is
+    async def batches(
+        self, consumer: Any, max_: int, within: float
+    ) -> AsyncIterator[list[Message]]:
+        """Up to ``max_`` messages at a time: once any wait, after at most ``within``
+        seconds more to fill the batch (no timer runs while the sink is empty: an idle
+        worker sleeps). Each batch is acknowledged on ``consumer`` when the next one is
         asked for (or the loop ends), that is once the caller has handled it."""
         ack = consumer.ack
+        self._want = max_
         while True:
             await self._ready.wait()
+            self._full.clear()
+            if len(self._messages) < max_:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), within)
             batch = self._messages[:max_]
             del self._messages[:max_]
             if not self._messages:
