@@ -3,9 +3,10 @@
 The agent hands each batch to :class:`BatchHandler`, which never lets an exception escape
 (an exception escaping a Faust agent stops it without a word): Redis outages are retried
 with backoff, bad records go to the dead-letter topic, and a bug hit by one record
-dead-letters that record alone. Offsets are acknowledged by ``take_events`` only after
-the batch was handled, so a worker killed mid-batch replays the batch on restart, which
-is harmless because every Redis write is idempotent.
+dead-letters that record alone. Offsets are acknowledged (by the consumer's bulk sink,
+:mod:`feedamp.streams.bulk`) only after the batch was handled, so a worker killed
+mid-batch replays the batch on restart, which is harmless because every Redis write is
+idempotent.
 """
 
 from __future__ import annotations
