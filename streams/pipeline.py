@@ -219,8 +219,21 @@ class Pipeline:
     async def _apply_events(
         self, events: Sequence[Event], sources: Sequence[Record], outcome: Outcome, prefix: str
     ) -> None:
-        """Apply parsed events to their stores in the namespace ``prefix`` (see
-        :meth:`apply` for the order)."""
+        """Apply parsed events to their stores in the namespace ``prefix``, in segments:
+        a posts-topic event read after a graph event starts a new segment, so a follow
+        read before an author's posts is applied before them, however large the batch
+        (the follow's backfill is bounded). Within a segment, see :meth:`apply`."""
+        graph, start, seen_graph = self.settings.topics.graph, 0, False
+        for i, record in enumerate(sources):
+            if record.topic == self._posts_topic and seen_graph:
+                await self._apply_segment(events[start:i], sources[start:i], outcome, prefix)
+                start, seen_graph = i, False
+            seen_graph = seen_graph or record.topic == graph
+        await self._apply_segment(events[start:], sources[start:], outcome, prefix)
+
+    async def _apply_segment(
+        self, events: Sequence[Event], sources: Sequence[Record], outcome: Outcome, prefix: str
+    ) -> None:
         dead = outcome.dead_letters
 
         def run(part: list[int], applied: Applied) -> None:
