@@ -63,6 +63,13 @@ class BatchHandler:
     async def handle(self, records: Sequence[Record]) -> Outcome:
         """Apply ``records``; returns only when each was applied or dead-lettered and every
         dead letter and decision was published."""
+        outcome = await self.apply(records)
+        await self.finish(records, outcome)
+        return outcome
+
+    async def apply(self, records: Sequence[Record]) -> Outcome:
+        """The first half of :meth:`handle`: apply ``records`` (or dead-letter them);
+        publish nothing."""
         try:
             outcome = await self.retrying(self.pipeline.apply, records)
         except Exception:
@@ -75,10 +82,14 @@ class BatchHandler:
                     log.exception("record %s[%d]@%d failed", record.topic, record.partition,
                                   record.offset)  # fmt: skip
                     outcome.dead_letters.append(DeadLetter(record, f"internal error: {exc!r}"))
+        return outcome
+
+    async def finish(self, records: Sequence[Record], outcome: Outcome) -> None:
+        """The second half of :meth:`handle`: publish ``outcome``, then release what the
+        batch let pass (added to ``outcome``)."""
         await self._publish(outcome)
         if self.pipeline.ordered and any(r.topic in self.pipeline.watched for r in records):
             outcome.extend(await self.release())
-        return outcome
 
     async def release(self) -> Outcome:
         """Decide, apply and publish the parked events the watermark has passed (see
@@ -201,17 +212,33 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(inputs, name="feedamp.apply")
     async def apply(stream: faust.StreamT) -> None:
         """Handles the input topics' records a fetch at a time (up to the batch size),
-        taken from the consumer's bulk sink rather than one by one from ``stream``."""
+        taken from the consumer's bulk sink rather than one by one from ``stream``. A
+        batch's decisions are published while the next batch is applied; a batch is
+        acknowledged once its own are stored, and batches publish in order."""
         consumer = app.consumer
-        async for messages in consumer.bulk.batches(
-            consumer, settings.batch_size, settings.batch_within
-        ):
-            records = [Record.from_message(m) for m in messages]
-            started = time.perf_counter()
-            outcome = await handler.handle(records)
-            watch.handled(records)
-            ticker.handled(records)
+        sink = consumer.bulk
+        publishing: asyncio.Future | None = None
+
+        async def finish(messages, records, outcome, started) -> None:  # type: ignore[no-untyped-def]
+            await handler.finish(records, outcome)
+            sink.ack(consumer, messages)
             metrics.observe(records, outcome, time.perf_counter() - started)
+
+        try:
+            async for messages in sink.batches(
+                consumer, settings.batch_size, settings.batch_within, acks=False
+            ):
+                records = [Record.from_message(m) for m in messages]
+                started = time.perf_counter()
+                outcome = await handler.apply(records)
+                watch.handled(records)
+                ticker.handled(records)
+                if publishing is not None:
+                    await publishing
+                publishing = asyncio.ensure_future(finish(messages, records, outcome, started))
+        finally:
+            if publishing is not None and not publishing.done():
+                publishing.cancel()  # not acknowledged: read again after a restart
 
     ticker = ReleaseTicker(pipeline, handler.retrying, handler._publish, watch.caught_up,
                            settings.topics.reposts)  # fmt: skip

@@ -12,7 +12,8 @@ membership, fetching, flow control, offsets and their commits.
 
 Invariants: a message's offset is acknowledged (so committed) only after the agent has
 handled the batch holding it (:meth:`BulkSink.batches` acks the previous batch when
-the agent asks for the next one, as ``Stream.take_events`` does); within a partition,
+the agent asks for the next one, as ``Stream.take_events`` does, or the agent acks it
+once its decisions are published); within a partition,
 messages reach the agent in offset order; what waits in the sink when the group
 rebalances is dropped (Faust clears the sink with its own queues), so it is read again
 from the committed offset by whichever worker gets the partition. The sink holds at
@@ -65,13 +66,13 @@ class BulkSink:
             self._full.set()
 
     async def batches(
-        self, consumer: Any, max_: int, within: float
+        self, consumer: Any, max_: int, within: float, *, acks: bool = True
     ) -> AsyncIterator[list[Message]]:
         """Up to ``max_`` messages at a time: once any wait, after at most ``within``
         seconds more to fill the batch (no timer runs while the sink is empty: an idle
         worker sleeps). Each batch is acknowledged on ``consumer`` when the next one is
-        asked for (or the loop ends), that is once the caller has handled it."""
-        ack = consumer.ack
+        asked for (or the loop ends), that is once the caller has handled it; with
+        ``acks`` False the caller acknowledges each with :meth:`ack` instead."""
         self._want = max_
         while True:
             await self._ready.wait()
@@ -90,8 +91,16 @@ class BulkSink:
             try:
                 yield batch
             finally:
-                for message in batch:
-                    ack(message)
+                if acks:
+                    self.ack(consumer, batch)
+
+    @staticmethod
+    def ack(consumer: Any, batch: list[Message]) -> None:
+        """Acknowledge a handled batch's messages on ``consumer`` (their offsets may then
+        be committed)."""
+        ack = consumer.ack
+        for message in batch:
+            ack(message)
 
 
 class BulkDrain:
