@@ -114,17 +114,20 @@ class Pipeline:
         outcome = Outcome(dead)
         # Resolved once, so a batch is written to one namespace even across a switch.
         prefix = await self._prefix()
+        progress: dict[str, int] = {}
         if self.ordered:
             reposts_topic = self.settings.topics.reposts
             held = [i for i, r in enumerate(sources) if r.topic == reposts_topic]
             order = self._order(prefix)
             await order.park([(events[i].event_id, events[i].ts, _pack(sources[i]))
                               for i in held])  # fmt: skip
-            await order.advance(self._progress(events, sources))
+            progress = self._progress(events, sources)
             parked = set(held)
             rest = [i for i in range(len(events)) if i not in parked]
             events, sources = [events[i] for i in rest], [sources[i] for i in rest]
         await self._apply_events(events, sources, outcome, prefix)
+        if progress:  # only once the batch is written: a release may run meanwhile
+            await self._order(prefix).advance(progress)
         return outcome
 
     async def release(
