@@ -76,6 +76,13 @@ def run_script(name: str, args: list[str]) -> dict[str, float]:
     return parse_figures(last) if code == 0 else {}
 
 
+def number(value: float | None) -> str:
+    """A figure as printed on the last line: ``null``, an integer or a decimal."""
+    if value is None:
+        return "null"
+    return str(int(value)) if value == int(value) else repr(value)
+
+
 def verdicts(figures: dict[str, float | None]) -> list[str]:
     """One line per target: the figure, the target, met or missed."""
     lines = []
@@ -112,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"=== summary ({time.monotonic() - started:.0f} s)")
     for line in verdicts(figures):
         print(line)
-    print(" ".join(f"{k}={'null' if v is None else f'{v:g}'}"
-                   for k, v in {**figures, **extra}.items()))  # fmt: skip
+    print(" ".join(f"{k}={number(v)}" for k, v in {**figures, **extra}.items()))
     return 0 if all(figures[k] is not None for k in keys if k != "fanout_ratio_cluster") else 1
 
 
