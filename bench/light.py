@@ -69,7 +69,7 @@ RAW_READS = 5
 RUN_TIMEOUT = 600.0
 
 FULL = Plan(gifts=20_000, orders=8_000, runs=2)
-QUICK = Plan(gifts=5_000, orders=0, runs=1)
+QUICK = Plan(gifts=5_000, orders=0, runs=2)
 
 
 @dataclass(slots=True)
