@@ -17,6 +17,7 @@ COPY models/ models/
 COPY feeds/ feeds/
 COPY streams/ streams/
 COPY cli/ cli/
+COPY console/ console/
 RUN pip install /src \
     && feedamp --help >/dev/null
 

@@ -1,18 +1,20 @@
-"""Benchmark: gift and purchase events per second through the worker.
+"""Benchmark: gift, purchase and product view events per second through the worker.
 
 Starts the embedded Tansu broker, a Redis server (tuned with ``REDIS_TUNING``) and a
 ``feedamp worker`` child process on free ports (``running_stack`` of ``bench/run.py``),
 with a campaigns file written for the run: a campaign with a 3-gift send limit, a large
 code pool and an unlimited offer; one with a higher limit, an unlimited offer and a small
 pool that runs out; an ended campaign. Then, for gifts and for orders (``purchase`` and
-``order_status`` events) separately, it measures in the same run:
+``order_status`` events) and for product views separately, it measures in the same run:
 
 (a) the worker: a realistic log of K events (many senders and recipients; orders that
     are paid, shipped, delivered, cancelled or refunded, some statuses late, repeated or
-    illegal, some purchases credited to existing posts and reposts) is produced while the
-    worker runs, timed from the first produce until Redis shows the last event of every
-    sender (gifts) or order (orders) applied (events of one key share a partition and are
-    applied in order, so then every event was) and the worker's ``/metrics`` count every
+    illegal, some purchases credited to existing posts and reposts; users looking at a few
+    products each, some twice, some from clips and reposts, a few views redelivered or
+    late) is produced while the worker runs, timed from the first produce until Redis
+    shows the last event of every sender (gifts), order (orders) or viewer (views)
+    applied (events of one key share a partition and are applied in order, so then every
+    event was) and the worker's ``/metrics`` count every
     record handled (its decisions published too). Best of ``runs``, fresh ids each time;
     gifts and orders alternate. Where the time went: CPU shares of each process, batches
     and the share of time inside the batch handler, Redis commands per event.
@@ -34,12 +36,12 @@ and over the Faust floor.
 Run ``python bench/shop.py`` (``--quick``: under a minute). ``FEEDAMP_*`` variables reach
 the worker and the measurements alike. The last line printed is ``key=value`` pairs:
 
-    gift_ratio, order_ratio            worker events/s over raw consumption events/s
-    gift_eps, order_eps                worker events/s (best run), gifts; orders' events
-    gift_raw_eps, order_raw_eps        raw aiokafka consumption of the same topic
-    gift_floor_ratio, order_floor_ratio    worker events/s over the Faust floor's
-    gift_floor_eps, order_floor_eps    the Faust floor (pipeline stubbed out)
-    gift_alone_eps, order_alone_eps    the pipeline alone, in process, no Kafka
+    gift_ratio, order_ratio, view_ratio    worker events/s over raw consumption events/s
+    gift_eps, order_eps, view_eps      worker events/s (best run), gifts; orders' events; views
+    gift_raw_eps, ...                  raw aiokafka consumption of the same topic
+    gift_floor_ratio, ...              worker events/s over the Faust floor's
+    gift_floor_eps, ...                the Faust floor (pipeline stubbed out)
+    gift_alone_eps, ...                the pipeline alone, in process, no Kafka
     gifts_accepted                     share of the measured gifts accepted
 
 The same figures, with details, go to ``bench/results/shop.json``.
@@ -129,6 +131,11 @@ ORDER_PATHS = (
 #: arrives after a status, with two statuses swapped, with a status delivered twice.
 VIA_POST, VIA_REPOST = 0.30, 0.15
 LATE_PURCHASE, SWAPPED, REPEATED = 0.03, 0.05, 0.03
+#: Product views: views per viewer (drawn uniformly), shares of views from a clip, also
+#: through a repost, looking again at a product already seen, arriving late (an older
+#: time), redelivered.
+VIEWS_PER_USER = (1, 1, 2, 2, 3, 3, 4, 5, 6, 8)
+VIEW_VIA_POST, VIEW_VIA_REPOST, VIEW_AGAIN, VIEW_LATE = 0.40, 0.15, 0.20, 0.03
 #: Users per event, creators' posts and reposts (made before timing, for attribution).
 USERS_PER_EVENT = 0.5
 CREATOR_POSTS, CREATOR_REPOSTS = 600, 900
@@ -140,12 +147,16 @@ class Plan:
 
     gifts: int
     orders: int
+    views: int
     #: Worker runs per kind (and Faust floor runs); the best counts.
     runs: int
 
 
-FULL = Plan(gifts=20_000, orders=8_000, runs=2)
-QUICK = Plan(gifts=4_000, orders=1_000, runs=1)
+FULL = Plan(gifts=20_000, orders=8_000, views=20_000, runs=2)
+QUICK = Plan(gifts=4_000, orders=1_000, views=4_000, runs=1)
+#: (kind, name in the summary, the attribute of :class:`~feedamp.config.Topics`).
+KINDS = (("gifts", "gift", "gifts"), ("orders", "order", "purchases"),
+         ("views", "view", "product_views"))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +218,7 @@ class Report:
     def summary(self) -> dict[str, float]:
         """The headline figures (the last printed line and the JSON ``summary``)."""
         out: dict[str, float] = {}
-        for kind, name in (("gifts", "gift"), ("orders", "order")):
+        for kind, name, _ in KINDS:
             eps, raw = self.best(self.worker, kind), self.raw_per_s(kind)
             floor = self.best(self.floor, kind)
             out[f"{name}_ratio"] = round(eps / raw, 3)
@@ -303,8 +314,63 @@ class LogMaker:
                 orjson.dumps(event))  # fmt: skip
 
     def make(self, kind: str, plan: Plan) -> Log:
-        """A log of ``kind`` (``gifts`` or ``orders``) of the plan's size."""
+        """A log of ``kind`` (``gifts``, ``orders`` or ``views``) of the plan's size."""
+        if kind == "views":
+            return self.views(plan.views)
         return self.gifts(plan.gifts) if kind == "gifts" else self.orders(plan.orders)
+
+    def views(self, k: int) -> Log:
+        """About ``k`` product views (whole viewers), viewers interleaved, 1 ms apart. Each
+        viewer's last view is of a product of its own, from a clip, so that its
+        ``viewed_via`` field shows the viewer's events all applied (one viewer's events
+        share a partition)."""
+        rng, ids = self.rng, self.ids
+        per_user: list[list[dict[str, Any]]] = []
+        distinct = total = 0
+        while total < k:
+            user = ids.one()
+            views: list[dict[str, Any]] = []
+            for _ in range(rng.choice(VIEWS_PER_USER)):
+                seen = [v["product_id"] for v in views]
+                again = seen and rng.random() < VIEW_AGAIN
+                view: dict[str, Any] = {
+                    "type": "product_view", "event_id": ids.one(), "user_id": user,
+                    "product_id": rng.choice(seen) if again else f"sku-{rng.randrange(5000)}",
+                }  # fmt: skip
+                if rng.random() < VIEW_VIA_POST:
+                    view["via_post_id"] = rng.choice(self.creators.posts)[0]
+                    if rng.random() < VIEW_VIA_REPOST / VIEW_VIA_POST:
+                        view["via_repost_id"] = rng.choice(self.creators.reposts)[0]
+                views.append(view)
+            views.append({"type": "product_view", "event_id": ids.one(), "user_id": user,
+                          "product_id": f"sku-last-{user}",
+                          "via_post_id": rng.choice(self.creators.posts)[0]})  # fmt: skip
+            if len(views) > 2 and rng.random() < REDELIVERED_SHARE * len(views):
+                at = rng.randrange(len(views) - 1)
+                views.insert(at + 1, views[at])
+            distinct += len({v["product_id"] for v in views})
+            per_user.append(views)
+            total += len(views)
+        order = [n for n, views in enumerate(per_user) for _ in views]
+        rng.shuffle(order)
+        cursors = [0] * len(per_user)
+        messages = []
+        for n in order:
+            view = per_user[n][cursors[n]]
+            cursors[n] += 1
+            if "ts" not in view:  # a redelivered view keeps its first time
+                self.ts += 1
+                late = cursors[n] < len(per_user[n]) and rng.random() < VIEW_LATE
+                view["ts"] = self.ts - (5000 if late else 0)
+            messages.append(self._message(view))
+        checks = [(self.keys.viewed_via(views[-1]["user_id"]), views[-1]["product_id"])
+                  for views in per_user]  # fmt: skip
+        return Log(
+            "views",
+            messages,
+            checks,
+            {"events": len(messages), "viewers": len(per_user), "distinct": distinct},
+        )
 
     def gifts(self, k: int) -> Log:
         """About ``k`` gifts (whole senders), senders interleaved, 1 ms apart."""
@@ -548,7 +614,7 @@ class Bench:
         """Wait until the worker has joined and applies (or counts) a gift and an order;
         return how long that took. The first gift also seeds the code pools."""
         start = time.perf_counter()
-        logs = [maker.gifts(1), maker.orders(1)]
+        logs = [maker.gifts(1), maker.orders(1), maker.views(1)]
         messages = [m for log in logs for m in log.messages]
         await asyncio.gather(*await self.send(messages))
         if counted:
@@ -592,6 +658,20 @@ async def gift_outcomes(redis: Redis, keys: Keys, logs: Sequence[Log]) -> dict[s
                 for reason in _text(reasons).split(","):
                     if reason and reason != "-":
                         found[f"reason_{reason}"] += 1
+    return dict(found)
+
+
+async def view_outcomes(redis: Redis, keys: Keys, logs: Sequence[Log]) -> dict[str, int]:
+    """Viewers and the products in their Looked at lists, read back from Redis."""
+    users = {orjson.loads(v)["user_id"] for log in logs for _, _, v in log.messages}
+    found: Counter[str] = Counter()
+    for part in _chunks(sorted(users), 5000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for user in part:
+                pipe.zcard(keys.viewed(user))
+            for n in await pipe.execute():
+                found["viewers"] += 1
+                found["products"] += n
     return dict(found)
 
 
@@ -644,9 +724,9 @@ async def run_measurements(stack: Stack, plan: Plan, report: Report) -> None:
             await fill_feeds(FeedStore(redis, target), creators.events)
         maker = LogMaker(settings, ids, creators)
         say(f"worker ready after {await bench.warm_up(maker):.1f} s")
-        logs: dict[str, list[Log]] = {"gifts": [], "orders": []}
+        logs: dict[str, list[Log]] = {"gifts": [], "orders": [], "views": []}
         for _ in range(plan.runs):
-            for kind in ("gifts", "orders"):
+            for kind in ("gifts", "orders", "views"):
                 log = maker.make(kind, plan)
                 logs[kind].append(log)
                 result = await bench.timed(log, "worker")
@@ -655,19 +735,20 @@ async def run_measurements(stack: Stack, plan: Plan, report: Report) -> None:
         report.outcomes = {
             "gifts": await gift_outcomes(redis, maker.keys, logs["gifts"]),
             "orders": await order_outcomes(redis, maker.keys, logs["orders"]),
+            "views": await view_outcomes(redis, maker.keys, logs["views"]),
         }
         check_outcomes(report.outcomes, logs)
         for kind, outcome in report.outcomes.items():
             say(f"{kind} outcomes: {dict(sorted(outcome.items()))}")
         alone_maker = LogMaker(alone, ids, creators, seed=12)
-        for kind in ("gifts", "orders"):
+        for kind in ("gifts", "orders", "views"):
             rates = [await pipeline_alone(alone, redis, alone_maker.make(kind, plan))
                      for _ in range(plan.runs)]  # fmt: skip
             report.alone_per_s[kind] = max(rates)
             say(f"{kind}, pipeline alone (in process, no Kafka): best {max(rates):,.0f} "
                 f"events/s (runs: {', '.join(f'{r:,.0f}' for r in rates)})")  # fmt: skip
-        for kind, topic in (("gifts", settings.topics.gifts),
-                            ("orders", settings.topics.purchases)):  # fmt: skip
+        for kind, _, attr in KINDS:
+            topic = getattr(settings.topics, attr)
             report.raw[kind] = [await raw_consumption(settings, [topic]) for _ in range(RAW_READS)]
             best = report.raw_per_s(kind)
             count = report.raw[kind][0][0]
@@ -693,7 +774,7 @@ async def measure_floor(bench: Bench, plan: Plan, ids: Ids, creators: Creators,
         f"{await bench.warm_up(maker, counted=True):.1f} s")  # fmt: skip
     counted = int(await bench.redis.get(f"{settings.key_prefix}{STUB_COUNTER}") or 0)
     for _ in range(plan.runs):
-        for kind in ("gifts", "orders"):
+        for kind in ("gifts", "orders", "views"):
             log = maker.make(kind, plan)
             counted += len(log.messages)
             result = await bench.timed(log, "floor", counted=counted)
@@ -723,6 +804,11 @@ def check_outcomes(outcomes: dict[str, dict[str, int]], logs: dict[str, list[Log
         raise RuntimeError(f"order statuses {dict(got)}, expected {dict(expected)}")
     if orders.get("flag_illegal_transition", 0) != paths["illegal"]:
         raise RuntimeError(f"illegal transitions flagged: {orders}, expected {paths['illegal']}")
+    views = outcomes["views"]
+    want_views = {"viewers": sum(log.expect["viewers"] for log in logs["views"]),
+                  "products": sum(log.expect["distinct"] for log in logs["views"])}  # fmt: skip
+    if views != want_views:
+        raise RuntimeError(f"views: Looked at lists hold {views}, expected {want_views}")
 
 
 def say(text: str) -> None:

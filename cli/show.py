@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from feedamp.feeds import FeedPage
+from feedamp.feeds.product_reads import OrderCenter
 from feedamp.feeds.shop_reads import CreatorStats, GiftPage, OrderPage
 
-__all__ = ["format_gifts", "format_orders", "format_page", "format_stats"]
+__all__ = ["format_gifts", "format_order_center", "format_orders", "format_page", "format_stats"]
 
 
 def _when(ts: int) -> str:
@@ -59,7 +60,31 @@ def format_orders(user_id: str, page: OrderPage) -> str:
     return "\n".join(lines)
 
 
+def format_order_center(user_id: str, center: OrderCenter) -> str:
+    """The four sections: orders, looked at, tagged in clips, recommended."""
+    lines = [format_orders(user_id, center.orders)]
+    lines.append(f"Looked at ({len(center.viewed.items)} products)")
+    for v in center.viewed.items:
+        via = f"  from post {v.via_post_id}" if v.via_post_id else ""
+        via += f" (repost {v.via_repost_id})" if v.via_repost_id else ""
+        lines.append(f"  {_when(v.ts)}  {v.product_id}{via}")
+    lines.append(f"Tagged in clips you saw ({len(center.tagged.items)} products)")
+    for t in center.tagged.items:
+        by = f"  reposted by {', '.join(t.reposted_by)}" if t.reposted_by else ""
+        lines.append(f"  {_when(t.ts)}  {t.product_id}  in post {t.post_id} by {t.author_id}{by}")
+    lines.append(f"Recommended ({len(center.recommended.items)} products)")
+    for r in center.recommended.items:
+        lines.append(f"  {r.product_id}  via posts {', '.join(r.post_ids)}  reposted by "
+                     f"{', '.join(r.reposted_by)}")  # fmt: skip
+    return "\n".join(lines)
+
+
 def format_stats(user_id: str, stats: CreatorStats) -> str:
-    """One line: orders and revenue credited to a creator."""
+    """Orders and revenue credited to a creator, then one line per converting tagged post
+    or repost."""
     revenue = ", ".join(f"{v / 100:.2f} {c}" for c, v in sorted(stats.revenue_by_currency.items()))
-    return f"Sales credited to {user_id}: {stats.orders} order(s) {revenue}".rstrip()
+    lines = [f"Sales credited to {user_id}: {stats.orders} order(s) {revenue}".rstrip()]
+    for t in stats.tagged:
+        lines.append(f"  tagged {t.kind} {t.id}: {t.orders} conversion(s) "
+                     f"{t.revenue_cents / 100:.2f}")  # fmt: skip
+    return "\n".join(lines)

@@ -23,11 +23,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
 from feedamp.feeds import Keys
+from feedamp.feeds.cluster import human_bytes, info_per_master, scan_keys
+from feedamp.feeds.connection import AnyRedis, connect
 from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.ordering import progress_field
 from feedamp.streams.kafka_config import kafka_client_kwargs
 from feedamp.streams.logs import quiet_clients
-from redis.asyncio import Redis
+from feedamp.streams.preflight import start_client
 
 from .offsets import end_offsets, partitions
 
@@ -99,7 +101,7 @@ async def kafka_status(settings: Settings) -> tuple[list[PartitionLag], int]:
         **kafka, group_id=settings.app_id, enable_auto_commit=False,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )  # fmt: skip
-    await consumer.start()
+    await start_client(consumer)
     try:
         inputs = await partitions(consumer, settings.topics.inputs, missing_ok=True)
         letters = await partitions(consumer, [settings.topics.dead_letter], missing_ok=True)
@@ -123,7 +125,7 @@ def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
-async def count_feeds(redis: Redis, key_of_bucket: str) -> FeedCount:
+async def count_feeds(redis: AnyRedis, key_of_bucket: str) -> FeedCount:
     """Count the feeds whose bucket keys look like ``key_of_bucket`` (a bucket key of
     any user, such as ``Keys.feed("u", 0)``): distinct users and the sum of ZCARD."""
     head = key_of_bucket.split("{", 1)[0]  # "<prefix><kind>:"
@@ -140,7 +142,7 @@ async def count_feeds(redis: Redis, key_of_bucket: str) -> FeedCount:
         batch.clear()
         return sum(sizes)
 
-    async for key in redis.scan_iter(match=_glob_escape(head) + "{*}:*", count=SCAN_COUNT):
+    async for key in scan_keys(redis, _glob_escape(head) + "{*}:*", SCAN_COUNT):
         batch.append(key)
         if len(batch) >= SCAN_COUNT:
             entries += await flush()
@@ -153,12 +155,16 @@ def _user(key: bytes) -> bytes:
     return key[key.index(b"{") + 1 : key.rindex(b"}")]
 
 
-async def collect_status(settings: Settings, redis: Redis) -> Status:
+async def collect_status(settings: Settings, redis: AnyRedis) -> Status:
     """Gather lag, dead letters, Redis memory and feed counts."""
     status = Status(group=settings.app_id)
     status.lag, status.dead_letters = await kafka_status(settings)
-    info = await redis.info("memory")
-    status.redis_memory = str(info.get("used_memory_human", "?"))
+    infos = await info_per_master(redis, "memory")
+    if len(infos) == 1:
+        status.redis_memory = str(next(iter(infos.values())).get("used_memory_human", "?"))
+    else:  # a cluster: the sum over its masters
+        used = sum(int(i.get("used_memory", 0)) for i in infos.values())
+        status.redis_memory = f"{human_bytes(used)} on {len(infos)} masters"
     status.namespace = await Namespaces(redis, settings.key_prefix).active()
     keys = Keys(status.namespace)
     status.following = await count_feeds(redis, keys.feed("u", 0))
@@ -199,7 +205,7 @@ def run(args: Any, settings: Settings) -> int:
     quiet_clients()
 
     async def gather() -> Status:
-        redis = Redis.from_url(settings.redis_url)
+        redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
         try:
             return await collect_status(settings, redis)
         finally:

@@ -24,6 +24,7 @@ from feedamp.models.events import (
     Event,
     Follow,
     Post,
+    ProductView,
     Purchase,
     Repost,
     Unfollow,
@@ -52,6 +53,8 @@ def actor_of(event: Event) -> str | None:
             return event.user_id
         case Purchase():
             return event.buyer_id
+        case ProductView():
+            return event.user_id
     return None
 
 

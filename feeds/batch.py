@@ -21,6 +21,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .connection import is_cluster
+
 __all__ = ["PIPELINE_CALLS", "TRANSIENT_ERRORS", "context", "is_transient", "run_scripts", "text"]
 
 #: Script calls sent per pipeline round trip.
@@ -38,6 +40,16 @@ def is_transient(error: object) -> bool:
     return isinstance(error, TRANSIENT_ERRORS) or (
         isinstance(error, ResponseError) and str(error).startswith(("BUSY", "OOM", "LOADING"))
     )
+
+
+async def _pipelined(
+    redis: Redis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
+) -> list[object]:
+    """One non-transactional pipeline of ``calls`` (on a cluster: one per node)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for script, argv in calls:
+            await script(args=list(argv), client=pipe)
+        return await pipe.execute(raise_on_error=False)
 
 
 def text(value: object) -> str:
@@ -70,6 +82,9 @@ async def run_scripts(
     results: list[object] = []
     for start in range(0, len(calls), PIPELINE_CALLS):
         part = calls[start : start + PIPELINE_CALLS]
+        if is_cluster(redis):
+            results += await _cluster_chunk(redis, part)
+            continue
         loaded = _loaded.setdefault(id(redis), set())
         for attempt in range(2):
             await _load(redis, [script for script, _ in part], loaded)
@@ -85,6 +100,20 @@ async def run_scripts(
         if is_transient(result):
             raise result  # type: ignore[misc]
     return results
+
+
+async def _cluster_chunk(
+    redis: Redis, chunk: Sequence[tuple[AsyncScript, Sequence[str | int]]]
+) -> list[object]:
+    """One chunk on a cluster, through redis-py's script pipelines (one per node)."""
+    found = await _pipelined(redis, chunk)
+    if any(isinstance(r, NoScriptError) for r in found):
+        # A cluster node lost its script cache (restart, failover): load the chunk's
+        # scripts on every master and run it again (scripts are idempotent).
+        for script in {id(s): s for s, _ in chunk}.values():
+            await script.load()  # type: ignore[attr-defined]
+        found = await _pipelined(redis, chunk)
+    return found
 
 
 #: The SHA1s known to be loaded, per client (``id`` of the client).

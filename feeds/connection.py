@@ -1,4 +1,9 @@
-"""Faster command packing for redis-py's asyncio connections.
+"""The engine's Redis clients: one factory for a standalone Redis and a Redis Cluster,
+and faster command packing.
+
+:func:`connect` is the only place a client is made from ``REDIS_URL``: it asks the
+server named by the URL whether it runs in cluster mode and returns a ``RedisCluster``
+(any node of the cluster may be named) or a ``Redis`` with a blocking pool.
 
 redis-py's asyncio connection packs every command in Python, argument by argument; for
 the engine's pipelines of script calls (a dozen arguments each, thousands per batch) that
@@ -9,12 +14,28 @@ command in C. :func:`hiredis_packing` swaps it into a connection pool.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
-from redis.asyncio import ConnectionPool
+from redis import Redis as SyncRedis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import AuthenticationError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-__all__ = ["hiredis_packing"]
+__all__ = [
+    "AnyRedis",
+    "RedisUnreachable",
+    "close",
+    "connect",
+    "hiredis_packing",
+    "is_cluster",
+    "is_cluster_url",
+]
+
+#: A client of a standalone Redis or of a Redis Cluster.
+AnyRedis = Redis | RedisCluster
 
 
 class _HiredisPacking:
@@ -40,3 +61,64 @@ def hiredis_packing(pool: ConnectionPool) -> ConnectionPool:
             _CLASSES[base] = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
         pool.connection_class = _CLASSES[base]
     return pool
+
+
+class RedisUnreachable(RedisConnectionError):
+    """Nothing answered at ``REDIS_URL`` when a client was made, or it refused the
+    credentials."""
+
+
+#: Seconds the cluster probe waits to connect and for its answer.
+PROBE_TIMEOUT = 5.0
+
+
+def is_cluster_url(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    """True when the Redis at ``url`` runs in cluster mode (``INFO cluster`` says
+    ``cluster_enabled:1``). A synchronous probe, done once when a client is made; raises
+    ``redis.exceptions.ConnectionError`` naming the address when nothing answers."""
+    probe = SyncRedis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        return bool(probe.info("cluster").get("cluster_enabled"))
+    except AuthenticationError as exc:
+        raise RedisUnreachable(f"Redis at {_safe(url)} refused the credentials: {exc}") from None
+    except RedisConnectionError as exc:
+        raise RedisUnreachable(f"cannot reach Redis at {_safe(url)}: {exc}") from None
+    finally:
+        probe.close()
+
+
+def _safe(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def connect(url: str, *, max_connections: int = 32, cluster: bool | None = None) -> AnyRedis:
+    """The engine's Redis client for ``url`` (``redis://`` or ``rediss://``, password in
+    the URL), whether it names a standalone server or any node of a Redis Cluster.
+
+    ``cluster`` None detects it (:func:`is_cluster_url`). Standalone: a ``Redis`` with a
+    blocking pool of ``max_connections`` (waits for a free connection, never raises) and
+    hiredis packing. Cluster: a ``RedisCluster`` (slots discovered from that node, MOVED /
+    ASK followed, up to ``max_connections`` connections per node, at least 100)."""
+    if cluster is None:
+        cluster = is_cluster_url(url)
+    if cluster:
+        return RedisCluster.from_url(url, max_connections=max(max_connections, 100))
+    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=None)
+    return Redis(connection_pool=hiredis_packing(pool))
+
+
+def is_cluster(redis: AnyRedis) -> bool:
+    """True for a cluster client."""
+    return isinstance(redis, RedisCluster)
+
+
+async def close(redis: AnyRedis) -> None:
+    """Close ``redis`` and every connection it holds (all pools of a cluster client)."""
+    await redis.aclose()
+    if not isinstance(redis, RedisCluster):
+        await redis.connection_pool.disconnect()

@@ -189,6 +189,36 @@ class Keys:
         ``rev:<CURRENCY>``."""
         return self._key("creator", user_id)
 
+    # Products: tags, views, conversions.
+
+    def products(self, post_id: str) -> str:
+        """Set: the product ids the post tags (its record's ``tg`` field says it was
+        recorded, with how many)."""
+        return self._key("products", post_id)
+
+    def awaiting_tags(self, post_id: str) -> str:
+        """Set: orders naming the post whose conversion waits for its tags to be known."""
+        return self._key("awaiting_tags", post_id)
+
+    def conversions(self, user_id: str) -> str:
+        """Hash: conversions of the creator's tagged posts and reposts: ``p:<post>`` /
+        ``r:<repost>`` -> orders, ``p:<post>:rev`` / ``r:<repost>:rev`` -> cents."""
+        return self._key("conversions", user_id)
+
+    def bought(self, user_id: str) -> str:
+        """Set: products the user has an order for (kept out of their recommendations)."""
+        return self._key("bought", user_id)
+
+    def viewed(self, user_id: str) -> str:
+        """Sorted set: the user's "Looked at" list, member product_id, score the time of
+        their latest view (ms); the newest ``FEEDAMP_VIEWED_CAP`` kept."""
+        return self._key("viewed", user_id)
+
+    def viewed_via(self, user_id: str) -> str:
+        """Hash: product_id -> ``via_post,via_repost`` of the latest view (either part may
+        be empty); absent when that view named neither."""
+        return self._key("viewed_via", user_id)
+
     # Event-time order of the reposts topic (one slot: the tag is ``{order}``).
 
     def parked(self) -> str:

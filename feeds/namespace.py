@@ -37,7 +37,8 @@ from __future__ import annotations
 import re
 import secrets
 
-from redis.asyncio import Redis
+from .cluster import scan_keys
+from .connection import AnyRedis
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -113,7 +114,7 @@ def pattern(prefix: str) -> str:
 class Namespaces:
     """The namespaces of one base prefix on one Redis: resolve, create, switch, drop."""
 
-    def __init__(self, redis: Redis, base: str) -> None:
+    def __init__(self, redis: AnyRedis, base: str) -> None:
         self.redis = redis
         self.base = base
         self.pointer = pointer_key(base)
@@ -150,7 +151,7 @@ class Namespaces:
             raise ValueError(f"refusing to drop the active namespace {prefix!r}")
         dropped = 0
         batch: list[bytes] = []
-        async for key in self.redis.scan_iter(match=pattern(prefix), count=chunk):
+        async for key in scan_keys(self.redis, pattern(prefix), chunk):
             batch.append(key)
             if len(batch) >= chunk:
                 dropped += await self.redis.unlink(*batch)

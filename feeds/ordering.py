@@ -14,7 +14,10 @@ time read, less the allowed lateness (``FEEDAMP_CAP_LATENESS_MS``), and, for a p
 it has read to the end, to the current time less the lateness (whatever arrives later is
 assumed to be at most that late). Including the posts topic means a repost is decided
 after its post was applied, so a followers-only post is refused whatever the arrival
-order. Replay reads every partition merged in time order itself and does not park.
+order. Invariant: a partition's progress passes an event only once that event is in
+Redis (the pipeline raises a batch's progress after writing the batch), so a release,
+whenever it runs, never decides ahead of a write. Replay reads every partition merged in
+time order itself and does not park.
 
 An event that arrives later than the allowed lateness is still decided, at once; only
 such late events can be decided differently from a replay.

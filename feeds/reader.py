@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 from feedamp.config.campaigns import Catalog, load_campaigns
 from feedamp.models.decisions import FORWARDED_MANY_TIMES
-from redis.asyncio import BlockingConnectionPool, Redis
 
-from .connection import hiredis_packing
+from .connection import AnyRedis, connect
 from .keys import Keys
 from .namespace import MAX_POINTER_TTL, Namespaces
+from .product_reads import ProductReads
 from .scripts import Scripts
 from .shop_reads import ShopReads
 
@@ -58,21 +58,24 @@ class FeedPage:
     next_cursor: str | None = None
 
 
-class FeedReader(ShopReads):
-    """Reads feed views from Redis (and, from :class:`ShopReads`, gift inboxes, order
-    centers and creator stats). Safe to share between tasks of one event loop."""
+class FeedReader(ShopReads, ProductReads):
+    """Reads feed views from Redis (and, from :class:`ShopReads` and
+    :class:`ProductReads`, gift inboxes, order centers with their product sections and
+    creator stats). Safe to share between tasks of one event loop."""
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         *,
         key_prefix: str = "fa:",
         feed_buckets: int = 8,
         campaigns: Catalog | str | None = None,
         pointer_ttl: float = 0.0,
+        for_you_half_life_ms: int = 6 * 3_600_000,
     ) -> None:
         """Read with ``redis``; ``key_prefix`` and ``feed_buckets`` must match the workers'
-        ``FEEDAMP_KEY_PREFIX`` and ``FEEDAMP_FEED_BUCKETS``, ``campaigns`` (a catalog or
+        ``FEEDAMP_KEY_PREFIX`` and ``FEEDAMP_FEED_BUCKETS`` (``for_you_half_life_ms``
+        their ``FEEDAMP_FOR_YOU_HALF_LIFE_MS``, for recommendations), ``campaigns`` (a catalog or
         the path of the campaigns file) their ``FEEDAMP_CAMPAIGNS``: it is needed only by
         :meth:`gifts_sent` to count the sends left. ``pointer_ttl`` (0 to
         :data:`~feedamp.feeds.namespace.MAX_POINTER_TTL` seconds) caches the active
@@ -83,6 +86,7 @@ class FeedReader(ShopReads):
         #: Keys of the base namespace; reads use :meth:`active_keys`.
         self.keys = Keys(key_prefix)
         self.feed_buckets = feed_buckets
+        self.for_you_half_life_ms = for_you_half_life_ms
         self.pointer_ttl = pointer_ttl
         self._namespaces = Namespaces(redis, key_prefix)
         self._active: tuple[float, Keys] | None = None
@@ -99,14 +103,15 @@ class FeedReader(ShopReads):
         campaigns: Catalog | str | None = None,
         max_connections: int = 32,
         pointer_ttl: float = 0.0,
+        for_you_half_life_ms: int = 6 * 3_600_000,
     ) -> FeedReader:
-        """A reader with its own blocking connection pool to ``url``."""
-        pool = hiredis_packing(
-            BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=None)
-        )
-        return cls(Redis(connection_pool=pool), key_prefix=key_prefix,
+        """A reader with its own connections to ``url``: a blocking pool on a standalone
+        Redis, a ``RedisCluster`` when ``url`` names a node of a cluster (detected)."""
+        redis = connect(url, max_connections=max_connections)
+        return cls(redis, key_prefix=key_prefix,
                    feed_buckets=feed_buckets, campaigns=campaigns,
-                   pointer_ttl=pointer_ttl)  # fmt: skip
+                   pointer_ttl=pointer_ttl,
+                   for_you_half_life_ms=for_you_half_life_ms)  # fmt: skip
 
     async def active_keys(self) -> Keys:
         """Keys of the active namespace; every public read starts here and uses them for

@@ -6,8 +6,9 @@ from __future__ import annotations
 from functools import cache
 from importlib.resources import files
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+
+from .connection import AnyRedis, is_cluster
 
 __all__ = ["SCRIPT_NAMES", "Scripts", "source"]
 
@@ -29,22 +30,30 @@ SCRIPT_NAMES = (
     "order_status",
     "release",
     "progress",
+    "tag",
+    "view",
+    "deliver_post",
 )
 #: Scripts that take no shared settings and so run without ``lib.lua``.
 STANDALONE = frozenset({"page"})
 #: Scripts that also need the order and attribution helpers.
-SHOP = frozenset({"post", "repost", "purchase", "order_status"})
+SHOP = frozenset({"post", "repost", "purchase", "order_status", "tag"})
 
 
 @cache
 def source(name: str) -> str:
-    """Full source of script ``name``: ``lib.lua`` followed by ``<name>.lua``."""
+    """Full source of script ``name``: ``lib.lua`` followed by ``<name>.lua``; a ``#!lua``
+    shebang line of ``<name>.lua`` (script flags) stays the first line."""
     lua = files(__package__).joinpath("lua")
     body = lua.joinpath(f"{name}.lua").read_text()
     if name in STANDALONE:
         return body
+    shebang = []
+    if body.startswith("#!"):
+        first, body = body.split("\n", 1)
+        shebang = [first]
     libs = ["lib", "lib_shop"] if name in SHOP else ["lib"]
-    return "\n".join([*(lua.joinpath(f"{lib}.lua").read_text() for lib in libs), body])
+    return "\n".join([*shebang, *(lua.joinpath(f"{lib}.lua").read_text() for lib in libs), body])
 
 
 class Scripts:
@@ -67,7 +76,16 @@ class Scripts:
     order_status: AsyncScript
     release: AsyncScript
     progress: AsyncScript
+    tag: AsyncScript
+    view: AsyncScript
+    deliver_post: AsyncScript
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: AnyRedis) -> None:
+        """Register every script on ``redis``; on a cluster each is a
+        :class:`~feedamp.feeds.cluster.ClusterScript` (routed by a declared key)."""
+        from .cluster import ClusterScript
+
+        cluster = is_cluster(redis)
         for name in SCRIPT_NAMES:
-            setattr(self, name, redis.register_script(source(name)))
+            script = redis.register_script(source(name))
+            setattr(self, name, ClusterScript(name, script) if cluster else script)

@@ -23,6 +23,7 @@ __all__ = [
     "OrderPage",
     "SentGifts",
     "ShopReads",
+    "TaggedSales",
 ]
 
 MAX_LIMIT = 1000
@@ -96,13 +97,28 @@ class OrderPage:
 
 
 @dataclass(frozen=True, slots=True)
+class TaggedSales:
+    """Conversions of one tagged post (``kind`` ``post``) or of one repost of a tagged post
+    (``repost``): orders bought through it of a product the post tags, and their revenue
+    (cents, all currencies added up). Cancelled and refunded orders are out."""
+
+    kind: str
+    id: str
+    orders: int
+    revenue_cents: int
+
+
+@dataclass(frozen=True, slots=True)
 class CreatorStats:
     """Orders attributed to a creator's posts and reposts, and their revenue (cents, all
-    currencies added up, and per currency). Cancelled and refunded orders are out."""
+    currencies added up, and per currency). Cancelled and refunded orders are out.
+    ``tagged`` lists the conversions of the creator's tagged posts and reposts, most
+    revenue first."""
 
     orders: int
     revenue_cents: int
     revenue_by_currency: dict[str, int] = field(default_factory=dict)
+    tagged: list[TaggedSales] = field(default_factory=list)
 
 
 class ShopReads:
@@ -134,7 +150,9 @@ class ShopReads:
 
     async def orders(self, user_id: str, limit: int = 50, cursor: str | None = None) -> OrderPage:
         """A page of ``user_id``'s order center, newest first."""
-        keys = await self.active_keys()
+        return await self._orders(user_id, limit, cursor, await self.active_keys())
+
+    async def _orders(self, user_id: str, limit: int, cursor: str | None, keys: Keys) -> OrderPage:
         ids, next_cursor = await self._zpage(keys.orders(user_id), limit, cursor)
         async with self.redis.pipeline(transaction=False) as pipe:
             for order_id in ids:
@@ -161,7 +179,9 @@ class ShopReads:
         stats = {k.decode(): int(v) for k, v in
                  (await self.redis.hgetall(keys.creator(user_id))).items()}  # fmt: skip
         by_currency = {k[4:]: v for k, v in stats.items() if k.startswith("rev:") and v}
-        return CreatorStats(stats.get("orders", 0), stats.get("revenue", 0), by_currency)
+        conversions = await self.redis.hgetall(keys.conversions(user_id))
+        return CreatorStats(stats.get("orders", 0), stats.get("revenue", 0), by_currency,
+                            _tagged_sales(conversions))  # fmt: skip
 
     async def _gifts(self, ids: list[str], keys: Keys) -> list[GiftItem]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -209,6 +229,16 @@ class ShopReads:
         page = page[:limit]
         next_cursor = f"{_score_text(page[-1][1])}:{page[-1][0]}" if more and page else None
         return [m for m, _ in page], next_cursor
+
+
+def _tagged_sales(fields: dict[bytes, bytes]) -> list[TaggedSales]:
+    """The ``conversions`` hash (``p:<post>`` / ``r:<repost>`` -> orders, with ``:rev``
+    -> cents) as a list, most revenue first."""
+    values = {k.decode(): int(v) for k, v in fields.items()}
+    sales = [TaggedSales("post" if name[0] == "p" else "repost", name[2:], orders,
+                         values.get(f"{name}:rev", 0))
+             for name, orders in values.items() if not name.endswith(":rev")]  # fmt: skip
+    return sorted(sales, key=lambda t: (-t.revenue_cents, -t.orders, t.kind, t.id))
 
 
 def _json_list(text: str | None) -> list:

@@ -31,6 +31,7 @@ __all__ = [
     "Mute",
     "OrderStatus",
     "Post",
+    "ProductView",
     "Purchase",
     "Repost",
     "Unblock",
@@ -63,10 +64,12 @@ class Limits:
 
     max_event_bytes: int = 64 * 1024
     max_text_chars: int = 4000
+    #: Longest list of product ids a post may tag.
+    max_tagged_products: int = 10
 
 
 # Field kinds, kept in dataclass field metadata and read by the parser.
-_ID, _TEXT, _CHOICE, _INT = "id", "text", "choice", "int"
+_ID, _TEXT, _CHOICE, _INT, _IDS = "id", "text", "choice", "int", "ids"
 
 
 def _id(*, optional: bool = False) -> Any:
@@ -81,6 +84,11 @@ def _text() -> Any:
 
 def _choice(*values: str, default: Any = MISSING) -> Any:
     return field(default=default, metadata={"kind": _CHOICE, "values": values})
+
+
+def _ids() -> Any:
+    """An optional list of ids (at most ``Limits.max_tagged_products``), kept as a tuple."""
+    return field(default=None, metadata={"kind": _IDS})
 
 
 def _int(*, optional: bool = False) -> Any:
@@ -105,6 +113,8 @@ class Post(Event):
     text: str | None = _text()
     media_url: str | None = _text()
     visibility: str = _choice("public", "followers", default="public")
+    #: Products tagged in the clip.
+    product_ids: tuple[str, ...] | None = _ids()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -201,6 +211,18 @@ class Purchase(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ProductView(Event):
+    """A user looked at a product, perhaps from a clip (``via_post_id``) that reached them
+    through a repost (``via_repost_id``)."""
+
+    type: ClassVar[str] = "product_view"
+    user_id: str = _id()
+    product_id: str = _id()
+    via_post_id: str | None = _id(optional=True)
+    via_repost_id: str | None = _id(optional=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OrderStatus(Event):
     type: ClassVar[str] = "order_status"
     order_id: str = _id()
@@ -221,7 +243,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         Post, DeletePost, Repost, Unrepost, Follow, Unfollow, Block, Unblock, Mute, Unmute,
-        Gift, Purchase, OrderStatus, Account,
+        Gift, Purchase, OrderStatus, Account, ProductView,
     )
 }  # fmt: skip
 
@@ -269,6 +291,14 @@ def _field_value(obj: dict[str, Any], name: str, kind: str, choices: tuple[str, 
         if value < 0:
             raise InvalidEvent(f"field {name!r} must not be negative")
         return value
+    if kind == _IDS:
+        if not isinstance(value, list):
+            raise InvalidEvent(f"field {name!r} must be a list of ids, got {type(value).__name__}")
+        if len(value) > limits.max_tagged_products:
+            raise InvalidEvent(
+                f"field {name!r} has too many ids ({len(value)} > {limits.max_tagged_products})"
+            )
+        return tuple(validate_id(item, f"{name}[{n}]") for n, item in enumerate(value))
     if kind == _CHOICE:
         if value not in choices:
             raise InvalidEvent(f"field {name!r} must be one of {', '.join(choices)}; got {value!r}")

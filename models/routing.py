@@ -28,6 +28,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "purchase": ("purchases", "order_id"),
     "order_status": ("purchases", "order_id"),
     "account": ("accounts", "user_id"),
+    "product_view": ("product_views", "user_id"),
 }
 assert set(ROUTES) == set(EVENT_TYPES), "every event type needs a route"
 

@@ -22,10 +22,11 @@ import faust
 from aiokafka.errors import KafkaError
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
-from feedamp.feeds.connection import hiredis_packing
+from feedamp.feeds.cluster import refuse_writes_on_cluster
+from feedamp.feeds.connection import AnyRedis, connect
 from feedamp.feeds.store import TRANSIENT_ERRORS
-from redis.asyncio import BlockingConnectionPool, Redis
 
+from .group import QuietFatalJoin, stop_on_group_error
 from .kafka_config import faust_security
 from .metrics import Metrics
 from .pipeline import Pipeline, progress_field
@@ -33,7 +34,7 @@ from .publish import ProducerOutputs
 from .records import DeadLetter, Outcome, Outputs, Record
 from .ticker import ReleaseTicker
 from .transport import transport_class
-from .web import install_web
+from .web import install_console, install_web
 
 __all__ = ["BatchHandler", "create_app", "redis_client"]
 
@@ -44,12 +45,10 @@ RETRYABLE = (*TRANSIENT_ERRORS, KafkaError)
 MAX_BACKOFF = 5.0
 
 
-def redis_client(settings: Settings) -> Redis:
-    """A Redis client with a blocking pool (waits for a free connection, never raises)."""
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=settings.redis_max_connections, timeout=None
-    )
-    return Redis(connection_pool=hiredis_packing(pool))
+def redis_client(settings: Settings) -> AnyRedis:
+    """The client for ``REDIS_URL``: a ``RedisCluster`` when it names a cluster node, else
+    a ``Redis`` with a blocking pool (see :func:`feedamp.feeds.connection.connect`)."""
+    return connect(settings.redis_url, max_connections=settings.redis_max_connections)
 
 
 class BatchHandler:
@@ -113,9 +112,14 @@ class BatchHandler:
             try:
                 return await fn(*args)
             except RETRYABLE as exc:
-                log.warning("unavailable (%s); retrying in %.1fs", exc, delay)
+                what = "Kafka" if isinstance(exc, KafkaError) else "Redis"
+                log.warning("%s unavailable (%s); retrying in %.1fs", what, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
+
+
+#: Bind addresses meaning "every interface": not an address to advertise.
+WILDCARDS = ("0.0.0.0", "::", "")
 
 
 class Progress:
@@ -182,14 +186,19 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         web_enabled=settings.web_port != 0,
         web_port=settings.web_port or 6066,
-        web_host=settings.web_host,
+        web_bind=settings.web_host,  # the listen address; Faust's own default is every one
+        **({} if settings.web_host in WILDCARDS else {"web_host": settings.web_host}),
         stream_wait_empty=False,
         producer_acks=-1,
         datadir=settings.data_dir or os.path.join(tempfile.gettempdir(), "feedamp-{conf.id}"),
         **faust_security(settings),
     )
-    transport = transport_class(settings.fetch_max_wait_ms, settings.topics.inputs)
-    app.transport = transport(app.conf.broker_consumer, app)
+    logging.getLogger("aiokafka.consumer.group_coordinator").addFilter(QuietFatalJoin())
+    app.transport = transport_class(
+        settings.fetch_max_wait_ms,
+        lambda exc: stop_on_group_error(exc, settings),
+        bulk_topics=settings.topics.inputs,
+    )(app.conf.broker_consumer, app)
     raw = {
         "key_type": bytes,
         "value_type": bytes,
@@ -197,9 +206,8 @@ def create_app(settings: Settings) -> faust.App:
         "value_serializer": "raw",
     }
     inputs = app.topic(*settings.topics.inputs, **raw)
-    dead_letters = app.topic(settings.topics.dead_letter, **raw)
-    decisions = app.topic(settings.topics.decisions, **raw)
     redis = redis_client(settings)
+    refuse_writes_on_cluster(redis, "feedamp worker")
     pipeline = Pipeline(FeedStore(redis, settings), settings)
 
     outputs = ProducerOutputs(lambda: app.producer, settings.topics.dead_letter,
@@ -256,13 +264,9 @@ def create_app(settings: Settings) -> faust.App:
 
             await ticker.run(done)
 
-    @app.task
-    async def declare_outputs() -> None:
-        await dead_letters.maybe_declare()
-        await decisions.maybe_declare()
-
     if settings.web_port:
         install_web(app, metrics, redis, settings.topics.inputs)
+        install_console(app, settings, redis)
     app.feedamp_redis = redis  # type: ignore[attr-defined]
     app.feedamp_metrics = metrics  # type: ignore[attr-defined]
     return app

@@ -1,10 +1,13 @@
-"""Worker metrics, kept in memory and rendered in the Prometheus text format (0.0.4).
+"""Worker metrics through ``prometheus_client``, one registry per :class:`Metrics`.
 
-The agent reports every handled batch to :meth:`Metrics.observe`: the records, the
-:class:`Outcome` the batch handler returned and how long handling took. Labels only take
-bounded values (known event types, decision kinds, topic names), never ids or reasons.
+Each worker app owns its registry (several apps may live in one process, as in tests), so
+nothing is registered in the library's global default registry. The agent reports every
+handled batch to :meth:`Metrics.observe`: the records, the :class:`Outcome` the batch
+handler returned and how long handling took. Labels only take bounded values (known event
+types, decision kinds, topic names), never ids or reasons.
 
-Exposed series:
+Exposed series (names and labels are a contract with dashboards and alert rules in
+``deploy/``):
 
 - ``feedamp_events_total{type, outcome}``: records handled; ``outcome`` is ``applied``
   (validated and written, or a type the worker validates but does not use yet) or
@@ -18,41 +21,50 @@ Exposed series:
 - ``feedamp_batch_seconds``: histogram of the time to handle one batch (Redis writes,
   dead letters and decisions published, outage retries included);
 - ``feedamp_batch_events``: histogram of records per batch;
-- gauges supplied at scrape time by the web module (consumer lag, assigned partitions).
+- ``feedamp_start_time_seconds``; ``feedamp_watermark_lag_seconds`` once a release saw a
+  watermark;
+- gauges supplied at scrape time by :meth:`Metrics.add_gauges` (the web module's
+  consumer lag and assigned partitions);
+- the standard ``process_*`` and ``python_*`` series (process and platform collectors,
+  plus the garbage collector's).
+
+``_created`` series are turned off: they carry no information a dashboard uses.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import orjson
+import prometheus_client
 from feedamp.models import EVENT_TYPES
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from .records import Outcome, Record
 
-__all__ = ["Gauge", "Histogram", "Metrics", "event_type", "render_gauge"]
+__all__ = ["CONTENT_TYPE", "Gauge", "Metrics", "event_type"]
+
+prometheus_client.disable_created_metrics()
+
+#: The exposition format :meth:`Metrics.render` writes (Prometheus text 0.0.4).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: Upper bounds of the batch latency histogram, in seconds.
-LATENCY_BUCKETS = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0)  # fmt: skip
 #: Upper bounds of the batch size histogram, in records.
 SIZE_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000)
 
@@ -73,91 +85,82 @@ def event_type(record: Record) -> str:
     return kind if isinstance(kind, str) and kind in EVENT_TYPES else INVALID
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(pairs: Mapping[str, str | int]) -> str:
-    if not pairs:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in pairs.items()) + "}"
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-@dataclass
-class Histogram:
-    """A cumulative histogram with fixed upper bounds."""
-
-    bounds: tuple[float, ...]
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-    count: int = 0
-
-    def __post_init__(self) -> None:
-        self.counts = [0] * len(self.bounds)
-
-    def observe(self, value: float) -> None:
-        """Add one observation."""
-        self.total += value
-        self.count += 1
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
-                break
-
-    def render(self, name: str, help_: str) -> list[str]:
-        """The ``_bucket``, ``_sum`` and ``_count`` lines."""
-        lines = [f"# HELP {name} {help_}", f"# TYPE {name} histogram"]
-        running = 0
-        for bound, n in zip(self.bounds, self.counts, strict=True):
-            running += n
-            lines.append(f'{name}_bucket{{le="{_number(bound)}"}} {running}')
-        lines.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
-        lines.append(f"{name}_sum {_number(self.total)}")
-        lines.append(f"{name}_count {self.count}")
-        return lines
-
-
 @dataclass(frozen=True)
 class Gauge:
-    """A gauge read at scrape time: name, help and one value per label set."""
+    """A gauge read at scrape time: name, help and one value per label set (every label
+    set of one gauge has the same label names)."""
 
     name: str
     help: str
     samples: Sequence[tuple[Mapping[str, str | int], float]]
 
+    def family(self) -> GaugeMetricFamily:
+        """The gauge as a ``prometheus_client`` metric family."""
+        names = list(self.samples[0][0]) if self.samples else []
+        family = GaugeMetricFamily(self.name, self.help, labels=names)
+        for labels, value in self.samples:
+            family.add_metric([str(labels[n]) for n in names], value)
+        return family
 
-def render_gauge(gauge: Gauge) -> list[str]:
-    """The lines of one gauge."""
-    lines = [f"# HELP {gauge.name} {gauge.help}", f"# TYPE {gauge.name} gauge"]
-    lines += [f"{gauge.name}{_labels(lbl)} {_number(v)}" for lbl, v in gauge.samples]
-    return lines
 
+class _ScrapeTime(Collector):
+    """Gauges computed when scraped: start time, watermark lag and the added sources."""
 
-def _counter(name: str, help_: str, label: str, values: Mapping) -> list[str]:
-    lines = [f"# HELP {name} {help_}", f"# TYPE {name} counter"]
-    for key in sorted(values):
-        pairs = dict(zip(label.split(","), key, strict=True)) if label else {}
-        lines.append(f"{name}{_labels(pairs)} {values[key]}")
-    return lines
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        m = self.metrics
+        yield Gauge("feedamp_start_time_seconds", "Worker start time (Unix).",
+                    [({}, m.started)]).family()  # fmt: skip
+        if m.watermark is not None:
+            lag = max(0.0, time.time() - m.watermark / 1000)
+            yield Gauge("feedamp_watermark_lag_seconds",
+                        "How far the event-time watermark reposts wait for is behind the clock.",
+                        [({}, lag)]).family()  # fmt: skip
+        for source in m.gauge_sources:
+            try:
+                gauges = list(source())
+            except Exception:
+                log.exception("metrics: a gauge source failed")
+                continue
+            for gauge in gauges:
+                yield gauge.family()
 
 
 class Metrics:
-    """Counters and histograms of one worker process."""
+    """Counters and histograms of one worker process, in a registry of their own."""
 
     def __init__(self) -> None:
         self.started = time.time()
-        self.events: Counter[tuple[str, str]] = Counter()
-        self.dead_letters: Counter[tuple[str]] = Counter()
-        self.decisions: Counter[tuple[str]] = Counter()
-        self.deliveries = 0
         #: The event-time watermark of the latest release (ms), when reposts are ordered.
         self.watermark: float | None = None
-        self.batch_seconds = Histogram(LATENCY_BUCKETS)
-        self.batch_events = Histogram(SIZE_BUCKETS)
+        self.gauge_sources: list[Callable[[], Iterable[Gauge]]] = []
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.events = Counter("feedamp_events", "Records handled, by event type and outcome.",
+                              ["type", "outcome"], registry=r)  # fmt: skip
+        self.dead_letters = Counter("feedamp_dead_letters",
+                                    "Records sent to the dead-letter topic, by their topic.",
+                                    ["topic"], registry=r)  # fmt: skip
+        self.decisions = Counter("feedamp_decisions",
+                                 "Decisions published (reposts, gifts, refusals), by kind.",
+                                 ["decision"], registry=r)  # fmt: skip
+        self.deliveries = Counter("feedamp_fanout_deliveries",
+                                  "Feed entries pushed by post and repost fan-out "
+                                  "(followers reached).", registry=r)  # fmt: skip
+        self.batch_seconds = Histogram("feedamp_batch_seconds",
+                                       "Time to handle one batch (writes, outputs, retries).",
+                                       buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.batch_events = Histogram("feedamp_batch_events", "Records per batch.",
+                                      buckets=SIZE_BUCKETS, registry=r)  # fmt: skip
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        r.register(_ScrapeTime(self))
+
+    def add_gauges(self, source: Callable[[], Iterable[Gauge]]) -> None:
+        """Call ``source`` at every scrape for more gauges (its failures are logged)."""
+        self.gauge_sources.append(source)
 
     def observe(self, records: Sequence[Record], outcome: Outcome, seconds: float) -> None:
         """Count one handled batch; never raises (the agent must not stop over metrics)."""
@@ -170,55 +173,15 @@ class Metrics:
         dead = {(d.record.topic, d.record.partition, d.record.offset) for d in outcome.dead_letters}
         for record in records:
             where = (record.topic, record.partition, record.offset)
-            self.events[event_type(record), DEAD_LETTER if where in dead else APPLIED] += 1
+            self.events.labels(event_type(record), DEAD_LETTER if where in dead else APPLIED).inc()
         for letter in outcome.dead_letters:
-            self.dead_letters[(letter.record.topic,)] += 1
+            self.dead_letters.labels(letter.record.topic).inc()
         for decision in outcome.decisions:
-            self.decisions[(decision.decision,)] += 1
-        self.deliveries += outcome.deliveries
+            self.decisions.labels(decision.decision).inc()
+        self.deliveries.inc(outcome.deliveries)
         self.batch_seconds.observe(seconds)
         self.batch_events.observe(len(records))
 
-    def render(self, gauges: Iterable[Gauge] = ()) -> str:
-        """Every series in the Prometheus text exposition format."""
-        lines = _counter(
-            "feedamp_events_total",
-            "Records handled, by event type and outcome.",
-            "type,outcome",
-            self.events,
-        )
-        lines += _counter(
-            "feedamp_dead_letters_total",
-            "Records sent to the dead-letter topic, by their topic.",
-            "topic",
-            self.dead_letters,
-        )
-        lines += _counter(
-            "feedamp_decisions_total",
-            "Decisions published (reposts, gifts, refusals), by kind.",
-            "decision",
-            self.decisions,
-        )
-        lines += _counter(
-            "feedamp_fanout_deliveries_total",
-            "Feed entries pushed by post and repost fan-out (followers reached).",
-            "",
-            {(): self.deliveries},
-        )
-        lines += self.batch_seconds.render(
-            "feedamp_batch_seconds", "Time to handle one batch (writes, outputs, retries)."
-        )
-        lines += self.batch_events.render("feedamp_batch_events", "Records per batch.")
-        lines += render_gauge(
-            Gauge("feedamp_start_time_seconds", "Worker start time (Unix).", [({}, self.started)])
-        )
-        if self.watermark is not None:
-            lag = max(0.0, time.time() - self.watermark / 1000)
-            lines += render_gauge(Gauge(
-                "feedamp_watermark_lag_seconds",
-                "How far the event-time watermark reposts wait for is behind the clock.",
-                [({}, lag)],
-            ))  # fmt: skip
-        for gauge in gauges:
-            lines += render_gauge(gauge)
-        return "\n".join(lines) + "\n"
+    def render(self) -> str:
+        """Every series in the Prometheus text exposition format (0.0.4)."""
+        return generate_latest(self.registry).decode()

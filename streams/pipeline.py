@@ -16,10 +16,12 @@ import orjson
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.accounts import AccountStore, actor_of
+from feedamp.feeds.activity import Activity
 from feedamp.feeds.gifts import GiftStore
 from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.ordering import EventOrder, progress_field
 from feedamp.feeds.orders import OrderStore
+from feedamp.feeds.products import ProductStore
 from feedamp.feeds.store import Applied
 from feedamp.models import ROUTES, Event, InvalidEvent, Limits, parse_event
 from feedamp.models.decisions import Refusal
@@ -32,6 +34,7 @@ from feedamp.models.events import (
     Mute,
     OrderStatus,
     Post,
+    ProductView,
     Purchase,
     Repost,
     Unblock,
@@ -64,14 +67,21 @@ class Pipeline:
         self.accounts = AccountStore(store.redis, settings)
         self.gifts = GiftStore(store.redis, settings)
         self.orders = OrderStore(store.redis, settings)
+        self.products = ProductStore(store.redis, settings)
+        self.activity = Activity(store.redis)
         self.settings = settings
         #: The progress fields of every posts and reposts partition (the worker sets it
         #: from the consumer's metadata); None (replay, tests): nothing is parked.
         self.partitions: Callable[[], list[str]] | None = None
         #: The latest watermark seen by a release (ms), for metrics.
         self.watermark: float | None = None
+        #: Awaited by :meth:`apply` once the batch's reposts-topic events are parked and
+        #: before its other events are written: the point where, in a worker, the release
+        #: timer can run (tests run a release here to check it cannot get ahead).
+        self.before_write: Callable[[], Awaitable[None]] | None = None
         self._orders: dict[str, EventOrder] = {}
-        self.limits = Limits(settings.max_event_bytes, settings.max_text_chars)
+        self.limits = Limits(settings.max_event_bytes, settings.max_text_chars,
+                             settings.max_tagged_products)  # fmt: skip
         topics = settings.topics
         self._posts_topic = topics.posts
         #: The topics whose event times make the watermark (posts, reposts).
@@ -103,9 +113,12 @@ class Pipeline:
 
         Order: account events first (a suspension must be on record before the door
         judges the batch), then the door (events of suspended accounts are refused with a
-        decision and not applied), then posts, then the rest, each type by its store.
+        decision and not applied), then posts, then the rest, each type by its store
+        (posts' product tags and product views last).
         Order within a topic is kept. When :attr:`ordered`, reposts-topic events are
-        parked instead, for :meth:`release`.
+        parked instead, for :meth:`release`, and the progress of the batch's posts and
+        reposts partitions is raised last, once everything else of the batch is written:
+        a release running meanwhile cannot pass an event that is not in Redis yet.
 
         Redis connection errors propagate, so the caller can retry the batch; every
         write is idempotent.
@@ -118,15 +131,19 @@ class Pipeline:
         if self.ordered:
             reposts_topic = self.settings.topics.reposts
             held = [i for i, r in enumerate(sources) if r.topic == reposts_topic]
-            order = self._order(prefix)
-            await order.park([(events[i].event_id, events[i].ts, _pack(sources[i]))
-                              for i in held])  # fmt: skip
             progress = self._progress(events, sources)
+            await self._order(prefix).park([(events[i].event_id, events[i].ts,
+                                             _pack(sources[i])) for i in held])  # fmt: skip
             parked = set(held)
             rest = [i for i in range(len(events)) if i not in parked]
             events, sources = [events[i] for i in rest], [sources[i] for i in rest]
+        if self.before_write is not None:
+            await self.before_write()
         await self._apply_events(events, sources, outcome, prefix)
-        if progress:  # only once the batch is written: a release may run meanwhile
+        if progress:
+            # Only now: a release (the timer runs between any two awaits) may pass an
+            # event only once it is in Redis, or it could decide a repost before its post
+            # exists.
             await self._order(prefix).advance(progress)
         return outcome
 
@@ -238,13 +255,19 @@ class Pipeline:
         self, events: Sequence[Event], sources: Sequence[Record], outcome: Outcome, prefix: str
     ) -> None:
         dead = outcome.dead_letters
+        first_decision = len(outcome.decisions)
+        reposts: list[Repost] = []
 
         def run(part: list[int], applied: Applied) -> None:
+            failed = set()
             for failure in applied.failures:
                 record = sources[part[failure.index]]
+                failed.add(part[failure.index])
                 dead.append(DeadLetter(record, f"redis rejected: {failure.error}"))
             outcome.decisions += applied.decisions
             outcome.deliveries += applied.deliveries
+            reposts.extend(events[i] for i in part  # type: ignore[misc]
+                           if isinstance(events[i], Repost) and i not in failed)  # fmt: skip
 
         accounts = [i for i, ev in enumerate(events) if isinstance(ev, Account)]
         if accounts:
@@ -267,10 +290,14 @@ class Pipeline:
                 applied = await self.feeds.apply([events[i] for i in feed], refused=door_of,
                                                  prefix=prefix)  # fmt: skip
                 run(feed, applied)
-        for store, types in ((self.gifts, Gift), (self.orders, (Purchase, OrderStatus))):
-            part = [i for i in others if isinstance(events[i], types) and i not in refused]
+        for store, types, among in ((self.gifts, Gift, others),
+                                    (self.orders, (Purchase, OrderStatus), others),
+                                    (self.products, (Post, ProductView), rest)):  # fmt: skip
+            part = [i for i in among if isinstance(events[i], types) and i not in refused]
             if part:
                 run(part, await store.apply([events[i] for i in part], prefix=prefix))
+        # The console's view of reposts and decisions (see feedamp.feeds.activity).
+        await self.activity.record(prefix, reposts, outcome.decisions[first_decision:])
 
 
 def _pack(record: Record) -> bytes:

@@ -9,6 +9,13 @@
   ``feedamp_consumer_lag{topic,partition}`` (the partition's high-water mark minus the
   group's committed offset, as this worker last saw them) and
   ``feedamp_assigned_partitions``.
+
+Only these routes (and any added with ``app.page`` in :func:`install_web`) are served:
+Faust's built-in pages (``/``, ``/router/``, ``/table/``, ``/graph/``, statistics) are
+never registered, since they expose the cluster's layout. The server listens on
+``FEEDAMP_WEB_HOST`` (127.0.0.1 by default), see :func:`feedamp.streams.app.create_app`.
+- ``GET /console/``, ``/console/post/{post_id}``, ``/console/user/{user_id}``: the
+  read-only console (:mod:`feedamp.console`), HTML.
 """
 
 from __future__ import annotations
@@ -20,16 +27,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.web.base import BlueprintManager
+from feedamp.config import Settings
+from feedamp.models import InvalidEvent, validate_id
 from redis.asyncio import Redis
 
-from .metrics import Gauge, Metrics
+from .metrics import CONTENT_TYPE, Gauge, Metrics
 
-__all__ = ["Health", "consumer_gauges", "install_web", "redis_error"]
+__all__ = ["Health", "consumer_gauges", "install_console", "install_web", "redis_error"]
 
 log = logging.getLogger("feedamp.web")
 
 PING_TIMEOUT = 1.0
-PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -113,9 +122,12 @@ def consumer_gauges(app: faust.App, topics: Collection[str]) -> list[Gauge]:
 
 
 def install_web(app: faust.App, metrics: Metrics, redis: Redis, topics: Collection[str]) -> None:
-    """Register ``/healthz`` and ``/metrics`` on the app's web server; ``topics`` are the
-    input topics (partitions of other topics do not count as work held)."""
+    """Register ``/healthz`` and ``/metrics`` on the app's web server, and only them (add
+    further routes here with ``app.page``); ``topics`` are the input topics (partitions of
+    other topics do not count as work held)."""
     topics = frozenset(topics)
+    app.web.blueprints = BlueprintManager()  # none of Faust's built-in pages
+    metrics.add_gauges(lambda: consumer_gauges(app, topics))
 
     @app.page("/healthz", name="feedamp_healthz")
     async def healthz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -128,5 +140,52 @@ def install_web(app: faust.App, metrics: Metrics, redis: Redis, topics: Collecti
 
     @app.page("/metrics", name="feedamp_metrics")
     async def metrics_page(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        body = metrics.render(consumer_gauges(app, topics)).encode()
-        return view.bytes(body, headers={"Content-Type": PROMETHEUS_TYPE})
+        body = metrics.render().encode()
+        return view.bytes(body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def install_console(app: faust.App, settings: Settings, redis: Redis) -> None:
+    """Register the console's pages (read-only HTML) on the app's web server. A page
+    whose sources (Kafka, Redis) cannot be read answers 503 with the cause in one line."""
+    from feedamp.console import ConsoleData, cascade_page, error_page, overview_page, user_page
+
+    data = ConsoleData(settings, redis)
+
+    async def render(view: faust.web.View, what: str, page: Any, id_: str | None = None,
+                     kind: str = "") -> faust.web.Response:  # fmt: skip
+        if id_ is not None:
+            try:
+                validate_id(id_, kind)
+            except InvalidEvent as exc:
+                page.close()  # never awaited
+                return view.html(error_page(what, exc), status=400)
+        try:
+            return view.html(await page)
+        except Exception as exc:
+            log.warning("console: cannot show %s: %r", what, exc)
+            return view.html(error_page(what, exc), status=503)
+
+    async def overview_html() -> str:
+        return overview_page(await data.overview())
+
+    async def post_html(post_id: str) -> str:
+        return cascade_page(await data.cascade(post_id))
+
+    async def user_html(user_id: str) -> str:
+        return user_page(await data.user(user_id))
+
+    @app.page("/console/", name="feedamp_console")
+    async def overview(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return await render(view, "the overview", overview_html())
+
+    @app.page("/console/post/{post_id}", name="feedamp_console_post")
+    async def post(
+        view: faust.web.View, request: faust.web.Request, post_id: str
+    ) -> faust.web.Response:
+        return await render(view, f"post {post_id}", post_html(post_id), post_id, "post_id")
+
+    @app.page("/console/user/{user_id}", name="feedamp_console_user")
+    async def user(
+        view: faust.web.View, request: faust.web.Request, user_id: str
+    ) -> faust.web.Response:
+        return await render(view, f"user {user_id}", user_html(user_id), user_id, "user_id")

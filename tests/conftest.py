@@ -1,4 +1,5 @@
-"""Fixtures: one real Tansu broker and one real Redis per session, isolated per test.
+"""Fixtures: one real Tansu broker, one real Redis and (when a test asks for it) one real
+three-master Redis Cluster per session, isolated per test.
 
 Isolation: every test gets its own Redis key prefix; tests that need Kafka get their own
 topic names and consumer group (``settings``), and worker-backed tests share one worker per
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from feedamp.cli.dev import start_worker, stop_process
 from feedamp.cli.embedded import Service, start_broker, start_redis
+from feedamp.cli.embedded_cluster import RedisClusterService, start_redis_cluster
 from feedamp.config import Settings, Topics
 from feedamp.feeds import FeedReader, FeedStore
 from feedamp.streams.topics import ensure_topics
@@ -36,6 +38,14 @@ def redis_server() -> Iterator[Service]:
     service = start_redis()
     yield service
     service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterService]:
+    """Three masters, no replicas, every slot assigned; started once per session."""
+    cluster = start_redis_cluster()
+    yield cluster
+    cluster.stop()
 
 
 def make_settings(broker: Service, redis_server: Service, **changes) -> Settings:

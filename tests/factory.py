@@ -16,6 +16,7 @@ from feedamp.models.events import (
     Mute,
     OrderStatus,
     Post,
+    ProductView,
     Purchase,
     Repost,
     Unblock,
@@ -78,11 +79,17 @@ class Events:
 
     def purchase(self, order_id: str, buyer: str, amount: int = 1000, currency: str = "EUR",
                  via_post: str | None = None, via_repost: str | None = None,
-                 ts: int | None = None) -> Purchase:  # fmt: skip
+                 ts: int | None = None, product: str | None = None) -> Purchase:  # fmt: skip
         return Purchase(**self._base(ts), order_id=order_id, buyer_id=buyer,
-                        product_id=f"prod-{order_id}", seller_id="shop", amount_cents=amount,
+                        product_id=product or f"prod-{order_id}", seller_id="shop",
+                        amount_cents=amount,
                         currency=currency, via_post_id=via_post,
                         via_repost_id=via_repost)  # fmt: skip
+
+    def view(self, user: str, product: str, via_post: str | None = None,
+             via_repost: str | None = None, ts: int | None = None) -> ProductView:  # fmt: skip
+        return ProductView(**self._base(ts), user_id=user, product_id=product,
+                           via_post_id=via_post, via_repost_id=via_repost)  # fmt: skip
 
     def status(self, order_id: str, buyer: str, status: str, seq: int | None = None,
                ts: int | None = None) -> OrderStatus:  # fmt: skip

@@ -39,6 +39,12 @@ EXAMPLES: dict[str, dict] = {
     },
     "order_status": {"order_id": "o1", "buyer_id": "u1", "status": "paid", "seq": 2},
     "account": {"user_id": "u1", "action": "label", "label": "virtual_influencer"},
+    "product_view": {
+        "user_id": "u1",
+        "product_id": "x",
+        "via_post_id": "p1",
+        "via_repost_id": "r1",
+    },
 }
 
 
@@ -48,6 +54,17 @@ def raw(type_: str, **fields) -> bytes:
 
 def test_every_type_has_an_example_and_a_route():
     assert set(EXAMPLES) == set(EVENT_TYPES) == set(ROUTES)
+
+
+def test_tagged_products_are_a_bounded_list_of_ids():
+    event = parse_event(raw("post", post_id="p1", author_id="a1", product_ids=["x", 42]))
+    assert event.product_ids == ("x", "42")
+    assert parse_event(raw("post", post_id="p1", author_id="a1")).product_ids is None
+    three = raw("post", post_id="p1", author_id="a1", product_ids=["a", "b", "c"])
+    with pytest.raises(InvalidEvent, match=r"too many ids \(3 > 2\)"):
+        parse_event(three, limits=Limits(max_tagged_products=2))
+    with pytest.raises(InvalidEvent, match=r"'product_ids\[0\]' is empty"):
+        parse_event(raw("post", post_id="p1", author_id="a1", product_ids=[""]))
 
 
 @pytest.mark.parametrize("type_", sorted(EVENT_TYPES))
@@ -157,7 +174,7 @@ def test_routing_puts_each_type_on_its_topic_with_its_key(type_):
     topics = Topics().prefixed("x-")
     event = parse_event(raw(type_, **EXAMPLES[type_]))
     topic_attr, key_field = ROUTES[type_]
-    assert topic_of(type_, topics) == "x-" + topic_attr
+    assert topic_of(type_, topics) == "x-" + getattr(Topics(), topic_attr)
     assert key_of(event) == EXAMPLES[type_][key_field]
     assert key_of({"type": type_, **EXAMPLES[type_]}) == EXAMPLES[type_][key_field]
 

@@ -106,7 +106,14 @@ async def test_rebuild_with_readers_running(worker, redis, uid):
     ev = Events()
     alice, bob = uid("alice"), uid("bob")
     posts = [uid(f"p{i}") for i in range(POSTS)]
-    await send_events(s, [ev.follow(bob, alice), *(ev.post(p, alice) for p in posts)])
+    # The follow first: applied after the posts, it would backfill only the latest 100.
+    await send_events(s, [ev.follow(bob, alice)])
+
+    async def following() -> bool:
+        return bool(await redis.sismember(Keys(base).following(bob), alice))
+
+    await wait_until(following, what="the follow to be applied")
+    await send_events(s, [ev.post(p, alice) for p in posts])
     await wait_until(lambda: caught_up(s), what="the worker to apply the log")
     # The live namespace gets a post the log does not hold: old and new feeds differ.
     ghost = uid("ghost")

@@ -17,9 +17,10 @@ from feedamp.cli.embedded import Service, free_port, start_redis
 from feedamp.models.decisions import Decision
 from feedamp.streams import DeadLetter, Outcome, Record
 from feedamp.streams.logs import JsonFormatter, log_format, logging_config
-from feedamp.streams.metrics import Metrics
+from feedamp.streams.metrics import Gauge, Metrics
 from feedamp.streams.topics import ensure_topics
 from feedamp.streams.web import Health
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from .conftest import WorkerHandle, make_settings, wait_until
@@ -27,6 +28,26 @@ from .factory import Events
 from .kafka import send, send_events
 
 SAMPLE = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+$')
+
+
+def samples(text: str) -> dict[str, float]:
+    """Every sample of a Prometheus text page, as ``name{a="x",b="y"}`` -> value (labels
+    in name order; look keys up through :func:`key`)."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return out
+
+
+def key(series: str) -> str:
+    """``series`` (``name{b="y",a="x"}``) with its labels in name order, as in :func:`samples`."""
+    if "{" not in series:
+        return series
+    name, _, rest = series.partition("{")
+    pairs = re.findall(r'([a-z_]+)="((?:[^"\\]|\\.)*)"', rest[:-1])
+    return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(pairs)) + "}"
 
 
 class WebWorker(WorkerHandle):
@@ -87,25 +108,25 @@ async def test_metrics_count_events_dead_letters_and_batches(web_worker, uid):
 
     async def followed() -> bool:  # before the post: a batch applies posts first
         text = (await get(web_worker.url("/metrics")))[2]
-        return 'feedamp_events_total{type="follow",outcome="applied"} 1' in text.splitlines()
+        return samples(text).get(key('feedamp_events_total{type="follow",outcome="applied"}')) == 1
 
     await wait_until(followed, what="the metrics to count the follow")
     await send_events(s, [ev.post(uid("p"), uid("alice"))])
     await send(s, [(s.topics.posts, b"k", b"{oops")])
-    wanted = [
-        'feedamp_events_total{type="follow",outcome="applied"} 1',
-        'feedamp_events_total{type="post",outcome="applied"} 1',
-        'feedamp_events_total{type="invalid",outcome="dead_letter"} 1',
-        f'feedamp_dead_letters_total{{topic="{s.topics.posts}"}} 1',
-        "feedamp_fanout_deliveries_total 1",  # the post reached bob's feed
-        f"feedamp_assigned_partitions {len(s.topics.inputs) * s.partitions}",
-    ]
+    wanted = {
+        'feedamp_events_total{type="follow",outcome="applied"}': 1,
+        'feedamp_events_total{type="post",outcome="applied"}': 1,
+        'feedamp_events_total{type="invalid",outcome="dead_letter"}': 1,
+        f'feedamp_dead_letters_total{{topic="{s.topics.posts}"}}': 1,
+        "feedamp_fanout_deliveries_total": 1,  # the post reached bob's feed
+        "feedamp_assigned_partitions": len(s.topics.inputs) * s.partitions,
+    }
 
     async def counted() -> bool:
-        text = (await get(web_worker.url("/metrics")))[2]
-        lines = text.splitlines()
-        lag = [x for x in lines if x.startswith(f'feedamp_consumer_lag{{topic="{s.topics.posts}"')]
-        return all(w in lines for w in wanted) and bool(lag) and all(x.endswith(" 0") for x in lag)
+        found = samples((await get(web_worker.url("/metrics")))[2])
+        posts = f'topic="{s.topics.posts}"'
+        lag = [v for k, v in found.items() if k.startswith("feedamp_consumer_lag{") and posts in k]
+        return all(found.get(key(k)) == v for k, v in wanted.items()) and bool(lag) and not any(lag)
 
     await wait_until(counted, what="the metrics to count the batch and show the lag")
     status, headers, text = await get(web_worker.url("/metrics"))
@@ -114,12 +135,15 @@ async def test_metrics_count_events_dead_letters_and_batches(web_worker, uid):
     for line in lines:
         assert line.startswith("# ") or SAMPLE.match(line), line
     assert "# TYPE feedamp_batch_seconds histogram" in lines
-    count = next(x for x in lines if x.startswith("feedamp_batch_seconds_count "))
-    assert int(count.split()[1]) >= 1
-    assert 'feedamp_batch_seconds_bucket{le="+Inf"} ' + count.split()[1] in lines
+    found = samples(text)
+    assert found["feedamp_batch_seconds_count"] >= 1
+    assert found['feedamp_batch_seconds_bucket{le="+Inf"}'] == found["feedamp_batch_seconds_count"]
     # Reposts are ordered (caps on): the watermark follows the clock once all is read.
-    (lag,) = [x for x in lines if x.startswith("feedamp_watermark_lag_seconds ")]
-    assert 0 <= float(lag.split()[1]) < 30
+    assert 0 <= found["feedamp_watermark_lag_seconds"] < 30
+    # The standard process and Python series.
+    assert found["process_resident_memory_bytes"] > 0 and found["process_cpu_seconds_total"] > 0
+    assert any(k.startswith("python_info{") for k in found)
+    assert not any(k.endswith("_created") or "_created{" in k for k in found)
 
 
 async def test_redis_restart_is_waited_out_and_reported_by_healthz(web_worker, uid):
@@ -205,17 +229,30 @@ def test_metrics_render_decisions_and_escape_labels():
     decision = Decision("e", "r", "u", "p", 1, "rate_limited", ("user_rate",), 5)
     metrics.observe([ok, bad], Outcome([DeadLetter(bad, "x")], [decision], 5), 0.003)
     text = metrics.render()
-    assert 'feedamp_events_total{type="repost",outcome="applied"} 1' in text
-    assert 'feedamp_events_total{type="invalid",outcome="dead_letter"} 1' in text
-    assert 'feedamp_dead_letters_total{topic="po\\"sts"} 1' in text
-    assert 'feedamp_decisions_total{decision="rate_limited"} 1' in text
+    found = samples(text)
+    assert found[key('feedamp_events_total{type="repost",outcome="applied"}')] == 1
+    assert found[key('feedamp_events_total{type="invalid",outcome="dead_letter"}')] == 1
+    assert 'feedamp_dead_letters_total{topic="po\\"sts"} 1.0' in text
+    assert found['feedamp_decisions_total{decision="rate_limited"}'] == 1
     assert "# TYPE feedamp_fanout_deliveries_total counter" in text
-    assert "feedamp_fanout_deliveries_total 5" in text
-    assert 'feedamp_batch_seconds_bucket{le="0.0025"} 0' in text
-    assert 'feedamp_batch_seconds_bucket{le="0.005"} 1' in text
-    assert "feedamp_batch_events_sum 2" in text
+    assert found["feedamp_fanout_deliveries_total"] == 5
+    assert found['feedamp_batch_seconds_bucket{le="0.0025"}'] == 0
+    assert found['feedamp_batch_seconds_bucket{le="0.005"}'] == 1
+    assert found["feedamp_batch_events_sum"] == 2
     metrics.observe([ok], Outcome(deliveries=2000), 0.001)
-    assert "feedamp_fanout_deliveries_total 2005" in metrics.render()
+    assert samples(metrics.render())["feedamp_fanout_deliveries_total"] == 2005
+
+
+def test_each_metrics_has_its_own_registry():
+    first, second = Metrics(), Metrics()
+    first.observe([Record("posts", 0, 1, b"k", b'{"type": "post"}')], Outcome(), 0.001)
+    first.add_gauges(lambda: [Gauge("feedamp_assigned_partitions", "held", [({}, 3)])])
+    assert samples(first.render())[key('feedamp_events_total{type="post",outcome="applied"}')] == 1
+    assert samples(first.render())["feedamp_assigned_partitions"] == 3
+    assert key('feedamp_events_total{type="post",outcome="applied"}') not in samples(
+        second.render()
+    )
+    assert "feedamp_assigned_partitions" not in samples(second.render())
 
 
 def test_health_reasons():

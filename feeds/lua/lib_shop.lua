@@ -1,12 +1,67 @@
 -- lib_shop.lua: orders and purchase attribution, prepended (after lib.lua) to the scripts
--- that change an order or can learn who a purchase credits: purchase, order_status, post
--- and repost.
+-- that change an order or can learn who a purchase credits: purchase, order_status, post,
+-- repost and tag.
 --
 -- An order credits the author of its via_post and the reposter of its via_repost once
 -- each (once per creator if both are the same person) while it is active: purchased and
 -- neither cancelled nor refunded. Topics are not ordered against each other, so a creator
 -- may become known after the purchase: the order then waits in awaiting_post /
 -- awaiting_repost and is credited when the post or repost is recorded.
+
+-- Conversions of tagged posts. An active order (purchased, neither cancelled nor refunded)
+-- whose via_post tagged its product is a conversion of that post (credited to its author
+-- in conversions:{author}, fields 'p:<post>' orders and 'p:<post>:rev' cents) and of its
+-- via_repost once the reposter is known ('r:<repost>', 'r:<repost>:rev'). A post's tags
+-- are known once tag.lua recorded it (field 'tg' of post:{p}); until then the order waits
+-- in awaiting_tags:{post}. What is counted lives in the order (field 'conv', entries
+-- '<creator>:<p|r>:<id>'), so reconciling again changes nothing.
+local function conversion_add(entry, amount, sign)
+  local creator, field = string.match(entry, '^([^:]+):(.*)$')
+  local stats = key('conversions', creator)
+  if redis.call('HINCRBY', stats, field, sign) == 0 then redis.call('HDEL', stats, field) end
+  if redis.call('HINCRBY', stats, field .. ':rev', sign * amount) == 0 then
+    redis.call('HDEL', stats, field .. ':rev')
+  end
+end
+
+-- reconcile_conversion: make the conversions counted for order match what they should be,
+-- and remember the product among those the buyer bought (bought:{buyer}).
+local function reconcile_conversion(order)
+  local o = key('order', order)
+  local f = redis.call('HMGET', o, 'bought', 'status', 'b', 'prod', 'vp', 'vr', 'cr_repost',
+    'amt', 'conv')
+  local bought, status, buyer, product, vp, vr, reposter = f[1] == '1', f[2], f[3], f[4], f[5],
+      f[6], f[7]
+  local amount = tonumber(f[8] or '0')
+  if bought and buyer and product then redis.call('SADD', key('bought', buyer), product) end
+  local want, have = {}, {}
+  if bought and product and vp and status ~= 'cancelled' and status ~= 'refunded' then
+    local post = redis.call('HMGET', key('post', vp), 'tg', 'a')
+    if not post[1] then
+      redis.call('SADD', key('awaiting_tags', vp), order)
+    elseif redis.call('SISMEMBER', key('products', vp), product) == 1 then
+      if post[2] then want[post[2] .. ':p:' .. vp] = true end
+      if vr and reposter then want[reposter .. ':r:' .. vr] = true end
+    end
+  end
+  if f[9] then
+    for entry in string.gmatch(f[9], '[^,]+') do have[entry] = true end
+  end
+  local list = {}
+  for entry in pairs(want) do
+    list[#list + 1] = entry
+    if not have[entry] then conversion_add(entry, amount, 1) end
+  end
+  for entry in pairs(have) do
+    if not want[entry] then conversion_add(entry, amount, -1) end
+  end
+  table.sort(list)
+  if #list > 0 then
+    redis.call('HSET', o, 'conv', table.concat(list, ','))
+  else
+    redis.call('HDEL', o, 'conv')
+  end
+end
 
 -- reconcile_credit: make the creators credited with order match what they should be.
 -- Idempotent and order-independent: state lives in the order (field 'credited') and in
@@ -44,6 +99,7 @@ local function reconcile_credit(order)
   else
     redis.call('HDEL', o, 'credited')
   end
+  reconcile_conversion(order)
 end
 
 -- settle_awaiting: the creator of a post (kind 'post') or of a repost (kind 'repost') is

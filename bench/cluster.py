@@ -1,0 +1,161 @@
+"""Benchmark: post fan-out on a three-master Redis Cluster against one standalone Redis.
+
+Starts a standalone Redis and an embedded three-master cluster (``REDIS_TUNING`` on every
+node), writes the same follow graph to both (authors with a skewed number of followers
+drawn from one user pool), then delivers the same posts:
+
+- standalone: ``FeedStore.apply`` (``post.lua``, batches pipelined as in the worker);
+- cluster: ``ClusterPostFanout`` (origin step, then delivery steps grouped by node),
+  posts in concurrent batches.
+
+The measure is **Redis CPU per delivery**: the sum over nodes of the ``used_cpu_user`` +
+``used_cpu_sys`` deltas from ``INFO cpu`` across the deliveries, divided by the feed
+entries pushed. Unlike wall time it holds up on a shared machine. Also the cluster's
+balance: the busiest master's share of keys and of that CPU against the mean (targets:
+cluster cost at most 1.25x standalone; busiest node at most 1.25x the mean).
+
+Run ``python bench/cluster.py`` (``--posts N``, default 2,000; ``--quick`` for 400). The
+last line printed is machine-readable:
+
+    cost_ratio=... standalone_us=... cluster_us=... busiest_keys=... busiest_cpu=...
+    deliveries=...   (on one line; microseconds of Redis CPU per delivery)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+from feedamp.cli.embedded import start_redis
+from feedamp.cli.embedded_cluster import start_redis_cluster
+from feedamp.config import Settings
+from feedamp.feeds import FeedStore, Keys
+from feedamp.feeds.cluster import info_per_master
+from feedamp.feeds.connection import AnyRedis, close, connect, is_cluster
+from feedamp.feeds.fanout_cluster import ClusterPostFanout
+from feedamp.models.events import Post
+
+USERS = 20_000
+AUTHORS = 200
+#: Posts handed to the store (standalone) or delivered concurrently (cluster) at once.
+BATCH = 50
+
+
+@dataclass
+class Run:
+    """Redis CPU seconds per master and deliveries of one layout."""
+
+    cpu: dict[str, float]
+    deliveries: int
+    keys: dict[str, int]
+    seconds: float
+
+    @property
+    def us_per_delivery(self) -> float:
+        return 1e6 * sum(self.cpu.values()) / max(self.deliveries, 1)
+
+    def busiest(self, values: dict[str, float] | dict[str, int]) -> float:
+        """The largest value over the mean (1.0 on one node)."""
+        mean = sum(values.values()) / len(values)
+        return max(values.values()) / mean if mean else 1.0
+
+
+def graph(seed: int = 7) -> dict[str, list[str]]:
+    """Author -> followers: follower counts skewed (a few large accounts)."""
+    rng = random.Random(seed)
+    users = [f"u{i}" for i in range(USERS)]
+    return {
+        f"a{a}": rng.sample(users, min(USERS, int(60 + 4_000 / (a + 1)))) for a in range(AUTHORS)
+    }
+
+
+async def write_graph(redis: AnyRedis, keys: Keys, followers: dict[str, list[str]]) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        for author, fans in followers.items():
+            pipe.sadd(keys.followers(author), *fans)
+            for fan in fans:
+                pipe.sadd(keys.following(fan), author)
+        await pipe.execute()
+
+
+async def cpu(redis: AnyRedis) -> dict[str, float]:
+    return {name: float(i["used_cpu_user"]) + float(i["used_cpu_sys"])
+            for name, i in (await info_per_master(redis, "cpu")).items()}  # fmt: skip
+
+
+async def dbsize(redis: AnyRedis) -> dict[str, int]:
+    return {name: int(i.get("db0", {}).get("keys", 0))
+            for name, i in (await info_per_master(redis, "keyspace")).items()}  # fmt: skip
+
+
+async def measure(url: str, posts: list[Post], followers: dict[str, list[str]]) -> Run:
+    redis = connect(url)
+    settings = Settings(redis_url=url, key_prefix="bench:")
+    keys = Keys(settings.key_prefix)
+    try:
+        await write_graph(redis, keys, followers)
+        before, started, delivered = await cpu(redis), time.perf_counter(), 0
+        if not is_cluster(redis):
+            store = FeedStore(redis, settings)
+            for i in range(0, len(posts), BATCH):
+                delivered += (await store.apply(posts[i : i + BATCH])).deliveries
+        else:
+            fanout = ClusterPostFanout(redis, settings)  # type: ignore[arg-type]
+            for i in range(0, len(posts), BATCH):
+                delivered += sum(await fanout.apply_batch(posts[i : i + BATCH]))
+            if fanout.regrouped:
+                print(f"re-grouped by slot: {fanout.regrouped:,} followers", file=sys.stderr)
+        seconds = time.perf_counter() - started
+        after = await cpu(redis)
+        used = {name: after[name] - before[name] for name in after}
+        return Run(used, delivered, await dbsize(redis), seconds)
+    finally:
+        await close(redis)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the figures and the machine-readable line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--posts", type=int, default=2_000)
+    parser.add_argument("--quick", action="store_true", help="400 posts")
+    args = parser.parse_args(argv)
+    n = 400 if args.quick else args.posts
+    followers = graph()
+    rng = random.Random(11)
+    authors = list(followers)
+    base = 1_700_000_000_000
+    posts = [Post(event_id=f"e{i}", ts=base + i, post_id=f"p{i}", author_id=rng.choice(authors))
+             for i in range(n)]  # fmt: skip
+    standalone, cluster = start_redis(), start_redis_cluster()
+    try:
+        single = asyncio.run(measure(f"redis://{standalone.address}/0", posts, followers))
+        multi = asyncio.run(measure(cluster.url, posts, followers))
+    finally:
+        cluster.stop()
+        standalone.stop()
+    if single.deliveries != multi.deliveries:
+        print(f"deliveries differ: {single.deliveries} vs {multi.deliveries}", file=sys.stderr)
+        return 1
+    ratio = multi.us_per_delivery / single.us_per_delivery
+    print(f"{n:,} posts, {single.deliveries:,} deliveries")
+    print(f"standalone: {single.us_per_delivery:.2f} us Redis CPU per delivery "
+          f"({single.seconds:.1f} s)")  # fmt: skip
+    print(f"cluster:    {multi.us_per_delivery:.2f} us Redis CPU per delivery "
+          f"({multi.seconds:.1f} s), {ratio:.2f}x standalone (target <= 1.25)")  # fmt: skip
+    for name in sorted(multi.cpu):
+        print(f"  {name}: {multi.cpu[name]:.2f} s CPU, {multi.keys.get(name, 0):,} keys")
+    keys_share, cpu_share = multi.busiest(multi.keys), multi.busiest(multi.cpu)
+    print(f"busiest master: {keys_share:.2f}x the mean keys, {cpu_share:.2f}x the mean CPU "
+          "(target <= 1.25)")  # fmt: skip
+    print(f"cost_ratio={ratio:.3f} standalone_us={single.us_per_delivery:.3f} "
+          f"cluster_us={multi.us_per_delivery:.3f} busiest_keys={keys_share:.3f} "
+          f"busiest_cpu={cpu_share:.3f} deliveries={single.deliveries}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""The read side and the slot-local writes on a standalone Redis and on a real three-master
+Redis Cluster (parametrized), client detection, and the clear refusal of what is not
+slot-local yet.
+
+Feeds are written here through the key schema of the README (the contract for readers in
+other languages), so the reader is tested against the schema on both layouts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from feedamp.cli.dev import worker_env
+from feedamp.cli.embedded import Service
+from feedamp.cli.embedded_cluster import RedisClusterService
+from feedamp.cli.status import count_feeds
+from feedamp.config import Settings
+from feedamp.config.campaigns import load_campaigns
+from feedamp.feeds import FeedReader, FeedStore, Keys
+from feedamp.feeds.accounts import AccountStore
+from feedamp.feeds.cluster import FANOUT_UNSUPPORTED, ClusterUnsupported, scan_keys
+from feedamp.feeds.connection import AnyRedis, RedisUnreachable, close, connect, is_cluster
+from feedamp.feeds.gifts import GiftStore
+from feedamp.feeds.keys import bucket_of
+from feedamp.feeds.namespace import Namespaces, pattern
+from feedamp.feeds.ordering import EventOrder
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from .conftest import make_settings
+from .factory import Events
+
+SAMPLE = "config/campaigns.sample.json"
+
+
+@dataclass
+class Backend:
+    """One Redis layout under test: its settings (own key prefix) and a client."""
+
+    name: str
+    settings: Settings
+    redis: AnyRedis
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.settings.key_prefix)
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+async def backend(request: pytest.FixtureRequest, broker: Service) -> AsyncIterator[Backend]:
+    server = request.getfixturevalue("redis_server" if request.param == "standalone"
+                                     else "redis_cluster")  # fmt: skip
+    settings = make_settings(broker, server)
+    redis = connect(settings.redis_url)
+    yield Backend(request.param, settings, redis)
+    await close(redis)
+
+
+async def write_entry(b: Backend, user: str, post: str, author: str, ts: int,
+                      via: str | None = None) -> None:  # fmt: skip
+    """One Following entry and its post record, as the schema describes them."""
+    k, bucket = b.keys, bucket_of(post, b.settings.feed_buckets)
+    await b.redis.hset(k.post(post), mapping={"a": author, "ts": ts, "vis": "public",
+                                              "text": f"text of {post}"})  # fmt: skip
+    await b.redis.zadd(k.feed(user, bucket), {post: ts})
+    if via is not None:
+        await b.redis.hset(k.via(user, bucket), post, via)
+
+
+def test_detection(redis_server: Service, redis_cluster: RedisClusterService) -> None:
+    """Any node of the cluster is detected as a cluster; a standalone server is not."""
+    assert isinstance(connect(f"redis://{redis_server.address}/0"), Redis)
+    for node in redis_cluster.nodes:
+        assert is_cluster(connect(f"redis://{node.address}/0"))
+
+
+async def test_cluster_keys_spread_over_every_master(redis_cluster: RedisClusterService) -> None:
+    """The fixture's cluster has three masters sharing the slots."""
+    redis = connect(redis_cluster.url)
+    assert isinstance(redis, RedisCluster)
+    try:
+        await redis.initialize()
+        assert len(redis.get_primaries()) == 3
+        tag = uuid.uuid4().hex[:8]
+        owners = {redis.get_node_from_key(f"x{tag}:{{u{i}}}").name for i in range(30)}
+        assert len(owners) == 3
+    finally:
+        await close(redis)
+
+
+async def test_following_pages(backend: Backend, uid) -> None:
+    """Pages newest first, cursor paging, attribution, deleted posts hidden."""
+    alice, bob, carol = uid("alice"), uid("bob"), uid("carol")
+    for i in range(12):
+        await write_entry(backend, alice, uid(f"p{i}"), bob, 1_000 + i)
+    await write_entry(backend, alice, uid("rp"), carol, 2_000, via=bob)
+    await backend.redis.hset(backend.keys.comments(uid("rp")), bob, "look")
+    await backend.redis.hset(backend.keys.post(uid("p11")), "del", 5_000)
+    reader = FeedReader(backend.redis, key_prefix=backend.settings.key_prefix)
+    first = await reader.following(alice, limit=5)
+    assert [i.post_id for i in first.items] == [uid("rp"), *(uid(f"p{i}") for i in (10, 9, 8, 7))]
+    assert first.items[0].reposted_by == (bob,) and first.items[0].comment == "look"
+    assert first.items[1].text == f"text of {uid('p10')}"
+    rest = await reader.following(alice, limit=50, cursor=first.next_cursor)
+    assert [i.post_id for i in rest.items] == [uid(f"p{i}") for i in range(6, -1, -1)]
+    assert rest.next_cursor is None
+
+
+async def test_from_url_detects(backend: Backend, uid) -> None:
+    """``FeedReader.from_url`` with the URL of any node reads the same feed."""
+    await write_entry(backend, uid("u"), uid("p"), uid("a"), 7)
+    reader = FeedReader.from_url(backend.settings.redis_url,
+                                 key_prefix=backend.settings.key_prefix)  # fmt: skip
+    try:
+        assert is_cluster(reader.redis) == (backend.name == "cluster")
+        page = await reader.following(uid("u"))
+        assert [(i.post_id, i.author_id, i.ts) for i in page.items] == [(uid("p"), uid("a"), 7)]
+    finally:
+        await reader.close()
+
+
+async def test_account_labels_and_reinstatement(backend: Backend, uid) -> None:
+    """Label, unlabel and reinstate are slot-local: they run on both layouts, and readers
+    see the label on old entries."""
+    ev = Events()
+    author = uid("author")
+    await write_entry(backend, uid("u"), uid("p"), author, 9)
+    store = AccountStore(backend.redis, backend.settings)
+    from feedamp.models.events import Account
+
+    def account(action: str, label: str | None = None) -> Account:
+        return Account(**ev._base(None), user_id=author, action=action, label=label)
+
+    applied = await store.apply([account("label", "virtual_influencer"), account("reinstate")])
+    assert applied.failures == []
+    reader = FeedReader(backend.redis, key_prefix=backend.settings.key_prefix)
+    (item,) = (await reader.following(uid("u"))).items
+    assert item.labels == ("virtual_influencer",)
+    assert (await store.apply([account("unlabel", "virtual_influencer")])).failures == []
+    (item,) = (await reader.following(uid("u"))).items
+    assert item.labels == ()
+
+
+async def test_gift_code_pools_seed_once(backend: Backend) -> None:
+    """Seeding the code pools is slot-local and idempotent."""
+    catalog = load_campaigns(SAMPLE)
+    store = GiftStore(backend.redis, backend.settings, catalog)
+    await store.seed()
+    await store.seed()
+    assert await backend.redis.lrange(backend.keys.gift_codes("editor-90"), 0, -1) == [
+        b"CUTPRO-7Q2M", b"CUTPRO-K81D", b"CUTPRO-Z4XN", b"CUTPRO-W0PL"]  # fmt: skip
+
+
+async def test_event_order_bookkeeping(backend: Backend) -> None:
+    """Park, progress, release and forget share the ``{order}`` slot: they run on both."""
+    order = EventOrder(backend.redis, backend.settings)
+    await order.park([("e1", 100, b"one"), ("e2", 300, b"two")])
+    await order.advance({"reposts:0": 200, "posts:0": 250})
+    watermark, items = await order.release(10, ["reposts:0", "posts:0"])
+    assert watermark == 200 and items == [("e1", b"one")]
+    await order.forget(["e1"])
+    assert await backend.redis.zrange(backend.keys.parked(), 0, -1) == [b"e2"]
+
+
+async def test_drop_and_count_visit_every_master(backend: Backend, uid) -> None:
+    """Dropping a namespace and counting feeds see the keys of every master."""
+    namespaces = Namespaces(backend.redis, backend.settings.key_prefix)
+    generation = await namespaces.new_generation()
+    old = Backend(backend.name, backend.settings.with_(key_prefix=generation), backend.redis)
+    for i in range(30):
+        await write_entry(old, uid(f"u{i}"), uid(f"p{i}"), uid("a"), i + 1)
+    counted = await count_feeds(backend.redis, old.keys.feed("u", 0))
+    assert (counted.feeds, counted.entries) == (30, 30)
+    assert await namespaces.drop(generation) == 60  # a feed bucket and a post each
+    assert [k async for k in scan_keys(backend.redis, pattern(generation))] == []
+
+
+async def test_fanout_refused_on_cluster_before_writing(backend: Backend, uid) -> None:
+    """A post on a cluster raises the clear error and writes nothing; on a standalone
+    Redis it is delivered as always."""
+    ev = Events()
+    author, fan = uid("author"), uid("fan")
+    store = FeedStore(backend.redis, backend.settings)
+    events = [ev.follow(fan, author), ev.post(uid("p"), author)]
+    if backend.name == "standalone":
+        assert (await store.apply(events)).failures == []
+        reader = FeedReader(backend.redis, key_prefix=backend.settings.key_prefix)
+        assert [i.post_id for i in (await reader.following(fan)).items] == [uid("p")]
+        return
+    with pytest.raises(ClusterUnsupported, match=FANOUT_UNSUPPORTED):
+        await store.apply(events)
+    assert [k async for k in scan_keys(backend.redis, pattern(backend.settings.key_prefix))] == []
+
+
+def test_writing_commands_refuse_a_cluster_in_one_line(
+    broker: Service, redis_cluster: RedisClusterService, uid
+) -> None:
+    """``feedamp rebuild-feed`` and ``feedamp worker`` on a cluster: one line, exit 2;
+    ``feedamp feed`` reads it."""
+    settings = make_settings(broker, redis_cluster)
+    env = worker_env(settings)
+    for argv in (["rebuild-feed", uid("u")], ["worker"]):
+        done = subprocess.run([sys.executable, "-m", "feedamp.cli", *argv], env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines()[-1] == (
+            f"feedamp {argv[0]}: {FANOUT_UNSUPPORTED} (REDIS_URL names a cluster node)"
+        )
+    done = subprocess.run([sys.executable, "-m", "feedamp.cli", "feed", uid("u")], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_dev_cluster_starts_a_cluster_refuses_and_stops_it() -> None:
+    """``feedamp dev --cluster`` forms a three-master cluster, says in one line that the
+    demo's fan-out cannot run on it yet, and leaves no node running."""
+    import re
+    import socket
+
+    done = subprocess.run([sys.executable, "-m", "feedamp.cli", "dev", "--cluster"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == (
+        f"feedamp dev --cluster: {FANOUT_UNSUPPORTED} (REDIS_URL names a cluster node)"
+    )
+    nodes = re.search(r"redis cluster nodes (.*)", done.stdout).group(1).split()  # type: ignore[union-attr]
+    assert len(nodes) == 3
+    for node in nodes:
+        with (
+            pytest.raises(OSError),
+            socket.create_connection(("127.0.0.1", int(node.split(":")[1])), 1),
+        ):
+            pass
+
+
+def test_unreachable_redis_is_one_line_without_the_password() -> None:
+    """A REDIS_URL where nothing answers: one line naming it (password hidden), exit 2."""
+    from feedamp.cli.embedded import free_port
+
+    env = {**worker_env(Settings()), "REDIS_URL": f"redis://:hush@127.0.0.1:{free_port()}/0"}
+    done = subprocess.run([sys.executable, "-m", "feedamp.cli", "feed", "alice"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("feedamp feed: cannot reach Redis at REDIS_URL=redis://:***@127.0.0.1:")
+    assert "hush" not in line
+
+
+async def _graph(b: Backend, author: str, fans: list[str], hiders: list[str]) -> None:
+    """Follow edges, and ``hiders`` muting the author (half of them) or blocked by it
+    (the others), written as the schema has them, on either layout."""
+    k = b.keys
+    for fan in fans:
+        await b.redis.sadd(k.followers(author), fan)
+        await b.redis.sadd(k.following(fan), author)
+    since = "1|"  # hidden from event time 1 on, never lifted
+    for i, fan in enumerate(hiders):
+        if i % 2:
+            await b.redis.hset(k.mutes(fan), author, since)
+            await b.redis.hset(k.muted_by(author), fan, since)
+        else:
+            await b.redis.hset(k.blocks(author), fan, since)
+            await b.redis.hset(k.blocked_by(fan), author, since)
+
+
+async def _feeds(b: Backend, fans: list[str]) -> dict[str, list]:
+    k = b.keys
+    return {fan: [await b.redis.zrange(k.feed(fan, n), 0, -1, withscores=True)
+                  for n in range(b.settings.feed_buckets)] for fan in fans}  # fmt: skip
+
+
+async def test_post_fanout_by_node_matches_the_standalone_fanout(
+    redis_server: Service, redis_cluster: RedisClusterService, broker: Service, uid
+) -> None:
+    """The same post to the same 300 followers (5 of them muting or blocked by the
+    author), chunks of 64: delivery steps grouped by node on the cluster leave every
+    follower's feed exactly as post.lua does on a standalone Redis, and a second run
+    changes nothing."""
+    from feedamp.feeds.fanout_cluster import ClusterPostFanout
+
+    ev = Events()
+    author = uid("star")
+    fans = [uid(f"fan{i}") for i in range(300)]
+    hiders = fans[:5]
+    post = ev.post(uid("p"), author, text="hello")
+    feeds = {}
+    for server in (redis_server, redis_cluster):
+        b = Backend("", make_settings(broker, server, fanout_chunk=64), connect(
+            f"redis://{server.address}/0"))  # fmt: skip
+        try:
+            await _graph(b, author, fans, hiders)
+            if isinstance(b.redis, RedisCluster):
+                fanout = ClusterPostFanout(b.redis, b.settings)
+                assert await fanout.apply(post) == 295
+                assert await fanout.apply(post) == 295  # idempotent
+                assert fanout.regrouped == 0  # one call per node and chunk, none refused
+                nodes = {b.redis.get_node_from_key(b.keys.feed(f, 0)).name for f in fans}
+                assert len(nodes) == 3
+            else:
+                assert (await FeedStore(b.redis, b.settings).apply([post])).failures == []
+            feeds[server is redis_cluster] = await _feeds(b, fans)
+            reader = FeedReader(b.redis, key_prefix=b.settings.key_prefix)
+            (item,) = (await reader.following(fans[-1])).items
+            assert (item.post_id, item.author_id, item.text) == (uid("p"), author, "hello")
+            assert (await reader.following(hiders[0])).items == []
+        finally:
+            await close(b.redis)
+    assert feeds[True] == feeds[False]
+
+
+async def test_post_fanout_survives_slots_moved_behind_the_client(
+    broker: Service, redis_cluster: RedisClusterService, uid
+) -> None:
+    """Slots move to another master after the client read the slot table: the groups
+    sent to the old owner are refused (MOVED) before running, re-grouped by slot and
+    delivered; every follower gets the post once."""
+    from feedamp.feeds.fanout_cluster import ClusterPostFanout
+
+    b = Backend("cluster", make_settings(broker, redis_cluster), connect(redis_cluster.url))
+    assert isinstance(b.redis, RedisCluster)
+    try:
+        author, fans = uid("star"), [uid(f"fan{i}") for i in range(200)]
+        await _graph(b, author, fans, [])
+        await b.redis.initialize()  # the slot table as it is now
+        before = {f: b.redis.get_node_from_key(b.keys.feed(f, 0)).name for f in fans}
+        source = before[fans[0]]
+        target = next(n.name for n in b.redis.get_primaries() if n.name != source)
+        ids = (_node_id(redis_cluster, source), _node_id(redis_cluster, target))
+        moved = redis_cluster.cli(
+            "--cluster", "reshard", redis_cluster.address, "--cluster-from", ids[0],
+            "--cluster-to", ids[1], "--cluster-slots", "2000", "--cluster-yes", timeout=120,
+        )  # fmt: skip
+        assert "Moving slot" in moved
+        fresh = connect(redis_cluster.url)
+        await fresh.initialize()
+        after = {f: fresh.get_node_from_key(b.keys.feed(f, 0)).name for f in fans}
+        await close(fresh)
+        assert any(before[f] != after[f] for f in fans)  # the client's table is stale
+        post = Events().post(uid("p"), author)
+        fanout = ClusterPostFanout(b.redis, b.settings)
+        assert await fanout.apply(post) == 200
+        # the whole group sent to the old owner was refused, and only that one
+        assert fanout.regrouped == sum(before[f] == source for f in fans)
+        for fan in fans:
+            assert await b.redis.zscore(b.keys.feed(fan, bucket_of(uid("p"), 8)), uid("p"))
+    finally:
+        await close(b.redis)
+
+
+def _node_id(cluster: RedisClusterService, name: str) -> str:
+    """The cluster node id of ``host:port``."""
+    for line in cluster.cli("CLUSTER", "NODES").splitlines():
+        node_id, address = line.split()[:2]
+        if address.split("@")[0] == name:
+            return node_id
+    raise AssertionError(f"no node {name}")
+
+
+async def test_scripts_are_loaded_again_after_a_node_lost_them(backend: Backend, uid) -> None:
+    """A master that restarted answers NOSCRIPT: the calls are loaded and run again."""
+    ev = Events()
+    store = AccountStore(backend.redis, backend.settings)
+    from feedamp.models.events import Account
+
+    label = Account(**ev._base(None), user_id=uid("a"), action="label", label="x")
+    assert (await store.apply([label])).failures == []
+    await backend.redis.script_flush()  # every master of a cluster
+    assert await backend.redis.script_exists(store.scripts.account.sha) == [False]
+    unlabel = Account(**ev._base(None), user_id=uid("a"), action="unlabel", label="x")
+    assert (await store.apply([unlabel])).failures == []
+    assert (await backend.redis.hget(backend.keys.account(uid("a")), "label:x")).startswith(b"-")
+
+
+async def test_product_views_are_slot_local(backend: Backend, uid) -> None:
+    """A product view touches only the viewer's keys: it runs on both layouts and the
+    "Looked at" read shows it, latest view first."""
+    from feedamp.feeds.products import ProductStore
+
+    ev, user = Events(), uid("viewer")
+    store = ProductStore(backend.redis, backend.settings)
+    views = [ev.view(user, "tripod"), ev.view(user, "mic"), ev.view(user, "tripod")]
+    assert (await store.apply(views)).failures == []
+    reader = FeedReader(backend.redis, key_prefix=backend.settings.key_prefix)
+    page = await reader.viewed(user)
+    assert [item.product_id for item in page.items] == ["tripod", "mic"]
+
+
+async def test_a_cluster_behind_a_password_is_detected_and_read(uid) -> None:
+    """AUTH in the URL: the probe and the cluster client both use it."""
+    from feedamp.cli.embedded_cluster import start_redis_cluster
+
+    cluster = start_redis_cluster(password="s3cret")
+    try:
+        url = cluster.url.replace(cluster.address, cluster.nodes[2].address)
+        redis = connect(url)
+        assert is_cluster(redis)
+        await redis.set(uid("k"), "v")
+        assert await redis.get(uid("k")) == b"v"
+        await close(redis)
+        with pytest.raises(RedisUnreachable, match="refused the credentials") as refused:
+            connect(url.replace("s3cret", "wrong"))
+        assert "wrong" not in str(refused.value)
+    finally:
+        cluster.stop()
