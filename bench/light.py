@@ -68,8 +68,8 @@ IDLE_SETTLE, IDLE_WINDOW = 2.0, 5.0
 RAW_READS = 5
 RUN_TIMEOUT = 600.0
 
-FULL = Plan(gifts=20_000, orders=8_000, runs=2)
-QUICK = Plan(gifts=5_000, orders=0, runs=2)
+FULL = Plan(gifts=20_000, orders=8_000, views=0, runs=2)
+QUICK = Plan(gifts=5_000, orders=0, views=0, runs=2)
 
 
 @dataclass(slots=True)
