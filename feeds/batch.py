@@ -71,22 +71,65 @@ async def run_scripts(
 ) -> list[object]:
     """Run ``(script, argv)`` calls in order, pipelined ``PIPELINE_CALLS`` at a time.
 
-    Returns each call's result, or the exception Redis answered it with (a script error
-    belongs to its event). A transient error (see :func:`is_transient`) is raised instead,
-    for the caller to retry the whole batch.
+    Scripts are sent as ``EVALSHA``; a script is loaded once per client (``SCRIPT LOAD``),
+    and again only if Redis answers ``NOSCRIPT`` (it restarted or was flushed), in which
+    case the calls from the first refused one on are sent again (every script is
+    idempotent). Returns each call's result, or the exception Redis answered it with (a
+    script error belongs to its event). A transient error (see :func:`is_transient`) is
+    raised instead, for the caller to retry the whole batch.
     """
     results: list[object] = []
     for start in range(0, len(calls), PIPELINE_CALLS):
-        chunk = calls[start : start + PIPELINE_CALLS]
-        found = await _pipelined(redis, chunk)
-        if any(isinstance(r, NoScriptError) for r in found) and is_cluster(redis):
-            # A cluster node lost its script cache (restart, failover): load the chunk's
-            # scripts on every master and run it again (scripts are idempotent).
-            for script in {id(s): s for s, _ in chunk}.values():
-                await script.load()  # type: ignore[attr-defined]
-            found = await _pipelined(redis, chunk)
-        results += found
+        part = calls[start : start + PIPELINE_CALLS]
+        if is_cluster(redis):
+            results += await _cluster_chunk(redis, part)
+            continue
+        loaded = _loaded.setdefault(id(redis), set())
+        for attempt in range(2):
+            await _load(redis, [script for script, _ in part], loaded)
+            got = await _evalsha(redis, part)
+            refused = next((i for i, r in enumerate(got) if isinstance(r, NoScriptError)), None)
+            if refused is None or attempt:
+                results += got
+                break
+            results += got[:refused]
+            part = part[refused:]
+            loaded.clear()
     for result in results:
         if is_transient(result):
             raise result  # type: ignore[misc]
     return results
+
+
+async def _cluster_chunk(
+    redis: AnyRedis, chunk: Sequence[tuple[AsyncScript, Sequence[str | int]]]
+) -> list[object]:
+    """One chunk on a cluster, through redis-py's script pipelines (one per node)."""
+    found = await _pipelined(redis, chunk)
+    if any(isinstance(r, NoScriptError) for r in found):
+        # A cluster node lost its script cache (restart, failover): load the chunk's
+        # scripts on every master and run it again (scripts are idempotent).
+        for script in {id(s): s for s, _ in chunk}.values():
+            await script.load()  # type: ignore[attr-defined]
+        found = await _pipelined(redis, chunk)
+    return found
+
+
+#: The SHA1s known to be loaded, per client (``id`` of the client).
+_loaded: dict[int, set[str]] = {}
+
+
+async def _load(redis: AnyRedis, scripts: Sequence[AsyncScript], loaded: set[str]) -> None:
+    missing = {s.sha: s.script for s in scripts if s.sha not in loaded}
+    for sha, source in missing.items():
+        await redis.script_load(source)
+        loaded.add(sha)
+
+
+async def _evalsha(
+    redis: AnyRedis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
+) -> list[object]:
+    async with redis.pipeline(transaction=False) as pipe:
+        for script, argv in calls:
+            pipe.evalsha(script.sha, 0, *argv)
+        return await pipe.execute(raise_on_error=False)

@@ -217,18 +217,16 @@ class FeedStore:
             brake_window=c.brake_window_ms,
             friction="1" if c.friction else "0",
         )
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for i, ev in reposts:
-                via, comment = ev.via_repost_id or "", _flag(bool(ev.comment))
-                args = argv("decide", self._context, post_id=ev.post_id, repost_id=ev.repost_id,
-                            reposter_id=ev.reposter_id, via_repost_id=via, ts=ev.ts,
-                            has_comment=comment, door=refused.get(i, ""), **limits)  # fmt: skip
-                await self.scripts.decide(args=args, client=pipe)  # type: ignore[arg-type]  # redis-py types omit pipelines as script clients
-            results = await pipe.execute(raise_on_error=False)
+        calls = []
+        for i, ev in reposts:
+            via, comment = ev.via_repost_id or "", _flag(bool(ev.comment))
+            args = argv("decide", self._context, post_id=ev.post_id, repost_id=ev.repost_id,
+                        reposter_id=ev.reposter_id, via_repost_id=via, ts=ev.ts,
+                        has_comment=comment, door=refused.get(i, ""), **limits)  # fmt: skip
+            calls.append((self.scripts.decide, args))
+        results = await run_scripts(self.redis, calls)
         decisions: dict[int, Decision] = {}
         for (i, ev), result in zip(reposts, results, strict=True):
-            if is_transient(result):
-                raise result
             if isinstance(result, Exception):
                 failures[i] = Failure(i, result)
                 continue

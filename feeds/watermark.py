@@ -89,6 +89,10 @@ class Watermark:
         items = [(text(rows[i]), rows[i + 1]) for i in range(1, len(rows), 2)]
         return watermark, items
 
+    async def pending(self) -> int:
+        """How many events are parked (released or not)."""
+        return int(await self.redis.zcard(self.keys.parked()))
+
     async def forget(self, event_ids: Sequence[str]) -> None:
         """Drop released events once applied."""
         if event_ids:

@@ -6,16 +6,18 @@ hold it for the whole wait, which put about 750 ms between an event and its fan-
 
 The consumer thread also checks, several times a second, whether aiokafka's group
 coordinator stopped on an error it hands to its user (see :mod:`feedamp.kafka.group`),
-and then calls ``on_group_error``.
+and then calls ``on_group_error``. The consumer hands the records of ``bulk_topics`` to
+the agent a fetch at a time (:mod:`feedamp.kafka.bulk`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from .bulk import BulkDrain, BulkSink
 from .group import pending_group_error
 
 __all__ = ["GROUP_CHECK_INTERVAL", "transport_class"]
@@ -25,10 +27,13 @@ GROUP_CHECK_INTERVAL = 0.25
 
 
 def transport_class(
-    fetch_max_wait_ms: int, on_group_error: Callable[[BaseException], Any] | None = None
+    fetch_max_wait_ms: int,
+    on_group_error: Callable[[BaseException], Any] | None = None,
+    bulk_topics: Collection[str] = (),
 ) -> type[faust_aiokafka.Transport]:
-    """A Faust Kafka transport whose consumer waits at most ``fetch_max_wait_ms``, and
-    calls ``on_group_error`` with an error that stopped the group coordination."""
+    """A Faust Kafka transport whose consumer waits at most ``fetch_max_wait_ms``, calls
+    ``on_group_error`` with an error that stopped the group coordination, and puts the
+    records of ``bulk_topics`` in its ``bulk`` sink."""
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
@@ -46,8 +51,15 @@ def transport_class(
         def _new_consumer_thread(self) -> ConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    class BulkConsumer(BulkDrain, Consumer):  # type: ignore[misc]  # Faust's untyped drain hook
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.bulk = BulkSink(bulk_topics)
+            # cleared on a rebalance
+            self.app.flow_control.manage_queue(self.bulk)  # type: ignore[arg-type]
+
     class Transport(faust_aiokafka.Transport):
         pass
 
-    Transport.Consumer = Consumer
+    Transport.Consumer = BulkConsumer if bulk_topics else Consumer
     return Transport

@@ -3,9 +3,10 @@
 The agent hands each batch to :class:`BatchHandler`, which never lets an exception escape
 (an exception escaping a Faust agent stops it without a word): Redis outages are retried
 with backoff, bad records go to the dead-letter topic, and a bug hit by one record
-dead-letters that record alone. Offsets are acknowledged by ``take_events`` only after
-the batch was handled, so a worker killed mid-batch replays the batch on restart, which
-is harmless because every Redis write is idempotent.
+dead-letters that record alone. Offsets are acknowledged (by the consumer's bulk sink,
+:mod:`feedamp.kafka.bulk`) only after the batch was handled, so a worker killed
+mid-batch replays the batch on restart, which is harmless because every Redis write is
+idempotent.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .metrics import Metrics
 from .pipeline import Pipeline, progress_field
 from .publish import Publisher
 from .records import DeadLetter, Outcome, Outputs, Record
+from .ticker import ReleaseTicker
 from .web import install_console, install_web
 
 __all__ = ["BatchHandler", "create_app"]
@@ -56,6 +58,13 @@ class BatchHandler:
     async def handle(self, records: Sequence[Record]) -> Outcome:
         """Apply ``records``; returns only when each was applied or dead-lettered and every
         dead letter and decision was published."""
+        outcome = await self.apply(records)
+        await self.finish(records, outcome)
+        return outcome
+
+    async def apply(self, records: Sequence[Record]) -> Outcome:
+        """The first half of :meth:`handle`: apply ``records`` (or dead-letter them);
+        publish nothing."""
         try:
             outcome = await self.retrying(self.pipeline.apply, records)
         except Exception:
@@ -68,10 +77,14 @@ class BatchHandler:
                     log.exception("record %s[%d]@%d failed", record.topic, record.partition,
                                   record.offset)  # fmt: skip
                     outcome.dead_letters.append(DeadLetter(record, f"internal error: {exc!r}"))
-        await self._publish(outcome)
-        if self.pipeline.watermarked:
-            outcome.extend(await self.release())
         return outcome
+
+    async def finish(self, records: Sequence[Record], outcome: Outcome) -> None:
+        """The second half of :meth:`handle`: publish ``outcome``, then release what the
+        batch let pass (added to ``outcome``)."""
+        await self._publish(outcome)
+        if self.pipeline.watermarked and any(r.topic in self.pipeline.watched for r in records):
+            outcome.extend(await self.release())
 
     async def release(self) -> Outcome:
         """Decide, apply and publish the parked events the watermark has passed (see
@@ -103,9 +116,6 @@ class BatchHandler:
 
 #: Bind addresses meaning "every interface": not an address to advertise.
 WILDCARDS = ("0.0.0.0", "::", "")
-
-#: How often (s) a worker raises the progress of idle partitions and releases parked events.
-RELEASE_INTERVAL = 0.02
 
 
 class PartitionWatch:
@@ -185,7 +195,9 @@ def create_app(settings: Settings) -> faust.App:
     )
     logging.getLogger("aiokafka.consumer.group_coordinator").addFilter(QuietFatalJoin())
     app.transport = transport_class(
-        settings.fetch_max_wait_ms, lambda exc: stop_on_group_error(exc, settings)
+        settings.fetch_max_wait_ms,
+        lambda exc: stop_on_group_error(exc, settings),
+        bulk_topics=settings.topics.inputs,
     )(app.conf.broker_consumer, app)
     raw: dict[str, Any] = {
         "key_type": bytes,
@@ -194,49 +206,66 @@ def create_app(settings: Settings) -> faust.App:
         "value_serializer": "raw",
     }
     inputs = app.topic(*settings.topics.inputs, **raw)
-    dead_letters = app.topic(settings.topics.dead_letter, **raw)
-    decisions = app.topic(settings.topics.decisions, **raw)
     redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
     refuse_writes_on_cluster(redis, "feedamp worker")
     watch = PartitionWatch(app, settings)
     pipeline = Pipeline(FeedStore(redis, settings), settings, partitions=watch.partitions)
 
-    outputs = {settings.topics.dead_letter: dead_letters, settings.topics.decisions: decisions}
-
     async def send(
         topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None
     ) -> Any:
-        return await outputs[topic].send(key=key, value=value, headers=headers)
+        # Straight to the producer Faust runs: Topic.send costs a future chain per message.
+        return await app.producer.send(topic, key, value, None, None, headers)
 
     handler = BatchHandler(pipeline, Publisher(settings.topics, send, log=log))
     metrics = Metrics()
 
     @app.agent(inputs, name="feedamp.apply")
     async def apply(stream: faust.StreamT) -> None:
-        # take_events is on faust.Stream, not on the StreamT protocol agents are typed with.
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            settings.batch_size, within=settings.batch_within
-        ):
-            records = [Record.from_message(e.message) for e in events]
-            started = time.perf_counter()
-            outcome = await handler.handle(records)
-            watch.handled(records)
+        """Handles the input topics' records a fetch at a time (up to the batch size),
+        taken from the consumer's bulk sink rather than one by one from ``stream``. A
+        batch's decisions are published while the next batch is applied; a batch is
+        acknowledged once its own are stored, and batches publish in order."""
+        consumer = app.consumer
+        sink = consumer.bulk  # type: ignore[attr-defined]  # the BulkConsumer's sink
+        publishing: asyncio.Future | None = None
+
+        async def finish(messages, records, outcome, started) -> None:
+            await handler.finish(records, outcome)
+            sink.ack(consumer, messages)
             metrics.observe(records, outcome, time.perf_counter() - started)
 
+        try:
+            async for messages in sink.batches(
+                consumer, settings.batch_size, settings.batch_within, acks=False
+            ):
+                records = [Record.from_message(m) for m in messages]
+                started = time.perf_counter()
+                outcome = await handler.apply(records)
+                watch.handled(records)
+                ticker.handled(records)
+                if publishing is not None:
+                    await publishing
+                publishing = asyncio.ensure_future(finish(messages, records, outcome, started))
+        finally:
+            if publishing is not None and not publishing.done():
+                publishing.cancel()  # not acknowledged: read again after a restart
+
+    ticker = ReleaseTicker(pipeline, handler.retrying, handler._publish, watch.caught_up,
+                           settings.topics.reposts)  # fmt: skip
     if pipeline.watermarked:
 
-        @app.timer(interval=RELEASE_INTERVAL)
+        @app.task
         async def release() -> None:
-            """Raise the progress of partitions read to the end, then release."""
-            try:
-                await handler.retrying(pipeline.advance_watermark, watch.caught_up())
-            except Exception:
-                log.exception("could not record partition progress")
-            started = time.perf_counter()
-            outcome = await handler.release()
-            metrics.watermark = pipeline.watermark
-            if outcome.decisions or outcome.dead_letters:
-                metrics.observe([], outcome, time.perf_counter() - started)
+            """Raise the progress of partitions read to the end, then release (see
+            :mod:`feedamp.streams.ticker` for how often)."""
+
+            def done(outcome: Outcome, seconds: float) -> None:
+                metrics.watermark = pipeline.watermark
+                if outcome.decisions or outcome.dead_letters:
+                    metrics.observe([], outcome, seconds)
+
+            await ticker.run(done)
 
     if settings.web_port:
         install_web(app, metrics, redis, settings.topics.inputs)

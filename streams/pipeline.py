@@ -116,6 +116,8 @@ class Pipeline:
                              settings.max_tagged_products)  # fmt: skip
         topics = settings.topics
         self._posts_topic = topics.posts
+        #: The topics whose event times make the watermark (posts, reposts).
+        self.watched = frozenset((topics.posts, topics.reposts))
         # topic name -> types allowed on it
         self._types_on: dict[str, set[str]] = {}
         for type_name, (attr, _) in ROUTES.items():
@@ -176,17 +178,19 @@ class Pipeline:
             await self._watermark(prefix).advance(progress)
         return outcome
 
-    async def release(self, publish: Callable[[Outcome], Awaitable[None]]) -> Outcome:
+    async def release(
+        self, publish: Callable[[Outcome], Awaitable[None]], prefix: str | None = None
+    ) -> Outcome:
         """Decide and apply, in event-time order, the parked events the watermark has
         passed, chunk by chunk; ``publish`` each chunk's outcome before the chunk is
         forgotten, so a crash in between releases it again (at least once). One releaser
         at a time across workers: another's release returns at once. Returns the whole
-        outcome (for metrics)."""
+        outcome (for metrics). ``prefix``: the namespace already resolved for this tick."""
         outcome = Outcome()
         partitions = self.partitions() if self.watermarked and self.partitions else []
         if not partitions:
             return outcome
-        prefix = await self._prefix()
+        prefix = prefix or await self._prefix()
         parking = self._watermark(prefix)
         lock = parking.lock()
         if not await lock.acquire():
@@ -221,9 +225,18 @@ class Pipeline:
                 progress[field] = max(progress.get(field, 0), e.event.ts - lateness)
         return progress
 
-    async def advance_watermark(self, progress: dict[str, int]) -> None:
-        """Raise the progress of partitions (the worker's clock-driven part)."""
-        await self._watermark(await self._prefix()).advance(progress)
+    async def advance_watermark(self, progress: dict[str, int], prefix: str | None = None) -> None:
+        """Raise the progress of partitions (the worker's clock-driven part), in ``prefix``
+        (default: the active namespace)."""
+        await self._watermark(prefix or await self._prefix()).advance(progress)
+
+    async def parked(self, prefix: str) -> int:
+        """How many events wait in the namespace ``prefix`` (one ZCARD)."""
+        return await self._watermark(prefix).pending()
+
+    async def active_prefix(self) -> str:
+        """The namespace to write to now (see :meth:`apply`)."""
+        return await self._prefix()
 
     async def _prefix(self) -> str:
         """The namespace to write to: the fixed one, else the active one (one GET)."""
@@ -250,8 +263,22 @@ class Pipeline:
     async def _apply_events(
         self, envelopes: Sequence[Envelope], outcome: Outcome, prefix: str
     ) -> None:
-        """Apply parsed events to their stores in the namespace ``prefix`` (see
-        :meth:`apply` for the order)."""
+        """Apply parsed events to their stores in the namespace ``prefix``, in segments:
+        a posts-topic event read after a graph event starts a new segment, so a follow
+        read before an author's posts is applied before them, however large the batch
+        (the follow's backfill is bounded). Within a segment, see :meth:`apply`."""
+        graph, start, seen_graph = self.settings.topics.graph, 0, False
+        for i, envelope in enumerate(envelopes):
+            topic = envelope.record.topic
+            if topic == self._posts_topic and seen_graph:
+                await self._apply_segment(envelopes[start:i], outcome, prefix)
+                start, seen_graph = i, False
+            seen_graph = seen_graph or topic == graph
+        await self._apply_segment(envelopes[start:], outcome, prefix)
+
+    async def _apply_segment(
+        self, envelopes: Sequence[Envelope], outcome: Outcome, prefix: str
+    ) -> None:
         first_decision = len(outcome.decisions)
         reposts: list[Repost] = []
 
