@@ -9,6 +9,13 @@ events (:mod:`feedamp.feeds.activity`).
 from __future__ import annotations
 
 from .data import ConsoleData
-from .render import cascade_page, error_page, overview_page, user_page
+from .render import cascade_page, error_page, explain_page, overview_page, user_page
 
-__all__ = ["ConsoleData", "cascade_page", "error_page", "overview_page", "user_page"]
+__all__ = [
+    "ConsoleData",
+    "cascade_page",
+    "error_page",
+    "explain_page",
+    "overview_page",
+    "user_page",
+]

@@ -12,7 +12,9 @@
   post attributed to the reposter (its ``via`` field), counted in Redis by a read-only
   script, :data:`REACH_CHUNK` followers a call, at most :data:`REACH_BUDGET` followers
   per page (a count cut short is shown as "at least");
-- a user's Following and For You feeds, through :class:`~feedamp.feeds.FeedReader`.
+- a user's Following and For You feeds, through :class:`~feedamp.feeds.FeedReader`;
+- why a post is or is not in a user's feeds, through :func:`feedamp.feeds.explain.explain`
+  (the engine of ``feedamp explain``, with the worker's feed sizes).
 
 Every read is in the active key namespace, looked up once per page.
 """
@@ -29,6 +31,7 @@ from feedamp.config import Settings
 from feedamp.feeds import FeedReader, Keys
 from feedamp.feeds.activity import WINDOW_MS, ActivityKeys, parse_cascade
 from feedamp.feeds.connection import AnyRedis
+from feedamp.feeds.explain import Explanation, explain
 from feedamp.feeds.keys import bucket_of
 from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.reader import FeedItem
@@ -369,3 +372,11 @@ class ConsoleData:
         following = await self.reader.following(user_id, limit=limit)
         for_you = await self.reader.for_you(user_id, limit=limit)
         return UserFeeds(user_id, list(following.items), list(for_you.items))
+
+    async def explain(self, user_id: str, post_id: str) -> Explanation:
+        """Why ``post_id`` is or is not in ``user_id``'s feeds, as ``feedamp explain``
+        finds it (the worker's key prefix and feed sizes)."""
+        s = self.settings
+        return await explain(self.redis, user_id, post_id, key_prefix=s.key_prefix,
+                             feed_buckets=s.feed_buckets, feed_cap=s.feed_cap,
+                             for_you_cap=s.for_you_cap)  # fmt: skip

@@ -4,7 +4,9 @@ script (auto-refresh and the look-up form), no build step.
 Every value comes from :mod:`feedamp.console.data` and is escaped here. Numbers carry
 ``data-*`` attributes naming what they are, so tests and scripts can read them back.
 The cascade is drawn as inline SVG: one row per repost in depth-first order, indented by
-depth, each linked to the repost it came through.
+depth, each linked to the repost it came through. The explain page shows the facts and
+verdicts of :class:`~feedamp.feeds.explain.Explanation` as they are (the same as
+``feedamp explain`` prints), without reasoning of its own.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from datetime import UTC, datetime
 from html import escape
 from urllib.parse import quote
 
+from feedamp.feeds.explain import Explanation
 from feedamp.feeds.reader import FeedItem
 
 from .data import Cascade, Overview, UserFeeds
 
-__all__ = ["cascade_page", "error_page", "overview_page", "user_page"]
+__all__ = ["cascade_page", "error_page", "explain_page", "overview_page", "user_page"]
 
 #: Colour of each decision in the cascade and the decisions chart.
 COLOURS = {
@@ -48,11 +51,15 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .chip{display:inline-block;padding:0 6px;border-radius:9px;color:#fff;font-size:12px}
 code{font-size:12px;background:#f1f3f5;padding:1px 4px;border-radius:3px}
 .cols{display:grid;grid-template-columns:1fr 1fr;gap:16px}
+.verdict{font-weight:700}.verdict.shown{color:#2e7d32}.verdict.hidden{color:#c62828}
 """
 
 SCRIPT = """
 function go(kind){var v=document.getElementById('lookup').value.trim();
  if(v){location.href='/console/'+kind+'/'+encodeURIComponent(v);}return false;}
+function why(user){var v=document.getElementById('why-post').value.trim();
+ if(v){location.href='/console/user/'+encodeURIComponent(user)+'/explain/'
+ +encodeURIComponent(v);}return false;}
 (function(){var box=document.getElementById('auto');if(!box)return;
  box.checked=location.hash==='#auto';
  box.onchange=function(){location.hash=box.checked?'auto':'';};
@@ -302,16 +309,28 @@ def cascade_svg(view: Cascade) -> str:
 
 
 def user_page(view: UserFeeds) -> str:
-    """A user's Following and For You feeds, with attribution."""
+    """A user's Following and For You feeds, with attribution, each entry linked to its
+    explanation, and a form to explain a post that is not there."""
+    user = escape(view.user_id)
+    form = (
+        f"<section><form id=why-form data-user='{user}' onsubmit='return why(this.dataset.user)'>"
+        "Why is a post not here? <input id=why-post placeholder='post id'> "
+        "<button type=submit>explain</button></form></section>"
+    )
     body = (
-        f"<h1>User {escape(view.user_id)}</h1><div class=cols>"
-        f"{_feed('Following', 'following', view.following)}"
-        f"{_feed('For You', 'for-you', view.for_you)}</div>"
+        f"<h1>User {user}</h1>{form}<div class=cols>"
+        f"{_feed('Following', 'following', view.following, view.user_id)}"
+        f"{_feed('For You', 'for-you', view.for_you, view.user_id)}</div>"
     )
     return _page(f"user {view.user_id}", body)
 
 
-def _feed(title: str, name: str, items: Iterable[FeedItem]) -> str:
+def _explain_link(user_id: str, post_id: str) -> str:
+    href = f"/console/user/{quote(user_id, safe='')}/explain/{quote(post_id, safe='')}"
+    return f"<a data-explain href='{href}'>explain</a>"
+
+
+def _feed(title: str, name: str, items: Iterable[FeedItem], user_id: str) -> str:
     rows = []
     for item in items:
         by = ", ".join(item.reposted_by)
@@ -323,13 +342,107 @@ def _feed(title: str, name: str, items: Iterable[FeedItem]) -> str:
             f"<tr data-post='{escape(item.post_id)}'><td>{_post_link(item.post_id)}{labels}"
             f"<br><span class=muted>{escape((item.text or '')[:120])}</span></td>"
             f"<td>{_user_link(item.author_id)}</td><td data-why>{why}{comment}</td>"
-            f"<td>{_when(item.ts)}</td></tr>"
+            f"<td>{_when(item.ts)}</td><td>{_explain_link(user_id, item.post_id)}</td></tr>"
         )
     count = len(rows)
-    head = "<tr><th>post</th><th>author</th><th>why it is here</th><th>time (UTC)</th></tr>"
+    head = ("<tr><th>post</th><th>author</th><th>why it is here</th><th>time (UTC)</th>"
+            "<th></th></tr>")  # fmt: skip
     table = f"<table>{head}{''.join(rows)}</table>" if rows else "<p class=muted>empty</p>"
     return (f"<section data-feed='{name}'><h2>{title} <span class=muted data-count>{count}"
             f"</span></h2>{table}</section>")  # fmt: skip
+
+
+def explain_page(x: Explanation) -> str:
+    """Why a post is or is not in a user's Following and For You feeds: the post, the
+    author, the reposters the user follows, each feed's entry and bucket, and the verdicts
+    (the facts and sentences of ``feedamp explain``)."""
+    head = (
+        f"<h1>Why post {escape(x.post)} is or is not in {escape(x.user)}'s feeds</h1>"
+        f"<p>user {_user_link(x.user)} · post {_post_link(x.post)} · key namespace "
+        f"<code>{escape(x.namespace)}</code></p>"
+    )
+    return _page(f"explain {x.post} for {x.user}",
+                 head + _verdicts(x) + _facts(x) + _reposts(x) + _entries(x))  # fmt: skip
+
+
+def _verdicts(x: Explanation) -> str:
+    shown, parts = x.shown, []
+    for name, title in (("following", "Following"), ("for_you", "For You")):
+        state = "SHOWN" if shown[name] else "NOT SHOWN"
+        cls = "shown" if shown[name] else "hidden"
+        items = "".join(f"<li data-because>{escape(v)}</li>" for v in x.verdicts.get(name, []))
+        parts.append(
+            f"<section data-verdict='{name}'><h2>{title}: <span class='verdict {cls}'"
+            f" data-shown>{state}</span></h2><ul>{items}</ul></section>"
+        )
+    return f"<div class=cols>{''.join(parts)}</div>"
+
+
+def _facts(x: Explanation) -> str:
+    if not x.post_known:
+        rows = "<tr><th>post</th><td class=bad data-fact=post>unknown to Redis</td></tr>"
+    else:
+        state = escape(x.visibility)
+        if x.deleted_at is not None:
+            state += f", <span class=bad>deleted {_when(x.deleted_at)}</span>"
+        if x.author_suspended:
+            state += ", <span class=bad>author suspended</span>"
+        follows = "you follow the author" if x.follows_author else "you do not follow the author"
+        if x.unfollowed_at is not None:
+            follows += f" (unfollowed {_when(x.unfollowed_at)})"
+        hidden = escape(", ".join(x.author_hidden)) or "<span class=muted>none</span>"
+        rows = (
+            f"<tr><th>author</th><td data-fact=author>{_user_link(x.author)}</td></tr>"
+            f"<tr><th>posted (UTC)</th><td>{_when(x.post_ts)}</td></tr>"
+            f"<tr><th>state</th><td data-fact=state>{state}</td></tr>"
+            f"<tr><th>following</th><td data-fact=follows>{follows}</td></tr>"
+            f"<tr><th>blocks, mutes</th><td data-fact=hidden>{hidden}</td></tr>"
+            f"<tr><th>reposts in all</th><td data-fact=reposts>{x.reposts_total:,}</td></tr>"
+        )
+    return f"<section><h2>The post</h2><table>{rows}</table></section>"
+
+
+def _reposts(x: Explanation) -> str:
+    title = "<h2>Reposts by people the user follows</h2>"
+    if not x.reposts:
+        return f"<section>{title}<p class=muted>none</p></section>"
+    rows = []
+    for r in x.reposts:
+        notes = [n for n in (r.hidden, "reposter suspended" if r.suspended else None,
+                             "withdrawn (unrepost)" if r.withdrawn else None) if n]  # fmt: skip
+        decision = _chip(r.decision) if r.decision else "<span class=muted>undecided</span>"
+        rows.append(
+            f"<tr data-reposter='{escape(r.reposter)}'><td>{_user_link(r.reposter)}</td>"
+            f"<td>{escape(r.repost_id or '-')}</td><td>{_when(r.ts)}</td>"
+            f"<td class=n data-depth>{'-' if r.depth is None else r.depth}</td>"
+            f"<td data-decision>{decision} {escape(', '.join(r.reasons))}</td>"
+            f"<td class=bad>{escape(', '.join(notes))}</td></tr>"
+        )
+    return (
+        f"<section>{title}<table><tr><th>reposter</th><th>repost</th><th>time (UTC)</th>"
+        "<th class=n>depth</th><th>decision</th><th>hidden or withdrawn</th></tr>"
+        f"{''.join(rows)}</table></section>"
+    )
+
+
+def _entries(x: Explanation) -> str:
+    rows = []
+    for title, e in (("Following", x.following), ("For You", x.for_you)):
+        if e is None:
+            continue
+        lowest = "-" if e.bucket_lowest is None else f"{e.bucket_lowest:.0f}"
+        full = " <span class=bad>at its cap</span>" if e.bucket_size >= e.bucket_cap else ""
+        rows.append(
+            f"<tr><td>{title}</td><td>{'stored' if e.present else 'absent'}</td>"
+            f"<td>{escape(', '.join(e.via)) or '-'}{' (labelled)' if e.labelled else ''}</td>"
+            f"<td class=n>{e.bucket}</td><td class=n>{e.bucket_size:,} / {e.bucket_cap:,}{full}"
+            f"</td><td class=n>{lowest}</td></tr>"
+        )
+    return (
+        "<section><h2>Feed entries</h2><table><tr><th>feed</th><th>entry</th>"
+        "<th>attributed to</th><th class=n>bucket</th><th class=n>kept / cap</th>"
+        f"<th class=n>oldest score</th></tr>{''.join(rows)}</table></section>"
+    )
 
 
 def error_page(what: str, error: BaseException) -> str:

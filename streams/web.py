@@ -14,8 +14,9 @@ Only these routes (and any added with ``app.page`` in :func:`install_web`) are s
 Faust's built-in pages (``/``, ``/router/``, ``/table/``, ``/graph/``, statistics) are
 never registered, since they expose the cluster's layout. The server listens on
 ``FEEDAMP_WEB_HOST`` (127.0.0.1 by default), see :func:`feedamp.streams.app.create_app`.
-- ``GET /console/``, ``/console/post/{post_id}``, ``/console/user/{user_id}``: the
-  read-only console (:mod:`feedamp.console`), HTML.
+- ``GET /console/``, ``/console/post/{post_id}``, ``/console/user/{user_id}``,
+  ``/console/user/{user_id}/explain/{post_id}``: the read-only console
+  (:mod:`feedamp.console`), HTML.
 """
 
 from __future__ import annotations
@@ -147,18 +148,27 @@ def install_web(app: faust.App, metrics: Metrics, redis: AnyRedis, topics: Colle
 def install_console(app: faust.App, settings: Settings, redis: AnyRedis) -> None:
     """Register the console's pages (read-only HTML) on the app's web server. A page
     whose sources (Kafka, Redis) cannot be read answers 503 with the cause in one line."""
-    from feedamp.console import ConsoleData, cascade_page, error_page, overview_page, user_page
+    from feedamp.console import (
+        ConsoleData,
+        cascade_page,
+        error_page,
+        explain_page,
+        overview_page,
+        user_page,
+    )
 
     data = ConsoleData(settings, redis)
 
-    async def render(view: faust.web.View, what: str, page: Any, id_: str | None = None,
-                     kind: str = "") -> faust.web.Response:  # fmt: skip
-        if id_ is not None:
-            try:
+    async def render(view: faust.web.View, what: str, page: Any,
+                     **ids: str) -> faust.web.Response:  # fmt: skip
+        """``page`` (a coroutine) as HTML, once every id of ``ids`` (field name → value)
+        is valid."""
+        try:
+            for kind, id_ in ids.items():
                 validate_id(id_, kind)
-            except InvalidEvent as exc:
-                page.close()  # never awaited
-                return view.html(error_page(what, exc), status=400)
+        except InvalidEvent as exc:
+            page.close()  # never awaited
+            return view.html(error_page(what, exc), status=400)
         try:
             return view.html(await page)
         except Exception as exc:
@@ -174,6 +184,9 @@ def install_console(app: faust.App, settings: Settings, redis: AnyRedis) -> None
     async def user_html(user_id: str) -> str:
         return user_page(await data.user(user_id))
 
+    async def explain_html(user_id: str, post_id: str) -> str:
+        return explain_page(await data.explain(user_id, post_id))
+
     @app.page("/console/", name="feedamp_console")
     async def overview(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         return await render(view, "the overview", overview_html())
@@ -182,10 +195,18 @@ def install_console(app: faust.App, settings: Settings, redis: AnyRedis) -> None
     async def post(
         view: faust.web.View, request: faust.web.Request, post_id: str
     ) -> faust.web.Response:
-        return await render(view, f"post {post_id}", post_html(post_id), post_id, "post_id")
+        return await render(view, f"post {post_id}", post_html(post_id), post_id=post_id)
 
     @app.page("/console/user/{user_id}", name="feedamp_console_user")
     async def user(
         view: faust.web.View, request: faust.web.Request, user_id: str
     ) -> faust.web.Response:
-        return await render(view, f"user {user_id}", user_html(user_id), user_id, "user_id")
+        return await render(view, f"user {user_id}", user_html(user_id), user_id=user_id)
+
+    @app.page("/console/user/{user_id}/explain/{post_id}", name="feedamp_console_explain")
+    async def explain(
+        view: faust.web.View, request: faust.web.Request, user_id: str, post_id: str
+    ) -> faust.web.Response:
+        page = explain_html(user_id, post_id)
+        what = f"post {post_id} for user {user_id}"
+        return await render(view, what, page, user_id=user_id, post_id=post_id)

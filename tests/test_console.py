@@ -18,6 +18,7 @@ import pytest
 from feedamp.embedded.services import Service, free_port
 from feedamp.feeds import FeedReader
 from feedamp.feeds.activity import ActivityKeys, parse_cascade
+from feedamp.feeds.explain import Explanation, explain
 from feedamp.kafka.topics import ensure_topics
 from feedamp.ops.status import kafka_status
 from redis.asyncio import Redis
@@ -268,6 +269,82 @@ async def test_a_bad_id_is_refused_in_one_line(console_worker, browser, applied)
     assert error == "InvalidEvent: field 'user_id' contains forbidden character ':'"
     status = await asyncio.to_thread(_status, console_worker.url("/console/post/a%2Cb"))
     assert status == 400
+    status = await asyncio.to_thread(_status, console_worker.url("/console/user/u/explain/a%2Cb"))
+    assert status == 400
+    await open_page(browser, console_worker.url("/console/user/u/explain/a%2Cb"))
+    error = browser.find_element(By.CSS_SELECTOR, "[data-error]").text
+    assert error == "InvalidEvent: field 'post_id' contains forbidden character ','"
+
+
+async def _explained(console_worker: ConsoleWorker, user: str, post: str) -> Explanation:
+    """What ``feedamp explain`` finds in Redis for ``user`` and ``post``."""
+    s = console_worker.settings
+    redis = Redis.from_url(s.redis_url)
+    try:
+        return await explain(redis, user, post, key_prefix=s.key_prefix,
+                             feed_buckets=s.feed_buckets, feed_cap=s.feed_cap,
+                             for_you_cap=s.for_you_cap)  # fmt: skip
+    finally:
+        await redis.aclose()
+
+
+def _shown_verdicts(driver: webdriver.Chrome) -> dict[str, tuple[bool, list[str]]]:
+    """Each feed's verdict on the explain page: shown or not, and its reasons."""
+    out = {}
+    for section in driver.find_elements(By.CSS_SELECTOR, "[data-verdict]"):
+        state = section.find_element(By.CSS_SELECTOR, "[data-shown]").text
+        assert state in ("SHOWN", "NOT SHOWN"), state
+        reasons = [li.text for li in section.find_elements(By.CSS_SELECTOR, "[data-because]")]
+        out[section.get_attribute("data-verdict")] = (state == "SHOWN", reasons)
+    return out
+
+
+async def test_explain_an_entry_and_a_post_that_is_not_there(console_worker, browser, applied):
+    u = applied
+    # x1 follows r1: p1 is in x1's feeds through r1's repost; r1's repost of p2 was refused.
+    await open_page(browser, console_worker.url(f"/console/user/{u['x1']}"))
+    row = browser.find_element(
+        By.CSS_SELECTOR, f"[data-feed='following'] tr[data-post='{u['p1']}']"
+    )
+    row.find_element(By.CSS_SELECTOR, "a[data-explain]").click()
+
+    async def at(path: str) -> bool:
+        return browser.current_url.endswith(path)
+
+    await wait_until(lambda: at(f"/console/user/{u['x1']}/explain/{u['p1']}"),
+                     what="the explain link to open the explain page")  # fmt: skip
+    x = await _explained(console_worker, u["x1"], u["p1"])
+    shown = _shown_verdicts(browser)
+    assert shown == {name: (x.shown[name], x.verdicts[name]) for name in ("following", "for_you")}
+    assert shown["following"][0] and f"reposted by {u['r1']} (you follow them)" in shown[
+        "following"][1]  # fmt: skip
+    assert browser.find_element(By.CSS_SELECTOR, "[data-fact=follows]").text == (
+        "you do not follow the author")  # fmt: skip
+    (repost,) = browser.find_elements(By.CSS_SELECTOR, "tr[data-reposter]")
+    assert repost.get_attribute("data-reposter") == x.reposts[0].reposter == u["r1"]
+    assert repost.find_element(By.CSS_SELECTOR, "[data-decision]").text == "delivered"
+    assert int(repost.find_element(By.CSS_SELECTOR, "[data-depth]").text) == x.reposts[0].depth
+    assert shot(browser, "explain").stat().st_size > 5_000
+
+    # "Why didn't I see this?": p2 is in neither feed of x1; the form on the user page.
+    await open_page(browser, console_worker.url(f"/console/user/{u['x1']}"))
+    feeds = browser.find_elements(By.CSS_SELECTOR, f"tr[data-post='{u['p2']}']")
+    assert not feeds
+    browser.find_element(By.ID, "why-post").send_keys(u["p2"])
+    browser.find_element(By.CSS_SELECTOR, "#why-form button").click()
+    await wait_until(lambda: at(f"/console/user/{u['x1']}/explain/{u['p2']}"),
+                     what="the form to open the explain page")  # fmt: skip
+    x = await _explained(console_worker, u["x1"], u["p2"])
+    shown = _shown_verdicts(browser)
+    assert shown == {name: (x.shown[name], x.verdicts[name]) for name in ("following", "for_you")}
+    refused = f"{u['r1']}'s repost was refused (followers_only): it reaches no feed"
+    assert not shown["following"][0] and refused in shown["following"][1]
+    assert not shown["for_you"][0] and any("refused" in r for r in shown["for_you"][1])
+    decision = browser.find_element(
+        By.CSS_SELECTOR, f"tr[data-reposter='{u['r1']}'] [data-decision]"
+    )
+    assert decision.text == "refused followers_only"
+    assert shot(browser, "explain-absent").stat().st_size > 5_000
 
 
 def _status(url: str) -> int:
