@@ -59,10 +59,13 @@ def _tagged(kind: str, tag_at: int | None = None, tag: str | None = None) -> Cal
 
 
 def _account(argv: Sequence[Any]) -> str | None:
-    # A suspension also adds the account to the suspended index (another slot) and then
-    # cleans every feed the account reached (a fan-out): only the other actions are local.
-    action, user = str(argv[_OWN]), str(argv[_OWN + 1])
-    return None if action == "suspend" else f"{argv[0]}account:{{{user}}}"
+    # account.lua touches account:{user} only (the suspended index is written by the
+    # caller, in its own step; the clean-up after a suspension is a fan-out of its own).
+    return f"{argv[0]}account:{{{argv[_OWN + 1]}}}"
+
+
+def _gift_list(argv: Sequence[Any]) -> str:
+    return f"{argv[0]}{argv[_OWN]}:{{{argv[_OWN + 1]}}}"
 
 
 #: Script name -> its routing key from its ARGV (None: this call is not slot-local).
@@ -70,8 +73,19 @@ ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
     "seed_codes": _tagged("gift_codes", 0),  # gift_codes:{offer}, gift_codes_seeded:{offer}
     "progress": _tagged("progress", tag="order"),  # {order} bookkeeping only
     "release": _tagged("progress", tag="order"),  # parked, parked_events, progress: {order}
-    "account": _account,  # account:{user}, unless suspending
+    "account": _account,  # account:{user}
     "view": _tagged("viewed", 0),  # viewed:{user}, viewed_via:{user}
+    # The repost decision's steps (feeds/repost_decisions.py).
+    "decide_post": _tagged("decided", 0),  # decided:{post}, post:{post}, brake:{post}
+    "decide_user": _tagged("attempts", 0),  # attempts:{user}, forwarded_attempts:{user}
+    "decide_commit": _tagged("decided", 0),  # decided:{post}
+    # A gift's steps (feeds/gifts.py).
+    "gift_known": _tagged("gift", 0),  # gift:{gift}
+    "gift_claim": _tagged("gift_claims", 1),  # gift_claims:{sender}, gift_sends:{sender}
+    "gift_code": _tagged("gift_codes", 0),  # gift_codes:{offer}, gift_code_of:{offer}
+    "gift_release": _tagged("gift_claims", 1),  # gift_claims:{sender}, gift_sends:{sender}
+    "gift_commit": _tagged("gift", 0),  # gift:{gift}
+    "gift_list": _gift_list,  # gift_inbox:{recipient} or gifts_sent:{sender}
 }
 
 

@@ -21,10 +21,17 @@ SCRIPT_NAMES = (
     "follow",
     "unfollow",
     "hide",
-    "decide",
+    "decide_post",
+    "decide_user",
+    "decide_commit",
     "page",
     "account",
-    "gift",
+    "gift_known",
+    "gift_claim",
+    "gift_code",
+    "gift_release",
+    "gift_commit",
+    "gift_list",
     "seed_codes",
     "purchase",
     "order_status",
@@ -67,10 +74,17 @@ class Scripts:
     follow: AsyncScript
     unfollow: AsyncScript
     hide: AsyncScript
-    decide: AsyncScript
+    decide_post: AsyncScript
+    decide_user: AsyncScript
+    decide_commit: AsyncScript
     page: AsyncScript
     account: AsyncScript
-    gift: AsyncScript
+    gift_known: AsyncScript
+    gift_claim: AsyncScript
+    gift_code: AsyncScript
+    gift_release: AsyncScript
+    gift_commit: AsyncScript
+    gift_list: AsyncScript
     seed_codes: AsyncScript
     purchase: AsyncScript
     order_status: AsyncScript

@@ -42,6 +42,7 @@ from redis.commands.core import AsyncScript
 
 from .batch import PIPELINE_CALLS, TRANSIENT_ERRORS, is_transient, run_scripts, text
 from .keys import Keys
+from .repost_decisions import decide_reposts
 from .scripts import Scripts
 
 __all__ = ["TRANSIENT_ERRORS", "Applied", "Failure", "FeedStore", "is_transient"]
@@ -176,7 +177,8 @@ class FeedStore:
     async def _decide(
         self, events: Sequence[Event], failures: dict[int, Failure], refused: Mapping[int, str]
     ) -> dict[int, Decision]:
-        """Decide every repost of the batch, in event-time order, in one round trip.
+        """Decide every repost of the batch, in event-time order, in three slot-local
+        steps (:mod:`feedamp.feeds.repost_decisions`), one round trip each.
 
         Decisions are made once and kept in Redis (``decided:{post}``), so a redelivered
         repost gets the decision it had. With caps off every repost is delivered and no
@@ -191,31 +193,12 @@ class FeedStore:
             return {i: _refusal(ev, refused[i]) for i, ev in reposts if i in refused}
         if not reposts:
             return {}
-        c = self.settings.caps
-        limits = [c.frequently_forwarded_depth, c.rate_max, c.rate_window_ms, c.forwarded_max,
-                  c.forwarded_window_ms, c.brake_reposts, c.brake_window_ms,
-                  "1" if c.friction else "0"]  # fmt: skip
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for i, ev in reposts:
-                via, comment = ev.via_repost_id or "", _flag(bool(ev.comment))
-                argv = [*self._context, ev.post_id, ev.repost_id, ev.reposter_id, via, ev.ts,
-                        comment, *limits, refused.get(i, "")]  # fmt: skip
-                await self.scripts.decide(args=argv, client=pipe)
-            results = await pipe.execute(raise_on_error=False)
-        decisions: dict[int, Decision] = {}
-        for (i, ev), result in zip(reposts, results, strict=True):
-            if is_transient(result):
-                raise result  # type: ignore[misc]
-            if isinstance(result, Exception):
-                failures[i] = Failure(i, result)
-                continue
-            outcome, depth, reasons = text(result).split("|")
-            decisions[i] = Decision(
-                event_id=ev.event_id, repost_id=ev.repost_id, reposter_id=ev.reposter_id,
-                post_id=ev.post_id, depth=int(depth), decision=outcome,
-                reasons=tuple(r for r in reasons.split(",") if r), ts=ev.ts,
-            )  # fmt: skip
-        return dict(sorted(decisions.items()))
+        decisions, failed = await decide_reposts(
+            self.redis, self.scripts, self.settings, self._context, events, refused
+        )
+        for i, error in failed.items():
+            failures[i] = Failure(i, error)
+        return decisions
 
     async def _audiences(self, calls: Sequence[_Call]) -> list[int]:
         """Follower count of each fan-out call's source (0 for other calls), one round trip."""
