@@ -64,7 +64,8 @@ def _account(argv: Sequence[Any]) -> str | None:
     return f"{argv[0]}account:{{{argv[_OWN + 1]}}}"
 
 
-def _gift_list(argv: Sequence[Any]) -> str:
+def _kind_tagged(argv: Sequence[Any]) -> str:
+    # Scripts whose first own arguments are a key kind and its id.
     return f"{argv[0]}{argv[_OWN]}:{{{argv[_OWN + 1]}}}"
 
 
@@ -85,7 +86,18 @@ ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
     "gift_code": _tagged("gift_codes", 0),  # gift_codes:{offer}, gift_code_of:{offer}
     "gift_release": _tagged("gift_claims", 1),  # gift_claims:{sender}, gift_sends:{sender}
     "gift_commit": _tagged("gift", 0),  # gift:{gift}
-    "gift_list": _gift_list,  # gift_inbox:{recipient} or gifts_sent:{sender}
+    "gift_list": _kind_tagged,  # gift_inbox:{recipient} or gifts_sent:{sender}
+    # An order's steps (feeds/orders.py, feeds/order_steps.py) and product tags.
+    "order_purchase": _tagged("order", 0),  # order:{order}
+    "order_event": _tagged("order", 0),  # order:{order}
+    "order_buyer": _tagged("orders", 0),  # orders:{buyer}, bought:{buyer}
+    "order_facts": _tagged("order", 0),  # order:{order}
+    "order_repost": _tagged("repost", 0),  # repost:{repost}, awaiting_repost:{repost}
+    "order_post": _tagged("post", 0),  # post:{p}, products:{p}, awaiting_post/_tags:{p}
+    "order_settle": _tagged("order", 0),  # order:{order}
+    "order_credit": _tagged("credited", 0),  # credited, creator, converted, conversions
+    "order_unwait": _kind_tagged,  # awaiting_post / awaiting_repost / awaiting_tags:{id}
+    "tag": _tagged("post", 0),  # post:{post}, products:{post}, awaiting_tags:{post}
 }
 
 

@@ -8,8 +8,9 @@ to cancelled / refunded. Every status event received is kept, and the status and
 are recomputed from all of them in ``seq`` order (``ts`` order when an event has no seq),
 so late, repeated and out-of-order events end in the same state as in-order ones; a move
 the state machine does not allow is kept, flagged ``illegal_transition``, not applied.
-Cancelling or refunding takes the credit back. All of it runs in ``lua/`` (see
-``lib_shop.lua``).
+Cancelling or refunding takes the credit back. It runs as slot-local steps (the order, the
+buyer, then the creators: :mod:`feedamp.feeds.order_steps`), the same on a standalone
+Redis and on a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from feedamp.models.events import Event, OrderStatus, Purchase
 from redis.asyncio import Redis
 
 from .batch import context, run_scripts
+from .order_steps import OrderSteps
 from .scripts import Scripts
 from .store import Applied, Failure
 
@@ -34,28 +36,48 @@ class OrderStore:
         self.redis = redis
         self.settings = settings
         self.scripts = Scripts(redis)
+        self.steps = OrderSteps(redis, self.scripts)
 
     async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
-        """Apply the order events of ``events`` in order."""
+        """Apply the order events of ``events`` in order: each order's own step (order
+        slot) and the buyer's order center (buyer slot), then the credits of every order
+        of the batch (:class:`~feedamp.feeds.order_steps.OrderSteps`)."""
         ctx = context(self.settings, prefix)
-        calls, indexes = [], []
+        sc = self.scripts
+        calls, buyers, indexes, orders = [], [], [], []
         for i, ev in enumerate(events):
             if isinstance(ev, Purchase):
                 argv = [ev.order_id, ev.buyer_id, ev.product_id, ev.seller_id,
                         ev.amount_cents, ev.currency, ev.via_post_id or "",
                         ev.via_repost_id or "", ev.ts]  # fmt: skip
-                calls.append((self.scripts.purchase, [*ctx, *argv]))
+                calls.append((sc.order_purchase, [*ctx, *argv]))
+                buyers.append((sc.order_buyer, [*ctx, ev.buyer_id, ev.order_id, ev.ts, "1",
+                                                ev.product_id]))  # fmt: skip
             elif isinstance(ev, OrderStatus):
                 seq = -1 if ev.seq is None else ev.seq
                 # Repeats of one status event (same seq) count once, whatever their ids.
                 dedup = ev.event_id if ev.seq is None else f"{ev.status}:{ev.seq}"
                 argv = [ev.order_id, ev.buyer_id, ev.status, seq, ev.ts, dedup]
-                calls.append((self.scripts.order_status, [*ctx, *argv]))
+                calls.append((sc.order_event, [*ctx, *argv]))
+                buyers.append((sc.order_buyer, [*ctx, ev.buyer_id, ev.order_id, ev.ts, "0", ""]))
             else:
                 continue
             indexes.append(i)
+            orders.append(ev.order_id)
         applied = Applied()
-        for i, result in zip(indexes, await run_scripts(self.redis, calls), strict=True):
+        if not calls:
+            return applied
+        failed: dict[int, Exception] = {}
+        for n, result in enumerate(await run_scripts(self.redis, calls)):
             if isinstance(result, Exception):
-                applied.failures.append(Failure(i, result))
+                failed[indexes[n]] = result
+        for n, result in enumerate(await run_scripts(self.redis, buyers)):
+            if isinstance(result, Exception):
+                failed.setdefault(indexes[n], result)
+        bad = await self.steps.reconcile(ctx, [o for n, o in enumerate(orders)
+                                               if indexes[n] not in failed])  # fmt: skip
+        for n, order in enumerate(orders):
+            if order in bad:
+                failed.setdefault(indexes[n], bad[order])
+        applied.failures.extend(Failure(i, failed[i]) for i in sorted(failed))
         return applied

@@ -1,8 +1,9 @@
 """Product tags and product views: the writes behind the Order Center's product sections.
 
 ``post`` events may tag products (``product_ids``): ``tag.lua`` records them in
-``products:{post}`` and marks the post's tags known, which settles the conversions of
-orders that named the post before it arrived. ``product_view`` events go to the viewer's
+``products:{post}`` and marks the post's tags known (post slot), then the orders that named
+the post before it arrived are reconciled in their own steps
+(:class:`~feedamp.feeds.order_steps.OrderSteps`). ``product_view`` events go to the viewer's
 "Looked at" list through ``view.lua``: one entry per product at the time of its latest
 view (``ZADD GT``), so arrival order never matters, capped at ``Settings.viewed_cap``.
 
@@ -21,7 +22,8 @@ from feedamp.config import Settings
 from feedamp.models.events import Event, Post, ProductView
 from redis.asyncio import Redis
 
-from .batch import context, run_scripts
+from .batch import context, run_scripts, text
+from .order_steps import OrderSteps
 from .scripts import Scripts
 from .store import Applied, Failure
 
@@ -35,6 +37,7 @@ class ProductStore:
         self.redis = redis
         self.settings = settings
         self.scripts = Scripts(redis)
+        self.steps = OrderSteps(redis, self.scripts)
 
     async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
         """Record the tags of every post and every product view of ``events``, in order.
@@ -42,20 +45,28 @@ class ProductStore:
         Every post is recorded, tagged or not: that marks its tags known, so an order
         waiting for them is settled either way."""
         ctx = context(self.settings, prefix)
-        calls, indexes = [], []
+        calls, indexes, tagged = [], [], []
         for i, ev in enumerate(events):
             if isinstance(ev, Post):
                 argv = [ev.post_id, ev.author_id, *(ev.product_ids or ())]
                 calls.append((self.scripts.tag, [*ctx, *argv]))
+                tagged.append(ev.post_id)
             elif isinstance(ev, ProductView):
                 argv = [ev.user_id, ev.product_id, ev.ts, ev.via_post_id or "",
                         ev.via_repost_id or "", self.settings.viewed_cap]  # fmt: skip
                 calls.append((self.scripts.view, [*ctx, *argv]))
+                tagged.append(None)
             else:
                 continue
             indexes.append(i)
         applied = Applied()
-        for i, result in zip(indexes, await run_scripts(self.redis, calls), strict=True):
+        waiting: dict[str, list[str]] = {}
+        results = await run_scripts(self.redis, calls)
+        for i, post, result in zip(indexes, tagged, results, strict=True):
             if isinstance(result, Exception):
                 applied.failures.append(Failure(i, result))
+            elif post is not None and len(result) > 1:  # type: ignore[arg-type]
+                waiting[post] = [text(o) for o in result[1:]]  # type: ignore[index]
+        # Orders that named a post before its tags were known: their conversions now.
+        await self.steps.unwait(ctx, "awaiting_tags", waiting)
         return applied

@@ -33,8 +33,15 @@ SCRIPT_NAMES = (
     "gift_commit",
     "gift_list",
     "seed_codes",
-    "purchase",
-    "order_status",
+    "order_purchase",
+    "order_event",
+    "order_buyer",
+    "order_facts",
+    "order_repost",
+    "order_post",
+    "order_settle",
+    "order_credit",
+    "order_unwait",
     "release",
     "progress",
     "tag",
@@ -44,7 +51,8 @@ SCRIPT_NAMES = (
 #: Scripts that take no shared settings and so run without ``lib.lua``.
 STANDALONE = frozenset({"page"})
 #: Scripts that also need the order and attribution helpers.
-SHOP = frozenset({"post", "repost", "purchase", "order_status", "tag"})
+SHOP = frozenset({"post", "repost", "order_purchase", "order_event", "order_settle",
+                  "order_credit"})  # fmt: skip
 
 
 @cache
@@ -86,8 +94,15 @@ class Scripts:
     gift_commit: AsyncScript
     gift_list: AsyncScript
     seed_codes: AsyncScript
-    purchase: AsyncScript
-    order_status: AsyncScript
+    order_purchase: AsyncScript
+    order_event: AsyncScript
+    order_buyer: AsyncScript
+    order_facts: AsyncScript
+    order_repost: AsyncScript
+    order_post: AsyncScript
+    order_settle: AsyncScript
+    order_credit: AsyncScript
+    order_unwait: AsyncScript
     release: AsyncScript
     progress: AsyncScript
     tag: AsyncScript
