@@ -105,7 +105,7 @@ def tag_of(key: str) -> str:
 
 
 def kind_of(key: str, prefix: str) -> str:
-    rest = key[len(prefix):] if key.startswith(prefix) else key
+    rest = key[len(prefix) :] if key.startswith(prefix) else key
     return rest.split(":{")[0]
 
 
@@ -191,9 +191,11 @@ async def main() -> None:
     print(f"three masters: commands per node {sorted(nodes.values())}; busiest / mean "
           f"{busiest:.2f}")  # fmt: skip
     top, top_n = by_tag.most_common(1)[0]
-    print(f"busiest_node={busiest:.2f} top_tag={top} top_share={top_n / total:.4f} "
-          f"order_share={order:.4f} pointer_share={pointer:.5f} "
-          f"suspended_share={suspended:.5f} commands={total}")
+    print(
+        f"busiest_node={busiest:.2f} top_tag={top} top_share={top_n / total:.4f} "
+        f"order_share={order:.4f} pointer_share={pointer:.5f} "
+        f"suspended_share={suspended:.5f} commands={total}"
+    )
 
 
 if __name__ == "__main__":
