@@ -15,9 +15,12 @@ Invariants:
   names), so it is correct on any slot layout and survives resharding (a call on a slot
   being migrated gets ``ASK`` / ``TRYAGAIN`` for its declared key and is retried by the
   client before it runs);
-- every other script touches keys of several entities (a fan-out over followers, a gift
-  of a sender to a recipient, a purchase crediting creators); on a cluster it raises
-  :class:`ClusterUnsupported` before anything is written, never a partial write;
+- writes of several entities (a gift, an order and its creators, a repost decision) run
+  as several such scripts, one step per slot (see :mod:`feedamp.feeds.gifts`,
+  :mod:`feedamp.feeds.order_steps`, :mod:`feedamp.feeds.repost_decisions`); every other
+  script touches keys of several entities (a fan-out over followers); on a cluster it
+  raises :class:`ClusterUnsupported` before it runs (a suspension's feed clean-up raises
+  after the account's state and index steps, which are idempotent);
 - a scan of a cluster visits every master (``SCAN`` per node).
 """
 
