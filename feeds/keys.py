@@ -210,6 +210,11 @@ class Keys:
         """Set: orders credited to the creator (once each, however often applied)."""
         return self._key("credited", user_id)
 
+    def converted(self, user_id: str) -> str:
+        """Set: the creator's conversions counted, ``<order>|p:<post>`` or
+        ``<order>|r:<repost>`` (once each, as ``credited``)."""
+        return self._key("converted", user_id)
+
     def creator(self, user_id: str) -> str:
         """Hash: the creator's attributed ``orders``, ``revenue`` (cents, any currency) and
         ``rev:<CURRENCY>``."""
