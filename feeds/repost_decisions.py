@@ -53,16 +53,26 @@ async def decide_reposts(
     failed: dict[int, Exception] = {}
     ctx = list(context)
 
+    # A copy of a repost met earlier in the batch records no attempt (its first copy
+    # does) and gets the first copy's decision, as a kept decision would be returned.
+    origin: dict[tuple[str, str], int] = {}  # (post, repost) -> index of its first copy
+    copies: list[tuple[int, int]] = []  # (index, index of the first copy)
+    firsts: list[tuple[int, Repost]] = []
+    for i, ev in reposts:
+        seen = origin.setdefault((ev.post_id, ev.repost_id), i)
+        if seen == i:
+            firsts.append((i, ev))
+        else:
+            copies.append((i, seen))
+
     # 1. Post slot: kept decisions, via depth, visibility, brake.
     first = await run_scripts(redis, [(scripts.decide_post, [
         *ctx, ev.post_id, ev.repost_id, ev.via_repost_id or "", ev.ts, c.brake_window_ms,
-        refused.get(i, "")]) for i, ev in reposts])  # fmt: skip
+        refused.get(i, "")]) for i, ev in firsts])  # fmt: skip
     values: dict[int, str] = {}  # decided here or before, by index
     batch: dict[tuple[str, str], str] = {}  # (post, repost) -> decision made in this batch
-    origin: dict[tuple[str, str], int] = {}  # (post, repost) -> index deciding it here
-    copies: list[tuple[int, tuple[str, str]]] = []
     pending: list[tuple[int, Repost, int, str, str]] = []  # (i, ev, depth, followers, brake)
-    for (i, ev), result in zip(reposts, first, strict=True):
+    for (i, ev), result in zip(firsts, first, strict=True):
         if isinstance(result, Exception):
             failed[i] = result
             continue
@@ -70,10 +80,6 @@ async def decide_reposts(
         if reply.startswith("="):
             values[i] = reply[1:]
             continue
-        if (ev.post_id, ev.repost_id) in batch:  # a copy of a repost of this batch
-            copies.append((i, (ev.post_id, ev.repost_id)))
-            continue
-        origin[(ev.post_id, ev.repost_id)] = i
         via_depth, followers, brake = reply.split("|")
         earlier = batch.get((ev.post_id, ev.via_repost_id or ""))
         if earlier is not None:  # came through a repost decided earlier in this batch
@@ -100,11 +106,11 @@ async def decide_reposts(
             settings, depth, followers == "1", int(rate), int(fwd) if fwd else None,
             int(brake), bool(ev.comment))  # fmt: skip
 
-    for i, copied in copies:
-        if origin[copied] in failed:
-            failed[i] = failed[origin[copied]]
+    for i, seen in copies:
+        if seen in failed:
+            failed[i] = failed[seen]
         else:
-            values[i] = batch[copied]
+            values[i] = values[seen]
 
     # 3. Post slot: commit (the first decision kept wins).
     commits = [(i, ev) for i, ev in reposts if i in values and i not in failed]
