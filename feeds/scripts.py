@@ -1,5 +1,6 @@
 """Lua scripts, loaded from ``lua/`` next to this file. Each script gets ``lib.lua`` in front
-(and ``lib_shop.lua`` too, for the scripts that touch orders or attribution)."""
+(``lib_key.lua``, key names only, for the slot-local steps), and ``lib_shop.lua`` too for
+the scripts that touch orders or attribution."""
 
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ SCRIPT_NAMES = (
 )
 #: Scripts that take no shared settings and so run without ``lib.lua``.
 STANDALONE = frozenset({"page"})
+#: Scripts that need only key names: ``lib_key.lua`` goes in front instead of ``lib.lua``
+#: (the steps of a batch are many calls; each skips setting up the feed helpers).
+LEAN = frozenset({
+    "decide_post", "decide_user", "decide_commit", "gift_known", "gift_claim", "gift_code",
+    "gift_release", "gift_commit", "gift_list", "seed_codes", "order_purchase", "order_event",
+    "order_buyer", "order_facts", "order_repost", "order_post", "order_settle", "order_credit",
+    "order_unwait", "tag", "view", "account",
+})  # fmt: skip
 #: Scripts that also need the order and attribution helpers.
 SHOP = frozenset({"post", "repost", "order_purchase", "order_event", "order_settle",
                   "order_credit"})  # fmt: skip
@@ -57,8 +66,9 @@ SHOP = frozenset({"post", "repost", "order_purchase", "order_event", "order_sett
 
 @cache
 def source(name: str) -> str:
-    """Full source of script ``name``: ``lib.lua`` followed by ``<name>.lua``; a ``#!lua``
-    shebang line of ``<name>.lua`` (script flags) stays the first line."""
+    """Full source of script ``name``: ``lib.lua`` (``lib_key.lua`` for the :data:`LEAN`
+    ones, ``lib_shop.lua`` after it for :data:`SHOP`) followed by ``<name>.lua``; a
+    ``#!lua`` shebang line of ``<name>.lua`` (script flags) stays the first line."""
     lua = files(__package__).joinpath("lua")
     body = lua.joinpath(f"{name}.lua").read_text()
     if name in STANDALONE:
@@ -67,7 +77,7 @@ def source(name: str) -> str:
     if body.startswith("#!"):
         first, body = body.split("\n", 1)
         shebang = [first]
-    libs = ["lib", "lib_shop"] if name in SHOP else ["lib"]
+    libs = ["lib_key" if name in LEAN else "lib", *(["lib_shop"] if name in SHOP else [])]
     return "\n".join([*shebang, *(lua.joinpath(f"{lib}.lua").read_text() for lib in libs), body])
 
 
