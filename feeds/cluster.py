@@ -122,10 +122,12 @@ class ClusterScript:
     """A registered script for a cluster client: declares its routing key and loads
     itself on every master before its first call (a cluster pipeline cannot load it)."""
 
-    def __init__(self, name: str, script: AsyncScript) -> None:
+    def __init__(self, name: str, script: AsyncScript, lean: bool = False) -> None:
         self.name = name
         self.script = script
         self.loaded = False
+        #: Sends only the prefix of the seven settings (see ``scripts.LEAN``).
+        self.lean = lean
 
     @property
     def sha(self) -> str:
@@ -145,6 +147,8 @@ class ClusterScript:
         argv = list(args or ())
         if not keys:
             keys = [route_key(self.name, argv)]
+        if self.lean:
+            argv = [argv[0], *argv[_OWN:]]
         if not self.loaded:
             await self.load()
         if isinstance(client, ClusterPipeline):

@@ -4,8 +4,10 @@ the scripts that touch orders or attribution."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
+from typing import Any
 
 from redis.commands.core import AsyncScript
 
@@ -51,8 +53,10 @@ SCRIPT_NAMES = (
 )
 #: Scripts that take no shared settings and so run without ``lib.lua``.
 STANDALONE = frozenset({"page"})
-#: Scripts that need only key names: ``lib_key.lua`` goes in front instead of ``lib.lua``
-#: (the steps of a batch are many calls; each skips setting up the feed helpers).
+#: Scripts that need only key names: ``lib_key.lua`` goes in front instead of ``lib.lua``,
+#: and of the seven settings only the prefix is sent (``lib_key.lua`` pads ARGV back, so
+#: the script's own arguments keep their places from ARGV[8]): the steps of a batch are
+#: many calls, each skips setting up the feed helpers and encoding six settings.
 LEAN = frozenset({
     "decide_post", "decide_user", "decide_commit", "gift_known", "gift_claim", "gift_code",
     "gift_release", "gift_commit", "gift_list", "seed_codes", "order_purchase", "order_event",
@@ -127,4 +131,28 @@ class Scripts:
         cluster = is_cluster(redis)
         for name in SCRIPT_NAMES:
             script = redis.register_script(source(name))
-            setattr(self, name, ClusterScript(name, script) if cluster else script)
+            lean = name in LEAN
+            if cluster:
+                setattr(self, name, ClusterScript(name, script, lean))
+            else:
+                setattr(self, name, LeanScript(script) if lean else script)
+
+
+class LeanScript:
+    """A :data:`LEAN` script on a standalone Redis: called with the seven settings like
+    every script, it sends only the first (the prefix); ``lib_key.lua`` pads ARGV back."""
+
+    def __init__(self, script: AsyncScript) -> None:
+        self.script = script
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.script, name)
+
+    async def __call__(
+        self,
+        keys: Sequence[str] | None = None,
+        args: Sequence[Any] | None = None,
+        client: Any = None,
+    ) -> Any:
+        argv = list(args or ())
+        return await self.script(keys=keys, args=[argv[0], *argv[7:]], client=client)
