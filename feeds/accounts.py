@@ -34,7 +34,7 @@ from redis.commands.core import AsyncScript
 
 from .batch import context, run_scripts, text
 from .connection import AnyRedis
-from .keys import Keys
+from .keys import Keys, suspended_shard
 from .scripts import SIGNATURES, Scripts, argv
 from .store import Applied, Failure
 
@@ -75,6 +75,7 @@ class AccountStore:
         self.redis = redis
         self.settings = settings
         self.scripts = Scripts(redis)
+        self._moved: set[str] = set()
 
     async def door(self, events: Sequence[Event], *, prefix: str | None = None) -> dict[int, str]:
         """Which of ``events`` a suspension stops, by index, with the reason
@@ -89,9 +90,10 @@ class AccountStore:
         users = sorted({u for ids in asked.values() for u in ids})
         if not users:
             return {}
-        # One command finds who was ever suspended; only they need their state read.
-        ever = await self.redis.smismember(keys.suspended_index(), users)
-        suspects = [u for u, yes in zip(users, ever, strict=True) if yes]
+        # One command per index shard (one pipeline) finds who was ever suspended; only
+        # they need their state read.
+        await self._move_legacy_index(keys)
+        suspects = await self._ever_suspended(keys, users)
         if not suspects:
             return {}
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -107,11 +109,50 @@ class AccountStore:
                 refused[i] = AUTHOR_SUSPENDED
         return refused
 
+    async def _ever_suspended(self, keys: Keys, users: Sequence[str]) -> list[str]:
+        """Those of ``users`` in the suspended index: one ``SMISMEMBER`` per shard asked,
+        in one pipeline (one round trip per node on a cluster)."""
+        by_shard: dict[int, list[str]] = {}
+        for user in users:
+            by_shard.setdefault(suspended_shard(user), []).append(user)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard, members in by_shard.items():
+                pipe.smismember(keys.suspended_index(shard), members)
+            found = await pipe.execute()
+        return sorted(user for members, flags in zip(by_shard.values(), found, strict=True)
+                      for user, yes in zip(members, flags, strict=True) if yes)  # fmt: skip
+
+    async def _move_legacy_index(self, keys: Keys) -> None:
+        """Move the one-slot index of earlier versions into the shards, once per namespace
+        and process (idempotent: members are added before the old key is dropped)."""
+        if keys.prefix in self._moved:
+            return
+        legacy = keys.legacy_suspended_index()
+        members = [text(m) for m in await self.redis.smembers(legacy)]
+        if members:
+            await self._index(keys, members)
+            await self.redis.delete(legacy)
+        self._moved.add(keys.prefix)
+
+    async def _index(self, keys: Keys, users: Sequence[str]) -> None:
+        """Add ``users`` to their shards of the suspended index (one pipeline)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user in users:
+                pipe.sadd(keys.suspended_index(suspended_shard(user)), user)
+            await pipe.execute()
+
     async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
         """Apply the ``account`` events of ``events`` in order, then clean the feeds of
-        each account that ends up suspended."""
+        each account that ends up suspended.
+
+        Two slot-local steps: a suspended account joins its shard of the suspended index
+        first, then every account's state is written on its own slot, so the door never
+        sees a suspension the index misses."""
         ctx = context(self.settings, prefix)
         accounts = [(i, ev) for i, ev in enumerate(events) if isinstance(ev, Account)]
+        suspending = sorted({ev.user_id for _, ev in accounts if ev.action == "suspend"})
+        if suspending:
+            await self._index(Keys(prefix or self.settings.key_prefix), suspending)
         calls = [(self.scripts.account, argv("account", ctx, action=ev.action, user_id=ev.user_id,
                                              label=ev.label or "", ts=ev.ts))
                  for _, ev in accounts]  # fmt: skip

@@ -28,6 +28,9 @@ from feedamp.feeds.connection import AnyRedis
 from feedamp.models.decisions import AnyDecision
 from feedamp.models.events import Repost
 
+from .cluster import ClusterScript
+from .connection import is_cluster
+
 __all__ = ["WINDOW_MS", "Activity", "cascade_value", "parse_cascade"]
 
 #: Event time kept in the decision logs and the amplified index (30 minutes).
@@ -84,7 +87,10 @@ class Activity:
 
     def __init__(self, redis: AnyRedis) -> None:
         self.redis = redis
-        self._add = redis.register_script(_WINDOWED_ADD)
+        script = redis.register_script(_WINDOWED_ADD)
+        # A cluster pipeline cannot run a registered script: the cluster wrapper loads it
+        # on every master and sends the plain EVALSHA, routed by its declared key.
+        self._add = ClusterScript("activity", script) if is_cluster(redis) else script
 
     async def record(
         self,

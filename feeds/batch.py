@@ -131,5 +131,6 @@ async def _evalsha(
 ) -> list[object]:
     async with redis.pipeline(transaction=False) as pipe:
         for script, argv in calls:
-            pipe.evalsha(script.sha, 0, *argv)
+            wire = getattr(script, "wire", None)  # a lean script sends only the prefix
+            pipe.evalsha(script.sha, 0, *(wire(argv) if wire else argv))
         return await pipe.execute(raise_on_error=False)

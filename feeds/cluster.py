@@ -15,9 +15,12 @@ Invariants:
   names), so it is correct on any slot layout and survives resharding (a call on a slot
   being migrated gets ``ASK`` / ``TRYAGAIN`` for its declared key and is retried by the
   client before it runs);
-- every other script touches keys of several entities (a fan-out over followers, a gift
-  of a sender to a recipient, a purchase crediting creators); on a cluster it raises
-  :class:`ClusterUnsupported` before anything is written, never a partial write;
+- writes of several entities (a gift, an order and its creators, a repost decision) run
+  as several such scripts, one step per slot (see :mod:`feedamp.feeds.shop.gifts`,
+  :mod:`feedamp.feeds.shop.order_steps`, :mod:`feedamp.feeds.repost_decisions`); every other
+  script touches keys of several entities (a fan-out over followers); on a cluster it
+  raises :class:`ClusterUnsupported` before it runs (a suspension's feed clean-up raises
+  after the account's state and index steps, which are idempotent);
 - a scan of a cluster visits every master (``SCAN`` per node).
 """
 
@@ -59,10 +62,14 @@ def _tagged(kind: str, tag_at: int | None = None, tag: str | None = None) -> Cal
 
 
 def _account(argv: Sequence[Any]) -> str | None:
-    # A suspension also adds the account to the suspended index (another slot) and then
-    # cleans every feed the account reached (a fan-out): only the other actions are local.
-    action, user = str(argv[_OWN]), str(argv[_OWN + 1])
-    return None if action == "suspend" else f"{argv[0]}account:{{{user}}}"
+    # account.lua touches account:{user} only (the suspended index is written by the
+    # caller, in its own step; the clean-up after a suspension is a fan-out of its own).
+    return f"{argv[0]}account:{{{argv[_OWN + 1]}}}"
+
+
+def _kind_tagged(argv: Sequence[Any]) -> str:
+    # Scripts whose first own arguments are a key kind and its id.
+    return f"{argv[0]}{argv[_OWN]}:{{{argv[_OWN + 1]}}}"
 
 
 #: Script name -> its routing key from its ARGV (None: this call is not slot-local).
@@ -70,8 +77,30 @@ ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
     "seed_codes": _tagged("gift_codes", 0),  # gift_codes:{offer}, gift_codes_seeded:{offer}
     "progress": _tagged("progress", tag="order"),  # {order} bookkeeping only
     "release": _tagged("progress", tag="order"),  # parked, parked_events, progress: {order}
-    "account": _account,  # account:{user}, unless suspending
+    "account": _account,  # account:{user}
     "view": _tagged("viewed", 0),  # viewed:{user}, viewed_via:{user}
+    # The repost decision's steps (feeds/repost_decisions.py).
+    "decide_post": _tagged("decided", 0),  # decided:{post}, post:{post}, brake:{post}
+    "decide_user": _tagged("attempts", 0),  # attempts:{user}, forwarded_attempts:{user}
+    "decide_commit": _tagged("decided", 0),  # decided:{post}
+    # A gift's steps (feeds/shop/gifts.py).
+    "gift_known": _tagged("gift", 0),  # gift:{gift}
+    "gift_claim": _tagged("gift_claims", 1),  # gift_claims:{sender}, gift_sends:{sender}
+    "gift_code": _tagged("gift_codes", 0),  # gift_codes:{offer}, gift_code_of:{offer}
+    "gift_release": _tagged("gift_claims", 1),  # gift_claims:{sender}, gift_sends:{sender}
+    "gift_commit": _tagged("gift", 0),  # gift:{gift}
+    "gift_list": _kind_tagged,  # gift_inbox:{recipient} or gifts_sent:{sender}
+    # An order's steps (feeds/shop/orders.py, feeds/shop/order_steps.py) and product tags.
+    "order_purchase": _tagged("order", 0),  # order:{order}
+    "order_event": _tagged("order", 0),  # order:{order}
+    "order_buyer": _tagged("orders", 0),  # orders:{buyer}, bought:{buyer}
+    "order_facts": _tagged("order", 0),  # order:{order}
+    "order_repost": _tagged("repost", 0),  # repost:{repost}, awaiting_repost:{repost}
+    "order_post": _tagged("post", 0),  # post:{p}, products:{p}, awaiting_post/_tags:{p}
+    "order_settle": _tagged("order", 0),  # order:{order}
+    "order_credit": _tagged("credited", 0),  # credited, creator, converted, conversions
+    "order_unwait": _kind_tagged,  # awaiting_post / awaiting_repost / awaiting_tags:{id}
+    "tag": _tagged("post", 0),  # post:{post}, products:{post}, awaiting_tags:{post}
 }
 
 
@@ -93,10 +122,12 @@ class ClusterScript:
     """A registered script for a cluster client: declares its routing key and loads
     itself on every master before its first call (a cluster pipeline cannot load it)."""
 
-    def __init__(self, name: str, script: AsyncScript) -> None:
+    def __init__(self, name: str, script: AsyncScript, lean: bool = False) -> None:
         self.name = name
         self.script = script
         self.loaded = False
+        #: Sends only the prefix of the seven settings (see ``scripts.LEAN``).
+        self.lean = lean
 
     @property
     def sha(self) -> str:
@@ -116,6 +147,8 @@ class ClusterScript:
         argv = list(args or ())
         if not keys:
             keys = [route_key(self.name, argv)]
+        if self.lean:
+            argv = [argv[0], *argv[_OWN:]]
         if not self.loaded:
             await self.load()
         if isinstance(client, ClusterPipeline):

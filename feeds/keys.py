@@ -14,7 +14,10 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-__all__ = ["Keys", "bucket_of", "glob_escape"]
+__all__ = ["SUSPENDED_SHARDS", "Keys", "bucket_of", "glob_escape", "suspended_shard"]
+
+#: Shards of the suspended-accounts index.
+SUSPENDED_SHARDS = 16
 
 
 def bucket_of(post_id: str, buckets: int) -> int:
@@ -28,6 +31,12 @@ def bucket_of(post_id: str, buckets: int) -> int:
 def glob_escape(text: str) -> str:
     """``text`` with the glob characters of ``SCAN MATCH`` escaped."""
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def suspended_shard(user_id: str) -> int:
+    """The suspended-index shard of an account: the first 8 hex digits of SHA-1(user_id),
+    mod ``SUSPENDED_SHARDS`` (the feed buckets' hash)."""
+    return bucket_of(user_id, SUSPENDED_SHARDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +148,16 @@ class Keys:
         ``-<ts>`` (labelled or unlabelled at)."""
         return self._key("account", user_id)
 
-    def suspended_index(self) -> str:
-        """Set: every account ever suspended (reinstated ones stay), so the door reads the
-        state of only those (one slot: the tag is ``{accounts}``)."""
+    def suspended_index(self, shard: int) -> str:
+        """Set: the accounts of shard ``shard`` (see :func:`suspended_shard`) ever suspended
+        (reinstated ones stay), so the door reads the state of only those. Sharded over
+        ``SUSPENDED_SHARDS`` tags ``{accounts.<n>}`` so that no one slot takes every
+        batch's lookup."""
+        return self._key("suspended_index", f"accounts.{shard}")
+
+    def legacy_suspended_index(self) -> str:
+        """Set: the one-slot index of earlier versions (``{accounts}``), moved into the
+        shards the first time the door reads a namespace that still has it."""
         return self._key("suspended_index", "accounts")
 
     # Gifts.
@@ -166,6 +182,16 @@ class Keys:
     def gift_codes(self, offer_id: str) -> str:
         """List: the offer's codes not handed out yet, in file order."""
         return self._key("gift_codes", offer_id)
+
+    def gift_claims(self, user_id: str) -> str:
+        """Hash: gift_id -> campaign_id of every send the user claimed (counted in
+        ``gift_sends``), so a redelivered gift claims nothing twice."""
+        return self._key("gift_claims", user_id)
+
+    def gift_code_of(self, offer_id: str) -> str:
+        """Hash: gift_id -> the offer's code handed to that gift, so a redelivered gift
+        gets the same code."""
+        return self._key("gift_code_of", offer_id)
 
     def gift_codes_seeded(self, offer_id: str) -> str:
         """String: how many of the offer's codes (in file order) were put in its pool."""
@@ -192,6 +218,11 @@ class Keys:
     def credited(self, user_id: str) -> str:
         """Set: orders credited to the creator (once each, however often applied)."""
         return self._key("credited", user_id)
+
+    def converted(self, user_id: str) -> str:
+        """Set: the creator's conversions counted, ``<order>|p:<post>`` or
+        ``<order>|r:<repost>`` (once each, as ``credited``)."""
+        return self._key("converted", user_id)
 
     def creator(self, user_id: str) -> str:
         """Hash: the creator's attributed ``orders``, ``revenue`` (cents, any currency) and

@@ -1,7 +1,8 @@
 """Lua scripts, loaded from ``lua/`` next to this file, and their declared arguments.
 
-Each script gets ``lib.lua`` in front (and ``lib_shop.lua`` too, for the scripts that touch
-orders or attribution). The Python-Lua contract is declared once, here: every script's
+Each script gets ``lib.lua`` in front (``lib_key.lua``, key names only, for the
+slot-local steps), and ``lib_shop.lua`` too for the scripts that touch orders or
+attribution. The Python-Lua contract is declared once, here: every script's
 ``KEYS`` and ``ARGV`` names in order (:data:`SIGNATURES`), and the seven settings that
 every script but ``page`` takes first (:data:`CONTEXT`, read by ``lib.lua``). Calls are
 built by name with :func:`argv`, which refuses a missing or unknown name, and a unit test
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
+from typing import Any
 
 from redis.commands.core import AsyncScript
 
@@ -21,8 +23,10 @@ from .connection import AnyRedis, is_cluster
 
 __all__ = [
     "CONTEXT",
+    "LEAN",
     "SCRIPT_NAMES",
     "SIGNATURES",
+    "LeanScript",
     "Scripts",
     "Signature",
     "argv",
@@ -38,13 +42,27 @@ SCRIPT_NAMES = (
     "follow",
     "unfollow",
     "hide",
-    "decide",
+    "decide_post",
+    "decide_user",
+    "decide_commit",
     "page",
     "account",
-    "gift",
+    "gift_known",
+    "gift_claim",
+    "gift_code",
+    "gift_release",
+    "gift_commit",
+    "gift_list",
     "seed_codes",
-    "purchase",
-    "order_status",
+    "order_purchase",
+    "order_event",
+    "order_buyer",
+    "order_facts",
+    "order_repost",
+    "order_post",
+    "order_settle",
+    "order_credit",
+    "order_unwait",
     "release",
     "progress",
     "tag",
@@ -66,6 +84,10 @@ class Signature:
     more: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
     context: bool = True
+    #: A slot-local step: ``lib_key.lua`` instead of ``lib.lua``, and of the context only
+    #: the prefix goes over the wire (see :data:`LEAN`); it is declared, built and routed
+    #: with the full context like every other script.
+    lean: bool = False
 
     def index(self, name: str) -> int:
         """Position of ``name`` in a call's argv list (0-based, context included)."""
@@ -84,22 +106,41 @@ SIGNATURES: dict[str, Signature] = {
     "follow": Signature(("follower_id", "followee_id", "ts")),
     "unfollow": Signature(("follower_id", "followee_id", "ts")),
     "hide": Signature(("action", "user_id", "target_id", "ts")),
-    "decide": Signature(("post_id", "repost_id", "reposter_id", "via_repost_id", "ts",
-                         "has_comment", "frequently_forwarded_depth", "rate_max",
-                         "rate_window", "forwarded_max", "forwarded_window", "brake_reposts",
-                         "brake_window", "friction", "door")),
+    "decide_post": Signature(("post_id", "repost_id", "via_repost_id", "ts", "brake_window",
+                              "door"), lean=True),
+    "decide_user": Signature(("reposter_id", "repost_id", "ts", "rate_window", "forwarded",
+                              "forwarded_window"), lean=True),
+    "decide_commit": Signature(("post_id", "repost_id", "decision"), lean=True),
     "page": Signature(("max_score", "limit"), keys=("bucket", "..."), context=False),
-    "account": Signature(("action", "user_id", "label", "ts")),
-    "gift": Signature(("gift_id", "sender_id", "recipient_id", "offer_id", "campaign_id",
-                       "message", "ts", "send_limit", "has_codes", "reasons", "inbox_cap")),
-    "seed_codes": Signature(("offer_id",), more=("code",)),
-    "purchase": Signature(("order_id", "buyer_id", "product_id", "seller_id", "amount_cents",
-                           "currency", "via_post_id", "via_repost_id", "ts")),
-    "order_status": Signature(("order_id", "buyer_id", "status", "seq", "ts", "dedup_id")),
+    "account": Signature(("action", "user_id", "label", "ts"), lean=True),
+    "gift_known": Signature(("gift_id",), lean=True),
+    "gift_claim": Signature(("gift_id", "sender_id", "campaign_id", "send_limit"), lean=True),
+    "gift_code": Signature(("offer_id", "gift_id"), lean=True),
+    "gift_release": Signature(("gift_id", "sender_id"), lean=True),
+    "gift_commit": Signature(("gift_id", "sender_id", "recipient_id", "offer_id", "campaign_id",
+                              "message", "code", "ts", "decision", "reasons"), lean=True),
+    "gift_list": Signature(("kind", "user_id", "gift_id", "ts", "cap"), lean=True),
+    "seed_codes": Signature(("offer_id",), more=("code",), lean=True),
+    "order_purchase": Signature(("order_id", "buyer_id", "product_id", "seller_id",
+                                 "amount_cents", "currency", "via_post_id", "via_repost_id",
+                                 "ts"), lean=True),
+    "order_event": Signature(("order_id", "buyer_id", "status", "seq", "ts", "dedup_id"),
+                             lean=True),
+    "order_buyer": Signature(("buyer_id", "order_id", "ts", "purchase", "product_id"),
+                             lean=True),
+    "order_facts": Signature(("order_id",), lean=True),
+    "order_repost": Signature(("repost_id", "order_id"), lean=True),
+    "order_post": Signature(("post_id", "order_id", "product_id"), lean=True),
+    "order_settle": Signature(("order_id", "reposter", "repost_post", "via_post_author",
+                               "tagged"), lean=True),
+    "order_credit": Signature(("creator_id", "order_id", "amount", "currency"),
+                              more=("kind", "field", "want"), lean=True),
+    "order_unwait": Signature(("kind", "id"), more=("order_id",), lean=True),
     "release": Signature(("limit", "forced"), more=("field",)),
     "progress": Signature(more=("field", "ts")),
-    "tag": Signature(("post_id", "author_id"), more=("product_id",)),
-    "view": Signature(("user_id", "product_id", "ts", "via_post_id", "via_repost_id", "cap")),
+    "tag": Signature(("post_id", "author_id"), more=("product_id",), lean=True),
+    "view": Signature(("user_id", "product_id", "ts", "via_post_id", "via_repost_id", "cap"),
+                      lean=True),
     "deliver_post": Signature(more=("post_id", "author_id", "ts", "n", "follower_id"),
                               keys=("bucket", "...")),
 }  # fmt: skip
@@ -127,14 +168,21 @@ def argv(
 
 #: Scripts that take no shared settings and so run without ``lib.lua``.
 STANDALONE = frozenset(n for n, sig in SIGNATURES.items() if not sig.context)
+#: Scripts that need only key names: ``lib_key.lua`` goes in front instead of ``lib.lua``,
+#: and of the seven settings only the prefix is sent (``lib_key.lua`` pads ARGV back, so
+#: the script's own arguments keep their places from ARGV[8]): the steps of a batch are
+#: many calls, each skips setting up the feed helpers and encoding six settings.
+LEAN = frozenset(n for n, sig in SIGNATURES.items() if sig.lean)
 #: Scripts that also need the order and attribution helpers.
-SHOP = frozenset({"post", "repost", "purchase", "order_status", "tag"})
+SHOP = frozenset({"post", "repost", "order_purchase", "order_event", "order_settle",
+                  "order_credit"})  # fmt: skip
 
 
 @cache
 def source(name: str) -> str:
-    """Full source of script ``name``: ``lib.lua`` followed by ``<name>.lua``; a ``#!lua``
-    shebang line of ``<name>.lua`` (script flags) stays the first line."""
+    """Full source of script ``name``: ``lib.lua`` (``lib_key.lua`` for the :data:`LEAN`
+    ones, ``lib_shop.lua`` after it for :data:`SHOP`) followed by ``<name>.lua``; a
+    ``#!lua`` shebang line of ``<name>.lua`` (script flags) stays the first line."""
     lua = files(__package__).joinpath("lua")
     body = lua.joinpath(f"{name}.lua").read_text()
     if name in STANDALONE:
@@ -143,7 +191,7 @@ def source(name: str) -> str:
     if body.startswith("#!"):
         first, body = body.split("\n", 1)
         shebang = [first]
-    libs = ["lib", "lib_shop"] if name in SHOP else ["lib"]
+    libs = ["lib_key" if name in LEAN else "lib", *(["lib_shop"] if name in SHOP else [])]
     return "\n".join([*shebang, *(lua.joinpath(f"{lib}.lua").read_text() for lib in libs), body])
 
 
@@ -158,13 +206,27 @@ class Scripts:
     follow: AsyncScript
     unfollow: AsyncScript
     hide: AsyncScript
-    decide: AsyncScript
+    decide_post: AsyncScript
+    decide_user: AsyncScript
+    decide_commit: AsyncScript
     page: AsyncScript
     account: AsyncScript
-    gift: AsyncScript
+    gift_known: AsyncScript
+    gift_claim: AsyncScript
+    gift_code: AsyncScript
+    gift_release: AsyncScript
+    gift_commit: AsyncScript
+    gift_list: AsyncScript
     seed_codes: AsyncScript
-    purchase: AsyncScript
-    order_status: AsyncScript
+    order_purchase: AsyncScript
+    order_event: AsyncScript
+    order_buyer: AsyncScript
+    order_facts: AsyncScript
+    order_repost: AsyncScript
+    order_post: AsyncScript
+    order_settle: AsyncScript
+    order_credit: AsyncScript
+    order_unwait: AsyncScript
     release: AsyncScript
     progress: AsyncScript
     tag: AsyncScript
@@ -179,4 +241,43 @@ class Scripts:
         cluster = is_cluster(redis)
         for name in SCRIPT_NAMES:
             script = redis.register_script(source(name))
-            setattr(self, name, ClusterScript(name, script) if cluster else script)
+            lean = name in LEAN
+            if cluster:
+                setattr(self, name, ClusterScript(name, script, lean))
+            else:
+                setattr(self, name, LeanScript(script) if lean else script)
+
+
+class LeanScript:
+    """A :data:`LEAN` script on a standalone Redis: called with the seven settings like
+    every script, it sends only the first (the prefix); ``lib_key.lua`` pads ARGV back.
+    :func:`~feedamp.feeds.batch.run_scripts` sends it as ``EVALSHA`` through :meth:`wire`."""
+
+    def __init__(self, script: AsyncScript) -> None:
+        self.inner = script
+
+    @property
+    def sha(self) -> str:
+        """The SHA1 of the script's source."""
+        return str(self.inner.sha)
+
+    @property
+    def script(self) -> Any:
+        """The script's source."""
+        return self.inner.script
+
+    @staticmethod
+    def wire(args: Sequence[Any]) -> list[Any]:
+        """The ARGV sent for a call built with the full context: the prefix, then the
+        script's own arguments."""
+        argv = list(args)
+        return [argv[0], *argv[len(CONTEXT) :]]
+
+    async def __call__(
+        self,
+        keys: Sequence[str] | None = None,
+        args: Sequence[Any] | None = None,
+        client: Any = None,
+    ) -> Any:
+        """Run the script with ``args`` as built (full context), sending :meth:`wire`."""
+        return await self.inner(keys=keys, args=self.wire(args or ()), client=client)

@@ -43,6 +43,7 @@ from redis.commands.core import AsyncScript
 from .batch import PIPELINE_CALLS, TRANSIENT_ERRORS, is_transient, run_scripts, text
 from .connection import AnyRedis
 from .keys import Keys
+from .repost_decisions import decide_reposts
 from .scripts import SIGNATURES, Scripts, argv
 
 __all__ = ["TRANSIENT_ERRORS", "Applied", "Failure", "FeedStore", "is_transient"]
@@ -191,7 +192,8 @@ class FeedStore:
     async def _decide(
         self, events: Sequence[Event], failures: dict[int, Failure], refused: Mapping[int, str]
     ) -> dict[int, Decision]:
-        """Decide every repost of the batch, in event-time order, in one round trip.
+        """Decide every repost of the batch, in event-time order, in three slot-local
+        steps (:mod:`feedamp.feeds.repost_decisions`), one round trip each.
 
         Decisions are made once and kept in Redis (``decided:{post}``), so a redelivered
         repost gets the decision it had. With caps off every repost is delivered and no
@@ -206,37 +208,12 @@ class FeedStore:
             return {i: _refusal(ev, refused[i]) for i, ev in reposts if i in refused}
         if not reposts:
             return {}
-        c = self.settings.caps
-        limits: dict[str, str | int] = dict(
-            frequently_forwarded_depth=c.frequently_forwarded_depth,
-            rate_max=c.rate_max,
-            rate_window=c.rate_window_ms,
-            forwarded_max=c.forwarded_max,
-            forwarded_window=c.forwarded_window_ms,
-            brake_reposts=c.brake_reposts,
-            brake_window=c.brake_window_ms,
-            friction="1" if c.friction else "0",
+        decisions, failed = await decide_reposts(
+            self.redis, self.scripts, self.settings, self._context, events, refused
         )
-        calls = []
-        for i, ev in reposts:
-            via, comment = ev.via_repost_id or "", _flag(bool(ev.comment))
-            args = argv("decide", self._context, post_id=ev.post_id, repost_id=ev.repost_id,
-                        reposter_id=ev.reposter_id, via_repost_id=via, ts=ev.ts,
-                        has_comment=comment, door=refused.get(i, ""), **limits)  # fmt: skip
-            calls.append((self.scripts.decide, args))
-        results = await run_scripts(self.redis, calls)
-        decisions: dict[int, Decision] = {}
-        for (i, ev), result in zip(reposts, results, strict=True):
-            if isinstance(result, Exception):
-                failures[i] = Failure(i, result)
-                continue
-            outcome, depth, reasons = text(result).split("|")
-            decisions[i] = Decision(
-                event_id=ev.event_id, repost_id=ev.repost_id, reposter_id=ev.reposter_id,
-                post_id=ev.post_id, depth=int(depth), decision=outcome,
-                reasons=tuple(r for r in reasons.split(",") if r), ts=ev.ts,
-            )  # fmt: skip
-        return dict(sorted(decisions.items()))
+        for i, error in failed.items():
+            failures[i] = Failure(i, error)
+        return decisions
 
     async def _audiences(self, calls: Sequence[_Call]) -> list[int]:
         """Follower count of each fan-out call's source (0 for other calls), one round trip."""

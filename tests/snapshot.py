@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from feedamp.feeds.cluster import scan_keys
 from feedamp.feeds.keys import Keys
 from redis.asyncio import Redis
 
@@ -11,9 +12,9 @@ ORDER_KEYS = Keys.bookkeeping()
 
 async def snapshot(redis: Redis, prefix: str) -> dict[str, object]:
     """{key without prefix: contents} for every key under ``prefix`` (but the watermark
-    bookkeeping)."""
+    bookkeeping); on a cluster, of every master."""
     out: dict[str, object] = {}
-    async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
+    async for key in scan_keys(redis, f"{prefix}*"):
         name = key.decode()[len(prefix) :]
         if name in ORDER_KEYS:
             continue

@@ -1,17 +1,23 @@
 """Gifts against a real Redis, through the worker's pipeline: the send limit at its
-boundary, code pools, every refusal reason, replay safety, and the campaigns file."""
+boundary, code pools, every refusal reason, replay safety, and the campaigns file; each
+on a standalone Redis and on a three-master Redis Cluster."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
+from feedamp.config import Settings
+from feedamp.embedded.services import Service
 from feedamp.feeds import FeedReader, FeedStore
+from feedamp.feeds.connection import AnyRedis, close, connect
 from feedamp.feeds.shop.campaigns import CampaignError, load_campaigns, parse_campaigns
 from feedamp.streams import Pipeline
 
+from .conftest import make_settings
 from .factory import Events, record_of
 from .snapshot import snapshot
 
@@ -27,6 +33,26 @@ def catalog_doc(codes: list[str]) -> dict:
         ]},
         {"id": "open", "offers": [{"id": "mic", "partner": "Lav", "title": "20% off a mic"}]},
     ]}  # fmt: skip
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def layout(request: pytest.FixtureRequest) -> Service:
+    """Every test here runs on a standalone Redis and on a three-master cluster, with the
+    same expectations (gifts are slot-local steps, see feeds/shop/gifts.py)."""
+    return request.getfixturevalue("redis_server" if request.param == "standalone"
+                                   else "redis_cluster")  # fmt: skip
+
+
+@pytest.fixture
+def settings(broker: Service, layout: Service) -> Settings:
+    return make_settings(broker, layout)
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[AnyRedis]:
+    client = connect(settings.redis_url)
+    yield client
+    await close(client)
 
 
 @pytest.fixture

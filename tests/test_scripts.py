@@ -9,7 +9,7 @@ from importlib.resources import files
 import pytest
 from feedamp.config import Settings
 from feedamp.feeds.batch import context
-from feedamp.feeds.scripts import CONTEXT, SCRIPT_NAMES, SIGNATURES, argv
+from feedamp.feeds.scripts import CONTEXT, LEAN, SCRIPT_NAMES, SIGNATURES, LeanScript, argv, source
 
 LUA = files("feedamp.feeds").joinpath("lua")
 #: ``-- ARGV 8..: a, b (note), c, ...`` or ``-- KEYS: a, ...``, continued on indented
@@ -52,7 +52,7 @@ def test_header_matches_the_declaration(name):
 
 def test_every_script_is_declared():
     on_disk = {p.name[:-4] for p in LUA.iterdir() if p.name.endswith(".lua")}
-    assert on_disk - {"lib", "lib_shop"} == set(SCRIPT_NAMES) == set(SIGNATURES)
+    assert on_disk - {"lib", "lib_key", "lib_shop"} == set(SCRIPT_NAMES) == set(SIGNATURES)
 
 
 def test_lib_reads_the_declared_context():
@@ -80,3 +80,17 @@ def test_fan_out_scripts_share_first_and_cursor_positions():
     positions = {(SIGNATURES[n].index("first"), SIGNATURES[n].index("cursor"))
                  for n in ("post", "repost", "unrepost")}  # fmt: skip
     assert positions == {(len(CONTEXT), len(CONTEXT) + 1)}
+
+
+def test_lean_scripts_send_the_prefix_and_keep_their_argv_places():
+    # A lean step is declared and built with the full context (its header says ARGV 8..),
+    # sends only the prefix, and lib_key.lua pads ARGV back to the declared places.
+    assert {"decide_post", "gift_claim", "order_credit", "tag"} <= LEAN
+    ctx = context(Settings())
+    built = argv("gift_code", ctx, offer_id="o", gift_id="g")
+    assert built == [*ctx, "o", "g"]
+    assert LeanScript.wire(built) == [ctx[0], "o", "g"]
+    lib_key = LUA.joinpath("lib_key.lua").read_text()
+    pad = re.search(r"^local ARGV = \{ ARGV\[1\], (.*), unpack\(ARGV, 2\) \}$", lib_key, re.M)
+    assert pad is not None and pad.group(1).split(", ") == ["''"] * (len(CONTEXT) - 1)
+    assert all(source(n).startswith(lib_key) for n in LEAN)

@@ -1,5 +1,7 @@
 -- account.lua: moderation state of an account, by event time: suspend, reinstate, label,
 -- unlabel. The latest suspension and reinstatement are kept; a label's latest change wins.
+-- Touches account:{user} only: the caller puts a suspended account in its shard of the
+-- suspended index first (feeds/accounts.py).
 -- ARGV 8..: action, user_id, label ('' if none), ts
 -- Returns '1' when the account is suspended now (the caller then cleans the feeds its
 -- posts and reposts reached), else '0'.
@@ -15,7 +17,6 @@ end
 
 if action == 'suspend' then
   latest('susp', ts)
-  redis.call('SADD', key('suspended_index', 'accounts'), user)
 elseif action == 'reinstate' then
   latest('rein', ts)
 elseif action == 'label' then

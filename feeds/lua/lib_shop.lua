@@ -1,6 +1,6 @@
 -- lib_shop.lua: orders and purchase attribution, prepended (after lib.lua) to the scripts
--- that change an order or can learn who a purchase credits: purchase, order_status, post,
--- repost and tag.
+-- that change an order or can learn who a purchase credits: the order_* steps, post and
+-- repost.
 --
 -- An order credits the author of its via_post and the reposter of its via_repost once
 -- each (once per creator if both are the same person) while it is active: purchased and
@@ -13,10 +13,42 @@
 -- in conversions:{author}, fields 'p:<post>' orders and 'p:<post>:rev' cents) and of its
 -- via_repost once the reposter is known ('r:<repost>', 'r:<repost>:rev'). A post's tags
 -- are known once tag.lua recorded it (field 'tg' of post:{p}); until then the order waits
--- in awaiting_tags:{post}. What is counted lives in the order (field 'conv', entries
--- '<creator>:<p|r>:<id>'), so reconciling again changes nothing.
-local function conversion_add(entry, amount, sign)
-  local creator, field = string.match(entry, '^([^:]+):(.*)$')
+-- in awaiting_tags:{post}.
+--
+-- Exactly once per order and creator: a credit is counted when the order joins the
+-- creator's credited:{creator} set and taken back when it leaves it; a conversion the same
+-- way with converted:{creator} (members '<order>|<field>'). Both sets live on the
+-- creator's slot, so on a Redis Cluster each creator's step is slot-local
+-- (feeds/shop/order_steps.py); the order keeps what it wants in 'credited' and 'conv'.
+
+-- credit: make creator's credit for order what it should be (want), on the creator's slot.
+local function credit(creator, order, want, amount, currency)
+  local set = key('credited', creator)
+  local sign = 0
+  if want then
+    if redis.call('SADD', set, order) == 1 then sign = 1 end
+  elseif redis.call('SREM', set, order) == 1 then
+    sign = -1
+  end
+  if sign == 0 then return end
+  local stats = key('creator', creator)
+  redis.call('HINCRBY', stats, 'orders', sign)
+  redis.call('HINCRBY', stats, 'revenue', sign * amount)
+  if currency ~= '' then redis.call('HINCRBY', stats, 'rev:' .. currency, sign * amount) end
+end
+
+-- convert: make the conversion field ('p:<post>' or 'r:<repost>') of creator for order
+-- what it should be (want), on the creator's slot.
+local function convert(creator, order, field, want, amount)
+  local set = key('converted', creator)
+  local member = order .. '|' .. field
+  local sign = 0
+  if want then
+    if redis.call('SADD', set, member) == 1 then sign = 1 end
+  elseif redis.call('SREM', set, member) == 1 then
+    sign = -1
+  end
+  if sign == 0 then return end
   local stats = key('conversions', creator)
   if redis.call('HINCRBY', stats, field, sign) == 0 then redis.call('HDEL', stats, field) end
   if redis.call('HINCRBY', stats, field .. ':rev', sign * amount) == 0 then
@@ -24,82 +56,81 @@ local function conversion_add(entry, amount, sign)
   end
 end
 
--- reconcile_conversion: make the conversions counted for order match what they should be,
--- and remember the product among those the buyer bought (bought:{buyer}).
-local function reconcile_conversion(order)
+-- order_settle: on the order's slot, record what was learnt of its creators (the
+-- reposter and post of its via_repost, the author of its via_post) and whether its
+-- via_post tags its product (true, false, or nil: tags unknown); keep the wanted credits
+-- and conversions in 'credited' and 'conv'. Returns {amount, currency, then per creator
+-- action: kind ('credit' or 'convert'), creator, field ('' for a credit), want ('1'/'0')}.
+local function order_settle(order, reposter, repost_post, author, tagged)
   local o = key('order', order)
-  local f = redis.call('HMGET', o, 'bought', 'status', 'b', 'prod', 'vp', 'vr', 'cr_repost',
-    'amt', 'conv')
-  local bought, status, buyer, product, vp, vr, reposter = f[1] == '1', f[2], f[3], f[4], f[5],
-      f[6], f[7]
-  local amount = tonumber(f[8] or '0')
-  if bought and buyer and product then redis.call('SADD', key('bought', buyer), product) end
-  local want, have = {}, {}
-  if bought and product and vp and status ~= 'cancelled' and status ~= 'refunded' then
-    local post = redis.call('HMGET', key('post', vp), 'tg', 'a')
-    if not post[1] then
-      redis.call('SADD', key('awaiting_tags', vp), order)
-    elseif redis.call('SISMEMBER', key('products', vp), product) == 1 then
-      if post[2] then want[post[2] .. ':p:' .. vp] = true end
-      if vr and reposter then want[reposter .. ':r:' .. vr] = true end
+  if reposter and reposter ~= '' then redis.call('HSET', o, 'cr_repost', reposter) end
+  if repost_post and repost_post ~= '' then redis.call('HSETNX', o, 'vp', repost_post) end
+  if author and author ~= '' then redis.call('HSET', o, 'cr_post', author) end
+  local f = redis.call('HMGET', o, 'bought', 'status', 'prod', 'vp', 'vr', 'cr_post',
+    'cr_repost', 'amt', 'cur')
+  local active = f[1] == '1' and f[2] ~= 'cancelled' and f[2] ~= 'refunded'
+  local flag = active and '1' or '0'
+  local out, credited, seen = { f[8] or '0', f[9] or '' }, {}, {}
+  for _, creator in ipairs({ f[6] or '', f[7] or '' }) do
+    if creator ~= '' and not seen[creator] then
+      seen[creator] = true
+      for _, v in ipairs({ 'credit', creator, '', flag }) do out[#out + 1] = v end
+      if active then credited[#credited + 1] = creator end
     end
   end
-  if f[9] then
-    for entry in string.gmatch(f[9], '[^,]+') do have[entry] = true end
-  end
-  local list = {}
-  for entry in pairs(want) do
-    list[#list + 1] = entry
-    if not have[entry] then conversion_add(entry, amount, 1) end
-  end
-  for entry in pairs(have) do
-    if not want[entry] then conversion_add(entry, amount, -1) end
-  end
-  table.sort(list)
-  if #list > 0 then
-    redis.call('HSET', o, 'conv', table.concat(list, ','))
-  else
-    redis.call('HDEL', o, 'conv')
-  end
-end
-
--- reconcile_credit: make the creators credited with order match what they should be.
--- Idempotent and order-independent: state lives in the order (field 'credited') and in
--- each creator's credited set.
-local function reconcile_credit(order)
-  local o = key('order', order)
-  local f = redis.call('HMGET', o, 'amt', 'cur', 'status', 'cr_post', 'cr_repost', 'credited',
-    'bought')
-  local amount, currency, status = tonumber(f[1] or '0'), f[2] or '', f[3]
-  local want, have = {}, {}
-  if f[7] == '1' and status ~= 'cancelled' and status ~= 'refunded' then
-    if f[4] then want[f[4]] = true end
-    if f[5] then want[f[5]] = true end
-  end
-  if f[6] then
-    for id in string.gmatch(f[6], '[^,]+') do have[id] = true end
-  end
-  local function add(id, sign)
-    local stats = key('creator', id)
-    redis.call('HINCRBY', stats, 'orders', sign)
-    redis.call('HINCRBY', stats, 'revenue', sign * amount)
-    if currency ~= '' then redis.call('HINCRBY', stats, 'rev:' .. currency, sign * amount) end
-  end
-  for id in pairs(want) do
-    if not have[id] and redis.call('SADD', key('credited', id), order) == 1 then add(id, 1) end
-  end
-  for id in pairs(have) do
-    if not want[id] and redis.call('SREM', key('credited', id), order) == 1 then add(id, -1) end
-  end
-  local list = {}
-  for id in pairs(want) do list[#list + 1] = id end
-  table.sort(list)
-  if #list > 0 then
-    redis.call('HSET', o, 'credited', table.concat(list, ','))
+  table.sort(credited)
+  if #credited > 0 then
+    redis.call('HSET', o, 'credited', table.concat(credited, ','))
   else
     redis.call('HDEL', o, 'credited')
   end
-  reconcile_conversion(order)
+  local converts = active and f[3] and f[4] and tagged == true
+  local conv = {}
+  local function conversion(creator, field)
+    for _, v in ipairs({ 'convert', creator, field, converts and '1' or '0' }) do
+      out[#out + 1] = v
+    end
+    if converts then conv[#conv + 1] = creator .. ':' .. field end
+  end
+  if f[4] and f[6] then conversion(f[6], 'p:' .. f[4]) end
+  if f[5] and f[7] then conversion(f[7], 'r:' .. f[5]) end
+  table.sort(conv)
+  if #conv > 0 then
+    redis.call('HSET', o, 'conv', table.concat(conv, ','))
+  else
+    redis.call('HDEL', o, 'conv')
+  end
+  return out
+end
+
+-- apply_actions: order_settle's actions, applied here (only where every creator's keys
+-- are reachable: a standalone Redis).
+local function apply_actions(order, out)
+  local amount, currency = tonumber(out[1]), out[2]
+  for i = 3, #out, 4 do
+    if out[i] == 'credit' then
+      credit(out[i + 1], order, out[i + 3] == '1', amount, currency)
+    else
+      convert(out[i + 1], order, out[i + 2], out[i + 3] == '1', amount)
+    end
+  end
+end
+
+-- reconcile_credit: make the creators credited with order (and its conversions) match
+-- what they should be, in one script: the post's tags are read here, an order whose
+-- post's tags are unknown waits in awaiting_tags:{post}. Idempotent and order-independent.
+local function reconcile_credit(order)
+  local o = key('order', order)
+  local f = redis.call('HMGET', o, 'bought', 'status', 'prod', 'vp')
+  local tagged = nil
+  if f[4] then
+    if redis.call('HEXISTS', key('post', f[4]), 'tg') == 1 then
+      tagged = f[3] and redis.call('SISMEMBER', key('products', f[4]), f[3]) == 1 or false
+    elseif f[1] == '1' and f[3] and f[2] ~= 'cancelled' and f[2] ~= 'refunded' then
+      redis.call('SADD', key('awaiting_tags', f[4]), order)
+    end
+  end
+  apply_actions(order, order_settle(order, nil, nil, nil, tagged))
 end
 
 -- settle_awaiting: the creator of a post (kind 'post') or of a repost (kind 'repost') is

@@ -1,10 +1,24 @@
 """Gifts: brand-partner offers users send each other, judged against the campaigns file.
 
-Each gift is decided once, inside Redis (``lua/gift.lua``), and its outcome kept under its
-``gift_id``: the per-campaign send limit, the offer's code pool and the suspension of
-sender or recipient are checked there, so a redelivered or replayed gift spends nothing
-twice. What needs no Redis (unknown offer, outside the campaign's window, a gift to
-oneself) is found here first. Every gift gets one :class:`GiftDecision`.
+Each gift is decided once and its outcome kept under its ``gift_id``. What needs no Redis
+(unknown offer, outside the campaign's window, a gift to oneself) is found here first;
+the rest runs as slot-local steps keyed by the gift id, each step one pipeline for the
+whole batch (one round trip per node on a Redis Cluster), the same on a standalone Redis:
+
+1. gift slot (``gift_known.lua``): a gift decided before returns its outcome;
+2. the door: sender's and recipient's account states (suspended at the gift's time);
+3. sender slot (``gift_claim.lua``): claim a send under the campaign's limit (a field of
+   ``gift_claims:{sender}``), or ``send_limit``;
+4. offer slot (``gift_code.lua``): the code handed to this gift (recorded in
+   ``gift_code_of:{offer}``), or ``codes_exhausted``, which releases the claim
+   (``gift_release.lua``) and claims again the sender's later gifts of the batch that
+   the released send had refused;
+5. gift slot (``gift_commit.lua``): the outcome, written once: the commit point;
+6. recipient and sender slots (``gift_list.lua``): inbox and sent list.
+
+Invariants: every step is idempotent by gift id (a claim, a recorded code, ``ZADD``), so
+a redelivery at any step repeats the same answers and spends nothing twice, and the first
+outcome committed is the one every copy returns.
 
 Gifts are keyed by sender on their topic, so one sender's gifts are decided in order and
 the send limit is exact. A code pool is shared by every sender of the offer: codes go
@@ -14,16 +28,23 @@ first come, first served, in the order the workers handle the gifts.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from feedamp.config import Settings
+from feedamp.feeds.accounts import suspended_at
 from feedamp.feeds.batch import context, run_scripts, text
 from feedamp.feeds.connection import AnyRedis
+from feedamp.feeds.keys import Keys
 from feedamp.feeds.scripts import Scripts, argv
 from feedamp.feeds.shop.campaigns import Catalog, load_campaigns
 from feedamp.feeds.store import Applied, Failure
 from feedamp.models.decisions import (
+    CODES_EXHAUSTED,
     OUTSIDE_WINDOW,
+    RECIPIENT_SUSPENDED,
     SELF_GIFT,
+    SEND_LIMIT,
+    SUSPENDED,
     UNKNOWN_OFFER,
     GiftDecision,
 )
@@ -53,28 +74,131 @@ class GiftStore:
         self._seeded.add(prefix or self.settings.key_prefix)
 
     async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
-        """Decide and apply the ``gift`` events of ``events`` in order."""
+        """Decide and apply the ``gift`` events of ``events`` in order, in slot-local steps
+        (see the module docstring)."""
         if (prefix or self.settings.key_prefix) not in self._seeded:
             await self.seed(prefix=prefix)
         ctx = context(self.settings, prefix)
-        gifts = [(i, ev) for i, ev in enumerate(events) if isinstance(ev, Gift)]
-        calls = [(self.scripts.gift, self._argv(ctx, ev)) for _, ev in gifts]
-        applied = Applied()
-        for (i, ev), result in zip(gifts, await run_scripts(self.redis, calls), strict=True):
+        keys = Keys(prefix or self.settings.key_prefix)
+        gifts = [_Pending(i, ev, *self._terms(ev)) for i, ev in enumerate(events)
+                 if isinstance(ev, Gift)]  # fmt: skip
+        if not gifts:
+            return Applied()
+        sc = self.scripts
+        # 1. Gift slot: a gift decided before keeps its outcome.
+        known = await run_scripts(self.redis, [
+            (sc.gift_known, argv("gift_known", ctx, gift_id=g.gift.gift_id)) for g in gifts
+        ])  # fmt: skip
+        for g, result in zip(gifts, known, strict=True):
             if isinstance(result, Exception):
-                applied.failures.append(Failure(i, result))
+                g.error = result
+            elif text(result):
+                g.kept = text(result)
+        open_ = [g for g in gifts if g.error is None and g.kept is None]
+        # 2. The door: sender and recipient suspended at the gift's time (one pipeline).
+        await self._door(keys, open_)
+        # 3. and 4. Sender slot: claim a send; offer slot: the gift's code.
+        await self._claim([g for g in open_ if not g.reasons], ctx)
+        # 5. Gift slot: the commit point.
+        commits = [g for g in gifts if g.error is None and g.kept is None]
+        kept = await run_scripts(self.redis, [
+            (sc.gift_commit, argv("gift_commit", ctx, **g.record())) for g in commits
+        ])  # fmt: skip
+        for g, result in zip(commits, kept, strict=True):
+            if isinstance(result, Exception):
+                g.error = result
+            else:
+                g.kept = text(result)
+        # 6. Recipient and sender slots: inbox and sent list (again after a redelivery:
+        # idempotent).
+        cap = self.settings.gift_inbox_cap
+        accepted = [g for g in gifts if g.kept is not None and g.kept.startswith("accepted|")]
+        lists = [
+            (sc.gift_list, argv("gift_list", ctx, kind=kind, user_id=user, gift_id=g.gift.gift_id,
+                                 ts=g.gift.ts, cap=cap))
+            for g in accepted
+            for kind, user in (("gift_inbox", g.gift.recipient_id),
+                               ("gifts_sent", g.gift.sender_id))
+        ]  # fmt: skip
+        for n, result in enumerate(await run_scripts(self.redis, lists)):
+            if isinstance(result, Exception):
+                accepted[n // 2].error = result
+        applied = Applied()
+        for g in gifts:
+            if g.error is not None:
+                applied.failures.append(Failure(g.index, g.error))
                 continue
-            decision, _, reasons = text(result).partition("|")
-            found = tuple(r for r in reasons.split(",") if r)
+            decision, _, reasons = (g.kept or "").partition("|")
             applied.decisions.append(GiftDecision(
-                event_id=ev.event_id, gift_id=ev.gift_id, sender_id=ev.sender_id,
-                decision=decision, reasons=found, ts=ev.ts,
+                event_id=g.gift.event_id, gift_id=g.gift.gift_id, sender_id=g.gift.sender_id,
+                decision=decision, reasons=tuple(r for r in reasons.split(",") if r),
+                ts=g.gift.ts,
             ))  # fmt: skip
         return applied
 
-    def _argv(self, ctx: list[str | int], gift: Gift) -> list[str | int]:
-        """gift.lua's arguments: the gift, its campaign's terms, and the reasons to refuse
-        it that need no Redis."""
+    async def _door(self, keys: Keys, gifts: Sequence[_Pending]) -> None:
+        """Add ``suspended`` / ``recipient_suspended`` to the gifts whose sender /
+        recipient was suspended at the gift's time (one pipeline of account reads)."""
+        if not gifts:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for g in gifts:
+                pipe.hmget(keys.account(g.gift.sender_id), "susp", "rein")
+                pipe.hmget(keys.account(g.gift.recipient_id), "susp", "rein")
+            states = await pipe.execute()
+        for n, g in enumerate(gifts):
+            if suspended_at(states[2 * n], g.gift.ts):
+                g.reasons.append(SUSPENDED)
+            if suspended_at(states[2 * n + 1], g.gift.ts):
+                g.reasons.append(RECIPIENT_SUSPENDED)
+
+    async def _claim(self, gifts: Sequence[_Pending], ctx: list[str | int]) -> None:
+        """Claim a send for each gift (sender slot), then take its code (offer slot); a
+        gift whose offer ran out of codes releases its claim, and the sender's later gifts
+        of the batch refused ``send_limit`` are claimed again (the released send was
+        counted against them)."""
+        sc, todo = self.scripts, [g for g in gifts if not g.reasons]
+        while todo:
+            claims = await run_scripts(self.redis, [
+                (sc.gift_claim, argv("gift_claim", ctx, gift_id=g.gift.gift_id,
+                                     sender_id=g.gift.sender_id, campaign_id=g.campaign,
+                                     send_limit=g.limit))
+                for g in todo
+            ])  # fmt: skip
+            for g, result in zip(todo, claims, strict=True):
+                g.reasons.clear()
+                if isinstance(result, Exception):
+                    g.error = result
+                elif text(result) == "send_limit":
+                    g.reasons.append(SEND_LIMIT)
+            coded = [g for g in todo if g.error is None and not g.reasons and g.has_codes]
+            codes = await run_scripts(self.redis, [(sc.gift_code, argv(
+                "gift_code", ctx, offer_id=g.gift.offer_id, gift_id=g.gift.gift_id))
+                for g in coded])  # fmt: skip
+            out = []
+            for g, result in zip(coded, codes, strict=True):
+                if isinstance(result, Exception):
+                    g.error = result
+                elif text(result) == "-":
+                    g.reasons.append(CODES_EXHAUSTED)
+                    out.append(g)
+                else:
+                    g.code = text(result)[1:]
+            released = await run_scripts(self.redis, [(sc.gift_release, argv(
+                "gift_release", ctx, gift_id=g.gift.gift_id, sender_id=g.gift.sender_id))
+                for g in out])  # fmt: skip
+            first: dict[str, int] = {}
+            for g, result in zip(out, released, strict=True):
+                if isinstance(result, Exception):
+                    g.error = result
+                elif result == 1:
+                    first.setdefault(g.gift.sender_id, g.index)
+            todo = [g for g in todo if g.reasons == [SEND_LIMIT]
+                    and g.index > first.get(g.gift.sender_id, g.index)]  # fmt: skip
+
+    def _terms(self, gift: Gift) -> tuple[str, int, bool, list[str]]:
+        """The gift's campaign, send limit, whether its offer has codes, and the reasons
+        to refuse it that need no Redis."""
         reasons = []
         offer = self.catalog.offers.get(gift.offer_id)
         if offer is None:
@@ -87,9 +211,28 @@ class GiftStore:
                 reasons.append(OUTSIDE_WINDOW)
         if gift.sender_id == gift.recipient_id:
             reasons.append(SELF_GIFT)
-        return argv("gift", ctx, gift_id=gift.gift_id, sender_id=gift.sender_id,
-                    recipient_id=gift.recipient_id, offer_id=gift.offer_id,
-                    campaign_id=campaign_id, message=gift.message or "", ts=gift.ts,
-                    send_limit=limit, has_codes="1" if has_codes else "0",
-                    reasons=",".join(reasons),
-                    inbox_cap=self.settings.gift_inbox_cap)  # fmt: skip
+        return campaign_id, limit, has_codes, reasons
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One gift of a batch on its way through the steps."""
+
+    index: int
+    gift: Gift
+    campaign: str
+    limit: int
+    has_codes: bool
+    reasons: list[str]
+    code: str = ""
+    kept: str | None = None  # 'decision|reasons' as committed
+    error: Exception | None = None
+
+    def record(self) -> dict[str, str | int]:
+        """gift_commit.lua's arguments, by name: the gift and the outcome found."""
+        g = self.gift
+        return dict(gift_id=g.gift_id, sender_id=g.sender_id, recipient_id=g.recipient_id,
+                    offer_id=g.offer_id, campaign_id=self.campaign, message=g.message or "",
+                    code=self.code, ts=g.ts,
+                    decision="refused" if self.reasons else "accepted",
+                    reasons=",".join(self.reasons))  # fmt: skip

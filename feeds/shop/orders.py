@@ -8,8 +8,9 @@ to cancelled / refunded. Every status event received is kept, and the status and
 are recomputed from all of them in ``seq`` order (``ts`` order when an event has no seq),
 so late, repeated and out-of-order events end in the same state as in-order ones; a move
 the state machine does not allow is kept, flagged ``illegal_transition``, not applied.
-Cancelling or refunding takes the credit back. All of it runs in ``lua/`` (see
-``lib_shop.lua``).
+Cancelling or refunding takes the credit back. It runs as slot-local steps (the order, the
+buyer, then the creators: :mod:`feedamp.feeds.shop.order_steps`), the same on a standalone
+Redis and on a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from feedamp.config import Settings
 from feedamp.feeds.batch import context, run_scripts
 from feedamp.feeds.connection import AnyRedis
 from feedamp.feeds.scripts import Scripts, argv
+from feedamp.feeds.shop.order_steps import OrderSteps
 from feedamp.feeds.store import Applied, Failure
 from feedamp.models.events import Event, OrderStatus, Purchase
-from redis.commands.core import AsyncScript
 
 __all__ = ["OrderStore"]
 
@@ -34,32 +35,54 @@ class OrderStore:
         self.redis = redis
         self.settings = settings
         self.scripts = Scripts(redis)
+        self.steps = OrderSteps(redis, self.scripts)
 
     async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
-        """Apply the order events of ``events`` in order."""
+        """Apply the order events of ``events`` in order: each order's own step (order
+        slot) and the buyer's order center (buyer slot), then the credits of every order
+        of the batch (:class:`~feedamp.feeds.shop.order_steps.OrderSteps`)."""
         ctx = context(self.settings, prefix)
-        calls: list[tuple[AsyncScript, list[str | int]]] = []
-        indexes: list[int] = []
+        sc = self.scripts
+        calls, buyers, indexes, orders = [], [], [], []
         for i, ev in enumerate(events):
             if isinstance(ev, Purchase):
-                args = argv("purchase", ctx, order_id=ev.order_id, buyer_id=ev.buyer_id,
+                args = argv("order_purchase", ctx, order_id=ev.order_id, buyer_id=ev.buyer_id,
                             product_id=ev.product_id, seller_id=ev.seller_id,
                             amount_cents=ev.amount_cents, currency=ev.currency,
                             via_post_id=ev.via_post_id or "",
                             via_repost_id=ev.via_repost_id or "", ts=ev.ts)  # fmt: skip
-                calls.append((self.scripts.purchase, args))
+                calls.append((sc.order_purchase, args))
+                buyers.append((sc.order_buyer, argv("order_buyer", ctx, buyer_id=ev.buyer_id,
+                                                    order_id=ev.order_id, ts=ev.ts, purchase="1",
+                                                    product_id=ev.product_id)))  # fmt: skip
             elif isinstance(ev, OrderStatus):
                 seq = -1 if ev.seq is None else ev.seq
                 # Repeats of one status event (same seq) count once, whatever their ids.
                 dedup = ev.event_id if ev.seq is None else f"{ev.status}:{ev.seq}"
-                args = argv("order_status", ctx, order_id=ev.order_id, buyer_id=ev.buyer_id,
+                args = argv("order_event", ctx, order_id=ev.order_id, buyer_id=ev.buyer_id,
                             status=ev.status, seq=seq, ts=ev.ts, dedup_id=dedup)  # fmt: skip
-                calls.append((self.scripts.order_status, args))
+                calls.append((sc.order_event, args))
+                buyers.append((sc.order_buyer, argv("order_buyer", ctx, buyer_id=ev.buyer_id,
+                                                    order_id=ev.order_id, ts=ev.ts, purchase="0",
+                                                    product_id="")))  # fmt: skip
             else:
                 continue
             indexes.append(i)
+            orders.append(ev.order_id)
         applied = Applied()
-        for i, result in zip(indexes, await run_scripts(self.redis, calls), strict=True):
+        if not calls:
+            return applied
+        failed: dict[int, Exception] = {}
+        for n, result in enumerate(await run_scripts(self.redis, calls)):
             if isinstance(result, Exception):
-                applied.failures.append(Failure(i, result))
+                failed[indexes[n]] = result
+        for n, result in enumerate(await run_scripts(self.redis, buyers)):
+            if isinstance(result, Exception):
+                failed.setdefault(indexes[n], result)
+        bad = await self.steps.reconcile(ctx, [o for n, o in enumerate(orders)
+                                               if indexes[n] not in failed])  # fmt: skip
+        for n, order in enumerate(orders):
+            if order in bad:
+                failed.setdefault(indexes[n], bad[order])
+        applied.failures.extend(Failure(i, failed[i]) for i in sorted(failed))
         return applied

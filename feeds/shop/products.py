@@ -1,8 +1,9 @@
 """Product tags and product views: the writes behind the Order Center's product sections.
 
 ``post`` events may tag products (``product_ids``): ``tag.lua`` records them in
-``products:{post}`` and marks the post's tags known, which settles the conversions of
-orders that named the post before it arrived. ``product_view`` events go to the viewer's
+``products:{post}`` and marks the post's tags known (post slot), then the orders that named
+the post before it arrived are reconciled in their own steps
+(:class:`~feedamp.feeds.shop.order_steps.OrderSteps`). ``product_view`` events go to the viewer's
 "Looked at" list through ``view.lua``: one entry per product at the time of its latest
 view (``ZADD GT``), so arrival order never matters, capped at ``Settings.viewed_cap``.
 
@@ -18,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from feedamp.config import Settings
-from feedamp.feeds.batch import context, run_scripts
+from feedamp.feeds.batch import context, run_scripts, text
 from feedamp.feeds.connection import AnyRedis
 from feedamp.feeds.scripts import Scripts, argv
+from feedamp.feeds.shop.order_steps import OrderSteps
 from feedamp.feeds.store import Applied, Failure
 from feedamp.models.events import Event, Post, ProductView
 from redis.commands.core import AsyncScript
@@ -35,6 +37,7 @@ class ProductStore:
         self.redis = redis
         self.settings = settings
         self.scripts = Scripts(redis)
+        self.steps = OrderSteps(redis, self.scripts)
 
     async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
         """Record the tags of every post and every product view of ``events``, in order.
@@ -44,21 +47,30 @@ class ProductStore:
         ctx = context(self.settings, prefix)
         calls: list[tuple[AsyncScript, list[str | int]]] = []
         indexes: list[int] = []
+        tagged: list[str | None] = []
         for i, ev in enumerate(events):
             if isinstance(ev, Post):
                 args = argv("tag", ctx, *(ev.product_ids or ()), post_id=ev.post_id,
                             author_id=ev.author_id)  # fmt: skip
                 calls.append((self.scripts.tag, args))
+                tagged.append(ev.post_id)
             elif isinstance(ev, ProductView):
                 args = argv("view", ctx, user_id=ev.user_id, product_id=ev.product_id, ts=ev.ts,
                             via_post_id=ev.via_post_id or "", via_repost_id=ev.via_repost_id or "",
                             cap=self.settings.viewed_cap)  # fmt: skip
                 calls.append((self.scripts.view, args))
+                tagged.append(None)
             else:
                 continue
             indexes.append(i)
         applied = Applied()
-        for i, result in zip(indexes, await run_scripts(self.redis, calls), strict=True):
+        waiting: dict[str, list[str]] = {}
+        results = await run_scripts(self.redis, calls)
+        for i, post, result in zip(indexes, tagged, results, strict=True):
             if isinstance(result, Exception):
                 applied.failures.append(Failure(i, result))
+            elif post is not None and len(result) > 1:  # type: ignore[arg-type]
+                waiting[post] = [text(o) for o in result[1:]]  # type: ignore[index]
+        # Orders that named a post before its tags were known: their conversions now.
+        await self.steps.unwait(ctx, "awaiting_tags", waiting)
         return applied

@@ -1,7 +1,8 @@
 """Reads of the shop views: gift inbox, gifts sent, order center, creator stats.
 
 :class:`ShopReads` is mixed into :class:`~feedamp.feeds.reader.FeedReader`; it reads the
-keys that ``gift.lua``, ``purchase.lua`` and ``order_status.lua`` write.
+keys that the gift steps (:mod:`feedamp.feeds.shop.gifts`) and the order steps
+(:mod:`feedamp.feeds.shop.orders`, :mod:`feedamp.feeds.shop.order_steps`) write.
 """
 
 from __future__ import annotations

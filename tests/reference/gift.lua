@@ -1,3 +1,5 @@
+-- Reference: the single script the gift steps replaced (feeds/shop/gifts.py);
+-- tests/test_step_equivalence.py checks the steps decide exactly as it did.
 -- gift.lua: decide a gift once and, if accepted, hand it over: spend one of the sender's
 -- sends in the campaign, take the next code of the offer's pool (if it has one), and put
 -- the gift in the recipient's inbox and the sender's sent list. Keyed by gift_id: a

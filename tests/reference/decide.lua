@@ -1,3 +1,5 @@
+-- Reference: the single script the repost decision steps replaced (feeds/repost_decisions.py);
+-- tests/test_step_equivalence.py checks the steps decide exactly as it did.
 -- decide.lua: the one decision for a repost, made once and kept, so a redelivery or a
 -- replay over the same Redis returns it unchanged. Windows are of event time and count
 -- attempts (whatever their decision), so a decision depends on the log, not on speed.

@@ -1,0 +1,167 @@
+"""Reconciling an order's credits and conversions, as slot-local idempotent steps (the
+same steps on a standalone Redis and on a Redis Cluster).
+
+An order credits the author of its ``via_post`` and the reposter of its ``via_repost``
+(once per order and creator while it is active) and counts as a conversion of a post that
+tags its product; those creators' keys live on their own slots. After the order's own
+step (``order_purchase.lua`` / ``order_event.lua``, order slot) the orders of a batch are
+reconciled in steps, each one pipeline for all of them (one round trip per node):
+
+1. order slot (``order_facts.lua``): what the order knows;
+2. repost slot (``order_repost.lua``): the reposter and post of ``via_repost``, or the
+   order waits in ``awaiting_repost:{repost}``;
+3. post slot (``order_post.lua``): the author of ``via_post`` (or the repost's post), or
+   the order waits in ``awaiting_post:{post}``; whether the post tags the product, or the
+   order waits in ``awaiting_tags:{post}``;
+4. order slot (``order_settle.lua``): what was learnt, and what each creator should have;
+5. creator slots (``order_credit.lua``): the credit and conversions, made or taken back
+   once each by the creator's ``credited`` / ``converted`` sets.
+
+Invariants: a read of a creator and the wait for it are one step on the creator's slot,
+so a creator recorded meanwhile finds the order waiting; every step is idempotent and
+computes from the order's current state, so reconciling again (a redelivery, a retry, a
+later trigger) changes nothing that is right. An order's events are handled by one worker
+at a time (the order topics are keyed by order id). :meth:`OrderSteps.settle_waiting` is
+how a post, repost or tag recorded later reconciles the orders waiting for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from feedamp.feeds.batch import run_scripts, text
+from feedamp.feeds.scripts import argv
+
+__all__ = ["OrderSteps"]
+
+
+class OrderSteps:
+    """The reconciliation steps on one client's registered scripts."""
+
+    def __init__(self, redis: Any, scripts: Any) -> None:
+        self.redis = redis
+        self.scripts = scripts
+
+    async def reconcile(
+        self, ctx: Sequence[str | int], orders: Sequence[str]
+    ) -> dict[str, Exception]:
+        """Reconcile the credits and conversions of ``orders``; return the script errors
+        by order (transient errors propagate)."""
+        sc, ctx = self.scripts, list(ctx)
+        orders = list(dict.fromkeys(orders))
+        failed: dict[str, Exception] = {}
+
+        def ok(order: str, result: object) -> bool:
+            if isinstance(result, Exception):
+                failed.setdefault(order, result)
+                return False
+            return True
+
+        # 1. Order slot: the facts.
+        facts: dict[str, list[str | None]] = {}
+        got = await run_scripts(
+            self.redis, [(sc.order_facts, argv("order_facts", ctx, order_id=o)) for o in orders]
+        )
+        for order, result in zip(orders, got, strict=True):
+            if ok(order, result):
+                facts[order] = [None if v is None else text(v) for v in result]  # type: ignore[attr-defined]
+        # 2. Repost slot: the reposter and the post of via_repost.
+        asks = [o for o, f in facts.items() if f[4] and not f[6]]
+        reposts: dict[str, tuple[str, str]] = {}
+        got = await run_scripts(self.redis, [(sc.order_repost, argv(
+            "order_repost", ctx, repost_id=str(facts[o][4]), order_id=o))
+            for o in asks])  # fmt: skip
+        for order, result in zip(asks, got, strict=True):
+            if ok(order, result):
+                user, post = (None if v is None else text(v) for v in result)  # type: ignore[attr-defined]
+                reposts[order] = (user or "", post or "")
+        # 3. Post slot: the author of via_post and whether it tags the product.
+        posts: dict[str, str] = {}
+        for order, f in facts.items():
+            if order not in failed and (post := f[3] or reposts.get(order, ("", ""))[1]):
+                posts[order] = post
+        found: dict[str, tuple[str, str]] = {}
+        got = await run_scripts(self.redis, [
+            (sc.order_post, argv("order_post", ctx, post_id=post, order_id=order,
+                                 product_id=_product_if_active(facts[order])))
+            for order, post in posts.items()
+        ])  # fmt: skip
+        for order, result in zip(posts, got, strict=True):
+            if ok(order, result):
+                author, tagged = (text(v) for v in result)  # type: ignore[attr-defined]
+                found[order] = (author, tagged)
+        # 4. Order slot: settle, and what each creator should have.
+        settle = [o for o in facts if o not in failed]
+        none = ("", "")
+        got = await run_scripts(self.redis, [
+            (sc.order_settle, argv("order_settle", ctx, order_id=o,
+                                   reposter=reposts.get(o, none)[0],
+                                   repost_post=reposts.get(o, none)[1],
+                                   via_post_author=found.get(o, none)[0],
+                                   tagged=found.get(o, none)[1]))
+            for o in settle
+        ])  # fmt: skip
+        credits: list[tuple[str, list[str | int]]] = []
+        for order, result in zip(settle, got, strict=True):
+            if not ok(order, result):
+                continue
+            out = [text(v) for v in result]  # type: ignore[attr-defined]
+            by_creator: dict[str, list[str]] = {}
+            for i in range(2, len(out), 4):
+                kind, creator, field, want = out[i : i + 4]
+                by_creator.setdefault(creator, []).extend([kind, field, want])
+            for creator, actions in by_creator.items():
+                credits.append(
+                    (
+                        order,
+                        argv(
+                            "order_credit",
+                            ctx,
+                            *actions,
+                            creator_id=creator,
+                            order_id=order,
+                            amount=out[0],
+                            currency=out[1],
+                        ),
+                    )
+                )
+        # 5. Creator slots: credits and conversions, once each.
+        got = await run_scripts(self.redis, [(sc.order_credit, args)
+                                             for _, args in credits])  # fmt: skip
+        for (order, _), result in zip(credits, got, strict=True):
+            ok(order, result)
+        return failed
+
+    async def settle_waiting(
+        self, ctx: Sequence[str | int], kind: str, ids: Sequence[str]
+    ) -> dict[str, Exception]:
+        """Reconcile the orders waiting in ``kind`` (``awaiting_post``,
+        ``awaiting_repost`` or ``awaiting_tags``) of each of ``ids``, then take them out of
+        the waiting sets; return the errors by order."""
+        prefix = str(ctx[0])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for id_ in ids:
+                pipe.smembers(f"{prefix}{kind}:{{{id_}}}")
+            waiting = [sorted(text(o) for o in members) for members in await pipe.execute()]
+        return await self.unwait(ctx, kind, dict(zip(ids, waiting, strict=True)))
+
+    async def unwait(
+        self, ctx: Sequence[str | int], kind: str, waiting: dict[str, list[str]]
+    ) -> dict[str, Exception]:
+        """Reconcile the orders of ``waiting`` (id -> orders waiting in ``kind`` of that
+        id), then take the reconciled ones out of the waiting sets."""
+        failed = await self.reconcile(ctx, [o for orders in waiting.values() for o in orders])
+        calls = [(self.scripts.order_unwait, argv("order_unwait", ctx, *done, kind=kind, id=id_))
+                 for id_, orders in waiting.items()
+                 if (done := [o for o in orders if o not in failed])]  # fmt: skip
+        await run_scripts(self.redis, calls)
+        return failed
+
+
+def _product_if_active(facts: Sequence[str | None]) -> str:
+    """The order's product when its conversions are asked (purchased, active), else ''."""
+    bought, status, product = facts[0], facts[1], facts[2]
+    if bought == "1" and product and status not in ("cancelled", "refunded"):
+        return product
+    return ""
