@@ -47,7 +47,7 @@ VALUE_CHARS = 40
 LIVE, FRESH = "live", "rebuild"
 #: Key kinds written by gifts, and by repost decisions and their windows.
 GIFT_KINDS = {"gift", "gift_inbox", "gifts_sent", "gift_sends", "gift_codes",
-              "gift_codes_seeded"}  # fmt: skip
+              "gift_codes_seeded", "gift_claims", "gift_code_of"}  # fmt: skip
 WINDOW_KINDS = {"decided", "attempts", "forwarded_attempts", "brake"}
 DECISION_KINDS = {"decided", "attempts", "forwarded_attempts", "brake", "feed", "via",
                   "foryou", "fyvia", "recent_reposts"}  # fmt: skip
