@@ -33,7 +33,8 @@ from feedamp.models.events import (
 from redis.asyncio import Redis
 
 from .batch import context, run_scripts, text
-from .keys import Keys
+from .fanout import Segment, deliver, followers_of
+from .keys import Keys, bucket_of
 from .scripts import Scripts
 from .store import Applied, Failure
 
@@ -133,10 +134,21 @@ class AccountStore:
         keys = Keys(prefix or self.settings.key_prefix)
         ctx = context(self.settings, prefix)
         posts = [text(p) for p in await self.redis.zrange(keys.recent_posts(user_id), 0, -1)]
-        for post in posts:
-            reposters = await self.redis.zrange(keys.reposters(post), 0, -1)
-            for source in [user_id, *(text(r) for r in reposters)]:
-                await self._chunked(self.scripts.unpush, [*ctx, "0", post, source, "0"], 7)
+        if posts:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for post in posts:
+                    pipe.zrange(keys.reposters(post), 0, -1)
+                reposters = await pipe.execute()
+            flat = [(post, source) for post, rs in zip(posts, reposters, strict=True)
+                    for source in [user_id, *(text(r) for r in rs)]]  # fmt: skip
+            chunk = self.settings.fanout_chunk
+            found = await followers_of(self.redis, keys, [s for _, s in flat], chunk)
+            buckets = self.settings.feed_buckets
+            segments = [Segment("unpush", post, "", "", bucket_of(post, buckets), followers)
+                        for (post, _), followers in zip(flat, found, strict=True)]  # fmt: skip
+            done = await deliver(self.redis, self.scripts.deliver, ctx, segments, keys, chunk)
+            if done.errors:
+                raise next(iter(done.errors.values()))
         reposted = await self.redis.zrange(keys.recent_reposts(user_id), 0, -1)
         for post in (text(p) for p in reposted):
             await self._chunked(self.scripts.unrepost, [*ctx, "0", "0", post, user_id], 8)

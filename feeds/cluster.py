@@ -72,6 +72,9 @@ ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
     "release": _tagged("progress", tag="order"),  # parked, parked_events, progress: {order}
     "account": _account,  # account:{user}, unless suspending
     "view": _tagged("viewed", 0),  # viewed:{user}, viewed_via:{user}
+    # origin steps of the fan-out (feeds/store.py; deliveries declare their own keys):
+    "post": _tagged("post", 0),  # post:{p}, awaiting_post:{p} (refused when orders wait)
+    "delete_post": _tagged("post", 0),  # post:{p}, reposters:{p}
 }
 
 

@@ -17,7 +17,6 @@ SCRIPT_NAMES = (
     "repost",
     "unrepost",
     "delete_post",
-    "unpush",
     "follow",
     "unfollow",
     "hide",
@@ -32,7 +31,7 @@ SCRIPT_NAMES = (
     "progress",
     "tag",
     "view",
-    "deliver_post",
+    "deliver",
 )
 #: Scripts that take no shared settings and so run without ``lib.lua``.
 STANDALONE = frozenset({"page"})
@@ -63,7 +62,6 @@ class Scripts:
     repost: AsyncScript
     unrepost: AsyncScript
     delete_post: AsyncScript
-    unpush: AsyncScript
     follow: AsyncScript
     unfollow: AsyncScript
     hide: AsyncScript
@@ -78,7 +76,7 @@ class Scripts:
     progress: AsyncScript
     tag: AsyncScript
     view: AsyncScript
-    deliver_post: AsyncScript
+    deliver: AsyncScript
 
     def __init__(self, redis: AnyRedis) -> None:
         """Register every script on ``redis``; on a cluster each is a

@@ -41,7 +41,10 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from .batch import PIPELINE_CALLS, TRANSIENT_ERRORS, is_transient, run_scripts, text
-from .keys import Keys
+from .cluster import ClusterUnsupported
+from .connection import is_cluster
+from .fanout import Segment, deliver, followers_of
+from .keys import Keys, bucket_of
 from .scripts import Scripts
 
 __all__ = ["TRANSIENT_ERRORS", "Applied", "Failure", "FeedStore", "is_transient"]
@@ -98,6 +101,8 @@ class FeedStore:
         ]  # fmt: skip
         self._views: dict[str, FeedStore] = {}
         self._deliveries = 0
+        #: Followers re-grouped by slot after a cluster node refused a delivery call.
+        self.regrouped = 0
 
     def _at(self, prefix: str | None) -> FeedStore:
         """This store writing to the namespace ``prefix`` (None: ``settings.key_prefix``):
@@ -134,10 +139,39 @@ class FeedStore:
         self._deliveries = 0
         failures: dict[int, Failure] = {}
         decisions = await self._decide(events, failures, refused or {})
+        # Posts and deletions run as slot-local steps (origin, then delivery grouped by
+        # node); the other events as one script call each. Runs keep the log's order.
+        runs: list[tuple[bool, list[int]]] = []
+        for i, ev in enumerate(events):
+            if i in failures:
+                continue
+            fanout = isinstance(ev, Post | DeletePost)
+            if not runs or runs[-1][0] != fanout:
+                runs.append((fanout, []))
+            runs[-1][1].append(i)
+        for fanout, indexes in runs:
+            if fanout:
+                await self._fan_out(events, indexes, failures)
+            else:
+                await self._run_calls(events, indexes, decisions, failures)
+        deliveries, self._deliveries = self._deliveries, 0
+        return Applied(
+            [failures[i] for i in sorted(failures)], list(decisions.values()), deliveries
+        )
+
+    async def _run_calls(
+        self,
+        events: Sequence[Event],
+        indexes: Sequence[int],
+        decisions: Mapping[int, Decision],
+        failures: dict[int, Failure],
+    ) -> None:
+        """Apply the events at ``indexes`` with one script call each, pipelined; a big
+        fan-out runs on its own."""
         calls = [
             call
-            for i, ev in enumerate(events)
-            if i not in failures and (call := self._call(i, ev, decisions.get(i))) is not None
+            for i in indexes
+            if (call := self._call(i, events[i], decisions.get(i))) is not None
         ]
         segment: list[_Call] = []
         for call, audience in zip(calls, await self._audiences(calls), strict=True):
@@ -148,10 +182,90 @@ class FeedStore:
             else:
                 segment.append(call)
         await self._run_segment(segment, events, failures)
-        deliveries, self._deliveries = self._deliveries, 0
-        return Applied(
-            [failures[i] for i in sorted(failures)], list(decisions.values()), deliveries
-        )
+
+    async def _fan_out(
+        self, events: Sequence[Event], indexes: Sequence[int], failures: dict[int, Failure]
+    ) -> None:
+        """Apply a run of posts and deletions (README, *Redis Cluster*): the origin steps
+        on the posts' slots (one pipeline), the recent lists on the authors' and
+        reposters' slots, then the delivery to every follower of each source, grouped by
+        node (:func:`~feedamp.feeds.fanout.deliver`), in the log's order; last, a
+        deleted post's reposters and comments go."""
+        k, ctx, sc = self.keys, self._context, self.scripts
+        if is_cluster(self.redis):
+            await self._refuse_awaiting([events[i] for i in indexes])
+        origins: list[tuple[AsyncScript, list[str | int]]] = []
+        for i in indexes:
+            ev = events[i]
+            if isinstance(ev, Post):
+                origins.append((sc.post, [*ctx, ev.post_id, ev.author_id, ev.ts, ev.visibility,
+                                          ev.text or "", ev.media_url or ""]))  # fmt: skip
+            else:
+                assert isinstance(ev, DeletePost)
+                origins.append((sc.delete_post, [*ctx, ev.post_id, ev.author_id, ev.ts]))
+        sources: dict[int, list[str]] = {}
+        for i, result in zip(indexes, await run_scripts(self.redis, origins), strict=True):
+            if isinstance(result, Exception):
+                failures[i] = Failure(i, result)
+            elif isinstance(events[i], Post):
+                if text(result) == "ok":
+                    sources[i] = [events[i].author_id]  # type: ignore[union-attr]
+            else:
+                sources[i] = [text(s) for s in result]  # type: ignore[union-attr]
+        if not sources:
+            return
+        todo = list(sources)
+        flat = [(i, source) for i in todo for source in sources[i]]
+        found = await followers_of(self.redis, k, [s for _, s in flat], self.settings.fanout_chunk)
+        recent = self.settings.recent_per_author
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for i in todo:
+                ev = events[i]
+                if isinstance(ev, Post):
+                    pipe.zadd(k.recent_posts(ev.author_id), {ev.post_id: ev.ts})
+                    pipe.zremrangebyrank(k.recent_posts(ev.author_id), 0, -(recent + 1))
+                else:
+                    assert isinstance(ev, DeletePost)
+                    pipe.zrem(k.recent_posts(ev.author_id), ev.post_id)
+                    for reposter in sources[i][1:]:
+                        pipe.zrem(k.recent_reposts(reposter), ev.post_id)
+            await pipe.execute()
+        segments = []
+        for (i, _), followers in zip(flat, found, strict=True):
+            ev = events[i]
+            bucket = bucket_of(ev.post_id, self.settings.feed_buckets)  # type: ignore[union-attr]
+            if isinstance(ev, Post):
+                segments.append(Segment("post", ev.post_id, ev.author_id, ev.ts, bucket,
+                                        followers, i))  # fmt: skip
+            else:
+                assert isinstance(ev, DeletePost)
+                segments.append(Segment("unpush", ev.post_id, "", "", bucket, followers, i))
+        done = await deliver(self.redis, sc.deliver, ctx, segments, k, self.settings.fanout_chunk)
+        self.regrouped += done.regrouped
+        for i, error in done.errors.items():
+            failures.setdefault(i, Failure(i, error))
+        self._deliveries += sum(n for i, n in done.reached.items()
+                                if isinstance(events[i], Post))  # fmt: skip
+        deletes = [events[i] for i in todo if isinstance(events[i], DeletePost)]
+        if deletes:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for ev in deletes:
+                    pipe.delete(k.reposters(ev.post_id), k.comments(ev.post_id))  # type: ignore[union-attr]
+                await pipe.execute()
+
+    async def _refuse_awaiting(self, events: Sequence[Event]) -> None:
+        """On a cluster: :class:`ClusterUnsupported` before anything is written when
+        orders wait for one of the posts (crediting them is not slot-local yet)."""
+        posts = [ev for ev in events if isinstance(ev, Post)]
+        if not posts:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for post in posts:
+                pipe.scard(self.keys.awaiting_post(post.post_id))
+            if any(await pipe.execute()):
+                raise ClusterUnsupported(
+                    "crediting orders that wait for a post on Redis Cluster is not supported yet"
+                )
 
     async def rebuild_feed(self, user_id: str, *, prefix: str | None = None) -> int:
         """Regenerate ``user_id``'s Following and For You feeds from their followees' recent
@@ -254,10 +368,6 @@ class FeedStore:
         """The first script call for ``event``, or None when it writes nothing."""
         ctx, sc = self._context, self.scripts
         match event:
-            case Post():
-                argv = [*ctx, "1", "0", event.post_id, event.author_id, event.ts,
-                        event.visibility, event.text or "", event.media_url or ""]  # fmt: skip
-                return _Call(index, sc.post, argv, event.author_id)
             case Repost():
                 if decision is not None and not decision.reaches_feeds:
                     return None
@@ -270,9 +380,6 @@ class FeedStore:
             case Unrepost():
                 argv = [*ctx, "1", "0", event.post_id, event.reposter_id]
                 return _Call(index, sc.unrepost, argv, event.reposter_id)
-            case DeletePost():
-                argv = [*ctx, event.post_id, event.author_id, event.ts]
-                return _Call(index, sc.delete_post, argv)
             case Follow() | Unfollow():
                 script = sc.follow if isinstance(event, Follow) else sc.unfollow
                 argv = [*ctx, event.follower_id, event.followee_id, event.ts]
@@ -292,9 +399,6 @@ class FeedStore:
                 call.argv[_FIRST], call.argv[_CURSOR] = "0", cursor
                 cursor = self._cursor(await call.script(args=call.argv))
             return True
-        if isinstance(event, DeletePost):
-            await self._unpush_everywhere(event.post_id, [text(s) for s in result])  # type: ignore[union-attr]
-            return True
         return False
 
     def _cursor(self, result: object) -> str:
@@ -302,17 +406,6 @@ class FeedStore:
         cursor, _, delivered = text(result).partition("|")
         self._deliveries += int(delivered or 0)
         return cursor
-
-    async def _unpush_everywhere(self, post_id: str, sources: list[str]) -> None:
-        """Remove a post from the feeds of every follower of every source, chunk by chunk."""
-        for n, source in enumerate(sources):
-            last = "1" if n == len(sources) - 1 else "0"
-            cursor = "0"
-            while True:
-                argv = [*self._context, cursor, post_id, source, last]
-                cursor = text(await self.scripts.unpush(args=argv))
-                if cursor == "0":
-                    break
 
 
 def _refusal(event: Repost, reason: str) -> Decision:

@@ -1,0 +1,264 @@
+"""Fan-out as slot-local steps, the same code on a standalone Redis and a Redis Cluster
+(README, *Redis Cluster*).
+
+A fan-out is an **origin step** on the post's (and author's) slots, run by the store,
+and **delivery steps** on the followers' slots, run here: the followers are read in chunks
+(``SSCAN`` of ``followers:{source}``, ``FEEDAMP_FANOUT_CHUNK`` at a time), each chunk is
+grouped by the node that serves each follower's slot (one group on a standalone Redis),
+and each group gets one ``lua/deliver.lua`` call per ``cap`` followers, all nodes at once.
+The script is flagged ``allow-cross-slot-keys``; it declares the first follower's key
+(Redis refuses declared keys of several slots, flag or not) and reaches the others as
+undeclared keys of its own node.
+
+Invariants:
+
+- a delivery call touches only keys tagged by its followers, all served by its node when
+  the slot table is right; when it is not (slots moving), the node refuses the call
+  before it runs (``MOVED``, ``ASK``, ``TRYAGAIN`` for the declared key) or the script
+  stops at the first key it does not serve ("non local key"), after some deliveries;
+- a refused group is re-grouped by slot after the slot table is refreshed, each slot
+  group declaring all its keys and going through the client's own redirection handling
+  (one slot is always served by one node), so a resharding delays a delivery and never
+  loses one;
+- every delivery is idempotent (``ZADD GT``, attribution merge, removal), so running a
+  group again after a partial failure doubles nothing;
+- the segments of one call run in order, and a post's segments keep their order within a
+  node, so a post pushed and then unpushed in one fan-out ends unpushed;
+- groups are made per call from the slot table of that moment and never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterCrossSlotError,
+    MovedError,
+    NoScriptError,
+    ResponseError,
+    TryAgainError,
+)
+
+from .batch import is_transient, text
+from .connection import AnyRedis, is_cluster
+from .keys import Keys
+
+__all__ = ["REDIRECTS", "Delivery", "Segment", "deliver", "followers_of"]
+
+#: Answers of a node that does not serve the declared key of a group (right now).
+REDIRECTS = (MovedError, AskError, TryAgainError, ClusterCrossSlotError)
+#: What a script hears when it reaches an undeclared key another node serves.
+NON_LOCAL = "non local key"
+
+
+@dataclass(slots=True)
+class Segment:
+    """One delivery of a post to some followers: the operation (``post``, ``unpush``), the
+    post's facts, its feed bucket, those followers and the event it belongs to."""
+
+    op: str
+    post_id: str
+    author_id: str
+    ts: int | str
+    bucket: int
+    followers: list[str]
+    index: int = -1
+
+    def argv(self) -> list[str | int]:
+        """The segment's part of a delivery call's ARGV."""
+        head = [self.op, self.post_id, self.author_id, self.ts, len(self.followers)]
+        return [*head, *self.followers]
+
+    def part(self, followers: list[str]) -> Segment:
+        """This segment for ``followers`` only."""
+        return Segment(self.op, self.post_id, self.author_id, self.ts, self.bucket, followers,
+                       self.index)  # fmt: skip
+
+
+@dataclass(slots=True)
+class Delivery:
+    """Followers reached per event index, the events a delivery call failed for (a script
+    error, not a redirection), and how many followers had to be re-grouped by slot after
+    their node refused a call (slots moving)."""
+
+    reached: dict[int, int] = field(default_factory=dict)
+    errors: dict[int, Exception] = field(default_factory=dict)
+    regrouped: int = 0
+
+    def add(self, segment: Segment, count: object) -> None:
+        if isinstance(count, Exception):
+            self.errors.setdefault(segment.index, count)
+            return
+        self.reached[segment.index] = self.reached.get(segment.index, 0) + int(count)  # type: ignore[call-overload]
+
+
+async def followers_of(
+    redis: AnyRedis, keys: Keys, sources: Sequence[str], chunk: int
+) -> list[list[str]]:
+    """Every follower of each of ``sources``, read ``chunk`` at a time (``SSCAN``, the
+    sources' scans pipelined together)."""
+    found: list[list[str]] = [[] for _ in sources]
+    cursors = dict.fromkeys(range(len(sources)), 0)
+    while cursors:
+        pending = list(cursors)
+        async with redis.pipeline(transaction=False) as pipe:
+            for n in pending:
+                pipe.sscan(keys.followers(sources[n]), cursors[n], count=chunk)
+            pages = await pipe.execute()
+        for n, (cursor, page) in zip(pending, pages, strict=True):
+            found[n] += [text(f) for f in page]
+            if int(cursor) == 0:
+                del cursors[n]
+            else:
+                cursors[n] = int(cursor)
+    return found
+
+
+async def deliver(
+    redis: AnyRedis,
+    script: Any,
+    context: Sequence[str | int],
+    segments: Sequence[Segment],
+    keys: Keys,
+    cap: int,
+) -> Delivery:
+    """Run the delivery ``script`` over ``segments``: their followers grouped by the node
+    serving each follower's feed key (one group on a standalone Redis), calls of at most
+    ``cap`` followers, the calls of one node one after another and the nodes at once. A
+    call refused by a cluster node is re-run by slot. A transient error is raised."""
+    result = Delivery()
+    segments = [seg for seg in segments if seg.followers]
+    if not segments:
+        return result
+    if not is_cluster(redis):
+        calls = _calls(segments, cap)
+        async with redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                first = call[0]
+                argv = [*context, *(v for seg in call for v in seg.argv())]
+                await script(keys=[keys.feed(first.followers[0], first.bucket)], args=argv,
+                             client=pipe)  # fmt: skip
+            replies = await pipe.execute(raise_on_error=False)
+        for call, counts in zip(calls, replies, strict=True):
+            _record(result, call, counts)
+        return result
+    assert isinstance(redis, RedisCluster)
+    if not script.loaded:
+        await script.load()
+    await redis.initialize()
+    per_node: dict[str, tuple[ClusterNode, list[Segment]]] = {}
+    for seg in segments:
+        split: dict[str, list[str]] = defaultdict(list)
+        for follower in seg.followers:
+            node = redis.get_node_from_key(keys.feed(follower, seg.bucket))
+            per_node.setdefault(node.name, (node, []))
+            split[node.name].append(follower)
+        for name, followers in split.items():
+            per_node[name][1].append(seg.part(followers))
+
+    async def run_node(node: ClusterNode, parts: list[Segment]) -> list[Segment]:
+        refused: list[Segment] = []
+        for call in _calls(parts, cap):
+            first = call[0]
+            key = keys.feed(first.followers[0], first.bucket)
+            argv = [*context, *(v for seg in call for v in seg.argv())]
+            try:
+                counts: object = await _evalsha(node, script, [key], argv)
+            except ResponseError as exc:
+                if _refused(exc):
+                    refused += call
+                    continue
+                counts = exc
+            _record(result, call, counts)
+        return refused
+
+    refused_lists = await asyncio.gather(*(run_node(n, p) for n, p in per_node.values()))
+    refused = [seg for lst in refused_lists for seg in lst]
+    if refused:
+        result.regrouped = sum(len(seg.followers) for seg in refused)
+        await _by_slot(redis, script, context, refused, keys, result)
+    return result
+
+
+def _record(result: Delivery, call: list[Segment], counts: object) -> None:
+    """Count one call's reply (a count per segment) or charge its error to its events."""
+    if isinstance(counts, Exception):
+        if is_transient(counts):
+            raise counts
+        for seg in call:
+            result.add(seg, counts)
+        return
+    for seg, count in zip(call, counts, strict=True):  # type: ignore[call-overload]
+        result.add(seg, count)
+
+
+def _calls(parts: list[Segment], cap: int) -> list[list[Segment]]:
+    """``parts`` packed into calls of at most ``cap`` followers (a segment is split when
+    it does not fit)."""
+    calls: list[list[Segment]] = [[]]
+    room = cap
+    for seg in parts:
+        followers = seg.followers
+        while followers:
+            if room == 0:
+                calls.append([])
+                room = cap
+            take, followers = followers[:room], followers[room:]
+            calls[-1].append(seg.part(take))
+            room -= len(take)
+    return [call for call in calls if call]
+
+
+def _refused(error: object) -> bool:
+    """True when a node did not serve every follower of a call (redirected before the
+    call ran, or an undeclared key of another node reached while it ran)."""
+    return isinstance(error, REDIRECTS) or (
+        isinstance(error, ResponseError) and NON_LOCAL in str(error)
+    )
+
+
+async def _evalsha(node: ClusterNode, script: Any, keys: list[str], argv: list[str | int]) -> Any:
+    """One delivery call sent to ``node`` itself (no redirection followed). It declares
+    the first follower's key only: Redis refuses declared keys of several slots even to
+    a script flagged ``allow-cross-slot-keys``, which may only reach the others as
+    undeclared keys of its own node."""
+    command = ("EVALSHA", script.sha, len(keys), *keys, *argv)
+    try:
+        return await node.execute_command(*command)
+    except NoScriptError:
+        await script.load()
+        return await node.execute_command(*command)
+
+
+async def _by_slot(
+    redis: RedisCluster,
+    script: Any,
+    context: Sequence[str | int],
+    segments: list[Segment],
+    keys: Keys,
+    result: Delivery,
+) -> None:
+    """After a refusal: refresh the slot table and run one call per segment and slot in
+    one cluster pipeline, each declaring all its keys and routed by the client (which
+    follows MOVED and ASK and retries TRYAGAIN)."""
+    await redis.nodes_manager.initialize()
+    parts: list[Segment] = []
+    for seg in segments:
+        slots: dict[int, list[str]] = defaultdict(list)
+        for follower in seg.followers:
+            slots[redis.keyslot(keys.feed(follower, seg.bucket))].append(follower)
+        parts += [seg.part(fs) for fs in slots.values()]
+    async with redis.pipeline(transaction=False) as pipe:  # a connection per node
+        for part in parts:
+            declared = [keys.feed(f, part.bucket) for f in part.followers]
+            pipe.execute_command("EVALSHA", script.sha, len(declared), *declared, *context,
+                                 *part.argv())  # fmt: skip
+        replies = await pipe.execute(raise_on_error=False)
+    for part, counts in zip(parts, replies, strict=True):
+        _record(result, [part], counts)
