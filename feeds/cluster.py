@@ -75,6 +75,9 @@ ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
     # origin steps of the fan-out (feeds/store.py; deliveries declare their own keys):
     "post": _tagged("post", 0),  # post:{p}, awaiting_post:{p} (refused when orders wait)
     "delete_post": _tagged("post", 0),  # post:{p}, reposters:{p}
+    "repost": _tagged("post", 0),  # post:{p}, reposters:{p}, comments:{p}, awaiting_post:{p}
+    "repost_record": _tagged("repost", 0),  # repost:{r}, awaiting_repost:{r}
+    "unrepost": _tagged("post", 0),  # reposters:{p}, comments:{p}, post:{p}
 }
 
 

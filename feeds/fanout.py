@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -59,8 +59,9 @@ NON_LOCAL = "non local key"
 
 @dataclass(slots=True)
 class Segment:
-    """One delivery of a post to some followers: the operation (``post``, ``unpush``), the
-    post's facts, its feed bucket, those followers and the event it belongs to."""
+    """One delivery of an event to some followers: the operation (``post``, ``repost``,
+    ``withdraw``, ``unpush``: see ``lua/deliver.lua``), the post's facts, the reposter and
+    flags, the post's feed bucket, those followers and the index of the event."""
 
     op: str
     post_id: str
@@ -69,16 +70,18 @@ class Segment:
     bucket: int
     followers: list[str]
     index: int = -1
+    reposter_id: str = ""
+    flags: str = ""
 
     def argv(self) -> list[str | int]:
         """The segment's part of a delivery call's ARGV."""
-        head = [self.op, self.post_id, self.author_id, self.ts, len(self.followers)]
+        head = [self.op, self.post_id, self.author_id, self.ts, self.reposter_id, self.flags,
+                len(self.followers)]  # fmt: skip
         return [*head, *self.followers]
 
     def part(self, followers: list[str]) -> Segment:
         """This segment for ``followers`` only."""
-        return Segment(self.op, self.post_id, self.author_id, self.ts, self.bucket, followers,
-                       self.index)  # fmt: skip
+        return replace(self, followers=followers)
 
 
 @dataclass(slots=True)

@@ -304,8 +304,11 @@ class _Entry:
         self.score = float(self.text)
         value = via.decode() if via else ""
         self.labelled = value.startswith(LABEL_MARK)
+        # items "[^]id@time", latest first (README, key schema)
         self.reposters: tuple[str, ...] = (
-            tuple(r.removeprefix(LABEL_MARK) for r in value.split(",")) if value else ()
+            tuple(r.removeprefix(LABEL_MARK).rpartition("@")[0] for r in value.split(","))
+            if value
+            else ()
         )
 
     def after(self, cursor: _Entry) -> bool:

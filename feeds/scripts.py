@@ -15,6 +15,7 @@ __all__ = ["SCRIPT_NAMES", "Scripts", "source"]
 SCRIPT_NAMES = (
     "post",
     "repost",
+    "repost_record",
     "unrepost",
     "delete_post",
     "follow",
@@ -36,7 +37,7 @@ SCRIPT_NAMES = (
 #: Scripts that take no shared settings and so run without ``lib.lua``.
 STANDALONE = frozenset({"page"})
 #: Scripts that also need the order and attribution helpers.
-SHOP = frozenset({"post", "repost", "purchase", "order_status", "tag"})
+SHOP = frozenset({"post", "repost", "repost_record", "purchase", "order_status", "tag"})
 
 
 @cache
@@ -60,6 +61,7 @@ class Scripts:
 
     post: AsyncScript
     repost: AsyncScript
+    repost_record: AsyncScript
     unrepost: AsyncScript
     delete_post: AsyncScript
     follow: AsyncScript

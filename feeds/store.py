@@ -1,14 +1,19 @@
 """Writes: apply events to the Redis feed views.
 
-Per-follower work runs inside Redis (Lua, see ``lua/``); Python sends one script call per
-event and pipelines the calls of a batch into one round trip. A fan-out larger than one
-chunk (``Settings.fanout_chunk`` followers) continues chunk by chunk so that no single call
-holds Redis for long.
+Per-follower work runs inside Redis (Lua, see ``lua/``). Posts, deletions, reposts and
+unreposts run as slot-local steps, the same code on a standalone Redis and a Redis
+Cluster (README, *Redis Cluster*): an origin step per event on its post's slot (one
+pipeline for a run of such events), the recent lists on the authors' and reposters'
+slots, then delivery steps on the followers' slots (:mod:`.fanout`: followers read
+``Settings.fanout_chunk`` at a time, grouped by node, one call per node and chunk), given
+the post's facts in ARGV. Follow, unfollow, block, mute and their undos are one script
+call each, pipelined (they read other entities' keys: not slot-local yet).
 
-Order: events are applied in the order given. When an event needs more chunks, the calls
-already sent after it in the same pipeline ran too early; they are sent again once the
-event is finished. Every script is idempotent, so running them again is harmless and the
-result is the same as strictly sequential application.
+Order: events are applied in the order given: the batch is cut into runs of fan-out
+events and runs of other events, each run finished before the next starts. Within a run
+the origins run in order, then the deliveries in order (per follower, a post pushed and
+then withdrawn or unpushed ends so). Every step is idempotent, so a batch retried after
+a failure at any point ends as one sequential application.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from feedamp.models.events import (
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from .batch import PIPELINE_CALLS, TRANSIENT_ERRORS, is_transient, run_scripts, text
+from .batch import TRANSIENT_ERRORS, is_transient, run_scripts, text
 from .cluster import ClusterUnsupported
 from .connection import is_cluster
 from .fanout import Segment, deliver, followers_of
@@ -69,19 +74,13 @@ class Applied:
     deliveries: int = 0
 
 
-#: Positions of (first, cursor) in a fan-out call's argv, after the shared context.
-_FIRST, _CURSOR = 7, 8
-
-
 @dataclass(slots=True)
 class _Call:
-    """One script call. A fan-out call visits ``source``'s followers; its
-    ``argv[_FIRST]`` and ``argv[_CURSOR]`` say where it is."""
+    """One script call of the event at ``index``."""
 
     index: int
     script: AsyncScript
     argv: list[str | int]
-    source: str | None = None
 
 
 class FeedStore:
@@ -139,19 +138,20 @@ class FeedStore:
         self._deliveries = 0
         failures: dict[int, Failure] = {}
         decisions = await self._decide(events, failures, refused or {})
-        # Posts and deletions run as slot-local steps (origin, then delivery grouped by
-        # node); the other events as one script call each. Runs keep the log's order.
+        # Posts, deletions, reposts and unreposts run as slot-local steps (origin, then
+        # delivery grouped by node); the others as one script call each, pipelined. Runs
+        # keep the log's order.
         runs: list[tuple[bool, list[int]]] = []
         for i, ev in enumerate(events):
             if i in failures:
                 continue
-            fanout = isinstance(ev, Post | DeletePost)
+            fanout = isinstance(ev, FANOUT_EVENTS)
             if not runs or runs[-1][0] != fanout:
                 runs.append((fanout, []))
             runs[-1][1].append(i)
         for fanout, indexes in runs:
             if fanout:
-                await self._fan_out(events, indexes, failures)
+                await self._fan_out(events, indexes, decisions, failures)
             else:
                 await self._run_calls(events, indexes, decisions, failures)
         deliveries, self._deliveries = self._deliveries, 0
@@ -166,92 +166,125 @@ class FeedStore:
         decisions: Mapping[int, Decision],
         failures: dict[int, Failure],
     ) -> None:
-        """Apply the events at ``indexes`` with one script call each, pipelined; a big
-        fan-out runs on its own."""
+        """Apply the events at ``indexes`` with one script call each, pipelined."""
         calls = [
             call
             for i in indexes
             if (call := self._call(i, events[i], decisions.get(i))) is not None
         ]
-        segment: list[_Call] = []
-        for call, audience in zip(calls, await self._audiences(calls), strict=True):
-            if audience > self.settings.fanout_chunk:  # a big fan-out runs on its own
-                await self._run_segment(segment, events, failures)
-                await self._run_segment([call], events, failures)
-                segment = []
-            else:
-                segment.append(call)
-        await self._run_segment(segment, events, failures)
+        results = await run_scripts(self.redis, [(c.script, c.argv) for c in calls])
+        for call, result in zip(calls, results, strict=True):
+            if isinstance(result, Exception):
+                failures[call.index] = Failure(call.index, result)
 
     async def _fan_out(
-        self, events: Sequence[Event], indexes: Sequence[int], failures: dict[int, Failure]
+        self,
+        events: Sequence[Event],
+        indexes: Sequence[int],
+        decisions: Mapping[int, Decision],
+        failures: dict[int, Failure],
     ) -> None:
-        """Apply a run of posts and deletions (README, *Redis Cluster*): the origin steps
-        on the posts' slots (one pipeline), the recent lists on the authors' and
-        reposters' slots, then the delivery to every follower of each source, grouped by
-        node (:func:`~feedamp.feeds.fanout.deliver`), in the log's order; last, a
-        deleted post's reposters and comments go."""
+        """Apply a run of posts, deletions, reposts and unreposts (README, *Redis
+        Cluster*): the origin steps on the posts' (and reposts') slots, one pipeline; the
+        recent lists on the authors' and reposters' slots; then the delivery to every
+        follower of each source, grouped by node (:func:`~feedamp.feeds.fanout.deliver`),
+        in the log's order; last, a deleted post's reposters and comments go."""
         k, ctx, sc = self.keys, self._context, self.scripts
+        jobs = [i for i in indexes if _reaches_feeds(events[i], decisions.get(i))]
         if is_cluster(self.redis):
-            await self._refuse_awaiting([events[i] for i in indexes])
+            await self._refuse_awaiting([events[i] for i in jobs])
         origins: list[tuple[AsyncScript, list[str | int]]] = []
-        for i in indexes:
-            ev = events[i]
-            if isinstance(ev, Post):
-                origins.append((sc.post, [*ctx, ev.post_id, ev.author_id, ev.ts, ev.visibility,
-                                          ev.text or "", ev.media_url or ""]))  # fmt: skip
-            else:
-                assert isinstance(ev, DeletePost)
-                origins.append((sc.delete_post, [*ctx, ev.post_id, ev.author_id, ev.ts]))
-        sources: dict[int, list[str]] = {}
-        for i, result in zip(indexes, await run_scripts(self.redis, origins), strict=True):
-            if isinstance(result, Exception):
-                failures[i] = Failure(i, result)
-            elif isinstance(events[i], Post):
-                if text(result) == "ok":
-                    sources[i] = [events[i].author_id]  # type: ignore[union-attr]
-            else:
-                sources[i] = [text(s) for s in result]  # type: ignore[union-attr]
-        if not sources:
-            return
-        todo = list(sources)
-        flat = [(i, source) for i in todo for source in sources[i]]
-        found = await followers_of(self.redis, k, [s for _, s in flat], self.settings.fanout_chunk)
+        owner: list[int] = []
+        for i in jobs:
+            for call in self._origins(events[i]):
+                origins.append(call)
+                owner.append(i)
+        replies: dict[int, list[object]] = {}
+        for i, result in zip(owner, await run_scripts(self.redis, origins), strict=True):
+            replies.setdefault(i, []).append(result)
+        segments: list[Segment] = []
+        sources: list[str] = []
+        deletes: list[DeletePost] = []
         recent = self.settings.recent_per_author
         async with self.redis.pipeline(transaction=False) as pipe:
-            for i in todo:
-                ev = events[i]
+            for i in jobs:
+                ev, found = events[i], replies[i]
+                if error := next((r for r in found if isinstance(r, Exception)), None):
+                    failures[i] = Failure(i, error)
+                    continue
+                bucket = bucket_of(ev.post_id, self.settings.feed_buckets)  # type: ignore[attr-defined]
+                if isinstance(ev, Post | Repost) and text(found[0]) == "skip":
+                    continue
                 if isinstance(ev, Post):
                     pipe.zadd(k.recent_posts(ev.author_id), {ev.post_id: ev.ts})
                     pipe.zremrangebyrank(k.recent_posts(ev.author_id), 0, -(recent + 1))
+                    segments.append(Segment("post", ev.post_id, ev.author_id, ev.ts, bucket,
+                                            [], i))  # fmt: skip
+                    sources.append(ev.author_id)
+                elif isinstance(ev, Repost):
+                    for_you, label = _delivery(decisions.get(i))
+                    score = ev.ts + (1 if for_you else 0) / 4 + (2 if label else 0) / 4
+                    pipe.zadd(k.recent_reposts(ev.reposter_id), {ev.post_id: f"{score:.2f}"},
+                              gt=True)  # fmt: skip
+                    pipe.zremrangebyrank(k.recent_reposts(ev.reposter_id), 0, -(recent + 1))
+                    flags = ("f" if for_you else "") + ("l" if label else "")
+                    segments.append(Segment("repost", ev.post_id, ev.post_author_id, ev.ts,
+                                            bucket, [], i, ev.reposter_id, flags))  # fmt: skip
+                    sources.append(ev.reposter_id)
+                elif isinstance(ev, Unrepost):
+                    pipe.zrem(k.recent_reposts(ev.reposter_id), ev.post_id)
+                    author, ts, deleted = (text(v) if v is not None else "" for v in found[0])  # type: ignore[union-attr]
+                    segments.append(Segment("withdraw", ev.post_id, author, ts, bucket, [], i,
+                                            ev.reposter_id, "d" if deleted else ""))  # fmt: skip
+                    sources.append(ev.reposter_id)
                 else:
                     assert isinstance(ev, DeletePost)
+                    deletes.append(ev)
+                    reposters = [text(r) for r in found[0]]  # type: ignore[union-attr]
                     pipe.zrem(k.recent_posts(ev.author_id), ev.post_id)
-                    for reposter in sources[i][1:]:
+                    for reposter in reposters[1:]:
                         pipe.zrem(k.recent_reposts(reposter), ev.post_id)
+                    for source in reposters:
+                        segments.append(Segment("unpush", ev.post_id, "", "", bucket, [], i))
+                        sources.append(source)
             await pipe.execute()
-        segments = []
-        for (i, _), followers in zip(flat, found, strict=True):
-            ev = events[i]
-            bucket = bucket_of(ev.post_id, self.settings.feed_buckets)  # type: ignore[union-attr]
-            if isinstance(ev, Post):
-                segments.append(Segment("post", ev.post_id, ev.author_id, ev.ts, bucket,
-                                        followers, i))  # fmt: skip
-            else:
-                assert isinstance(ev, DeletePost)
-                segments.append(Segment("unpush", ev.post_id, "", "", bucket, followers, i))
-        done = await deliver(self.redis, sc.deliver, ctx, segments, k, self.settings.fanout_chunk)
+        chunk = self.settings.fanout_chunk
+        for seg, followers in zip(
+            segments, await followers_of(self.redis, k, sources, chunk), strict=True
+        ):
+            seg.followers = followers
+        done = await deliver(self.redis, sc.deliver, ctx, segments, k, chunk)
         self.regrouped += done.regrouped
         for i, error in done.errors.items():
             failures.setdefault(i, Failure(i, error))
         self._deliveries += sum(n for i, n in done.reached.items()
-                                if isinstance(events[i], Post))  # fmt: skip
-        deletes = [events[i] for i in todo if isinstance(events[i], DeletePost)]
+                                if isinstance(events[i], Post | Repost))  # fmt: skip
         if deletes:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for ev in deletes:
-                    pipe.delete(k.reposters(ev.post_id), k.comments(ev.post_id))  # type: ignore[union-attr]
+                    pipe.delete(k.reposters(ev.post_id), k.comments(ev.post_id))
                 await pipe.execute()
+
+    def _origins(self, ev: Event) -> list[tuple[AsyncScript, list[str | int]]]:
+        """The origin step of a fan-out event: script calls on its post's (and repost's)
+        slot."""
+        ctx, sc = self._context, self.scripts
+        match ev:
+            case Post():
+                return [(sc.post, [*ctx, ev.post_id, ev.author_id, ev.ts, ev.visibility,
+                                   ev.text or "", ev.media_url or ""])]  # fmt: skip
+            case DeletePost():
+                return [(sc.delete_post, [*ctx, ev.post_id, ev.author_id, ev.ts])]
+            case Repost():
+                return [
+                    (sc.repost, [*ctx, ev.post_id, ev.post_author_id, ev.reposter_id, ev.ts,
+                                 ev.comment or ""]),
+                    (sc.repost_record, [*ctx, ev.repost_id, ev.reposter_id, ev.post_id,
+                                        ev.post_author_id]),
+                ]  # fmt: skip
+            case Unrepost():
+                return [(sc.unrepost, [*ctx, ev.post_id, ev.reposter_id])]
+        raise TypeError(f"not a fan-out event: {ev.type}")
 
     async def _refuse_awaiting(self, events: Sequence[Event]) -> None:
         """On a cluster: :class:`ClusterUnsupported` before anything is written when
@@ -331,55 +364,10 @@ class FeedStore:
             )  # fmt: skip
         return dict(sorted(decisions.items()))
 
-    async def _audiences(self, calls: Sequence[_Call]) -> list[int]:
-        """Follower count of each fan-out call's source (0 for other calls), one round trip."""
-        fanouts = [c for c in calls if c.source is not None]
-        if not fanouts:
-            return [0] * len(calls)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for call in fanouts:
-                pipe.scard(self.keys.followers(call.source))  # type: ignore[arg-type]
-            # An error here (say WRONGTYPE) resurfaces from the script call itself.
-            sizes = iter(await pipe.execute(raise_on_error=False))
-        return [_int_or_zero(next(sizes)) if c.source is not None else 0 for c in calls]
-
-    async def _run_segment(
-        self, calls: Sequence[_Call], events: Sequence[Event], failures: dict[int, Failure]
-    ) -> None:
-        """Pipeline ``calls``; finish any that needs more round trips, then re-send the
-        calls after it (they ran too early; running them again is harmless)."""
-        pos = 0
-        while pos < len(calls):
-            window = calls[pos : pos + PIPELINE_CALLS]
-            results = await self._run(window)
-            pos += len(window)
-            for offset, (call, result) in enumerate(zip(window, results, strict=True)):
-                if isinstance(result, Exception):
-                    failures[call.index] = Failure(call.index, result)
-                    continue
-                if await self._finish(call, events[call.index], result):
-                    pos -= len(window) - offset - 1
-                    break
-
-    async def _run(self, calls: Sequence[_Call]) -> list[object]:
-        return await run_scripts(self.redis, [(call.script, call.argv) for call in calls])
-
     def _call(self, index: int, event: Event, decision: Decision | None) -> _Call | None:
         """The first script call for ``event``, or None when it writes nothing."""
         ctx, sc = self._context, self.scripts
         match event:
-            case Repost():
-                if decision is not None and not decision.reaches_feeds:
-                    return None
-                for_you = decision is None or decision.decision == DELIVERED
-                label = decision is not None and FORWARDED_MANY_TIMES in decision.reasons
-                argv = [*ctx, "1", "0", event.post_id, event.post_author_id, event.reposter_id,
-                        event.ts, event.comment or "", _flag(for_you), _flag(label),
-                        event.repost_id]  # fmt: skip
-                return _Call(index, sc.repost, argv, event.reposter_id)
-            case Unrepost():
-                argv = [*ctx, "1", "0", event.post_id, event.reposter_id]
-                return _Call(index, sc.unrepost, argv, event.reposter_id)
             case Follow() | Unfollow():
                 script = sc.follow if isinstance(event, Follow) else sc.unfollow
                 argv = [*ctx, event.follower_id, event.followee_id, event.ts]
@@ -389,23 +377,21 @@ class FeedStore:
                 return _Call(index, sc.hide, argv)
         return None
 
-    async def _finish(self, call: _Call, event: Event, result: object) -> bool:
-        """Finish an event whose first call returned ``result``; True if more calls ran."""
-        if call.source is not None:
-            cursor = self._cursor(result)
-            if cursor in ("0", "skip"):
-                return False
-            while cursor != "0":
-                call.argv[_FIRST], call.argv[_CURSOR] = "0", cursor
-                cursor = self._cursor(await call.script(args=call.argv))
-            return True
-        return False
 
-    def _cursor(self, result: object) -> str:
-        """The next cursor of a fan-out call's reply ``cursor|deliveries``; counts them."""
-        cursor, _, delivered = text(result).partition("|")
-        self._deliveries += int(delivered or 0)
-        return cursor
+#: Events applied as an origin step and delivery steps (:meth:`FeedStore._fan_out`).
+FANOUT_EVENTS = (Post, DeletePost, Repost, Unrepost)
+
+
+def _reaches_feeds(event: Event, decision: Decision | None) -> bool:
+    """False for a repost whose decision keeps it out of feeds (it writes nothing)."""
+    return not isinstance(event, Repost) or decision is None or decision.reaches_feeds
+
+
+def _delivery(decision: Decision | None) -> tuple[bool, bool]:
+    """How a repost is delivered: (into For You too, labelled forwarded_many_times)."""
+    for_you = decision is None or decision.decision == DELIVERED
+    label = decision is not None and FORWARDED_MANY_TIMES in decision.reasons
+    return for_you, label
 
 
 def _refusal(event: Repost, reason: str) -> Decision:

@@ -30,46 +30,58 @@ end
 
 local VIA = { feed = 'via', foryou = 'fyvia' }
 
--- Reposter lists are comma-separated ids ordered by repost time, latest first (ties by
--- id), whatever order the reposts arrived in; ids never hold commas. In a Following list
--- an id may carry LABEL_MARK: that reposter's repost was labelled forwarded_many_times.
+-- Reposter lists are comma-separated items 'id@t', the reposter's id and its repost time
+-- (ms), ordered by repost time, latest first (ties by id), whatever order the reposts
+-- arrived in; ids never hold commas or '@'. In a Following list an item may start with
+-- LABEL_MARK: that reposter's repost was labelled forwarded_many_times. Keeping the times
+-- in the follower's own keys lets every re-ranking and re-placing run on the follower's
+-- slot (README, Redis Cluster).
 local function parse(list)
   local items = {}
   for item in string.gmatch(list, '[^,]+') do
+    local mark = ''
     if string.sub(item, 1, 1) == LABEL_MARK then
-      items[#items + 1] = { string.sub(item, 2), LABEL_MARK }
-    else
-      items[#items + 1] = { item, '' }
+      mark, item = LABEL_MARK, string.sub(item, 2)
     end
+    local id, t = string.match(item, '^(.*)@(%d+)$')
+    items[#items + 1] = { id, mark, tonumber(t) }
   end
   return items
 end
 
 local function has(list, id)
-  local padded = ',' .. list .. ','
-  return string.find(padded, ',' .. id .. ',', 1, true) ~= nil
-      or string.find(padded, ',' .. LABEL_MARK .. id .. ',', 1, true) ~= nil
+  local padded = ',' .. list
+  return string.find(padded, ',' .. id .. '@', 1, true) ~= nil
+      or string.find(padded, ',' .. LABEL_MARK .. id .. '@', 1, true) ~= nil
 end
 
--- arrange: the canonical list of items ({id, mark}) for post: latest repost first (times
--- from reposters:{post}), ties by id; items whose repost is gone are dropped. Returns the
--- list and the latest repost time (nil when empty).
-local function arrange(post, items)
+-- arrange: the canonical list of items ({id, mark, t}): latest repost first, ties by id.
+-- Returns the list and the latest repost time (nil when empty).
+local function arrange(items)
   if #items == 0 then return '', nil end
-  local ids = {}
-  for i, item in ipairs(items) do ids[i] = item[1] end
-  local times = redis.call('ZMSCORE', key('reposters', post), unpack(ids))
-  local kept = {}
-  for i, item in ipairs(items) do
-    if times[i] then kept[#kept + 1] = { item[1], item[2], tonumber(times[i]) } end
-  end
-  table.sort(kept, function(x, y)
+  table.sort(items, function(x, y)
     if x[3] ~= y[3] then return x[3] > y[3] end
     return x[1] < y[1]
   end)
   local parts = {}
-  for i, item in ipairs(kept) do parts[i] = item[2] .. item[1] end
-  return table.concat(parts, ','), kept[1] and kept[1][3]
+  for i, item in ipairs(items) do parts[i] = item[2] .. item[1] .. '@' .. string.format('%d', item[3]) end
+  return table.concat(parts, ','), items[1][3]
+end
+
+-- merge: list with reposter via of time t (mark as given) added, or its time raised to t;
+-- nil when the list already holds via at t or later.
+local function merge(list, via, t, mark)
+  local items = list and parse(list) or {}
+  t = tonumber(t)
+  for _, item in ipairs(items) do
+    if item[1] == via then
+      if item[3] >= t then return nil end
+      item[2], item[3] = mark, t
+      return (arrange(items))
+    end
+  end
+  items[#items + 1] = { via, mark, t }
+  return (arrange(items))
 end
 
 local function is_deleted(post)
@@ -94,10 +106,11 @@ local function hidden_at(value, t)
 end
 
 -- hidden_pair: true if user must not see other's content of time t: user blocked or
--- muted other, or other blocked user.
+-- muted other, or other blocked user. Read from user's keys alone: blocked_by of user
+-- holds the value of other's blocks for user (hide.lua writes both).
 local function hidden_pair(user, other, t)
   return hidden_at(redis.call('HGET', key('blocks', user), other), t)
-      or hidden_at(redis.call('HGET', key('blocks', other), user), t)
+      or hidden_at(redis.call('HGET', key('blocked_by', user), other), t)
       or hidden_at(redis.call('HGET', key('mutes', user), other), t)
 end
 
@@ -149,13 +162,8 @@ local function push(user, post, b, ts, via, mark)
   if via ~= '' then
     local current = false
     if added == 0 then current = redis.call('HGET', vias, post) end
-    if not current then
-      redis.call('HSET', vias, post, mark .. via)
-    elseif not has(current, via) then
-      local items = parse(current)
-      items[#items + 1] = { via, mark }
-      redis.call('HSET', vias, post, (arrange(post, items)))
-    end
+    local list = merge(current, via, ts, mark)
+    if list then redis.call('HSET', vias, post, list) end
   end
   if added == 1 then evict(feed, vias, CAP) end
 end
@@ -163,14 +171,11 @@ end
 -- for_you_score: social proof with decay. Each reposter the user follows adds a signal
 -- worth 2^(t / HALF_LIFE); the score is HALF_LIFE * log2(sum), in ms: one repost scores its
 -- time, two at the same time score HALF_LIFE later. Summed in time order, so any arrival
--- order gives the same bits; a score never needs rewriting as time passes.
-local function for_you_score(post, list)
+-- order gives the same bits; a score never needs rewriting as time passes. The times are
+-- the list's own (parse).
+local function for_you_score(list)
   local times = {}
-  local reposters = key('reposters', post)
-  for id in string.gmatch(list, '[^,]+') do
-    local t = redis.call('ZSCORE', reposters, id)
-    if t then times[#times + 1] = tonumber(t) end
-  end
+  for _, item in ipairs(parse(list)) do times[#times + 1] = item[3] end
   if #times == 0 then return nil end
   table.sort(times)
   local top, sum = times[#times], 0
@@ -178,31 +183,28 @@ local function for_you_score(post, list)
   return string.format('%.17g', top + HALF_LIFE * math.log(sum) / math.log(2))
 end
 
--- push_for_you: add reposter via's signal for post to user's For You feed. alone is
--- for_you_score(post, via), the score when via is the entry's only reposter (the same
--- for every follower, so callers compute it once).
-local function push_for_you(user, post, b, via, alone)
+-- push_for_you: add reposter via's signal of time t for post to user's For You feed,
+-- re-ranking the entry from its reposters' times.
+local function push_for_you(user, post, b, via, t)
   local fy = bucket_key('foryou', user, b)
   local vias = bucket_key('fyvia', user, b)
-  local current = redis.call('HGET', vias, post)
-  if current and has(current, via) then return end
-  local list, score = via, alone
-  if current then
-    local items = parse(current)
-    items[#items + 1] = { via, '' }
-    list = arrange(post, items)
-    score = for_you_score(post, list)
-  end
-  if not score then return end
+  local list = merge(redis.call('HGET', vias, post), via, t, '')
+  if not list then return end
   redis.call('HSET', vias, post, list)
-  if redis.call('ZADD', fy, score, post) == 1 then evict(fy, vias, FY_CAP) end
+  if redis.call('ZADD', fy, for_you_score(list), post) == 1 then evict(fy, vias, FY_CAP) end
+end
+
+-- post_facts: the post's author, time and deletion mark ({a, ts, del}, any of them false),
+-- read from its record (the post's slot); a delivery step gets them in ARGV instead.
+local function post_facts(post)
+  return redis.call('HMGET', key('post', post), 'a', 'ts', 'del')
 end
 
 -- author_time: the post's own time when it belongs in user's Following feed for its own
 -- sake (user follows its author, neither hides the other at that time, not deleted), else
--- nil.
-local function author_time(user, post)
-  local record = redis.call('HMGET', key('post', post), 'a', 'ts', 'del')
+-- nil. facts: post_facts(post), or nil to read them.
+local function author_time(user, post, facts)
+  local record = facts or post_facts(post)
   local author, ts = record[1], record[2]
   if not author or not ts or record[3] or author == user then return nil end
   if redis.call('SISMEMBER', key('following', user), author) == 0 then return nil end
@@ -214,16 +216,17 @@ end
 -- sits at the latest of its remaining reasons (the post's own time, each reposter's
 -- repost time), and its shown comment and label are the latest reposter's; a For You
 -- entry is re-ranked from its remaining reposters. With no reason left the entry goes.
-local function place(kind, user, post, b)
+-- facts: post_facts(post), or nil to read them.
+local function place(kind, user, post, b, facts)
   local zkey = bucket_key(kind, user, b)
   local vkey = bucket_key(VIA[kind], user, b)
   local current = redis.call('HGET', vkey, post)
   local list, score = '', nil
-  if current then list, score = arrange(post, parse(current)) end
+  if current then list, score = arrange(parse(current)) end
   if kind == 'foryou' then
-    score = list ~= '' and for_you_score(post, list) or nil
+    score = list ~= '' and for_you_score(list) or nil
   else
-    local own = author_time(user, post)
+    local own = author_time(user, post, facts)
     if own and (not score or own > score) then score = own end
   end
   if not score then
@@ -243,7 +246,7 @@ local function withdraw(kind, user, post, b, via)
   if not current or not has(current, via) then return false end
   local kept = {}
   for _, item in ipairs(parse(current)) do
-    if item[1] ~= via then kept[#kept + 1] = item[2] .. item[1] end
+    if item[1] ~= via then kept[#kept + 1] = item[2] .. item[1] .. '@' .. string.format('%d', item[3]) end
   end
   if #kept == 0 then
     redis.call('HDEL', vias, post)
@@ -254,10 +257,10 @@ local function withdraw(kind, user, post, b, via)
 end
 
 -- unpush_via: withdraw reposter via's attribution of post from both of user's feeds and
--- re-place the entry.
-local function unpush_via(user, post, b, via)
+-- re-place the entry (facts: post_facts(post), or nil to read them).
+local function unpush_via(user, post, b, via, facts)
   for _, kind in ipairs({ 'feed', 'foryou' }) do
-    if withdraw(kind, user, post, b, via) then place(kind, user, post, b) end
+    if withdraw(kind, user, post, b, via) then place(kind, user, post, b, facts) end
   end
 end
 
@@ -285,16 +288,13 @@ local function purge(user, target, gone, authored)
         local current = redis.call('HGET', vkey, post)
         if current then
           local items = parse(current)
-          local ids = {}
-          for i, item in ipairs(items) do ids[i] = item[1] end
-          local times = redis.call('ZMSCORE', key('reposters', post), unpack(ids))
           local kept = {}
-          for i, item in ipairs(items) do
+          for _, item in ipairs(items) do
             local involved = item[1] == target or (authored and own)
-            if involved and (not times[i] or gone(tonumber(times[i]))) then
+            if involved and gone(item[3]) then
               touched = true
             else
-              kept[#kept + 1] = item[2] .. item[1]
+              kept[#kept + 1] = item[2] .. item[1] .. '@' .. string.format('%d', item[3])
             end
           end
           if #kept < #items then
@@ -385,7 +385,7 @@ local function backfill(follower, followee, since)
         and not (author and hidden_pair(follower, author, t)) then
       local b = bucket_of(post)
       push(follower, post, b, t, followee, labelled and LABEL_MARK or '')
-      if for_you then push_for_you(follower, post, b, followee, for_you_score(post, followee)) end
+      if for_you then push_for_you(follower, post, b, followee, t) end
     end
   end
 end
@@ -412,7 +412,7 @@ local function restore(viewer, target, since)
         local t, for_you, labelled = read_recent_score(score)
         local b = bucket_of(post)
         push(viewer, post, b, t, reposter, labelled and LABEL_MARK or '')
-        if for_you then push_for_you(viewer, post, b, reposter, for_you_score(post, reposter)) end
+        if for_you then push_for_you(viewer, post, b, reposter, t) end
       end
     end
   end
