@@ -19,7 +19,8 @@ SCRIPT_NAMES = (
     "unrepost",
     "delete_post",
     "follow",
-    "unfollow",
+    "purge",
+    "backfill",
     "hide",
     "decide",
     "page",
@@ -65,7 +66,8 @@ class Scripts:
     unrepost: AsyncScript
     delete_post: AsyncScript
     follow: AsyncScript
-    unfollow: AsyncScript
+    purge: AsyncScript
+    backfill: AsyncScript
     hide: AsyncScript
     decide: AsyncScript
     page: AsyncScript

@@ -7,7 +7,7 @@ pipeline for a run of such events), the recent lists on the authors' and reposte
 slots, then delivery steps on the followers' slots (:mod:`.fanout`: followers read
 ``Settings.fanout_chunk`` at a time, grouped by node, one call per node and chunk), given
 the post's facts in ARGV. Follow, unfollow, block, mute and their undos are one script
-call each, pipelined (they read other entities' keys: not slot-local yet).
+event at a time: state steps, reads, then a step on the user's slot (:mod:`.graph`).
 
 Order: events are applied in the order given: the batch is cut into runs of fan-out
 events and runs of other events, each run finished before the next starts. Within a run
@@ -44,11 +44,13 @@ from feedamp.models.events import (
 )
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
 
 from .batch import TRANSIENT_ERRORS, is_transient, run_scripts, text
 from .cluster import ClusterUnsupported
 from .connection import is_cluster
 from .fanout import Segment, deliver, followers_of
+from .graph import GraphSteps
 from .keys import Keys, bucket_of
 from .scripts import Scripts
 
@@ -74,15 +76,6 @@ class Applied:
     deliveries: int = 0
 
 
-@dataclass(slots=True)
-class _Call:
-    """One script call of the event at ``index``."""
-
-    index: int
-    script: AsyncScript
-    argv: list[str | int]
-
-
 class FeedStore:
     """Applies feed events (post, delete_post, repost, unrepost, follow, unfollow, block,
     unblock, mute, unmute) to Redis, deciding every repost first."""
@@ -98,6 +91,7 @@ class FeedStore:
             s.key_prefix, s.feed_buckets, s.bucket_cap, s.for_you_bucket_cap,
             s.for_you_half_life_ms, s.recent_per_author, s.fanout_chunk,
         ]  # fmt: skip
+        self.graph = GraphSteps(redis, self.scripts, self.keys, self._context, s.feed_buckets)
         self._views: dict[str, FeedStore] = {}
         self._deliveries = 0
         #: Followers re-grouped by slot after a cluster node refused a delivery call.
@@ -166,16 +160,17 @@ class FeedStore:
         decisions: Mapping[int, Decision],
         failures: dict[int, Failure],
     ) -> None:
-        """Apply the events at ``indexes`` with one script call each, pipelined."""
-        calls = [
-            call
-            for i in indexes
-            if (call := self._call(i, events[i], decisions.get(i))) is not None
-        ]
-        results = await run_scripts(self.redis, [(c.script, c.argv) for c in calls])
-        for call, result in zip(calls, results, strict=True):
-            if isinstance(result, Exception):
-                failures[call.index] = Failure(call.index, result)
+        """Apply the graph events at ``indexes`` one after another (:mod:`.graph`)."""
+        for i in indexes:
+            event = events[i]
+            if not isinstance(event, GRAPH_EVENTS):
+                continue
+            try:
+                await self.graph.apply(event)
+            except ResponseError as exc:
+                if is_transient(exc):
+                    raise
+                failures[i] = Failure(i, exc)
 
     async def _fan_out(
         self,
@@ -313,11 +308,7 @@ class FeedStore:
             *[k(user_id, b) for b in buckets for k in (
                 self.keys.feed, self.keys.via, self.keys.for_you, self.keys.for_you_via)]
         )  # fmt: skip
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for followee in followees:
-                argv = [*self._context, user_id, followee, ""]  # backfill only
-                await self.scripts.follow(args=argv, client=pipe)
-            await pipe.execute()
+        await self.graph.backfill(user_id, followees)
         return len(followees)
 
     async def _decide(
@@ -364,19 +355,9 @@ class FeedStore:
             )  # fmt: skip
         return dict(sorted(decisions.items()))
 
-    def _call(self, index: int, event: Event, decision: Decision | None) -> _Call | None:
-        """The first script call for ``event``, or None when it writes nothing."""
-        ctx, sc = self._context, self.scripts
-        match event:
-            case Follow() | Unfollow():
-                script = sc.follow if isinstance(event, Follow) else sc.unfollow
-                argv = [*ctx, event.follower_id, event.followee_id, event.ts]
-                return _Call(index, script, argv)
-            case Block() | Unblock() | Mute() | Unmute():
-                argv = [*ctx, event.type, event.user_id, event.target_id, event.ts]
-                return _Call(index, sc.hide, argv)
-        return None
 
+#: Events applied as state, reads and a feed step (:mod:`.graph`).
+GRAPH_EVENTS = (Follow, Unfollow, Block, Unblock, Mute, Unmute)
 
 #: Events applied as an origin step and delivery steps (:meth:`FeedStore._fan_out`).
 FANOUT_EVENTS = (Post, DeletePost, Repost, Unrepost)

@@ -114,36 +114,6 @@ local function hidden_pair(user, other, t)
       or hidden_at(redis.call('HGET', key('mutes', user), other), t)
 end
 
--- hidden_from: a function telling whether a follower must not see content of time t by
--- any of ids: the follower blocked or muted one of them, or one of them blocked the
--- follower. Small hiding hashes are loaded once (a table lookup per follower); a large
--- one (a much-blocked account) is asked per follower with HGET instead, so a fan-out
--- chunk never reads a huge hash whole.
-local HIDDEN_INLINE = 512
-local function hidden_from(ids, t)
-  local hidden, large = {}, {}
-  for _, id in ipairs(ids) do
-    for _, kind in ipairs({ 'blocked_by', 'muted_by', 'blocks' }) do
-      local k = key(kind, id)
-      if redis.call('HLEN', k) <= HIDDEN_INLINE then
-        local pairs_ = redis.call('HGETALL', k)
-        for i = 1, #pairs_, 2 do
-          if hidden_at(pairs_[i + 1], t) then hidden[pairs_[i]] = true end
-        end
-      else
-        large[#large + 1] = k
-      end
-    end
-  end
-  return function(user)
-    if hidden[user] then return true end
-    for _, k in ipairs(large) do
-      if hidden_at(redis.call('HGET', k, user), t) then return true end
-    end
-    return false
-  end
-end
-
 -- evict: keep the newest (highest-scored) cap entries of a bucket and its attributions.
 local function evict(zkey, vkey, cap)
   if redis.call('ZCARD', zkey) > cap then
@@ -276,36 +246,40 @@ end
 -- gone(t) tells whether a reason of time t goes. A reason is target's repost of any post;
 -- with authored (block, mute), also every reason for a post target authored (its own
 -- time, and others' reposts of it). Without authored (unfollow) target's own posts lose
--- their own reason through place, since target is no longer followed.
-local function purge(user, target, gone, authored)
+-- their own reason through place, since target is no longer followed. facts maps each
+-- post of user's feeds to post_facts(post), read by the caller (the posts' slots); a post
+-- without facts arrived after that read, when the new state already kept it out.
+local function purge(user, target, gone, authored, facts)
   for b = 0, BUCKETS - 1 do
     for kind, via in pairs(VIA) do
       local zkey, vkey = bucket_key(kind, user, b), bucket_key(via, user, b)
       for _, post in ipairs(redis.call('ZRANGE', zkey, 0, -1)) do
-        local author = author_of(post)
-        local own = author == target
-        local touched = own
-        local current = redis.call('HGET', vkey, post)
-        if current then
-          local items = parse(current)
-          local kept = {}
-          for _, item in ipairs(items) do
-            local involved = item[1] == target or (authored and own)
-            if involved and gone(item[3]) then
-              touched = true
-            else
-              kept[#kept + 1] = item[2] .. item[1] .. '@' .. string.format('%d', item[3])
+        local record = facts[post]
+        if record then
+          local own = record[1] == target
+          local touched = own
+          local current = redis.call('HGET', vkey, post)
+          if current then
+            local items = parse(current)
+            local kept = {}
+            for _, item in ipairs(items) do
+              local involved = item[1] == target or (authored and own)
+              if involved and gone(item[3]) then
+                touched = true
+              else
+                kept[#kept + 1] = item[2] .. item[1] .. '@' .. string.format('%d', item[3])
+              end
+            end
+            if #kept < #items then
+              if #kept == 0 then
+                redis.call('HDEL', vkey, post)
+              else
+                redis.call('HSET', vkey, post, table.concat(kept, ','))
+              end
             end
           end
-          if #kept < #items then
-            if #kept == 0 then
-              redis.call('HDEL', vkey, post)
-            else
-              redis.call('HSET', vkey, post, table.concat(kept, ','))
-            end
-          end
+          if touched then place(kind, user, post, b, record) end
         end
-        if touched then place(kind, user, post, b) end
       end
     end
   end
@@ -325,8 +299,9 @@ local function latest_pair(k, field, ts, on)
   return first .. '|' .. second
 end
 
--- set_follow: record a follow (on) or unfollow of event time ts; true if follower now
--- follows followee.
+-- set_follow: record a follow (on) or unfollow of event time ts on follower's slot; true
+-- if follower now follows followee. The caller mirrors the answer in followers:{followee}
+-- (the followee's slot).
 local function set_follow(follower, followee, ts, on)
   local k = key('follow_times', follower)
   local value = latest_pair(k, followee, ts, on)
@@ -335,10 +310,8 @@ local function set_follow(follower, followee, ts, on)
   local following = first ~= '' and (second == '' or tonumber(first) > tonumber(second))
   if following then
     redis.call('SADD', key('following', follower), followee)
-    redis.call('SADD', key('followers', followee), follower)
   else
     redis.call('SREM', key('following', follower), followee)
-    redis.call('SREM', key('followers', followee), follower)
   end
   return following
 end
@@ -363,26 +336,22 @@ local function trim_recent(k)
   redis.call('ZREMRANGEBYRANK', k, 0, -(RECENT + 1))
 end
 
--- backfill: push followee's recent posts and reposts of time since or later (0: all)
--- into follower's feeds as the live fan-out delivered them (reposts also into For You
--- when they were, labels kept), skipping what is hidden between the follower and the
--- author or reposter at the item's time.
-local function backfill(follower, followee, since)
-  local posts = redis.call('ZRANGE', key('recent', followee), since, '+inf', 'BYSCORE',
-    'WITHSCORES')
-  for i = 1, #posts, 2 do
-    if not hidden_pair(follower, followee, posts[i + 1]) then
-      push(follower, posts[i], bucket_of(posts[i]), posts[i + 1], '', '')
+-- backfill: push followee's recent posts and reposts, as read by the caller (the
+-- followee's slot), into follower's feeds as the live fan-out delivered them (reposts also
+-- into For You when they were, labels kept), skipping what is hidden between the follower
+-- and the author or reposter at the item's time. posts: {post, ts} pairs; reposts:
+-- {post, recent_reposts score, author or ''} triples.
+local function backfill(follower, followee, posts, reposts)
+  for _, row in ipairs(posts) do
+    if not hidden_pair(follower, followee, row[2]) then
+      push(follower, row[1], bucket_of(row[1]), row[2], '', '')
     end
   end
-  local reposts = redis.call('ZRANGE', key('recent_reposts', followee), since, '+inf',
-    'BYSCORE', 'WITHSCORES')
-  for i = 1, #reposts, 2 do
-    local post = reposts[i]
-    local author = author_of(post)
-    local t, for_you, labelled = read_recent_score(reposts[i + 1])
+  for _, row in ipairs(reposts) do
+    local post, author = row[1], row[3]
+    local t, for_you, labelled = read_recent_score(row[2])
     if author ~= follower and not hidden_pair(follower, followee, t)
-        and not (author and hidden_pair(follower, author, t)) then
+        and not (author ~= '' and hidden_pair(follower, author, t)) then
       local b = bucket_of(post)
       push(follower, post, b, t, followee, labelled and LABEL_MARK or '')
       if for_you then push_for_you(follower, post, b, followee, t) end
@@ -392,38 +361,27 @@ end
 
 -- restore: after an unblock (unmute) of time since, give viewer back target's content of
 -- that time or later that arrived while the pair looked hidden: target's recent posts and
--- reposts when viewer follows target, and the reposts of target's recent posts by those
--- viewer follows. So the content after an unblock reaches the feeds whether it arrived
--- before or after the unblock.
-local function restore(viewer, target, since)
+-- reposts of time since or later (posts, reposts: as for backfill) when viewer follows
+-- target, and the reposts of target's recent posts by those viewer follows (others:
+-- {post, reposter, repost time, the reposter's recent_reposts score} of reposts of time
+-- since or later still in the reposter's recent list). So the content after an unblock
+-- reaches the feeds whether it arrived before or after the unblock.
+local function restore(viewer, target, posts, reposts, others)
   if redis.call('SISMEMBER', key('following', viewer), target) == 1 then
-    backfill(viewer, target, since)
+    backfill(viewer, target, posts, reposts)
   end
-  for _, post in ipairs(redis.call('ZRANGE', key('recent', target), 0, -1)) do
-    local rows = redis.call('ZRANGE', key('reposters', post), since, '+inf', 'BYSCORE',
-      'WITHSCORES')
-    for i = 1, #rows, 2 do
-      local reposter = rows[i]
-      local score = redis.call('ZSCORE', key('recent_reposts', reposter), post)
-      if score and reposter ~= viewer
-          and redis.call('SISMEMBER', key('following', viewer), reposter) == 1
-          and not hidden_pair(viewer, reposter, rows[i + 1])
-          and not hidden_pair(viewer, target, rows[i + 1]) then
-        local t, for_you, labelled = read_recent_score(score)
-        local b = bucket_of(post)
-        push(viewer, post, b, t, reposter, labelled and LABEL_MARK or '')
-        if for_you then push_for_you(viewer, post, b, reposter, t) end
-      end
+  for _, row in ipairs(others) do
+    local post, reposter, at = row[1], row[2], row[3]
+    if reposter ~= viewer
+        and redis.call('SISMEMBER', key('following', viewer), reposter) == 1
+        and not hidden_pair(viewer, reposter, at)
+        and not hidden_pair(viewer, target, at) then
+      local t, for_you, labelled = read_recent_score(row[4])
+      local b = bucket_of(post)
+      push(viewer, post, b, t, reposter, labelled and LABEL_MARK or '')
+      if for_you then push_for_you(viewer, post, b, reposter, t) end
     end
   end
-end
-
--- each_follower: call fn(follower) for one SSCAN chunk of source's followers.
--- Returns the next cursor ('0' when the whole set has been visited).
-local function each_follower(source, cursor, fn)
-  local page = redis.call('SSCAN', key('followers', source), cursor, 'COUNT', CHUNK)
-  for _, follower in ipairs(page[2]) do fn(follower) end
-  return page[1]
 end
 
 -- suspended_at: true if user's account was suspended at event time ts (by the latest
