@@ -28,6 +28,7 @@ from feedamp.models.events import (
     Purchase,
     Repost,
     Unfollow,
+    Unrepost,
     _Hiding,
 )
 from redis.asyncio import Redis
@@ -36,7 +37,7 @@ from .batch import context, run_scripts, text
 from .fanout import Segment, deliver, followers_of
 from .keys import Keys, bucket_of
 from .scripts import Scripts
-from .store import Applied, Failure
+from .store import Applied, Failure, FeedStore
 
 __all__ = ["AccountStore", "actor_of", "suspended_at"]
 
@@ -150,13 +151,12 @@ class AccountStore:
             if done.errors:
                 raise next(iter(done.errors.values()))
         reposted = await self.redis.zrange(keys.recent_reposts(user_id), 0, -1)
-        for post in (text(p) for p in reposted):
-            await self._chunked(self.scripts.unrepost, [*ctx, "0", "0", post, user_id], 8)
-
-    async def _chunked(self, script, argv: list, cursor_at: int) -> None:  # type: ignore[no-untyped-def]
-        """Call a follower-visiting script until its cursor comes back ``0``."""
-        while True:
-            cursor = text(await script(args=argv))
-            if cursor == "0":
-                return
-            argv[cursor_at] = cursor
+        if reposted:
+            # each as an unrepost would: origin on the post's slot, withdrawals on the
+            # followers' slots (feeds/store.py)
+            withdrawals = [Unrepost(event_id=f"suspend:{user_id}:{text(p)}", ts=0, repost_id="",
+                                    reposter_id=user_id, post_id=text(p))
+                           for p in reposted]  # fmt: skip
+            applied = await FeedStore(self.redis, self.settings).apply(withdrawals, prefix=prefix)
+            if applied.failures:
+                raise applied.failures[0].error

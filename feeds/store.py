@@ -283,13 +283,17 @@ class FeedStore:
 
     async def _refuse_awaiting(self, events: Sequence[Event]) -> None:
         """On a cluster: :class:`ClusterUnsupported` before anything is written when
-        orders wait for one of the posts (crediting them is not slot-local yet)."""
-        posts = [ev for ev in events if isinstance(ev, Post)]
-        if not posts:
+        orders wait for one of the posts or reposts (crediting them is not slot-local
+        yet)."""
+        waiting = [self.keys.awaiting_post(ev.post_id) for ev in events
+                   if isinstance(ev, Post | Repost)]  # fmt: skip
+        waiting += [self.keys.awaiting_repost(ev.repost_id) for ev in events
+                    if isinstance(ev, Repost)]  # fmt: skip
+        if not waiting:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for post in posts:
-                pipe.scard(self.keys.awaiting_post(post.post_id))
+            for key in waiting:
+                pipe.scard(key)
             if any(await pipe.execute()):
                 raise ClusterUnsupported(
                     "crediting orders that wait for a post on Redis Cluster is not supported yet"

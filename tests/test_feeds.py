@@ -7,6 +7,8 @@ from feedamp.feeds import FeedReader, FeedStore
 from feedamp.feeds.keys import bucket_of
 
 from .factory import Events
+
+LAYOUTS = ("standalone", "cluster")
 from .snapshot import snapshot
 
 
