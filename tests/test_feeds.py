@@ -7,9 +7,9 @@ from feedamp.feeds import FeedReader, FeedStore
 from feedamp.feeds.keys import bucket_of
 
 from .factory import Events
+from .snapshot import snapshot
 
 LAYOUTS = ("standalone", "cluster")
-from .snapshot import snapshot
 
 
 async def entries(reader: FeedReader, user: str, limit: int = 1000) -> list[tuple[str, tuple]]:
