@@ -30,6 +30,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -45,7 +46,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from .batch import is_transient, text
+from .batch import NON_LOCAL, is_transient, text
 from .connection import AnyRedis, is_cluster
 from .keys import Keys
 
@@ -53,8 +54,8 @@ __all__ = ["REDIRECTS", "Delivery", "Segment", "deliver", "followers_of"]
 
 #: Answers of a node that does not serve the declared key of a group (right now).
 REDIRECTS = (MovedError, AskError, TryAgainError, ClusterCrossSlotError)
-#: What a script hears when it reaches an undeclared key another node serves.
-NON_LOCAL = "non local key"
+#: Seconds a delivery waits for a slot that is moving before the batch is retried.
+SLOT_WAIT = 10.0
 
 
 @dataclass(slots=True)
@@ -249,19 +250,33 @@ async def _by_slot(
 ) -> None:
     """After a refusal: refresh the slot table and run one call per segment and slot in
     one cluster pipeline, each declaring all its keys and routed by the client (which
-    follows MOVED and ASK and retries TRYAGAIN)."""
-    await redis.nodes_manager.initialize()
+    follows MOVED and ASK and retries TRYAGAIN). A slot still moving (some of a
+    follower's keys already on the new owner) is refused again: it is retried, after a
+    pause, until the move ends; past ``SLOT_WAIT`` seconds the error is raised for the
+    batch to be retried whole."""
     parts: list[Segment] = []
     for seg in segments:
         slots: dict[int, list[str]] = defaultdict(list)
         for follower in seg.followers:
             slots[redis.keyslot(keys.feed(follower, seg.bucket))].append(follower)
         parts += [seg.part(fs) for fs in slots.values()]
-    async with redis.pipeline(transaction=False) as pipe:  # a connection per node
-        for part in parts:
-            declared = [keys.feed(f, part.bucket) for f in part.followers]
-            pipe.execute_command("EVALSHA", script.sha, len(declared), *declared, *context,
-                                 *part.argv())  # fmt: skip
-        replies = await pipe.execute(raise_on_error=False)
-    for part, counts in zip(parts, replies, strict=True):
-        _record(result, [part], counts)
+    deadline = time.monotonic() + SLOT_WAIT
+    pause = 0.01
+    while parts:
+        await redis.nodes_manager.initialize()
+        async with redis.pipeline(transaction=False) as pipe:  # a connection per node
+            for part in parts:
+                declared = [keys.feed(f, part.bucket) for f in part.followers]
+                pipe.execute_command("EVALSHA", script.sha, len(declared), *declared,
+                                     *context, *part.argv())  # fmt: skip
+            replies = await pipe.execute(raise_on_error=False)
+        again = []
+        for part, counts in zip(parts, replies, strict=True):
+            if _refused(counts) and time.monotonic() < deadline:
+                again.append(part)
+            else:
+                _record(result, [part], counts)
+        parts = again
+        if parts:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
