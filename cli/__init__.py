@@ -111,14 +111,12 @@ def _orders(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
     from feedamp.feeds import FeedStore
-    from feedamp.feeds.cluster import refuse_writes_on_cluster
     from feedamp.feeds.namespace import Namespaces
     from feedamp.streams import redis_client
 
     async def run() -> int:
         redis = redis_client(settings)
         try:
-            refuse_writes_on_cluster(redis, "feedamp rebuild-feed")
             prefix = await Namespaces(redis, settings.key_prefix).active()
             return await FeedStore(redis, settings).rebuild_feed(args.user, prefix=prefix)
         finally:
