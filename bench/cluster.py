@@ -79,6 +79,7 @@ async def write_graph(redis: AnyRedis, keys: Keys, followers: dict[str, list[str
             pipe.sadd(keys.followers(author), *fans)
             for fan in fans:
                 pipe.sadd(keys.following(fan), author)
+                pipe.hset(keys.pair(fan), author, keys.pair_value("1|"))
         await pipe.execute()
 
 

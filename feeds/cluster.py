@@ -65,10 +65,6 @@ def _account(argv: Sequence[Any]) -> str | None:
     return None if action == "suspend" else f"{argv[0]}account:{{{user}}}"
 
 
-def _hide(argv: Sequence[Any]) -> str:
-    return f"{argv[0]}{argv[_OWN]}:{{{argv[_OWN + 1]}}}"
-
-
 #: Script name -> its routing key from its ARGV (None: this call is not slot-local).
 ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
     "seed_codes": _tagged("gift_codes", 0),  # gift_codes:{offer}, gift_codes_seeded:{offer}
@@ -82,8 +78,8 @@ ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
     "repost": _tagged("post", 0),  # post:{p}, reposters:{p}, comments:{p}, awaiting_post:{p}
     "repost_record": _tagged("repost", 0),  # repost:{r}, awaiting_repost:{r}
     "unrepost": _tagged("post", 0),  # reposters:{p}, comments:{p}, post:{p}
-    "follow": _tagged("following", 0),  # follow_times:{u}, following:{u}
-    "hide": _hide,  # blocks / mutes / blocked_by / muted_by:{owner}
+    "follow": _tagged("following", 0),  # pair:{u}, following:{u}
+    "hide": _tagged("pair", 1),  # pair:{owner}
     "purge": _tagged("feed", 0),  # the user's feeds, following, hiding hashes
     "backfill": _tagged("feed", 0),  # the same
 }

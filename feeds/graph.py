@@ -93,12 +93,13 @@ class GraphSteps:
         mutes the muter's feeds) and, after an undo, the restores."""
         mute = isinstance(event, Mute | Unmute)
         on = "1" if isinstance(event, Block | Mute) else "0"
-        kind, reverse = ("mutes", "muted_by") if mute else ("blocks", "blocked_by")
         user, target = event.user_id, event.target_id
-        value, _ = await self._run([
-            (self.scripts.hide, [*self.context, kind, user, target, event.ts, on]),
-            (self.scripts.hide, [*self.context, reverse, target, user, event.ts, on]),
-        ])  # fmt: skip
+        calls = [(self.scripts.hide, [*self.context, "mutes" if mute else "blocks", user,
+                                      target, event.ts, on])]  # fmt: skip
+        if not mute:  # the target's side: what it must not see
+            calls.append((self.scripts.hide, [*self.context, "blocked_by", target, user,
+                                              event.ts, on]))  # fmt: skip
+        value, *_ = await self._run(calls)  # type: ignore[arg-type]
         pair = text(value)
         on_ts, _, off_ts = pair.partition("|")
         if not on_ts:

@@ -259,17 +259,19 @@ async def _graph(b: Backend, author: str, fans: list[str], hiders: list[str]) ->
     """Follow edges, and ``hiders`` muting the author (half of them) or blocked by it
     (the others), written as the schema has them, on either layout."""
     k = b.keys
-    for fan in fans:
+    since = "1|"  # followed, and hidden, from event time 1 on, never lifted
+    for i, fan in enumerate(fans):
         await b.redis.sadd(k.followers(author), fan)
         await b.redis.sadd(k.following(fan), author)
-    since = "1|"  # hidden from event time 1 on, never lifted
-    for i, fan in enumerate(hiders):
-        if i % 2:
-            await b.redis.hset(k.mutes(fan), author, since)
-            await b.redis.hset(k.muted_by(author), fan, since)
+        if fan not in hiders:
+            state = k.pair_value(since)
+        elif i % 2:
+            state = k.pair_value(since, mutes=since)
         else:
-            await b.redis.hset(k.blocks(author), fan, since)
-            await b.redis.hset(k.blocked_by(fan), author, since)
+            state = k.pair_value(since, blocked_by=since)
+        await b.redis.hset(k.pair(fan), author, state)
+        if fan in hiders and not i % 2:
+            await b.redis.hset(k.pair(author), fan, k.pair_value(blocks=since))
 
 
 async def _feeds(b: Backend, fans: list[str]) -> dict[str, list]:

@@ -9,9 +9,10 @@
 --   'withdraw': take the reposter's attribution out of both of their feeds and re-place
 --               the entries (the post's author and time given, flags 'd' when deleted);
 --   'unpush':   take the post out of both of their feeds, whatever brought it there.
--- Pushes skip followers hidden from the author (or the reposter) at that time: they
--- block or mute them, or are blocked by them (lib.lua, hidden_pair, from the follower's
--- keys). The post's facts come in ARGV from the orchestrator, and every key touched for a
+-- Pushes skip followers who no longer follow the source (an unfollow after the store read
+-- the followers) or are hidden from the author or the reposter at that time: they block
+-- or mute them, or are blocked by them. Both come from one read of the follower's pair
+-- state (lib.lua, pair:{user}). The post's facts come in ARGV from the orchestrator, and every key touched for a
 -- follower carries the follower's tag, so a call touches only its followers' slots. It
 -- declares the first follower's feed bucket key (routing on a cluster) or, after a
 -- refusal, every key of one slot; the flag lets it reach the other slots of its node.
@@ -31,7 +32,8 @@ while i <= #ARGV do
   if op == 'post' then
     for j = first, last do
       local follower = ARGV[j]
-      if not hidden_pair(follower, author, ts) then
+      local state = redis.call('HGET', key('pair', follower), author)
+      if follows(state) and not hides(state, ts) then
         push(follower, post, b, ts, '', '')
         reached = reached + 1
       end
@@ -41,8 +43,9 @@ while i <= #ARGV do
     local for_you = string.find(flags, 'f', 1, true) ~= nil
     for j = first, last do
       local follower = ARGV[j]
-      if follower ~= author and not hidden_pair(follower, author, ts)
-          and not hidden_pair(follower, reposter, ts) then
+      local states = redis.call('HMGET', key('pair', follower), reposter, author)
+      if follower ~= author and follows(states[1]) and not hides(states[1], ts)
+          and not hides(states[2], ts) then
         push(follower, post, b, ts, reposter, mark)
         if for_you then push_for_you(follower, post, b, reposter, ts) end
         reached = reached + 1

@@ -92,9 +92,8 @@ local function author_of(post)
   return redis.call('HGET', key('post', post), 'a')
 end
 
--- Hiding state of a pair (blocks, mutes and their reverse indexes blocked_by, muted_by
--- hold the same value): 'on|off', the latest block (mute) and unblock (unmute) event
--- times, either possibly empty. The latest event by event time wins, whatever the
+-- Hiding state of a pair (the blocks, blocked_by and mutes parts of pair:{user}): 'on|off',
+-- the latest block (mute) and unblock (unmute) event times, either possibly empty. The latest event by event time wins, whatever the
 -- arrival order; a block also takes back everything before it, so content at time t is
 -- hidden when the pair is blocked now, or when t is before the latest unblock.
 local function hidden_at(value, t)
@@ -105,13 +104,71 @@ local function hidden_at(value, t)
   return tonumber(t) < tonumber(off)
 end
 
--- hidden_pair: true if user must not see other's content of time t: user blocked or
--- muted other, or other blocked user. Read from user's keys alone: blocked_by of user
--- holds the value of other's blocks for user (hide.lua writes both).
+-- The state of a pair seen from user, pair:{user}: other -> 'follow;blocks;blocked_by;mutes'
+-- (trailing empty parts left out): user's follow of other, user's block of other, other's
+-- block of user, user's mute of other, each 'on|off' (the latest on and off event times,
+-- either possibly empty) or empty. One read per pair, on user's slot: a delivery checks
+-- that the follower still follows the source and hides neither party (exact, whatever
+-- the orchestrator read before).
+local PAIR_PART = { follow = 1, blocks = 2, blocked_by = 3, mutes = 4 }
+
+local function pair_parts(value)
+  local parts = { '', '', '', '' }
+  if value then
+    local i = 1
+    for piece in string.gmatch(value .. ';', '([^;]*);') do
+      parts[i] = piece
+      i = i + 1
+    end
+  end
+  return parts
+end
+
+-- latest: merge an on (off) event of time ts into a value 'on|off': the latest of each.
+local function latest(value, ts, on)
+  local first, second = string.match(value ~= '' and value or '|', '^(%d*)|(%d*)$')
+  if on then
+    if first == '' or tonumber(ts) > tonumber(first) then first = ts end
+  else
+    if second == '' or tonumber(ts) > tonumber(second) then second = ts end
+  end
+  return first .. '|' .. second
+end
+
+-- set_pair: merge an event of kind (follow, blocks, blocked_by, mutes) and time ts into
+-- user's state of the pair with other; returns that part's new value.
+local function set_pair(user, other, kind, ts, on)
+  local k = key('pair', user)
+  local parts = pair_parts(redis.call('HGET', k, other))
+  local i = PAIR_PART[kind]
+  parts[i] = latest(parts[i], ts, on)
+  local value = table.concat(parts, ';'):gsub(';+$', '')
+  redis.call('HSET', k, other, value)
+  return parts[i]
+end
+
+-- is_on: true when a value 'on|off' is on now (a tie goes to off).
+local function is_on(value)
+  local first, second = string.match(value, '^(%d*)|(%d*)$')
+  return first ~= nil and first ~= '' and (second == '' or tonumber(first) > tonumber(second))
+end
+
+-- hides: true if user's pair state value (a pair:{user} field) hides content of time t:
+-- user blocked or muted other, or other blocked user.
+local function hides(value, t)
+  if not value then return false end
+  local parts = pair_parts(value)
+  return hidden_at(parts[2], t) or hidden_at(parts[3], t) or hidden_at(parts[4], t)
+end
+
+-- follows: true if user's pair state value says user follows other now.
+local function follows(value)
+  return value ~= false and value ~= nil and is_on(pair_parts(value)[1])
+end
+
+-- hidden_pair: true if user must not see other's content of time t, from user's keys.
 local function hidden_pair(user, other, t)
-  return hidden_at(redis.call('HGET', key('blocks', user), other), t)
-      or hidden_at(redis.call('HGET', key('blocked_by', user), other), t)
-      or hidden_at(redis.call('HGET', key('mutes', user), other), t)
+  return hides(redis.call('HGET', key('pair', user), other), t)
 end
 
 -- evict: keep the newest (highest-scored) cap entries of a bucket and its attributions.
@@ -132,8 +189,12 @@ local function push(user, post, b, ts, via, mark)
   if via ~= '' then
     local current = false
     if added == 0 then current = redis.call('HGET', vias, post) end
-    local list = merge(current, via, ts, mark)
-    if list then redis.call('HSET', vias, post, list) end
+    if not current then
+      redis.call('HSET', vias, post, mark .. via .. '@' .. string.format('%d', tonumber(ts)))
+    else
+      local list = merge(current, via, ts, mark)
+      if list then redis.call('HSET', vias, post, list) end
+    end
   end
   if added == 1 then evict(feed, vias, CAP) end
 end
@@ -158,10 +219,19 @@ end
 local function push_for_you(user, post, b, via, t)
   local fy = bucket_key('foryou', user, b)
   local vias = bucket_key('fyvia', user, b)
-  local list = merge(redis.call('HGET', vias, post), via, t, '')
-  if not list then return end
+  local current = redis.call('HGET', vias, post)
+  local list, score
+  if not current then
+    -- one reposter: the score is its time (for_you_score of one item)
+    t = tonumber(t)
+    list, score = via .. '@' .. string.format('%d', t), string.format('%.17g', t)
+  else
+    list = merge(current, via, t, '')
+    if not list then return end
+    score = for_you_score(list)
+  end
   redis.call('HSET', vias, post, list)
-  if redis.call('ZADD', fy, for_you_score(list), post) == 1 then evict(fy, vias, FY_CAP) end
+  if redis.call('ZADD', fy, score, post) == 1 then evict(fy, vias, FY_CAP) end
 end
 
 -- post_facts: the post's author, time and deletion mark ({a, ts, del}, any of them false),
@@ -285,29 +355,12 @@ local function purge(user, target, gone, authored, facts)
   end
 end
 
--- Follow state of a pair, by event time: follow_times:{follower} maps followee to
--- 'on|off', the latest follow and unfollow event times. The latest wins (a tie goes to
--- unfollow), whatever the arrival order.
-local function latest_pair(k, field, ts, on)
-  local value = redis.call('HGET', k, field) or '|'
-  local first, second = string.match(value, '^(%d*)|(%d*)$')
-  if on then
-    if first == '' or tonumber(ts) > tonumber(first) then first = ts end
-  else
-    if second == '' or tonumber(ts) > tonumber(second) then second = ts end
-  end
-  return first .. '|' .. second
-end
-
--- set_follow: record a follow (on) or unfollow of event time ts on follower's slot; true
--- if follower now follows followee. The caller mirrors the answer in followers:{followee}
--- (the followee's slot).
+-- set_follow: record a follow (on) or unfollow of event time ts on follower's slot (the
+-- latest wins, a tie goes to unfollow, whatever the arrival order); true if follower now
+-- follows followee. The caller mirrors the answer in followers:{followee} (the
+-- followee's slot).
 local function set_follow(follower, followee, ts, on)
-  local k = key('follow_times', follower)
-  local value = latest_pair(k, followee, ts, on)
-  redis.call('HSET', k, followee, value)
-  local first, second = string.match(value, '^(%d*)|(%d*)$')
-  local following = first ~= '' and (second == '' or tonumber(first) > tonumber(second))
+  local following = is_on(set_pair(follower, followee, 'follow', ts, on))
   if following then
     redis.call('SADD', key('following', follower), followee)
   else
