@@ -149,21 +149,25 @@ end
 
 -- is_on: true when a value 'on|off' is on now (a tie goes to off).
 local function is_on(value)
+  if string.byte(value, -1) == 124 then return #value > 1 end -- 'on|': never off
   local first, second = string.match(value, '^(%d*)|(%d*)$')
   return first ~= nil and first ~= '' and (second == '' or tonumber(first) > tonumber(second))
 end
 
 -- hides: true if user's pair state value (a pair:{user} field) hides content of time t:
--- user blocked or muted other, or other blocked user.
+-- user blocked or muted other, or other blocked user. A follow alone has no ';'.
 local function hides(value, t)
-  if not value then return false end
+  if not value or not string.find(value, ';', 1, true) then return false end
   local parts = pair_parts(value)
   return hidden_at(parts[2], t) or hidden_at(parts[3], t) or hidden_at(parts[4], t)
 end
 
 -- follows: true if user's pair state value says user follows other now.
 local function follows(value)
-  return value ~= false and value ~= nil and is_on(pair_parts(value)[1])
+  if not value then return false end
+  local semi = string.find(value, ';', 1, true)
+  if semi then value = string.sub(value, 1, semi - 1) end
+  return value ~= '' and is_on(value)
 end
 
 -- hidden_pair: true if user must not see other's content of time t, from user's keys.
