@@ -1,11 +1,19 @@
-"""The ``feedamp`` command: worker, produce, feed, gifts, orders, dev, replay, verify, dlq,
-status."""
+"""The ``feedamp`` command: parses the arguments, checks the settings and the addresses it
+needs, and calls the engine; one line for an operator's error (``--debug`` for the
+traceback), the traceback for a bug.
+
+Exit codes: 0 done; 2 bad usage, a bad setting, or a Redis, broker or topic the command
+cannot start with; 1 failed while running (a server lost mid-way, differences found by
+``verify``); 130 interrupted; 141 output pipe closed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -13,19 +21,102 @@ from typing import Any
 
 from feedamp.config import Settings
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("feedamp")
+
+DESCRIPTION = """\
+feedamp: an event-driven feed amplification engine (Kafka events in, Redis views out).
+
+Settings come from the environment: KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and FEEDAMP_*
+(see the README's Configuration). `feedamp dev` starts a broker, Redis and a worker on
+this machine and prints the lines to export."""
+
+EPILOG = """\
+examples:
+  feedamp dev                       broker, Redis, worker and a demo on this machine
+  feedamp produce events.jsonl      publish events
+  feedamp feed alice --json         a user's Following feed as JSON
+  feedamp explain alice p1          why p1 is (or is not) in alice's feeds
+  feedamp status | head             consumer lag, dead letters, Redis
+  feedamp decisions tail --user bob follow decisions live
+
+Run `feedamp COMMAND --help` for a command's arguments."""
+
+LOGLEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("feedamp")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in ``low..high`` (``high`` None: no upper bound)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"{low}..{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def _cursor(text: str) -> str:
+    """An argparse type: a page cursor, ``<score>:<id>`` as printed by the previous page."""
+    score, sep, member = text.partition(":")
+    try:
+        float(score)
+    except ValueError:
+        sep = ""
+    if not sep or not member:
+        raise argparse.ArgumentTypeError(
+            f"not a cursor: {text!r} (use the value printed after 'next page: --cursor')"
+        )
+    return text
+
+
+def _loglevel(text: str) -> str:
+    value = text.strip().lower()
+    if value not in LOGLEVELS:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose from {', '.join(LOGLEVELS)})"
+        )
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+# --- commands ---------------------------------------------------------------------------
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
     from feedamp.streams import create_app
     from feedamp.streams.logs import log_format, logging_config
+    from feedamp.streams.preflight import OperatorError
     from feedamp.streams.topics import prepare_topics
 
     problem = prepare_topics(settings)  # before Faust subscribes: it must see them at once
     if problem:
-        print(f"feedamp worker: {problem}", file=sys.stderr)
-        return 2
+        raise OperatorError(problem)
     app = create_app(settings)
     json_logs = log_format() == "json"
     config = {"logging_config": logging_config("json", args.loglevel)} if json_logs else {}
@@ -47,6 +138,9 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     except (ValueError, OSError) as exc:
         print(f"feedamp produce: {exc}", file=sys.stderr)
         return 2
+    from feedamp.streams.preflight import check
+
+    asyncio.run(check(settings, ("kafka",)))  # after the file: its errors come first
     sent = asyncio.run(publish(messages, settings))
     print(f"published {sent} events to {settings.kafka_bootstrap_servers}")
     return 0
@@ -58,10 +152,12 @@ def _read(settings: Settings, read: Callable[[Any], Awaitable[str]]) -> int:
 
     async def run() -> str:
         reader = FeedReader.from_url(
-            settings.redis_url, key_prefix=settings.key_prefix,
-            feed_buckets=settings.feed_buckets, campaigns=settings.campaigns,
+            settings.redis_url,
+            key_prefix=settings.key_prefix,
+            feed_buckets=settings.feed_buckets,
+            campaigns=settings.campaigns,
             for_you_half_life_ms=settings.for_you_half_life_ms,
-        )  # fmt: skip
+        )
         try:
             return await read(reader)
         finally:
@@ -71,6 +167,12 @@ def _read(settings: Settings, read: Callable[[Any], Awaitable[str]]) -> int:
     return 0
 
 
+def _json(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode()
+
+
 def _feed(args: argparse.Namespace, settings: Settings) -> int:
     from .show import format_page
 
@@ -78,6 +180,8 @@ def _feed(args: argparse.Namespace, settings: Settings) -> int:
         page = await (reader.for_you if args.for_you else reader.following)(
             args.user, limit=args.limit, cursor=args.cursor
         )
+        if args.json:
+            return _json(page)
         return format_page(args.user, page, "For You" if args.for_you else "Following")
 
     return _read(settings, read)
@@ -87,10 +191,13 @@ def _gifts(args: argparse.Namespace, settings: Settings) -> int:
     from .show import format_gifts
 
     async def read(reader: Any) -> str:
-        inbox = format_gifts(args.user, await reader.gift_inbox(args.user, limit=args.limit))
+        inbox = await reader.gift_inbox(args.user, limit=args.limit)
         sent = await reader.gifts_sent(args.user, limit=args.limit)
+        if args.json:
+            return _json({"inbox": inbox, "sent": sent})
         left = ", ".join(f"{c}: {n}" for c, n in sorted(sent.remaining.items())) or "-"
-        return f"{inbox}\nSent {len(sent.items)} gift(s); sends left: {left}"
+        text = format_gifts(args.user, inbox)
+        return f"{text}\nSent {len(sent.items)} gift(s); sends left: {left}"
 
     return _read(settings, read)
 
@@ -104,6 +211,8 @@ def _orders(args: argparse.Namespace, settings: Settings) -> int:
             orders = await reader.orders(args.user, limit=args.limit, cursor=args.cursor)
             center = replace(center, orders=orders)
         stats = await reader.creator_stats(args.user)
+        if args.json:
+            return _json({"order_center": center, "credited": stats})
         return f"{format_order_center(args.user, center)}\n{format_stats(args.user, stats)}"
 
     return _read(settings, read)
@@ -130,53 +239,175 @@ def _rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from .dev import run_dev
 
-    return run_dev(settings, once=args.once, cluster=args.cluster)
+    return run_dev(settings, once=args.once, demo=not args.no_demo, cluster=args.cluster)
 
 
-def _ops(module: str) -> Callable[[argparse.Namespace, Settings], int]:
-    """``run(args, settings)`` of ``cli/<module>.py``, imported when the command runs."""
+def _ops(module: str, function: str = "run") -> Callable[[argparse.Namespace, Settings], int]:
+    """``<function>(args, settings)`` of ``cli/<module>.py``, imported when it runs."""
 
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        return importlib.import_module(f"{__name__}.{module}").run(args, settings)
+        return getattr(importlib.import_module(f"{__name__}.{module}"), function)(args, settings)
 
     return run
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``feedamp`` console command."""
-    parser = argparse.ArgumentParser(prog="feedamp", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("worker", help="run the Faust stream worker")
-    p.add_argument("--loglevel", default="info")
-    p.set_defaults(fn=_worker)
-    p = sub.add_parser("produce", help="publish events from a JSON-lines file ('-' for stdin)")
-    p.add_argument("file")
-    p.set_defaults(fn=_produce)
-    p = sub.add_parser("feed", help="print a user's Following (or For You) feed")
-    p.add_argument("user")
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--cursor")
+# --- the parser -------------------------------------------------------------------------
+
+
+def _command(
+    sub: Any, name: str, help: str, fn: Callable[..., int], needs: tuple[str, ...], **kw: Any
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", **kw)
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the traceback of an error",
+    )
+    p.set_defaults(fn=fn, needs=needs)
+    return p
+
+
+def _limit(p: argparse.ArgumentParser, default: int, high: int | None = 1000) -> None:
+    bounds = f"1..{high}" if high else ">= 1"
+    p.add_argument(
+        "--limit",
+        type=_int_range(1, high),
+        default=default,
+        metavar="N",
+        help=f"at most N items ({bounds}; default {default})",
+    )
+
+
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _tail_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--user", metavar="ID", help="only records naming this user")
+    p.add_argument("--post", metavar="ID", help="only records naming this post")
+    p.add_argument(
+        "--from",
+        dest="start",
+        choices=("beginning", "end"),
+        default="end",
+        help="start at the beginning of the topic or at its end (default: end, new records only)",
+    )
+    p.add_argument(
+        "--limit",
+        type=_int_range(1),
+        metavar="N",
+        help="stop after N records (default: run until Ctrl-C)",
+    )
+    p.add_argument(
+        "--idle",
+        type=_seconds,
+        metavar="SECONDS",
+        help="stop after SECONDS without a new matching record",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``feedamp`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="feedamp",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"feedamp {_version()}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the traceback of an error",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _command(sub, "worker", "run a stream worker", _worker, ("kafka", "redis"))
+    p.add_argument(
+        "--loglevel",
+        type=_loglevel,
+        default="info",
+        metavar="LEVEL",
+        help=f"one of {', '.join(LOGLEVELS)} (default info)",
+    )
+
+    p = _command(sub, "produce", "publish events from a JSON-lines file", _produce, ())
+    p.add_argument("file", metavar="FILE", help="JSON lines, one event each ('-': stdin)")
+
+    p = _command(sub, "feed", "print a user's Following (or For You) feed", _feed, ("redis",))
+    p.add_argument("user", metavar="USER", help="user id")
+    _limit(p, 20)
+    p.add_argument(
+        "--cursor",
+        type=_cursor,
+        metavar="C",
+        help="the next page's cursor, printed at the end of a page",
+    )
     p.add_argument("--for-you", action="store_true", help="the ranked For You feed")
-    p.set_defaults(fn=_feed)
-    p = sub.add_parser("gifts", help="print a user's gift inbox and sends left")
-    p.add_argument("user")
-    p.add_argument("--limit", type=int, default=20)
-    p.set_defaults(fn=_gifts)
-    p = sub.add_parser("orders", help="print a user's order center (orders, looked at, "
-                       "tagged, recommended) and credited sales")  # fmt: skip
-    p.add_argument("user")
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--cursor")
-    p.set_defaults(fn=_orders)
-    p = sub.add_parser("rebuild-feed", help="regenerate a user's feeds from followees' activity")
-    p.add_argument("user")
-    p.set_defaults(fn=_rebuild_feed)
-    p = sub.add_parser("dev", help="run broker, Redis and worker on this machine with a demo")
-    p.add_argument("--once", action="store_true", help="stop after printing the demo feeds")
-    p.add_argument("--cluster", action="store_true",
-                   help="use a three-master Redis Cluster instead of one Redis")  # fmt: skip
-    p.set_defaults(fn=_dev)
-    p = sub.add_parser("replay", help="re-apply the input topics to Redis from a time")
+    _json_flag(p)
+
+    p = _command(sub, "gifts", "print a user's gift inbox and sends left", _gifts, ("redis",))
+    p.add_argument("user", metavar="USER", help="user id")
+    _limit(p, 20)
+    _json_flag(p)
+
+    p = _command(
+        sub,
+        "orders",
+        "print a user's order center (orders, looked at, tagged, recommended) and credited sales",
+        _orders,
+        ("redis",),
+    )
+    p.add_argument("user", metavar="USER", help="user id")
+    _limit(p, 20)
+    p.add_argument(
+        "--cursor",
+        type=_cursor,
+        metavar="C",
+        help="the next page's cursor (the last order's '<ts>:<order_id>')",
+    )
+    _json_flag(p)
+
+    p = _command(
+        sub,
+        "explain",
+        "explain why a post is or is not in a user's feeds",
+        _ops("explain"),
+        ("redis",),
+    )
+    p.add_argument("user", metavar="USER", help="the reader's user id")
+    p.add_argument("post", metavar="POST", help="the post id")
+    _json_flag(p)
+
+    p = _command(
+        sub,
+        "rebuild-feed",
+        "regenerate a user's feeds from followees' activity",
+        _rebuild_feed,
+        ("redis",),
+    )
+    p.add_argument("user", metavar="USER", help="user id")
+
+    p = _command(sub, "dev", "run a broker, Redis and a worker on this machine", _dev, ())
+    p.add_argument("--once", action="store_true", help="stop after printing the demo")
+    p.add_argument(
+        "--no-demo", action="store_true", help="start everything without playing the demo story"
+    )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="use a three-master Redis Cluster instead of one Redis",
+    )
+
+    p = _command(
+        sub,
+        "replay",
+        "re-apply the input topics to Redis from a time",
+        _ops("replay"),
+        ("kafka", "redis"),
+    )
     p.add_argument(
         "--from",
         dest="start",
@@ -190,7 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TIME",
         help="last event time (default: the end offsets at start)",
     )
-    p.add_argument("--topics", help="comma-separated, e.g. posts,reposts (default: all)")
+    p.add_argument(
+        "--topics", metavar="LIST", help="comma-separated, e.g. posts,reposts (default: all)"
+    )
     p.add_argument("--dry-run", action="store_true", help="parse and count, write nothing")
     p.add_argument(
         "--publish",
@@ -204,51 +437,153 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--grace",
-        type=float,
+        type=_seconds,
         default=30.0,
         metavar="SECONDS",
-        help="with --rebuild: wait this long after the switch before dropping the old "
-        "namespace (longer than any reader's pointer cache; default 30)",
+        help="with --rebuild: wait this long after the switch before dropping the "
+        "old namespace (longer than any reader's pointer cache; default 30)",
     )
-    p.set_defaults(fn=_ops("replay"))
-    p = sub.add_parser("verify", help="compare the live views with a fresh rebuild of the log")
+
+    p = _command(
+        sub,
+        "verify",
+        "compare the live views with a fresh rebuild of the log",
+        _ops("verify"),
+        ("kafka", "redis"),
+    )
     p.add_argument(
         "--wait",
-        type=float,
+        type=_seconds,
         default=30.0,
         metavar="SECONDS",
         help="wait this long at most for the workers to apply the log (default 30)",
     )
-    p.add_argument("--limit", type=int, default=50, help="print at most this many differences")
-    p.set_defaults(fn=_ops("verify"))
-    p = sub.add_parser("dlq", help="list or re-send dead letters")
-    p.add_argument("action", choices=["list", "replay"])
-    p.add_argument("--limit", type=int, help="list at most this many")
-    p.set_defaults(fn=_ops("dlq"))
-    p = sub.add_parser("status", help="consumer lag, dead letters, Redis memory and feeds")
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    p.set_defaults(fn=_ops("status"))
-    args = parser.parse_args(argv)
+    _limit(p, 50, None)
+    p.set_defaults(limit=50)
+
+    dlq = sub.add_parser(
+        "dlq", help="list, re-send or follow dead letters", description="The dead-letter topic."
+    )
+    dsub = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = _command(dsub, "list", "list dead letters", _ops("dlq"), ("kafka",))
+    p.add_argument("--limit", type=_int_range(1), metavar="N", help="list at most N")
+    _json_flag(p)
+    p = _command(
+        dsub, "replay", "re-send the dead letters that now pass validation", _ops("dlq"), ("kafka",)
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="say what would be sent and kept, send nothing"
+    )
+    p.add_argument(
+        "--from",
+        dest="start",
+        choices=("new", "beginning"),
+        default="new",
+        help="new: letters not looked at by an earlier run (default); "
+        "beginning: every letter again",
+    )
+    p = _command(
+        dsub, "tail", "follow the dead-letter topic live", _ops("tail", "run_dlq"), ("kafka",)
+    )
+    _tail_args(p)
+    _json_flag(p)
+
+    decisions = sub.add_parser(
+        "decisions", help="follow the decisions topic", description="The decisions topic."
+    )
+    dsub = decisions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = _command(
+        dsub, "tail", "follow the decisions topic live", _ops("tail", "run_decisions"), ("kafka",)
+    )
+    _tail_args(p)
+
+    p = _command(
+        sub,
+        "status",
+        "consumer lag, dead letters, Redis memory and feeds",
+        _ops("status"),
+        ("kafka", "redis"),
+    )
+    _json_flag(p)
+    return parser
+
+
+# --- running ----------------------------------------------------------------------------
+
+
+def _report(
+    command: str | None, line: str, exc: BaseException | None, debug: bool, fmt: str
+) -> None:
+    """One line on stderr (a JSON log line with the traceback in ``exception`` under
+    ``FEEDAMP_LOG_FORMAT=json``; the traceback after it with ``--debug``)."""
+    if command is not None:
+        line = f"feedamp {command}: {line}"
+    if fmt == "json":
+        log.error("%s", line, exc_info=exc)
+        return
+    print(line, file=sys.stderr)
+    if debug and exc is not None:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away (``| head``): stop without a word, like ``cat``."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``feedamp`` console command."""
+    from feedamp.config import unknown_variables
     from feedamp.config.campaigns import load_campaigns
+    from feedamp.feeds.cluster import ClusterUnsupported
+    from feedamp.feeds.connection import RedisUnreachable
     from feedamp.streams.kafka_config import kafka_client_kwargs
     from feedamp.streams.logs import configure_logging
+    from feedamp.streams.preflight import OperatorError, check, describe
 
+    args = build_parser().parse_args(argv)
+    command = " ".join(x for x in (args.command, getattr(args, "action", None)) if x)
+    debug = getattr(args, "debug", False)
+    fmt = "text"
+    settings: Settings | None = None
     try:
-        configure_logging()
+        fmt = configure_logging()
         settings = Settings.from_env()
         kafka_client_kwargs(settings)  # a bad KAFKA_* security setting stops here
         load_campaigns(settings.campaigns)  # so does a bad campaigns file
     except ValueError as exc:
-        print(f"feedamp: {exc}", file=sys.stderr)
+        _report(command, str(exc), exc, debug, fmt)
         return 2
-    from feedamp.feeds.cluster import ClusterUnsupported
-    from feedamp.feeds.connection import RedisUnreachable
-
+    for name, close in unknown_variables():
+        hint = f" (did you mean {close}?)" if close else ""
+        log.warning("%s is not a feedamp setting%s; ignored", name, hint)
     try:
+        if args.needs:
+            asyncio.run(check(settings, args.needs))
         return args.fn(args, settings)
-    except ClusterUnsupported as exc:
-        print(f"{exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except OperatorError as exc:  # before the work: a setting, an address, a topic
+        _report(command, str(exc), exc, debug, fmt)
+        return 2
+    except ClusterUnsupported as exc:  # its message names the command already
+        _report(None, str(exc), exc, debug, fmt)
         return 2
     except RedisUnreachable as exc:
-        print(f"feedamp {args.command}: {exc} (REDIS_URL)", file=sys.stderr)
+        _report(command, f"{exc} (REDIS_URL)", exc, debug, fmt)
         return 2
+    except Exception as exc:
+        line = describe(exc, settings)
+        if line is None:
+            raise
+        _report(command, line, exc, debug, fmt)
+        return 1

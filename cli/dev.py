@@ -1,17 +1,22 @@
 """``feedamp dev``: the whole engine on one machine, with a demo.
 
 Starts the embedded Tansu broker and a Redis server on free ports, creates the topics,
-starts a worker, plays a small scenario, prints the resulting feeds, and keeps everything
-running until Ctrl-C (or stops at once with ``--once``).
+starts a worker (its log in a file it names), prints the ``export`` lines that point
+other shells' commands at them, plays a small scenario (not with ``--no-demo``), prints
+the resulting feeds, and keeps everything running until Ctrl-C, SIGTERM or SIGHUP (the
+terminal closing), which stop all of it; ``--once`` stops after the demo. A sample
+JSON-lines file, with ids of its own, is ready for ``feedamp produce``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from importlib.resources import files
 
@@ -21,6 +26,7 @@ from feedamp.config import Settings
 from feedamp.feeds import FeedReader
 from feedamp.feeds.cluster import refuse_writes_on_cluster
 from feedamp.feeds.connection import connect
+from feedamp.streams.preflight import start_client
 from feedamp.streams.topics import ensure_topics
 
 from .embedded import Service, free_port, start_broker, start_redis
@@ -28,7 +34,7 @@ from .embedded_cluster import RedisClusterService, start_redis_cluster
 from .produce import messages_from_lines, publish
 from .show import format_gifts, format_orders, format_page, format_stats
 
-__all__ = ["demo_events", "run_dev", "start_worker", "worker_env"]
+__all__ = ["demo_events", "export_lines", "run_dev", "sample_events", "start_worker", "worker_env"]
 
 DEMO_USERS = ("alice", "bob", "carol", "dave", "erin")
 
@@ -136,7 +142,7 @@ async def read_dead_letters(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
-    await consumer.start()
+    await start_client(consumer)
     letters: list[tuple[str, bytes]] = []
     try:
         deadline = time.monotonic() + timeout
@@ -155,16 +161,35 @@ def sample_campaigns() -> str:
     return str(files("feedamp.config").joinpath("campaigns.sample.json"))
 
 
-def run_dev(settings: Settings, *, once: bool = False, cluster: bool = False) -> int:
-    """Run the embedded stack with the demo; block until Ctrl-C unless ``once``.
+def sample_events() -> str:
+    """Path of the sample JSON-lines file shipped with the package (ids unlike the demo's:
+    users sam, noa, kai, lin; posts s1, s2; gift sg1)."""
+    return str(files("feedamp.cli").joinpath("sample.jsonl"))
+
+
+def export_lines(settings: Settings) -> list[str]:
+    """``export`` lines that point another shell's ``feedamp`` at this stack."""
+    return [
+        f"export KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}",
+        f"export REDIS_URL={settings.redis_url}",
+        f"export FEEDAMP_CAMPAIGNS={shlex.quote(settings.campaigns)}",
+    ]
+
+
+def run_dev(
+    settings: Settings, *, once: bool = False, demo: bool = True, cluster: bool = False
+) -> int:
+    """Run the embedded stack (with the demo unless not ``demo``); block until Ctrl-C,
+    SIGTERM or SIGHUP unless ``once``.
 
     Without ``FEEDAMP_CAMPAIGNS`` the worker uses the sample campaigns file. ``cluster``
     starts a three-master Redis Cluster instead of one Redis (see
     :mod:`feedamp.cli.embedded_cluster`)."""
-    # Ctrl-C and SIGTERM stop everything, even when started from a shell that ignores
-    # SIGINT for background jobs (Python then installs no KeyboardInterrupt handler).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Ctrl-C, SIGTERM and SIGHUP stop everything, even when started from a shell that
+    # ignores SIGINT for background jobs (Python then installs no KeyboardInterrupt
+    # handler); SIGHUP is the terminal closing.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.default_int_handler)
     services: list[Service | RedisClusterService] = []
     worker = None
     try:
@@ -186,16 +211,20 @@ def run_dev(settings: Settings, *, once: bool = False, cluster: bool = False) ->
             campaigns=settings.campaigns or sample_campaigns(),
         )
         asyncio.run(ensure_topics(settings))
-        worker = start_worker(settings)
+        log_path = os.path.join(tempfile.mkdtemp(prefix="feedamp-dev-"), "worker.log")
+        worker = start_worker(settings, log_path)
         print(f"broker  KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}")
         print(f"redis   REDIS_URL={settings.redis_url}")
-        print(f"worker  pid {worker.pid}, web port {settings.web_port}")
-        print("playing the demo scenario ...", flush=True)
-        print(asyncio.run(_play_demo(settings)), flush=True)
+        print(f"worker  pid {worker.pid}, web port {settings.web_port}, log {log_path}")
+        print("\nin another shell:\n" + "\n".join(f"  {x}" for x in export_lines(settings)))
+        print(f"  feedamp produce {shlex.quote(sample_events())}   # sam, noa, kai, lin; s1, s2")
+        print("  feedamp feed noa && feedamp explain noa s1\n", flush=True)
+        if demo:
+            print("playing the demo scenario ...", flush=True)
+            print(asyncio.run(_play_demo(settings)), flush=True)
         if once:
             return 0
-        print("\nrunning; try: KAFKA_BOOTSTRAP_SERVERS=... feedamp produce FILE.jsonl. "
-              "Ctrl-C stops.", flush=True)  # fmt: skip
+        print("\nrunning; Ctrl-C (or closing the terminal) stops everything.", flush=True)
         while worker.poll() is None:
             time.sleep(0.5)
         print(f"worker exited with code {worker.returncode}", file=sys.stderr)

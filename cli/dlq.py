@@ -4,11 +4,16 @@
 the original record came from (headers ``feedamp-topic``, ``feedamp-partition``,
 ``feedamp-offset``), the reason and the start of the value.
 
-``replay`` re-sends each dead letter's original key and value to its original topic,
-after a fix, so the worker handles it again; what still fails is dead-lettered again by
-the worker. Progress is remembered by the consumer group ``<app_id>-dlq-replay``, committed
-after each batch was sent, so a second run sends only dead letters that arrived since.
-A letter whose original topic is not one of the worker's input topics is skipped.
+``replay`` first runs the worker's own checks (:meth:`Pipeline.parse`: JSON, size, type,
+topic, fields, ids) on each dead letter, and re-sends only the ones that pass now (a
+Redis error, a fixed limit) with their original key and value to their original topic, so
+the worker handles them again; the others are kept, counted by reason. So a run with
+nothing fixed sends nothing that comes straight back, and the dead-letter count stays.
+Progress is remembered by the consumer group ``<app_id>-dlq-replay``, committed after
+each batch was sent, so a second run looks only at dead letters that arrived since;
+``--from beginning`` looks at every letter again (after a change that makes kept letters
+valid; re-sending one applied before changes nothing, every write being idempotent). A
+letter whose original topic is not one of the worker's input topics is kept.
 """
 
 from __future__ import annotations
@@ -16,19 +21,30 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from feedamp.config import Settings
 from feedamp.streams.kafka_config import kafka_client_kwargs
 from feedamp.streams.logs import quiet_clients
+from feedamp.streams.preflight import start_client
+from feedamp.streams.records import Record
 
 from .offsets import end_offsets, partitions
 
-__all__ = ["DlqReplayStats", "Letter", "list_letters", "replay_group", "replay_letters", "run"]
+__all__ = [
+    "DlqReplayStats",
+    "Letter",
+    "letter_check",
+    "list_letters",
+    "replay_group",
+    "replay_letters",
+    "run",
+]
 
 PREVIEW_CHARS = 80
 #: Header put on re-sent records: ``<partition>/<offset>`` of the dead letter.
@@ -47,6 +63,7 @@ class Letter:
     reason: str
     key: bytes | None
     value: bytes | None
+    timestamp: int | None = None
 
     @classmethod
     def from_record(cls, record: ConsumerRecord) -> Letter:
@@ -66,6 +83,7 @@ class Letter:
             reason=headers.get("feedamp-reason", ""),
             key=record.key,
             value=record.value,
+            timestamp=number("feedamp-timestamp"),
         )
 
     def preview(self, chars: int = PREVIEW_CHARS) -> str:
@@ -80,6 +98,21 @@ class Letter:
         """``<partition>/<offset>  <topic>[<partition>]@<offset>  <reason>  <value>``."""
         source = f"{self.topic or '?'}[{_opt(self.source_partition)}]@{_opt(self.source_offset)}"
         return f"{self.partition}/{self.offset}  {source}  {self.reason}  {self.preview()}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The letter as JSON (key and value decoded as UTF-8, bad bytes replaced)."""
+        return {
+            "partition": self.partition, "offset": self.offset, "topic": self.topic,
+            "source_partition": self.source_partition, "source_offset": self.source_offset,
+            "reason": self.reason,
+            "key": None if self.key is None else self.key.decode(errors="replace"),
+            "value": None if self.value is None else self.value.decode(errors="replace"),
+        }  # fmt: skip
+
+    def record(self) -> Record:
+        """The original record, as the worker first read it."""
+        return Record(self.topic or "", self.source_partition or 0, self.source_offset or 0,
+                      self.key, self.value, self.timestamp)  # fmt: skip
 
 
 def _opt(value: int | None) -> str:
@@ -122,7 +155,7 @@ async def list_letters(settings: Settings, limit: int | None = None) -> list[Let
         enable_auto_commit=False,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
-    await consumer.start()
+    await start_client(consumer)
     letters: list[Letter] = []
     try:
         tps = await partitions(consumer, [settings.topics.dead_letter], missing_ok=True)
@@ -143,11 +176,16 @@ async def list_letters(settings: Settings, limit: int | None = None) -> list[Let
 
 @dataclass
 class DlqReplayStats:
-    """What ``dlq replay`` did."""
+    """What ``dlq replay`` did (or, in a dry run, would do)."""
 
     sent: Counter[str] = field(default_factory=Counter)
-    #: Letters without an input topic to go back to.
-    skipped: int = 0
+    #: Letters kept: reason (as the checks give it now) -> count.
+    kept: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def skipped(self) -> int:
+        """Letters kept."""
+        return sum(self.kept.values())
 
     @property
     def total(self) -> int:
@@ -155,10 +193,39 @@ class DlqReplayStats:
         return sum(self.sent.values())
 
 
-async def replay_letters(settings: Settings) -> DlqReplayStats:
-    """Re-send every dead letter not re-sent before to its original topic; commit the
-    group's offsets after each batch was acknowledged by the broker."""
+def letter_check(settings: Settings) -> Callable[[Letter], str | None]:
+    """``check(letter)``: None if the worker would accept the letter's record now, else
+    why not (the worker's own :meth:`Pipeline.parse`, on the original topic)."""
+    from feedamp.feeds import FeedStore
+    from feedamp.models import InvalidEvent
+    from feedamp.streams import Pipeline
+    from redis.asyncio import Redis
+
+    # parse() touches no Redis: the client is never connected.
+    pipeline = Pipeline(FeedStore(Redis(), settings), settings)
+    inputs = set(settings.topics.inputs)
+
+    def check(letter: Letter) -> str | None:
+        if letter.topic not in inputs:
+            return f"no input topic to go back to ({letter.topic or 'none'})"
+        try:
+            pipeline.parse(letter.record())
+        except InvalidEvent as exc:
+            return exc.reason
+        return None
+
+    return check
+
+
+async def replay_letters(
+    settings: Settings, *, dry_run: bool = False, from_beginning: bool = False
+) -> DlqReplayStats:
+    """Re-send the dead letters not looked at before (every one with ``from_beginning``)
+    that pass the worker's checks now to their original topics; keep the others. Commit
+    the group's offsets after each batch was acknowledged by the broker (not in a
+    ``dry_run``, which sends nothing)."""
     kafka = kafka_client_kwargs(settings)
+    check = letter_check(settings)
     consumer = AIOKafkaConsumer(
         **kafka,
         group_id=replay_group(settings),
@@ -166,12 +233,12 @@ async def replay_letters(settings: Settings) -> DlqReplayStats:
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
-    producer = AIOKafkaProducer(**kafka, acks="all", linger_ms=5)
+    producer = None if dry_run else AIOKafkaProducer(**kafka, acks="all", linger_ms=5)
     stats = DlqReplayStats()
-    inputs = set(settings.topics.inputs)
-    await consumer.start()
-    await producer.start()
+    await start_client(consumer)
     try:
+        if producer is not None:
+            await start_client(producer)
         tps = await partitions(consumer, [settings.topics.dead_letter], missing_ok=True)
         if not tps:
             return stats
@@ -180,14 +247,18 @@ async def replay_letters(settings: Settings) -> DlqReplayStats:
         begins = await consumer.beginning_offsets(tps)
         starts = {}
         for tp in tps:
-            committed = await consumer.committed(tp)
+            committed = None if from_beginning else await consumer.committed(tp)
             starts[tp] = max(committed, begins[tp]) if committed is not None else begins[tp]
         async for tp, records in _read_until_end(consumer, starts, ends):
             futures = []
             for record in records:
                 letter = Letter.from_record(record)
-                if letter.topic not in inputs:
-                    stats.skipped += 1
+                reason = check(letter)
+                if reason is not None:
+                    stats.kept[reason] += 1
+                    continue
+                stats.sent[letter.topic or ""] += 1
+                if producer is None:
                     continue
                 header = (REPLAY_HEADER, f"{letter.partition}/{letter.offset}".encode())
                 futures.append(
@@ -195,12 +266,13 @@ async def replay_letters(settings: Settings) -> DlqReplayStats:
                         letter.topic, value=letter.value, key=letter.key, headers=[header]
                     )
                 )
-                stats.sent[letter.topic] += 1
             for future in futures:
                 await future
-            await consumer.commit({tp: records[-1].offset + 1})
+            if not dry_run:
+                await consumer.commit({tp: records[-1].offset + 1})
     finally:
-        await producer.stop()
+        if producer is not None:
+            await producer.stop()
         await consumer.stop()
     return stats
 
@@ -211,12 +283,15 @@ def run(args: Any, settings: Settings) -> int:
     if args.action == "list":
         letters = asyncio.run(list_letters(settings, args.limit))
         for letter in letters:
-            print(letter.line())
+            print(orjson.dumps(letter.to_json()).decode() if args.json else letter.line())
         print(f"{len(letters)} dead letter(s) in {settings.topics.dead_letter!r}", file=sys.stderr)
         return 0
-    stats = asyncio.run(replay_letters(settings))
+    stats = asyncio.run(replay_letters(settings, dry_run=args.dry_run,
+                                       from_beginning=args.start == "beginning"))  # fmt: skip
     by_topic = ", ".join(f"{t} {n}" for t, n in sorted(stats.sent.items()))
-    print(f"re-sent {stats.total} dead letter(s)" + (f": {by_topic}" if by_topic else ""))
-    if stats.skipped:
-        print(f"skipped {stats.skipped} without an input topic to go back to")
+    verb = "would re-send" if args.dry_run else "re-sent"
+    print(f"{verb} {stats.total} dead letter(s)" + (f": {by_topic}" if by_topic else ""))
+    print(f"kept {stats.skipped} that would fail again" + (":" if stats.kept else ""))
+    for reason, n in stats.kept.most_common():
+        print(f"  {n}  {reason}")
     return 0

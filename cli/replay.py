@@ -29,7 +29,7 @@ import asyncio
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -43,12 +43,13 @@ from feedamp.models import InvalidEvent
 from feedamp.streams import BatchHandler, Outcome, Pipeline, Record, redis_client
 from feedamp.streams.kafka_config import kafka_client_kwargs
 from feedamp.streams.logs import quiet_clients
+from feedamp.streams.preflight import start_client
 
 from .offsets import end_offsets, partitions
 from .ordered import OrderedReader, Window
+from .progress import Progress
 
 __all__ = [
-    "Progress",
     "ReplayOutputs",
     "ReplayStats",
     "input_topics",
@@ -183,43 +184,6 @@ class ReplayOutputs:
         self.published += len(sent)
 
 
-class Progress:
-    """A one-line progress bar on a terminal stream: records done, rate, ETA."""
-
-    def __init__(self, total: int, stream: TextIO | None = None, interval: float = 0.25) -> None:
-        self.total = total
-        self.stream = stream or sys.stderr
-        self.interval = interval
-        self.started = time.monotonic()
-        self._last = 0.0
-
-    def line(self, done: int, now: float | None = None) -> str:
-        """The progress line for ``done`` records read."""
-        elapsed = max((now or time.monotonic()) - self.started, 1e-9)
-        rate = done / elapsed
-        pct = 100.0 * done / self.total if self.total else 100.0
-        left = max(self.total - done, 0)
-        eta = f"{left / rate:.0f}s" if rate > 0 else "?"
-        width = 24
-        filled = min(width, int(width * pct / 100))
-        bar = "#" * filled + "." * (width - filled)
-        return f"replay [{bar}] {done:,}/{self.total:,} ({pct:.0f}%)  {rate:,.0f} ev/s  ETA {eta}"
-
-    def update(self, done: int, *, force: bool = False) -> None:
-        """Redraw the line, at most every ``interval`` seconds unless ``force``."""
-        now = time.monotonic()
-        if force or now - self._last >= self.interval:
-            self._last = now
-            self.stream.write("\r" + self.line(done, now).ljust(79))
-            self.stream.flush()
-
-    def close(self, done: int) -> None:
-        """Draw the final line and end it."""
-        self.update(done, force=True)
-        self.stream.write("\n")
-        self.stream.flush()
-
-
 async def _start_offsets(
     consumer: AIOKafkaConsumer,
     tps: list[TopicPartition],
@@ -251,6 +215,8 @@ async def replay(
     batch: int = BATCH,
     prefix: str | None = None,
     starts: Mapping[TopicPartition, int] | None = None,
+    progress_name: str = "replay",
+    audit: Callable[[list[Record]], None] | None = None,
 ) -> ReplayStats:
     """Re-apply the input ``topics`` (default: all) from ``start_ms`` (None: the
     beginning) to ``end_ms`` (None: the end offsets at start) through the worker's
@@ -258,7 +224,8 @@ async def replay(
     ``progress`` draws a progress line (True: on stderr; or a stream). ``prefix``
     writes to that key namespace (default: the active one). ``starts`` gives the first
     offset per partition instead of ``start_ms`` (a catch-up from a previous replay's
-    ``ends``; partitions it does not name start at the beginning)."""
+    ``ends``; partitions it does not name start at the beginning). ``audit`` is shown
+    every batch of records before it is applied."""
     redis = redis_client(settings)
     try:
         refuse_writes_on_cluster(redis, "feedamp replay")
@@ -283,10 +250,10 @@ async def replay(
     handler = BatchHandler(pipeline, outputs)
     bar: Progress | None = None
     reader: OrderedReader | None = None
-    await consumer.start()
+    await start_client(consumer)
     try:
         if producer is not None:
-            await producer.start()
+            await start_client(producer)
         tps = await partitions(consumer, names)
         consumer.assign(tps)
         ends = stats.ends = await end_offsets(consumer, tps)
@@ -299,20 +266,22 @@ async def replay(
         stats.partitions = len(active)
         if progress:
             total = sum(ends[tp] - first[tp] for tp in active)
-            bar = Progress(total, None if progress is True else progress)
+            bar = Progress(total, None if progress is True else progress, name=progress_name)
         window = Window(start_ms if starts is None else None, end_ms)
         reader = OrderedReader(consumer, first, ends, window, names.index, batch)
         async for records in reader.batches():
+            if audit is not None:
+                audit(records)
             await _handle(records, pipeline, handler, stats, dry_run)
             if bar is not None:
-                bar.update(reader.read)
+                bar.update(stats.events)
         stats.skipped = reader.skipped
         if not dry_run:
             stats.dead_letters, stats.decisions = outputs.dead_letters, outputs.decisions
             stats.published = outputs.published
     finally:
         if bar is not None:
-            bar.close(reader.read if reader else 0)
+            bar.close(stats.events)
         await consumer.stop()
         if producer is not None:
             await producer.stop()

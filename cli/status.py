@@ -29,6 +29,7 @@ from feedamp.feeds.namespace import Namespaces
 from feedamp.feeds.ordering import progress_field
 from feedamp.streams.kafka_config import kafka_client_kwargs
 from feedamp.streams.logs import quiet_clients
+from feedamp.streams.preflight import start_client
 
 from .offsets import end_offsets, partitions
 
@@ -100,7 +101,7 @@ async def kafka_status(settings: Settings) -> tuple[list[PartitionLag], int]:
         **kafka, group_id=settings.app_id, enable_auto_commit=False,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )  # fmt: skip
-    await consumer.start()
+    await start_client(consumer)
     try:
         inputs = await partitions(consumer, settings.topics.inputs, missing_ok=True)
         letters = await partitions(consumer, [settings.topics.dead_letter], missing_ok=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ from feedamp.streams import redis_client
 from feedamp.streams.logs import quiet_clients
 from redis.asyncio import Redis
 
+from .audit import LogAudit
 from .rebuild import wait_for_group
 from .replay import ReplayStats, replay
 from .status import kafka_status
@@ -46,6 +48,12 @@ SAMPLE = 3
 VALUE_CHARS = 40
 
 LIVE, FRESH = "live", "rebuild"
+#: Key kinds written by gifts, and by repost decisions and their windows.
+GIFT_KINDS = {"gift", "gift_inbox", "gifts_sent", "gift_sends", "gift_codes",
+              "gift_codes_seeded"}  # fmt: skip
+WINDOW_KINDS = {"decided", "attempts", "forwarded_attempts", "brake"}
+DECISION_KINDS = {"decided", "attempts", "forwarded_attempts", "brake", "feed", "via",
+                  "foryou", "fyvia", "recent_reposts"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,53 @@ class Verification:
     caught_up: bool = True
     #: Records that arrived on the topics while verify ran.
     grew: int = 0
+    #: Late events and reused ids seen in the log (see :mod:`feedamp.cli.audit`).
+    audit: LogAudit | None = None
+    #: The campaigns file this command read (empty: none).
+    campaigns: str = ""
+
+    def by_kind(self) -> dict[str, Counter[str]]:
+        """Differences per key kind (``feed``, ``gift``...), each by difference kind."""
+        kinds: dict[str, Counter[str]] = {}
+        for d in self.differences:
+            kinds.setdefault(d.key.split(":", 1)[0], Counter())[d.kind] += 1
+        return dict(sorted(kinds.items()))
+
+    def causes(self) -> list[str]:
+        """Likely causes of the differences, from the key kinds and the log."""
+        if not self.differences:
+            return []
+        kinds = set(self.by_kind())
+        out = []
+        if kinds & GIFT_KINDS:
+            if not self.campaigns:
+                out.append("gift keys differ and FEEDAMP_CAMPAIGNS is unset here: if the "
+                           "workers have a campaigns file, every gift replayed here was "
+                           "refused (unknown_offer); run again with the workers' "
+                           "FEEDAMP_CAMPAIGNS")  # fmt: skip
+            else:
+                out.append(f"gift keys differ: is FEEDAMP_CAMPAIGNS={self.campaigns} the "
+                           "workers' campaigns file (same offers, windows and codes)?")  # fmt: skip
+        audit = self.audit
+        if audit is not None and audit.late and kinds & DECISION_KINDS:
+            out.append(f"{audit.late:,} repost event(s) reached the log later than the "
+                       "allowed lateness (FEEDAMP_CAP_LATENESS_MS) behind their event time, "
+                       f"e.g. {', '.join(audit.late_sample)}: the workers may have decided "
+                       "them in another order than this replay")  # fmt: skip
+        if audit is not None and audit.reused:
+            out.append(f"{audit.reused:,} id(s) reused across events: "
+                       f"{', '.join(audit.reused_sample)}; Redis keys by these ids, so the "
+                       "later event wins, and live and replay can disagree on which")  # fmt: skip
+        if kinds & WINDOW_KINDS and not out:
+            out.append(
+                "cap windows or decisions differ: partitions read in another "
+                "order than the replay's can change the rolling windows (README)"
+            )
+        if not self.caught_up:
+            out.append("the workers had not applied the whole log: try a longer --wait")
+        if self.grew:
+            out.append("the log grew while verifying: the live views hold newer records")
+        return out
 
 
 def _short(value: Any) -> str:
@@ -203,9 +258,11 @@ async def verify(
     redis = redis_client(settings)
     namespaces = Namespaces(redis, settings.key_prefix)
     scratch = scratch_prefix(settings.key_prefix)
+    audit = LogAudit(settings)
     try:
         refuse_writes_on_cluster(redis, "feedamp verify")
-        stats = await replay(settings, topics=topics, prefix=scratch, progress=progress)
+        stats = await replay(settings, topics=topics, prefix=scratch, progress=progress,
+                             progress_name="verify", audit=audit)  # fmt: skip
         caught_up = await wait_for_group(settings, stats.ends, wait)
         live = await namespaces.active()
         keys, differences = await compare_namespaces(redis, live, scratch)
@@ -213,7 +270,8 @@ async def verify(
         ends = {(p.topic, p.partition): p.end for p in lag}
         grew = sum(max(ends.get((tp.topic, tp.partition), 0) - end, 0)
                    for tp, end in stats.ends.items())  # fmt: skip
-        return Verification(live, scratch, stats, keys, differences, caught_up, grew)
+        return Verification(live, scratch, stats, keys, differences, caught_up, grew, audit,
+                            settings.campaigns)  # fmt: skip
     finally:
         try:
             await asyncio.shield(namespaces.drop(scratch))
@@ -237,8 +295,19 @@ def format_verification(result: Verification, limit: int) -> str:
     if result.grew:
         lines.append(f"note: {result.grew:,} records arrived while verifying; the live "
                      "namespace may hold them")  # fmt: skip
+    causes = result.causes()
+    if causes:
+        lines.append("likely causes:")
+        lines += [f"  - {c}" for c in causes]
     n = len(result.differences)
-    lines.append(f"{n:,} difference{'' if n == 1 else 's'}" if n else "no differences")
+    if n:
+        kinds = "; ".join(
+            f"{kind} {sum(c.values())} ({', '.join(f'{k} {v}' for k, v in sorted(c.items()))})"
+            for kind, c in result.by_kind().items()
+        )
+        lines.append(f"{n:,} difference{'' if n == 1 else 's'} by key kind: {kinds}")
+    else:
+        lines.append("no differences")
     return "\n".join(lines)
 
 

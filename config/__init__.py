@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["Caps", "Settings", "Topics"]
+__all__ = ["Caps", "Settings", "Topics", "known_variables", "unknown_variables"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,18 +247,35 @@ class Settings:
         return env
 
     def validated(self) -> Settings:
-        """Return self, or raise ValueError naming the first setting out of range."""
+        """Return self, or raise ValueError naming the first variable out of range."""
         for name in ("partitions", "feed_cap", "feed_buckets", "for_you_cap",
                      "for_you_half_life_ms", "recent_per_author", "fanout_chunk",
                      "batch_size", "gift_inbox_cap", "max_tagged_products",
-                     "viewed_cap"):  # fmt: skip
+                     "viewed_cap", "max_event_bytes", "max_text_chars",
+                     "redis_max_connections"):  # fmt: skip
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_within <= 0:
-            raise ValueError("batch_within must be > 0 (stream.take needs a timeout)")
+                raise ValueError(f"{_env_name(name)} must be >= 1, got {getattr(self, name)}")
+        for name in ("batch_within", "session_timeout", "rebalance_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{_env_name(name)} must be > 0, got {getattr(self, name)}")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "REDIS_URL must start with redis://, rediss:// or unix:// "
+                f"(e.g. redis://localhost:6379/0), got {self.redis_url.rsplit('@', 1)[-1]!r}"
+            )
+        if not 0 <= self.web_port <= 65535:
+            raise ValueError(f"FEEDAMP_WEB_PORT must be 0..65535 (0: off), got {self.web_port}")
+        for f in fields(Caps):
+            value = getattr(self.caps, f.name)
+            if isinstance(value, bool):
+                continue
+            low = 1 if f.name.endswith("_window_ms") else 0
+            if value < low:
+                raise ValueError(f"FEEDAMP_CAP_{f.name.upper()} must be >= {low}, got {value}")
         if not self.key_prefix or any(c in self.key_prefix for c in "{} \t\r\n"):
             raise ValueError(
-                f"key_prefix must be non-empty without braces or spaces: {self.key_prefix!r}"
+                "FEEDAMP_KEY_PREFIX must be non-empty without braces or spaces: "
+                f"{self.key_prefix!r}"
             )
         return self
 
@@ -275,3 +292,26 @@ class Settings:
     def with_(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and validated."""
         return replace(self, **changes).validated()
+
+
+#: Variables read outside :class:`Settings` (by the logging set-up).
+OTHER_VARIABLES = ("FEEDAMP_LOG_FORMAT", "FEEDAMP_TOPIC_PREFIX")
+
+
+def known_variables() -> set[str]:
+    """Every ``FEEDAMP_*`` variable the engine reads."""
+    return {n for n in Settings().to_env() if n.startswith("FEEDAMP_")} | set(OTHER_VARIABLES)
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """``FEEDAMP_*`` variables in ``env`` that nothing reads (likely typos), each with
+    the closest known name (None when nothing is close)."""
+    import difflib
+
+    env = os.environ if env is None else env
+    known = sorted(known_variables())
+    return [
+        (name, next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.75)), None))
+        for name in sorted(env)
+        if name.startswith("FEEDAMP_") and name not in known
+    ]

@@ -98,7 +98,8 @@ class BatchHandler:
             try:
                 return await fn(*args)
             except RETRYABLE as exc:
-                log.warning("unavailable (%s); retrying in %.1fs", exc, delay)
+                what = "Kafka" if isinstance(exc, KafkaError) else "Redis"
+                log.warning("%s unavailable (%s); retrying in %.1fs", what, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
 

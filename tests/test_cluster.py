@@ -251,7 +251,7 @@ def test_unreachable_redis_is_one_line_without_the_password() -> None:
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("feedamp feed: cannot reach Redis at redis://:***@127.0.0.1:")
+    assert line.startswith("feedamp feed: cannot reach Redis at REDIS_URL=redis://:***@127.0.0.1:")
     assert "hush" not in line
 
 

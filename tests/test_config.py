@@ -34,9 +34,13 @@ def test_overrides():
     ("env", "message"),
     [
         ({"FEEDAMP_FEED_CAP": "lots"}, "FEEDAMP_FEED_CAP must be an integer"),
-        ({"FEEDAMP_FEED_CAP": "0"}, "feed_cap must be >= 1"),
-        ({"FEEDAMP_BATCH_WITHIN": "0"}, "batch_within must be > 0"),
-        ({"FEEDAMP_KEY_PREFIX": "a{b}"}, "key_prefix"),
+        ({"FEEDAMP_FEED_CAP": "0"}, "FEEDAMP_FEED_CAP must be >= 1"),
+        ({"FEEDAMP_BATCH_WITHIN": "0"}, "FEEDAMP_BATCH_WITHIN must be > 0"),
+        ({"FEEDAMP_KEY_PREFIX": "a{b}"}, "FEEDAMP_KEY_PREFIX"),
+        ({"FEEDAMP_CAP_RATE_MAX": "-3"}, "FEEDAMP_CAP_RATE_MAX must be >= 0, got -3"),
+        ({"FEEDAMP_CAP_BRAKE_WINDOW_MS": "0"}, "FEEDAMP_CAP_BRAKE_WINDOW_MS must be >= 1"),
+        ({"FEEDAMP_WEB_PORT": "99999"}, "FEEDAMP_WEB_PORT must be 0..65535"),
+        ({"FEEDAMP_MAX_TEXT_CHARS": "-1"}, "FEEDAMP_MAX_TEXT_CHARS must be >= 1"),
     ],
 )
 def test_bad_values_are_refused_with_the_setting_named(env, message):
@@ -59,3 +63,12 @@ def test_caps_from_env():
     assert s.caps.rate_max == 7 and s.caps.friction is True
     with pytest.raises(ValueError, match="FEEDAMP_CAP_FRICTION must be true or false"):
         Settings.from_env({"FEEDAMP_CAP_FRICTION": "maybe"})
+
+
+def test_unknown_variables_are_found_with_the_closest_name():
+    from feedamp.config import unknown_variables
+
+    env = {"FEEDAMP_CAP_RATE_MXA": "3", "FEEDAMP_FEED_CAP": "9", "FEEDAMP_LOG_FORMAT": "json",
+           "FEEDAMP_TOPIC_PREFIX": "x", "FEEDAMP_WHATEVER_ELSE": "1", "HOME": "/"}  # fmt: skip
+    assert unknown_variables(env) == [("FEEDAMP_CAP_RATE_MXA", "FEEDAMP_CAP_RATE_MAX"),
+                                      ("FEEDAMP_WHATEVER_ELSE", None)]  # fmt: skip

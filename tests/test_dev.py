@@ -49,7 +49,7 @@ def test_dev_stops_everything_on_ctrl_c():
             if line.startswith("running;"):
                 break
         text = "".join(lines)
-        ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", text)]
+        ports = {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", text)}
         worker_pid = int(re.search(r"worker  pid (\d+)", text).group(1))
         assert len(ports) == 2
         proc.send_signal(signal.SIGINT)
@@ -63,6 +63,64 @@ def test_dev_stops_everything_on_ctrl_c():
     try:  # and so is the worker
         import os
 
+        os.kill(worker_pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive
+
+
+def test_dev_no_demo_prints_exports_runs_the_sample_and_stops_on_sighup():
+    import json
+    import os
+    import re
+    import signal
+    import socket
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "feedamp.cli", "dev", "--no-demo"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "feedamp dev exited early:\n" + "".join(lines)
+            lines.append(line)
+            if line.startswith("running;"):
+                break
+        text = "".join(lines)
+        assert "playing the demo" not in text
+        exports = dict(re.findall(r"^  export (\w+)=(\S+)$", text, re.M))
+        assert set(exports) == {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "FEEDAMP_CAMPAIGNS"}
+        log_path = re.search(r", log (\S+)$", text, re.M).group(1)
+        sample = re.search(r"^  feedamp produce (\S+)", text, re.M).group(1)
+        env = {**os.environ, **exports}
+        cli = [sys.executable, "-m", "feedamp.cli"]
+        out = subprocess.run([*cli, "produce", sample], env=env, capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        feed: list = []
+        while {i["post_id"] for i in feed} != {"s1", "s2"}:
+            assert time.monotonic() < deadline, feed
+            out = subprocess.run([*cli, "feed", "noa", "--json"], env=env, capture_output=True,
+                                 text=True, timeout=60)  # fmt: skip
+            feed = json.loads(out.stdout)["items"]
+        assert [i["reposted_by"] for i in feed if i["post_id"] == "s1"] == [["sam"]]
+        assert os.path.exists(log_path)
+        ports = {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", text)}
+        worker_pid = int(re.search(r"worker  pid (\d+)", text).group(1))
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    for port in ports:
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, port
+    try:
         os.kill(worker_pid, 0)
         alive = True
     except ProcessLookupError:

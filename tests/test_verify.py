@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 
+import orjson
 from feedamp.cli.dev import worker_env
 from feedamp.cli.verify import compare_namespaces
 from feedamp.feeds import Keys
@@ -76,7 +77,53 @@ async def test_verify_passes_on_a_clean_log_and_names_a_tampered_key(worker, red
     name = feed[len(s.key_prefix) :]
     lines = [x for x in out.stdout.splitlines() if name in x]
     assert lines == [f"  value            {name}  zset: 'forged': live=1.0 rebuild=-"], out.stdout
-    assert out.stdout.splitlines()[-1] == "1 difference"
+    assert out.stdout.splitlines()[-1] == "1 difference by key kind: feed 1 (value 1)"
     # The scratch namespace is gone: only the live keys are left.
     after = {k async for k in redis.scan_iter(match=f"{s.key_prefix.rstrip(':')}*")} - moving
     assert after == before
+
+
+def test_likely_causes_and_summary_by_key_kind(settings):
+    from feedamp.cli.audit import LogAudit
+    from feedamp.cli.replay import ReplayStats
+    from feedamp.cli.verify import Difference, Verification, format_verification
+    from feedamp.streams.records import Record
+
+    audit = LogAudit(settings)
+    t = settings.topics
+
+    def rec(topic: str, timestamp: int, **event) -> Record:
+        return Record(topic, 0, 0, None, orjson.dumps(event), timestamp)
+
+    audit([
+        rec(t.reposts, 10_000, type="repost", event_id="e1", ts=1_000, repost_id="r1",
+            post_id="p1"),  # 9 s late
+        rec(t.reposts, 10_000, type="unrepost", event_id="e1", ts=9_900, repost_id="r1",
+            post_id="p1"),  # e1 again, another type; on time
+        rec(t.reposts, 10_000, type="repost", event_id="e2", ts=9_950, repost_id="r1",
+            post_id="p2"),  # r1 again, another post
+        rec(t.posts, 10_000, type="post", event_id="e1", ts=1),  # other topics: not looked at
+    ])  # fmt: skip
+    assert (audit.late, audit.reused) == (1, 2)
+    assert audit.late_sample == ["e1 (9,000 ms late)"]
+    assert audit.reused_sample == ["event_id e1 (repost, unrepost)", "repost_id r1 (posts p1, p2)"]
+
+    found = [Difference("gift:{g1}", "only_in_live", "hash"),
+             Difference("gift_inbox:{u}", "only_in_live", "zset"),
+             Difference("decided:{p1}", "value", "hash: ..."),
+             Difference("attempts:{u}", "value", "zset: ...")]  # fmt: skip
+    result = Verification("fa:", "fa.s1:", ReplayStats(), 10, found, audit=audit, campaigns="")
+    causes = result.causes()
+    assert any("FEEDAMP_CAMPAIGNS is unset here" in c for c in causes)
+    assert any("1 repost event(s) reached the log later than the allowed lateness" in c
+               for c in causes)  # fmt: skip
+    assert any("2 id(s) reused across events" in c for c in causes)
+    text = format_verification(result, 50)
+    assert text.splitlines()[-1] == ("4 differences by key kind: attempts 1 (value 1); decided 1 "
+                                     "(value 1); gift 1 (only_in_live 1); gift_inbox 1 "
+                                     "(only_in_live 1)")  # fmt: skip
+    assert "likely causes:" in text
+    other = Verification("fa:", "fa.s1:", ReplayStats(), 10, found[:1], campaigns="/etc/c.json")
+    assert "is FEEDAMP_CAMPAIGNS=/etc/c.json the workers' campaigns file" in other.causes()[0]
+    clean = Verification("fa:", "fa.s1:", ReplayStats(), 10, [], audit=audit)
+    assert clean.causes() == [] and format_verification(clean, 5).endswith("no differences")
