@@ -28,7 +28,6 @@ from feedamp.models.events import (
     Purchase,
     Repost,
     Unfollow,
-    Unrepost,
     _Hiding,
 )
 from redis.asyncio import Redis
@@ -37,7 +36,7 @@ from .batch import context, run_scripts, text
 from .fanout import Segment, deliver, followers_of
 from .keys import Keys, bucket_of
 from .scripts import Scripts
-from .store import Applied, Failure, FeedStore
+from .store import Applied, Failure
 
 __all__ = ["AccountStore", "actor_of", "suspended_at"]
 
@@ -134,6 +133,7 @@ class AccountStore:
         idempotent."""
         keys = Keys(prefix or self.settings.key_prefix)
         ctx = context(self.settings, prefix)
+        chunk, buckets = self.settings.fanout_chunk, self.settings.feed_buckets
         posts = [text(p) for p in await self.redis.zrange(keys.recent_posts(user_id), 0, -1)]
         if posts:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -142,21 +142,27 @@ class AccountStore:
                 reposters = await pipe.execute()
             flat = [(post, source) for post, rs in zip(posts, reposters, strict=True)
                     for source in [user_id, *(text(r) for r in rs)]]  # fmt: skip
-            chunk = self.settings.fanout_chunk
             found = await followers_of(self.redis, keys, [s for _, s in flat], chunk)
-            buckets = self.settings.feed_buckets
             segments = [Segment("unpush", post, "", "", bucket_of(post, buckets), followers)
                         for (post, _), followers in zip(flat, found, strict=True)]  # fmt: skip
             done = await deliver(self.redis, self.scripts.deliver, ctx, segments, keys, chunk)
             if done.errors:
                 raise next(iter(done.errors.values()))
-        reposted = await self.redis.zrange(keys.recent_reposts(user_id), 0, -1)
+        reposted = [text(p) for p in await self.redis.zrange(keys.recent_reposts(user_id), 0, -1)]
         if reposted:
-            # each as an unrepost would: origin on the post's slot, withdrawals on the
-            # followers' slots (feeds/store.py)
-            withdrawals = [Unrepost(event_id=f"suspend:{user_id}:{text(p)}", ts=0, repost_id="",
-                                    reposter_id=user_id, post_id=text(p))
-                           for p in reposted]  # fmt: skip
-            applied = await FeedStore(self.redis, self.settings).apply(withdrawals, prefix=prefix)
-            if applied.failures:
-                raise applied.failures[0].error
+            # each repost's attribution withdrawn from the followers' feeds (the repost
+            # itself stays on record), given its post's facts
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for post in reposted:
+                    pipe.hmget(keys.post(post), "a", "ts", "del")
+                records = await pipe.execute()
+            (followers,) = await followers_of(self.redis, keys, [user_id], chunk)
+            segments = []
+            for post, (author, ts, deleted) in zip(reposted, records, strict=True):
+                segments.append(Segment("withdraw", post, text(author) if author else "",
+                                        text(ts) if ts else "", bucket_of(post, buckets),
+                                        followers, reposter_id=user_id,
+                                        flags="d" if deleted else ""))  # fmt: skip
+            done = await deliver(self.redis, self.scripts.deliver, ctx, segments, keys, chunk)
+            if done.errors:
+                raise next(iter(done.errors.values()))
