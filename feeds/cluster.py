@@ -1,13 +1,14 @@
 """Running the engine's scripts and scans on a Redis Cluster.
 
 A script call on a cluster runs on the node of its declared keys (``KEYS``); a script
-without a ``#!lua`` shebang (all of ``lua/``) may then touch any key of that node, across
-slots, but no key of another node. So a call can run on a cluster only when every key it
-touches shares one slot with the key it is routed by (then resharding moves them
-together). Each script's routing key is computed here, in Python, from its ARGV (the
-seven settings of ``lib.lua`` first, then the script's own arguments), and passed as
-``KEYS[1]``; the scripts build their keys from ARGV as on a standalone Redis and never
-read ``KEYS``, so the same source serves both.
+without a ``#!lua`` shebang may then touch any key of that node, across slots, but no key
+of another node. So a call can run on a cluster only when every key it touches shares
+one slot with the key it is routed by (then resharding moves them together), or, like
+the fan-out's delivery step (``lua/deliver.lua``, :mod:`.fanout`), declares its own keys
+and handles the node's refusals. Each other script's routing key is computed here, in
+Python, from its ARGV (the seven settings of ``lib.lua`` first, then the script's own
+arguments), and passed as ``KEYS[1]``; the scripts build their keys from ARGV as on a
+standalone Redis and never read ``KEYS``, so the same source serves both.
 
 Invariants:
 
@@ -15,8 +16,8 @@ Invariants:
   names), so it is correct on any slot layout and survives resharding (a call on a slot
   being migrated gets ``ASK`` / ``TRYAGAIN`` for its declared key and is retried by the
   client before it runs);
-- every other script touches keys of several entities (a fan-out over followers, a gift
-  of a sender to a recipient, a purchase crediting creators); on a cluster it raises
+- every other script touches keys of several entities (a gift of a sender to a
+  recipient, a purchase crediting creators, the repost decision); on a cluster it raises
   :class:`ClusterUnsupported` before anything is written, never a partial write;
 - a scan of a cluster visits every master (``SCAN`` per node).
 """

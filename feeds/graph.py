@@ -13,7 +13,7 @@ one its routing key names.
 Invariants:
 
 - the state of a pair (follow, block, mute) is a function of its events' times, not of
-  their order (``lua/lib.lua``, ``latest_pair``); ``followers:{followee}`` mirrors the
+  their order (``lua/lib.lua``, ``set_pair``); ``followers:{followee}`` mirrors the
   follower's state, written after it;
 - a feed step gets the facts of every post in the feed when it was read; a post pushed
   after that read was delivered under the new state already, so the step leaves it;

@@ -218,6 +218,8 @@ class FeedStore:
                     sources.append(ev.author_id)
                 elif isinstance(ev, Repost):
                     for_you, label = _delivery(decisions.get(i))
+                    # the repost time, +0.25 For You too, +0.5 labelled (read back by
+                    # lua/lib.lua, read_recent_score, for follow backfill)
                     score = ev.ts + (1 if for_you else 0) / 4 + (2 if label else 0) / 4
                     pipe.zadd(k.recent_reposts(ev.reposter_id), {ev.post_id: f"{score:.2f}"},
                               gt=True)  # fmt: skip

@@ -373,24 +373,14 @@ local function set_follow(follower, followee, ts, on)
   return following
 end
 
--- recent_score: a recent_reposts score, the repost time plus a fraction saying how it
--- was delivered (+0.25 For You too, +0.5 labelled). Exact in a double for ms timestamps.
-local function recent_score(ts, for_you, labelled)
-  local flags = (for_you and 1 or 0) + (labelled and 2 or 0)
-  return string.format('%.2f', tonumber(ts) + flags / 4)
-end
-
--- read_recent_score: the repost time and the two flags back from a recent_reposts score.
+-- read_recent_score: the repost time and the two flags back from a recent_reposts score
+-- (the repost time plus +0.25 when delivered to For You too, +0.5 when labelled; written by
+-- feeds/store.py).
 local function read_recent_score(score)
   local value = tonumber(score)
   local ts = math.floor(value)
   local flags = math.floor((value - ts) * 4 + 0.5)
   return ts, flags % 2 == 1, flags >= 2
-end
-
--- trim_recent: keep the newest RECENT members of a per-author recent list.
-local function trim_recent(k)
-  redis.call('ZREMRANGEBYRANK', k, 0, -(RECENT + 1))
 end
 
 -- backfill: push followee's recent posts and reposts, as read by the caller (the
