@@ -142,7 +142,7 @@ class AccountStore:
                 reposters = await pipe.execute()
             flat = [(post, source) for post, rs in zip(posts, reposters, strict=True)
                     for source in [user_id, *(text(r) for r in rs)]]  # fmt: skip
-            found = await followers_of(self.redis, keys, [s for _, s in flat], chunk)
+            found = _or_raise(await followers_of(self.redis, keys, [s for _, s in flat], chunk))
             segments = [Segment("unpush", post, "", "", bucket_of(post, buckets), followers)
                         for (post, _), followers in zip(flat, found, strict=True)]  # fmt: skip
             done = await deliver(self.redis, self.scripts.deliver, ctx, segments, keys, chunk)
@@ -156,7 +156,7 @@ class AccountStore:
                 for post in reposted:
                     pipe.hmget(keys.post(post), "a", "ts", "del")
                 records = await pipe.execute()
-            (followers,) = await followers_of(self.redis, keys, [user_id], chunk)
+            (followers,) = _or_raise(await followers_of(self.redis, keys, [user_id], chunk))
             segments = []
             for post, (author, ts, deleted) in zip(reposted, records, strict=True):
                 segments.append(Segment("withdraw", post, text(author) if author else "",
@@ -166,3 +166,11 @@ class AccountStore:
             done = await deliver(self.redis, self.scripts.deliver, ctx, segments, keys, chunk)
             if done.errors:
                 raise next(iter(done.errors.values()))
+
+
+def _or_raise(found: list[list[str] | Exception]) -> list[list[str]]:
+    """Followers lists, or the first error Redis answered instead of one."""
+    for item in found:
+        if isinstance(item, Exception):
+            raise item
+    return found  # type: ignore[return-value]

@@ -104,19 +104,27 @@ class Delivery:
 
 async def followers_of(
     redis: AnyRedis, keys: Keys, sources: Sequence[str], chunk: int
-) -> list[list[str]]:
+) -> list[list[str] | Exception]:
     """Every follower of each of ``sources``, read ``chunk`` at a time (``SSCAN``, the
-    sources' scans pipelined together)."""
-    found: list[list[str]] = [[] for _ in sources]
+    sources' scans pipelined together); the error Redis answered for a source whose
+    followers key is not a set (its event fails). A transient error is raised."""
+    found: list[list[str] | Exception] = [[] for _ in sources]
     cursors = dict.fromkeys(range(len(sources)), 0)
     while cursors:
         pending = list(cursors)
         async with redis.pipeline(transaction=False) as pipe:
             for n in pending:
                 pipe.sscan(keys.followers(sources[n]), cursors[n], count=chunk)
-            pages = await pipe.execute()
-        for n, (cursor, page) in zip(pending, pages, strict=True):
-            found[n] += [text(f) for f in page]
+            pages = await pipe.execute(raise_on_error=False)
+        for n, page in zip(pending, pages, strict=True):
+            if isinstance(page, Exception):
+                if is_transient(page):
+                    raise page
+                found[n] = page
+                del cursors[n]
+                continue
+            cursor, members = page
+            found[n] += [text(f) for f in members]  # type: ignore[operator]
             if int(cursor) == 0:
                 del cursors[n]
             else:

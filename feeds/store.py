@@ -249,7 +249,11 @@ class FeedStore:
         for seg, followers in zip(
             segments, await followers_of(self.redis, k, sources, chunk), strict=True
         ):
-            seg.followers = followers
+            if isinstance(followers, Exception):
+                failures.setdefault(seg.index, Failure(seg.index, followers))
+            else:
+                seg.followers = followers
+        segments = [seg for seg in segments if seg.index not in failures]
         done = await deliver(self.redis, sc.deliver, ctx, segments, k, chunk)
         self.regrouped += done.regrouped
         for i, error in done.errors.items():
