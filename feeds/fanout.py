@@ -22,8 +22,10 @@ Invariants:
   loses one;
 - every delivery is idempotent (``ZADD GT``, attribution merge, removal), so running a
   group again after a partial failure doubles nothing;
-- the segments of one call run in order, and a post's segments keep their order within a
-  node, so a post pushed and then unpushed in one fan-out ends unpushed;
+- the segments of one call run in order, and a follower's segments keep their order: the
+  calls of a node after a refused one are re-run with it, after it, and the re-run is one
+  call per slot with all of that slot's segments; so a post pushed and then unpushed in
+  one fan-out ends unpushed;
 - groups are made per call from the slot table of that moment and never stored.
 """
 
@@ -177,6 +179,9 @@ async def deliver(
     async def run_node(node: ClusterNode, parts: list[Segment]) -> list[Segment]:
         refused: list[Segment] = []
         for call in _calls(parts, cap):
+            if refused:  # keep the order: what follows a refused call runs after it
+                refused += call
+                continue
             first = call[0]
             key = keys.feed(first.followers[0], first.bucket)
             argv = [*context, *(v for seg in call for v in seg.argv())]
@@ -256,35 +261,39 @@ async def _by_slot(
     keys: Keys,
     result: Delivery,
 ) -> None:
-    """After a refusal: refresh the slot table and run one call per segment and slot in
-    one cluster pipeline, each declaring all its keys and routed by the client (which
-    follows MOVED and ASK and retries TRYAGAIN). A slot still moving (some of a
+    """After a refusal: refresh the slot table and run one call per slot (its segments in
+    their order) in one cluster pipeline, each declaring all its feed keys and routed by
+    the client (which follows MOVED and ASK and retries TRYAGAIN). A slot still moving (some of a
     follower's keys already on the new owner) is refused again: it is retried, after a
     pause, until the move ends; past ``SLOT_WAIT`` seconds the error is raised for the
     batch to be retried whole."""
-    parts: list[Segment] = []
+    by_slot: dict[int, list[Segment]] = defaultdict(list)  # each slot's parts, in order
     for seg in segments:
-        slots: dict[int, list[str]] = defaultdict(list)
+        followers: dict[int, list[str]] = defaultdict(list)
         for follower in seg.followers:
-            slots[redis.keyslot(keys.feed(follower, seg.bucket))].append(follower)
-        parts += [seg.part(fs) for fs in slots.values()]
+            followers[redis.keyslot(keys.feed(follower, seg.bucket))].append(follower)
+        for slot, fs in followers.items():
+            by_slot[slot].append(seg.part(fs))
+    calls = list(by_slot.values())  # one call per slot: its segments run in order
     deadline = time.monotonic() + SLOT_WAIT
     pause = 0.01
-    while parts:
+    while calls:
         await redis.nodes_manager.initialize()
         async with redis.pipeline(transaction=False) as pipe:  # a connection per node
-            for part in parts:
-                declared = [keys.feed(f, part.bucket) for f in part.followers]
+            for call in calls:
+                declared = list(dict.fromkeys(keys.feed(f, part.bucket) for part in call
+                                              for f in part.followers))  # fmt: skip
+                argv = [v for part in call for v in part.argv()]
                 pipe.execute_command("EVALSHA", script.sha, len(declared), *declared,
-                                     *context, *part.argv())  # fmt: skip
+                                     *context, *argv)  # fmt: skip
             replies = await pipe.execute(raise_on_error=False)
         again = []
-        for part, counts in zip(parts, replies, strict=True):
+        for call, counts in zip(calls, replies, strict=True):
             if _refused(counts) and time.monotonic() < deadline:
-                again.append(part)
+                again.append(call)
             else:
-                _record(result, [part], counts)
-        parts = again
-        if parts:
+                _record(result, call, counts)
+        calls = again
+        if calls:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.5)
