@@ -441,3 +441,33 @@ async def test_a_cluster_behind_a_password_is_detected_and_read(uid) -> None:
         assert "wrong" not in str(refused.value)
     finally:
         cluster.stop()
+
+
+async def test_suspension_clean_up_is_slot_local(backend: Backend, uid) -> None:
+    """The clean-up a suspension runs (``AccountStore.clean``) on both layouts: the
+    account's posts leave every feed they reached (also through others' reposts), its
+    reposts' attributions leave its followers' feeds, and the entries another reason
+    keeps stay, re-placed."""
+    from feedamp.config import Caps
+
+    settings = backend.settings.with_(caps=Caps(enabled=False))
+    ev = Events()
+    bad, other, fan, fan2 = uid("bad"), uid("other"), uid("fan"), uid("fan2")
+    p_bad, p_other = uid("pbad"), uid("pother")
+    events = [ev.follow(fan, bad), ev.follow(fan, other), ev.follow(fan2, other),
+              ev.post(p_bad, bad), ev.post(p_other, other),
+              ev.repost(p_bad, bad, other), ev.repost(p_other, other, bad)]  # fmt: skip
+    assert (await FeedStore(backend.redis, settings).apply(events)).failures == []
+    reader = FeedReader(backend.redis, key_prefix=settings.key_prefix)
+    assert {i.post_id for i in (await reader.following(fan2)).items} == {p_bad, p_other}
+    await AccountStore(backend.redis, settings).clean(bad)
+    # raw keys: the reader would hide a suspended account's content anyway
+    k, buckets = Keys(settings.key_prefix), range(settings.feed_buckets)
+    for user, kept in ((fan, {p_other}), (fan2, {p_other})):
+        entries = {m.decode() for b in buckets for m in await backend.redis.zrange(
+            k.feed(user, b), 0, -1)}  # fmt: skip
+        assert entries == kept, user
+    via = await backend.redis.hget(k.via(fan, bucket_of(p_other, 8)), p_other)
+    assert via is None  # bad's repost of it withdrawn; other's own post remains
+    own = await backend.redis.zscore(k.feed(fan, bucket_of(p_other, 8)), p_other)
+    assert own == ev.ts - 2000  # re-placed at the post's own time
