@@ -16,6 +16,9 @@ COPY config/ config/
 COPY models/ models/
 COPY feeds/ feeds/
 COPY streams/ streams/
+COPY kafka/ kafka/
+COPY ops/ ops/
+COPY embedded/ embedded/
 COPY cli/ cli/
 COPY console/ console/
 RUN pip install /src \

@@ -31,9 +31,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-from feedamp.cli.embedded import start_redis
-from feedamp.cli.embedded_cluster import start_redis_cluster
 from feedamp.config import Caps, Settings
+from feedamp.embedded.cluster import start_redis_cluster
+from feedamp.embedded.services import start_redis
 from feedamp.feeds import FeedStore, Keys
 from feedamp.feeds.cluster import info_per_master
 from feedamp.feeds.connection import AnyRedis, close, connect

@@ -7,7 +7,7 @@ measures in the same run:
 
 (a) raw consumption: an aiokafka consumer reads every input partition from the beginning
     to the end with ``getmany`` and does nothing with the records (best of two reads);
-(b) replay into an empty key namespace (a rebuild): :func:`feedamp.cli.replay.replay`
+(b) replay into an empty key namespace (a rebuild): :func:`feedamp.ops.replay.replay`
     in-process, through the worker's pipeline, from the beginning;
 (c) replay again over what (b) wrote (every write idempotent, nothing changes).
 
@@ -34,13 +34,13 @@ from dataclasses import dataclass
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from feedamp.cli.embedded import Service, start_broker, start_redis
-from feedamp.cli.offsets import end_offsets, partitions
 from feedamp.cli.produce import messages_from_lines, publish
-from feedamp.cli.replay import BATCH, PARTITION_FETCH_BYTES, replay
 from feedamp.config import Settings
+from feedamp.embedded.services import Service, start_broker, start_redis
 from feedamp.feeds import Keys
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.offsets import end_offsets, partitions
+from feedamp.kafka.topics import ensure_topics
+from feedamp.ops.replay import BATCH, PARTITION_FETCH_BYTES, replay
 from redis.asyncio import Redis
 
 #: Ids look like snowflakes: 19 decimal digits.

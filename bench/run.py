@@ -56,14 +56,14 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from feedamp.cli.dev import start_worker, stop_process
-from feedamp.cli.embedded import REDIS_TUNING, Service, free_port, start_broker, start_redis
 from feedamp.config import Settings
+from feedamp.embedded.services import REDIS_TUNING, Service, free_port, start_broker, start_redis
+from feedamp.embedded.worker import start_worker, stop_process
 from feedamp.feeds import FeedStore, Keys
 from feedamp.feeds.keys import bucket_of
+from feedamp.kafka.topics import ensure_topics
 from feedamp.models import key_of, topic_of
 from feedamp.models.events import Event, Post, Repost
-from feedamp.streams.topics import ensure_topics
 from redis.asyncio import Redis
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"

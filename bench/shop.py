@@ -70,14 +70,14 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from feedamp.cli.dev import worker_env
-from feedamp.cli.embedded import REDIS_TUNING, free_port
 from feedamp.config import Settings
+from feedamp.embedded.services import REDIS_TUNING, free_port
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedStore, Keys
+from feedamp.kafka.topics import ensure_topics
 from feedamp.models import key_of, topic_of
 from feedamp.models.events import Event, Post, Repost
 from feedamp.streams import Pipeline, Record
-from feedamp.streams.topics import ensure_topics
 from redis.asyncio import Redis
 from replay import raw_consumption
 from run import ID_BASE, Phase, PhaseWatch, Stack, fill_feeds, running_stack
@@ -487,7 +487,7 @@ def stub_worker_main() -> int:
 
     async def count_only(self: Pipeline, records: Sequence[Record]) -> Outcome:
         key = f"{self.settings.key_prefix}{STUB_COUNTER}"
-        await self.store.redis.incrby(key, len(records))
+        await self.feeds.redis.incrby(key, len(records))
         return Outcome()
 
     Pipeline.apply = count_only  # type: ignore[method-assign]

@@ -1,6 +1,6 @@
 """The ``feedamp`` command: parses the arguments, checks the settings and the addresses it
-needs, and calls the engine; one line for an operator's error (``--debug`` for the
-traceback), the traceback for a bug.
+needs, and calls the subcommand's handler (:mod:`feedamp.cli.commands`); one line for an
+operator's error (``--debug`` for the traceback), the traceback for a bug.
 
 Exit codes: 0 done; 2 bad usage, a bad setting, or a Redis, broker or topic the command
 cannot start with; 1 failed while running (a server lost mid-way, differences found by
@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 from feedamp.config import Settings
+
+from . import commands
 
 __all__ = ["build_parser", "main"]
 
@@ -104,153 +104,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-# --- commands ---------------------------------------------------------------------------
-
-
-def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    import faust
-    from feedamp.streams import create_app
-    from feedamp.streams.logs import log_format, logging_config
-    from feedamp.streams.preflight import OperatorError
-    from feedamp.streams.topics import prepare_topics
-
-    problem = prepare_topics(settings)  # before Faust subscribes: it must see them at once
-    if problem:
-        raise OperatorError(problem)
-    app = create_app(settings)
-    json_logs = log_format() == "json"
-    config = {"logging_config": logging_config("json", args.loglevel)} if json_logs else {}
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, **config)
-    if json_logs or not sys.stdout.isatty():
-        # The spinner writes terminal escapes between JSON lines, and its log handler
-        # sets the root logger to DEBUG whatever --loglevel says (every aiokafka request
-        # then builds a debug record): only on a terminal is it worth that.
-        worker.spinner = None
-    worker.execute_from_commandline()
-    return 0
-
-
-def _produce(args: argparse.Namespace, settings: Settings) -> int:
-    from .produce import messages_from_lines, publish, read_lines
-
-    try:
-        messages = list(messages_from_lines(read_lines(args.file), settings))
-    except (ValueError, OSError) as exc:
-        print(f"feedamp produce: {exc}", file=sys.stderr)
-        return 2
-    from feedamp.streams.preflight import check
-
-    asyncio.run(check(settings, ("kafka",)))  # after the file: its errors come first
-    sent = asyncio.run(publish(messages, settings))
-    print(f"published {sent} events to {settings.kafka_bootstrap_servers}")
-    return 0
-
-
-def _read(settings: Settings, read: Callable[[Any], Awaitable[str]]) -> int:
-    """Print what ``read(reader)`` renders, with a reader configured like the workers."""
-    from feedamp.feeds import FeedReader
-
-    async def run() -> str:
-        reader = FeedReader.from_url(
-            settings.redis_url,
-            key_prefix=settings.key_prefix,
-            feed_buckets=settings.feed_buckets,
-            campaigns=settings.campaigns,
-            for_you_half_life_ms=settings.for_you_half_life_ms,
-        )
-        try:
-            return await read(reader)
-        finally:
-            await reader.close()
-
-    print(asyncio.run(run()))
-    return 0
-
-
-def _json(value: Any) -> str:
-    import orjson
-
-    return orjson.dumps(value).decode()
-
-
-def _feed(args: argparse.Namespace, settings: Settings) -> int:
-    from .show import format_page
-
-    async def read(reader: Any) -> str:
-        page = await (reader.for_you if args.for_you else reader.following)(
-            args.user, limit=args.limit, cursor=args.cursor
-        )
-        if args.json:
-            return _json(page)
-        return format_page(args.user, page, "For You" if args.for_you else "Following")
-
-    return _read(settings, read)
-
-
-def _gifts(args: argparse.Namespace, settings: Settings) -> int:
-    from .show import format_gifts
-
-    async def read(reader: Any) -> str:
-        inbox = await reader.gift_inbox(args.user, limit=args.limit)
-        sent = await reader.gifts_sent(args.user, limit=args.limit)
-        if args.json:
-            return _json({"inbox": inbox, "sent": sent})
-        left = ", ".join(f"{c}: {n}" for c, n in sorted(sent.remaining.items())) or "-"
-        text = format_gifts(args.user, inbox)
-        return f"{text}\nSent {len(sent.items)} gift(s); sends left: {left}"
-
-    return _read(settings, read)
-
-
-def _orders(args: argparse.Namespace, settings: Settings) -> int:
-    from .show import format_order_center, format_stats
-
-    async def read(reader: Any) -> str:
-        center = await reader.order_center(args.user, limit=args.limit)
-        if args.cursor:
-            orders = await reader.orders(args.user, limit=args.limit, cursor=args.cursor)
-            center = replace(center, orders=orders)
-        stats = await reader.creator_stats(args.user)
-        if args.json:
-            return _json({"order_center": center, "credited": stats})
-        return f"{format_order_center(args.user, center)}\n{format_stats(args.user, stats)}"
-
-    return _read(settings, read)
-
-
-def _rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
-    from feedamp.feeds import FeedStore
-    from feedamp.feeds.namespace import Namespaces
-    from feedamp.streams import redis_client
-
-    async def run() -> int:
-        redis = redis_client(settings)
-        try:
-            prefix = await Namespaces(redis, settings.key_prefix).active()
-            return await FeedStore(redis, settings).rebuild_feed(args.user, prefix=prefix)
-        finally:
-            await redis.aclose()
-
-    followees = asyncio.run(run())
-    print(f"rebuilt the feeds of {args.user} from {followees} followees' recent activity")
-    return 0
-
-
-def _dev(args: argparse.Namespace, settings: Settings) -> int:
-    from .dev import run_dev
-
-    return run_dev(settings, once=args.once, demo=not args.no_demo, cluster=args.cluster)
-
-
-def _ops(module: str, function: str = "run") -> Callable[[argparse.Namespace, Settings], int]:
-    """``<function>(args, settings)`` of ``cli/<module>.py``, imported when it runs."""
-
-    def run(args: argparse.Namespace, settings: Settings) -> int:
-        return getattr(importlib.import_module(f"{__name__}.{module}"), function)(args, settings)
-
-    return run
-
-
 # --- the parser -------------------------------------------------------------------------
 
 
@@ -324,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = _command(sub, "worker", "run a stream worker", _worker, ("kafka", "redis"))
+    p = _command(sub, "worker", "run a stream worker", commands.worker, ("kafka", "redis"))
     p.add_argument(
         "--loglevel",
         type=_loglevel,
@@ -333,10 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"one of {', '.join(LOGLEVELS)} (default info)",
     )
 
-    p = _command(sub, "produce", "publish events from a JSON-lines file", _produce, ())
+    p = _command(sub, "produce", "publish events from a JSON-lines file", commands.produce, ())
     p.add_argument("file", metavar="FILE", help="JSON lines, one event each ('-': stdin)")
 
-    p = _command(sub, "feed", "print a user's Following (or For You) feed", _feed, ("redis",))
+    p = _command(
+        sub, "feed", "print a user's Following (or For You) feed", commands.feed, ("redis",)
+    )
     p.add_argument("user", metavar="USER", help="user id")
     _limit(p, 20)
     p.add_argument(
@@ -348,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--for-you", action="store_true", help="the ranked For You feed")
     _json_flag(p)
 
-    p = _command(sub, "gifts", "print a user's gift inbox and sends left", _gifts, ("redis",))
+    p = _command(
+        sub, "gifts", "print a user's gift inbox and sends left", commands.gifts, ("redis",)
+    )
     p.add_argument("user", metavar="USER", help="user id")
     _limit(p, 20)
     _json_flag(p)
@@ -357,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "orders",
         "print a user's order center (orders, looked at, tagged, recommended) and credited sales",
-        _orders,
+        commands.orders,
         ("redis",),
     )
     p.add_argument("user", metavar="USER", help="user id")
@@ -374,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "explain",
         "explain why a post is or is not in a user's feeds",
-        _ops("explain"),
+        commands.explain,
         ("redis",),
     )
     p.add_argument("user", metavar="USER", help="the reader's user id")
@@ -385,12 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "rebuild-feed",
         "regenerate a user's feeds from followees' activity",
-        _rebuild_feed,
+        commands.rebuild_feed,
         ("redis",),
     )
     p.add_argument("user", metavar="USER", help="user id")
 
-    p = _command(sub, "dev", "run a broker, Redis and a worker on this machine", _dev, ())
+    p = _command(sub, "dev", "run a broker, Redis and a worker on this machine", commands.dev, ())
     p.add_argument("--once", action="store_true", help="stop after printing the demo")
     p.add_argument(
         "--no-demo", action="store_true", help="start everything without playing the demo story"
@@ -405,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "replay",
         "re-apply the input topics to Redis from a time",
-        _ops("replay"),
+        commands.replay,
         ("kafka", "redis"),
     )
     p.add_argument(
@@ -448,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "verify",
         "compare the live views with a fresh rebuild of the log",
-        _ops("verify"),
+        commands.verify,
         ("kafka", "redis"),
     )
     p.add_argument(
@@ -465,11 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
         "dlq", help="list, re-send or follow dead letters", description="The dead-letter topic."
     )
     dsub = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = _command(dsub, "list", "list dead letters", _ops("dlq"), ("kafka",))
+    p = _command(dsub, "list", "list dead letters", commands.dlq_list, ("kafka",))
     p.add_argument("--limit", type=_int_range(1), metavar="N", help="list at most N")
     _json_flag(p)
     p = _command(
-        dsub, "replay", "re-send the dead letters that now pass validation", _ops("dlq"), ("kafka",)
+        dsub,
+        "replay",
+        "re-send the dead letters that now pass validation",
+        commands.dlq_replay,
+        ("kafka",),
     )
     p.add_argument(
         "--dry-run", action="store_true", help="say what would be sent and kept, send nothing"
@@ -482,9 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="new: letters not looked at by an earlier run (default); "
         "beginning: every letter again",
     )
-    p = _command(
-        dsub, "tail", "follow the dead-letter topic live", _ops("tail", "run_dlq"), ("kafka",)
-    )
+    p = _command(dsub, "tail", "follow the dead-letter topic live", commands.dlq_tail, ("kafka",))
     _tail_args(p)
     _json_flag(p)
 
@@ -493,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dsub = decisions.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = _command(
-        dsub, "tail", "follow the decisions topic live", _ops("tail", "run_decisions"), ("kafka",)
+        dsub, "tail", "follow the decisions topic live", commands.decisions_tail, ("kafka",)
     )
     _tail_args(p)
 
@@ -501,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "status",
         "consumer lag, dead letters, Redis memory and feeds",
-        _ops("status"),
+        commands.status,
         ("kafka", "redis"),
     )
     _json_flag(p)
@@ -541,10 +400,10 @@ def _quiet_broken_pipe() -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``feedamp`` console command."""
     from feedamp.config import unknown_variables
-    from feedamp.config.campaigns import load_campaigns
     from feedamp.feeds.cluster import ClusterUnsupported
     from feedamp.feeds.connection import RedisUnreachable
-    from feedamp.streams.kafka_config import kafka_client_kwargs
+    from feedamp.feeds.shop.campaigns import load_campaigns
+    from feedamp.kafka.config import kafka_client_kwargs
     from feedamp.streams.logs import configure_logging
     from feedamp.streams.preflight import OperatorError, check, describe
 

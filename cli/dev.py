@@ -14,7 +14,6 @@ import asyncio
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,18 +22,19 @@ from importlib.resources import files
 import orjson
 from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
+from feedamp.embedded.cluster import RedisClusterService, start_redis_cluster
+from feedamp.embedded.services import Service, free_port, start_broker, start_redis
+from feedamp.embedded.worker import start_worker, stop_process
 from feedamp.feeds import FeedReader
 from feedamp.feeds.cluster import refuse_writes_on_cluster
 from feedamp.feeds.connection import connect
-from feedamp.streams.preflight import start_client
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.clients import start_client
+from feedamp.kafka.topics import ensure_topics
 
-from .embedded import Service, free_port, start_broker, start_redis
-from .embedded_cluster import RedisClusterService, start_redis_cluster
 from .produce import messages_from_lines, publish
 from .show import format_gifts, format_orders, format_page, format_stats
 
-__all__ = ["demo_events", "export_lines", "run_dev", "sample_events", "start_worker", "worker_env"]
+__all__ = ["demo_events", "export_lines", "run_dev", "sample_events"]
 
 DEMO_USERS = ("alice", "bob", "carol", "dave", "erin")
 
@@ -68,32 +68,6 @@ def demo_events(now_ms: int) -> list[dict]:
         amount_cents=2499, currency="EUR", via_post_id="p1", via_repost_id="r2")  # fmt: skip
     add("order_status", order_id="o1", buyer_id="dave", status="paid", seq=1)
     return ev
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    """Environment that makes a ``feedamp worker`` child use ``settings``."""
-    return {**os.environ, **settings.to_env()}
-
-
-def start_worker(settings: Settings, log_path: str | None = None) -> subprocess.Popen:
-    """Start ``feedamp worker`` as a child process configured by ``settings``."""
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(
-        [sys.executable, "-m", "feedamp.cli", "worker", "--loglevel", "warning"],
-        env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL after ``timeout`` seconds."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def _play_demo(settings: Settings) -> str:
@@ -184,7 +158,7 @@ def run_dev(
 
     Without ``FEEDAMP_CAMPAIGNS`` the worker uses the sample campaigns file. ``cluster``
     starts a three-master Redis Cluster instead of one Redis (see
-    :mod:`feedamp.cli.embedded_cluster`)."""
+    :mod:`feedamp.embedded.cluster`)."""
     # Ctrl-C, SIGTERM and SIGHUP stop everything, even when started from a shell that
     # ignores SIGINT for background jobs (Python then installs no KeyboardInterrupt
     # handler); SIGHUP is the terminal closing.
@@ -200,7 +174,8 @@ def run_dev(
         if cluster:
             nodes = " ".join(node.address for node in redis.nodes)  # type: ignore[union-attr]
             print(f"redis cluster nodes {nodes}", flush=True)
-            refuse_writes_on_cluster(connect(redis.url, cluster=True), "feedamp dev --cluster")
+            url = redis.url  # type: ignore[union-attr]
+            refuse_writes_on_cluster(connect(url, cluster=True), "feedamp dev --cluster")
         settings = settings.with_(
             kafka_bootstrap_servers=broker.address,
             redis_url=f"redis://{redis.address}/0",

@@ -8,9 +8,9 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 from feedamp.config import Settings
+from feedamp.kafka.clients import start_client
+from feedamp.kafka.config import kafka_client_kwargs
 from feedamp.models import ROUTES, key_of, topic_of
-from feedamp.streams.kafka_config import kafka_client_kwargs
-from feedamp.streams.preflight import start_client
 
 __all__ = ["Message", "messages_from_lines", "publish"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from feedamp.feeds import FeedPage
-from feedamp.feeds.product_reads import OrderCenter
-from feedamp.feeds.shop_reads import CreatorStats, GiftPage, OrderPage
+from feedamp.feeds.shop.product_reads import OrderCenter
+from feedamp.feeds.shop.reads import CreatorStats, GiftPage, OrderPage
 
 __all__ = ["format_gifts", "format_order_center", "format_orders", "format_page", "format_stats"]
 

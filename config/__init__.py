@@ -12,7 +12,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["Caps", "Settings", "Topics", "known_variables", "unknown_variables"]
+__all__ = [
+    "Caps",
+    "OperatorError",
+    "Settings",
+    "Topics",
+    "known_variables",
+    "unknown_variables",
+]
+
+
+class OperatorError(ValueError):
+    """A problem the operator fixes (a setting, an address, a missing topic): its message
+    is one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +120,8 @@ def _caps_from_env(env: Mapping[str, str]) -> Caps:
     for f in fields(Caps):
         name = f"FEEDAMP_CAP_{f.name.upper()}"
         read = _bool if isinstance(f.default, bool) else _int
-        values[f.name] = read(env, name, f.default)
+        default: Any = f.default
+        values[f.name] = read(env, name, default)
     return Caps(**values)
 
 
@@ -155,7 +168,7 @@ class Settings:
     for_you_cap: int = 500
     for_you_half_life_ms: int = 6 * 3_600_000
     caps: Caps = field(default_factory=Caps)
-    #: Path of the gift campaigns JSON file (see :mod:`feedamp.config.campaigns`); empty:
+    #: Path of the gift campaigns JSON file (see :mod:`feedamp.feeds.shop.campaigns`); empty:
     #: no campaigns, every gift is refused as ``unknown_offer``.
     campaigns: str = ""
     #: Gifts kept per user in the gift inbox and in the sent list (the newest).
@@ -190,7 +203,7 @@ class Settings:
     #: Kafka connection security (env ``KAFKA_SECURITY_PROTOCOL`` and so on): protocol
     #: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``; SASL mechanism ``PLAIN``,
     #: ``SCRAM-SHA-256`` or ``SCRAM-SHA-512`` with its user and password; TLS files (PEM).
-    #: Mapped to client options by :mod:`feedamp.streams.kafka_config`.
+    #: Mapped to client options by :mod:`feedamp.kafka.config`.
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "PLAIN"
     kafka_sasl_username: str = ""

@@ -22,21 +22,22 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from feedamp.cli.dlq import Letter
-from feedamp.cli.offsets import end_offsets, partitions
-from feedamp.cli.status import PartitionLag, kafka_status
 from feedamp.config import Settings
 from feedamp.feeds import FeedReader, Keys
 from feedamp.feeds.activity import WINDOW_MS, ActivityKeys, parse_cascade
+from feedamp.feeds.connection import AnyRedis
 from feedamp.feeds.keys import bucket_of
 from feedamp.feeds.namespace import Namespaces
-from feedamp.feeds.ordering import progress_field
 from feedamp.feeds.reader import FeedItem
+from feedamp.feeds.watermark import progress_field
+from feedamp.kafka.config import kafka_client_kwargs
+from feedamp.kafka.lag import PartitionLag, kafka_status
+from feedamp.kafka.letters import Letter
+from feedamp.kafka.offsets import end_offsets, partitions
 from feedamp.models.decisions import ACCEPTED, DELIVERED, OUTCOMES
-from feedamp.streams.kafka_config import kafka_client_kwargs
-from redis.asyncio import Redis
 
 __all__ = ["Cascade", "ConsoleData", "Node", "Overview", "PartitionRow", "TopPost", "UserFeeds"]
 
@@ -181,7 +182,7 @@ def _s(value: bytes | str | None) -> str:
 class ConsoleData:
     """Reads for the console pages, with the worker's settings and Redis client."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
+    def __init__(self, settings: Settings, redis: AnyRedis) -> None:
         self.settings = settings
         self.redis = redis
         self.namespaces = Namespaces(redis, settings.key_prefix)
@@ -272,7 +273,7 @@ class ConsoleData:
         """The posts with the most reposts (whatever their decision) in the window before
         the newest repost, from the most recently reposted :data:`TOP_CANDIDATES`."""
         akeys, keys = ActivityKeys(prefix), Keys(prefix)
-        candidates = await self.redis.zrange(akeys.amplified(), 0, TOP_CANDIDATES - 1,
+        candidates: list[Any] = await self.redis.zrange(akeys.amplified(), 0, TOP_CANDIDATES - 1,
                                              desc=True, withscores=True)  # fmt: skip
         if not candidates:
             return []
@@ -339,9 +340,9 @@ class ConsoleData:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for key in round_:
                     node = nodes[key]
-                    argv = [keys.followers(node.reposter), head, bucket, view.post_id,
+                    argv: list[Any] = [keys.followers(node.reposter), head, bucket, view.post_id,
                             node.reposter, cursors[key], REACH_CHUNK]  # fmt: skip
-                    await self._reach(args=argv, client=pipe)
+                    await self._reach(args=argv, client=pipe)  # type: ignore[arg-type]  # redis-py types omit pipelines as script clients
                 replies = await pipe.execute()
             for key, (cursor, held, seen) in zip(round_, replies, strict=True):
                 nodes[key].reached += int(held)

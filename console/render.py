@@ -186,7 +186,7 @@ def _chart(view: Overview) -> str:
     peak = max(totals) or 1
     parts = []
     for i, minute in enumerate(view.minutes):
-        x, y = i * step + 4, height
+        x, y = i * step + 4, float(height)
         for kind, counts in view.per_minute.items():
             h = counts[i] * (height - 14) / peak
             if h:

@@ -30,12 +30,12 @@ from feedamp.models.events import (
     Unfollow,
     _Hiding,
 )
-from redis.asyncio import Redis
 
 from .batch import context, run_scripts, text
+from .connection import AnyRedis
 from .fanout import Segment, deliver, followers_of
 from .keys import Keys, bucket_of
-from .scripts import Scripts
+from .scripts import Scripts, argv
 from .store import Applied, Failure
 
 __all__ = ["AccountStore", "actor_of", "suspended_at"]
@@ -59,7 +59,7 @@ def actor_of(event: Event) -> str | None:
     return None
 
 
-def suspended_at(state: Sequence[bytes | str | None], ts: int) -> bool:
+def suspended_at(state: Sequence[bytes | str | None], ts: float) -> bool:
     """True if an account whose ``(susp, rein)`` fields are ``state`` was suspended at
     event time ``ts``."""
     susp, rein = state
@@ -71,7 +71,7 @@ def suspended_at(state: Sequence[bytes | str | None], ts: int) -> bool:
 class AccountStore:
     """Applies ``account`` events and judges other events at the door."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: AnyRedis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
         self.scripts = Scripts(redis)
@@ -112,7 +112,8 @@ class AccountStore:
         each account that ends up suspended."""
         ctx = context(self.settings, prefix)
         accounts = [(i, ev) for i, ev in enumerate(events) if isinstance(ev, Account)]
-        calls = [(self.scripts.account, [*ctx, ev.action, ev.user_id, ev.label or "", ev.ts])
+        calls = [(self.scripts.account, argv("account", ctx, action=ev.action, user_id=ev.user_id,
+                                             label=ev.label or "", ts=ev.ts))
                  for _, ev in accounts]  # fmt: skip
         applied = Applied()
         suspended: dict[str, bool] = {}

@@ -22,10 +22,11 @@ members whose time is within the window of the newest, whatever the order they c
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
+from feedamp.feeds.connection import AnyRedis
 from feedamp.models.decisions import AnyDecision
 from feedamp.models.events import Repost
-from redis.asyncio import Redis
 
 __all__ = ["WINDOW_MS", "Activity", "cascade_value", "parse_cascade"]
 
@@ -81,7 +82,7 @@ class ActivityKeys:
 class Activity:
     """Writes the activity keys for applied reposts and decisions (one round trip)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: AnyRedis) -> None:
         self.redis = redis
         self._add = redis.register_script(_WINDOWED_ADD)
 
@@ -93,7 +94,7 @@ class Activity:
     ) -> None:
         """Record ``reposts`` and ``decisions`` in the namespace ``prefix``."""
         keys = ActivityKeys(prefix)
-        cascades: dict[str, dict[str, str]] = {}
+        cascades: dict[str, dict[Any, Any]] = {}
         latest: dict[str, int] = {}
         for ev in reposts:
             cascades.setdefault(ev.post_id, {})[ev.repost_id] = cascade_value(ev)
@@ -108,8 +109,8 @@ class Activity:
                 pipe.hset(keys.cascade(post_id), mapping=fields)
             if latest:
                 flat = [v for post, ts in latest.items() for v in (ts, post)]
-                await self._add(keys=[keys.amplified()], args=[WINDOW_MS, *flat], client=pipe)
+                await self._add(keys=[keys.amplified()], args=[WINDOW_MS, *flat], client=pipe)  # type: ignore[arg-type]  # redis-py types omit pipelines as script clients
             for kind, flat in logs.items():
                 await self._add(keys=[keys.decision_log(kind)], args=[WINDOW_MS, *flat],
-                                client=pipe)  # fmt: skip
+                                client=pipe)  # type: ignore[arg-type]  # fmt: skip
             await pipe.execute()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from feedamp.config import Settings
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AskError,
@@ -23,7 +22,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .connection import is_cluster
+from .connection import AnyRedis, is_cluster
 
 __all__ = ["PIPELINE_CALLS", "TRANSIENT_ERRORS", "context", "is_transient", "run_scripts", "text"]
 
@@ -53,12 +52,12 @@ def is_transient(error: object) -> bool:
 
 
 async def _pipelined(
-    redis: Redis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
+    redis: AnyRedis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
 ) -> list[object]:
     """One non-transactional pipeline of ``calls`` (on a cluster: one per node)."""
     async with redis.pipeline(transaction=False) as pipe:
         for script, argv in calls:
-            await script(args=list(argv), client=pipe)
+            await script(args=list(argv), client=pipe)  # type: ignore[arg-type]  # redis-py types omit pipelines as script clients
         return await pipe.execute(raise_on_error=False)
 
 
@@ -78,7 +77,7 @@ def context(settings: Settings, prefix: str | None = None) -> list[str | int]:
 
 
 async def run_scripts(
-    redis: Redis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
+    redis: AnyRedis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
 ) -> list[object]:
     """Run ``(script, argv)`` calls in order, pipelined ``PIPELINE_CALLS`` at a time.
 

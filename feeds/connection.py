@@ -9,6 +9,10 @@ redis-py's asyncio connection packs every command in Python, argument by argumen
 the engine's pipelines of script calls (a dozen arguments each, thousands per batch) that
 was about a third of a worker's CPU. hiredis (already a dependency, for parsing) packs a
 command in C. :func:`hiredis_packing` swaps it into a connection pool.
+
+:func:`connect` is the one way the engine opens Redis (workers, replay, the operator
+commands and readers): a blocking pool, which waits for a free connection instead of
+raising, with hiredis packing.
 """
 
 from __future__ import annotations

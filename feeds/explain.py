@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
+from .batch import text
+from .connection import AnyRedis
 from .keys import Keys, bucket_of
 from .namespace import Namespaces
 
@@ -158,7 +158,7 @@ class Explanation:
 
 
 async def explain(
-    redis: Redis, user: str, post: str, *, key_prefix: str = "fa:", feed_buckets: int = 8,
+    redis: AnyRedis, user: str, post: str, *, key_prefix: str = "fa:", feed_buckets: int = 8,
     feed_cap: int = 800, for_you_cap: int = 500,
 ) -> Explanation:  # fmt: skip
     """Explain why ``post`` is or is not in ``user``'s feeds, from what Redis holds (the
@@ -186,23 +186,23 @@ async def explain(
         via_s = _s(via) or ""
         entries.append(Entry(
             present=score is not None, bucket=b, score=score,
-            via=[v.removeprefix(LABEL_MARK) for v in via_s.split(",") if v],
+            via=[v.removeprefix(LABEL_MARK).rpartition("@")[0] for v in via_s.split(",") if v],
             labelled=via_s.startswith(LABEL_MARK), bucket_size=size, bucket_cap=cap,
             bucket_lowest=lowest[0][1] if lowest else None,
         ))  # fmt: skip
     x.following, x.for_you = entries
-    rec = {_s(f): _s(v) for f, v in post_rec.items()}
+    rec = {text(f): text(v) for f, v in post_rec.items()}
     x.post_known = bool(rec)
     x.author = rec.get("a")
     x.post_ts = int(float(rec["ts"])) if rec.get("ts") else None
     x.visibility = rec.get("vis") or "public"
     x.deleted_at = int(float(rec["del"])) if rec.get("del") else None
     x.reposts_total = len(decided)
-    times = {_s(m): int(s) for m, s in reposters}
+    times = {text(m): int(s) for m, s in reposters}
     live = set(times)  # reposters whose repost stands (an unrepost takes them out)
 
     # Who made which repost: the repost records, for the reposts Redis kept one of.
-    ids = [_s(r) for r in decided]
+    ids = [text(r) for r in decided]
     async with redis.pipeline(transaction=False) as pipe:
         for rid in ids:
             pipe.hget(k.repost(rid), "u")
@@ -210,7 +210,7 @@ async def explain(
         pipe.hget(k.pair(user), x.author or "")
         *found, following, pair = await pipe.execute()
     makers = {rid: _s(u) for rid, u in zip(ids, found, strict=True)}
-    followees = {_s(f) for f in following}
+    followees = {text(f) for f in following}
     x.follows_author = x.author in followees
     off = _pair_parts(_s(pair))[0].partition("|")[2]
     if not x.follows_author and off.isdigit():
@@ -231,7 +231,7 @@ async def explain(
                     times.setdefault(f, int(score))
     by_reposter: dict[str, list[str]] = {}
     for rid, u in makers.items():
-        if u in followees:
+        if u is not None and u in followees:
             by_reposter.setdefault(u, []).append(rid)
     for r in times:
         if r in followees:
@@ -263,11 +263,11 @@ async def explain(
         if h:
             x.author_hidden.append(AUTHOR_HIDDEN[h])
     for r, rids in sorted(by_reposter.items(), key=lambda kv: -(times.get(kv[0]) or 0)):
-        rid = rids[-1] if rids else None
-        value = _s(decided.get(rid.encode())) if rid else None
+        last = rids[-1] if rids else None
+        value = _s(decided.get(last.encode())) if last else None
         decision, depth, reasons = ([*value.split("|"), "", ""])[:3] if value else (None, "", "")
         x.reposts.append(Repost(
-            reposter=r, repost_id=rid, ts=times.get(r), depth=int(depth) if depth else None,
+            reposter=r, repost_id=last, ts=times.get(r), depth=int(depth) if depth else None,
             decision=decision, reasons=[s for s in reasons.split(",") if s],
             hidden=hidden.get(r), suspended=suspended.get(r, False),
             withdrawn=r not in live and decision in DELIVERING,

@@ -2,15 +2,19 @@
 
 Each key ends with ``{<id>}``: the braces are a Redis Cluster hash tag, so all keys of one
 user (or one post) live in one slot. Ids never contain braces, colons or commas
-(see :func:`feedamp.models.validate_id`).
+(see :func:`feedamp.models.validate_id`). Besides the view keys of one namespace, a base
+prefix has two keys of its own, outside every namespace: the pointer to the active
+namespace and the generation counter (see :mod:`feedamp.feeds.namespace`). Globs over keys
+come from here too, escaped, so no caller parses or escapes key names itself.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
-__all__ = ["Keys", "bucket_of"]
+__all__ = ["Keys", "bucket_of", "glob_escape"]
 
 
 def bucket_of(post_id: str, buckets: int) -> int:
@@ -19,6 +23,11 @@ def bucket_of(post_id: str, buckets: int) -> int:
     Same as ``bucket_of`` in ``lua/lib.lua``.
     """
     return int(hashlib.sha1(post_id.encode()).hexdigest()[:8], 16) % buckets
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with the glob characters of ``SCAN MATCH`` escaped."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +219,8 @@ class Keys:
         be empty); absent when that view named neither."""
         return self._key("viewed_via", user_id)
 
-    # Event-time order of the reposts topic (one slot: the tag is ``{order}``).
+    # The watermark of the reposts topic (one slot: the tag is ``{order}``, a name the
+    # Lua scripts share; it has nothing to do with shop orders).
 
     def parked(self) -> str:
         """Sorted set: reposts-topic events waiting for the watermark, member event_id,
@@ -239,6 +249,56 @@ class Keys:
         return frozenset(f"{kind}:{{order}}" for kind in
                          ("parked", "parked_events", "progress", "release_lock"))  # fmt: skip
 
+    # The base prefix's own keys (``prefix`` is the base here, e.g. ``fa:``).
+
+    def stem(self) -> str | None:
+        """The base without its final ``:`` (``fa:`` -> ``fa``); None when it has none
+        (such a base has no pointer and no generations)."""
+        p = self.prefix
+        return p[:-1] if p.endswith(":") and len(p) > 1 else None
+
+    def _require_stem(self) -> str:
+        stem = self.stem()
+        if stem is None:
+            raise ValueError(
+                f"a rebuildable key prefix ends with ':' (FEEDAMP_KEY_PREFIX={self.prefix!r})"
+            )
+        return stem
+
+    def pointer(self) -> str | None:
+        """String: the active namespace's prefix (``fa:`` -> ``fa.active``); None if the
+        base has no pointer."""
+        stem = self.stem()
+        return None if stem is None else f"{stem}.active"
+
+    def generation_counter(self) -> str:
+        """String: counter of generation numbers (``fa:`` -> ``fa.generation``), ``INCR``
+        only. ValueError if the base has none."""
+        return f"{self._require_stem()}.generation"
+
+    def generation(self, n: int) -> str:
+        """The prefix of generation ``n`` (``fa:``, 3 -> ``fa.3:``)."""
+        return f"{self._require_stem()}.{n}:"
+
+    def scratch(self, token: str) -> str:
+        """The prefix of a scratch namespace (``fa:``, ``ab12`` -> ``fa.sab12:``)."""
+        return f"{self._require_stem()}.s{token}:"
+
+    # Globs.
+
     def pattern(self) -> str:
         """Glob matching every key of this namespace."""
-        return f"{self.prefix}*"
+        return f"{glob_escape(self.prefix)}*"
+
+    def feed_pattern(self) -> str:
+        """Glob matching every Following feed bucket of every user."""
+        return f"{glob_escape(self.prefix)}feed:{{*}}:*"
+
+    def for_you_pattern(self) -> str:
+        """Glob matching every For You feed bucket of every user."""
+        return f"{glob_escape(self.prefix)}foryou:{{*}}:*"
+
+    @staticmethod
+    def tag(key: bytes) -> bytes:
+        """The id in a key's hash tag (``fa:feed:{alice}:3`` -> ``alice``)."""
+        return key[key.index(b"{") + 1 : key.rindex(b"}")]

@@ -34,11 +34,12 @@ Consistency rules the rebuild relies on:
 
 from __future__ import annotations
 
-import re
 import secrets
 
+from .batch import text
 from .cluster import scan_keys
 from .connection import AnyRedis
+from .keys import Keys, glob_escape
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -69,46 +70,29 @@ return ARGV[2]
 """
 
 
-def _stem(base: str) -> str | None:
-    return base[:-1] if base.endswith(":") and len(base) > 1 else None
-
-
-def _require_stem(base: str) -> str:
-    stem = _stem(base)
-    if stem is None:
-        raise ValueError(f"a rebuildable key prefix ends with ':' (FEEDAMP_KEY_PREFIX={base!r})")
-    return stem
-
-
 def pointer_key(base: str) -> str | None:
     """The pointer key of ``base`` (``fa:`` -> ``fa.active``); None if ``base`` has none."""
-    stem = _stem(base)
-    return None if stem is None else f"{stem}.active"
+    return Keys(base).pointer()
 
 
 def counter_key(base: str) -> str:
     """The generation counter of ``base`` (``fa:`` -> ``fa.generation``)."""
-    return f"{_require_stem(base)}.generation"
+    return Keys(base).generation_counter()
 
 
 def generation_prefix(base: str, n: int) -> str:
     """The prefix of generation ``n`` of ``base`` (``fa:``, 3 -> ``fa.3:``)."""
-    return f"{_require_stem(base)}.{n}:"
+    return Keys(base).generation(n)
 
 
 def scratch_prefix(base: str, token: str | None = None) -> str:
     """A scratch namespace of ``base`` (``fa.s<hex>:``) for ``feedamp verify``."""
-    return f"{_require_stem(base)}.s{token or secrets.token_hex(4)}:"
-
-
-def glob_escape(text: str) -> str:
-    """``text`` with the glob characters of ``SCAN MATCH`` escaped."""
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+    return Keys(base).scratch(token or secrets.token_hex(4))
 
 
 def pattern(prefix: str) -> str:
     """The ``SCAN MATCH`` pattern of every key of the namespace ``prefix``."""
-    return glob_escape(prefix) + "*"
+    return Keys(prefix).pattern()
 
 
 class Namespaces:
@@ -124,7 +108,7 @@ class Namespaces:
         if self.pointer is None:
             return self.base
         value = await self.redis.get(self.pointer)
-        return value.decode() if value else self.base
+        return text(value) if value else self.base
 
     async def new_generation(self) -> str:
         """The prefix of a new, never used generation namespace."""

@@ -8,26 +8,25 @@ seconds) and does all its round trips there, so a read never mixes two namespace
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from feedamp.config.campaigns import Catalog, load_campaigns
+from feedamp.feeds.shop.campaigns import Catalog, load_campaigns
 from feedamp.models.decisions import FORWARDED_MANY_TIMES
 
+from .accounts import suspended_at
 from .connection import AnyRedis, connect
+from .entries import Entry
 from .keys import Keys
 from .namespace import MAX_POINTER_TTL, Namespaces
-from .product_reads import ProductReads
-from .scripts import Scripts
-from .shop_reads import ShopReads
+from .pages import Page, check_limit, decode_cursor
+from .scripts import Scripts, argv
+from .shop.product_reads import ProductReads
+from .shop.reads import ShopReads
 
 __all__ = ["FeedItem", "FeedPage", "FeedReader"]
-
-MAX_LIMIT = 1000
-#: A reposter in an attribution value prefixed with this mark reposted with the
-#: forwarded_many_times label; an entry shows its latest reposter's label.
-LABEL_MARK = "^"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +49,8 @@ class FeedItem:
     media_url: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FeedPage:
-    """A page of items and the cursor of the next page (``None`` at the end)."""
-
-    items: list[FeedItem] = field(default_factory=list)
-    next_cursor: str | None = None
+#: A page of a feed (see :mod:`feedamp.feeds.pages`).
+FeedPage = Page[FeedItem]
 
 
 class FeedReader(ShopReads, ProductReads):
@@ -157,8 +152,7 @@ class FeedReader(ShopReads, ProductReads):
         via_key: Callable[[str, int], str],
         ranked: bool = False,
     ) -> FeedPage:
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ValueError(f"limit must be 1..{MAX_LIMIT}, got {limit}")
+        check_limit(limit)
         after = _parse_cursor(cursor) if cursor else None
         buckets = range(self.feed_buckets)
         keys = [zset_key(user_id, b) for b in buckets] + [via_key(user_id, b) for b in buckets]
@@ -166,8 +160,10 @@ class FeedReader(ShopReads, ProductReads):
         while True:
             want = limit - len(items)
             max_score = "+inf" if after is None else after.text
-            rows = await self._scripts.page(keys=keys, args=[max_score, want])
-            entries = [_Entry(rows[i], rows[i + 1], rows[i + 2]) for i in range(0, len(rows), 3)]
+            rows = await self._scripts.page(
+                keys=keys, args=argv("page", max_score=max_score, limit=want)
+            )
+            entries = [Entry(rows[i], rows[i + 1], rows[i + 2]) for i in range(0, len(rows), 3)]
             if after is not None:  # drop ties at or before the cursor
                 entries = [e for e in entries if e.after(after)]
             # Merge the buckets: highest first, ties by post id descending (Redis' own order).
@@ -181,7 +177,7 @@ class FeedReader(ShopReads, ProductReads):
                 return FeedPage(items, after.cursor())
 
     async def _hydrate(
-        self, user_id: str, entries: list[_Entry], ranked: bool, keys: Keys
+        self, user_id: str, entries: list[Entry], ranked: bool, keys: Keys
     ) -> list[FeedItem]:
         """Join entries with their post records and comments; hide deleted posts and what
         suspended accounts authored or reposted; add account labels."""
@@ -222,7 +218,7 @@ class FeedReader(ShopReads, ProductReads):
             ts = int(e.score)
             if times is not None:
                 ts = int(max((t for t in times if t is not None), default=0))
-            labels = (FORWARDED_MANY_TIMES,) if e.labelled else ()
+            labels: tuple[str, ...] = (FORWARDED_MANY_TIMES,) if e.labelled else ()
             if state is not None:
                 labels += state.labels
             items.append(
@@ -231,7 +227,7 @@ class FeedReader(ShopReads, ProductReads):
                     author_id=author,
                     ts=ts,
                     reposted_by=reposted_by,
-                    comment=comment.decode() if comment else None,
+                    comment=(comment.decode() if isinstance(comment, bytes) else comment) or None,
                     labels=labels,
                     text=text.decode() if text else None,
                     media_url=media.decode() if media else None,
@@ -271,7 +267,7 @@ class _AccountState:
         if not fields:
             return cls()
         susp, rein = fields.get(b"susp"), fields.get(b"rein")
-        suspended = susp is not None and not (rein is not None and int(rein) >= int(susp))
+        suspended = suspended_at((susp, rein), math.inf)  # at any time from now on
         labels = tuple(sorted(k.decode()[6:] for k, v in fields.items()
                               if k.startswith(b"label:") and v.startswith(b"+")))  # fmt: skip
         return cls(suspended, labels)
@@ -293,39 +289,6 @@ def _str(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class _Entry:
-    """One raw row of page.lua: post id, score as Redis wrote it, attribution value."""
-
-    __slots__ = ("labelled", "post_id", "reposters", "score", "text")
-
-    def __init__(self, post_id: bytes, score: bytes | str, via: bytes | None) -> None:
-        self.post_id = post_id
-        self.text = score.decode() if isinstance(score, bytes) else score
-        self.score = float(self.text)
-        value = via.decode() if via else ""
-        self.labelled = value.startswith(LABEL_MARK)
-        # items "[^]id@time", latest first (README, key schema)
-        self.reposters: tuple[str, ...] = (
-            tuple(r.removeprefix(LABEL_MARK).rpartition("@")[0] for r in value.split(","))
-            if value
-            else ()
-        )
-
-    def after(self, cursor: _Entry) -> bool:
-        """True if this entry comes after ``cursor`` in feed order."""
-        return self.score < cursor.score or (
-            self.score == cursor.score and self.post_id < cursor.post_id
-        )
-
-    def cursor(self) -> str:
-        return f"{self.text}:{self.post_id.decode()}"
-
-
-def _parse_cursor(cursor: str) -> _Entry:
-    score, sep, post_id = cursor.partition(":")
-    try:
-        if not sep or not post_id:
-            raise ValueError
-        return _Entry(post_id.encode(), score, None)
-    except ValueError:
-        raise ValueError(f"invalid cursor {cursor!r}") from None
+def _parse_cursor(cursor: str) -> Entry:
+    score, post_id = decode_cursor(cursor)
+    return Entry(post_id.encode(), score, None)

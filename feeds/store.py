@@ -42,17 +42,16 @@ from feedamp.models.events import (
     Unmute,
     Unrepost,
 )
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from .batch import TRANSIENT_ERRORS, is_transient, run_scripts, text
 from .cluster import ClusterUnsupported
-from .connection import is_cluster
+from .connection import AnyRedis, is_cluster
 from .fanout import Segment, deliver, followers_of
 from .graph import GraphSteps
 from .keys import Keys, bucket_of
-from .scripts import Scripts
+from .scripts import Scripts, argv
 
 __all__ = ["TRANSIENT_ERRORS", "Applied", "Failure", "FeedStore", "is_transient"]
 
@@ -76,11 +75,18 @@ class Applied:
     deliveries: int = 0
 
 
+@dataclass(slots=True)
+class _Tally:
+    """What one :meth:`FeedStore.apply` call counts as it goes."""
+
+    deliveries: int = 0
+
+
 class FeedStore:
     """Applies feed events (post, delete_post, repost, unrepost, follow, unfollow, block,
     unblock, mute, unmute) to Redis, deciding every repost first."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: AnyRedis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
@@ -93,8 +99,8 @@ class FeedStore:
         ]  # fmt: skip
         self.graph = GraphSteps(redis, self.scripts, self.keys, self._context, s.feed_buckets)
         self._views: dict[str, FeedStore] = {}
-        self._deliveries = 0
-        #: Followers re-grouped by slot after a cluster node refused a delivery call.
+        #: Followers re-grouped by slot after a cluster node refused a delivery call (a
+        #: running total, for tests and benchmarks).
         self.regrouped = 0
 
     def _at(self, prefix: str | None) -> FeedStore:
@@ -129,7 +135,8 @@ class FeedStore:
         """
         if (view := self._at(prefix)) is not self:
             return await view.apply(events, refused=refused)
-        self._deliveries = 0
+        # Per call, not on the store: the agent and the release timer share this store.
+        tally = _Tally()
         failures: dict[int, Failure] = {}
         decisions = await self._decide(events, failures, refused or {})
         # Posts, deletions, reposts and unreposts run as slot-local steps (origin, then
@@ -145,12 +152,11 @@ class FeedStore:
             runs[-1][1].append(i)
         for fanout, indexes in runs:
             if fanout:
-                await self._fan_out(events, indexes, decisions, failures)
+                await self._fan_out(events, indexes, decisions, failures, tally)
             else:
                 await self._run_calls(events, indexes, decisions, failures)
-        deliveries, self._deliveries = self._deliveries, 0
         return Applied(
-            [failures[i] for i in sorted(failures)], list(decisions.values()), deliveries
+            [failures[i] for i in sorted(failures)], list(decisions.values()), tally.deliveries
         )
 
     async def _run_calls(
@@ -178,6 +184,7 @@ class FeedStore:
         indexes: Sequence[int],
         decisions: Mapping[int, Decision],
         failures: dict[int, Failure],
+        tally: _Tally,
     ) -> None:
         """Apply a run of posts, deletions, reposts and unreposts (README, *Redis
         Cluster*): the origin steps on the posts' (and reposts') slots, one pipeline; the
@@ -258,7 +265,7 @@ class FeedStore:
         self.regrouped += done.regrouped
         for i, error in done.errors.items():
             failures.setdefault(i, Failure(i, error))
-        self._deliveries += sum(n for i, n in done.reached.items()
+        tally.deliveries += sum(n for i, n in done.reached.items()
                                 if isinstance(events[i], Post | Repost))  # fmt: skip
         if deletes:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -311,7 +318,7 @@ class FeedStore:
         settings' ``key_prefix``); return the number of followees."""
         if (view := self._at(prefix)) is not self:
             return await view.rebuild_feed(user_id)
-        followees = sorted(m.decode() for m in await self.redis.smembers(
+        followees = sorted(text(m) for m in await self.redis.smembers(
             self.keys.following(user_id)))  # fmt: skip
         buckets = range(self.settings.feed_buckets)
         await self.redis.delete(
@@ -340,20 +347,28 @@ class FeedStore:
         if not reposts:
             return {}
         c = self.settings.caps
-        limits = [c.frequently_forwarded_depth, c.rate_max, c.rate_window_ms, c.forwarded_max,
-                  c.forwarded_window_ms, c.brake_reposts, c.brake_window_ms,
-                  "1" if c.friction else "0"]  # fmt: skip
+        limits: dict[str, str | int] = dict(
+            frequently_forwarded_depth=c.frequently_forwarded_depth,
+            rate_max=c.rate_max,
+            rate_window=c.rate_window_ms,
+            forwarded_max=c.forwarded_max,
+            forwarded_window=c.forwarded_window_ms,
+            brake_reposts=c.brake_reposts,
+            brake_window=c.brake_window_ms,
+            friction="1" if c.friction else "0",
+        )
         async with self.redis.pipeline(transaction=False) as pipe:
             for i, ev in reposts:
                 via, comment = ev.via_repost_id or "", _flag(bool(ev.comment))
-                argv = [*self._context, ev.post_id, ev.repost_id, ev.reposter_id, via, ev.ts,
-                        comment, *limits, refused.get(i, "")]  # fmt: skip
-                await self.scripts.decide(args=argv, client=pipe)
+                args = argv("decide", self._context, post_id=ev.post_id, repost_id=ev.repost_id,
+                            reposter_id=ev.reposter_id, via_repost_id=via, ts=ev.ts,
+                            has_comment=comment, door=refused.get(i, ""), **limits)  # fmt: skip
+                await self.scripts.decide(args=args, client=pipe)  # type: ignore[arg-type]  # redis-py types omit pipelines as script clients
             results = await pipe.execute(raise_on_error=False)
         decisions: dict[int, Decision] = {}
         for (i, ev), result in zip(reposts, results, strict=True):
             if is_transient(result):
-                raise result  # type: ignore[misc]
+                raise result
             if isinstance(result, Exception):
                 failures[i] = Failure(i, result)
                 continue

@@ -312,7 +312,9 @@ def _field_value(obj: dict[str, Any], name: str, kind: str, choices: tuple[str, 
     return value
 
 
-def parse_event(raw: bytes, *, record_ts: int | None = None, limits: Limits = Limits()) -> Event:
+def parse_event(
+    raw: bytes | None, *, record_ts: int | None = None, limits: Limits = Limits()
+) -> Event:
     """Parse and validate one event from its JSON bytes.
 
     ``record_ts`` is the Kafka record timestamp, used when the event has no ``ts``.
@@ -339,7 +341,7 @@ def parse_event(raw: bytes, *, record_ts: int | None = None, limits: Limits = Li
             raise InvalidEvent("missing field 'ts' and no record timestamp")
         obj["ts"] = record_ts
     values: dict[str, Any] = {}
-    for name, kind, choices, required in _SPECS[type_name]:
+    for name, kind, choices, required in _SPECS[cls.type]:
         if obj.get(name) is None:
             if required:
                 raise InvalidEvent(f"missing field {name!r}")

@@ -1,6 +1,6 @@
 """The Faust application, its agent, and the record pipeline they share with replay."""
 
-from .app import BatchHandler, create_app, redis_client
+from .app import BatchHandler, create_app
 from .pipeline import Pipeline
 from .records import DeadLetter, Outcome, Outputs, Record
 
@@ -12,5 +12,4 @@ __all__ = [
     "Pipeline",
     "Record",
     "create_app",
-    "redis_client",
 ]

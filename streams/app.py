@@ -15,37 +15,34 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import faust
 from aiokafka.errors import KafkaError
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.cluster import refuse_writes_on_cluster
-from feedamp.feeds.connection import AnyRedis, connect
+from feedamp.feeds.connection import connect
 from feedamp.feeds.store import TRANSIENT_ERRORS
+from feedamp.kafka.config import faust_security
+from feedamp.kafka.group import QuietFatalJoin, stop_on_group_error
+from feedamp.kafka.transport import transport_class
 
-from .group import QuietFatalJoin, stop_on_group_error
-from .kafka_config import faust_security
 from .metrics import Metrics
 from .pipeline import Pipeline, progress_field
+from .publish import Publisher
 from .records import DeadLetter, Outcome, Outputs, Record
-from .transport import transport_class
 from .web import install_console, install_web
 
-__all__ = ["BatchHandler", "create_app", "redis_client"]
+__all__ = ["BatchHandler", "create_app"]
 
 log = logging.getLogger("feedamp.worker")
+T = TypeVar("T")
 
 #: Errors that mean "unavailable right now" (Redis or Kafka): wait and retry, never skip.
 RETRYABLE = (*TRANSIENT_ERRORS, KafkaError)
 MAX_BACKOFF = 5.0
-
-
-def redis_client(settings: Settings) -> AnyRedis:
-    """The client for ``REDIS_URL``: a ``RedisCluster`` when it names a cluster node, else
-    a ``Redis`` with a blocking pool (see :func:`feedamp.feeds.connection.connect`)."""
-    return connect(settings.redis_url, max_connections=settings.redis_max_connections)
 
 
 class BatchHandler:
@@ -72,7 +69,7 @@ class BatchHandler:
                                   record.offset)  # fmt: skip
                     outcome.dead_letters.append(DeadLetter(record, f"internal error: {exc!r}"))
         await self._publish(outcome)
-        if self.pipeline.ordered:
+        if self.pipeline.watermarked:
             outcome.extend(await self.release())
         return outcome
 
@@ -91,7 +88,7 @@ class BatchHandler:
             await self.retrying(self.outputs.publish, outcome)
 
     @staticmethod
-    async def retrying(fn, *args):  # type: ignore[no-untyped-def]
+    async def retrying(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Await ``fn(*args)``, waiting out outages (Redis, Kafka) with backoff."""
         delay = 0.1
         while True:
@@ -111,7 +108,7 @@ WILDCARDS = ("0.0.0.0", "::", "")
 RELEASE_INTERVAL = 0.02
 
 
-class Progress:
+class PartitionWatch:
     """What this worker knows of its posts and reposts partitions: the last offset it
     handled in each, or else the group's committed offset; from these, which ones it has
     handled to the end (their progress may then follow the clock). Never the fetch
@@ -163,6 +160,10 @@ def _broker_urls(servers: str) -> list[str]:
 
 def create_app(settings: Settings) -> faust.App:
     """The Faust app for ``settings``, with its agent registered."""
+    # Advertise the bind address unless it is a wildcard (Faust's default then).
+    web_host: dict[str, Any] = (
+        {} if settings.web_host in WILDCARDS else {"web_host": settings.web_host}
+    )
     app = faust.App(
         settings.app_id,
         broker=_broker_urls(settings.kafka_bootstrap_servers),
@@ -176,7 +177,7 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=settings.web_port != 0,
         web_port=settings.web_port or 6066,
         web_bind=settings.web_host,  # the listen address; Faust's own default is every one
-        **({} if settings.web_host in WILDCARDS else {"web_host": settings.web_host}),
+        **web_host,
         stream_wait_empty=False,
         producer_acks=-1,
         datadir=settings.data_dir or os.path.join(tempfile.gettempdir(), "feedamp-{conf.id}"),
@@ -186,7 +187,7 @@ def create_app(settings: Settings) -> faust.App:
     app.transport = transport_class(
         settings.fetch_max_wait_ms, lambda exc: stop_on_group_error(exc, settings)
     )(app.conf.broker_consumer, app)
-    raw = {
+    raw: dict[str, Any] = {
         "key_type": bytes,
         "value_type": bytes,
         "key_serializer": "raw",
@@ -195,47 +196,40 @@ def create_app(settings: Settings) -> faust.App:
     inputs = app.topic(*settings.topics.inputs, **raw)
     dead_letters = app.topic(settings.topics.dead_letter, **raw)
     decisions = app.topic(settings.topics.decisions, **raw)
-    redis = redis_client(settings)
+    redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
     refuse_writes_on_cluster(redis, "feedamp worker")
-    pipeline = Pipeline(FeedStore(redis, settings), settings)
+    watch = PartitionWatch(app, settings)
+    pipeline = Pipeline(FeedStore(redis, settings), settings, partitions=watch.partitions)
 
-    class TopicOutputs:
-        """Dead letters and decisions go to their topics: every send is queued in order,
-        then all are awaited together (one broker round trip, not one per message)."""
+    outputs = {settings.topics.dead_letter: dead_letters, settings.topics.decisions: decisions}
 
-        async def publish(self, outcome: Outcome) -> None:
-            sent = []
-            for letter in outcome.dead_letters:
-                key, value, headers = letter.message()
-                log.warning("dead letter %s[%d]@%d: %s", letter.record.topic,
-                            letter.record.partition, letter.record.offset,
-                            letter.reason)  # fmt: skip
-                sent.append(await dead_letters.send(key=key, value=value, headers=headers))
-            for decision in outcome.decisions:
-                sent.append(await decisions.send(key=decision.key, value=decision.to_json()))
-            await asyncio.gather(*sent)
+    async def send(
+        topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None
+    ) -> Any:
+        return await outputs[topic].send(key=key, value=value, headers=headers)
 
-    handler = BatchHandler(pipeline, TopicOutputs())
+    handler = BatchHandler(pipeline, Publisher(settings.topics, send, log=log))
     metrics = Metrics()
-    watch = Progress(app, settings)
-    pipeline.partitions = watch.partitions
 
     @app.agent(inputs, name="feedamp.apply")
     async def apply(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+        # take_events is on faust.Stream, not on the StreamT protocol agents are typed with.
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_size, within=settings.batch_within
+        ):
             records = [Record.from_message(e.message) for e in events]
             started = time.perf_counter()
             outcome = await handler.handle(records)
             watch.handled(records)
             metrics.observe(records, outcome, time.perf_counter() - started)
 
-    if pipeline.ordered:
+    if pipeline.watermarked:
 
         @app.timer(interval=RELEASE_INTERVAL)
         async def release() -> None:
             """Raise the progress of partitions read to the end, then release."""
             try:
-                await handler.retrying(pipeline.order_advance, watch.caught_up())
+                await handler.retrying(pipeline.advance_watermark, watch.caught_up())
             except Exception:
                 log.exception("could not record partition progress")
             started = time.perf_counter()

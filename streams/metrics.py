@@ -76,7 +76,8 @@ DEAD_LETTER = "dead_letter"
 
 
 def event_type(record: Record) -> str:
-    """The record's event type if it is a known one, else ``invalid`` (bounded label)."""
+    """The record's event type if it is a known one, else ``invalid`` (bounded label);
+    for the records the pipeline could not parse (the others come typed in the outcome)."""
     try:
         obj = orjson.loads(record.value) if record.value else None
     except orjson.JSONDecodeError:
@@ -173,7 +174,8 @@ class Metrics:
         dead = {(d.record.topic, d.record.partition, d.record.offset) for d in outcome.dead_letters}
         for record in records:
             where = (record.topic, record.partition, record.offset)
-            self.events.labels(event_type(record), DEAD_LETTER if where in dead else APPLIED).inc()
+            kind = outcome.types.get(where) or event_type(record)  # parsed once, if at all
+            self.events.labels(kind, DEAD_LETTER if where in dead else APPLIED).inc()
         for letter in outcome.dead_letters:
             self.dead_letters.labels(letter.record.topic).inc()
         for decision in outcome.decisions:

@@ -3,7 +3,7 @@
 Records are parsed and validated, checked against their topic, and applied to the
 stores in order, in the active key namespace (:mod:`feedamp.feeds.namespace`), resolved
 once per batch. In a worker, reposts-topic events are parked first and released in
-event-time order (:mod:`feedamp.feeds.ordering`). Whatever cannot be applied comes back
+event-time order (:mod:`feedamp.feeds.watermark`). Whatever cannot be applied comes back
 as a :class:`DeadLetter` with a reason; nothing is dropped silently.
 """
 
@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import orjson
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.accounts import AccountStore, actor_of
 from feedamp.feeds.activity import Activity
-from feedamp.feeds.gifts import GiftStore
 from feedamp.feeds.namespace import Namespaces
-from feedamp.feeds.ordering import EventOrder, progress_field
-from feedamp.feeds.orders import OrderStore
-from feedamp.feeds.products import ProductStore
+from feedamp.feeds.shop.gifts import GiftStore
+from feedamp.feeds.shop.orders import OrderStore
+from feedamp.feeds.shop.products import ProductStore
 from feedamp.feeds.store import Applied
+from feedamp.feeds.watermark import Watermark, progress_field
 from feedamp.models import ROUTES, Event, InvalidEvent, Limits, parse_event
 from feedamp.models.decisions import Refusal
 from feedamp.models.events import (
@@ -44,42 +45,73 @@ from feedamp.models.events import (
 )
 from redis.exceptions import LockError
 
-from .records import DeadLetter, Outcome, Record
+from .records import DeadLetter, Envelope, Outcome, Record
 
-__all__ = ["FEED_EVENTS", "Pipeline", "progress_field"]
+__all__ = ["FEED_EVENTS", "Pipeline", "Store", "progress_field"]
 
 #: Event types applied by the feed store.
 FEED_EVENTS = (Post, DeletePost, Repost, Unrepost, Follow, Unfollow, Block, Unblock, Mute,
                Unmute)  # fmt: skip
 
 
+class Store(Protocol):
+    """What the pipeline asks of a store: apply events in order to a namespace; return
+    the decisions, the deliveries, and the failures by position in ``events``."""
+
+    async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
+        """Apply ``events``; Redis connection errors propagate (the batch is retried)."""
+        ...
+
+
 class Pipeline:
     """Parses records and applies each event to its store: feeds, accounts, gifts, orders."""
 
-    def __init__(self, store: FeedStore, settings: Settings, *, prefix: str | None = None) -> None:
-        """``store`` is the feed store; the other stores share its Redis client. A bad
-        campaigns file raises :class:`~feedamp.config.campaigns.CampaignError` here.
+    def __init__(
+        self,
+        feeds: FeedStore,
+        settings: Settings,
+        *,
+        prefix: str | None = None,
+        partitions: Callable[[], list[str]] | None = None,
+    ) -> None:
+        """``feeds`` is the feed store; the other stores share its Redis client. A bad
+        campaigns file raises :class:`~feedamp.feeds.shop.campaigns.CampaignError` here.
         ``prefix`` writes to that key namespace; None follows the pointer to the active
-        one (one GET per batch)."""
+        one (one GET per batch). ``partitions`` gives the progress fields of every posts
+        and reposts partition (a worker's, from the consumer's metadata); with it (and caps
+        on, a lateness set) reposts wait for the watermark, see :attr:`watermarked`.
+        Without it (replay, tests) nothing is parked."""
         self.prefix = prefix
-        self.namespaces = Namespaces(store.redis, settings.key_prefix)
-        self.store = self.feeds = store
-        self.accounts = AccountStore(store.redis, settings)
-        self.gifts = GiftStore(store.redis, settings)
-        self.orders = OrderStore(store.redis, settings)
-        self.products = ProductStore(store.redis, settings)
-        self.activity = Activity(store.redis)
+        self.namespaces = Namespaces(feeds.redis, settings.key_prefix)
+        self.feeds = feeds
+        self.accounts = AccountStore(feeds.redis, settings)
+        self.gifts = GiftStore(feeds.redis, settings)
+        self.orders = OrderStore(feeds.redis, settings)
+        self.products = ProductStore(feeds.redis, settings)
+        self.activity = Activity(feeds.redis)
+        #: Which store applies each event type (accounts go first, on their own), and the
+        #: order the stores run in within a phase.
+        self._store_of: dict[type[Event], Store] = {
+            **dict.fromkeys(FEED_EVENTS, self.feeds),
+            Gift: self.gifts,
+            Purchase: self.orders,
+            OrderStatus: self.orders,
+        }
+        self._stores: tuple[Store, ...] = (self.feeds, self.gifts, self.orders)
+        #: Stores that run last, over the whole batch (posts' product tags, product views),
+        #: for the types they name, whichever store the table gave those types to.
+        self._last: tuple[tuple[Store, tuple[type[Event], ...]], ...] = (
+            (self.products, (Post, ProductView)),
+        )
         self.settings = settings
-        #: The progress fields of every posts and reposts partition (the worker sets it
-        #: from the consumer's metadata); None (replay, tests): nothing is parked.
-        self.partitions: Callable[[], list[str]] | None = None
+        self.partitions = partitions
         #: The latest watermark seen by a release (ms), for metrics.
         self.watermark: float | None = None
         #: Awaited by :meth:`apply` once the batch's reposts-topic events are parked and
         #: before its other events are written: the point where, in a worker, the release
         #: timer can run (tests run a release here to check it cannot get ahead).
         self.before_write: Callable[[], Awaitable[None]] | None = None
-        self._orders: dict[str, EventOrder] = {}
+        self._watermarks: dict[str, Watermark] = {}
         self.limits = Limits(settings.max_event_bytes, settings.max_text_chars,
                              settings.max_tagged_products)  # fmt: skip
         topics = settings.topics
@@ -98,9 +130,9 @@ class Pipeline:
         return event
 
     @property
-    def ordered(self) -> bool:
+    def watermarked(self) -> bool:
         """True when reposts-topic events wait for the watermark and are decided in
-        event-time order (see :mod:`feedamp.feeds.ordering`): in a worker (which sets
+        event-time order (see :mod:`feedamp.feeds.watermark`): in a worker (which passes
         ``partitions``), with caps on and a lateness set. Replay reads every partition
         merged in time order itself and applies batches directly."""
         caps = self.settings.caps
@@ -113,7 +145,7 @@ class Pipeline:
         judges the batch), then the door (events of suspended accounts are refused with a
         decision and not applied), then posts, then the rest, each type by its store
         (posts' product tags and product views last).
-        Order within a topic is kept. When :attr:`ordered`, reposts-topic events are
+        Order within a topic is kept. When :attr:`watermarked`, reposts-topic events are
         parked instead, for :meth:`release`, and the progress of the batch's posts and
         reposts partitions is raised last, once everything else of the batch is written:
         a release running meanwhile cannot pass an event that is not in Redis yet.
@@ -121,28 +153,27 @@ class Pipeline:
         Redis connection errors propagate, so the caller can retry the batch; every
         write is idempotent.
         """
-        events, sources, dead = self._parse(records)
+        envelopes, dead = self._parse(records)
         outcome = Outcome(dead)
+        outcome.types = {e.where: e.event.type for e in envelopes}
         # Resolved once, so a batch is written to one namespace even across a switch.
         prefix = await self._prefix()
         progress: dict[str, int] = {}
-        if self.ordered:
+        if self.watermarked:
             reposts_topic = self.settings.topics.reposts
-            held = [i for i, r in enumerate(sources) if r.topic == reposts_topic]
-            progress = self._progress(events, sources)
-            await self._order(prefix).park([(events[i].event_id, events[i].ts,
-                                             _pack(sources[i])) for i in held])  # fmt: skip
-            parked = set(held)
-            rest = [i for i in range(len(events)) if i not in parked]
-            events, sources = [events[i] for i in rest], [sources[i] for i in rest]
+            held = [e for e in envelopes if e.record.topic == reposts_topic]
+            progress = self._progress(envelopes)
+            parking = self._watermark(prefix)
+            await parking.park([(e.event.event_id, e.event.ts, _pack(e.record)) for e in held])
+            envelopes = [e for e in envelopes if e.record.topic != reposts_topic]
         if self.before_write is not None:
             await self.before_write()
-        await self._apply_events(events, sources, outcome, prefix)
+        await self._apply_events(envelopes, outcome, prefix)
         if progress:
             # Only now: a release (the timer runs between any two awaits) may pass an
             # event only once it is in Redis, or it could decide a repost before its post
             # exists.
-            await self._order(prefix).advance(progress)
+            await self._watermark(prefix).advance(progress)
         return outcome
 
     async def release(self, publish: Callable[[Outcome], Awaitable[None]]) -> Outcome:
@@ -152,27 +183,25 @@ class Pipeline:
         at a time across workers: another's release returns at once. Returns the whole
         outcome (for metrics)."""
         outcome = Outcome()
-        partitions = self.partitions() if self.ordered and self.partitions else []
+        partitions = self.partitions() if self.watermarked and self.partitions else []
         if not partitions:
             return outcome
         prefix = await self._prefix()
-        order = self._order(prefix)
-        lock = order.lock()
+        parking = self._watermark(prefix)
+        lock = parking.lock()
         if not await lock.acquire():
             return outcome
         try:
             while True:
                 limit = self.settings.batch_size
-                self.watermark, items = await order.release(limit, partitions)
+                self.watermark, items = await parking.release(limit, partitions)
                 if not items:
                     return outcome
                 chunk = Outcome()
-                events, sources, chunk.dead_letters = self._parse(
-                    [_unpack(record) for _, record in items]
-                )
-                await self._apply_events(events, sources, chunk, prefix)
+                envelopes, chunk.dead_letters = self._parse([_unpack(r) for _, r in items])
+                await self._apply_events(envelopes, chunk, prefix)
                 await publish(chunk)
-                await order.forget([event_id for event_id, _ in items])
+                await parking.forget([event_id for event_id, _ in items])
                 outcome.extend(chunk)
                 if len(items) < limit:
                     return outcome
@@ -180,96 +209,95 @@ class Pipeline:
             with contextlib.suppress(LockError):  # expired while we worked: harmless
                 await lock.release()
 
-    def _progress(self, events: Sequence[Event], sources: Sequence[Record]) -> dict[str, int]:
+    def _progress(self, envelopes: Sequence[Envelope]) -> dict[str, int]:
         """Progress of the posts and reposts partitions read in this batch: the latest
         event time, less the allowed lateness."""
         watched = (self.settings.topics.posts, self.settings.topics.reposts)
         progress: dict[str, int] = {}
         lateness = self.settings.caps.lateness_ms
-        for ev, record in zip(events, sources, strict=True):
-            if record.topic in watched:
-                field = progress_field(record.topic, record.partition)
-                progress[field] = max(progress.get(field, 0), ev.ts - lateness)
+        for e in envelopes:
+            if e.record.topic in watched:
+                field = progress_field(e.record.topic, e.record.partition)
+                progress[field] = max(progress.get(field, 0), e.event.ts - lateness)
         return progress
 
-    async def order_advance(self, progress: dict[str, int]) -> None:
+    async def advance_watermark(self, progress: dict[str, int]) -> None:
         """Raise the progress of partitions (the worker's clock-driven part)."""
-        await self._order(await self._prefix()).advance(progress)
+        await self._watermark(await self._prefix()).advance(progress)
 
     async def _prefix(self) -> str:
         """The namespace to write to: the fixed one, else the active one (one GET)."""
         return self.prefix or await self.namespaces.active()
 
-    def _order(self, prefix: str | None = None) -> EventOrder:
-        """The event order of a namespace, made once (it registers every script)."""
+    def _watermark(self, prefix: str | None = None) -> Watermark:
+        """The watermark of a namespace, made once (it registers every script)."""
         prefix = prefix or self.settings.key_prefix
-        if prefix not in self._orders:
-            self._orders[prefix] = EventOrder(self.store.redis, self.settings, prefix)
-        return self._orders[prefix]
+        if prefix not in self._watermarks:
+            self._watermarks[prefix] = Watermark(self.feeds.redis, self.settings, prefix)
+        return self._watermarks[prefix]
 
-    def _parse(
-        self, records: Sequence[Record]
-    ) -> tuple[list[Event], list[Record], list[DeadLetter]]:
+    def _parse(self, records: Sequence[Record]) -> tuple[list[Envelope], list[DeadLetter]]:
+        """Each record with its parsed event, and dead letters for those that do not parse."""
+        envelopes: list[Envelope] = []
         dead: list[DeadLetter] = []
-        events: list[Event] = []
-        sources: list[Record] = []
         for record in records:
             try:
-                event = self.parse(record)
+                envelopes.append(Envelope(record, self.parse(record)))
             except InvalidEvent as exc:
                 dead.append(DeadLetter(record, exc.reason))
-                continue
-            events.append(event)
-            sources.append(record)
-        return events, sources, dead
+        return envelopes, dead
 
     async def _apply_events(
-        self, events: Sequence[Event], sources: Sequence[Record], outcome: Outcome, prefix: str
+        self, envelopes: Sequence[Envelope], outcome: Outcome, prefix: str
     ) -> None:
         """Apply parsed events to their stores in the namespace ``prefix`` (see
         :meth:`apply` for the order)."""
-        dead = outcome.dead_letters
         first_decision = len(outcome.decisions)
         reposts: list[Repost] = []
 
-        def run(part: list[int], applied: Applied) -> None:
+        def take(part: Sequence[Envelope], applied: Applied) -> None:
             failed = set()
-            for failure in applied.failures:
-                record = sources[part[failure.index]]
-                failed.add(part[failure.index])
-                dead.append(DeadLetter(record, f"redis rejected: {failure.error}"))
+            for failure in applied.failures:  # keyed by position in ``part``
+                record = part[failure.index].record
+                failed.add(failure.index)
+                outcome.dead_letters.append(DeadLetter(record, f"redis rejected: {failure.error}"))
             outcome.decisions += applied.decisions
             outcome.deliveries += applied.deliveries
-            reposts.extend(events[i] for i in part  # type: ignore[misc]
-                           if isinstance(events[i], Repost) and i not in failed)  # fmt: skip
+            reposts.extend(e.event for n, e in enumerate(part)
+                           if isinstance(e.event, Repost) and n not in failed)  # fmt: skip
 
-        accounts = [i for i, ev in enumerate(events) if isinstance(ev, Account)]
+        accounts = [e for e in envelopes if isinstance(e.event, Account)]
         if accounts:
-            run(accounts, await self.accounts.apply([events[i] for i in accounts], prefix=prefix))
-        rest = [i for i, ev in enumerate(events) if not isinstance(ev, Account)]
-        door = await self.accounts.door([events[i] for i in rest], prefix=prefix)
+            take(accounts, await self.accounts.apply([e.event for e in accounts], prefix=prefix))
+        rest = [e for e in envelopes if not isinstance(e.event, Account)]
+        door = await self.accounts.door([e.event for e in rest], prefix=prefix)
         refused = {rest[n]: reason for n, reason in door.items()}
-        for i, reason in refused.items():
-            ev = events[i]
+        for e, reason in refused.items():
+            ev = e.event
             if not isinstance(ev, Repost):  # reposts get their decision from the feed store
                 outcome.decisions.append(Refusal(ev.event_id, ev.type, actor_of(ev) or "",
                                                  (reason,), ev.ts))  # fmt: skip
-        posts = [i for i in rest if sources[i].topic == self._posts_topic and i not in refused]
-        others = [i for i in rest if sources[i].topic != self._posts_topic]
-        for part in (posts, others):
-            feed = [i for i in part if isinstance(events[i], FEED_EVENTS)
-                    and (i not in refused or isinstance(events[i], Repost))]  # fmt: skip
-            if feed:
-                door_of = {n: refused[i] for n, i in enumerate(feed) if i in refused}
-                applied = await self.feeds.apply([events[i] for i in feed], refused=door_of,
-                                                 prefix=prefix)  # fmt: skip
-                run(feed, applied)
-        for store, types, among in ((self.gifts, Gift, others),
-                                    (self.orders, (Purchase, OrderStatus), others),
-                                    (self.products, (Post, ProductView), rest)):  # fmt: skip
-            part = [i for i in among if isinstance(events[i], types) and i not in refused]
+        posts = [e for e in rest if e.record.topic == self._posts_topic]
+        others = [e for e in rest if e.record.topic != self._posts_topic]
+        for phase in (posts, others):  # posts first: a repost may need its post
+            for store in self._stores:
+                # A repost refused at the door still goes to the feed store, which records
+                # its decision; anything else refused there goes nowhere.
+                part = [e for e in phase if self._store_of.get(type(e.event)) is store
+                        and (e not in refused or isinstance(e.event, Repost))]  # fmt: skip
+                if not part:
+                    continue
+                if store is self.feeds:
+                    door_of = {n: refused[e] for n, e in enumerate(part) if e in refused}
+                    applied = await self.feeds.apply([e.event for e in part], refused=door_of,
+                                                     prefix=prefix)  # fmt: skip
+                else:
+                    applied = await store.apply([e.event for e in part], prefix=prefix)
+                take(part, applied)
+        for store, types in self._last:
+            part = [e for e in rest if isinstance(e.event, types) and e not in refused]
             if part:
-                run(part, await store.apply([events[i] for i in part], prefix=prefix))
+                take(part, await store.apply([e.event for e in part], prefix=prefix))
         # The console's view of reposts and decisions (see feedamp.feeds.activity).
         await self.activity.record(prefix, reposts, outcome.decisions[first_decision:])
 

@@ -2,7 +2,8 @@
 
 Every command that talks to Redis or Kafka first checks the address it was given, with a
 bound on the time it waits (a few seconds, never a client's 40 s request timeout), and a
-failure becomes an :class:`OperatorError`: one line naming the setting and the address
+failure becomes an :class:`~feedamp.config.OperatorError` (defined with the settings, so
+that the Kafka helpers raise it too): one line naming the setting and the address
 (``cannot reach Redis at REDIS_URL=redis://127.0.0.1:1/0: connection refused``), never a
 traceback. The password of a URL is never printed.
 
@@ -15,15 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 from urllib.parse import urlsplit
 
 from aiokafka.errors import KafkaError
-from feedamp.config import Settings
+from feedamp.config import OperatorError, Settings
+from feedamp.kafka.config import kafka_client_kwargs
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-
-from .kafka_config import kafka_client_kwargs
 
 __all__ = [
     "CHECK_TIMEOUT",
@@ -33,16 +32,10 @@ __all__ = [
     "describe",
     "parse_redis_url",
     "redis_address",
-    "start_client",
 ]
 
 #: How long a check waits for an answer (seconds).
 CHECK_TIMEOUT = 3.0
-
-
-class OperatorError(ValueError):
-    """A problem the operator fixes (a setting, an address, a missing topic): its message
-    is one line."""
 
 
 def redis_address(url: str) -> str:
@@ -180,14 +173,3 @@ def describe(exc: BaseException, settings: Settings | None) -> str | None:
         where = kafka_address(settings) if settings else "?"
         return f"Kafka at {where}: {_reason(exc)}"
     return None
-
-
-async def start_client(client: Any) -> None:
-    """``await client.start()`` for an aiokafka client; a client whose start failed is
-    stopped before the error goes on, so no "Unclosed AIOKafka..." warning follows it."""
-    try:
-        await client.start()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await client.stop()
-        raise

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from feedamp.models.decisions import AnyDecision
+from feedamp.models.events import Event
 
-__all__ = ["DeadLetter", "Outcome", "Outputs", "Record"]
+__all__ = ["DeadLetter", "Envelope", "Outcome", "Outputs", "Record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,20 @@ class Record:
             else message.timestamp,
             headers=tuple((k, bytes(v) if v is not None else b"") for k, v in headers),
         )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Envelope:
+    """A record and the event parsed from it, carried together through the pipeline
+    (compared and hashed by identity: two envelopes are two arrivals)."""
+
+    record: Record
+    event: Event
+
+    @property
+    def where(self) -> tuple[str, int, int]:
+        """``(topic, partition, offset)`` of the record."""
+        return (self.record.topic, self.record.partition, self.record.offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +91,15 @@ class Outcome:
     decisions: list[AnyDecision] = field(default_factory=list)
     #: Feed entries pushed by fan-out (followers reached by posts and reposts).
     deliveries: int = 0
+    #: The event type of each record parsed, by ``(topic, partition, offset)`` (for
+    #: metrics, which then parse only the records that are not here).
+    types: dict[tuple[str, int, int], str] = field(default_factory=dict)
 
     def extend(self, other: Outcome) -> None:
         self.dead_letters += other.dead_letters
         self.decisions += other.decisions
         self.deliveries += other.deliveries
+        self.types.update(other.types)
 
 
 class Outputs(Protocol):

@@ -29,8 +29,8 @@ from typing import Any
 import faust
 from faust.web.base import BlueprintManager
 from feedamp.config import Settings
+from feedamp.feeds.connection import AnyRedis
 from feedamp.models import InvalidEvent, validate_id
-from redis.asyncio import Redis
 
 from .metrics import CONTENT_TYPE, Gauge, Metrics
 
@@ -74,7 +74,7 @@ class Health:
         }
 
 
-async def redis_error(redis: Redis, timeout: float = PING_TIMEOUT) -> str | None:
+async def redis_error(redis: AnyRedis, timeout: float = PING_TIMEOUT) -> str | None:
     """None when Redis answers PING within ``timeout``, else what went wrong."""
     try:
         await asyncio.wait_for(redis.ping(), timeout)
@@ -121,7 +121,7 @@ def consumer_gauges(app: faust.App, topics: Collection[str]) -> list[Gauge]:
     ]
 
 
-def install_web(app: faust.App, metrics: Metrics, redis: Redis, topics: Collection[str]) -> None:
+def install_web(app: faust.App, metrics: Metrics, redis: AnyRedis, topics: Collection[str]) -> None:
     """Register ``/healthz`` and ``/metrics`` on the app's web server, and only them (add
     further routes here with ``app.page``); ``topics`` are the input topics (partitions of
     other topics do not count as work held)."""
@@ -144,7 +144,7 @@ def install_web(app: faust.App, metrics: Metrics, redis: Redis, topics: Collecti
         return view.bytes(body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def install_console(app: faust.App, settings: Settings, redis: Redis) -> None:
+def install_console(app: faust.App, settings: Settings, redis: AnyRedis) -> None:
     """Register the console's pages (read-only HTML) on the app's web server. A page
     whose sources (Kafka, Redis) cannot be read answers 503 with the cause in one line."""
     from feedamp.console import ConsoleData, cascade_page, error_page, overview_page, user_page

@@ -4,6 +4,11 @@ three-master Redis Cluster per session, isolated per test.
 Isolation: every test gets its own Redis key prefix; tests that need Kafka get their own
 topic names and consumer group (``settings``), and worker-backed tests share one worker per
 module and use unique ids (``uid``).
+
+Tiers: the services start on first use, so a test that asks for neither ``broker`` nor
+``redis_server`` (directly or through another fixture) starts nothing and is marked
+``unit``; the rest are ``integration``, as is a module that starts services itself and says
+so with ``pytestmark = pytest.mark.integration``. ``pytest -m unit`` runs in seconds.
 """
 
 from __future__ import annotations
@@ -15,16 +20,28 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from feedamp.cli.dev import start_worker, stop_process
-from feedamp.cli.embedded import Service, start_broker, start_redis
-from feedamp.cli.embedded_cluster import RedisClusterService, start_redis_cluster
 from feedamp.config import Caps, Settings, Topics
+from feedamp.embedded.cluster import RedisClusterService, start_redis_cluster
+from feedamp.embedded.services import Service, start_broker, start_redis
+from feedamp.embedded.worker import start_worker, stop_process
 from feedamp.feeds import FeedReader, FeedStore
 from feedamp.feeds.connection import close, connect
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.topics import ensure_topics
 from redis.asyncio import Redis
 
 WAIT_TIMEOUT = 60.0
+#: Fixtures that start a service: a test using any of them is an integration test.
+SERVICES = frozenset({"broker", "redis_server", "redis_cluster"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test ``unit`` or ``integration`` by the services it needs."""
+    for item in items:
+        needs = SERVICES & set(getattr(item, "fixturenames", ()))
+        if needs or item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ ORDER_KEYS = Keys.bookkeeping()
 
 
 async def snapshot(redis: Redis, prefix: str) -> dict[str, object]:
-    """{key without prefix: contents} for every key under ``prefix`` (but the ordering
+    """{key without prefix: contents} for every key under ``prefix`` (but the watermark
     bookkeeping)."""
     out: dict[str, object] = {}
     async for key in redis.scan_iter(match=f"{prefix}*", count=1000):

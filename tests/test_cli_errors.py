@@ -12,7 +12,7 @@ import time
 
 import orjson
 import pytest
-from feedamp.cli.embedded import free_port, redis_server_binary
+from feedamp.embedded.services import free_port, redis_server_binary
 
 #: Generous bound on a failure's time (the checks wait 3 s at most; start-up ~1 s).
 FAST = 15.0

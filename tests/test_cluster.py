@@ -15,20 +15,20 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from feedamp.cli.dev import worker_env
-from feedamp.cli.embedded import Service
-from feedamp.cli.embedded_cluster import RedisClusterService
-from feedamp.cli.status import count_feeds
 from feedamp.config import Settings
-from feedamp.config.campaigns import load_campaigns
+from feedamp.embedded.cluster import RedisClusterService
+from feedamp.embedded.services import Service
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader, FeedStore, Keys
 from feedamp.feeds.accounts import AccountStore
 from feedamp.feeds.cluster import FANOUT_UNSUPPORTED, ClusterUnsupported, scan_keys
 from feedamp.feeds.connection import AnyRedis, RedisUnreachable, close, connect, is_cluster
-from feedamp.feeds.gifts import GiftStore
 from feedamp.feeds.keys import bucket_of
 from feedamp.feeds.namespace import Namespaces, pattern
-from feedamp.feeds.ordering import EventOrder
+from feedamp.feeds.shop.campaigns import load_campaigns
+from feedamp.feeds.shop.gifts import GiftStore
+from feedamp.feeds.watermark import Watermark
+from feedamp.ops.status import count_feeds
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
@@ -158,7 +158,7 @@ async def test_gift_code_pools_seed_once(backend: Backend) -> None:
 
 async def test_event_order_bookkeeping(backend: Backend) -> None:
     """Park, progress, release and forget share the ``{order}`` slot: they run on both."""
-    order = EventOrder(backend.redis, backend.settings)
+    order = Watermark(backend.redis, backend.settings)
     await order.park([("e1", 100, b"one"), ("e2", 300, b"two")])
     await order.advance({"reposts:0": 200, "posts:0": 250})
     watermark, items = await order.release(10, ["reposts:0", "posts:0"])
@@ -174,7 +174,7 @@ async def test_drop_and_count_visit_every_master(backend: Backend, uid) -> None:
     old = Backend(backend.name, backend.settings.with_(key_prefix=generation), backend.redis)
     for i in range(30):
         await write_entry(old, uid(f"u{i}"), uid(f"p{i}"), uid("a"), i + 1)
-    counted = await count_feeds(backend.redis, old.keys.feed("u", 0))
+    counted = await count_feeds(backend.redis, old.keys.feed_pattern())
     assert (counted.feeds, counted.entries) == (30, 30)
     assert await namespaces.drop(generation) == 60  # a feed bucket and a post each
     assert [k async for k in scan_keys(backend.redis, pattern(generation))] == []
@@ -278,7 +278,7 @@ def test_dev_cluster_starts_a_cluster_refuses_and_stops_it() -> None:
 
 def test_unreachable_redis_is_one_line_without_the_password() -> None:
     """A REDIS_URL where nothing answers: one line naming it (password hidden), exit 2."""
-    from feedamp.cli.embedded import free_port
+    from feedamp.embedded.services import free_port
 
     env = {**worker_env(Settings()), "REDIS_URL": f"redis://:hush@127.0.0.1:{free_port()}/0"}
     done = subprocess.run([sys.executable, "-m", "feedamp.cli", "feed", "alice"], env=env,
@@ -413,7 +413,7 @@ async def test_scripts_are_loaded_again_after_a_node_lost_them(backend: Backend,
 async def test_product_views_are_slot_local(backend: Backend, uid) -> None:
     """A product view touches only the viewer's keys: it runs on both layouts and the
     "Looked at" read shows it, latest view first."""
-    from feedamp.feeds.products import ProductStore
+    from feedamp.feeds.shop.products import ProductStore
 
     ev, user = Events(), uid("viewer")
     store = ProductStore(backend.redis, backend.settings)
@@ -426,7 +426,7 @@ async def test_product_views_are_slot_local(backend: Backend, uid) -> None:
 
 async def test_a_cluster_behind_a_password_is_detected_and_read(uid) -> None:
     """AUTH in the URL: the probe and the cluster client both use it."""
-    from feedamp.cli.embedded_cluster import start_redis_cluster
+    from feedamp.embedded.cluster import start_redis_cluster
 
     cluster = start_redis_cluster(password="s3cret")
     try:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import random
 
-from feedamp.cli.embedded import Service
-from feedamp.cli.embedded_cluster import RedisClusterService
 from feedamp.config import Caps
+from feedamp.embedded.cluster import RedisClusterService
+from feedamp.embedded.services import Service
 from feedamp.feeds import FeedStore
 from feedamp.feeds.batch import is_transient
 from feedamp.feeds.cluster import scan_keys

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from feedamp.cli.embedded import Service, free_port
-from feedamp.cli.status import kafka_status
+from feedamp.embedded.services import Service, free_port
 from feedamp.feeds import FeedReader
 from feedamp.feeds.activity import ActivityKeys, parse_cascade
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.topics import ensure_topics
+from feedamp.ops.status import kafka_status
 from redis.asyncio import Redis
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options

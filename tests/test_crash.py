@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from feedamp.cli.embedded import Service
+from feedamp.embedded.services import Service
 from feedamp.feeds import FeedStore, Keys
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.topics import ensure_topics
 
 from .conftest import WorkerHandle, make_settings, wait_until
 from .factory import Events

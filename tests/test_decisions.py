@@ -8,9 +8,9 @@ import asyncio
 
 import orjson
 import pytest
-from feedamp.cli.embedded import Service
+from feedamp.embedded.services import Service
 from feedamp.feeds import FeedReader
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.topics import ensure_topics
 
 from .conftest import WorkerHandle, make_settings, wait_until
 from .factory import Events

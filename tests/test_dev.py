@@ -5,6 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+#: Starts the broker, Redis and a worker itself (through ``feedamp dev``).
+pytestmark = pytest.mark.integration
+
 
 def test_dev_once_plays_the_demo_and_stops_cleanly():
     out = subprocess.run(

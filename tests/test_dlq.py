@@ -8,9 +8,9 @@ import sys
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from feedamp.cli.dev import worker_env
-from feedamp.cli.dlq import REPLAY_HEADER, Letter, list_letters, replay_letters
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader
+from feedamp.ops.dlq import REPLAY_HEADER, Letter, list_letters, replay_letters
 
 from .conftest import wait_until
 from .factory import Events, to_json

@@ -9,7 +9,7 @@ import sys
 
 import orjson
 import pytest
-from feedamp.cli.dev import worker_env
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedStore
 from feedamp.feeds.explain import explain
 from feedamp.feeds.keys import Keys, bucket_of

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from feedamp.config.campaigns import CampaignError, load_campaigns, parse_campaigns
 from feedamp.feeds import FeedReader, FeedStore
+from feedamp.feeds.shop.campaigns import CampaignError, load_campaigns, parse_campaigns
 from feedamp.streams import Pipeline
 
 from .factory import Events, record_of

@@ -19,8 +19,8 @@ from aiokafka.errors import (
     InvalidSessionTimeoutError,
     KafkaConnectionError,
 )
-from feedamp.cli.dev import worker_env
-from feedamp.streams.group import QuietFatalJoin, group_error_line
+from feedamp.embedded.worker import worker_env
+from feedamp.kafka.group import QuietFatalJoin, group_error_line
 
 from .conftest import make_settings
 

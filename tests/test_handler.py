@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from feedamp.cli.embedded import start_redis
+from feedamp.embedded.services import start_redis
 from feedamp.feeds import FeedReader, FeedStore
 from feedamp.streams import BatchHandler, DeadLetter, Pipeline, Record
 from redis.asyncio import Redis

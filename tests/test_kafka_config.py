@@ -10,7 +10,7 @@ import pytest
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from feedamp.config import Settings
-from feedamp.streams.kafka_config import faust_security, kafka_client_kwargs
+from feedamp.kafka.config import faust_security, kafka_client_kwargs
 
 
 def settings(**env: str) -> Settings:

@@ -13,10 +13,10 @@ from dataclasses import replace
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from feedamp.cli.dev import worker_env
-from feedamp.cli.embedded import Service
+from feedamp.embedded.services import Service
+from feedamp.embedded.worker import worker_env
+from feedamp.kafka.topics import ensure_topics
 from feedamp.models import key_of, topic_of
-from feedamp.streams.topics import ensure_topics
 
 from .conftest import WorkerHandle, make_settings
 from .factory import to_json

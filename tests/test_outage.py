@@ -15,10 +15,10 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-from feedamp.cli.embedded import Service, free_port, start_broker
-from feedamp.cli.verify import compare_namespaces
+from feedamp.embedded.services import Service, free_port, start_broker
 from feedamp.feeds import FeedStore, Keys
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.topics import ensure_topics
+from feedamp.ops.verify import compare_namespaces
 
 from .conftest import WorkerHandle, make_settings, wait_until
 from .factory import Events

@@ -9,9 +9,9 @@ import asyncio
 import subprocess
 import sys
 
-from feedamp.cli.dev import worker_env
-from feedamp.cli.replay import replay
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader
+from feedamp.ops.replay import replay
 
 from .conftest import wait_until
 from .factory import Events

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from feedamp.cli.progress import Progress
+from feedamp.ops.progress import ProgressBar
 
 
 class Terminal(io.StringIO):
@@ -15,7 +15,7 @@ class Terminal(io.StringIO):
 
 def test_a_terminal_gets_a_bar_of_records_applied():
     out = Terminal()
-    bar = Progress(200, out, name="replay")
+    bar = ProgressBar(200, out, name="replay")
     bar.update(50)
     bar.close(200)
     text = out.getvalue()
@@ -24,7 +24,7 @@ def test_a_terminal_gets_a_bar_of_records_applied():
 
 def test_a_file_gets_periodic_log_lines_without_carriage_returns(caplog):
     out = io.StringIO()
-    progress = Progress(1000, out, name="replay", interval=0.0)
+    progress = ProgressBar(1000, out, name="replay", interval=0.0)
     with caplog.at_level(logging.INFO, logger="feedamp.progress"):
         progress.update(250)
         progress.close(1000)
@@ -37,7 +37,7 @@ def test_a_file_gets_periodic_log_lines_without_carriage_returns(caplog):
 
 
 def test_the_line_tells_rate_and_eta():
-    progress = Progress(1000, io.StringIO())
+    progress = ProgressBar(1000, io.StringIO())
     line = progress.line(100, now=progress.started + 10)
     assert line == "replay: 100/1,000 records applied (10%), 10 records/s, ETA 90s"
 
@@ -49,8 +49,8 @@ def test_a_real_terminal_even_unsized_gets_the_bar():
     import sys
 
     master, slave = pty.openpty()  # nobody set its size: 0 columns, 0 rows
-    code = ("import sys; from feedamp.cli.progress import Progress; "
-            "p = Progress(7, sys.stderr); p.update(3); p.close(7)")  # fmt: skip
+    code = ("import sys; from feedamp.ops.progress import ProgressBar; "
+            "p = ProgressBar(7, sys.stderr); p.update(3); p.close(7)")  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=slave)
     assert proc.wait(60) == 0
     os.close(slave)

@@ -8,9 +8,7 @@ import sys
 
 import pytest
 import redis as sync_redis
-from feedamp.cli.dev import worker_env
-from feedamp.cli.rebuild import rebuild
-from feedamp.cli.status import collect_status
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader, FeedStore, Keys
 from feedamp.feeds.namespace import (
     Namespaces,
@@ -19,7 +17,9 @@ from feedamp.feeds.namespace import (
     pointer_key,
     scratch_prefix,
 )
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.topics import ensure_topics
+from feedamp.ops.rebuild import rebuild
+from feedamp.ops.status import collect_status
 
 from .conftest import wait_until
 from .factory import Events

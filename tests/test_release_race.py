@@ -31,9 +31,9 @@ def records(topic: str, events, first_offset: int = 0) -> list[Record]:
 async def test_a_release_during_a_batch_sees_the_batchs_posts(redis, settings, uid):
     s = settings.with_(caps=replace(settings.caps, lateness_ms=LATENESS_MS))
     posts, reposts = s.topics.posts, s.topics.reposts
-    pipeline = Pipeline(FeedStore(redis, s), s)
-    pipeline.partitions = lambda: [progress_field(posts, 0), progress_field(reposts, 0)]
-    assert pipeline.ordered
+    pipeline = Pipeline(FeedStore(redis, s), s, partitions=lambda: [
+        progress_field(posts, 0), progress_field(reposts, 0)])  # fmt: skip
+    assert pipeline.watermarked
 
     ev = Events(start_ms=1_700_000_000_000)
     t = ev.ts

@@ -8,14 +8,14 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from feedamp.cli.dev import worker_env
-from feedamp.cli.offsets import end_offsets, partitions
-from feedamp.cli.replay import input_topics, parse_time, replay
-from feedamp.cli.status import kafka_status
 from feedamp.config import Settings
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader
+from feedamp.kafka.offsets import end_offsets, partitions
+from feedamp.kafka.topics import ensure_topics
 from feedamp.models import key_of, topic_of
-from feedamp.streams.topics import ensure_topics
+from feedamp.ops.replay import input_topics, parse_time, replay
+from feedamp.ops.status import kafka_status
 
 from .conftest import wait_until
 from .factory import Events, to_json

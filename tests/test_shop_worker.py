@@ -9,9 +9,9 @@ import sys
 
 import orjson
 import pytest
-from feedamp.cli.dev import worker_env
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader
-from feedamp.streams.topics import ensure_topics
+from feedamp.kafka.topics import ensure_topics
 
 from .conftest import WorkerHandle, make_settings, wait_until
 from .factory import Events

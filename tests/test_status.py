@@ -8,9 +8,9 @@ import re
 import subprocess
 import sys
 
-from feedamp.cli.dev import worker_env
-from feedamp.cli.status import collect_status, count_feeds, format_status
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import Keys
+from feedamp.ops.status import collect_status, count_feeds, format_status
 
 from .conftest import wait_until
 from .factory import Events
@@ -64,5 +64,5 @@ async def test_feed_count_groups_buckets_by_user(redis, settings):
     await redis.zadd(keys.feed("u1", 5), {"c": 3})
     await redis.zadd(keys.feed("u2", 3), {"a": 1})
     await redis.sadd(keys.followers("u3"), "u1")  # not a feed
-    count = await count_feeds(redis, keys.feed("any", 0))
+    count = await count_feeds(redis, keys.feed_pattern())
     assert (count.feeds, count.entries) == (2, 4)

@@ -7,8 +7,8 @@ import asyncio
 import sys
 
 import orjson
-from feedamp.cli.dev import worker_env
-from feedamp.cli.tail import matcher
+from feedamp.embedded.worker import worker_env
+from feedamp.ops.tail import matcher
 
 from .factory import Events
 from .kafka import send, send_events

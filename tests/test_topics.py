@@ -13,11 +13,11 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.protocol.admin import CreateTopicsResponse_v3
-from feedamp.cli.dev import worker_env
-from feedamp.cli.embedded import free_port
+from feedamp.embedded.services import free_port
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader
-from feedamp.streams.topics import INPUT_CONFIG, TopicError, ensure_topics
-from feedamp.streams.topics import create_missing as create
+from feedamp.kafka.topics import INPUT_CONFIG, TopicError, ensure_topics
+from feedamp.kafka.topics import create_missing as create
 
 from .conftest import WorkerHandle, make_settings, wait_until
 from .factory import Events

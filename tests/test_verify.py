@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import orjson
-from feedamp.cli.dev import worker_env
-from feedamp.cli.verify import compare_namespaces
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import Keys
+from feedamp.ops.verify import compare_namespaces
 
 from .factory import Events
 from .test_replay import play, story
@@ -63,7 +63,7 @@ async def test_verify_passes_on_a_clean_log_and_names_a_tampered_key(worker, red
     out = await asyncio.to_thread(verify_command, s)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "no differences" in out.stdout
-    # The live worker's ordering bookkeeping (a release lock held for a moment) comes and
+    # The live worker's watermark bookkeeping (a release lock held for a moment) comes and
     # goes on its own; the scratch namespace is what must be gone.
     moving = {f"{s.key_prefix}{name}".encode() for name in Keys.bookkeeping()}
     before = {k async for k in redis.scan_iter(match=f"{s.key_prefix}*")} - moving
@@ -84,9 +84,9 @@ async def test_verify_passes_on_a_clean_log_and_names_a_tampered_key(worker, red
 
 
 def test_likely_causes_and_summary_by_key_kind(settings):
-    from feedamp.cli.audit import LogAudit
-    from feedamp.cli.replay import ReplayStats
-    from feedamp.cli.verify import Difference, Verification, format_verification
+    from feedamp.ops.audit import LogAudit
+    from feedamp.ops.replay import ReplayStats
+    from feedamp.ops.verify import Difference, Verification, format_verification
     from feedamp.streams.records import Record
 
     audit = LogAudit(settings)

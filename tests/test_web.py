@@ -13,12 +13,12 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from feedamp.cli.embedded import Service, free_port, start_redis
+from feedamp.embedded.services import Service, free_port, start_redis
+from feedamp.kafka.topics import ensure_topics
 from feedamp.models.decisions import Decision
 from feedamp.streams import DeadLetter, Outcome, Record
 from feedamp.streams.logs import JsonFormatter, log_format, logging_config
 from feedamp.streams.metrics import Gauge, Metrics
-from feedamp.streams.topics import ensure_topics
 from feedamp.streams.web import Health
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis

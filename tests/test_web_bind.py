@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from feedamp.cli.embedded import Service, free_port
+from feedamp.embedded.services import Service, free_port
 
 from .conftest import WorkerHandle, make_settings, wait_until
 from .test_web import get

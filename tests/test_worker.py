@@ -9,7 +9,7 @@ import sys
 
 import orjson
 import pytest
-from feedamp.cli.dev import worker_env
+from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader
 
 from .conftest import WorkerHandle, wait_until

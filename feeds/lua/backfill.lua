@@ -1,11 +1,10 @@
 -- backfill.lua: on user's slot, push target's content read by the store into user's
 -- feeds: after a follow (or for rebuild-feed) target's recent posts and reposts (lib.lua,
 -- backfill); after an unblock or unmute what that ends hiding (lib.lua, restore).
--- ARGV 8..: user_id, target_id, mode ('backfill' or 'restore'),
---           np, np times post_id, ts (target's recent posts),
---           nr, nr times post_id, recent_reposts score, post author ('' if unknown),
---           no, no times post_id, reposter_id, repost time, recent_reposts score
---           (restore: reposts of target's recent posts)
+-- ARGV 8..: user_id, target_id, mode ('backfill' or 'restore'), row, ...
+-- The rows: np, np times post_id, ts (target's recent posts); nr, nr times post_id,
+-- recent_reposts score, post author ('' if unknown); no, no times post_id, reposter_id,
+-- repost time, recent_reposts score (restore: reposts of target's recent posts).
 local user, target, mode = ARGV[8], ARGV[9], ARGV[10]
 
 local i = 11

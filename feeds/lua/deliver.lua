@@ -12,13 +12,15 @@
 -- Pushes skip followers who no longer follow the source (an unfollow after the store read
 -- the followers) or are hidden from the author or the reposter at that time: they block
 -- or mute them, or are blocked by them. Both come from one read of the follower's pair
--- state (lib.lua, pair:{user}). The post's facts come in ARGV from the orchestrator, and every key touched for a
--- follower carries the follower's tag, so a call touches only its followers' slots. It
--- declares the first follower's feed bucket key (routing on a cluster) or, after a
--- refusal, every key of one slot; the flag lets it reach the other slots of its node.
--- KEYS: feed bucket of the first follower, or of every follower of one slot (routing)
--- ARGV 8..: segments of op, post_id, author_id, ts, reposter_id, flags, n, then n
---           follower ids
+-- state (lib.lua, pair:{user}). The post's facts come in ARGV from the orchestrator, and
+-- every key touched for a follower carries the follower's tag, so a call touches only its
+-- followers' slots. It declares the first follower's feed bucket key (routing on a
+-- cluster) or, after a refusal, every key of one slot; the flag lets it reach the other
+-- slots of its node.
+-- KEYS: bucket, ... (the feed bucket of the first follower, or of every follower of one
+--      slot: routing)
+-- ARGV 8..: op, post_id, author_id, ts, reposter_id, flags, n, follower_id, ... (segments:
+--           an event's facts, then its n followers)
 -- Returns the followers reached, one count per segment.
 
 local counts = {}

@@ -3,8 +3,8 @@
 -- the gift in the recipient's inbox and the sender's sent list. Keyed by gift_id: a
 -- redelivered or replayed gift returns its first outcome and changes nothing.
 -- ARGV 8..: gift_id, sender_id, recipient_id, offer_id, campaign_id, message, ts,
---           send_limit, has_codes ('1'), reasons found without Redis ('a,b' or ''),
---           inbox cap
+--           send_limit, has_codes ('1'), reasons (found without Redis: 'a,b' or ''),
+--           inbox_cap
 -- Returns 'decision|reason,reason'.
 local gift, sender, recipient, offer, campaign = ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 local message, ts, limit, has_codes = ARGV[13], ARGV[14], tonumber(ARGV[15]), ARGV[16] == '1'

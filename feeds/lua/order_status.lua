@@ -1,7 +1,7 @@
 -- order_status.lua: record one status event of an order and recompute its status and
 -- history from all of them (late, repeated and out-of-order events give the same result
 -- as in-order ones); a cancel or refund takes back the creators' credit.
--- ARGV 8..: order_id, buyer_id, status, seq (-1 if none), ts, dedup id (the same for
+-- ARGV 8..: order_id, buyer_id, status, seq (-1 if none), ts, dedup_id (the same for
 --           repeats of one event)
 -- Returns the order's status.
 local order, buyer, status, seq, ts, dedup = ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12],

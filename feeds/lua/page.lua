@@ -1,6 +1,6 @@
 -- page.lua: the top of every bucket of a feed, for the caller to merge.
 -- (Standalone: no lib.lua.)
--- KEYS: zset bucket 0..n-1, then attribution hash bucket 0..n-1.
+-- KEYS: bucket, ... (the n zset buckets 0..n-1, then their n attribution hashes)
 -- ARGV: max_score ('+inf' or a score; inclusive), limit
 -- From each bucket: up to limit entries at or below max_score, highest first, plus every
 -- entry tied at max_score (the caller drops those at or before its cursor).

@@ -1,5 +1,5 @@
 -- progress.lua: raise partitions' progress (never lower it).
--- ARGV 8..: field, event time, field, event time, ...
+-- ARGV 8..: field, ts, ... (pairs: a partition's field, its event time)
 local progress = key('progress', 'order')
 for i = 8, #ARGV, 2 do
   local current = redis.call('HGET', progress, ARGV[i])

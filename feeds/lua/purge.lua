@@ -1,8 +1,8 @@
 -- purge.lua: on user's slot, take target's reasons out of user's feeds and re-place what
 -- they touched (lib.lua, purge): after an unfollow every reason of target's (value ''),
 -- after a block or mute (authored '1') those hidden by the pair's value 'on|off'.
--- ARGV 8..: user_id, target_id, authored, value, n, then n times post_id, author, ts,
---           deleted ('' when absent): the facts of the posts in user's feeds
+-- ARGV 8..: user_id, target_id, authored, value, n, post_id, author, ts, deleted, ...
+-- (then n times the facts of a post in user's feeds, '' for what the record lacks)
 local user, target, authored, value = ARGV[8], ARGV[9], ARGV[10] == '1', ARGV[11]
 
 local facts = {}

@@ -1,7 +1,7 @@
 -- release.lua: the parked reposts-topic events whose event time the watermark has passed,
 -- oldest first (ties by event id). The watermark is the lowest progress of the expected
 -- partitions (none released until every one of them has reported), or forced.
--- ARGV 8..: limit, forced watermark ('' to compute it), partition field, ...
+-- ARGV 8..: limit, forced (the watermark, '' to compute it), field (of a partition), ...
 -- Returns {watermark or false, event_id, record, event_id, record, ...}.
 local limit, forced = tonumber(ARGV[8]), ARGV[9]
 local watermark = nil

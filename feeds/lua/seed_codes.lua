@@ -1,7 +1,7 @@
 -- seed_codes.lua: put an offer's codes that are new in the campaigns file into its pool,
 -- once each: the pool remembers how many of the file's codes it has seen, so restarts
 -- add nothing and codes appended to the file later are added.
--- ARGV 8..: offer_id, code, code, ... (in file order)
+-- ARGV 8..: offer_id, code, ... (the codes in file order)
 -- Returns the number of codes added.
 local offer = ARGV[8]
 local seen_key = key('gift_codes_seeded', offer)

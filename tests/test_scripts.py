@@ -1,0 +1,76 @@
+"""The Python-Lua contract: each script's header declares the ``KEYS`` and ``ARGV`` that
+``feeds/scripts.py`` declares for it, and calls are built by those names."""
+
+from __future__ import annotations
+
+import re
+from importlib.resources import files
+
+import pytest
+from feedamp.config import Settings
+from feedamp.feeds.batch import context
+from feedamp.feeds.scripts import CONTEXT, SCRIPT_NAMES, SIGNATURES, argv
+
+LUA = files("feedamp.feeds").joinpath("lua")
+#: ``-- ARGV 8..: a, b (note), c, ...`` or ``-- KEYS: a, ...``, continued on indented
+#: comment lines.
+HEADER = re.compile(r"^-- (ARGV(?: \d+\.\.)?|KEYS): (.*)$")
+
+
+def header(name: str) -> dict[str, tuple[str, list[str]]]:
+    """``{"ARGV" | "KEYS": (the word before the colon, [names, "..." for a tail])}``."""
+    lines = LUA.joinpath(f"{name}.lua").read_text().splitlines()
+    found: dict[str, tuple[str, list[str]]] = {}
+    n = 1 if lines and lines[0].startswith("#!") else 0  # a shebang line of flags
+    while n < len(lines) and lines[n].startswith("--"):
+        match = HEADER.match(lines[n])
+        n += 1
+        if not match:
+            continue
+        body = match.group(2)
+        while n < len(lines) and re.match(r"^--\s{3,}\S", lines[n]):
+            body += " " + lines[n][2:].strip()
+            n += 1
+        body = re.sub(r"\([^()]*\)", "", body)  # notes in parentheses
+        body = re.sub(r"(?<!\.)\.\s*$", "", body.strip())  # a sentence's full stop
+        names = [part.strip() for part in body.split(",") if part.strip()]
+        names = [] if names == ["none"] else names
+        found[match.group(1).split()[0]] = (match.group(1), names)
+    return found
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_header_matches_the_declaration(name):
+    sig = SIGNATURES[name]
+    found = header(name)
+    where, names = found.get("ARGV", ("", []))
+    first = f"ARGV {len(CONTEXT) + 1}.." if sig.context else "ARGV"
+    declared = [*sig.args, *sig.more] + (["..."] if sig.more else [])
+    assert (where, names) == (first, declared)
+    assert found.get("KEYS", ("KEYS", []))[1] == list(sig.keys)
+
+
+def test_every_script_is_declared():
+    on_disk = {p.name[:-4] for p in LUA.iterdir() if p.name.endswith(".lua")}
+    assert on_disk - {"lib", "lib_shop"} == set(SCRIPT_NAMES) == set(SIGNATURES)
+
+
+def test_lib_reads_the_declared_context():
+    lib = LUA.joinpath("lib.lua").read_text()
+    read = re.findall(r"^local (\w+) = .*ARGV\[(\d+)\]", lib, re.MULTILINE)
+    assert [(v.lower(), int(i)) for v, i in read] == [(c, i + 1) for i, c in enumerate(CONTEXT)]
+    assert len(context(Settings())) == len(CONTEXT)
+
+
+def test_calls_are_built_by_name():
+    ctx = context(Settings())
+    built = argv("follow", ctx, ts=5, on="1", followee_id="b", follower_id="a")
+    assert built == [*ctx, "a", "b", 5, "1"]
+    assert argv("seed_codes", ctx, "c1", "c2", offer_id="o") == [*ctx, "o", "c1", "c2"]
+    assert argv("page", max_score="+inf", limit=5) == ["+inf", 5]
+    with pytest.raises(TypeError, match="missing"):
+        argv("follow", ctx, follower_id="a", ts=5, on="1")
+    with pytest.raises(TypeError, match="unknown"):
+        argv("follow", ctx, follower_id="a", followee_id="b", ts=5, on="1", extra=1)
+    with pytest.raises(TypeError, match="groups"):
+        argv("progress", ctx, "field-only")
