@@ -171,6 +171,7 @@ async def deliver(
         split: dict[str, list[str]] = defaultdict(list)
         for follower in seg.followers:
             node = redis.get_node_from_key(keys.feed(follower, seg.bucket))
+            assert node is not None  # every slot is served (cluster_state:ok)
             per_node.setdefault(node.name, (node, []))
             split[node.name].append(follower)
         for name, followers in split.items():

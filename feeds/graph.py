@@ -99,7 +99,7 @@ class GraphSteps:
         if not mute:  # the target's side: what it must not see
             calls.append((self.scripts.hide, [*self.context, "blocked_by", target, user,
                                               event.ts, on]))  # fmt: skip
-        value, *_ = await self._run(calls)  # type: ignore[arg-type]
+        value, *_ = await self._run(calls)
         pair = text(value)
         on_ts, _, off_ts = pair.partition("|")
         if not on_ts:
@@ -134,7 +134,7 @@ class GraphSteps:
 
     async def _recent(
         self, targets: Sequence[str], since: int | str
-    ) -> list[tuple[list[str], list[str]]]:
+    ) -> list[tuple[list[str | int], list[str | int]]]:
         """Each target's recent posts and reposts of time ``since`` or later, as the
         backfill rows of ``lua/backfill.lua`` (reposts with their authors)."""
         k = self.keys
@@ -153,10 +153,10 @@ class GraphSteps:
                 found = await pipe.execute()
             authors = {p: text(a) if a is not None else ""
                        for p, a in zip(reposted, found, strict=True)}  # fmt: skip
-        rows = []
+        rows: list[tuple[list[str | int], list[str | int]]] = []
         for posts, reposts in zip(lists[0::2], lists[1::2], strict=True):
-            own = [len(posts), *(v for p, ts in posts for v in (text(p), ts))]
-            shared = [len(reposts),
+            own: list[str | int] = [len(posts), *(v for p, ts in posts for v in (text(p), ts))]
+            shared: list[str | int] = [len(reposts),
                       *(v for p, s in reposts for v in (text(p), s, authors[text(p)]))]  # fmt: skip
             rows.append((own, shared))
         return rows
@@ -170,7 +170,7 @@ class GraphSteps:
         for target, (own, shared) in zip(targets, await self._recent(targets, 0), strict=True):
             argv = [*self.context, user, target, "backfill", *own, *shared, 0]
             calls.append((self.scripts.backfill, argv))
-        await self._run(calls)  # type: ignore[arg-type]
+        await self._run(calls)
 
     async def restore(self, viewer: str, target: str, since: str) -> None:
         """After an undo of time ``since``: give ``viewer`` back ``target``'s content of

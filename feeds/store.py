@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from feedamp.config import Settings
 from feedamp.models.decisions import (
@@ -237,14 +238,15 @@ class FeedStore:
                     sources.append(ev.reposter_id)
                 elif isinstance(ev, Unrepost):
                     pipe.zrem(k.recent_reposts(ev.reposter_id), ev.post_id)
-                    author, ts, deleted = (text(v) if v is not None else "" for v in found[0])  # type: ignore[union-attr]
+                    facts = cast(list, found[0])
+                    author, ts, deleted = (text(v) if v is not None else "" for v in facts)
                     segments.append(Segment("withdraw", ev.post_id, author, ts, bucket, [], i,
                                             ev.reposter_id, "d" if deleted else ""))  # fmt: skip
                     sources.append(ev.reposter_id)
                 else:
                     assert isinstance(ev, DeletePost)
                     deletes.append(ev)
-                    reposters = [text(r) for r in found[0]]  # type: ignore[union-attr]
+                    reposters = [text(r) for r in cast(list, found[0])]
                     pipe.zrem(k.recent_posts(ev.author_id), ev.post_id)
                     for reposter in reposters[1:]:
                         pipe.zrem(k.recent_reposts(reposter), ev.post_id)
