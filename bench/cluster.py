@@ -1,12 +1,12 @@
-"""Benchmark: post fan-out on a three-master Redis Cluster against one standalone Redis.
+"""Benchmark: fan-out on a three-master Redis Cluster against one standalone Redis.
 
 Starts a standalone Redis and an embedded three-master cluster (``REDIS_TUNING`` on every
 node), writes the same follow graph to both (authors with a skewed number of followers
-drawn from one user pool), then delivers the same posts:
-
-- standalone: ``FeedStore.apply`` (``post.lua``, batches pipelined as in the worker);
-- cluster: ``ClusterPostFanout`` (origin step, then delivery steps grouped by node),
-  posts in concurrent batches.
+drawn from one user pool), then applies the same posts and reposts (each repost of an
+earlier post, by another author: Following with attribution and For You) through
+``FeedStore.apply`` in batches, as a worker does: the same code on both layouts (origin
+steps, then delivery steps grouped by node: one group on the standalone Redis). Caps are
+off (the repost decision is not measured here).
 
 The measure is **Redis CPU per delivery**: the sum over nodes of the ``used_cpu_user`` +
 ``used_cpu_sys`` deltas from ``INFO cpu`` across the deliveries, divided by the feed
@@ -14,7 +14,8 @@ entries pushed. Unlike wall time it holds up on a shared machine. Also the clust
 balance: the busiest master's share of keys and of that CPU against the mean (targets:
 cluster cost at most 1.25x standalone; busiest node at most 1.25x the mean).
 
-Run ``python bench/cluster.py`` (``--posts N``, default 2,000; ``--quick`` for 400). The
+Run ``python bench/cluster.py`` (``--posts N``, default 2,000, and as many reposts;
+``--quick`` for 400). The
 last line printed is machine-readable:
 
     cost_ratio=... standalone_us=... cluster_us=... busiest_keys=... busiest_cpu=...
@@ -30,14 +31,13 @@ import sys
 import time
 from dataclasses import dataclass
 
-from feedamp.config import Settings
+from feedamp.config import Caps, Settings
 from feedamp.embedded.cluster import start_redis_cluster
 from feedamp.embedded.services import start_redis
 from feedamp.feeds import FeedStore, Keys
 from feedamp.feeds.cluster import info_per_master
-from feedamp.feeds.connection import AnyRedis, close, connect, is_cluster
-from feedamp.feeds.fanout_cluster import ClusterPostFanout
-from feedamp.models.events import Post
+from feedamp.feeds.connection import AnyRedis, close, connect
+from feedamp.models.events import Event, Post, Repost
 
 USERS = 20_000
 AUTHORS = 200
@@ -79,6 +79,7 @@ async def write_graph(redis: AnyRedis, keys: Keys, followers: dict[str, list[str
             pipe.sadd(keys.followers(author), *fans)
             for fan in fans:
                 pipe.sadd(keys.following(fan), author)
+                pipe.hset(keys.pair(fan), author, keys.pair_value("1|"))
         await pipe.execute()
 
 
@@ -92,23 +93,18 @@ async def dbsize(redis: AnyRedis) -> dict[str, int]:
             for name, i in (await info_per_master(redis, "keyspace")).items()}  # fmt: skip
 
 
-async def measure(url: str, posts: list[Post], followers: dict[str, list[str]]) -> Run:
+async def measure(url: str, posts: list[Event], followers: dict[str, list[str]]) -> Run:
     redis = connect(url)
-    settings = Settings(redis_url=url, key_prefix="bench:")
+    settings = Settings(redis_url=url, key_prefix="bench:", caps=Caps(enabled=False))
     keys = Keys(settings.key_prefix)
     try:
         await write_graph(redis, keys, followers)
         before, started, delivered = await cpu(redis), time.perf_counter(), 0
-        if not is_cluster(redis):
-            store = FeedStore(redis, settings)
-            for i in range(0, len(posts), BATCH):
-                delivered += (await store.apply(posts[i : i + BATCH])).deliveries
-        else:
-            fanout = ClusterPostFanout(redis, settings)  # type: ignore[arg-type]
-            for i in range(0, len(posts), BATCH):
-                delivered += sum(await fanout.apply_batch(posts[i : i + BATCH]))
-            if fanout.regrouped:
-                print(f"re-grouped by slot: {fanout.regrouped:,} followers", file=sys.stderr)
+        store = FeedStore(redis, settings)
+        for i in range(0, len(posts), BATCH):
+            delivered += (await store.apply(posts[i : i + BATCH])).deliveries
+        if store.regrouped:
+            print(f"re-grouped by slot: {store.regrouped:,} followers", file=sys.stderr)
         seconds = time.perf_counter() - started
         after = await cpu(redis)
         used = {name: after[name] - before[name] for name in after}
@@ -128,8 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(11)
     authors = list(followers)
     base = 1_700_000_000_000
-    posts = [Post(event_id=f"e{i}", ts=base + i, post_id=f"p{i}", author_id=rng.choice(authors))
-             for i in range(n)]  # fmt: skip
+    posts: list[Event] = []
+    for i in range(n):
+        author = rng.choice(authors)
+        posts.append(Post(event_id=f"e{i}", ts=base + 2 * i, post_id=f"p{i}", author_id=author))
+        j = rng.randrange(i + 1)
+        original = posts[2 * j] if 2 * j < len(posts) else posts[0]
+        assert isinstance(original, Post)
+        reposter = rng.choice([a for a in authors if a != original.author_id])
+        posts.append(Repost(event_id=f"r{i}", ts=base + 2 * i + 1, repost_id=f"r{i}",
+                            post_id=original.post_id, post_author_id=original.author_id,
+                            reposter_id=reposter))  # fmt: skip
     standalone, cluster = start_redis(), start_redis_cluster()
     try:
         single = asyncio.run(measure(f"redis://{standalone.address}/0", posts, followers))
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deliveries differ: {single.deliveries} vs {multi.deliveries}", file=sys.stderr)
         return 1
     ratio = multi.us_per_delivery / single.us_per_delivery
-    print(f"{n:,} posts, {single.deliveries:,} deliveries")
+    print(f"{n:,} posts and {n:,} reposts, {single.deliveries:,} deliveries")
     print(f"standalone: {single.us_per_delivery:.2f} us Redis CPU per delivery "
           f"({single.seconds:.1f} s)")  # fmt: skip
     print(f"cluster:    {multi.us_per_delivery:.2f} us Redis CPU per delivery "

@@ -365,8 +365,10 @@ class Bench:
             for source in sources:
                 for start in range(0, len(followers), 5000):
                     pipe.sadd(self.keys.followers(source), *followers[start : start + 5000])
+            followed = self.keys.pair_value("1|")  # followed since event time 1
             for follower in followers:
                 pipe.sadd(self.keys.following(follower), *sources)
+                pipe.hset(self.keys.pair(follower), mapping=dict.fromkeys(sources, followed))
             await pipe.execute()
 
     def feed_keys(self, user: str) -> list[str]:

@@ -160,14 +160,12 @@ def orders(args: argparse.Namespace, settings: Settings) -> int:
 def rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
     """``feedamp rebuild-feed USER``: regenerate one user's feeds."""
     from feedamp.feeds import FeedStore
-    from feedamp.feeds.cluster import refuse_writes_on_cluster
     from feedamp.feeds.connection import connect
     from feedamp.feeds.namespace import Namespaces
 
     async def run() -> int:
         redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
         try:
-            refuse_writes_on_cluster(redis, "feedamp rebuild-feed")
             prefix = await Namespaces(redis, settings.key_prefix).active()
             return await FeedStore(redis, settings).rebuild_feed(args.user, prefix=prefix)
         finally:

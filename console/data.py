@@ -60,12 +60,12 @@ REACH_BUDGET = 200_000
 _REACH = """
 local reply = redis.call('SSCAN', ARGV[1], ARGV[6], 'COUNT', ARGV[7])
 local held = 0
-local needle = ',' .. ARGV[5] .. ','
+local needle = ',' .. ARGV[5] .. '@'
 for _, follower in ipairs(reply[2]) do
   local value = redis.call('HGET', ARGV[2] .. follower .. '}:' .. ARGV[3], ARGV[4])
   if value then
     if string.sub(value, 1, 1) == '^' then value = string.sub(value, 2) end
-    if string.find(',' .. value .. ',', needle, 1, true) then held = held + 1 end
+    if string.find(',' .. value, needle, 1, true) then held = held + 1 end
   end
 end
 return {reply[1], held, #reply[2]}

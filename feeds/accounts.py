@@ -30,12 +30,12 @@ from feedamp.models.events import (
     Unfollow,
     _Hiding,
 )
-from redis.commands.core import AsyncScript
 
 from .batch import context, run_scripts, text
 from .connection import AnyRedis
-from .keys import Keys, suspended_shard
-from .scripts import SIGNATURES, Scripts, argv
+from .fanout import Segment, deliver, followers_of
+from .keys import Keys, bucket_of, suspended_shard
+from .scripts import Scripts, argv
 from .store import Applied, Failure
 
 __all__ = ["AccountStore", "actor_of", "suspended_at"]
@@ -175,23 +175,44 @@ class AccountStore:
         idempotent."""
         keys = Keys(prefix or self.settings.key_prefix)
         ctx = context(self.settings, prefix)
+        chunk, buckets = self.settings.fanout_chunk, self.settings.feed_buckets
         posts = [text(p) for p in await self.redis.zrange(keys.recent_posts(user_id), 0, -1)]
-        for post in posts:
-            reposters = await self.redis.zrange(keys.reposters(post), 0, -1)
-            for source in [user_id, *(text(r) for r in reposters)]:
-                args = argv("unpush", ctx, cursor="0", post_id=post, source_id=source, last="0")
-                await self._chunked("unpush", args)
-        reposted = await self.redis.zrange(keys.recent_reposts(user_id), 0, -1)
-        for post in (text(p) for p in reposted):
-            args = argv("unrepost", ctx, first="0", cursor="0", post_id=post, reposter_id=user_id)
-            await self._chunked("unrepost", args)
+        if posts:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for post in posts:
+                    pipe.zrange(keys.reposters(post), 0, -1)
+                reposters = await pipe.execute()
+            flat = [(post, source) for post, rs in zip(posts, reposters, strict=True)
+                    for source in [user_id, *(text(r) for r in rs)]]  # fmt: skip
+            found = _or_raise(await followers_of(self.redis, keys, [s for _, s in flat], chunk))
+            segments = [Segment("unpush", post, "", "", bucket_of(post, buckets), followers)
+                        for (post, _), followers in zip(flat, found, strict=True)]  # fmt: skip
+            done = await deliver(self.redis, self.scripts.deliver, ctx, segments, keys, chunk)
+            if done.errors:
+                raise next(iter(done.errors.values()))
+        reposted = [text(p) for p in await self.redis.zrange(keys.recent_reposts(user_id), 0, -1)]
+        if reposted:
+            # each repost's attribution withdrawn from the followers' feeds (the repost
+            # itself stays on record), given its post's facts
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for post in reposted:
+                    pipe.hmget(keys.post(post), "a", "ts", "del")
+                records = await pipe.execute()
+            (followers,) = _or_raise(await followers_of(self.redis, keys, [user_id], chunk))
+            segments = []
+            for post, (author, ts, deleted) in zip(reposted, records, strict=True):
+                segments.append(Segment("withdraw", post, text(author) if author else "",
+                                        text(ts) if ts else "", bucket_of(post, buckets),
+                                        followers, reposter_id=user_id,
+                                        flags="d" if deleted else ""))  # fmt: skip
+            done = await deliver(self.redis, self.scripts.deliver, ctx, segments, keys, chunk)
+            if done.errors:
+                raise next(iter(done.errors.values()))
 
-    async def _chunked(self, name: str, args: list[str | int]) -> None:
-        """Call the follower-visiting script ``name`` until its cursor comes back ``0``."""
-        script: AsyncScript = getattr(self.scripts, name)
-        cursor_at = SIGNATURES[name].index("cursor")
-        while True:
-            cursor = text(await script(args=args))
-            if cursor == "0":
-                return
-            args[cursor_at] = cursor
+
+def _or_raise(found: list[list[str] | Exception]) -> list[list[str]]:
+    """Followers lists, or the first error Redis answered instead of one."""
+    for item in found:
+        if isinstance(item, Exception):
+            raise item
+    return found  # type: ignore[return-value]

@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from feedamp.config import Settings
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
+    AskError,
     BusyLoadingError,
     ClusterDownError,
     MasterDownError,
+    MovedError,
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
@@ -34,10 +36,18 @@ TRANSIENT_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, Ti
                     ClusterDownError, MasterDownError)  # fmt: skip
 
 
+#: What a cluster node answers while a slot migrates: a redirection the pipeline did not
+#: follow, or a script reaching a key of its slot that already moved ("non local key").
+MIGRATING = (MovedError, AskError)
+NON_LOCAL = "non local key"
+
+
 def is_transient(error: object) -> bool:
-    """True for errors worth waiting out, which are retried instead of dead-lettered."""
-    return isinstance(error, TRANSIENT_ERRORS) or (
-        isinstance(error, ResponseError) and str(error).startswith(("BUSY", "OOM", "LOADING"))
+    """True for errors worth waiting out, which are retried instead of dead-lettered
+    (every write is idempotent, so a batch is retried whole)."""
+    return isinstance(error, TRANSIENT_ERRORS + MIGRATING) or (
+        isinstance(error, ResponseError)
+        and (str(error).startswith(("BUSY", "OOM", "LOADING")) or NON_LOCAL in str(error))
     )
 
 

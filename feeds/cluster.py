@@ -1,13 +1,14 @@
 """Running the engine's scripts and scans on a Redis Cluster.
 
 A script call on a cluster runs on the node of its declared keys (``KEYS``); a script
-without a ``#!lua`` shebang (all of ``lua/``) may then touch any key of that node, across
-slots, but no key of another node. So a call can run on a cluster only when every key it
-touches shares one slot with the key it is routed by (then resharding moves them
-together). Each script's routing key is computed here, in Python, from its ARGV (the
-seven settings of ``lib.lua`` first, then the script's own arguments), and passed as
-``KEYS[1]``; the scripts build their keys from ARGV as on a standalone Redis and never
-read ``KEYS``, so the same source serves both.
+without a ``#!lua`` shebang may then touch any key of that node, across slots, but no key
+of another node. So a call can run on a cluster only when every key it touches shares
+one slot with the key it is routed by (then resharding moves them together), or, like
+the fan-out's delivery step (``lua/deliver.lua``, :mod:`.fanout`), declares its own keys
+and handles the node's refusals. Each other script's routing key is computed here, in
+Python, from its ARGV (the seven settings of ``lib.lua`` first, then the script's own
+arguments), and passed as ``KEYS[1]``; the scripts build their keys from ARGV as on a
+standalone Redis and never read ``KEYS``, so the same source serves both.
 
 Invariants:
 
@@ -15,12 +16,12 @@ Invariants:
   names), so it is correct on any slot layout and survives resharding (a call on a slot
   being migrated gets ``ASK`` / ``TRYAGAIN`` for its declared key and is retried by the
   client before it runs);
-- writes of several entities (a gift, an order and its creators, a repost decision) run
-  as several such scripts, one step per slot (see :mod:`feedamp.feeds.shop.gifts`,
-  :mod:`feedamp.feeds.shop.order_steps`, :mod:`feedamp.feeds.repost_decisions`); every other
-  script touches keys of several entities (a fan-out over followers); on a cluster it
-  raises :class:`ClusterUnsupported` before it runs (a suspension's feed clean-up raises
-  after the account's state and index steps, which are idempotent);
+- writes of several entities run as several such scripts, one step per slot: a gift,
+  an order and its creators, a repost decision (see :mod:`feedamp.feeds.shop.gifts`,
+  :mod:`feedamp.feeds.shop.order_steps`, :mod:`feedamp.feeds.repost_decisions`), and
+  every feed write (an origin step here, then :mod:`.fanout`'s delivery steps or
+  :mod:`.graph`'s purge and backfill steps); any other script raises
+  :class:`ClusterUnsupported` before anything is written, never a partial write;
 - a scan of a cluster visits every master (``SCAN`` per node).
 """
 
@@ -101,6 +102,16 @@ ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
     "order_credit": _tagged("credited", 0),  # credited, creator, converted, conversions
     "order_unwait": _kind_tagged,  # awaiting_post / awaiting_repost / awaiting_tags:{id}
     "tag": _tagged("post", 0),  # post:{post}, products:{post}, awaiting_tags:{post}
+    # The origin steps of the fan-out (feeds/store.py; deliveries declare their own keys):
+    "post": _tagged("post", 0),  # post:{p}, awaiting_post:{p} (refused when orders wait)
+    "delete_post": _tagged("post", 0),  # post:{p}, reposters:{p}
+    "repost": _tagged("post", 0),  # post:{p}, reposters:{p}, comments:{p}, awaiting_post:{p}
+    "repost_record": _tagged("repost", 0),  # repost:{r}, awaiting_repost:{r}
+    "unrepost": _tagged("post", 0),  # reposters:{p}, comments:{p}, post:{p}
+    "follow": _tagged("following", 0),  # pair:{u}, following:{u}
+    "hide": _tagged("pair", 1),  # pair:{owner}
+    "purge": _tagged("feed", 0),  # the user's feeds, following, hiding hashes
+    "backfill": _tagged("feed", 0),  # the same
 }
 
 

@@ -30,7 +30,10 @@ class Entry:
         value = via.decode() if via else ""
         self.labelled = value.startswith(LABEL_MARK)
         self.reposters: tuple[str, ...] = (
-            tuple(r.removeprefix(LABEL_MARK) for r in value.split(",")) if value else ()
+            # items "[^]id@time", latest first (README, key schema)
+            tuple(r.removeprefix(LABEL_MARK).rpartition("@")[0] for r in value.split(","))
+            if value
+            else ()
         )
 
     def after(self, cursor: Entry) -> bool:

@@ -186,7 +186,7 @@ async def explain(
         via_s = _s(via) or ""
         entries.append(Entry(
             present=score is not None, bucket=b, score=score,
-            via=[v.removeprefix(LABEL_MARK) for v in via_s.split(",") if v],
+            via=[v.removeprefix(LABEL_MARK).rpartition("@")[0] for v in via_s.split(",") if v],
             labelled=via_s.startswith(LABEL_MARK), bucket_size=size, bucket_cap=cap,
             bucket_lowest=lowest[0][1] if lowest else None,
         ))  # fmt: skip
@@ -207,12 +207,12 @@ async def explain(
         for rid in ids:
             pipe.hget(k.repost(rid), "u")
         pipe.smembers(k.following(user))
-        pipe.hget(k.follow_times(user), x.author or "")
-        *found, following, follow_times = await pipe.execute()
+        pipe.hget(k.pair(user), x.author or "")
+        *found, following, pair = await pipe.execute()
     makers = {rid: _s(u) for rid, u in zip(ids, found, strict=True)}
     followees = {text(f) for f in following}
     x.follows_author = x.author in followees
-    off = (_s(follow_times) or "").partition("|")[2]
+    off = _pair_parts(_s(pair))[0].partition("|")[2]
     if not x.follows_author and off.isdigit():
         x.unfollowed_at = int(off)
     # Rate-limited or refused reposts left no repost record: search the attempts of the
@@ -241,21 +241,21 @@ async def explain(
     people = [p for p in dict.fromkeys([x.author, *by_reposter]) if p]
     async with redis.pipeline(transaction=False) as pipe:
         if people:
-            pipe.hmget(k.blocks(user), people)
-            pipe.hmget(k.mutes(user), people)
+            pipe.hmget(k.pair(user), people)  # the pairs as this reader sees them
         for p in people:
-            pipe.hget(k.blocks(p), user)
             pipe.hmget(k.account(p), "susp", "rein")
         res = await pipe.execute() if people else []
-    blocks, mutes = (res[0], res[1]) if people else ([], [])
+    pairs = res[0] if people else []
     hidden: dict[str, str | None] = {}
     suspended: dict[str, bool] = {}
     for i, p in enumerate(people):
-        blocked_by_them, (susp, rein) = res[2 + 2 * i], res[3 + 2 * i]
+        _, blocks, blocked_by_them, mutes = _pair_parts(_s(pairs[i]))
+        susp, rein = res[1 + i]
         t = x.post_ts if p == x.author else times.get(p)
-        hidden[p] = ("you block them" if _hidden_at(blocks[i], t)
-                     else "you mute them" if _hidden_at(mutes[i], t)
-                     else "they block you" if _hidden_at(blocked_by_them, t) else None)  # fmt: skip
+        hidden[p] = ("you block them" if _hidden_at(blocks or None, t)
+                     else "you mute them" if _hidden_at(mutes or None, t)
+                     else "they block you" if _hidden_at(blocked_by_them or None, t)
+                     else None)  # fmt: skip
         suspended[p] = susp is not None and not (rein is not None and int(rein) >= int(susp))
     if x.author:
         x.author_suspended = suspended.get(x.author, False)
@@ -276,13 +276,13 @@ async def explain(
     return x
 
 
-def _hidden_at(value: bytes | None, t: int | None) -> bool:
+def _hidden_at(value: bytes | str | None, t: int | None) -> bool:
     """A pair's hiding state ``on|off`` (the latest block or mute and its undoing, event
     times) hides content of time ``t``: the pair is hidden now, or ``t`` is before the
     latest undoing (``t`` None: hidden now). The rule of ``hidden_at`` in lib.lua."""
     if not value:
         return False
-    on, _, off = value.decode().partition("|")
+    on, _, off = (_s(value) or "").partition("|")
     if not on.isdigit():
         return False
     if not off.isdigit() or int(off) < int(on):
@@ -401,3 +401,8 @@ def _for_you_verdicts(x: Explanation) -> list[str]:
         out.append("nothing Redis holds explains it: the repost may not be applied yet "
                    "(see `feedamp status`: lag and parked reposts)")  # fmt: skip
     return out
+
+
+def _pair_parts(value: str | None) -> list[str]:
+    """The four parts of a ``pair:{user}`` value (follow, blocks, blocked_by, mutes)."""
+    return ([*(value or "").split(";"), "", "", "", ""])[:4]

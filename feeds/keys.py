@@ -113,28 +113,19 @@ class Keys:
         """Sorted set: the post's recent repost attempts, for the virality brake."""
         return self._key("brake", post_id)
 
-    def blocks(self, user_id: str) -> str:
-        """Hash: target -> ``on|off``, the latest block and unblock event times of the pair
-        (either may be empty); ``mutes`` the same for mutes."""
-        return self._key("blocks", user_id)
+    def pair(self, user_id: str) -> str:
+        """Hash: other user -> ``follow;blocks;blocked_by;mutes``, the state of the pair
+        seen from this user (trailing empty parts left out): this user's follow, block and
+        mute of the other and the other's block of this user, each ``on|off`` (the latest
+        on and off event times, either may be empty; the later wins, a tie goes to off)
+        or empty."""
+        return self._key("pair", user_id)
 
-    def mutes(self, user_id: str) -> str:
-        """Hash: target -> ``on|off``, the latest mute and unmute event times."""
-        return self._key("mutes", user_id)
-
-    def blocked_by(self, user_id: str) -> str:
-        """Hash: user who blocked this account -> the same ``on|off`` as their ``blocks``
-        (``muted_by``: muted it)."""
-        return self._key("blocked_by", user_id)
-
-    def muted_by(self, user_id: str) -> str:
-        """Hash: user who muted this account -> ``on|off`` (see :meth:`mutes`)."""
-        return self._key("muted_by", user_id)
-
-    def follow_times(self, user_id: str) -> str:
-        """Hash: followee -> ``on|off``, the latest follow and unfollow event times; the
-        later wins (a tie goes to unfollow), whatever the arrival order."""
-        return self._key("follow_times", user_id)
+    @staticmethod
+    def pair_value(follow: str = "", blocks: str = "", blocked_by: str = "",
+                   mutes: str = "") -> str:  # fmt: skip
+        """A :meth:`pair` field's value from its parts, as the scripts write it."""
+        return ";".join([follow, blocks, blocked_by, mutes]).rstrip(";")
 
     def repost(self, repost_id: str) -> str:
         """Hash: the repost record (``u`` reposter, ``p`` post), for purchase attribution."""

@@ -36,11 +36,12 @@ __all__ = [
 SCRIPT_NAMES = (
     "post",
     "repost",
+    "repost_record",
     "unrepost",
     "delete_post",
-    "unpush",
     "follow",
-    "unfollow",
+    "purge",
+    "backfill",
     "hide",
     "decide_post",
     "decide_user",
@@ -67,7 +68,7 @@ SCRIPT_NAMES = (
     "progress",
     "tag",
     "view",
-    "deliver_post",
+    "deliver",
 )
 #: The settings every script's ARGV starts with, in order (``lib.lua``; see
 #: :func:`feedamp.feeds.batch.context`).
@@ -96,16 +97,16 @@ class Signature:
 
 #: Every script's declaration. Keep each in step with the header of ``lua/<name>.lua``.
 SIGNATURES: dict[str, Signature] = {
-    "post": Signature(("first", "cursor", "post_id", "author_id", "ts", "visibility", "text",
-                       "media_url")),
-    "repost": Signature(("first", "cursor", "post_id", "post_author_id", "reposter_id", "ts",
-                         "comment", "for_you", "label", "repost_id")),
-    "unrepost": Signature(("first", "cursor", "post_id", "reposter_id")),
+    "post": Signature(("post_id", "author_id", "ts", "visibility", "text", "media_url")),
+    "repost": Signature(("post_id", "post_author_id", "reposter_id", "ts", "comment")),
+    "repost_record": Signature(("repost_id", "reposter_id", "post_id", "post_author_id")),
+    "unrepost": Signature(("post_id", "reposter_id")),
     "delete_post": Signature(("post_id", "author_id", "ts")),
-    "unpush": Signature(("cursor", "post_id", "source_id", "last")),
-    "follow": Signature(("follower_id", "followee_id", "ts")),
-    "unfollow": Signature(("follower_id", "followee_id", "ts")),
-    "hide": Signature(("action", "user_id", "target_id", "ts")),
+    "follow": Signature(("follower_id", "followee_id", "ts", "on")),
+    "hide": Signature(("kind", "owner_id", "other_id", "ts", "on")),
+    "purge": Signature(("user_id", "target_id", "authored", "value", "n"),
+                       more=("post_id", "author", "ts", "deleted")),
+    "backfill": Signature(("user_id", "target_id", "mode"), more=("row",)),
     "decide_post": Signature(("post_id", "repost_id", "via_repost_id", "ts", "brake_window",
                               "door"), lean=True),
     "decide_user": Signature(("reposter_id", "repost_id", "ts", "rate_window", "forwarded",
@@ -141,8 +142,8 @@ SIGNATURES: dict[str, Signature] = {
     "tag": Signature(("post_id", "author_id"), more=("product_id",), lean=True),
     "view": Signature(("user_id", "product_id", "ts", "via_post_id", "via_repost_id", "cap"),
                       lean=True),
-    "deliver_post": Signature(more=("post_id", "author_id", "ts", "n", "follower_id"),
-                              keys=("bucket", "...")),
+    "deliver": Signature(more=("op", "post_id", "author_id", "ts", "reposter_id", "flags", "n",
+                               "follower_id"), keys=("bucket", "...")),
 }  # fmt: skip
 
 
@@ -174,8 +175,8 @@ STANDALONE = frozenset(n for n, sig in SIGNATURES.items() if not sig.context)
 #: many calls, each skips setting up the feed helpers and encoding six settings.
 LEAN = frozenset(n for n, sig in SIGNATURES.items() if sig.lean)
 #: Scripts that also need the order and attribution helpers.
-SHOP = frozenset({"post", "repost", "order_purchase", "order_event", "order_settle",
-                  "order_credit"})  # fmt: skip
+SHOP = frozenset({"post", "repost", "repost_record", "order_purchase", "order_event",
+                  "order_settle", "order_credit"})  # fmt: skip
 
 
 @cache
@@ -200,11 +201,12 @@ class Scripts:
 
     post: AsyncScript
     repost: AsyncScript
+    repost_record: AsyncScript
     unrepost: AsyncScript
     delete_post: AsyncScript
-    unpush: AsyncScript
     follow: AsyncScript
-    unfollow: AsyncScript
+    purge: AsyncScript
+    backfill: AsyncScript
     hide: AsyncScript
     decide_post: AsyncScript
     decide_user: AsyncScript
@@ -231,7 +233,7 @@ class Scripts:
     progress: AsyncScript
     tag: AsyncScript
     view: AsyncScript
-    deliver_post: AsyncScript
+    deliver: AsyncScript
 
     def __init__(self, redis: AnyRedis) -> None:
         """Register every script on ``redis``; on a cluster each is a

@@ -1,14 +1,19 @@
 """Writes: apply events to the Redis feed views.
 
-Per-follower work runs inside Redis (Lua, see ``lua/``); Python sends one script call per
-event and pipelines the calls of a batch into one round trip. A fan-out larger than one
-chunk (``Settings.fanout_chunk`` followers) continues chunk by chunk so that no single call
-holds Redis for long.
+Per-follower work runs inside Redis (Lua, see ``lua/``). Posts, deletions, reposts and
+unreposts run as slot-local steps, the same code on a standalone Redis and a Redis
+Cluster (README, *Redis Cluster*): an origin step per event on its post's slot (one
+pipeline for a run of such events), the recent lists on the authors' and reposters'
+slots, then delivery steps on the followers' slots (:mod:`.fanout`: followers read
+``Settings.fanout_chunk`` at a time, grouped by node, one call per node and chunk), given
+the post's facts in ARGV. Follow, unfollow, block, mute and their undos are one script
+event at a time: state steps, reads, then a step on the user's slot (:mod:`.graph`).
 
-Order: events are applied in the order given. When an event needs more chunks, the calls
-already sent after it in the same pipeline ran too early; they are sent again once the
-event is finished. Every script is idempotent, so running them again is harmless and the
-result is the same as strictly sequential application.
+Order: events are applied in the order given: the batch is cut into runs of fan-out
+events and runs of other events, each run finished before the next starts. Within a run
+the origins run in order, then the deliveries in order (per follower, a post pushed and
+then withdrawn or unpushed ends so). Every step is idempotent, so a batch retried after
+a failure at any point ends as one sequential application.
 """
 
 from __future__ import annotations
@@ -39,12 +44,16 @@ from feedamp.models.events import (
     Unrepost,
 )
 from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
 
-from .batch import PIPELINE_CALLS, TRANSIENT_ERRORS, is_transient, run_scripts, text
-from .connection import AnyRedis
-from .keys import Keys
+from .batch import TRANSIENT_ERRORS, is_transient, run_scripts, text
+from .cluster import ClusterUnsupported
+from .connection import AnyRedis, is_cluster
+from .fanout import Segment, deliver, followers_of
+from .graph import GraphSteps
+from .keys import Keys, bucket_of
 from .repost_decisions import decide_reposts
-from .scripts import SIGNATURES, Scripts, argv
+from .scripts import Scripts
 
 __all__ = ["TRANSIENT_ERRORS", "Applied", "Failure", "FeedStore", "is_transient"]
 
@@ -68,33 +77,11 @@ class Applied:
     deliveries: int = 0
 
 
-#: Positions of (first, cursor) in a fan-out call's argv (post, repost and unrepost agree).
-_FIRST, _CURSOR = SIGNATURES["post"].index("first"), SIGNATURES["post"].index("cursor")
-
-
 @dataclass(slots=True)
 class _Tally:
     """What one :meth:`FeedStore.apply` call counts as it goes."""
 
     deliveries: int = 0
-
-
-def _cursor(result: object, tally: _Tally) -> str:
-    """The next cursor of a fan-out call's reply ``cursor|deliveries``; counts them."""
-    cursor, _, delivered = text(result).partition("|")
-    tally.deliveries += int(delivered or 0)
-    return cursor
-
-
-@dataclass(slots=True)
-class _Call:
-    """One script call. A fan-out call visits ``source``'s followers; its
-    ``argv[_FIRST]`` and ``argv[_CURSOR]`` say where it is."""
-
-    index: int
-    script: AsyncScript
-    argv: list[str | int]
-    source: str | None = None
 
 
 class FeedStore:
@@ -112,7 +99,11 @@ class FeedStore:
             s.key_prefix, s.feed_buckets, s.bucket_cap, s.for_you_bucket_cap,
             s.for_you_half_life_ms, s.recent_per_author, s.fanout_chunk,
         ]  # fmt: skip
+        self.graph = GraphSteps(redis, self.scripts, self.keys, self._context, s.feed_buckets)
         self._views: dict[str, FeedStore] = {}
+        #: Followers re-grouped by slot after a cluster node refused a delivery call (a
+        #: running total, for tests and benchmarks).
+        self.regrouped = 0
 
     def _at(self, prefix: str | None) -> FeedStore:
         """This store writing to the namespace ``prefix`` (None: ``settings.key_prefix``):
@@ -150,23 +141,179 @@ class FeedStore:
         tally = _Tally()
         failures: dict[int, Failure] = {}
         decisions = await self._decide(events, failures, refused or {})
-        calls = [
-            call
-            for i, ev in enumerate(events)
-            if i not in failures and (call := self._call(i, ev, decisions.get(i))) is not None
-        ]
-        segment: list[_Call] = []
-        for call, audience in zip(calls, await self._audiences(calls), strict=True):
-            if audience > self.settings.fanout_chunk:  # a big fan-out runs on its own
-                await self._run_segment(segment, events, failures, tally)
-                await self._run_segment([call], events, failures, tally)
-                segment = []
+        # Posts, deletions, reposts and unreposts run as slot-local steps (origin, then
+        # delivery grouped by node); the others as one script call each, pipelined. Runs
+        # keep the log's order.
+        runs: list[tuple[bool, list[int]]] = []
+        for i, ev in enumerate(events):
+            if i in failures:
+                continue
+            fanout = isinstance(ev, FANOUT_EVENTS)
+            if not runs or runs[-1][0] != fanout:
+                runs.append((fanout, []))
+            runs[-1][1].append(i)
+        for fanout, indexes in runs:
+            if fanout:
+                await self._fan_out(events, indexes, decisions, failures, tally)
             else:
-                segment.append(call)
-        await self._run_segment(segment, events, failures, tally)
+                await self._run_calls(events, indexes, decisions, failures)
         return Applied(
             [failures[i] for i in sorted(failures)], list(decisions.values()), tally.deliveries
         )
+
+    async def _run_calls(
+        self,
+        events: Sequence[Event],
+        indexes: Sequence[int],
+        decisions: Mapping[int, Decision],
+        failures: dict[int, Failure],
+    ) -> None:
+        """Apply the graph events at ``indexes`` one after another (:mod:`.graph`)."""
+        for i in indexes:
+            event = events[i]
+            if not isinstance(event, GRAPH_EVENTS):
+                continue
+            try:
+                await self.graph.apply(event)
+            except ResponseError as exc:
+                if is_transient(exc):
+                    raise
+                failures[i] = Failure(i, exc)
+
+    async def _fan_out(
+        self,
+        events: Sequence[Event],
+        indexes: Sequence[int],
+        decisions: Mapping[int, Decision],
+        failures: dict[int, Failure],
+        tally: _Tally,
+    ) -> None:
+        """Apply a run of posts, deletions, reposts and unreposts (README, *Redis
+        Cluster*): the origin steps on the posts' (and reposts') slots, one pipeline; the
+        recent lists on the authors' and reposters' slots; then the delivery to every
+        follower of each source, grouped by node (:func:`~feedamp.feeds.fanout.deliver`),
+        in the log's order; last, a deleted post's reposters and comments go."""
+        k, ctx, sc = self.keys, self._context, self.scripts
+        jobs = [i for i in indexes if _reaches_feeds(events[i], decisions.get(i))]
+        if is_cluster(self.redis):
+            await self._refuse_awaiting([events[i] for i in jobs])
+        origins: list[tuple[AsyncScript, list[str | int]]] = []
+        owner: list[int] = []
+        for i in jobs:
+            for call in self._origins(events[i]):
+                origins.append(call)
+                owner.append(i)
+        replies: dict[int, list[object]] = {}
+        for i, result in zip(owner, await run_scripts(self.redis, origins), strict=True):
+            replies.setdefault(i, []).append(result)
+        segments: list[Segment] = []
+        sources: list[str] = []
+        deletes: list[DeletePost] = []
+        recent = self.settings.recent_per_author
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for i in jobs:
+                ev, found = events[i], replies[i]
+                if error := next((r for r in found if isinstance(r, Exception)), None):
+                    failures[i] = Failure(i, error)
+                    continue
+                bucket = bucket_of(ev.post_id, self.settings.feed_buckets)  # type: ignore[attr-defined]
+                if isinstance(ev, Post | Repost) and text(found[0]) == "skip":
+                    continue
+                if isinstance(ev, Post):
+                    pipe.zadd(k.recent_posts(ev.author_id), {ev.post_id: ev.ts})
+                    pipe.zremrangebyrank(k.recent_posts(ev.author_id), 0, -(recent + 1))
+                    segments.append(Segment("post", ev.post_id, ev.author_id, ev.ts, bucket,
+                                            [], i))  # fmt: skip
+                    sources.append(ev.author_id)
+                elif isinstance(ev, Repost):
+                    for_you, label = _delivery(decisions.get(i))
+                    # the repost time, +0.25 For You too, +0.5 labelled (read back by
+                    # lua/lib.lua, read_recent_score, for follow backfill)
+                    score = ev.ts + (1 if for_you else 0) / 4 + (2 if label else 0) / 4
+                    pipe.zadd(k.recent_reposts(ev.reposter_id), {ev.post_id: f"{score:.2f}"},
+                              gt=True)  # fmt: skip
+                    pipe.zremrangebyrank(k.recent_reposts(ev.reposter_id), 0, -(recent + 1))
+                    flags = ("f" if for_you else "") + ("l" if label else "")
+                    segments.append(Segment("repost", ev.post_id, ev.post_author_id, ev.ts,
+                                            bucket, [], i, ev.reposter_id, flags))  # fmt: skip
+                    sources.append(ev.reposter_id)
+                elif isinstance(ev, Unrepost):
+                    pipe.zrem(k.recent_reposts(ev.reposter_id), ev.post_id)
+                    facts = cast(list, found[0])
+                    author, ts, deleted = (text(v) if v is not None else "" for v in facts)
+                    segments.append(Segment("withdraw", ev.post_id, author, ts, bucket, [], i,
+                                            ev.reposter_id, "d" if deleted else ""))  # fmt: skip
+                    sources.append(ev.reposter_id)
+                else:
+                    assert isinstance(ev, DeletePost)
+                    deletes.append(ev)
+                    reposters = [text(r) for r in cast(list, found[0])]
+                    pipe.zrem(k.recent_posts(ev.author_id), ev.post_id)
+                    for reposter in reposters[1:]:
+                        pipe.zrem(k.recent_reposts(reposter), ev.post_id)
+                    for source in reposters:
+                        segments.append(Segment("unpush", ev.post_id, "", "", bucket, [], i))
+                        sources.append(source)
+            await pipe.execute()
+        chunk = self.settings.fanout_chunk
+        for seg, followers in zip(
+            segments, await followers_of(self.redis, k, sources, chunk), strict=True
+        ):
+            if isinstance(followers, Exception):
+                failures.setdefault(seg.index, Failure(seg.index, followers))
+            else:
+                seg.followers = followers
+        segments = [seg for seg in segments if seg.index not in failures]
+        done = await deliver(self.redis, sc.deliver, ctx, segments, k, chunk)
+        self.regrouped += done.regrouped
+        for i, error in done.errors.items():
+            failures.setdefault(i, Failure(i, error))
+        tally.deliveries += sum(n for i, n in done.reached.items()
+                                if isinstance(events[i], Post | Repost))  # fmt: skip
+        if deletes:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for ev in deletes:
+                    pipe.delete(k.reposters(ev.post_id), k.comments(ev.post_id))
+                await pipe.execute()
+
+    def _origins(self, ev: Event) -> list[tuple[AsyncScript, list[str | int]]]:
+        """The origin step of a fan-out event: script calls on its post's (and repost's)
+        slot."""
+        ctx, sc = self._context, self.scripts
+        match ev:
+            case Post():
+                return [(sc.post, [*ctx, ev.post_id, ev.author_id, ev.ts, ev.visibility,
+                                   ev.text or "", ev.media_url or ""])]  # fmt: skip
+            case DeletePost():
+                return [(sc.delete_post, [*ctx, ev.post_id, ev.author_id, ev.ts])]
+            case Repost():
+                return [
+                    (sc.repost, [*ctx, ev.post_id, ev.post_author_id, ev.reposter_id, ev.ts,
+                                 ev.comment or ""]),
+                    (sc.repost_record, [*ctx, ev.repost_id, ev.reposter_id, ev.post_id,
+                                        ev.post_author_id]),
+                ]  # fmt: skip
+            case Unrepost():
+                return [(sc.unrepost, [*ctx, ev.post_id, ev.reposter_id])]
+        raise TypeError(f"not a fan-out event: {ev.type}")
+
+    async def _refuse_awaiting(self, events: Sequence[Event]) -> None:
+        """On a cluster: :class:`ClusterUnsupported` before anything is written when
+        orders wait for one of the posts or reposts (crediting them is not slot-local
+        yet)."""
+        waiting = [self.keys.awaiting_post(ev.post_id) for ev in events
+                   if isinstance(ev, Post | Repost)]  # fmt: skip
+        waiting += [self.keys.awaiting_repost(ev.repost_id) for ev in events
+                    if isinstance(ev, Repost)]  # fmt: skip
+        if not waiting:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in waiting:
+                pipe.scard(key)
+            if any(await pipe.execute()):
+                raise ClusterUnsupported(
+                    "crediting orders that wait for a post on Redis Cluster is not supported yet"
+                )
 
     async def rebuild_feed(self, user_id: str, *, prefix: str | None = None) -> int:
         """Regenerate ``user_id``'s Following and For You feeds from their followees' recent
@@ -181,12 +328,7 @@ class FeedStore:
             *[k(user_id, b) for b in buckets for k in (
                 self.keys.feed, self.keys.via, self.keys.for_you, self.keys.for_you_via)]
         )  # fmt: skip
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for followee in followees:
-                args = argv("follow", self._context, follower_id=user_id, followee_id=followee,
-                            ts="")  # backfill only  # fmt: skip
-                await self.scripts.follow(args=args, client=pipe)  # type: ignore[arg-type]  # redis-py types omit pipelines as script clients
-            await pipe.execute()
+        await self.graph.backfill(user_id, followees)
         return len(followees)
 
     async def _decide(
@@ -215,107 +357,24 @@ class FeedStore:
             failures[i] = Failure(i, error)
         return decisions
 
-    async def _audiences(self, calls: Sequence[_Call]) -> list[int]:
-        """Follower count of each fan-out call's source (0 for other calls), one round trip."""
-        fanouts = [c for c in calls if c.source is not None]
-        if not fanouts:
-            return [0] * len(calls)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for call in fanouts:
-                pipe.scard(self.keys.followers(call.source))  # type: ignore[arg-type]
-            # An error here (say WRONGTYPE) resurfaces from the script call itself.
-            sizes = iter(await pipe.execute(raise_on_error=False))
-        return [_int_or_zero(next(sizes)) if c.source is not None else 0 for c in calls]
 
-    async def _run_segment(
-        self,
-        calls: Sequence[_Call],
-        events: Sequence[Event],
-        failures: dict[int, Failure],
-        tally: _Tally,
-    ) -> None:
-        """Pipeline ``calls``; finish any that needs more round trips, then re-send the
-        calls after it (they ran too early; running them again is harmless)."""
-        pos = 0
-        while pos < len(calls):
-            window = calls[pos : pos + PIPELINE_CALLS]
-            results = await self._run(window)
-            pos += len(window)
-            for offset, (call, result) in enumerate(zip(window, results, strict=True)):
-                if isinstance(result, Exception):
-                    failures[call.index] = Failure(call.index, result)
-                    continue
-                if await self._finish(call, events[call.index], result, tally):
-                    pos -= len(window) - offset - 1
-                    break
+#: Events applied as state, reads and a feed step (:mod:`.graph`).
+GRAPH_EVENTS = (Follow, Unfollow, Block, Unblock, Mute, Unmute)
 
-    async def _run(self, calls: Sequence[_Call]) -> list[object]:
-        return await run_scripts(self.redis, [(call.script, call.argv) for call in calls])
+#: Events applied as an origin step and delivery steps (:meth:`FeedStore._fan_out`).
+FANOUT_EVENTS = (Post, DeletePost, Repost, Unrepost)
 
-    def _call(self, index: int, event: Event, decision: Decision | None) -> _Call | None:
-        """The first script call for ``event``, or None when it writes nothing."""
-        ctx, sc = self._context, self.scripts
-        match event:
-            case Post():
-                args = argv("post", ctx, first="1", cursor="0", post_id=event.post_id,
-                            author_id=event.author_id, ts=event.ts, visibility=event.visibility,
-                            text=event.text or "", media_url=event.media_url or "")  # fmt: skip
-                return _Call(index, sc.post, args, event.author_id)
-            case Repost():
-                if decision is not None and not decision.reaches_feeds:
-                    return None
-                for_you = decision is None or decision.decision == DELIVERED
-                label = decision is not None and FORWARDED_MANY_TIMES in decision.reasons
-                args = argv("repost", ctx, first="1", cursor="0", post_id=event.post_id,
-                            post_author_id=event.post_author_id, reposter_id=event.reposter_id,
-                            ts=event.ts, comment=event.comment or "", for_you=_flag(for_you),
-                            label=_flag(label), repost_id=event.repost_id)  # fmt: skip
-                return _Call(index, sc.repost, args, event.reposter_id)
-            case Unrepost():
-                args = argv("unrepost", ctx, first="1", cursor="0", post_id=event.post_id,
-                            reposter_id=event.reposter_id)  # fmt: skip
-                return _Call(index, sc.unrepost, args, event.reposter_id)
-            case DeletePost():
-                args = argv("delete_post", ctx, post_id=event.post_id,
-                            author_id=event.author_id, ts=event.ts)  # fmt: skip
-                return _Call(index, sc.delete_post, args)
-            case Follow() | Unfollow():
-                name = "follow" if isinstance(event, Follow) else "unfollow"
-                args = argv(name, ctx, follower_id=event.follower_id,
-                            followee_id=event.followee_id, ts=event.ts)  # fmt: skip
-                return _Call(index, getattr(sc, name), args)
-            case Block() | Unblock() | Mute() | Unmute():
-                args = argv("hide", ctx, action=event.type, user_id=event.user_id,
-                            target_id=event.target_id, ts=event.ts)  # fmt: skip
-                return _Call(index, sc.hide, args)
-        return None
 
-    async def _finish(self, call: _Call, event: Event, result: object, tally: _Tally) -> bool:
-        """Finish an event whose first call returned ``result``; True if more calls ran."""
-        if call.source is not None:
-            cursor = _cursor(result, tally)
-            if cursor in ("0", "skip"):
-                return False
-            while cursor != "0":
-                call.argv[_FIRST], call.argv[_CURSOR] = "0", cursor
-                cursor = _cursor(await call.script(args=call.argv), tally)
-            return True
-        if isinstance(event, DeletePost):
-            await self._unpush_everywhere(event.post_id, [text(s) for s in cast(list, result)])
-            return True
-        return False
+def _reaches_feeds(event: Event, decision: Decision | None) -> bool:
+    """False for a repost whose decision keeps it out of feeds (it writes nothing)."""
+    return not isinstance(event, Repost) or decision is None or decision.reaches_feeds
 
-    async def _unpush_everywhere(self, post_id: str, sources: list[str]) -> None:
-        """Remove a post from the feeds of every follower of every source, chunk by chunk."""
-        for n, source in enumerate(sources):
-            last = "1" if n == len(sources) - 1 else "0"
-            cursor = "0"
-            while True:
-                args = argv("unpush", self._context, cursor=cursor, post_id=post_id,
-                            source_id=source, last=last)  # fmt: skip
-                cursor = text(await self.scripts.unpush(args=args))
-                if cursor == "0":
-                    break
+
+def _delivery(decision: Decision | None) -> tuple[bool, bool]:
+    """How a repost is delivered: (into For You too, labelled forwarded_many_times)."""
+    for_you = decision is None or decision.decision == DELIVERED
+    label = decision is not None and FORWARDED_MANY_TIMES in decision.reasons
+    return for_you, label
 
 
 def _refusal(event: Repost, reason: str) -> Decision:

@@ -69,7 +69,7 @@ async def write_entry(b: Backend, user: str, post: str, author: str, ts: int,
                                               "text": f"text of {post}"})  # fmt: skip
     await b.redis.zadd(k.feed(user, bucket), {post: ts})
     if via is not None:
-        await b.redis.hset(k.via(user, bucket), post, via)
+        await b.redis.hset(k.via(user, bucket), post, f"{via}@{ts}")  # reposter@time
 
 
 def test_detection(redis_server: Service, redis_cluster: RedisClusterService) -> None:
@@ -180,40 +180,78 @@ async def test_drop_and_count_visit_every_master(backend: Backend, uid) -> None:
     assert [k async for k in scan_keys(backend.redis, pattern(generation))] == []
 
 
-async def test_fanout_refused_on_cluster_before_writing(backend: Backend, uid) -> None:
-    """A post on a cluster raises the clear error and writes nothing; on a standalone
-    Redis it is delivered as always."""
+async def test_repost_decision_refused_on_cluster_before_writing(backend: Backend, uid) -> None:
+    """Every feed write runs on both layouts; a repost with caps on (its decision is not
+    slot-local yet) raises the clear error on a cluster and writes nothing."""
     ev = Events()
     author, fan = uid("author"), uid("fan")
     store = FeedStore(backend.redis, backend.settings)
     events = [ev.follow(fan, author), ev.post(uid("p"), author)]
+    assert (await store.apply(events)).failures == []
+    reader = FeedReader(backend.redis, key_prefix=backend.settings.key_prefix)
+    assert [i.post_id for i in (await reader.following(fan)).items] == [uid("p")]
+    repost = ev.repost(uid("p"), author, uid("r"))
     if backend.name == "standalone":
-        assert (await store.apply(events)).failures == []
-        reader = FeedReader(backend.redis, key_prefix=backend.settings.key_prefix)
-        assert [i.post_id for i in (await reader.following(fan)).items] == [uid("p")]
+        assert (await store.apply([repost])).failures == []
         return
+    keys = {k async for k in scan_keys(backend.redis, pattern(backend.settings.key_prefix))}
     with pytest.raises(ClusterUnsupported, match=FANOUT_UNSUPPORTED):
-        await store.apply(events)
-    assert [k async for k in scan_keys(backend.redis, pattern(backend.settings.key_prefix))] == []
+        await store.apply([repost])
+    after = {k async for k in scan_keys(backend.redis, pattern(backend.settings.key_prefix))}
+    assert after == keys
 
 
 def test_writing_commands_refuse_a_cluster_in_one_line(
     broker: Service, redis_cluster: RedisClusterService, uid
 ) -> None:
-    """``feedamp rebuild-feed`` and ``feedamp worker`` on a cluster: one line, exit 2;
-    ``feedamp feed`` reads it."""
+    """``feedamp worker`` on a cluster: one line, exit 2 (it applies every event type,
+    some not slot-local yet); ``feedamp feed`` reads it."""
     settings = make_settings(broker, redis_cluster)
     env = worker_env(settings)
-    for argv in (["rebuild-feed", uid("u")], ["worker"]):
-        done = subprocess.run([sys.executable, "-m", "feedamp.cli", *argv], env=env,
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
-        assert done.returncode == 2, done.stderr
-        assert done.stderr.strip().splitlines()[-1] == (
-            f"feedamp {argv[0]}: {FANOUT_UNSUPPORTED} (REDIS_URL names a cluster node)"
-        )
+    done = subprocess.run([sys.executable, "-m", "feedamp.cli", "worker"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"feedamp worker: {FANOUT_UNSUPPORTED} (REDIS_URL names a cluster node)"
+    )
     done = subprocess.run([sys.executable, "-m", "feedamp.cli", "feed", uid("u")], env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+async def test_rebuild_feed_on_a_cluster_regenerates_the_live_feeds(
+    broker: Service, redis_cluster: RedisClusterService, uid
+) -> None:
+    """``feedamp rebuild-feed`` runs on a cluster: from the followees' recent posts and
+    reposts it writes back exactly the Following and For You keys the live writes left."""
+    from feedamp.config import Caps
+
+    settings = make_settings(broker, redis_cluster, caps=Caps(enabled=False))
+    ev, user = Events(), uid("reader")
+    a, b, c = uid("a"), uid("b"), uid("c")
+    events = [ev.follow(user, a), ev.follow(user, b), ev.post(uid("p1"), a),
+              ev.post(uid("p2"), c), ev.repost(uid("p2"), c, b, comment="see"),
+              ev.repost(uid("p1"), a, b)]  # fmt: skip
+    redis = connect(settings.redis_url)
+    try:
+        assert (await FeedStore(redis, settings).apply(events)).failures == []
+        k, buckets = Keys(settings.key_prefix), range(settings.feed_buckets)
+        names = [f(user, n) for n in buckets for f in (k.feed, k.via, k.for_you, k.for_you_via)]
+
+        async def feeds() -> dict[str, object]:
+            return {name: await redis.dump(name) for name in names}
+
+        live = await feeds()
+        assert any(live.values())
+        await redis.delete(*names)
+        done = subprocess.run([sys.executable, "-m", "feedamp.cli", "rebuild-feed", user],
+                              env=worker_env(settings), capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "from 2 followees" in done.stdout
+        assert await feeds() == live
+    finally:
+        await close(redis)
 
 
 def test_dev_cluster_starts_a_cluster_refuses_and_stops_it() -> None:
@@ -255,17 +293,19 @@ async def _graph(b: Backend, author: str, fans: list[str], hiders: list[str]) ->
     """Follow edges, and ``hiders`` muting the author (half of them) or blocked by it
     (the others), written as the schema has them, on either layout."""
     k = b.keys
-    for fan in fans:
+    since = "1|"  # followed, and hidden, from event time 1 on, never lifted
+    for i, fan in enumerate(fans):
         await b.redis.sadd(k.followers(author), fan)
         await b.redis.sadd(k.following(fan), author)
-    since = "1|"  # hidden from event time 1 on, never lifted
-    for i, fan in enumerate(hiders):
-        if i % 2:
-            await b.redis.hset(k.mutes(fan), author, since)
-            await b.redis.hset(k.muted_by(author), fan, since)
+        if fan not in hiders:
+            state = k.pair_value(since)
+        elif i % 2:
+            state = k.pair_value(since, mutes=since)
         else:
-            await b.redis.hset(k.blocks(author), fan, since)
-            await b.redis.hset(k.blocked_by(fan), author, since)
+            state = k.pair_value(since, blocked_by=since)
+        await b.redis.hset(k.pair(fan), author, state)
+        if fan in hiders and not i % 2:
+            await b.redis.hset(k.pair(author), fan, k.pair_value(blocks=since))
 
 
 async def _feeds(b: Backend, fans: list[str]) -> dict[str, list]:
@@ -279,10 +319,8 @@ async def test_post_fanout_by_node_matches_the_standalone_fanout(
 ) -> None:
     """The same post to the same 300 followers (5 of them muting or blocked by the
     author), chunks of 64: delivery steps grouped by node on the cluster leave every
-    follower's feed exactly as post.lua does on a standalone Redis, and a second run
+    follower's feed exactly as on a standalone Redis (one group), and a second run
     changes nothing."""
-    from feedamp.feeds.fanout_cluster import ClusterPostFanout
-
     ev = Events()
     author = uid("star")
     fans = [uid(f"fan{i}") for i in range(300)]
@@ -294,15 +332,13 @@ async def test_post_fanout_by_node_matches_the_standalone_fanout(
             f"redis://{server.address}/0"))  # fmt: skip
         try:
             await _graph(b, author, fans, hiders)
+            store = FeedStore(b.redis, b.settings)
+            assert (await store.apply([post])).deliveries == 295
+            assert (await store.apply([post])).deliveries == 295  # idempotent
+            assert store.regrouped == 0  # one call per node and chunk, none refused
             if isinstance(b.redis, RedisCluster):
-                fanout = ClusterPostFanout(b.redis, b.settings)
-                assert await fanout.apply(post) == 295
-                assert await fanout.apply(post) == 295  # idempotent
-                assert fanout.regrouped == 0  # one call per node and chunk, none refused
                 nodes = {b.redis.get_node_from_key(b.keys.feed(f, 0)).name for f in fans}
                 assert len(nodes) == 3
-            else:
-                assert (await FeedStore(b.redis, b.settings).apply([post])).failures == []
             feeds[server is redis_cluster] = await _feeds(b, fans)
             reader = FeedReader(b.redis, key_prefix=b.settings.key_prefix)
             (item,) = (await reader.following(fans[-1])).items
@@ -319,8 +355,6 @@ async def test_post_fanout_survives_slots_moved_behind_the_client(
     """Slots move to another master after the client read the slot table: the groups
     sent to the old owner are refused (MOVED) before running, re-grouped by slot and
     delivered; every follower gets the post once."""
-    from feedamp.feeds.fanout_cluster import ClusterPostFanout
-
     b = Backend("cluster", make_settings(broker, redis_cluster), connect(redis_cluster.url))
     assert isinstance(b.redis, RedisCluster)
     try:
@@ -342,10 +376,10 @@ async def test_post_fanout_survives_slots_moved_behind_the_client(
         await close(fresh)
         assert any(before[f] != after[f] for f in fans)  # the client's table is stale
         post = Events().post(uid("p"), author)
-        fanout = ClusterPostFanout(b.redis, b.settings)
-        assert await fanout.apply(post) == 200
+        store = FeedStore(b.redis, b.settings)
+        assert (await store.apply([post])).deliveries == 200
         # the whole group sent to the old owner was refused, and only that one
-        assert fanout.regrouped == sum(before[f] == source for f in fans)
+        assert store.regrouped == sum(before[f] == source for f in fans)
         for fan in fans:
             assert await b.redis.zscore(b.keys.feed(fan, bucket_of(uid("p"), 8)), uid("p"))
     finally:
@@ -407,3 +441,33 @@ async def test_a_cluster_behind_a_password_is_detected_and_read(uid) -> None:
         assert "wrong" not in str(refused.value)
     finally:
         cluster.stop()
+
+
+async def test_suspension_clean_up_is_slot_local(backend: Backend, uid) -> None:
+    """The clean-up a suspension runs (``AccountStore.clean``) on both layouts: the
+    account's posts leave every feed they reached (also through others' reposts), its
+    reposts' attributions leave its followers' feeds, and the entries another reason
+    keeps stay, re-placed."""
+    from feedamp.config import Caps
+
+    settings = backend.settings.with_(caps=Caps(enabled=False))
+    ev = Events()
+    bad, other, fan, fan2 = uid("bad"), uid("other"), uid("fan"), uid("fan2")
+    p_bad, p_other = uid("pbad"), uid("pother")
+    events = [ev.follow(fan, bad), ev.follow(fan, other), ev.follow(fan2, other),
+              ev.post(p_bad, bad), ev.post(p_other, other),
+              ev.repost(p_bad, bad, other), ev.repost(p_other, other, bad)]  # fmt: skip
+    assert (await FeedStore(backend.redis, settings).apply(events)).failures == []
+    reader = FeedReader(backend.redis, key_prefix=settings.key_prefix)
+    assert {i.post_id for i in (await reader.following(fan2)).items} == {p_bad, p_other}
+    await AccountStore(backend.redis, settings).clean(bad)
+    # raw keys: the reader would hide a suspended account's content anyway
+    k, buckets = Keys(settings.key_prefix), range(settings.feed_buckets)
+    for user, kept in ((fan, {p_other}), (fan2, {p_other})):
+        entries = {m.decode() for b in buckets for m in await backend.redis.zrange(
+            k.feed(user, b), 0, -1)}  # fmt: skip
+        assert entries == kept, user
+    via = await backend.redis.hget(k.via(fan, bucket_of(p_other, 8)), p_other)
+    assert via is None  # bad's repost of it withdrawn; other's own post remains
+    own = await backend.redis.zscore(k.feed(fan, bucket_of(p_other, 8)), p_other)
+    assert own == ev.ts - 2000  # re-placed at the post's own time

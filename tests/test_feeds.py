@@ -9,6 +9,8 @@ from feedamp.feeds.keys import bucket_of
 from .factory import Events
 from .snapshot import snapshot
 
+LAYOUTS = ("standalone", "cluster")
+
 
 async def entries(reader: FeedReader, user: str, limit: int = 1000) -> list[tuple[str, tuple]]:
     page = await reader.following(user, limit=limit)

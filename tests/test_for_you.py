@@ -8,6 +8,8 @@ from feedamp.feeds import FeedReader, FeedStore
 
 from .factory import Events
 
+LAYOUTS = ("standalone", "cluster")
+
 HOUR = 3_600_000
 
 

@@ -30,6 +30,7 @@ from .snapshot import snapshot
 
 USERS = [f"u{i}" for i in range(6)]
 FEED_TYPES = (Post, Repost)
+LAYOUTS = ("standalone", "cluster")
 
 
 def story(rng: random.Random, length: int = 50) -> list[Event]:

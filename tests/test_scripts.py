@@ -64,22 +64,16 @@ def test_lib_reads_the_declared_context():
 
 def test_calls_are_built_by_name():
     ctx = context(Settings())
-    built = argv("follow", ctx, ts=5, followee_id="b", follower_id="a")
-    assert built == [*ctx, "a", "b", 5]
+    built = argv("follow", ctx, ts=5, on="1", followee_id="b", follower_id="a")
+    assert built == [*ctx, "a", "b", 5, "1"]
     assert argv("seed_codes", ctx, "c1", "c2", offer_id="o") == [*ctx, "o", "c1", "c2"]
     assert argv("page", max_score="+inf", limit=5) == ["+inf", 5]
     with pytest.raises(TypeError, match="missing"):
-        argv("follow", ctx, follower_id="a", ts=5)
+        argv("follow", ctx, follower_id="a", ts=5, on="1")
     with pytest.raises(TypeError, match="unknown"):
-        argv("follow", ctx, follower_id="a", followee_id="b", ts=5, extra=1)
+        argv("follow", ctx, follower_id="a", followee_id="b", ts=5, on="1", extra=1)
     with pytest.raises(TypeError, match="groups"):
         argv("progress", ctx, "field-only")
-
-
-def test_fan_out_scripts_share_first_and_cursor_positions():
-    positions = {(SIGNATURES[n].index("first"), SIGNATURES[n].index("cursor"))
-                 for n in ("post", "repost", "unrepost")}  # fmt: skip
-    assert positions == {(len(CONTEXT), len(CONTEXT) + 1)}
 
 
 def test_lean_scripts_send_the_prefix_and_keep_their_argv_places():

@@ -1,15 +1,10 @@
--- follow.lua: record that follower follows followee (the latest follow or unfollow by event
--- time wins, whatever the arrival order) and, while they do, backfill the followee's
--- recent posts and reposts into the follower's feeds as the live fan-out would have
--- delivered them (lib.lua, backfill).
--- ARGV 8..: follower_id, followee_id, ts (event time; '' to backfill without recording a
---           follow, as rebuild-feed does)
-local follower, followee, ts = ARGV[8], ARGV[9], ARGV[10]
+-- follow.lua: the state step of a follow or unfollow, on the follower's slot: the latest
+-- follow or unfollow by event time wins, whatever the arrival order (lib.lua,
+-- set_follow). The store then mirrors the answer in followers:{followee} and either
+-- backfills the followee's recent posts and reposts (backfill.lua) or, when not
+-- following, takes them out of the follower's feeds (purge.lua).
+-- ARGV 8..: follower_id, followee_id, ts, on ('1' follow, '0' unfollow)
+-- Returns 1 when the follower follows the followee now, else 0.
+local follower, followee, ts, on = ARGV[8], ARGV[9], ARGV[10], ARGV[11] == '1'
 
-if ts ~= '' and not set_follow(follower, followee, ts, true) then
-  -- an unfollow later in event time already won: keep its effect
-  purge(follower, followee, function() return true end, false)
-  return 1
-end
-backfill(follower, followee, 0)
-return 1
+return set_follow(follower, followee, ts, on) and 1 or 0

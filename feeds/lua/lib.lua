@@ -30,46 +30,58 @@ end
 
 local VIA = { feed = 'via', foryou = 'fyvia' }
 
--- Reposter lists are comma-separated ids ordered by repost time, latest first (ties by
--- id), whatever order the reposts arrived in; ids never hold commas. In a Following list
--- an id may carry LABEL_MARK: that reposter's repost was labelled forwarded_many_times.
+-- Reposter lists are comma-separated items 'id@t', the reposter's id and its repost time
+-- (ms), ordered by repost time, latest first (ties by id), whatever order the reposts
+-- arrived in; ids never hold commas or '@'. In a Following list an item may start with
+-- LABEL_MARK: that reposter's repost was labelled forwarded_many_times. Keeping the times
+-- in the follower's own keys lets every re-ranking and re-placing run on the follower's
+-- slot (README, Redis Cluster).
 local function parse(list)
   local items = {}
   for item in string.gmatch(list, '[^,]+') do
+    local mark = ''
     if string.sub(item, 1, 1) == LABEL_MARK then
-      items[#items + 1] = { string.sub(item, 2), LABEL_MARK }
-    else
-      items[#items + 1] = { item, '' }
+      mark, item = LABEL_MARK, string.sub(item, 2)
     end
+    local id, t = string.match(item, '^(.*)@(%d+)$')
+    items[#items + 1] = { id, mark, tonumber(t) }
   end
   return items
 end
 
 local function has(list, id)
-  local padded = ',' .. list .. ','
-  return string.find(padded, ',' .. id .. ',', 1, true) ~= nil
-      or string.find(padded, ',' .. LABEL_MARK .. id .. ',', 1, true) ~= nil
+  local padded = ',' .. list
+  return string.find(padded, ',' .. id .. '@', 1, true) ~= nil
+      or string.find(padded, ',' .. LABEL_MARK .. id .. '@', 1, true) ~= nil
 end
 
--- arrange: the canonical list of items ({id, mark}) for post: latest repost first (times
--- from reposters:{post}), ties by id; items whose repost is gone are dropped. Returns the
--- list and the latest repost time (nil when empty).
-local function arrange(post, items)
+-- arrange: the canonical list of items ({id, mark, t}): latest repost first, ties by id.
+-- Returns the list and the latest repost time (nil when empty).
+local function arrange(items)
   if #items == 0 then return '', nil end
-  local ids = {}
-  for i, item in ipairs(items) do ids[i] = item[1] end
-  local times = redis.call('ZMSCORE', key('reposters', post), unpack(ids))
-  local kept = {}
-  for i, item in ipairs(items) do
-    if times[i] then kept[#kept + 1] = { item[1], item[2], tonumber(times[i]) } end
-  end
-  table.sort(kept, function(x, y)
+  table.sort(items, function(x, y)
     if x[3] ~= y[3] then return x[3] > y[3] end
     return x[1] < y[1]
   end)
   local parts = {}
-  for i, item in ipairs(kept) do parts[i] = item[2] .. item[1] end
-  return table.concat(parts, ','), kept[1] and kept[1][3]
+  for i, item in ipairs(items) do parts[i] = item[2] .. item[1] .. '@' .. string.format('%d', item[3]) end
+  return table.concat(parts, ','), items[1][3]
+end
+
+-- merge: list with reposter via of time t (mark as given) added, or its time raised to t;
+-- nil when the list already holds via at t or later.
+local function merge(list, via, t, mark)
+  local items = list and parse(list) or {}
+  t = tonumber(t)
+  for _, item in ipairs(items) do
+    if item[1] == via then
+      if item[3] >= t then return nil end
+      item[2], item[3] = mark, t
+      return (arrange(items))
+    end
+  end
+  items[#items + 1] = { via, mark, t }
+  return (arrange(items))
 end
 
 local function is_deleted(post)
@@ -80,9 +92,8 @@ local function author_of(post)
   return redis.call('HGET', key('post', post), 'a')
 end
 
--- Hiding state of a pair (blocks, mutes and their reverse indexes blocked_by, muted_by
--- hold the same value): 'on|off', the latest block (mute) and unblock (unmute) event
--- times, either possibly empty. The latest event by event time wins, whatever the
+-- Hiding state of a pair (the blocks, blocked_by and mutes parts of pair:{user}): 'on|off',
+-- the latest block (mute) and unblock (unmute) event times, either possibly empty. The latest event by event time wins, whatever the
 -- arrival order; a block also takes back everything before it, so content at time t is
 -- hidden when the pair is blocked now, or when t is before the latest unblock.
 local function hidden_at(value, t)
@@ -93,42 +104,75 @@ local function hidden_at(value, t)
   return tonumber(t) < tonumber(off)
 end
 
--- hidden_pair: true if user must not see other's content of time t: user blocked or
--- muted other, or other blocked user.
-local function hidden_pair(user, other, t)
-  return hidden_at(redis.call('HGET', key('blocks', user), other), t)
-      or hidden_at(redis.call('HGET', key('blocks', other), user), t)
-      or hidden_at(redis.call('HGET', key('mutes', user), other), t)
+-- The state of a pair seen from user, pair:{user}: other -> 'follow;blocks;blocked_by;mutes'
+-- (trailing empty parts left out): user's follow of other, user's block of other, other's
+-- block of user, user's mute of other, each 'on|off' (the latest on and off event times,
+-- either possibly empty) or empty. One read per pair, on user's slot: a delivery checks
+-- that the follower still follows the source and hides neither party (exact, whatever
+-- the orchestrator read before).
+local PAIR_PART = { follow = 1, blocks = 2, blocked_by = 3, mutes = 4 }
+
+local function pair_parts(value)
+  local parts = { '', '', '', '' }
+  if value then
+    local i = 1
+    for piece in string.gmatch(value .. ';', '([^;]*);') do
+      parts[i] = piece
+      i = i + 1
+    end
+  end
+  return parts
 end
 
--- hidden_from: a function telling whether a follower must not see content of time t by
--- any of ids: the follower blocked or muted one of them, or one of them blocked the
--- follower. Small hiding hashes are loaded once (a table lookup per follower); a large
--- one (a much-blocked account) is asked per follower with HGET instead, so a fan-out
--- chunk never reads a huge hash whole.
-local HIDDEN_INLINE = 512
-local function hidden_from(ids, t)
-  local hidden, large = {}, {}
-  for _, id in ipairs(ids) do
-    for _, kind in ipairs({ 'blocked_by', 'muted_by', 'blocks' }) do
-      local k = key(kind, id)
-      if redis.call('HLEN', k) <= HIDDEN_INLINE then
-        local pairs_ = redis.call('HGETALL', k)
-        for i = 1, #pairs_, 2 do
-          if hidden_at(pairs_[i + 1], t) then hidden[pairs_[i]] = true end
-        end
-      else
-        large[#large + 1] = k
-      end
-    end
+-- latest: merge an on (off) event of time ts into a value 'on|off': the latest of each.
+local function latest(value, ts, on)
+  local first, second = string.match(value ~= '' and value or '|', '^(%d*)|(%d*)$')
+  if on then
+    if first == '' or tonumber(ts) > tonumber(first) then first = ts end
+  else
+    if second == '' or tonumber(ts) > tonumber(second) then second = ts end
   end
-  return function(user)
-    if hidden[user] then return true end
-    for _, k in ipairs(large) do
-      if hidden_at(redis.call('HGET', k, user), t) then return true end
-    end
-    return false
-  end
+  return first .. '|' .. second
+end
+
+-- set_pair: merge an event of kind (follow, blocks, blocked_by, mutes) and time ts into
+-- user's state of the pair with other; returns that part's new value.
+local function set_pair(user, other, kind, ts, on)
+  local k = key('pair', user)
+  local parts = pair_parts(redis.call('HGET', k, other))
+  local i = PAIR_PART[kind]
+  parts[i] = latest(parts[i], ts, on)
+  local value = table.concat(parts, ';'):gsub(';+$', '')
+  redis.call('HSET', k, other, value)
+  return parts[i]
+end
+
+-- is_on: true when a value 'on|off' is on now (a tie goes to off).
+local function is_on(value)
+  if string.byte(value, -1) == 124 then return #value > 1 end -- 'on|': never off
+  local first, second = string.match(value, '^(%d*)|(%d*)$')
+  return first ~= nil and first ~= '' and (second == '' or tonumber(first) > tonumber(second))
+end
+
+-- hides: true if user's pair state value (a pair:{user} field) hides content of time t:
+-- user blocked or muted other, or other blocked user. A follow alone has no ';'.
+local function hides(value, t)
+  if not value or not string.find(value, ';', 1, true) then return false end
+  local parts = pair_parts(value)
+  return hidden_at(parts[2], t) or hidden_at(parts[3], t) or hidden_at(parts[4], t)
+end
+
+-- follows: true if user's pair state value says user follows other now.
+local function follows(value)
+  if not value then return false end
+  local semi = string.find(value, ';', 1, true)
+  if semi then value = string.sub(value, 1, semi - 1) end
+  return value ~= '' and is_on(value)
+end
+
+-- hidden_pair: true if user must not see other's content of time t, from user's keys.
+local function hidden_pair(user, other, t)
+  return hides(redis.call('HGET', key('pair', user), other), t)
 end
 
 -- evict: keep the newest (highest-scored) cap entries of a bucket and its attributions.
@@ -150,11 +194,10 @@ local function push(user, post, b, ts, via, mark)
     local current = false
     if added == 0 then current = redis.call('HGET', vias, post) end
     if not current then
-      redis.call('HSET', vias, post, mark .. via)
-    elseif not has(current, via) then
-      local items = parse(current)
-      items[#items + 1] = { via, mark }
-      redis.call('HSET', vias, post, (arrange(post, items)))
+      redis.call('HSET', vias, post, mark .. via .. '@' .. string.format('%d', tonumber(ts)))
+    else
+      local list = merge(current, via, ts, mark)
+      if list then redis.call('HSET', vias, post, list) end
     end
   end
   if added == 1 then evict(feed, vias, CAP) end
@@ -163,14 +206,11 @@ end
 -- for_you_score: social proof with decay. Each reposter the user follows adds a signal
 -- worth 2^(t / HALF_LIFE); the score is HALF_LIFE * log2(sum), in ms: one repost scores its
 -- time, two at the same time score HALF_LIFE later. Summed in time order, so any arrival
--- order gives the same bits; a score never needs rewriting as time passes.
-local function for_you_score(post, list)
+-- order gives the same bits; a score never needs rewriting as time passes. The times are
+-- the list's own (parse).
+local function for_you_score(list)
   local times = {}
-  local reposters = key('reposters', post)
-  for id in string.gmatch(list, '[^,]+') do
-    local t = redis.call('ZSCORE', reposters, id)
-    if t then times[#times + 1] = tonumber(t) end
-  end
+  for _, item in ipairs(parse(list)) do times[#times + 1] = item[3] end
   if #times == 0 then return nil end
   table.sort(times)
   local top, sum = times[#times], 0
@@ -178,31 +218,37 @@ local function for_you_score(post, list)
   return string.format('%.17g', top + HALF_LIFE * math.log(sum) / math.log(2))
 end
 
--- push_for_you: add reposter via's signal for post to user's For You feed. alone is
--- for_you_score(post, via), the score when via is the entry's only reposter (the same
--- for every follower, so callers compute it once).
-local function push_for_you(user, post, b, via, alone)
+-- push_for_you: add reposter via's signal of time t for post to user's For You feed,
+-- re-ranking the entry from its reposters' times.
+local function push_for_you(user, post, b, via, t)
   local fy = bucket_key('foryou', user, b)
   local vias = bucket_key('fyvia', user, b)
   local current = redis.call('HGET', vias, post)
-  if current and has(current, via) then return end
-  local list, score = via, alone
-  if current then
-    local items = parse(current)
-    items[#items + 1] = { via, '' }
-    list = arrange(post, items)
-    score = for_you_score(post, list)
+  local list, score
+  if not current then
+    -- one reposter: the score is its time (for_you_score of one item)
+    t = tonumber(t)
+    list, score = via .. '@' .. string.format('%d', t), string.format('%.17g', t)
+  else
+    list = merge(current, via, t, '')
+    if not list then return end
+    score = for_you_score(list)
   end
-  if not score then return end
   redis.call('HSET', vias, post, list)
   if redis.call('ZADD', fy, score, post) == 1 then evict(fy, vias, FY_CAP) end
 end
 
+-- post_facts: the post's author, time and deletion mark ({a, ts, del}, any of them false),
+-- read from its record (the post's slot); a delivery step gets them in ARGV instead.
+local function post_facts(post)
+  return redis.call('HMGET', key('post', post), 'a', 'ts', 'del')
+end
+
 -- author_time: the post's own time when it belongs in user's Following feed for its own
 -- sake (user follows its author, neither hides the other at that time, not deleted), else
--- nil.
-local function author_time(user, post)
-  local record = redis.call('HMGET', key('post', post), 'a', 'ts', 'del')
+-- nil. facts: post_facts(post), or nil to read them.
+local function author_time(user, post, facts)
+  local record = facts or post_facts(post)
   local author, ts = record[1], record[2]
   if not author or not ts or record[3] or author == user then return nil end
   if redis.call('SISMEMBER', key('following', user), author) == 0 then return nil end
@@ -214,16 +260,17 @@ end
 -- sits at the latest of its remaining reasons (the post's own time, each reposter's
 -- repost time), and its shown comment and label are the latest reposter's; a For You
 -- entry is re-ranked from its remaining reposters. With no reason left the entry goes.
-local function place(kind, user, post, b)
+-- facts: post_facts(post), or nil to read them.
+local function place(kind, user, post, b, facts)
   local zkey = bucket_key(kind, user, b)
   local vkey = bucket_key(VIA[kind], user, b)
   local current = redis.call('HGET', vkey, post)
   local list, score = '', nil
-  if current then list, score = arrange(post, parse(current)) end
+  if current then list, score = arrange(parse(current)) end
   if kind == 'foryou' then
-    score = list ~= '' and for_you_score(post, list) or nil
+    score = list ~= '' and for_you_score(list) or nil
   else
-    local own = author_time(user, post)
+    local own = author_time(user, post, facts)
     if own and (not score or own > score) then score = own end
   end
   if not score then
@@ -243,7 +290,7 @@ local function withdraw(kind, user, post, b, via)
   if not current or not has(current, via) then return false end
   local kept = {}
   for _, item in ipairs(parse(current)) do
-    if item[1] ~= via then kept[#kept + 1] = item[2] .. item[1] end
+    if item[1] ~= via then kept[#kept + 1] = item[2] .. item[1] .. '@' .. string.format('%d', item[3]) end
   end
   if #kept == 0 then
     redis.call('HDEL', vias, post)
@@ -254,10 +301,10 @@ local function withdraw(kind, user, post, b, via)
 end
 
 -- unpush_via: withdraw reposter via's attribution of post from both of user's feeds and
--- re-place the entry.
-local function unpush_via(user, post, b, via)
+-- re-place the entry (facts: post_facts(post), or nil to read them).
+local function unpush_via(user, post, b, via, facts)
   for _, kind in ipairs({ 'feed', 'foryou' }) do
-    if withdraw(kind, user, post, b, via) then place(kind, user, post, b) end
+    if withdraw(kind, user, post, b, via) then place(kind, user, post, b, facts) end
   end
 end
 
@@ -273,84 +320,62 @@ end
 -- gone(t) tells whether a reason of time t goes. A reason is target's repost of any post;
 -- with authored (block, mute), also every reason for a post target authored (its own
 -- time, and others' reposts of it). Without authored (unfollow) target's own posts lose
--- their own reason through place, since target is no longer followed.
-local function purge(user, target, gone, authored)
+-- their own reason through place, since target is no longer followed. facts maps each
+-- post of user's feeds to post_facts(post), read by the caller (the posts' slots); a post
+-- without facts arrived after that read, when the new state already kept it out.
+local function purge(user, target, gone, authored, facts)
   for b = 0, BUCKETS - 1 do
     for kind, via in pairs(VIA) do
       local zkey, vkey = bucket_key(kind, user, b), bucket_key(via, user, b)
       for _, post in ipairs(redis.call('ZRANGE', zkey, 0, -1)) do
-        local author = author_of(post)
-        local own = author == target
-        local touched = own
-        local current = redis.call('HGET', vkey, post)
-        if current then
-          local items = parse(current)
-          local ids = {}
-          for i, item in ipairs(items) do ids[i] = item[1] end
-          local times = redis.call('ZMSCORE', key('reposters', post), unpack(ids))
-          local kept = {}
-          for i, item in ipairs(items) do
-            local involved = item[1] == target or (authored and own)
-            if involved and (not times[i] or gone(tonumber(times[i]))) then
-              touched = true
-            else
-              kept[#kept + 1] = item[2] .. item[1]
+        local record = facts[post]
+        if record then
+          local own = record[1] == target
+          local touched = own
+          local current = redis.call('HGET', vkey, post)
+          if current then
+            local items = parse(current)
+            local kept = {}
+            for _, item in ipairs(items) do
+              local involved = item[1] == target or (authored and own)
+              if involved and gone(item[3]) then
+                touched = true
+              else
+                kept[#kept + 1] = item[2] .. item[1] .. '@' .. string.format('%d', item[3])
+              end
+            end
+            if #kept < #items then
+              if #kept == 0 then
+                redis.call('HDEL', vkey, post)
+              else
+                redis.call('HSET', vkey, post, table.concat(kept, ','))
+              end
             end
           end
-          if #kept < #items then
-            if #kept == 0 then
-              redis.call('HDEL', vkey, post)
-            else
-              redis.call('HSET', vkey, post, table.concat(kept, ','))
-            end
-          end
+          if touched then place(kind, user, post, b, record) end
         end
-        if touched then place(kind, user, post, b) end
       end
     end
   end
 end
 
--- Follow state of a pair, by event time: follow_times:{follower} maps followee to
--- 'on|off', the latest follow and unfollow event times. The latest wins (a tie goes to
--- unfollow), whatever the arrival order.
-local function latest_pair(k, field, ts, on)
-  local value = redis.call('HGET', k, field) or '|'
-  local first, second = string.match(value, '^(%d*)|(%d*)$')
-  if on then
-    if first == '' or tonumber(ts) > tonumber(first) then first = ts end
-  else
-    if second == '' or tonumber(ts) > tonumber(second) then second = ts end
-  end
-  return first .. '|' .. second
-end
-
--- set_follow: record a follow (on) or unfollow of event time ts; true if follower now
--- follows followee.
+-- set_follow: record a follow (on) or unfollow of event time ts on follower's slot (the
+-- latest wins, a tie goes to unfollow, whatever the arrival order); true if follower now
+-- follows followee. The caller mirrors the answer in followers:{followee} (the
+-- followee's slot).
 local function set_follow(follower, followee, ts, on)
-  local k = key('follow_times', follower)
-  local value = latest_pair(k, followee, ts, on)
-  redis.call('HSET', k, followee, value)
-  local first, second = string.match(value, '^(%d*)|(%d*)$')
-  local following = first ~= '' and (second == '' or tonumber(first) > tonumber(second))
+  local following = is_on(set_pair(follower, followee, 'follow', ts, on))
   if following then
     redis.call('SADD', key('following', follower), followee)
-    redis.call('SADD', key('followers', followee), follower)
   else
     redis.call('SREM', key('following', follower), followee)
-    redis.call('SREM', key('followers', followee), follower)
   end
   return following
 end
 
--- recent_score: a recent_reposts score, the repost time plus a fraction saying how it
--- was delivered (+0.25 For You too, +0.5 labelled). Exact in a double for ms timestamps.
-local function recent_score(ts, for_you, labelled)
-  local flags = (for_you and 1 or 0) + (labelled and 2 or 0)
-  return string.format('%.2f', tonumber(ts) + flags / 4)
-end
-
--- read_recent_score: the repost time and the two flags back from a recent_reposts score.
+-- read_recent_score: the repost time and the two flags back from a recent_reposts score
+-- (the repost time plus +0.25 when delivered to For You too, +0.5 when labelled; written by
+-- feeds/store.py).
 local function read_recent_score(score)
   local value = tonumber(score)
   local ts = math.floor(value)
@@ -358,72 +383,52 @@ local function read_recent_score(score)
   return ts, flags % 2 == 1, flags >= 2
 end
 
--- trim_recent: keep the newest RECENT members of a per-author recent list.
-local function trim_recent(k)
-  redis.call('ZREMRANGEBYRANK', k, 0, -(RECENT + 1))
-end
-
--- backfill: push followee's recent posts and reposts of time since or later (0: all)
--- into follower's feeds as the live fan-out delivered them (reposts also into For You
--- when they were, labels kept), skipping what is hidden between the follower and the
--- author or reposter at the item's time.
-local function backfill(follower, followee, since)
-  local posts = redis.call('ZRANGE', key('recent', followee), since, '+inf', 'BYSCORE',
-    'WITHSCORES')
-  for i = 1, #posts, 2 do
-    if not hidden_pair(follower, followee, posts[i + 1]) then
-      push(follower, posts[i], bucket_of(posts[i]), posts[i + 1], '', '')
+-- backfill: push followee's recent posts and reposts, as read by the caller (the
+-- followee's slot), into follower's feeds as the live fan-out delivered them (reposts also
+-- into For You when they were, labels kept), skipping what is hidden between the follower
+-- and the author or reposter at the item's time. posts: {post, ts} pairs; reposts:
+-- {post, recent_reposts score, author or ''} triples.
+local function backfill(follower, followee, posts, reposts)
+  for _, row in ipairs(posts) do
+    if not hidden_pair(follower, followee, row[2]) then
+      push(follower, row[1], bucket_of(row[1]), row[2], '', '')
     end
   end
-  local reposts = redis.call('ZRANGE', key('recent_reposts', followee), since, '+inf',
-    'BYSCORE', 'WITHSCORES')
-  for i = 1, #reposts, 2 do
-    local post = reposts[i]
-    local author = author_of(post)
-    local t, for_you, labelled = read_recent_score(reposts[i + 1])
+  for _, row in ipairs(reposts) do
+    local post, author = row[1], row[3]
+    local t, for_you, labelled = read_recent_score(row[2])
     if author ~= follower and not hidden_pair(follower, followee, t)
-        and not (author and hidden_pair(follower, author, t)) then
+        and not (author ~= '' and hidden_pair(follower, author, t)) then
       local b = bucket_of(post)
       push(follower, post, b, t, followee, labelled and LABEL_MARK or '')
-      if for_you then push_for_you(follower, post, b, followee, for_you_score(post, followee)) end
+      if for_you then push_for_you(follower, post, b, followee, t) end
     end
   end
 end
 
 -- restore: after an unblock (unmute) of time since, give viewer back target's content of
 -- that time or later that arrived while the pair looked hidden: target's recent posts and
--- reposts when viewer follows target, and the reposts of target's recent posts by those
--- viewer follows. So the content after an unblock reaches the feeds whether it arrived
--- before or after the unblock.
-local function restore(viewer, target, since)
+-- reposts of time since or later (posts, reposts: as for backfill) when viewer follows
+-- target, and the reposts of target's recent posts by those viewer follows (others:
+-- {post, reposter, repost time, the reposter's recent_reposts score} of reposts of time
+-- since or later still in the reposter's recent list). So the content after an unblock
+-- reaches the feeds whether it arrived before or after the unblock.
+local function restore(viewer, target, posts, reposts, others)
   if redis.call('SISMEMBER', key('following', viewer), target) == 1 then
-    backfill(viewer, target, since)
+    backfill(viewer, target, posts, reposts)
   end
-  for _, post in ipairs(redis.call('ZRANGE', key('recent', target), 0, -1)) do
-    local rows = redis.call('ZRANGE', key('reposters', post), since, '+inf', 'BYSCORE',
-      'WITHSCORES')
-    for i = 1, #rows, 2 do
-      local reposter = rows[i]
-      local score = redis.call('ZSCORE', key('recent_reposts', reposter), post)
-      if score and reposter ~= viewer
-          and redis.call('SISMEMBER', key('following', viewer), reposter) == 1
-          and not hidden_pair(viewer, reposter, rows[i + 1])
-          and not hidden_pair(viewer, target, rows[i + 1]) then
-        local t, for_you, labelled = read_recent_score(score)
-        local b = bucket_of(post)
-        push(viewer, post, b, t, reposter, labelled and LABEL_MARK or '')
-        if for_you then push_for_you(viewer, post, b, reposter, for_you_score(post, reposter)) end
-      end
+  for _, row in ipairs(others) do
+    local post, reposter, at = row[1], row[2], row[3]
+    if reposter ~= viewer
+        and redis.call('SISMEMBER', key('following', viewer), reposter) == 1
+        and not hidden_pair(viewer, reposter, at)
+        and not hidden_pair(viewer, target, at) then
+      local t, for_you, labelled = read_recent_score(row[4])
+      local b = bucket_of(post)
+      push(viewer, post, b, t, reposter, labelled and LABEL_MARK or '')
+      if for_you then push_for_you(viewer, post, b, reposter, t) end
     end
   end
-end
-
--- each_follower: call fn(follower) for one SSCAN chunk of source's followers.
--- Returns the next cursor ('0' when the whole set has been visited).
-local function each_follower(source, cursor, fn)
-  local page = redis.call('SSCAN', key('followers', source), cursor, 'COUNT', CHUNK)
-  for _, follower in ipairs(page[2]) do fn(follower) end
-  return page[1]
 end
 
 -- suspended_at: true if user's account was suspended at event time ts (by the latest

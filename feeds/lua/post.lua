@@ -1,30 +1,15 @@
--- post.lua: record a post and push it into its author's followers' Following feeds
--- (not those hidden from the author at the post's time: blocked or muted it, or blocked by it).
--- ARGV 8..: first ('1' on an event's first call), cursor, post_id, author_id, ts,
---           visibility, text, media_url
--- Returns 'cursor|n': the next follower cursor ('0' when done) and the followers pushed
--- to, or 'skip' for a deleted post.
-local first, cursor = ARGV[8], ARGV[9]
-local post, author, ts = ARGV[10], ARGV[11], ARGV[12]
+-- post.lua: the origin step of a post, on the post's slot: record the post (unless it was
+-- deleted) and settle the orders waiting for it. The store then adds it to its author's
+-- recent list (the author's slot) and delivers it to the followers (feeds/fanout.py,
+-- deliver.lua).
+-- ARGV 8..: post_id, author_id, ts, visibility, text, media_url
+-- Returns 'skip' for a deleted post, else 'ok'.
+local post, author, ts = ARGV[8], ARGV[9], ARGV[10]
 
 if is_deleted(post) then return 'skip' end
-if first == '1' then
-  local record = key('post', post)
-  redis.call('HSET', record, 'a', author, 'ts', ts, 'vis', ARGV[13])
-  if ARGV[14] ~= '' then redis.call('HSET', record, 'text', ARGV[14]) end
-  if ARGV[15] ~= '' then redis.call('HSET', record, 'media', ARGV[15]) end
-  local recent = key('recent', author)
-  redis.call('ZADD', recent, ts, post)
-  trim_recent(recent)
-  settle_awaiting('post', post, author)
-end
-local b = bucket_of(post)
-local hidden = hidden_from({ author }, ts)
-local n = 0
-local next_cursor = each_follower(author, cursor, function(follower)
-  if not hidden(follower) then
-    push(follower, post, b, ts, '', '')
-    n = n + 1
-  end
-end)
-return next_cursor .. '|' .. n
+local record = key('post', post)
+redis.call('HSET', record, 'a', author, 'ts', ts, 'vis', ARGV[11])
+if ARGV[12] ~= '' then redis.call('HSET', record, 'text', ARGV[12]) end
+if ARGV[13] ~= '' then redis.call('HSET', record, 'media', ARGV[13]) end
+settle_awaiting('post', post, author)
+return 'ok'

@@ -1,15 +1,11 @@
--- unrepost.lua: withdraw a reposter's attribution of a post from their followers' feeds,
--- dropping entries for which it was the only reason and re-ranking For You entries.
--- ARGV 8..: first, cursor, post_id, reposter_id
--- Returns the next follower cursor ('0' when done).
-local first, cursor, post, reposter = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+-- unrepost.lua: the origin step of an unrepost, on the post's slot: forget the reposter
+-- among the post's reposters and its comment. The store then takes the post out of the
+-- reposter's recent list and withdraws the attribution from the reposter's followers'
+-- feeds (deliver.lua, 'withdraw'), given the post's facts this returns.
+-- ARGV 8..: post_id, reposter_id
+-- Returns the post's author, time and deletion mark ({a, ts, del}, nil when unknown).
+local post, reposter = ARGV[8], ARGV[9]
 
-if first == '1' then
-  redis.call('ZREM', key('reposters', post), reposter)
-  redis.call('HDEL', key('comments', post), reposter)
-  redis.call('ZREM', key('recent_reposts', reposter), post)
-end
-local b = bucket_of(post)
-return each_follower(reposter, cursor, function(follower)
-  unpush_via(follower, post, b, reposter)
-end)
+redis.call('ZREM', key('reposters', post), reposter)
+redis.call('HDEL', key('comments', post), reposter)
+return post_facts(post)

@@ -1,0 +1,198 @@
+"""Graph writes (follow, unfollow, block, mute and their undos, rebuild-feed) as
+slot-local steps, the same code on a standalone Redis and a Redis Cluster (README,
+*Redis Cluster*).
+
+Each event is a **state step** on its user's slot (and, for a block or mute, the mirror
+on the target's slot: both sides merge the event time the same way, so they agree in any
+order), then **reads** of other entities' keys in one pipeline per round trip (the
+followee's recent lists, the authors and times of the posts in a feed, the reposters of
+a post), then a **feed step** on the user's slot given those facts in ARGV
+(``lua/purge.lua``, ``lua/backfill.lua``). So every script call touches one slot: the
+one its routing key names.
+
+Invariants:
+
+- the state of a pair (follow, block, mute) is a function of its events' times, not of
+  their order (``lua/lib.lua``, ``set_pair``); ``followers:{followee}`` mirrors the
+  follower's state, written after it;
+- a feed step gets the facts of every post in the feed when it was read; a post pushed
+  after that read was delivered under the new state already, so the step leaves it;
+- every step is idempotent: an event retried at any point ends as applied once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from feedamp.models.events import Block, Follow, Mute, Unblock, Unfollow, Unmute
+from redis.commands.core import AsyncScript
+
+from .batch import run_scripts, text
+from .connection import AnyRedis
+from .keys import Keys
+from .scripts import Scripts
+
+__all__ = ["GraphEvent", "GraphSteps"]
+
+GraphEvent = Follow | Unfollow | Block | Unblock | Mute | Unmute
+
+
+def _raw(value: Any) -> str:
+    """A score as Redis wrote it (so Lua parses the same digits)."""
+    return text(value)
+
+
+class GraphSteps:
+    """Applies graph events and rebuilds feeds with slot-local steps."""
+
+    def __init__(
+        self, redis: AnyRedis, scripts: Scripts, keys: Keys, context: Sequence[str | int],
+        buckets: int,
+    ) -> None:  # fmt: skip
+        self.redis = redis
+        self.scripts = scripts
+        self.keys = keys
+        self.context = list(context)
+        self.buckets = buckets
+
+    async def _run(self, calls: list[tuple[AsyncScript, list[str | int]]]) -> list[object]:
+        """Run script calls pipelined; a script error is raised (it fails the event)."""
+        results = await run_scripts(self.redis, calls)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
+    async def apply(self, event: GraphEvent) -> None:
+        """Apply one graph event; raises a script's error (the caller dead-letters)."""
+        if isinstance(event, Follow | Unfollow):
+            await self.follow(event)
+        else:
+            await self.hide(event)
+
+    async def follow(self, event: Follow | Unfollow) -> None:
+        """A follow or unfollow: the follower's state, its mirror in the followee's
+        followers, then the backfill (following now) or the purge (a follow an unfollow
+        later in event time beat, or an unfollow)."""
+        on = isinstance(event, Follow)
+        follower, followee = event.follower_id, event.followee_id
+        argv = [*self.context, follower, followee, event.ts, "1" if on else "0"]
+        (state,) = await self._run([(self.scripts.follow, argv)])
+        following = int(state) == 1  # type: ignore[call-overload]
+        if following:
+            await self.redis.sadd(self.keys.followers(followee), follower)
+            if on:
+                await self.backfill(follower, [followee])
+        else:
+            await self.redis.srem(self.keys.followers(followee), follower)
+            await self.purge(follower, followee, authored=False, value="")
+
+    async def hide(self, event: Block | Unblock | Mute | Unmute) -> None:
+        """A block, mute or undo: both sides' state, then the purges (blocks both ways,
+        mutes the muter's feeds) and, after an undo, the restores."""
+        mute = isinstance(event, Mute | Unmute)
+        on = "1" if isinstance(event, Block | Mute) else "0"
+        user, target = event.user_id, event.target_id
+        calls = [(self.scripts.hide, [*self.context, "mutes" if mute else "blocks", user,
+                                      target, event.ts, on])]  # fmt: skip
+        if not mute:  # the target's side: what it must not see
+            calls.append((self.scripts.hide, [*self.context, "blocked_by", target, user,
+                                              event.ts, on]))  # fmt: skip
+        value, *_ = await self._run(calls)
+        pair = text(value)
+        on_ts, _, off_ts = pair.partition("|")
+        if not on_ts:
+            return
+        sides = [(user, target)] if mute else [(user, target), (target, user)]
+        for viewer, other in sides:
+            await self.purge(viewer, other, authored=True, value=pair)
+        if off_ts and int(off_ts) >= int(on_ts):
+            for viewer, other in sides:
+                await self.restore(viewer, other, off_ts)
+
+    async def purge(self, user: str, target: str, *, authored: bool, value: str) -> None:
+        """Take ``target``'s reasons out of ``user``'s feeds (``lua/purge.lua``), given
+        the facts of every post in them."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for b in range(self.buckets):
+                pipe.zrange(k.feed(user, b), 0, -1)
+                pipe.zrange(k.for_you(user, b), 0, -1)
+            posts = sorted({text(p) for page in await pipe.execute() for p in page})
+        if not posts:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for post in posts:
+                pipe.hmget(k.post(post), "a", "ts", "del")
+            records = await pipe.execute()
+        facts: list[str | int] = [len(posts)]
+        for post, record in zip(posts, records, strict=True):
+            facts += [post, *(text(v) if v is not None else "" for v in record)]
+        argv = [*self.context, user, target, "1" if authored else "0", value, *facts]
+        await self._run([(self.scripts.purge, argv)])
+
+    async def _recent(
+        self, targets: Sequence[str], since: int | str
+    ) -> list[tuple[list[str | int], list[str | int]]]:
+        """Each target's recent posts and reposts of time ``since`` or later, as the
+        backfill rows of ``lua/backfill.lua`` (reposts with their authors)."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for target in targets:
+                for key in (k.recent_posts(target), k.recent_reposts(target)):
+                    pipe.zrange(key, since, "+inf", byscore=True, withscores=True,
+                                score_cast_func=_raw)  # fmt: skip
+            lists = await pipe.execute()
+        reposted = sorted({text(p) for reposts in lists[1::2] for p, _ in reposts})
+        authors: dict[str, str] = {}
+        if reposted:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for post in reposted:
+                    pipe.hget(k.post(post), "a")
+                found = await pipe.execute()
+            authors = {p: text(a) if a is not None else ""
+                       for p, a in zip(reposted, found, strict=True)}  # fmt: skip
+        rows: list[tuple[list[str | int], list[str | int]]] = []
+        for posts, reposts in zip(lists[0::2], lists[1::2], strict=True):
+            own: list[str | int] = [len(posts), *(v for p, ts in posts for v in (text(p), ts))]
+            shared: list[str | int] = [len(reposts),
+                      *(v for p, s in reposts for v in (text(p), s, authors[text(p)]))]  # fmt: skip
+            rows.append((own, shared))
+        return rows
+
+    async def backfill(self, user: str, targets: Sequence[str]) -> None:
+        """Push each of ``targets``' recent posts and reposts into ``user``'s feeds, as
+        the live fan-out delivered them (``lua/backfill.lua``)."""
+        if not targets:
+            return
+        calls = []
+        for target, (own, shared) in zip(targets, await self._recent(targets, 0), strict=True):
+            argv = [*self.context, user, target, "backfill", *own, *shared, 0]
+            calls.append((self.scripts.backfill, argv))
+        await self._run(calls)
+
+    async def restore(self, viewer: str, target: str, since: str) -> None:
+        """After an undo of time ``since``: give ``viewer`` back ``target``'s content of
+        that time or later (``lua/backfill.lua``, restore)."""
+        k = self.keys
+        ((own, shared),) = await self._recent([target], since)
+        posts = [text(p) for p in await self.redis.zrange(k.recent_posts(target), 0, -1)]
+        others: list[str | int] = [0]
+        if posts:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for post in posts:
+                    pipe.zrange(k.reposters(post), since, "+inf", byscore=True,
+                                withscores=True, score_cast_func=_raw)  # fmt: skip
+                found = [(post, text(r), at) for post, rows in zip(
+                    posts, await pipe.execute(), strict=True) for r, at in rows]  # fmt: skip
+            if found:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for post, reposter, _ in found:
+                        pipe.zscore(k.recent_reposts(reposter), post)
+                    scores = await pipe.execute()
+                rows = [(post, reposter, at, repr(score)) for (post, reposter, at), score
+                        in zip(found, scores, strict=True) if score is not None]  # fmt: skip
+                others = [len(rows), *(v for row in rows for v in row)]
+        argv = [*self.context, viewer, target, "restore", *own, *shared, *others]
+        await self._run([(self.scripts.backfill, argv)])
