@@ -180,9 +180,9 @@ async def test_drop_and_count_visit_every_master(backend: Backend, uid) -> None:
     assert [k async for k in scan_keys(backend.redis, pattern(generation))] == []
 
 
-async def test_repost_decision_refused_on_cluster_before_writing(backend: Backend, uid) -> None:
-    """Every feed write runs on both layouts; a repost with caps on (its decision is not
-    slot-local yet) raises the clear error on a cluster and writes nothing."""
+async def test_a_decided_repost_runs_on_both_layouts(backend: Backend, uid) -> None:
+    """Every feed write and the repost decision (caps on) run on both layouts: the
+    repost is decided once and its decision kept."""
     ev = Events()
     author, fan = uid("author"), uid("fan")
     store = FeedStore(backend.redis, backend.settings)
@@ -191,12 +191,28 @@ async def test_repost_decision_refused_on_cluster_before_writing(backend: Backen
     reader = FeedReader(backend.redis, key_prefix=backend.settings.key_prefix)
     assert [i.post_id for i in (await reader.following(fan)).items] == [uid("p")]
     repost = ev.repost(uid("p"), author, uid("r"))
+    applied = await store.apply([repost])
+    assert applied.failures == []
+    assert [d.repost_id for d in applied.decisions] == [repost.repost_id]
+    again = await store.apply([repost])
+    assert [d.decision for d in again.decisions] == [applied.decisions[0].decision]
+
+
+async def test_a_post_orders_wait_for_is_refused_on_cluster_before_writing(
+    backend: Backend, uid
+) -> None:
+    """Crediting the orders waiting for a post is not slot-local yet: on a cluster such a
+    post raises the clear error and writes nothing; a standalone Redis applies it."""
+    ev = Events()
+    post = ev.post(uid("p"), uid("author"))
+    await backend.redis.sadd(backend.keys.awaiting_post(post.post_id), uid("o"))
+    store = FeedStore(backend.redis, backend.settings)
     if backend.name == "standalone":
-        assert (await store.apply([repost])).failures == []
+        assert (await store.apply([post])).failures == []
         return
     keys = {k async for k in scan_keys(backend.redis, pattern(backend.settings.key_prefix))}
-    with pytest.raises(ClusterUnsupported, match=FANOUT_UNSUPPORTED):
-        await store.apply([repost])
+    with pytest.raises(ClusterUnsupported, match="not supported yet"):
+        await store.apply([post])
     after = {k async for k in scan_keys(backend.redis, pattern(backend.settings.key_prefix))}
     assert after == keys
 
