@@ -53,7 +53,7 @@ from .fanout import Segment, deliver, followers_of
 from .graph import GraphSteps
 from .keys import Keys, bucket_of
 from .repost_decisions import decide_reposts
-from .scripts import Scripts
+from .scripts import Scripts, argv
 
 __all__ = ["TRANSIENT_ERRORS", "Applied", "Failure", "FeedStore", "is_transient"]
 
@@ -282,19 +282,25 @@ class FeedStore:
         ctx, sc = self._context, self.scripts
         match ev:
             case Post():
-                return [(sc.post, [*ctx, ev.post_id, ev.author_id, ev.ts, ev.visibility,
-                                   ev.text or "", ev.media_url or ""])]  # fmt: skip
+                return [(sc.post, argv("post", ctx, post_id=ev.post_id, author_id=ev.author_id,
+                                       ts=ev.ts, visibility=ev.visibility, text=ev.text or "",
+                                       media_url=ev.media_url or ""))]  # fmt: skip
             case DeletePost():
-                return [(sc.delete_post, [*ctx, ev.post_id, ev.author_id, ev.ts])]
+                return [(sc.delete_post, argv("delete_post", ctx, post_id=ev.post_id,
+                                              author_id=ev.author_id, ts=ev.ts))]  # fmt: skip
             case Repost():
                 return [
-                    (sc.repost, [*ctx, ev.post_id, ev.post_author_id, ev.reposter_id, ev.ts,
-                                 ev.comment or ""]),
-                    (sc.repost_record, [*ctx, ev.repost_id, ev.reposter_id, ev.post_id,
-                                        ev.post_author_id]),
+                    (sc.repost, argv("repost", ctx, post_id=ev.post_id,
+                                     post_author_id=ev.post_author_id,
+                                     reposter_id=ev.reposter_id, ts=ev.ts,
+                                     comment=ev.comment or "")),
+                    (sc.repost_record, argv("repost_record", ctx, repost_id=ev.repost_id,
+                                            reposter_id=ev.reposter_id, post_id=ev.post_id,
+                                            post_author_id=ev.post_author_id)),
                 ]  # fmt: skip
             case Unrepost():
-                return [(sc.unrepost, [*ctx, ev.post_id, ev.reposter_id])]
+                return [(sc.unrepost, argv("unrepost", ctx, post_id=ev.post_id,
+                                           reposter_id=ev.reposter_id))]  # fmt: skip
         raise TypeError(f"not a fan-out event: {ev.type}")
 
     async def _refuse_awaiting(self, events: Sequence[Event]) -> None:
