@@ -6,7 +6,9 @@ is at or before the event and not followed by a reinstatement at or before it (t
 rule as ``suspended_at`` in ``lua/lib.lua``). A suspension also takes the account's posts
 and reposts out of every feed they reached; readers hide them at once (see
 :class:`~feedamp.feeds.reader.FeedReader`), and the cleaning runs behind that, chunk by
-chunk. Reinstating lets new events through; what was cleaned stays cleaned.
+chunk. Reinstating lets new events through; what was cleaned stays cleaned. A suspension
+that arrives after some of the events it judges were applied takes back their records
+(:mod:`.takeback`), so Redis ends as if it had come first.
 
 Withdrawals (``delete_post``, ``unrepost``) are let through, so that what a suspended
 user takes down stays down; ``order_status`` comes from the shop, not the user, and
@@ -31,12 +33,14 @@ from feedamp.models.events import (
     _Hiding,
 )
 
+from .activity import Activity
 from .batch import context, run_scripts, text
 from .connection import AnyRedis
 from .fanout import Segment, deliver, followers_of
 from .keys import Keys, bucket_of, suspended_shard
 from .scripts import Scripts, argv
 from .store import Applied, Failure
+from .takeback import remember, take_back
 
 __all__ = ["AccountStore", "actor_of", "suspended_at"]
 
@@ -76,6 +80,7 @@ class AccountStore:
         self.settings = settings
         self.scripts = Scripts(redis)
         self._moved: set[str] = set()
+        self.activity = Activity(redis)
 
     async def door(self, events: Sequence[Event], *, prefix: str | None = None) -> dict[int, str]:
         """Which of ``events`` a suspension stops, by index, with the reason
@@ -166,7 +171,18 @@ class AccountStore:
         for user, now in suspended.items():
             if now:
                 await self.clean(user, prefix=prefix)
+        keys = Keys(prefix or self.settings.key_prefix)
+        for user in suspending:
+            if user in suspended:  # after the cleaning, which reads what this takes back
+                await take_back(self.redis, keys, self.activity, user)
         return applied
+
+    async def remember(self, events: Sequence[Event], *, prefix: str | None = None) -> None:
+        """Index the posts and reposts among ``events`` by their actor, refused or not, so
+        that a suspension arriving after them can take back what the door would have
+        refused (:mod:`.takeback`). Before the events are written."""
+        keys = Keys(prefix or self.settings.key_prefix)
+        await remember(self.redis, keys, events, 2 * self.settings.recent_per_author)
 
     async def clean(self, user_id: str, *, prefix: str | None = None) -> None:
         """Take ``user_id``'s recent posts and reposts out of every feed they reached:

@@ -120,3 +120,19 @@ class Activity:
                 await self._add(keys=[keys.decision_log(kind)], args=[WINDOW_MS, *flat],
                                 client=pipe)  # type: ignore[arg-type]  # fmt: skip
             await pipe.execute()
+
+    async def refused(self, prefix: str, entries: Sequence[tuple[str, int, str | None]]) -> None:
+        """Log ``entries`` (event id, event time, the kind each was logged under or None)
+        as refused in the namespace ``prefix``, out of the log of their former kind: what a
+        late suspension takes back (:mod:`feedamp.feeds.takeback`). One round trip."""
+        if not entries:
+            return
+        keys = ActivityKeys(prefix)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event, _, kind in entries:
+                if kind is not None and kind != "refused":
+                    pipe.zrem(keys.decision_log(kind), event)
+            flat = [v for event, ts, _ in entries for v in (ts, event)]
+            await self._add(keys=[keys.decision_log("refused")], args=[WINDOW_MS, *flat],
+                            client=pipe)  # type: ignore[arg-type]  # fmt: skip
+            await pipe.execute()

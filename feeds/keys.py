@@ -139,6 +139,12 @@ class Keys:
         ``-<ts>`` (labelled or unlabelled at)."""
         return self._key("account", user_id)
 
+    def acts(self, user_id: str) -> str:
+        """Sorted set: the user's latest posts and reposts whatever became of them (refused,
+        deleted, withdrawn): member ``<post>`` or ``<post>,<repost>``, score event time;
+        what a late suspension takes back (:mod:`feedamp.feeds.takeback`)."""
+        return self._key("acts", user_id)
+
     def suspended_index(self, shard: int) -> str:
         """Set: the accounts of shard ``shard`` (see :func:`suspended_shard`) ever suspended
         (reinstated ones stay), so the door reads the state of only those. Sharded over

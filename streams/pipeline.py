@@ -298,6 +298,7 @@ class Pipeline:
             take(accounts, await self.accounts.apply([e.event for e in accounts], prefix=prefix))
         rest = [e for e in envelopes if not isinstance(e.event, Account)]
         door = await self.accounts.door([e.event for e in rest], prefix=prefix)
+        await self.accounts.remember([e.event for e in rest], prefix=prefix)
         refused = {rest[n]: reason for n, reason in door.items()}
         for e, reason in refused.items():
             ev = e.event
