@@ -17,7 +17,7 @@ gifts are judged by the gift store (sender or recipient suspended).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from feedamp.config import Settings
 from feedamp.models.decisions import AUTHOR_SUSPENDED, SUSPENDED
@@ -61,6 +61,10 @@ def actor_of(event: Event) -> str | None:
         case ProductView():
             return event.user_id
     return None
+
+
+#: Later than any event: ``suspended_at(state, INF)`` is "suspended now".
+INF = float("inf")
 
 
 def suspended_at(state: Sequence[bytes | str | None], ts: float) -> bool:
@@ -176,6 +180,31 @@ class AccountStore:
             if user in suspended:  # after the cleaning, which reads what this takes back
                 await take_back(self.redis, keys, self.activity, user)
         return applied
+
+    async def recheck(
+        self, events: Sequence[Event], refused: Collection[int], *, prefix: str | None = None
+    ) -> list[str]:
+        """After ``events`` were written (those at ``refused`` stopped at the door): the
+        door again, and for each account whose suspension landed in between (another
+        worker applied it), its feeds cleaned and its records taken back, as that
+        suspension's own take-back may have run before these writes. Returns those
+        accounts. One round trip, two when someone in the batch was ever suspended."""
+        now = await self.door(events, prefix=prefix)
+        users: set[str] = set()
+        for i, reason in now.items():
+            ev = events[i]
+            if i in refused:
+                continue
+            if isinstance(ev, Repost) and reason == AUTHOR_SUSPENDED:
+                users.add(ev.post_author_id)
+            elif (actor := actor_of(ev)) is not None:
+                users.add(actor)
+        keys = Keys(prefix or self.settings.key_prefix)
+        for user in sorted(users):
+            if suspended_at(await self.redis.hmget(keys.account(user), "susp", "rein"), INF):
+                await self.clean(user, prefix=prefix)  # as applying the suspension does
+            await take_back(self.redis, keys, self.activity, user)
+        return sorted(users)
 
     async def remember(self, events: Sequence[Event], *, prefix: str | None = None) -> None:
         """Index the posts and reposts among ``events`` by their actor, refused or not, so

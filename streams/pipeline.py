@@ -328,6 +328,9 @@ class Pipeline:
                 take(part, await store.apply([e.event for e in part], prefix=prefix))
         # The console's view of reposts and decisions (see feedamp.feeds.activity).
         await self.activity.record(prefix, reposts, outcome.decisions[first_decision:])
+        # A suspension another worker applied after the door: take back what passed (last:
+        # the take-back reads the cascades just recorded).
+        await self.accounts.recheck([e.event for e in rest], door, prefix=prefix)
 
 
 def _pack(record: Record) -> bytes:

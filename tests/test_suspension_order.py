@@ -77,3 +77,35 @@ async def test_a_late_suspension_gives_the_keys_of_one_that_came_first(redis, se
     for k, got in dumps.items():
         diff = sorted(key for key in first.keys() | got.keys() if first.get(key) != got.get(key))
         assert not diff, f"suspension after {k} of eve's later events: {diff[:5]}"
+
+
+async def test_a_suspension_landing_between_the_door_and_the_writes_is_taken_back(redis, settings):
+    """Another worker applies the suspension after this batch passed the door and before
+    its writes (run exactly there, not by timing): the batch takes it back itself."""
+    before, suspend, after, _ = story(Events())
+    tag = uuid.uuid4().hex[:4]
+    ref = settings.with_(key_prefix=f"{settings.key_prefix}ref-{tag}:")
+    reference = Pipeline(FeedStore(redis, ref), ref, prefix=ref.key_prefix)
+    await apply(reference, ref, [*before, suspend, *after])
+    s = settings.with_(key_prefix=f"{settings.key_prefix}race-{tag}:")
+    pipeline = Pipeline(FeedStore(redis, s), s, prefix=s.key_prefix)
+    other = Pipeline(FeedStore(redis, s), s, prefix=s.key_prefix)  # the other worker
+    await apply(pipeline, s, before)
+    door = pipeline.accounts.door
+    landed = []
+
+    async def door_then_suspension(events, *, prefix=None):  # type: ignore[no-untyped-def]
+        refused = await door(events, prefix=prefix)
+        if not landed:
+            await other.apply([record_of(s, suspend)])
+            landed.append(refused)
+        return refused
+
+    pipeline.accounts.door = door_then_suspension  # type: ignore[method-assign]
+    batch = [record_of(s, e, n) for n, e in enumerate(after)]
+    outcome = await pipeline.apply(batch)
+    assert outcome.dead_letters == []
+    assert landed == [{}]  # the door let the first segment pass: eve's posts, reposts
+    expected, got = await snapshot(redis, ref.key_prefix), await snapshot(redis, s.key_prefix)
+    diff = sorted(key for key in expected.keys() | got.keys() if expected.get(key) != got.get(key))
+    assert not diff, diff[:5]
