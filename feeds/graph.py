@@ -32,6 +32,10 @@ from .batch import run_scripts, text
 from .connection import AnyRedis
 from .keys import Keys
 from .scripts import Scripts
+from .takeback import cleaned_for
+
+#: Later than any event: a backfill "now".
+INF = float("inf")
 
 __all__ = ["GraphEvent", "GraphSteps"]
 
@@ -83,7 +87,7 @@ class GraphSteps:
         if following:
             await self.redis.sadd(self.keys.followers(followee), follower)
             if on:
-                await self.backfill(follower, [followee])
+                await self.backfill(follower, [followee], at=event.ts)
         else:
             await self.redis.srem(self.keys.followers(followee), follower)
             await self.purge(follower, followee, authored=False, value="")
@@ -133,17 +137,24 @@ class GraphSteps:
         await self._run([(self.scripts.purge, argv)])
 
     async def _recent(
-        self, targets: Sequence[str], since: int | str
+        self, targets: Sequence[str], since: int | str, at: float
     ) -> list[tuple[list[str | int], list[str | int]]]:
         """Each target's recent posts and reposts of time ``since`` or later, as the
-        backfill rows of ``lua/backfill.lua`` (reposts with their authors)."""
+        backfill rows of ``lua/backfill.lua`` (reposts with their authors), for an event
+        of time ``at``: none of a target, and no repost of a post by an author, that a
+        suspension's cleaning covers at ``at`` (:func:`~.takeback.cleaned_for`)."""
         k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             for target in targets:
                 for key in (k.recent_posts(target), k.recent_reposts(target)):
                     pipe.zrange(key, since, "+inf", byscore=True, withscores=True,
                                 score_cast_func=_raw)  # fmt: skip
-            lists = await pipe.execute()
+                pipe.hmget(k.account(target), "susp", "rein")
+            found_lists = await pipe.execute()
+        lists: list[Any] = []
+        for n in range(len(targets)):
+            posts, reposts, state = found_lists[3 * n : 3 * n + 3]
+            lists += [[], []] if cleaned_for(state, at) else [posts, reposts]
         reposted = sorted({text(p) for reposts in lists[1::2] for p, _ in reposts})
         authors: dict[str, str] = {}
         if reposted:
@@ -153,6 +164,14 @@ class GraphSteps:
                 found = await pipe.execute()
             authors = {p: text(a) if a is not None else ""
                        for p, a in zip(reposted, found, strict=True)}  # fmt: skip
+            named = sorted(set(authors.values()) - {""})
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for author in named:
+                    pipe.hmget(k.account(author), "susp", "rein")
+                states = await pipe.execute()
+            cleaned = {a for a, st in zip(named, states, strict=True) if cleaned_for(st, at)}
+            lists[1::2] = [[(p, sc) for p, sc in reposts if authors[text(p)] not in cleaned]
+                           for reposts in lists[1::2]]  # fmt: skip
         rows: list[tuple[list[str | int], list[str | int]]] = []
         for posts, reposts in zip(lists[0::2], lists[1::2], strict=True):
             own: list[str | int] = [len(posts), *(v for p, ts in posts for v in (text(p), ts))]
@@ -161,13 +180,15 @@ class GraphSteps:
             rows.append((own, shared))
         return rows
 
-    async def backfill(self, user: str, targets: Sequence[str]) -> None:
+    async def backfill(self, user: str, targets: Sequence[str], *, at: float = INF) -> None:
         """Push each of ``targets``' recent posts and reposts into ``user``'s feeds, as
-        the live fan-out delivered them (``lua/backfill.lua``)."""
+        the live fan-out delivered them (``lua/backfill.lua``), for a follow of time
+        ``at`` (default: now, for a rebuild): what a suspension cleans is left out."""
         if not targets:
             return
         calls = []
-        for target, (own, shared) in zip(targets, await self._recent(targets, 0), strict=True):
+        recent = await self._recent(targets, 0, at)
+        for target, (own, shared) in zip(targets, recent, strict=True):
             argv = [*self.context, user, target, "backfill", *own, *shared, 0]
             calls.append((self.scripts.backfill, argv))
         await self._run(calls)
@@ -176,7 +197,7 @@ class GraphSteps:
         """After an undo of time ``since``: give ``viewer`` back ``target``'s content of
         that time or later (``lua/backfill.lua``, restore)."""
         k = self.keys
-        ((own, shared),) = await self._recent([target], since)
+        ((own, shared),) = await self._recent([target], since, int(since))
         posts = [text(p) for p in await self.redis.zrange(k.recent_posts(target), 0, -1)]
         others: list[str | int] = [0]
         if posts:

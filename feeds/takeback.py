@@ -45,7 +45,7 @@ from .batch import text
 from .connection import AnyRedis
 from .keys import Keys
 
-__all__ = ["remember", "take_back"]
+__all__ = ["cleaned_for", "remember", "take_back", "window_of"]
 
 #: Post record fields a post event writes (``a`` is also written by a deletion).
 POST_FIELDS = ("ts", "vis", "text", "media", "tg")
@@ -98,6 +98,17 @@ def window_of(state: Sequence[bytes | str | None]) -> tuple[int, float] | None:
     start = int(susp)
     end = int(rein) if rein is not None and int(rein) >= start else float("inf")
     return start, end
+
+
+def cleaned_for(state: Sequence[bytes | str | None], at: float) -> bool:
+    """True if an account whose ``(susp, rein)`` fields are ``state`` has no content to
+    give a follow (or an undo) of time ``at``: a suspension's cleaning takes the content
+    it had before ``at`` out of feeds, or will when that suspension is applied (``at``
+    before it), or the door refuses content of that time; only once reinstated
+    (``at`` at or after the reinstatement) does a backfill bring it. So a backfill gives
+    the same feeds whether the follow is applied before or after the suspension."""
+    window = window_of(state)
+    return window is not None and at < window[1]
 
 
 async def take_back(redis: AnyRedis, keys: Keys, activity: Activity, user: str) -> int:
