@@ -146,7 +146,9 @@ class Pipeline:
         Order: account events first (a suspension must be on record before the door
         judges the batch), then the door (events of suspended accounts are refused with a
         decision and not applied), then posts, then the rest, each type by its store
-        (posts' product tags and product views last).
+        (posts' product tags and product views last), then the door once more: a
+        suspension another worker applied in between takes back what it would have
+        refused (:meth:`AccountStore.recheck`).
         Order within a topic is kept. When :attr:`watermarked`, reposts-topic events are
         parked instead, for :meth:`release`, and the progress of the batch's posts and
         reposts partitions is raised last, once everything else of the batch is written:
