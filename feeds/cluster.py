@@ -42,12 +42,11 @@ __all__ = [
     "ClusterUnsupported",
     "human_bytes",
     "info_per_master",
-    "refuse_writes_on_cluster",
     "route_key",
     "scan_keys",
 ]
 
-#: The one line an operator sees when a writing command meets a cluster.
+#: The one line an operator sees when a call that is not slot-local meets a cluster.
 FANOUT_UNSUPPORTED = "fan-out on Redis Cluster is not supported yet"
 
 #: Index of the first script-specific argument (after the seven settings of lib.lua).
@@ -187,14 +186,6 @@ async def scan_keys(redis: AnyRedis, match: str, count: int = 1000) -> AsyncIter
             cursor = int(cursor)
             if cursor == 0:
                 break
-
-
-def refuse_writes_on_cluster(redis: AnyRedis, command: str) -> None:
-    """Raise :class:`ClusterUnsupported` naming ``command`` when ``redis`` is a cluster
-    (the commands that run the fan-out scripts call this before writing anything)."""
-    if is_cluster(redis):
-        where = "REDIS_URL names a cluster node"
-        raise ClusterUnsupported(f"{command}: {FANOUT_UNSUPPORTED} ({where})")
 
 
 async def info_per_master(redis: AnyRedis, section: str) -> dict[str, dict[str, Any]]:

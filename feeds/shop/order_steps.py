@@ -21,13 +21,17 @@ Invariants: a read of a creator and the wait for it are one step on the creator'
 so a creator recorded meanwhile finds the order waiting; every step is idempotent and
 computes from the order's current state, so reconciling again (a redelivery, a retry, a
 later trigger) changes nothing that is right. An order's events are handled by one worker
-at a time (the order topics are keyed by order id). :meth:`OrderSteps.settle_waiting` is
-how a post, repost or tag recorded later reconciles the orders waiting for it.
+at a time (the order topics are keyed by order id). A post, repost or tag recorded later
+reconciles the orders waiting for it through :meth:`OrderSteps.unwait` (its origin step
+returns them: ``post.lua``, ``repost.lua``, ``repost_record.lua``, ``tag.lua``) or
+:meth:`OrderSteps.settle_waiting` (reading the waiting sets); an order is taken out of a
+waiting set only after it was reconciled, so a crash in between leaves it waiting for the
+redelivery, which finds it again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from feedamp.feeds.batch import run_scripts, text
@@ -151,10 +155,21 @@ class OrderSteps:
     ) -> dict[str, Exception]:
         """Reconcile the orders of ``waiting`` (id -> orders waiting in ``kind`` of that
         id), then take the reconciled ones out of the waiting sets."""
-        failed = await self.reconcile(ctx, [o for orders in waiting.values() for o in orders])
+        return await self.unwait_kinds(ctx, {kind: waiting})
+
+    async def unwait_kinds(
+        self, ctx: Sequence[str | int], waiting: Mapping[str, Mapping[str, Sequence[str]]]
+    ) -> dict[str, Exception]:
+        """:meth:`unwait` for several kinds at once (kind -> id -> orders): the orders are
+        reconciled together, once each, then taken out of every set they were found in.
+        Used by the post and repost origin steps (:mod:`feedamp.feeds.store`)."""
+        everyone = [o for by_id in waiting.values() for orders in by_id.values() for o in orders]
+        if not everyone:
+            return {}
+        failed = await self.reconcile(ctx, everyone)
         calls = [(self.scripts.order_unwait, argv("order_unwait", ctx, *done, kind=kind, id=id_))
-                 for id_, orders in waiting.items()
-                 if (done := [o for o in orders if o not in failed])]  # fmt: skip
+                 for kind, by_id in waiting.items() for id_, orders in by_id.items()
+                 if (done := [o for o in dict.fromkeys(orders) if o not in failed])]  # fmt: skip
         await run_scripts(self.redis, calls)
         return failed
 
