@@ -1,23 +1,23 @@
 """The order center and purchase attribution against a real Redis, through the worker's
 pipeline: status races (late, repeated, out of order, illegal), attribution that lands
-whatever the arrival order, once per order, and refunds that take it back. The tests of
-orders alone also run on a three-master Redis Cluster (attribution on a cluster:
-tests/test_cluster_steps.py)."""
+whatever the arrival order, once per order, and refunds that take it back; on a standalone
+Redis and on a three-master Redis Cluster."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 
 import pytest
 from feedamp.config import Settings
 from feedamp.feeds import FeedReader, FeedStore
-from feedamp.feeds.connection import AnyRedis, close, connect
+from feedamp.feeds.connection import AnyRedis
 from feedamp.streams import Pipeline
 
-from .conftest import make_settings
 from .factory import Events, record_of
 from .snapshot import snapshot
+
+#: Every test that writes runs on a standalone Redis and on a three-master cluster.
+LAYOUTS = ("standalone", "cluster")
 
 
 def make_shop(redis, settings):
@@ -30,17 +30,10 @@ def shop(redis, settings):
     return make_shop(redis, settings)
 
 
-@pytest.fixture(params=["standalone", "cluster"])
-async def anywhere(request, broker) -> AsyncIterator[tuple[Settings, AnyRedis]]:
-    """A standalone Redis and a three-master cluster: the tests of orders alone (no post
-    or repost, whose fan-out is not slot-local yet) run on both, with the same
-    expectations."""
-    server = request.getfixturevalue("redis_server" if request.param == "standalone"
-                                     else "redis_cluster")  # fmt: skip
-    settings = make_settings(broker, server)
-    client = connect(settings.redis_url)
-    yield settings, client
-    await close(client)
+@pytest.fixture
+def anywhere(settings, redis) -> tuple[Settings, AnyRedis]:
+    """The test's layout (both, see ``LAYOUTS``) and its client."""
+    return settings, redis
 
 
 @pytest.fixture
