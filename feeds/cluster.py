@@ -46,8 +46,9 @@ __all__ = [
     "scan_keys",
 ]
 
-#: The one line an operator sees when a call that is not slot-local meets a cluster.
-FANOUT_UNSUPPORTED = "fan-out on Redis Cluster is not supported yet"
+#: The one line an operator sees when a call that is not slot-local meets a cluster (no
+#: script the engine runs is such a call: every one has a route or declares its keys).
+FANOUT_UNSUPPORTED = "a script that is not slot-local cannot run on Redis Cluster"
 
 #: Index of the first script-specific argument (after the seven settings of lib.lua).
 _OWN = 7
@@ -102,7 +103,7 @@ ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
     "order_unwait": _kind_tagged,  # awaiting_post / awaiting_repost / awaiting_tags:{id}
     "tag": _tagged("post", 0),  # post:{post}, products:{post}, awaiting_tags:{post}
     # The origin steps of the fan-out (feeds/store.py; deliveries declare their own keys):
-    "post": _tagged("post", 0),  # post:{p}, awaiting_post:{p} (refused when orders wait)
+    "post": _tagged("post", 0),  # post:{p}, awaiting_post:{p} (its orders: order steps)
     "delete_post": _tagged("post", 0),  # post:{p}, reposters:{p}
     "repost": _tagged("post", 0),  # post:{p}, reposters:{p}, comments:{p}, awaiting_post:{p}
     "repost_record": _tagged("repost", 0),  # repost:{r}, awaiting_repost:{r}

@@ -194,3 +194,40 @@ async def test_self_repost_counts_one_order_once(shop):
                                    ev.purchase("o9", "bea", 700, via_post="p9",
                                                via_repost="self")])  # fmt: skip
     assert await stats(reader, "ava") == [(1, 700)]
+
+
+async def test_a_refund_racing_a_post_that_settles_the_order_takes_the_credit_back(redis, settings):
+    """A post settles the order waiting for it (post worker) while the order's own worker
+    refunds it: the post's credit, decided from the state before the refund, lands after
+    the refund's reconciliation took it back. The post's steps see that the order changed
+    meanwhile and reconcile it again, so the refund wins, as in any sequential order."""
+    from feedamp.feeds.batch import run_scripts
+    from feedamp.feeds.scripts import argv
+    from feedamp.feeds.shop.order_steps import OrderSteps
+
+    ev = Events()
+    store = FeedStore(redis, settings)
+    other = Pipeline(FeedStore(redis, settings), settings)
+    await run(settings, other, [ev.purchase("o1", "bea", amount=700, via_post="p1"),
+                                ev.status("o1", "bea", "paid", seq=1)])  # fmt: skip
+
+    class Racing(OrderSteps):
+        raced = False
+
+        async def reconcile(self, ctx, orders, seen=None):
+            failed = await super().reconcile(ctx, orders, seen)
+            if not self.raced:
+                self.raced = True
+                await run(settings, other, [ev.status("o1", "bea", "refunded", seq=2)])
+                stale = argv("order_credit", ctx, "credit", "", "1", creator_id="ava",
+                             order_id="o1", amount=700, currency="EUR")  # fmt: skip
+                await run_scripts(redis, [(store.scripts.order_credit, stale)])
+            return failed
+
+    store.orders = racing = Racing(redis, store.scripts)
+    # The feed store alone: the pipeline's tag step would reconcile the order once more.
+    assert (await store.apply([ev.post("p1", "ava")])).failures == []
+    assert racing.raced
+    reader = FeedReader(redis, key_prefix=settings.key_prefix)
+    assert await stats(reader, "ava") == [(0, 0)]
+    assert (await order(reader, "bea", "o1")).status == "refunded"
