@@ -6,7 +6,10 @@ Cluster (README, *Redis Cluster*): an origin step per event on its post's slot (
 pipeline for a run of such events), the recent lists on the authors' and reposters'
 slots, then delivery steps on the followers' slots (:mod:`.fanout`: followers read
 ``Settings.fanout_chunk`` at a time, grouped by node, one call per node and chunk), given
-the post's facts in ARGV. Follow, unfollow, block, mute and their undos are one script
+the post's facts in ARGV. The origin steps of a post and a repost also return the orders
+waiting for them (``awaiting_post`` / ``awaiting_repost``), which the order steps
+reconcile (:class:`~feedamp.feeds.shop.order_steps.OrderSteps`), slot-local like the rest.
+Follow, unfollow, block, mute and their undos are one script
 event at a time: state steps, reads, then a step on the user's slot (:mod:`.graph`).
 
 Order: events are applied in the order given: the batch is cut into runs of fan-out
