@@ -9,8 +9,8 @@ slots, then delivery steps on the followers' slots (:mod:`.fanout`: followers re
 the post's facts in ARGV. The origin steps of a post and a repost also return the orders
 waiting for them (``awaiting_post`` / ``awaiting_repost``), which the order steps
 reconcile (:class:`~feedamp.feeds.shop.order_steps.OrderSteps`), slot-local like the rest.
-Follow, unfollow, block, mute and their undos are one script
-event at a time: state steps, reads, then a step on the user's slot (:mod:`.graph`).
+Follow, unfollow, block, mute and their undos are one script event at a time: state
+steps, reads, then a step on the user's slot (:mod:`.graph`).
 
 Order: events are applied in the order given: the batch is cut into runs of fan-out
 events and runs of other events, each run finished before the next starts. Within a run
