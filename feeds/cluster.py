@@ -116,7 +116,7 @@ ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
 
 
 class ClusterUnsupported(RuntimeError):
-    """A write that is not slot-local yet, attempted on a Redis Cluster."""
+    """A script call that is not slot-local (no route, no declared keys), on a Redis Cluster."""
 
 
 def route_key(name: str, argv: Sequence[Any]) -> str:
