@@ -26,8 +26,6 @@ from feedamp.embedded.cluster import RedisClusterService, start_redis_cluster
 from feedamp.embedded.services import Service, free_port, start_broker, start_redis
 from feedamp.embedded.worker import start_worker, stop_process
 from feedamp.feeds import FeedReader
-from feedamp.feeds.cluster import refuse_writes_on_cluster
-from feedamp.feeds.connection import connect
 from feedamp.kafka.clients import start_client
 from feedamp.kafka.topics import ensure_topics
 
@@ -174,8 +172,6 @@ def run_dev(
         if cluster:
             nodes = " ".join(node.address for node in redis.nodes)  # type: ignore[union-attr]
             print(f"redis cluster nodes {nodes}", flush=True)
-            url = redis.url  # type: ignore[union-attr]
-            refuse_writes_on_cluster(connect(url, cluster=True), "feedamp dev --cluster")
         settings = settings.with_(
             kafka_bootstrap_servers=broker.address,
             redis_url=f"redis://{redis.address}/0",

@@ -1,12 +1,15 @@
 """An embedded Redis Cluster for one machine: three masters on free ports, no replicas.
 
 Used by ``feedamp dev --cluster``, the test fixtures and the benchmark. Each master is a
-``redis-server --cluster-enabled yes`` child process (no persistence, its node file in
-its own scratch directory, its cluster bus on a free port of its own rather than the
+``redis-server --cluster-enabled yes`` child process (no persistence unless asked, its
+node file in its own scratch directory, its cluster bus on a free port of its own rather than the
 client port + 10,000, which may not exist); ``redis-cli --cluster create`` assigns the 16,384 slots
 evenly. :func:`start_redis_cluster` returns only once every node reports
 ``cluster_state:ok``; :meth:`RedisClusterService.stop` stops every node and removes
-their files, also when the start failed half-way.
+their files, also when the start failed half-way. A cluster started ``persistent`` keeps an
+append-only file per master, so :meth:`~RedisClusterService.stop_node` and
+:meth:`~RedisClusterService.start_node` restart a master with its data, node id and slots
+(the master restart test).
 """
 
 from __future__ import annotations
@@ -59,6 +62,39 @@ class RedisClusterService:
         for node in self.nodes:
             node.stop(timeout)
 
+    def stop_node(self, index: int, timeout: float = 10.0) -> None:
+        """Stop master ``index`` (SIGTERM: an append-only file is flushed), keeping its
+        files for :meth:`start_node`."""
+        proc = self.nodes[index].proc
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def start_node(self, index: int) -> None:
+        """Start master ``index`` again, same port, arguments and directory (its node file,
+        and its data when the cluster is persistent); return once the cluster is ok."""
+        node = self.nodes[index]
+        with open(node.log_path, "ab") as log:
+            proc = subprocess.Popen(
+                node.proc.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=node._tmpdir, start_new_session=True,
+            )  # fmt: skip
+        self.nodes[index] = Service(node.name, node.port, proc, node.log_path, node._tmpdir)
+        deadline = time.monotonic() + FORM_TIMEOUT
+        while True:
+            try:
+                if self.state_ok():
+                    return
+            except RuntimeError:  # not answering yet
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"cluster node {node.address} did not come back:\n"
+                                   f"{node.log_tail()}")  # fmt: skip
+            time.sleep(0.1)
+
     def cli(self, *args: str, node: int = 0, timeout: float = 30.0) -> str:
         """Run ``redis-cli -p <port of node> args...``; its output (RuntimeError on
         failure)."""
@@ -77,19 +113,24 @@ class RedisClusterService:
                    for i in range(len(self.nodes)))  # fmt: skip
 
 
-def start_redis_cluster(masters: int = 3, password: str | None = None) -> RedisClusterService:
+def start_redis_cluster(
+    masters: int = 3, password: str | None = None, persistent: bool = False
+) -> RedisClusterService:
     """Start ``masters`` cluster-mode ``redis-server`` processes on free ports, create the
     cluster (slots spread evenly, no replicas) and wait for ``cluster_state:ok``.
-    ``password`` makes every node require it (``requirepass``, ``masterauth``)."""
+    ``password`` makes every node require it (``requirepass``, ``masterauth``);
+    ``persistent`` gives every master an append-only file (``appendonly yes``)."""
     cluster = RedisClusterService(password=password)
-    auth = ["--requirepass", password, "--masterauth", password] if password else []
+    extra = ["--requirepass", password, "--masterauth", password] if password else []
+    if persistent:
+        extra += ["--appendonly", "yes"]
     try:
         redis_server_binary()
         for _ in range(masters):
             port = free_port()
             cluster.nodes.append(start_redis(
                 port, "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
-                "--cluster-node-timeout", "5000", "--cluster-port", str(free_port()), *auth,
+                "--cluster-node-timeout", "5000", "--cluster-port", str(free_port()), *extra,
             ))  # fmt: skip
         addresses = [node.address for node in cluster.nodes]
         cluster.cli("--cluster", "create", *addresses, "--cluster-replicas", "0",

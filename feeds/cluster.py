@@ -42,13 +42,13 @@ __all__ = [
     "ClusterUnsupported",
     "human_bytes",
     "info_per_master",
-    "refuse_writes_on_cluster",
     "route_key",
     "scan_keys",
 ]
 
-#: The one line an operator sees when a writing command meets a cluster.
-FANOUT_UNSUPPORTED = "fan-out on Redis Cluster is not supported yet"
+#: The one line an operator sees when a call that is not slot-local meets a cluster (no
+#: script the engine runs is such a call: every one has a route or declares its keys).
+FANOUT_UNSUPPORTED = "a script that is not slot-local cannot run on Redis Cluster"
 
 #: Index of the first script-specific argument (after the seven settings of lib.lua).
 _OWN = 7
@@ -103,7 +103,7 @@ ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
     "order_unwait": _kind_tagged,  # awaiting_post / awaiting_repost / awaiting_tags:{id}
     "tag": _tagged("post", 0),  # post:{post}, products:{post}, awaiting_tags:{post}
     # The origin steps of the fan-out (feeds/store.py; deliveries declare their own keys):
-    "post": _tagged("post", 0),  # post:{p}, awaiting_post:{p} (refused when orders wait)
+    "post": _tagged("post", 0),  # post:{p}, awaiting_post:{p} (its orders: order steps)
     "delete_post": _tagged("post", 0),  # post:{p}, reposters:{p}
     "repost": _tagged("post", 0),  # post:{p}, reposters:{p}, comments:{p}, awaiting_post:{p}
     "repost_record": _tagged("repost", 0),  # repost:{r}, awaiting_repost:{r}
@@ -116,7 +116,7 @@ ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
 
 
 class ClusterUnsupported(RuntimeError):
-    """A write that is not slot-local yet, attempted on a Redis Cluster."""
+    """A script call that is not slot-local (no route, no declared keys), on a Redis Cluster."""
 
 
 def route_key(name: str, argv: Sequence[Any]) -> str:
@@ -187,14 +187,6 @@ async def scan_keys(redis: AnyRedis, match: str, count: int = 1000) -> AsyncIter
             cursor = int(cursor)
             if cursor == 0:
                 break
-
-
-def refuse_writes_on_cluster(redis: AnyRedis, command: str) -> None:
-    """Raise :class:`ClusterUnsupported` naming ``command`` when ``redis`` is a cluster
-    (the commands that run the fan-out scripts call this before writing anything)."""
-    if is_cluster(redis):
-        where = "REDIS_URL names a cluster node"
-        raise ClusterUnsupported(f"{command}: {FANOUT_UNSUPPORTED} ({where})")
 
 
 async def info_per_master(redis: AnyRedis, section: str) -> dict[str, dict[str, Any]]:

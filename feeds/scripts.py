@@ -175,8 +175,7 @@ STANDALONE = frozenset(n for n, sig in SIGNATURES.items() if not sig.context)
 #: many calls, each skips setting up the feed helpers and encoding six settings.
 LEAN = frozenset(n for n, sig in SIGNATURES.items() if sig.lean)
 #: Scripts that also need the order and attribution helpers.
-SHOP = frozenset({"post", "repost", "repost_record", "order_purchase", "order_event",
-                  "order_settle", "order_credit"})  # fmt: skip
+SHOP = frozenset({"order_purchase", "order_event", "order_settle", "order_credit"})
 
 
 @cache

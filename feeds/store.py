@@ -6,8 +6,11 @@ Cluster (README, *Redis Cluster*): an origin step per event on its post's slot (
 pipeline for a run of such events), the recent lists on the authors' and reposters'
 slots, then delivery steps on the followers' slots (:mod:`.fanout`: followers read
 ``Settings.fanout_chunk`` at a time, grouped by node, one call per node and chunk), given
-the post's facts in ARGV. Follow, unfollow, block, mute and their undos are one script
-event at a time: state steps, reads, then a step on the user's slot (:mod:`.graph`).
+the post's facts in ARGV. The origin steps of a post and a repost also return the orders
+waiting for them (``awaiting_post`` / ``awaiting_repost``), which the order steps
+reconcile (:class:`~feedamp.feeds.shop.order_steps.OrderSteps`), slot-local like the rest.
+Follow, unfollow, block, mute and their undos are one script event at a time: state
+steps, reads, then a step on the user's slot (:mod:`.graph`).
 
 Order: events are applied in the order given: the batch is cut into runs of fan-out
 events and runs of other events, each run finished before the next starts. Within a run
@@ -47,13 +50,13 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from .batch import TRANSIENT_ERRORS, is_transient, run_scripts, text
-from .cluster import ClusterUnsupported
-from .connection import AnyRedis, is_cluster
+from .connection import AnyRedis
 from .fanout import Segment, deliver, followers_of
 from .graph import GraphSteps
 from .keys import Keys, bucket_of
 from .repost_decisions import decide_reposts
 from .scripts import Scripts, argv
+from .shop.order_steps import OrderSteps
 
 __all__ = ["TRANSIENT_ERRORS", "Applied", "Failure", "FeedStore", "is_transient"]
 
@@ -100,6 +103,7 @@ class FeedStore:
             s.for_you_half_life_ms, s.recent_per_author, s.fanout_chunk,
         ]  # fmt: skip
         self.graph = GraphSteps(redis, self.scripts, self.keys, self._context, s.feed_buckets)
+        self.orders = OrderSteps(redis, self.scripts)
         self._views: dict[str, FeedStore] = {}
         #: Followers re-grouped by slot after a cluster node refused a delivery call (a
         #: running total, for tests and benchmarks).
@@ -195,8 +199,6 @@ class FeedStore:
         in the log's order; last, a deleted post's reposters and comments go."""
         k, ctx, sc = self.keys, self._context, self.scripts
         jobs = [i for i in indexes if _reaches_feeds(events[i], decisions.get(i))]
-        if is_cluster(self.redis):
-            await self._refuse_awaiting([events[i] for i in jobs])
         origins: list[tuple[AsyncScript, list[str | int]]] = []
         owner: list[int] = []
         for i in jobs:
@@ -209,6 +211,10 @@ class FeedStore:
         segments: list[Segment] = []
         sources: list[str] = []
         deletes: list[DeletePost] = []
+        #: kind -> post or repost id -> the orders waiting for it, with the events that
+        #: found them (for their errors).
+        waiting: dict[str, dict[str, list[str]]] = {"awaiting_post": {}, "awaiting_repost": {}}
+        found_by: dict[str, list[int]] = {}
         recent = self.settings.recent_per_author
         async with self.redis.pipeline(transaction=False) as pipe:
             for i in jobs:
@@ -217,8 +223,20 @@ class FeedStore:
                     failures[i] = Failure(i, error)
                     continue
                 bucket = bucket_of(ev.post_id, self.settings.feed_buckets)  # type: ignore[attr-defined]
-                if isinstance(ev, Post | Repost) and text(found[0]) == "skip":
-                    continue
+                if isinstance(ev, Post | Repost):
+                    # The orders waiting for the post (and the repost): settled below.
+                    head, *orders = (text(v) for v in cast(list, found[0]))
+                    pending = [("awaiting_post", ev.post_id, orders)]
+                    if isinstance(ev, Repost):
+                        pending.append(("awaiting_repost", ev.repost_id,
+                                        [text(v) for v in cast(list, found[1])]))  # fmt: skip
+                    for kind, id_, ids in pending:
+                        if ids:
+                            waiting[kind].setdefault(id_, []).extend(ids)
+                            for order in ids:
+                                found_by.setdefault(order, []).append(i)
+                    if head == "skip":
+                        continue
                 if isinstance(ev, Post):
                     pipe.zadd(k.recent_posts(ev.author_id), {ev.post_id: ev.ts})
                     pipe.zremrangebyrank(k.recent_posts(ev.author_id), 0, -(recent + 1))
@@ -255,6 +273,13 @@ class FeedStore:
                         segments.append(Segment("unpush", ev.post_id, "", "", bucket, [], i))
                         sources.append(source)
             await pipe.execute()
+        # The orders waiting for these posts and reposts: reconciled by the order steps
+        # (slot-local, idempotent), then taken out of the waiting sets.
+        if found_by:
+            failed = await self.orders.unwait_kinds(ctx, waiting)
+            for order, error in failed.items():
+                for i in found_by.get(order, ()):
+                    failures.setdefault(i, Failure(i, error))
         chunk = self.settings.fanout_chunk
         for seg, followers in zip(
             segments, await followers_of(self.redis, k, sources, chunk), strict=True
@@ -302,24 +327,6 @@ class FeedStore:
                 return [(sc.unrepost, argv("unrepost", ctx, post_id=ev.post_id,
                                            reposter_id=ev.reposter_id))]  # fmt: skip
         raise TypeError(f"not a fan-out event: {ev.type}")
-
-    async def _refuse_awaiting(self, events: Sequence[Event]) -> None:
-        """On a cluster: :class:`ClusterUnsupported` before anything is written when
-        orders wait for one of the posts or reposts (crediting them is not slot-local
-        yet)."""
-        waiting = [self.keys.awaiting_post(ev.post_id) for ev in events
-                   if isinstance(ev, Post | Repost)]  # fmt: skip
-        waiting += [self.keys.awaiting_repost(ev.repost_id) for ev in events
-                    if isinstance(ev, Repost)]  # fmt: skip
-        if not waiting:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in waiting:
-                pipe.scard(key)
-            if any(await pipe.execute()):
-                raise ClusterUnsupported(
-                    "crediting orders that wait for a post on Redis Cluster is not supported yet"
-                )
 
     async def rebuild_feed(self, user_id: str, *, prefix: str | None = None) -> int:
         """Regenerate ``user_id``'s Following and For You feeds from their followees' recent

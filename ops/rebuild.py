@@ -39,7 +39,6 @@ from typing import TextIO
 
 from aiokafka import TopicPartition
 from feedamp.config import Settings
-from feedamp.feeds.cluster import refuse_writes_on_cluster
 from feedamp.feeds.connection import close as close_client
 from feedamp.feeds.connection import connect
 from feedamp.feeds.namespace import DEFAULT_GRACE, Namespaces
@@ -145,7 +144,6 @@ async def rebuild(
     redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
     namespaces = Namespaces(redis, settings.key_prefix)
     try:
-        refuse_writes_on_cluster(redis, "feedamp replay --rebuild")
         old = await namespaces.active()
         new = await namespaces.new_generation()
         result = Rebuild(old, new)

@@ -36,7 +36,6 @@ from typing import Any, TextIO
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
-from feedamp.feeds.cluster import ClusterUnsupported, refuse_writes_on_cluster
 from feedamp.feeds.connection import close as close_client
 from feedamp.feeds.connection import connect
 from feedamp.kafka.clients import start_client
@@ -205,11 +204,6 @@ async def replay(
     ``ends``; partitions it does not name start at the beginning). ``audit`` is shown
     every batch of records before it is applied."""
     redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
-    try:
-        refuse_writes_on_cluster(redis, "feedamp replay")
-    except ClusterUnsupported:
-        await redis.aclose()
-        raise
     names = input_topics(settings, topics)
     stats = ReplayStats()
     started = time.monotonic()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feedamp.config import Settings
-from feedamp.feeds.cluster import refuse_writes_on_cluster, scan_keys
+from feedamp.feeds.cluster import scan_keys
 from feedamp.feeds.connection import AnyRedis, connect
 from feedamp.feeds.connection import close as close_client
 from feedamp.feeds.keys import Keys
@@ -259,7 +259,6 @@ async def verify(
     scratch = scratch_prefix(settings.key_prefix)
     audit = LogAudit(settings)
     try:
-        refuse_writes_on_cluster(redis, "feedamp verify")
         stats = await replay(settings, topics=topics, prefix=scratch, progress=progress,
                              progress_name="verify", audit=audit)  # fmt: skip
         caught_up = await wait_for_group(settings, stats.ends, wait)

@@ -23,7 +23,6 @@ import faust
 from aiokafka.errors import KafkaError
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
-from feedamp.feeds.cluster import refuse_writes_on_cluster
 from feedamp.feeds.connection import connect
 from feedamp.feeds.store import TRANSIENT_ERRORS
 from feedamp.kafka.config import faust_security
@@ -207,7 +206,6 @@ def create_app(settings: Settings) -> faust.App:
     }
     inputs = app.topic(*settings.topics.inputs, **raw)
     redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
-    refuse_writes_on_cluster(redis, "feedamp worker")
     watch = PartitionWatch(app, settings)
     pipeline = Pipeline(FeedStore(redis, settings), settings, partitions=watch.partitions)
 

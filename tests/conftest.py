@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from feedamp.config import Caps, Settings, Topics
+from feedamp.config import Settings, Topics
 from feedamp.embedded.cluster import RedisClusterService, start_redis_cluster
 from feedamp.embedded.services import Service, start_broker, start_redis
 from feedamp.embedded.worker import start_worker, stop_process
@@ -85,8 +85,14 @@ def make_settings(broker: Service, redis_server: Service, **changes) -> Settings
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A module that sets ``LAYOUTS = ("standalone", "cluster")`` runs each test using the
-    ``settings``, ``redis``, ``store`` or ``reader`` fixtures on both Redis layouts."""
+    ``settings``, ``redis``, ``store`` or ``reader`` fixtures on both Redis layouts (those
+    using the module's ``worker``, or marked ``single_layout``, on the standalone one
+    only)."""
     layouts = getattr(metafunc.module, "LAYOUTS", ("standalone",))
+    # The module's shared ``worker`` runs on the standalone Redis (a worker on a cluster:
+    # tests/test_cluster_worker.py).
+    if "worker" in metafunc.fixturenames or metafunc.definition.get_closest_marker("single_layout"):
+        return
     if "layout" in metafunc.fixturenames and len(layouts) > 1:
         metafunc.parametrize("layout", layouts, indirect=True)
 
@@ -103,14 +109,9 @@ def redis_service(request: pytest.FixtureRequest, layout: str) -> Service:
     return request.getfixturevalue("redis_server" if layout == "standalone" else "redis_cluster")
 
 
-#: Writes that are not slot-local yet: on the cluster layout they are switched off (the
-#: repost decision: caps), the rest of the module runs as on a standalone Redis.
-CLUSTER_OFF: dict[str, object] = {"caps": Caps(enabled=False)}
-
-
 @pytest.fixture
-def settings(broker: Service, redis_service: Service, layout: str) -> Settings:
-    return make_settings(broker, redis_service, **(CLUSTER_OFF if layout == "cluster" else {}))
+def settings(broker: Service, redis_service: Service) -> Settings:
+    return make_settings(broker, redis_service)
 
 
 @pytest.fixture

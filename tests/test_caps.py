@@ -8,6 +8,9 @@ from feedamp.feeds import FeedReader, FeedStore
 from .factory import Events
 from .snapshot import snapshot
 
+#: Every test that writes runs on a standalone Redis and on a three-master cluster.
+LAYOUTS = ("standalone", "cluster")
+
 
 def store_for(redis, settings, **caps) -> tuple[FeedStore, FeedReader]:
     settings = settings.with_(caps=Caps(**caps))

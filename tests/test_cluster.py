@@ -1,6 +1,6 @@
 """The read side and the slot-local writes on a standalone Redis and on a real three-master
-Redis Cluster (parametrized), client detection, and the clear refusal of what is not
-slot-local yet.
+Redis Cluster (parametrized), and client detection (the worker, replay and verify on a
+cluster: tests/test_cluster_worker.py; ``feedamp dev --cluster``: tests/test_dev.py).
 
 Feeds are written here through the key schema of the README (the contract for readers in
 other languages), so the reader is tested against the schema on both layouts.
@@ -21,7 +21,7 @@ from feedamp.embedded.services import Service
 from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader, FeedStore, Keys
 from feedamp.feeds.accounts import AccountStore
-from feedamp.feeds.cluster import FANOUT_UNSUPPORTED, ClusterUnsupported, scan_keys
+from feedamp.feeds.cluster import scan_keys
 from feedamp.feeds.connection import AnyRedis, RedisUnreachable, close, connect, is_cluster
 from feedamp.feeds.keys import bucket_of
 from feedamp.feeds.namespace import Namespaces, pattern
@@ -198,41 +198,37 @@ async def test_a_decided_repost_runs_on_both_layouts(backend: Backend, uid) -> N
     assert [d.decision for d in again.decisions] == [applied.decisions[0].decision]
 
 
-async def test_a_post_orders_wait_for_is_refused_on_cluster_before_writing(
-    backend: Backend, uid
-) -> None:
-    """Crediting the orders waiting for a post is not slot-local yet: on a cluster such a
-    post raises the clear error and writes nothing; a standalone Redis applies it."""
-    ev = Events()
-    post = ev.post(uid("p"), uid("author"))
-    await backend.redis.sadd(backend.keys.awaiting_post(post.post_id), uid("o"))
-    store = FeedStore(backend.redis, backend.settings)
-    if backend.name == "standalone":
-        assert (await store.apply([post])).failures == []
-        return
-    keys = {k async for k in scan_keys(backend.redis, pattern(backend.settings.key_prefix))}
-    with pytest.raises(ClusterUnsupported, match="not supported yet"):
-        await store.apply([post])
-    after = {k async for k in scan_keys(backend.redis, pattern(backend.settings.key_prefix))}
-    assert after == keys
+async def test_a_post_and_repost_orders_wait_for_credit_them_once(backend: Backend, uid) -> None:
+    """Purchases that name a post and a repost before either is recorded wait for them;
+    the post's and the repost's origin steps hand the waiting orders to the order steps,
+    which credit the author and the reposter once each (a redelivery counts nothing
+    twice) and empty the waiting sets, on both layouts."""
+    from feedamp.streams import Pipeline
 
+    from .factory import record_of
 
-def test_writing_commands_refuse_a_cluster_in_one_line(
-    broker: Service, redis_cluster: RedisClusterService, uid
-) -> None:
-    """``feedamp worker`` on a cluster: one line, exit 2 (it applies every event type,
-    some not slot-local yet); ``feedamp feed`` reads it."""
-    settings = make_settings(broker, redis_cluster)
-    env = worker_env(settings)
-    done = subprocess.run([sys.executable, "-m", "feedamp.cli", "worker"], env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines()[-1] == (
-        f"feedamp worker: {FANOUT_UNSUPPORTED} (REDIS_URL names a cluster node)"
-    )
-    done = subprocess.run([sys.executable, "-m", "feedamp.cli", "feed", uid("u")], env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    ev, s = Events(), backend.settings
+    author, reposter, post, repost = uid("ava"), uid("rex"), uid("p"), uid("r")
+    orders = [ev.purchase(uid("o1"), uid("bea"), amount=700, via_post=post),
+              ev.purchase(uid("o2"), uid("cal"), amount=300, via_repost=repost)]  # fmt: skip
+    feeds = [ev.post(post, author), ev.repost(post, author, reposter, repost_id=repost)]
+    pipeline = Pipeline(FeedStore(backend.redis, s), s)
+
+    async def run(events) -> None:
+        records = [record_of(s, e, n) for n, e in enumerate(events)]
+        assert (await pipeline.apply(records)).dead_letters == []
+
+    await run(orders)
+    k = backend.keys
+    assert await backend.redis.scard(k.awaiting_post(post)) == 1
+    assert await backend.redis.scard(k.awaiting_repost(repost)) == 1
+    await run(feeds)
+    await run(feeds)  # redelivered
+    reader = FeedReader(backend.redis, key_prefix=s.key_prefix)
+    got = [((st := await reader.creator_stats(u)).orders, st.revenue_cents)
+           for u in (author, reposter)]  # fmt: skip
+    assert got == [(2, 1000), (1, 300)]
+    assert await backend.redis.exists(k.awaiting_post(post), k.awaiting_repost(repost)) == 0
 
 
 async def test_rebuild_feed_on_a_cluster_regenerates_the_live_feeds(
@@ -268,28 +264,6 @@ async def test_rebuild_feed_on_a_cluster_regenerates_the_live_feeds(
         assert await feeds() == live
     finally:
         await close(redis)
-
-
-def test_dev_cluster_starts_a_cluster_refuses_and_stops_it() -> None:
-    """``feedamp dev --cluster`` forms a three-master cluster, says in one line that the
-    demo's fan-out cannot run on it yet, and leaves no node running."""
-    import re
-    import socket
-
-    done = subprocess.run([sys.executable, "-m", "feedamp.cli", "dev", "--cluster"],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert done.stderr.strip() == (
-        f"feedamp dev --cluster: {FANOUT_UNSUPPORTED} (REDIS_URL names a cluster node)"
-    )
-    nodes = re.search(r"redis cluster nodes (.*)", done.stdout).group(1).split()  # type: ignore[union-attr]
-    assert len(nodes) == 3
-    for node in nodes:
-        with (
-            pytest.raises(OSError),
-            socket.create_connection(("127.0.0.1", int(node.split(":")[1])), 1),
-        ):
-            pass
 
 
 def test_unreachable_redis_is_one_line_without_the_password() -> None:

@@ -117,6 +117,34 @@ def test_dev_no_demo_prints_exports_runs_the_sample_and_stops_on_sighup():
     assert not alive
 
 
+def test_dev_cluster_runs_the_demo_on_three_masters_and_stops_them():
+    """``feedamp dev --cluster`` forms a three-master cluster, plays the demo on it (feeds,
+    gifts, credited orders) through a worker, reaches its running line, and Ctrl-C leaves
+    no node running."""
+    import re
+    import signal
+    import socket
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "feedamp.cli", "dev", "--cluster"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        text = _until_running(proc)
+        nodes = re.search(r"redis cluster nodes (.*)", text).group(1).split()  # type: ignore[union-attr]
+        assert len(nodes) == 3
+        assert "post p1 by alice  reposted by carol, bob" in text
+        assert "Sales credited to carol: 1 order(s) 24.99 EUR" in text
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    for node in nodes:
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", int(node.split(":")[1]))) != 0, node
+
+
 def _until_running(proc: subprocess.Popen) -> str:
     """``feedamp dev``'s output up to its ``running;`` line (4 minutes at most)."""
     import time

@@ -12,6 +12,9 @@ from feedamp.streams import Pipeline
 
 from .factory import Events, record_of
 
+#: Every test that writes runs on a standalone Redis and on a three-master cluster.
+LAYOUTS = ("standalone", "cluster")
+
 
 @pytest.fixture
 def world(redis, settings):

@@ -1,23 +1,23 @@
 """The order center and purchase attribution against a real Redis, through the worker's
 pipeline: status races (late, repeated, out of order, illegal), attribution that lands
-whatever the arrival order, once per order, and refunds that take it back. The tests of
-orders alone also run on a three-master Redis Cluster (attribution on a cluster:
-tests/test_cluster_steps.py)."""
+whatever the arrival order, once per order, and refunds that take it back; on a standalone
+Redis and on a three-master Redis Cluster."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 
 import pytest
 from feedamp.config import Settings
 from feedamp.feeds import FeedReader, FeedStore
-from feedamp.feeds.connection import AnyRedis, close, connect
+from feedamp.feeds.connection import AnyRedis
 from feedamp.streams import Pipeline
 
-from .conftest import make_settings
 from .factory import Events, record_of
 from .snapshot import snapshot
+
+#: Every test that writes runs on a standalone Redis and on a three-master cluster.
+LAYOUTS = ("standalone", "cluster")
 
 
 def make_shop(redis, settings):
@@ -30,17 +30,10 @@ def shop(redis, settings):
     return make_shop(redis, settings)
 
 
-@pytest.fixture(params=["standalone", "cluster"])
-async def anywhere(request, broker) -> AsyncIterator[tuple[Settings, AnyRedis]]:
-    """A standalone Redis and a three-master cluster: the tests of orders alone (no post
-    or repost, whose fan-out is not slot-local yet) run on both, with the same
-    expectations."""
-    server = request.getfixturevalue("redis_server" if request.param == "standalone"
-                                     else "redis_cluster")  # fmt: skip
-    settings = make_settings(broker, server)
-    client = connect(settings.redis_url)
-    yield settings, client
-    await close(client)
+@pytest.fixture
+def anywhere(settings, redis) -> tuple[Settings, AnyRedis]:
+    """The test's layout (both, see ``LAYOUTS``) and its client."""
+    return settings, redis
 
 
 @pytest.fixture
@@ -201,3 +194,40 @@ async def test_self_repost_counts_one_order_once(shop):
                                    ev.purchase("o9", "bea", 700, via_post="p9",
                                                via_repost="self")])  # fmt: skip
     assert await stats(reader, "ava") == [(1, 700)]
+
+
+async def test_a_refund_racing_a_post_that_settles_the_order_takes_the_credit_back(redis, settings):
+    """A post settles the order waiting for it (post worker) while the order's own worker
+    refunds it: the post's credit, decided from the state before the refund, lands after
+    the refund's reconciliation took it back. The post's steps see that the order changed
+    meanwhile and reconcile it again, so the refund wins, as in any sequential order."""
+    from feedamp.feeds.batch import run_scripts
+    from feedamp.feeds.scripts import argv
+    from feedamp.feeds.shop.order_steps import OrderSteps
+
+    ev = Events()
+    store = FeedStore(redis, settings)
+    other = Pipeline(FeedStore(redis, settings), settings)
+    await run(settings, other, [ev.purchase("o1", "bea", amount=700, via_post="p1"),
+                                ev.status("o1", "bea", "paid", seq=1)])  # fmt: skip
+
+    class Racing(OrderSteps):
+        raced = False
+
+        async def reconcile(self, ctx, orders, seen=None):
+            failed = await super().reconcile(ctx, orders, seen)
+            if not self.raced:
+                self.raced = True
+                await run(settings, other, [ev.status("o1", "bea", "refunded", seq=2)])
+                stale = argv("order_credit", ctx, "credit", "", "1", creator_id="ava",
+                             order_id="o1", amount=700, currency="EUR")  # fmt: skip
+                await run_scripts(redis, [(store.scripts.order_credit, stale)])
+            return failed
+
+    store.orders = racing = Racing(redis, store.scripts)
+    # The feed store alone: the pipeline's tag step would reconcile the order once more.
+    assert (await store.apply([ev.post("p1", "ava")])).failures == []
+    assert racing.raced
+    reader = FeedReader(redis, key_prefix=settings.key_prefix)
+    assert await stats(reader, "ava") == [(0, 0)]
+    assert (await order(reader, "bea", "o1")).status == "refunded"

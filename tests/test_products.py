@@ -17,6 +17,9 @@ from feedamp.streams import Pipeline, Record
 from .factory import Events, record_of, to_json
 from .snapshot import snapshot
 
+#: Every test that writes runs on a standalone Redis and on a three-master cluster.
+LAYOUTS = ("standalone", "cluster")
+
 
 @pytest.fixture
 def shop(redis, settings):

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-import redis as sync_redis
 from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader, FeedStore, Keys
+from feedamp.feeds.connection import close, connect
 from feedamp.feeds.namespace import (
     Namespaces,
     counter_key,
@@ -25,6 +25,9 @@ from .conftest import wait_until
 from .factory import Events
 from .kafka import send_events
 from .test_replay import caught_up, windowed_log
+
+#: Every test that writes runs on a standalone Redis and on a three-master cluster.
+LAYOUTS = ("standalone", "cluster")
 
 POSTS = 200
 
@@ -168,18 +171,14 @@ async def test_rebuild_with_readers_running(worker, redis, uid):
 async def test_rebuild_that_loses_the_switch_drops_its_namespace(settings, redis):
     await windowed_log(settings)
     base = settings.key_prefix
-    client = sync_redis.Redis.from_url(settings.redis_url)
     rival = generation_prefix(base, 99)
 
-    def say(line: str) -> None:  # another rebuild switches while this one replays
+    async def say(line: str) -> None:  # another rebuild switches while this one replays
         if line.startswith("replaying into"):
-            client.set(pointer_key(base), rival)
+            await redis.set(pointer_key(base), rival)
 
-    try:
-        with pytest.raises(RuntimeError, match="changed to"):
-            await rebuild(settings, grace=0, say=say)
-    finally:
-        client.close()
+    with pytest.raises(RuntimeError, match="changed to"):
+        await rebuild(settings, grace=0, say=say)
     assert await Namespaces(redis, base).active() == rival
     assert await keys_of(redis, generation_prefix(base, 1)) == set()
 
@@ -198,7 +197,7 @@ def test_rebuild_command(settings):
     assert "shorter than the longest reader pointer cache" in out.stderr
 
     async def check() -> None:
-        client = sync_redis.asyncio.Redis.from_url(settings.redis_url)
+        client = connect(settings.redis_url)
         try:
             assert await client.get(pointer_key(settings.key_prefix)) == gen.encode()
             reader = FeedReader(client, key_prefix=settings.key_prefix)
@@ -206,7 +205,7 @@ def test_rebuild_command(settings):
                 "p3", "p2", "p1"
             ]  # fmt: skip
         finally:
-            await client.aclose()
+            await close(client)
 
     asyncio.run(check())
     out = subprocess.run([*cmd, "--to", "beginning"], env=env, capture_output=True, text=True,

@@ -22,6 +22,9 @@ from .factory import Events, to_json
 from .kafka import send, send_events
 from .snapshot import snapshot
 
+#: Every test that writes runs on a standalone Redis and on a three-master cluster.
+LAYOUTS = ("standalone", "cluster")
+
 T0 = 1_750_000_000_000  # record timestamps of the windowed log
 
 
@@ -39,6 +42,7 @@ def test_parse_time():
             parse_time(bad)
 
 
+@pytest.mark.single_layout  # no write path of its own
 def test_topic_names(settings):
     t = settings.topics
     assert input_topics(settings, None) == list(t.inputs)
@@ -198,6 +202,7 @@ async def test_dry_run_counts_and_writes_nothing(settings, redis):
     assert await snapshot(redis, settings.key_prefix) == {}
 
 
+@pytest.mark.single_layout  # the command's output; on a cluster: test_cluster_worker.py
 def test_replay_command_prints_progress_and_summary(settings):
     import asyncio
 

@@ -7,12 +7,16 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 from feedamp.embedded.worker import worker_env
 from feedamp.feeds import Keys
 from feedamp.ops.verify import compare_namespaces
 
 from .factory import Events
 from .test_replay import play, story
+
+#: Every test that writes runs on a standalone Redis and on a three-master cluster.
+LAYOUTS = ("standalone", "cluster")
 
 
 async def test_compare_namespaces_is_type_aware(redis, settings):
@@ -83,6 +87,7 @@ async def test_verify_passes_on_a_clean_log_and_names_a_tampered_key(worker, red
     assert after == before
 
 
+@pytest.mark.single_layout  # no write path of its own
 def test_likely_causes_and_summary_by_key_kind(settings):
     from feedamp.ops.audit import LogAudit
     from feedamp.ops.replay import ReplayStats

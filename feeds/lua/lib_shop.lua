@@ -1,12 +1,12 @@
--- lib_shop.lua: orders and purchase attribution, prepended (after lib.lua) to the scripts
--- that change an order or can learn who a purchase credits: the order_* steps, post and
--- repost.
+-- lib_shop.lua: orders and purchase attribution, prepended (after lib.lua) to the order
+-- steps that change an order or a creator's credits (feeds/shop/order_steps.py).
 --
 -- An order credits the author of its via_post and the reposter of its via_repost once
 -- each (once per creator if both are the same person) while it is active: purchased and
 -- neither cancelled nor refunded. Topics are not ordered against each other, so a creator
 -- may become known after the purchase: the order then waits in awaiting_post /
--- awaiting_repost and is credited when the post or repost is recorded.
+-- awaiting_repost and is reconciled, by the same steps, when the post or repost is
+-- recorded (post.lua, repost.lua and repost_record.lua return the orders waiting).
 
 -- Conversions of tagged posts. An active order (purchased, neither cancelled nor refunded)
 -- whose via_post tagged its product is a conversion of that post (credited to its author
@@ -101,53 +101,6 @@ local function order_settle(order, reposter, repost_post, author, tagged)
     redis.call('HDEL', o, 'conv')
   end
   return out
-end
-
--- apply_actions: order_settle's actions, applied here (only where every creator's keys
--- are reachable: a standalone Redis).
-local function apply_actions(order, out)
-  local amount, currency = tonumber(out[1]), out[2]
-  for i = 3, #out, 4 do
-    if out[i] == 'credit' then
-      credit(out[i + 1], order, out[i + 3] == '1', amount, currency)
-    else
-      convert(out[i + 1], order, out[i + 2], out[i + 3] == '1', amount)
-    end
-  end
-end
-
--- reconcile_credit: make the creators credited with order (and its conversions) match
--- what they should be, in one script: the post's tags are read here, an order whose
--- post's tags are unknown waits in awaiting_tags:{post}. Idempotent and order-independent.
-local function reconcile_credit(order)
-  local o = key('order', order)
-  local f = redis.call('HMGET', o, 'bought', 'status', 'prod', 'vp')
-  local tagged = nil
-  if f[4] then
-    if redis.call('HEXISTS', key('post', f[4]), 'tg') == 1 then
-      tagged = f[3] and redis.call('SISMEMBER', key('products', f[4]), f[3]) == 1 or false
-    elseif f[1] == '1' and f[3] and f[2] ~= 'cancelled' and f[2] ~= 'refunded' then
-      redis.call('SADD', key('awaiting_tags', f[4]), order)
-    end
-  end
-  apply_actions(order, order_settle(order, nil, nil, nil, tagged))
-end
-
--- settle_awaiting: the creator of a post (kind 'post') or of a repost (kind 'repost') is
--- now known: credit every order that was waiting for it. For a repost, post and author
--- also fill in the post side of orders that named only the repost.
-local function settle_awaiting(kind, id, creator, post, author)
-  local waiting = key('awaiting_' .. kind, id)
-  if redis.call('EXISTS', waiting) == 0 then return end
-  for _, order in ipairs(redis.call('SMEMBERS', waiting)) do
-    local o = key('order', order)
-    redis.call('HSET', o, 'cr_' .. kind, creator)
-    if post and redis.call('HSETNX', o, 'vp', post) == 1 then
-      redis.call('HSET', o, 'cr_post', author)
-    end
-    reconcile_credit(order)
-  end
-  redis.call('DEL', waiting)
 end
 
 -- Order statuses: the legal moves. cancelled and refunded are final.

@@ -1,8 +1,10 @@
--- repost_record.lua: who made a repost, on the repost's slot, and the orders waiting to
--- credit it (deleted post or not).
+-- repost_record.lua: who made a repost, on the repost's slot (deleted post or not), and
+-- the orders waiting to credit it (awaiting_repost:{repost}), which the store hands to the
+-- order steps (feeds/shop/order_steps.py). Recording and reading the waiting orders are
+-- one step, so an order that waits meanwhile (order_repost.lua) is found either way.
 -- ARGV 8..: repost_id, reposter_id, post_id, post_author_id
-local repost_id, reposter, post, author = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+-- Returns {waiting order...}.
+local repost_id, reposter, post = ARGV[8], ARGV[9], ARGV[10]
 
 redis.call('HSET', key('repost', repost_id), 'u', reposter, 'p', post)
-settle_awaiting('repost', repost_id, reposter, post, author)
-return 'ok'
+return redis.call('SMEMBERS', key('awaiting_repost', repost_id))

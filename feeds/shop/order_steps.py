@@ -21,13 +21,17 @@ Invariants: a read of a creator and the wait for it are one step on the creator'
 so a creator recorded meanwhile finds the order waiting; every step is idempotent and
 computes from the order's current state, so reconciling again (a redelivery, a retry, a
 later trigger) changes nothing that is right. An order's events are handled by one worker
-at a time (the order topics are keyed by order id). :meth:`OrderSteps.settle_waiting` is
-how a post, repost or tag recorded later reconciles the orders waiting for it.
+at a time (the order topics are keyed by order id). A post, repost or tag recorded later
+reconciles the orders waiting for it through :meth:`OrderSteps.unwait` (its origin step
+returns them: ``post.lua``, ``repost.lua``, ``repost_record.lua``, ``tag.lua``) or
+:meth:`OrderSteps.settle_waiting` (reading the waiting sets); an order is taken out of a
+waiting set only after it was reconciled, so a crash in between leaves it waiting for the
+redelivery, which finds it again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from feedamp.feeds.batch import run_scripts, text
@@ -44,10 +48,14 @@ class OrderSteps:
         self.scripts = scripts
 
     async def reconcile(
-        self, ctx: Sequence[str | int], orders: Sequence[str]
+        self,
+        ctx: Sequence[str | int],
+        orders: Sequence[str],
+        seen: dict[str, tuple[str | None, ...]] | None = None,
     ) -> dict[str, Exception]:
         """Reconcile the credits and conversions of ``orders``; return the script errors
-        by order (transient errors propagate)."""
+        by order (transient errors propagate). ``seen`` receives each order's own state
+        (:func:`_own_state`) as step 1 read it."""
         sc, ctx = self.scripts, list(ctx)
         orders = list(dict.fromkeys(orders))
         failed: dict[str, Exception] = {}
@@ -66,6 +74,8 @@ class OrderSteps:
         for order, result in zip(orders, got, strict=True):
             if ok(order, result):
                 facts[order] = [None if v is None else text(v) for v in result]  # type: ignore[attr-defined]
+                if seen is not None:
+                    seen[order] = _own_state(facts[order])
         # 2. Repost slot: the reposter and the post of via_repost.
         asks = [o for o, f in facts.items() if f[4] and not f[6]]
         reposts: dict[str, tuple[str, str]] = {}
@@ -133,6 +143,19 @@ class OrderSteps:
             ok(order, result)
         return failed
 
+    async def _own_states(
+        self, ctx: Sequence[str | int], orders: Sequence[str]
+    ) -> dict[str, tuple[str | None, ...]]:
+        """Each order's own state (:func:`_own_state`) now, one round trip."""
+        got = await run_scripts(self.redis, [
+            (self.scripts.order_facts, argv("order_facts", list(ctx), order_id=o)) for o in orders
+        ])  # fmt: skip
+        return {
+            o: _own_state([None if v is None else text(v) for v in r])  # type: ignore[attr-defined]
+            for o, r in zip(orders, got, strict=True)
+            if not isinstance(r, Exception)
+        }
+
     async def settle_waiting(
         self, ctx: Sequence[str | int], kind: str, ids: Sequence[str]
     ) -> dict[str, Exception]:
@@ -151,12 +174,46 @@ class OrderSteps:
     ) -> dict[str, Exception]:
         """Reconcile the orders of ``waiting`` (id -> orders waiting in ``kind`` of that
         id), then take the reconciled ones out of the waiting sets."""
-        failed = await self.reconcile(ctx, [o for orders in waiting.values() for o in orders])
+        return await self.unwait_kinds(ctx, {kind: waiting})
+
+    async def unwait_kinds(
+        self, ctx: Sequence[str | int], waiting: Mapping[str, Mapping[str, Sequence[str]]]
+    ) -> dict[str, Exception]:
+        """:meth:`unwait` for several kinds at once (kind -> id -> orders): the orders are
+        reconciled together, once each, then taken out of every set they were found in.
+        Used by the post and repost origin steps (:mod:`feedamp.feeds.store`)."""
+        everyone = [o for by_id in waiting.values() for orders in by_id.values() for o in orders]
+        if not everyone:
+            return {}
+        seen: dict[str, tuple[str | None, ...]] = {}
+        failed = await self.reconcile(ctx, everyone, seen)
+        # The order's own worker may have changed it (a status event) while these steps
+        # ran: its credits were then decided from the state before, and may have been
+        # written after the order's own reconciliation. Reconcile such orders again until
+        # their state held still across the steps (the last credit written is then right).
+        for _ in range(RECHECKS):
+            now = await self._own_states(ctx, list(seen))
+            moved = [o for o, state in seen.items() if now.get(o, state) != state]
+            if not moved:
+                break
+            seen = {}
+            failed.update(await self.reconcile(ctx, moved, seen))
         calls = [(self.scripts.order_unwait, argv("order_unwait", ctx, *done, kind=kind, id=id_))
-                 for id_, orders in waiting.items()
-                 if (done := [o for o in orders if o not in failed])]  # fmt: skip
+                 for kind, by_id in waiting.items() for id_, orders in by_id.items()
+                 if (done := [o for o in dict.fromkeys(orders) if o not in failed])]  # fmt: skip
         await run_scripts(self.redis, calls)
         return failed
+
+
+#: How many times :meth:`OrderSteps.unwait_kinds` reconciles again an order whose own
+#: state changed meanwhile.
+RECHECKS = 3
+
+
+def _own_state(facts: Sequence[str | None]) -> tuple[str | None, ...]:
+    """What only the order's own events change, of ``order_facts.lua``'s answer: bought,
+    status, product, via_repost (not the creators the steps learn)."""
+    return facts[0], facts[1], facts[2], facts[4]
 
 
 def _product_if_active(facts: Sequence[str | None]) -> str:
