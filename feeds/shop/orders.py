@@ -17,25 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from feedamp.config import Settings
 from feedamp.feeds.batch import run_scripts
-from feedamp.feeds.connection import AnyRedis
 from feedamp.feeds.namespace import Namespace
 from feedamp.feeds.scripts import argv
-from feedamp.feeds.shop.order_steps import OrderSteps
+from feedamp.feeds.shop.order_steps import OrderWriter
 from feedamp.feeds.store import Applied, Failure
-from feedamp.feeds.writer import Writer
 from feedamp.models.events import Event, OrderStatus, Purchase
 
 __all__ = ["OrderStore"]
 
 
-class OrderStore(Writer):
+class OrderStore(OrderWriter):
     """Applies ``purchase`` and ``order_status`` events."""
-
-    def __init__(self, redis: AnyRedis, settings: Settings) -> None:
-        super().__init__(redis, settings)
-        self.steps = OrderSteps(redis, self.scripts)
 
     async def apply(
         self, events: Sequence[Event], *, namespace: Namespace | None = None

@@ -18,26 +18,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from feedamp.config import Settings
 from feedamp.feeds.batch import run_scripts, text
-from feedamp.feeds.connection import AnyRedis
 from feedamp.feeds.namespace import Namespace
 from feedamp.feeds.scripts import argv
-from feedamp.feeds.shop.order_steps import OrderSteps
+from feedamp.feeds.shop.order_steps import OrderWriter
 from feedamp.feeds.store import Applied, Failure
-from feedamp.feeds.writer import Writer
 from feedamp.models.events import Event, Post, ProductView
 from redis.commands.core import AsyncScript
 
 __all__ = ["ProductStore"]
 
 
-class ProductStore(Writer):
+class ProductStore(OrderWriter):
     """Applies the product side of ``post`` (its tags) and ``product_view`` events."""
-
-    def __init__(self, redis: AnyRedis, settings: Settings) -> None:
-        super().__init__(redis, settings)
-        self.steps = OrderSteps(redis, self.scripts)
 
     async def apply(
         self, events: Sequence[Event], *, namespace: Namespace | None = None
