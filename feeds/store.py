@@ -9,11 +9,15 @@ slots, then delivery steps on the followers' slots (:mod:`.fanout`: followers re
 the post's facts in ARGV. Follow, unfollow, block, mute and their undos are one script
 event at a time: state steps, reads, then a step on the user's slot (:mod:`.graph`).
 
-Order: events are applied in the order given: the batch is cut into runs of fan-out
-events and runs of other events, each run finished before the next starts. Within a run
-the origins run in order, then the deliveries in order (per follower, a post pushed and
-then withdrawn or unpushed ends so). Every step is idempotent, so a batch retried after
-a failure at any point ends as one sequential application.
+Order: events are applied in the order given: the batch is cut into runs of posts and
+deletions, runs of reposts and unreposts, and runs of graph events, each run finished
+before the next starts, and a run's reposts are decided when it starts (after the posts
+given before them are written, so a repost of a followers-only post given after it is
+refused). Within a run the origins run in order, then the deliveries in order (per
+follower, a post pushed and then withdrawn or unpushed ends so). These runs are the one
+mechanism that keeps a batch's order; the pipeline only chooses the order it hands over
+(:func:`feedamp.streams.pipeline.log_order`). Every step is idempotent, so a batch
+retried after a failure at any point ends as one sequential application.
 """
 
 from __future__ import annotations
@@ -120,26 +124,44 @@ class FeedStore(Writer):
         # Per call, not on the store: the agent and the release timer share this store.
         tally = _Tally()
         failures: dict[int, Failure] = {}
-        decisions = await self._decide(ns, events, failures, refused or {})
+        decisions: dict[int, Decision] = {}
         # Posts, deletions, reposts and unreposts run as slot-local steps (origin, then
         # delivery grouped by node); the others as one script call each, pipelined. Runs
-        # keep the log's order.
-        runs: list[tuple[bool, list[int]]] = []
+        # keep the log's order (see the module docstring).
+        runs: list[tuple[str, list[int]]] = []
         for i, ev in enumerate(events):
-            if i in failures:
-                continue
-            fanout = isinstance(ev, FANOUT_EVENTS)
-            if not runs or runs[-1][0] != fanout:
-                runs.append((fanout, []))
+            kind = _run_kind(ev)
+            if not runs or runs[-1][0] != kind:
+                runs.append((kind, []))
             runs[-1][1].append(i)
-        for fanout, indexes in runs:
-            if fanout:
+        for kind, indexes in runs:
+            if kind == "reposts":
+                decisions.update(await self._decide_run(ns, events, indexes, failures,
+                                                        refused or {}))  # fmt: skip
+                indexes = [i for i in indexes if i not in failures]
+            if kind in ("posts", "reposts"):
                 await self._fan_out(ns, events, indexes, decisions, failures, tally)
-            else:
+            elif kind == "graph":
                 await self._run_calls(ns, events, indexes, decisions, failures)
         return Applied(
             [failures[i] for i in sorted(failures)], list(decisions.values()), tally.deliveries
         )
+
+    async def _decide_run(
+        self,
+        ns: Namespace,
+        events: Sequence[Event],
+        indexes: Sequence[int],
+        failures: dict[int, Failure],
+        refused: Mapping[int, str],
+    ) -> dict[int, Decision]:
+        """:meth:`_decide` for the events at ``indexes`` (one run); by index in ``events``."""
+        door = {n: refused[i] for n, i in enumerate(indexes) if i in refused}
+        failed: dict[int, Failure] = {}
+        found = await self._decide(ns, [events[i] for i in indexes], failed, door)
+        for n, failure in failed.items():
+            failures[indexes[n]] = Failure(indexes[n], failure.error)
+        return {indexes[n]: decision for n, decision in found.items()}
 
     async def _run_calls(
         self,
@@ -356,6 +378,17 @@ GRAPH_EVENTS = (Follow, Unfollow, Block, Unblock, Mute, Unmute)
 
 #: Events applied as an origin step and delivery steps (:meth:`FeedStore._fan_out`).
 FANOUT_EVENTS = (Post, DeletePost, Repost, Unrepost)
+
+
+def _run_kind(event: Event) -> str:
+    """The kind of run ``event`` belongs to (see the module docstring): ``posts`` (posts
+    and deletions), ``reposts`` (reposts and unreposts, decided as their run starts),
+    ``graph``, or ``""`` for an event this store does not handle."""
+    if isinstance(event, Post | DeletePost):
+        return "posts"
+    if isinstance(event, Repost | Unrepost):
+        return "reposts"
+    return "graph" if isinstance(event, GRAPH_EVENTS) else ""
 
 
 def _reaches_feeds(event: Event, decision: Decision | None) -> bool:

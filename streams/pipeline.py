@@ -7,6 +7,17 @@ once per batch into one :class:`~feedamp.feeds.namespace.Namespace` handed to ev
 In a worker, reposts-topic events are parked first and released in event-time order
 (:mod:`feedamp.feeds.watermark`). Whatever cannot be applied comes back
 as a :class:`DeadLetter` with a reason; nothing is dropped silently.
+
+Order within a batch has one mechanism, the feed store's runs
+(:class:`~feedamp.feeds.store.FeedStore`: events applied in the order given, each run of
+fan-out events or of graph events finished before the next starts). The pipeline only
+chooses that order, :func:`log_order`: the order read, except that a posts-topic event
+moves ahead of the other events read before it since the last graph-topic event (a
+repost read before its post is applied after it), never past a graph event (a follow
+read before an author's posts is applied before them, so the follower gets them all
+however large the batch: the follow's backfill alone is bounded). Account events go
+first (a suspension must be on record before the door judges the batch), then the door,
+then each store once, in that order, and the product store last.
 """
 
 from __future__ import annotations
@@ -49,7 +60,7 @@ from redis.exceptions import LockError
 
 from .records import DeadLetter, Envelope, Outcome, Record
 
-__all__ = ["FEED_EVENTS", "Pipeline", "Store", "progress_field"]
+__all__ = ["FEED_EVENTS", "Pipeline", "Store", "log_order", "progress_field"]
 
 #: Event types applied by the feed store.
 FEED_EVENTS = (Post, DeletePost, Repost, Unrepost, Follow, Unfollow, Block, Unblock, Mute,
@@ -148,10 +159,9 @@ class Pipeline:
     async def apply(self, records: Sequence[Record]) -> Outcome:
         """Apply ``records``; return the dead letters and decisions.
 
-        Order: account events first (a suspension must be on record before the door
-        judges the batch), then the door (events of suspended accounts are refused with a
-        decision and not applied), then posts, then the rest, each type by its store
-        (posts' product tags and product views last).
+        Order (see the module docstring): account events first, then the door (events of
+        suspended accounts are refused with a decision and not applied), then each type
+        by its store in :func:`log_order` (posts' product tags and product views last).
         Order within a topic is kept. When :attr:`watermarked`, reposts-topic events are
         parked instead, for :meth:`release`, and the progress of the batch's posts and
         reposts partitions is raised last, once everything else of the batch is written:
@@ -262,22 +272,8 @@ class Pipeline:
     async def _apply_events(
         self, envelopes: Sequence[Envelope], outcome: Outcome, ns: Namespace
     ) -> None:
-        """Apply parsed events to their stores in the namespace ``ns``, in segments:
-        a posts-topic event read after a graph event starts a new segment, so a follow
-        read before an author's posts is applied before them, however large the batch
-        (the follow's backfill is bounded). Within a segment, see :meth:`apply`."""
-        graph, start, seen_graph = self.settings.topics.graph, 0, False
-        for i, envelope in enumerate(envelopes):
-            topic = envelope.record.topic
-            if topic == self._posts_topic and seen_graph:
-                await self._apply_segment(envelopes[start:i], outcome, ns)
-                start, seen_graph = i, False
-            seen_graph = seen_graph or topic == graph
-        await self._apply_segment(envelopes[start:], outcome, ns)
-
-    async def _apply_segment(
-        self, envelopes: Sequence[Envelope], outcome: Outcome, ns: Namespace
-    ) -> None:
+        """Apply parsed events to their stores in the namespace ``ns`` (see :meth:`apply`
+        and the module docstring)."""
         first_decision = len(outcome.decisions)
         reposts: list[Repost] = []
 
@@ -303,29 +299,40 @@ class Pipeline:
             if not isinstance(ev, Repost):  # reposts get their decision from the feed store
                 outcome.decisions.append(Refusal(ev.event_id, ev.type, actor_of(ev) or "",
                                                  (reason,), ev.ts))  # fmt: skip
-        posts = [e for e in rest if e.record.topic == self._posts_topic]
-        others = [e for e in rest if e.record.topic != self._posts_topic]
-        for phase in (posts, others):  # posts first: a repost may need its post
-            for store in self._stores:
-                # A repost refused at the door still goes to the feed store, which records
-                # its decision; anything else refused there goes nowhere.
-                part = [e for e in phase if self._store_of.get(type(e.event)) is store
-                        and (e not in refused or isinstance(e.event, Repost))]  # fmt: skip
-                if not part:
-                    continue
-                if store is self.feeds:
-                    door_of = {n: refused[e] for n, e in enumerate(part) if e in refused}
-                    applied = await self.feeds.apply([e.event for e in part], refused=door_of,
-                                                     namespace=ns)  # fmt: skip
-                else:
-                    applied = await store.apply([e.event for e in part], namespace=ns)
-                take(part, applied)
+        ordered = log_order(rest, self._posts_topic, self.settings.topics.graph)
+        for store in self._stores:
+            # A repost refused at the door still goes to the feed store, which records its
+            # decision; anything else refused there goes nowhere.
+            part = [e for e in ordered if self._store_of.get(type(e.event)) is store
+                    and (e not in refused or isinstance(e.event, Repost))]  # fmt: skip
+            if not part:
+                continue
+            if store is self.feeds:
+                door_of = {n: refused[e] for n, e in enumerate(part) if e in refused}
+                applied = await self.feeds.apply([e.event for e in part], refused=door_of,
+                                                 namespace=ns)  # fmt: skip
+            else:
+                applied = await store.apply([e.event for e in part], namespace=ns)
+            take(part, applied)
         for store, types in self._last:
             part = [e for e in rest if isinstance(e.event, types) and e not in refused]
             if part:
                 take(part, await store.apply([e.event for e in part], namespace=ns))
         # The console's view of reposts and decisions (see feedamp.feeds.activity).
         await self.activity.record(ns, reposts, outcome.decisions[first_decision:])
+
+
+def log_order(envelopes: Sequence[Envelope], posts: str, graph: str) -> list[Envelope]:
+    """``envelopes`` in the order the stores apply them: as read, but each event of the
+    topic ``posts`` ahead of the other events read before it since the last event of the
+    topic ``graph`` (stable: each topic's own order is kept)."""
+    stretch = 0  # graph-topic events read so far
+    keyed: list[tuple[int, bool, int, Envelope]] = []
+    for n, envelope in enumerate(envelopes):
+        topic = envelope.record.topic
+        keyed.append((stretch, topic != posts, n, envelope))
+        stretch += topic == graph
+    return [envelope for *_, envelope in sorted(keyed, key=lambda k: k[:3])]
 
 
 def _pack(record: Record) -> bytes:
