@@ -37,8 +37,7 @@ from .fanout import Segment, deliver, followers_of
 from .keys import Keys, bucket_of, suspended_shard
 from .namespace import Namespace
 from .scripts import argv
-from .store import Applied, Failure
-from .writer import Writer
+from .writer import Applied, Failure, Writer
 
 __all__ = ["AccountStore", "actor_of", "suspended_at"]
 

@@ -23,7 +23,7 @@ retried after a failure at any point ends as one sequential application.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 from feedamp.config import Settings
@@ -31,7 +31,6 @@ from feedamp.models.decisions import (
     DELIVERED,
     FORWARDED_MANY_TIMES,
     REFUSED,
-    AnyDecision,
     Decision,
 )
 from feedamp.models.events import (
@@ -59,28 +58,9 @@ from .keys import bucket_of
 from .namespace import Namespace
 from .repost_decisions import decide_reposts
 from .scripts import argv
-from .writer import Writer
+from .writer import Applied, Failure, Writer
 
 __all__ = ["TRANSIENT_ERRORS", "Applied", "Failure", "FeedStore", "is_transient"]
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """An event Redis refused (a script error); the caller dead-letters it."""
-
-    index: int
-    error: Exception
-
-
-@dataclass(slots=True)
-class Applied:
-    """The result of :meth:`FeedStore.apply`: events a script rejected, and the decision
-    made for each repost."""
-
-    failures: list[Failure] = field(default_factory=list)
-    decisions: list[AnyDecision] = field(default_factory=list)
-    #: Feed entries pushed by post and repost fan-out (one per follower reached).
-    deliveries: int = 0
 
 
 @dataclass(slots=True)

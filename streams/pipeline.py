@@ -35,8 +35,8 @@ from feedamp.feeds.namespace import Namespace, Namespaces
 from feedamp.feeds.shop.gifts import GiftStore
 from feedamp.feeds.shop.orders import OrderStore
 from feedamp.feeds.shop.products import ProductStore
-from feedamp.feeds.store import Applied
 from feedamp.feeds.watermark import Watermark, progress_field
+from feedamp.feeds.writer import Applied
 from feedamp.models import ROUTES, Event, InvalidEvent, Limits, parse_event
 from feedamp.models.decisions import Refusal
 from feedamp.models.events import (

@@ -38,8 +38,7 @@ from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespace
 from feedamp.feeds.scripts import argv
 from feedamp.feeds.shop.campaigns import Catalog, load_campaigns
-from feedamp.feeds.store import Applied, Failure
-from feedamp.feeds.writer import Writer
+from feedamp.feeds.writer import Applied, Failure, Writer
 from feedamp.models.decisions import (
     CODES_EXHAUSTED,
     OUTSIDE_WINDOW,

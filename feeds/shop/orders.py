@@ -21,7 +21,7 @@ from feedamp.feeds.batch import run_scripts
 from feedamp.feeds.namespace import Namespace
 from feedamp.feeds.scripts import argv
 from feedamp.feeds.shop.order_steps import OrderWriter
-from feedamp.feeds.store import Applied, Failure
+from feedamp.feeds.writer import Applied, Failure
 from feedamp.models.events import Event, OrderStatus, Purchase
 
 __all__ = ["OrderStore"]
