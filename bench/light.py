@@ -29,12 +29,9 @@ Run ``python bench/light.py`` (``--quick``: gifts only, smaller). The last line 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,12 +41,11 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 from feedamp.config import Settings
-from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedStore
 from feedamp.kafka.topics import ensure_topics
 from redis.asyncio import Redis
 from replay import raw_consumption
-from run import Stack, cpu_seconds, fill_feeds, running_stack
+from run import Stack, apart, cpu_seconds, fill_feeds, launch_script, quick_args, running_stack
 from shop import (
     SMALL_POOL_PER_GIFT,
     Bench,
@@ -121,23 +117,13 @@ def agent_main() -> int:
     return 0
 
 
-def launch_agent(settings: Settings, log: Path) -> subprocess.Popen:
-    """The minimal agent as a child process configured by ``settings``."""
-    argv = [sys.executable, str(Path(__file__).resolve()), AGENT_FLAG]
-    with contextlib.chdir(log.parent), open(log, "ab") as out:
-        return subprocess.Popen(argv, env=worker_env(settings), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # fmt: skip
+#: The minimal agent as a child process configured by the settings, logging to the path.
+launch_agent = launch_script(__file__, AGENT_FLAG)
 
 
 def agent_settings(settings: Settings) -> Settings:
     """The agent's settings: its own consumer group, topics and namespace."""
-    return settings.with_(
-        app_id=f"{settings.app_id}-faust",
-        topics=settings.topics.prefixed("faust-"),
-        key_prefix=f"{settings.key_prefix}faust:",
-        web_port=0,
-    )
+    return apart(settings, "faust", web_port=0)
 
 
 # --- measuring -----------------------------------------------------------------------------
@@ -253,9 +239,7 @@ def say(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the figures, the last line machine-readable."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="gifts only, smaller")
-    args = parser.parse_args(argv)
+    args = quick_args(__doc__, argv, "gifts only, smaller")
     plan = QUICK if args.quick else FULL
     say(f"feedamp light-events benchmark ({'quick' if args.quick else 'full'})")
     with tempfile.TemporaryDirectory(prefix="feedamp-bench-light-") as scratch:

@@ -58,7 +58,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from feedamp.config import Settings
 from feedamp.embedded.services import REDIS_TUNING, Service, free_port, start_broker, start_redis
-from feedamp.embedded.worker import start_worker, stop_process
+from feedamp.embedded.worker import start_worker, stop_process, worker_env
 from feedamp.feeds import FeedStore, Keys
 from feedamp.feeds.keys import bucket_of
 from feedamp.kafka.topics import ensure_topics
@@ -316,16 +316,37 @@ def launch_worker(settings: Settings, log: Path) -> subprocess.Popen:
         return start_worker(settings, str(log))
 
 
+def apart(settings: Settings, name: str, **overrides: Any) -> Settings:
+    """``settings`` for a worker sharing nothing with the others: a consumer group, topics,
+    key prefix and web port of its own, named after ``name``; ``overrides`` are further
+    :class:`Settings` fields (``web_port`` included)."""
+    return settings.with_(**{
+        "app_id": f"{settings.app_id}-{name}",
+        "topics": settings.topics.prefixed(f"{name}-"),
+        "key_prefix": f"{settings.key_prefix}{name}:",
+        "web_port": free_port(),
+        **overrides,
+    })  # fmt: skip
+
+
+def launch_script(script: str, flag: str) -> Launcher:
+    """A launcher that runs ``script`` again as a child process with ``flag``, configured
+    by the settings it is given and logging to the path it is given."""
+
+    def launch(settings: Settings, log: Path) -> subprocess.Popen:
+        argv = [sys.executable, str(Path(script).resolve()), flag]
+        with contextlib.chdir(log.parent), open(log, "ab") as out:
+            return subprocess.Popen(argv, env=worker_env(settings), stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)  # fmt: skip
+
+    return launch
+
+
 def uncapped(settings: Settings) -> Settings:
     """``settings`` with the repost caps off, for a worker sharing nothing with the capped
     one: its own consumer group, topics, key prefix and web port."""
-    return settings.with_(
-        caps=replace(settings.caps, enabled=False),
-        app_id=f"{settings.app_id}-uncapped",
-        topics=settings.topics.prefixed("uncapped-"),
-        key_prefix=f"{settings.key_prefix}uncapped:",
-        web_port=free_port(),
-    )
+    return apart(settings, "uncapped", caps=replace(settings.caps, enabled=False))
 
 
 def _pids(broker: Service, redis: Service, worker: subprocess.Popen) -> dict[str, int]:
@@ -750,18 +771,30 @@ def print_memory(m: Memory) -> None:
         f"{m.at_cap_per_s:,.0f} pushes/s at the cap")  # fmt: skip
 
 
+def write_report(path: Path, report: Any) -> None:
+    """Write ``report`` (a dataclass with a ``summary()``) to ``path``: the summary, then
+    the details."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"summary": report.summary(), **asdict(report)}
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def quick_args(doc: str, argv: list[str] | None, quick: str) -> argparse.Namespace:
+    """A benchmark's command line: ``--quick`` (what it does: ``quick``), described by the
+    first paragraph of the script's ``doc``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    return parser.parse_args(argv)
+
+
 def write_results(report: Report) -> None:
     """``bench/results/latest.json``: the summary, then the details."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    data = {"summary": report.summary(), **asdict(report)}
-    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
+    write_report(RESULTS, report)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the figures, the last line machine-readable."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
-    args = parser.parse_args(argv)
+    args = quick_args(__doc__, argv, "smaller sizes, under a minute")
     plan = QUICK if args.quick else FULL
     report = Report(mode="quick" if args.quick else "full", redis_config={})
     say(f"feedamp benchmark ({report.mode}); REDIS_TUNING {' '.join(REDIS_TUNING)}")

@@ -49,15 +49,11 @@ The same figures, with details, go to ``bench/results/shop.json``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import itertools
-import json
 import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,8 +67,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 from feedamp.config import Settings
-from feedamp.embedded.services import REDIS_TUNING, free_port
-from feedamp.embedded.worker import worker_env
+from feedamp.embedded.services import REDIS_TUNING
 from feedamp.feeds import FeedStore, Keys
 from feedamp.kafka.topics import ensure_topics
 from feedamp.models import key_of, topic_of
@@ -80,7 +75,18 @@ from feedamp.models.events import Event, Post, Repost
 from feedamp.streams import Pipeline, Record
 from redis.asyncio import Redis
 from replay import raw_consumption
-from run import ID_BASE, Phase, PhaseWatch, Stack, fill_feeds, running_stack
+from run import (
+    ID_BASE,
+    Phase,
+    PhaseWatch,
+    Stack,
+    apart,
+    fill_feeds,
+    launch_script,
+    quick_args,
+    running_stack,
+    write_report,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "shop.json"
 POLL_INTERVAL = 0.01
@@ -494,23 +500,13 @@ def stub_worker_main() -> int:
     return feedamp_main(["worker", "--loglevel", "warning"])
 
 
-def launch_stub(settings: Settings, log: Path) -> subprocess.Popen:
-    """The stub worker as a child process configured by ``settings``, logging to ``log``."""
-    argv = [sys.executable, str(Path(__file__).resolve()), WORKER_FLAG]
-    with contextlib.chdir(log.parent), open(log, "ab") as out:
-        return subprocess.Popen(argv, env=worker_env(settings), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # fmt: skip
+#: The stub worker as a child process configured by the settings, logging to the path.
+launch_stub = launch_script(__file__, WORKER_FLAG)
 
 
 def floor_settings(settings: Settings) -> Settings:
     """Settings of the stub worker: its own consumer group, topics, namespace, web port."""
-    return settings.with_(
-        app_id=f"{settings.app_id}-floor",
-        topics=settings.topics.prefixed("floor-"),
-        key_prefix=f"{settings.key_prefix}floor:",
-        web_port=free_port(),
-    )
+    return apart(settings, "floor")
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -831,16 +827,12 @@ def print_timed(t: Timed) -> None:
 
 def write_results(report: Report) -> None:
     """``bench/results/shop.json``: the summary, then the details."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    data = {"summary": report.summary(), **asdict(report)}
-    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
+    write_report(RESULTS, report)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the figures, the last line machine-readable."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
-    args = parser.parse_args(argv)
+    args = quick_args(__doc__, argv, "smaller sizes, under a minute")
     plan = QUICK if args.quick else FULL
     source = str(Path(sys.modules["feedamp"].__file__ or "").resolve().parent)
     report = Report(mode="quick" if args.quick else "full", plan=asdict(plan), source=source)

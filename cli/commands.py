@@ -166,8 +166,8 @@ def rebuild_feed(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> int:
         redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
         try:
-            prefix = await Namespaces(redis, settings.key_prefix).active()
-            return await FeedStore(redis, settings).rebuild_feed(args.user, prefix=prefix)
+            ns = await Namespaces(redis, settings.key_prefix).resolve(settings)
+            return await FeedStore(redis, settings).rebuild_feed(args.user, namespace=ns)
         finally:
             await redis.aclose()
 

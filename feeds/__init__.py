@@ -3,7 +3,8 @@
 from .keys import Keys
 from .pages import MAX_LIMIT, Page
 from .reader import FeedItem, FeedPage, FeedReader
-from .store import Failure, FeedStore
+from .store import FeedStore
+from .writer import Failure
 
 __all__ = [
     "MAX_LIMIT",

@@ -34,13 +34,14 @@ from feedamp.models.events import (
 )
 
 from .activity import Activity
-from .batch import context, run_scripts, text
+from .batch import run_scripts, text
 from .connection import AnyRedis
 from .fanout import Segment, deliver, followers_of
 from .keys import Keys, bucket_of, suspended_shard
-from .scripts import Scripts, argv
-from .store import Applied, Failure
+from .namespace import Namespace
+from .scripts import argv
 from .takeback import remember, take_back
+from .writer import Applied, Failure, Writer
 
 __all__ = ["AccountStore", "actor_of", "suspended_at"]
 
@@ -76,21 +77,22 @@ def suspended_at(state: Sequence[bytes | str | None], ts: float) -> bool:
     return not (rein is not None and int(susp) <= int(rein) <= ts)
 
 
-class AccountStore:
+class AccountStore(Writer):
     """Applies ``account`` events and judges other events at the door."""
 
     def __init__(self, redis: AnyRedis, settings: Settings) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.scripts = Scripts(redis)
+        super().__init__(redis, settings)
+        #: Namespaces whose legacy suspended index was moved (once per process).
         self._moved: set[str] = set()
         self.activity = Activity(redis)
 
-    async def door(self, events: Sequence[Event], *, prefix: str | None = None) -> dict[int, str]:
+    async def door(
+        self, events: Sequence[Event], *, namespace: Namespace | None = None
+    ) -> dict[int, str]:
         """Which of ``events`` a suspension stops, by index, with the reason
         (``suspended``, or ``author_suspended`` for a repost of a suspended account's
         post). One round trip, two when someone in the batch was ever suspended."""
-        keys = Keys(prefix or self.settings.key_prefix)
+        keys = self.at(namespace).keys
         asked: dict[int, list[str]] = {}
         for i, ev in enumerate(events):
             actor = actor_of(ev)
@@ -150,18 +152,21 @@ class AccountStore:
                 pipe.sadd(keys.suspended_index(suspended_shard(user)), user)
             await pipe.execute()
 
-    async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
+    async def apply(
+        self, events: Sequence[Event], *, namespace: Namespace | None = None
+    ) -> Applied:
         """Apply the ``account`` events of ``events`` in order, then clean the feeds of
         each account that ends up suspended.
 
         Two slot-local steps: a suspended account joins its shard of the suspended index
         first, then every account's state is written on its own slot, so the door never
         sees a suspension the index misses."""
-        ctx = context(self.settings, prefix)
+        ns = self.at(namespace)
+        ctx = ns.context
         accounts = [(i, ev) for i, ev in enumerate(events) if isinstance(ev, Account)]
         suspending = sorted({ev.user_id for _, ev in accounts if ev.action == "suspend"})
         if suspending:
-            await self._index(Keys(prefix or self.settings.key_prefix), suspending)
+            await self._index(ns.keys, suspending)
         calls = [(self.scripts.account, argv("account", ctx, action=ev.action, user_id=ev.user_id,
                                              label=ev.label or "", ts=ev.ts))
                  for _, ev in accounts]  # fmt: skip
@@ -174,22 +179,27 @@ class AccountStore:
                 suspended[ev.user_id] = text(result) == "1"
         for user, now in suspended.items():
             if now:
-                await self.clean(user, prefix=prefix)
-        keys = Keys(prefix or self.settings.key_prefix)
+                await self.clean(user, namespace=ns)
+        keys = ns.keys
         for user in suspending:
             if user in suspended:  # after the cleaning, which reads what this takes back
                 await take_back(self.redis, keys, self.activity, user)
         return applied
 
     async def recheck(
-        self, events: Sequence[Event], refused: Collection[int], *, prefix: str | None = None
+        self,
+        events: Sequence[Event],
+        refused: Collection[int],
+        *,
+        namespace: Namespace | None = None,
     ) -> list[str]:
         """After ``events`` were written (those at ``refused`` stopped at the door): the
         door again, and for each account whose suspension landed in between (another
         worker applied it), its feeds cleaned and its records taken back, as that
         suspension's own take-back may have run before these writes. Returns those
         accounts. One round trip, two when someone in the batch was ever suspended."""
-        now = await self.door(events, prefix=prefix)
+        ns = self.at(namespace)
+        now = await self.door(events, namespace=ns)
         users: set[str] = set()
         for i, reason in now.items():
             ev = events[i]
@@ -199,27 +209,30 @@ class AccountStore:
                 users.add(ev.post_author_id)
             elif (actor := actor_of(ev)) is not None:
                 users.add(actor)
-        keys = Keys(prefix or self.settings.key_prefix)
+        keys = ns.keys
         for user in sorted(users):
             if suspended_at(await self.redis.hmget(keys.account(user), "susp", "rein"), INF):
-                await self.clean(user, prefix=prefix)  # as applying the suspension does
+                await self.clean(user, namespace=ns)  # as applying the suspension does
             await take_back(self.redis, keys, self.activity, user)
         return sorted(users)
 
-    async def remember(self, events: Sequence[Event], *, prefix: str | None = None) -> None:
+    async def remember(
+        self, events: Sequence[Event], *, namespace: Namespace | None = None
+    ) -> None:
         """Index the posts and reposts among ``events`` by their actor, refused or not, so
         that a suspension arriving after them can take back what the door would have
         refused (:mod:`.takeback`). Before the events are written."""
-        keys = Keys(prefix or self.settings.key_prefix)
+        ns = self.at(namespace)
+        keys = ns.keys
         await remember(self.redis, keys, events, 2 * self.settings.recent_per_author)
 
-    async def clean(self, user_id: str, *, prefix: str | None = None) -> None:
+    async def clean(self, user_id: str, *, namespace: Namespace | None = None) -> None:
         """Take ``user_id``'s recent posts and reposts out of every feed they reached:
         each post from the feeds of the followers of its author and of every reposter,
         each repost's attribution from the followers' feeds. Chunked like a fan-out;
         idempotent."""
-        keys = Keys(prefix or self.settings.key_prefix)
-        ctx = context(self.settings, prefix)
+        ns = self.at(namespace)
+        keys, ctx = ns.keys, ns.context
         chunk, buckets = self.settings.fanout_chunk, self.settings.feed_buckets
         posts = [text(p) for p in await self.redis.zrange(keys.recent_posts(user_id), 0, -1)]
         if posts:

@@ -24,12 +24,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from feedamp.feeds.connection import AnyRedis
 from feedamp.models.decisions import AnyDecision
 from feedamp.models.events import Repost
 
 from .cluster import ClusterScript
-from .connection import is_cluster
+from .connection import AnyRedis, is_cluster
+from .namespace import Namespace
 
 __all__ = ["WINDOW_MS", "Activity", "cascade_value", "parse_cascade"]
 
@@ -94,12 +94,13 @@ class Activity:
 
     async def record(
         self,
-        prefix: str,
+        namespace: Namespace | str,
         reposts: Iterable[Repost],
         decisions: Sequence[AnyDecision],
     ) -> None:
-        """Record ``reposts`` and ``decisions`` in the namespace ``prefix``."""
-        keys = ActivityKeys(prefix)
+        """Record ``reposts`` and ``decisions`` in ``namespace`` (or the one of that
+        prefix)."""
+        keys = ActivityKeys(namespace if isinstance(namespace, str) else namespace.prefix)
         cascades: dict[str, dict[Any, Any]] = {}
         latest: dict[str, int] = {}
         for ev in reposts:

@@ -30,7 +30,7 @@ from redis.commands.core import AsyncScript
 
 from .batch import run_scripts, text
 from .connection import AnyRedis
-from .keys import Keys
+from .namespace import Namespace
 from .scripts import Scripts
 from .takeback import cleaned_for
 
@@ -48,16 +48,14 @@ def _raw(value: Any) -> str:
 
 
 class GraphSteps:
-    """Applies graph events and rebuilds feeds with slot-local steps."""
+    """Applies graph events and rebuilds feeds with slot-local steps, in one namespace
+    (made per call: it holds nothing but what it is given)."""
 
-    def __init__(
-        self, redis: AnyRedis, scripts: Scripts, keys: Keys, context: Sequence[str | int],
-        buckets: int,
-    ) -> None:  # fmt: skip
+    def __init__(self, redis: AnyRedis, scripts: Scripts, ns: Namespace, buckets: int) -> None:
         self.redis = redis
         self.scripts = scripts
-        self.keys = keys
-        self.context = list(context)
+        self.keys = ns.keys
+        self.context = list(ns.context)
         self.buckets = buckets
 
     async def _run(self, calls: list[tuple[AsyncScript, list[str | int]]]) -> list[object]:

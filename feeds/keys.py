@@ -13,11 +13,22 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["SUSPENDED_SHARDS", "Keys", "bucket_of", "glob_escape", "suspended_shard"]
+__all__ = [
+    "SUSPENDED_SHARDS",
+    "Awaiting",
+    "Keys",
+    "bucket_of",
+    "glob_escape",
+    "suspended_shard",
+]
 
 #: Shards of the suspended-accounts index.
 SUSPENDED_SHARDS = 16
+
+#: The kinds of set an order waits in (see :mod:`feedamp.feeds.shop.order_steps`).
+Awaiting = Literal["awaiting_post", "awaiting_repost", "awaiting_tags"]
 
 
 def bucket_of(post_id: str, buckets: int) -> int:
@@ -236,6 +247,13 @@ class Keys:
     def awaiting_tags(self, post_id: str) -> str:
         """Set: orders naming the post whose conversion waits for its tags to be known."""
         return self._key("awaiting_tags", post_id)
+
+    def awaiting(self, kind: Awaiting, id_: str) -> str:
+        """Set: the orders waiting in ``kind`` of ``id_`` (:meth:`awaiting_post`,
+        :meth:`awaiting_repost` or :meth:`awaiting_tags`)."""
+        built = {"awaiting_post": self.awaiting_post, "awaiting_repost": self.awaiting_repost,
+                 "awaiting_tags": self.awaiting_tags}  # fmt: skip
+        return built[kind](id_)
 
     def conversions(self, user_id: str) -> str:
         """Hash: conversions of the creator's tagged posts and reposts: ``p:<post>`` /

@@ -30,13 +30,22 @@ Consistency rules the rebuild relies on:
   :data:`MAX_POINTER_TTL` seconds, and keep it for the whole read;
 - an old namespace is dropped only after a grace period longer than any reader cache
   and than a read (``feedamp replay --rebuild --grace``, default :data:`DEFAULT_GRACE`).
+
+What a batch writes to is one :class:`Namespace`, resolved once per batch
+(:meth:`Namespaces.resolve`) and handed to every store's call: its prefix, its key names
+and the settings every script's ARGV starts with. Stores hold only their connection and
+settings, so nothing is built or cached per prefix; a store called without one writes to
+the base namespace (``Settings.key_prefix``).
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
-from .batch import text
+from feedamp.config import Settings
+
+from .batch import context, text
 from .cluster import scan_keys
 from .connection import AnyRedis
 from .keys import Keys, glob_escape
@@ -44,6 +53,7 @@ from .keys import Keys, glob_escape
 __all__ = [
     "DEFAULT_GRACE",
     "MAX_POINTER_TTL",
+    "Namespace",
     "Namespaces",
     "counter_key",
     "generation_prefix",
@@ -95,6 +105,24 @@ def pattern(prefix: str) -> str:
     return Keys(prefix).pattern()
 
 
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """One key namespace as a batch writes to it: ``prefix``, its key names (``keys``) and
+    the seven settings every script's ARGV starts with (``context``, ``ARGV[1]`` being the
+    prefix; see :data:`feedamp.feeds.scripts.CONTEXT` and
+    :func:`feedamp.feeds.scripts.argv`). Immutable: one per batch, shared by every store."""
+
+    prefix: str
+    keys: Keys
+    context: tuple[str | int, ...]
+
+    @classmethod
+    def of(cls, settings: Settings, prefix: str | None = None) -> Namespace:
+        """The namespace ``prefix`` (None: ``settings.key_prefix``) under ``settings``."""
+        prefix = prefix or settings.key_prefix
+        return cls(prefix, Keys(prefix), tuple(context(settings, prefix)))
+
+
 class Namespaces:
     """The namespaces of one base prefix on one Redis: resolve, create, switch, drop."""
 
@@ -109,6 +137,11 @@ class Namespaces:
             return self.base
         value = await self.redis.get(self.pointer)
         return text(value) if value else self.base
+
+    async def resolve(self, settings: Settings) -> Namespace:
+        """The active namespace (:meth:`active`, one GET) as written to under ``settings``
+        (whose ``key_prefix`` is this base)."""
+        return Namespace.of(settings, await self.active())
 
     async def new_generation(self) -> str:
         """The prefix of a new, never used generation namespace."""

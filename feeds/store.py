@@ -12,17 +12,21 @@ reconcile (:class:`~feedamp.feeds.shop.order_steps.OrderSteps`), slot-local like
 Follow, unfollow, block, mute and their undos are one script event at a time: state
 steps, reads, then a step on the user's slot (:mod:`.graph`).
 
-Order: events are applied in the order given: the batch is cut into runs of fan-out
-events and runs of other events, each run finished before the next starts. Within a run
-the origins run in order, then the deliveries in order (per follower, a post pushed and
-then withdrawn or unpushed ends so). Every step is idempotent, so a batch retried after
-a failure at any point ends as one sequential application.
+Order: events are applied in the order given: the batch is cut into runs of posts and
+deletions, runs of reposts and unreposts, and runs of graph events, each run finished
+before the next starts, and a run's reposts are decided when it starts (after the posts
+given before them are written, so a repost of a followers-only post given after it is
+refused). Within a run the origins run in order, then the deliveries in order (per
+follower, a post pushed and then withdrawn or unpushed ends so). These runs are the one
+mechanism that keeps a batch's order; the pipeline only chooses the order it hands over
+(:func:`feedamp.streams.pipeline.log_order`). Every step is idempotent, so a batch
+retried after a failure at any point ends as one sequential application.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 from feedamp.config import Settings
@@ -30,7 +34,6 @@ from feedamp.models.decisions import (
     DELIVERED,
     FORWARDED_MANY_TIMES,
     REFUSED,
-    AnyDecision,
     Decision,
 )
 from feedamp.models.events import (
@@ -53,31 +56,14 @@ from .batch import TRANSIENT_ERRORS, is_transient, run_scripts, text
 from .connection import AnyRedis
 from .fanout import Segment, deliver, followers_of
 from .graph import GraphSteps
-from .keys import Keys, bucket_of
+from .keys import bucket_of
+from .namespace import Namespace
 from .repost_decisions import decide_reposts
-from .scripts import Scripts, argv
+from .scripts import argv
 from .shop.order_steps import OrderSteps
+from .writer import Applied, Failure, Writer
 
 __all__ = ["TRANSIENT_ERRORS", "Applied", "Failure", "FeedStore", "is_transient"]
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """An event Redis refused (a script error); the caller dead-letters it."""
-
-    index: int
-    error: Exception
-
-
-@dataclass(slots=True)
-class Applied:
-    """The result of :meth:`FeedStore.apply`: events a script rejected, and the decision
-    made for each repost."""
-
-    failures: list[Failure] = field(default_factory=list)
-    decisions: list[AnyDecision] = field(default_factory=list)
-    #: Feed entries pushed by post and repost fan-out (one per follower reached).
-    deliveries: int = 0
 
 
 @dataclass(slots=True)
@@ -87,51 +73,30 @@ class _Tally:
     deliveries: int = 0
 
 
-class FeedStore:
+class FeedStore(Writer):
     """Applies feed events (post, delete_post, repost, unrepost, follow, unfollow, block,
     unblock, mute, unmute) to Redis, deciding every repost first."""
 
     def __init__(self, redis: AnyRedis, settings: Settings) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.keys = Keys(settings.key_prefix)
-        self.scripts = Scripts(redis)
-        s = settings
-        #: The seven settings every script reads first (see lib.lua).
-        self._context: list[str | int] = [
-            s.key_prefix, s.feed_buckets, s.bucket_cap, s.for_you_bucket_cap,
-            s.for_you_half_life_ms, s.recent_per_author, s.fanout_chunk,
-        ]  # fmt: skip
-        self.graph = GraphSteps(redis, self.scripts, self.keys, self._context, s.feed_buckets)
+        super().__init__(redis, settings)
         self.orders = OrderSteps(redis, self.scripts)
-        self._views: dict[str, FeedStore] = {}
         #: Followers re-grouped by slot after a cluster node refused a delivery call (a
         #: running total, for tests and benchmarks).
         self.regrouped = 0
 
-    def _at(self, prefix: str | None) -> FeedStore:
-        """This store writing to the namespace ``prefix`` (None: ``settings.key_prefix``):
-        the script context (``ARGV[1]`` is the prefix) and key names follow the prefix."""
-        if prefix is None or prefix == self.settings.key_prefix:
-            return self
-        view = self._views.get(prefix)
-        if view is None:
-            if len(self._views) >= 8:  # old generations: never written to again
-                self._views.clear()
-            view = self._views[prefix] = FeedStore(
-                self.redis, self.settings.with_(key_prefix=prefix)
-            )
-        return view
+    def _graph(self, ns: Namespace) -> GraphSteps:
+        """The graph steps writing to ``ns``."""
+        return GraphSteps(self.redis, self.scripts, ns, self.settings.feed_buckets)
 
     async def apply(
         self,
         events: Sequence[Event],
         *,
         refused: Mapping[int, str] | None = None,
-        prefix: str | None = None,
+        namespace: Namespace | None = None,
     ) -> Applied:
-        """Apply ``events`` in order to the namespace ``prefix`` (None: the settings'
-        ``key_prefix``); return the failures, the repost decisions and the deliveries.
+        """Apply ``events`` in order to ``namespace`` (None: the settings' ``key_prefix``);
+        return the failures, the repost decisions and the deliveries.
 
         ``refused`` maps the index of a repost stopped at the door (its reposter or the
         post's author is suspended) to the reason: it is decided ``refused`` and not
@@ -139,46 +104,65 @@ class FeedStore:
         propagate: the caller retries the whole batch, which is safe because every write
         is idempotent and every decision is kept once made.
         """
-        if (view := self._at(prefix)) is not self:
-            return await view.apply(events, refused=refused)
+        ns = self.at(namespace)
         # Per call, not on the store: the agent and the release timer share this store.
         tally = _Tally()
         failures: dict[int, Failure] = {}
-        decisions = await self._decide(events, failures, refused or {})
+        decisions: dict[int, Decision] = {}
         # Posts, deletions, reposts and unreposts run as slot-local steps (origin, then
         # delivery grouped by node); the others as one script call each, pipelined. Runs
-        # keep the log's order.
-        runs: list[tuple[bool, list[int]]] = []
+        # keep the log's order (see the module docstring).
+        runs: list[tuple[str, list[int]]] = []
         for i, ev in enumerate(events):
-            if i in failures:
-                continue
-            fanout = isinstance(ev, FANOUT_EVENTS)
-            if not runs or runs[-1][0] != fanout:
-                runs.append((fanout, []))
+            kind = _run_kind(ev)
+            if not runs or runs[-1][0] != kind:
+                runs.append((kind, []))
             runs[-1][1].append(i)
-        for fanout, indexes in runs:
-            if fanout:
-                await self._fan_out(events, indexes, decisions, failures, tally)
-            else:
-                await self._run_calls(events, indexes, decisions, failures)
+        for kind, indexes in runs:
+            if kind == "reposts":
+                decisions.update(await self._decide_run(ns, events, indexes, failures,
+                                                        refused or {}))  # fmt: skip
+                indexes = [i for i in indexes if i not in failures]
+            if kind in ("posts", "reposts"):
+                await self._fan_out(ns, events, indexes, decisions, failures, tally)
+            elif kind == "graph":
+                await self._run_calls(ns, events, indexes, decisions, failures)
         return Applied(
             [failures[i] for i in sorted(failures)], list(decisions.values()), tally.deliveries
         )
 
+    async def _decide_run(
+        self,
+        ns: Namespace,
+        events: Sequence[Event],
+        indexes: Sequence[int],
+        failures: dict[int, Failure],
+        refused: Mapping[int, str],
+    ) -> dict[int, Decision]:
+        """:meth:`_decide` for the events at ``indexes`` (one run); by index in ``events``."""
+        door = {n: refused[i] for n, i in enumerate(indexes) if i in refused}
+        failed: dict[int, Failure] = {}
+        found = await self._decide(ns, [events[i] for i in indexes], failed, door)
+        for n, failure in failed.items():
+            failures[indexes[n]] = Failure(indexes[n], failure.error)
+        return {indexes[n]: decision for n, decision in found.items()}
+
     async def _run_calls(
         self,
+        ns: Namespace,
         events: Sequence[Event],
         indexes: Sequence[int],
         decisions: Mapping[int, Decision],
         failures: dict[int, Failure],
     ) -> None:
         """Apply the graph events at ``indexes`` one after another (:mod:`.graph`)."""
+        graph = self._graph(ns)
         for i in indexes:
             event = events[i]
             if not isinstance(event, GRAPH_EVENTS):
                 continue
             try:
-                await self.graph.apply(event)
+                await graph.apply(event)
             except ResponseError as exc:
                 if is_transient(exc):
                     raise
@@ -186,6 +170,7 @@ class FeedStore:
 
     async def _fan_out(
         self,
+        ns: Namespace,
         events: Sequence[Event],
         indexes: Sequence[int],
         decisions: Mapping[int, Decision],
@@ -197,12 +182,12 @@ class FeedStore:
         recent lists on the authors' and reposters' slots; then the delivery to every
         follower of each source, grouped by node (:func:`~feedamp.feeds.fanout.deliver`),
         in the log's order; last, a deleted post's reposters and comments go."""
-        k, ctx, sc = self.keys, self._context, self.scripts
+        k, ctx, sc = ns.keys, ns.context, self.scripts
         jobs = [i for i in indexes if _reaches_feeds(events[i], decisions.get(i))]
         origins: list[tuple[AsyncScript, list[str | int]]] = []
         owner: list[int] = []
         for i in jobs:
-            for call in self._origins(events[i]):
+            for call in self._origins(ns, events[i]):
                 origins.append(call)
                 owner.append(i)
         replies: dict[int, list[object]] = {}
@@ -301,10 +286,10 @@ class FeedStore:
                     pipe.delete(k.reposters(ev.post_id), k.comments(ev.post_id))
                 await pipe.execute()
 
-    def _origins(self, ev: Event) -> list[tuple[AsyncScript, list[str | int]]]:
+    def _origins(self, ns: Namespace, ev: Event) -> list[tuple[AsyncScript, list[str | int]]]:
         """The origin step of a fan-out event: script calls on its post's (and repost's)
         slot."""
-        ctx, sc = self._context, self.scripts
+        ctx, sc = ns.context, self.scripts
         match ev:
             case Post():
                 return [(sc.post, argv("post", ctx, post_id=ev.post_id, author_id=ev.author_id,
@@ -328,24 +313,28 @@ class FeedStore:
                                            reposter_id=ev.reposter_id))]  # fmt: skip
         raise TypeError(f"not a fan-out event: {ev.type}")
 
-    async def rebuild_feed(self, user_id: str, *, prefix: str | None = None) -> int:
+    async def rebuild_feed(self, user_id: str, *, namespace: Namespace | None = None) -> int:
         """Regenerate ``user_id``'s Following and For You feeds from their followees' recent
-        posts and reposts (as follow backfill does), in the namespace ``prefix`` (None: the
-        settings' ``key_prefix``); return the number of followees."""
-        if (view := self._at(prefix)) is not self:
-            return await view.rebuild_feed(user_id)
+        posts and reposts (as follow backfill does), in ``namespace`` (None: the settings'
+        ``key_prefix``); return the number of followees."""
+        ns = self.at(namespace)
+        keys = ns.keys
         followees = sorted(text(m) for m in await self.redis.smembers(
-            self.keys.following(user_id)))  # fmt: skip
+            keys.following(user_id)))  # fmt: skip
         buckets = range(self.settings.feed_buckets)
         await self.redis.delete(
             *[k(user_id, b) for b in buckets for k in (
-                self.keys.feed, self.keys.via, self.keys.for_you, self.keys.for_you_via)]
+                keys.feed, keys.via, keys.for_you, keys.for_you_via)]
         )  # fmt: skip
-        await self.graph.backfill(user_id, followees)
+        await self._graph(ns).backfill(user_id, followees)
         return len(followees)
 
     async def _decide(
-        self, events: Sequence[Event], failures: dict[int, Failure], refused: Mapping[int, str]
+        self,
+        ns: Namespace,
+        events: Sequence[Event],
+        failures: dict[int, Failure],
+        refused: Mapping[int, str],
     ) -> dict[int, Decision]:
         """Decide every repost of the batch, in event-time order, in three slot-local
         steps (:mod:`feedamp.feeds.repost_decisions`), one round trip each.
@@ -364,7 +353,7 @@ class FeedStore:
         if not reposts:
             return {}
         decisions, failed = await decide_reposts(
-            self.redis, self.scripts, self.settings, self._context, events, refused
+            self.redis, self.scripts, self.settings, ns.context, events, refused
         )
         for i, error in failed.items():
             failures[i] = Failure(i, error)
@@ -376,6 +365,17 @@ GRAPH_EVENTS = (Follow, Unfollow, Block, Unblock, Mute, Unmute)
 
 #: Events applied as an origin step and delivery steps (:meth:`FeedStore._fan_out`).
 FANOUT_EVENTS = (Post, DeletePost, Repost, Unrepost)
+
+
+def _run_kind(event: Event) -> str:
+    """The kind of run ``event`` belongs to (see the module docstring): ``posts`` (posts
+    and deletions), ``reposts`` (reposts and unreposts, decided as their run starts),
+    ``graph``, or ``""`` for an event this store does not handle."""
+    if isinstance(event, Post | DeletePost):
+        return "posts"
+    if isinstance(event, Repost | Unrepost):
+        return "reposts"
+    return "graph" if isinstance(event, GRAPH_EVENTS) else ""
 
 
 def _reaches_feeds(event: Event, decision: Decision | None) -> bool:

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from feedamp.config import Settings
 from redis.asyncio.lock import Lock
 
-from .batch import context, run_scripts, text
-from .connection import AnyRedis
-from .keys import Keys
-from .scripts import Scripts, argv
+from .batch import run_scripts, text
+from .namespace import Namespace
+from .scripts import argv
+from .writer import Writer
 
 __all__ = ["Watermark", "progress_field"]
 
@@ -46,41 +45,41 @@ def progress_field(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
-class Watermark:
+class Watermark(Writer):
     """Parks reposts-topic events and releases them, in event-time order, once the
-    watermark has passed them."""
+    watermark has passed them. Every call works in the namespace it is given (None: the
+    settings' ``key_prefix``)."""
 
-    def __init__(self, redis: AnyRedis, settings: Settings, prefix: str | None = None) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.keys = Keys(prefix or settings.key_prefix)
-        self.scripts = Scripts(redis)
-        self._context = context(settings, prefix)
-
-    async def park(self, events: Sequence[tuple[str, int, bytes]]) -> None:
+    async def park(
+        self, events: Sequence[tuple[str, int, bytes]], namespace: Namespace | None = None
+    ) -> None:
         """Hold ``(event_id, event time, record)`` until the watermark passes it."""
         if not events:
             return
+        keys = self.at(namespace).keys
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self.keys.parked_events(), mapping={e: r for e, _, r in events})
-            pipe.zadd(self.keys.parked(), {e: ts for e, ts, _ in events})
+            pipe.hset(keys.parked_events(), mapping={e: r for e, _, r in events})
+            pipe.zadd(keys.parked(), {e: ts for e, ts, _ in events})
             await pipe.execute()
 
-    async def advance(self, progress: Mapping[str, int]) -> None:
+    async def advance(
+        self, progress: Mapping[str, int], namespace: Namespace | None = None
+    ) -> None:
         """Raise the progress of partitions (``progress_field`` -> event time, ms)."""
         if progress:
             flat = [v for field, ts in sorted(progress.items()) for v in (field, ts)]
-            args = argv("progress", self._context, *flat)
+            args = argv("progress", self.at(namespace).context, *flat)
             await run_scripts(self.redis, [(self.scripts.progress, args)])
 
     async def release(
-        self, limit: int, partitions: Sequence[str] | None
+        self, limit: int, partitions: Sequence[str] | None, namespace: Namespace | None = None
     ) -> tuple[float | None, list[tuple[str, bytes]]]:
         """The watermark and up to ``limit`` parked ``(event_id, record)`` it has passed,
         oldest first. ``partitions`` are the progress fields the watermark is the minimum
         of (None: no watermark, release everything)."""
         forced = "+inf" if partitions is None else ""
-        args = argv("release", self._context, *(partitions or ()), limit=limit, forced=forced)
+        ctx = self.at(namespace).context
+        args = argv("release", ctx, *(partitions or ()), limit=limit, forced=forced)
         (result,) = await run_scripts(self.redis, [(self.scripts.release, args)])
         if isinstance(result, Exception):
             raise result
@@ -89,19 +88,21 @@ class Watermark:
         items = [(text(rows[i]), rows[i + 1]) for i in range(1, len(rows), 2)]
         return watermark, items
 
-    async def pending(self) -> int:
+    async def pending(self, namespace: Namespace | None = None) -> int:
         """How many events are parked (released or not)."""
-        return int(await self.redis.zcard(self.keys.parked()))
+        return int(await self.redis.zcard(self.at(namespace).keys.parked()))
 
-    async def forget(self, event_ids: Sequence[str]) -> None:
+    async def forget(self, event_ids: Sequence[str], namespace: Namespace | None = None) -> None:
         """Drop released events once applied."""
         if event_ids:
+            keys = self.at(namespace).keys
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zrem(self.keys.parked(), *event_ids)
-                pipe.hdel(self.keys.parked_events(), *event_ids)
+                pipe.zrem(keys.parked(), *event_ids)
+                pipe.hdel(keys.parked_events(), *event_ids)
                 await pipe.execute()
 
-    def lock(self) -> Lock:
+    def lock(self, namespace: Namespace | None = None) -> Lock:
         """The lock one releaser holds at a time; ``acquire`` returns False at once when
         another holds it."""
-        return self.redis.lock(self.keys.release_lock(), timeout=LOCK_SECONDS, blocking=False)
+        key = self.at(namespace).keys.release_lock()
+        return self.redis.lock(key, timeout=LOCK_SECONDS, blocking=False)

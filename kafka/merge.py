@@ -19,7 +19,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -41,29 +41,23 @@ class Window:
     end_ms: int | None = None
 
 
+@dataclass
 class MergedReader:
-    """Yields batches of records from ``consumer``'s assigned partitions, merged in time order."""
+    """Yields batches of records from ``consumer``'s assigned partitions, merged in time
+    order: each partition from ``starts`` to ``ends`` (offsets), inside ``window``; ties
+    by ``rank`` of the topic; ``batch`` records at most a batch."""
 
-    def __init__(
-        self,
-        consumer: AIOKafkaConsumer,
-        starts: dict[TopicPartition, int],
-        ends: dict[TopicPartition, int],
-        window: Window,
-        rank: Callable[[str], int],
-        batch: int,
-    ) -> None:
-        self.consumer = consumer
-        self.starts = starts
-        self.ends = ends
-        self.window = window
-        self.rank = rank
-        self.batch = batch
-        #: Records read from the topics (taken or skipped), and skipped as too old.
-        self.read = 0
-        self.skipped = 0
-        self._reached: set[TopicPartition] = set()
-        self._last_ts: dict[TopicPartition, int] = {}
+    consumer: AIOKafkaConsumer
+    starts: dict[TopicPartition, int]
+    ends: dict[TopicPartition, int]
+    window: Window
+    rank: Callable[[str], int]
+    batch: int
+    #: Records read from the topics (taken or skipped), and skipped as too old.
+    read: int = field(default=0, init=False)
+    skipped: int = field(default=0, init=False)
+    _reached: set[TopicPartition] = field(default_factory=set, init=False)
+    _last_ts: dict[TopicPartition, int] = field(default_factory=dict, init=False)
 
     async def batches(self) -> AsyncIterator[list[ConsumerRecord]]:
         """Every record in the window, in batches of at most ``batch`` (aiokafka's

@@ -2,9 +2,22 @@
 
 Records are parsed and validated, checked against their topic, and applied to the
 stores in order, in the active key namespace (:mod:`feedamp.feeds.namespace`), resolved
-once per batch. In a worker, reposts-topic events are parked first and released in
-event-time order (:mod:`feedamp.feeds.watermark`). Whatever cannot be applied comes back
+once per batch into one :class:`~feedamp.feeds.namespace.Namespace` handed to every store
+(and to the watermark and the activity record); no store keeps anything per namespace.
+In a worker, reposts-topic events are parked first and released in event-time order
+(:mod:`feedamp.feeds.watermark`). Whatever cannot be applied comes back
 as a :class:`DeadLetter` with a reason; nothing is dropped silently.
+
+Order within a batch has one mechanism, the feed store's runs
+(:class:`~feedamp.feeds.store.FeedStore`: events applied in the order given, each run of
+fan-out events or of graph events finished before the next starts). The pipeline only
+chooses that order, :func:`log_order`: the order read, except that a posts-topic event
+moves ahead of the other events read before it since the last graph-topic event (a
+repost read before its post is applied after it), never past a graph event (a follow
+read before an author's posts is applied before them, so the follower gets them all
+however large the batch: the follow's backfill alone is bounded). Account events go
+first (a suspension must be on record before the door judges the batch), then the door,
+then each store once, in that order, and the product store last.
 """
 
 from __future__ import annotations
@@ -18,12 +31,12 @@ from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.accounts import AccountStore, actor_of
 from feedamp.feeds.activity import Activity
-from feedamp.feeds.namespace import Namespaces
+from feedamp.feeds.namespace import Namespace, Namespaces
 from feedamp.feeds.shop.gifts import GiftStore
 from feedamp.feeds.shop.orders import OrderStore
 from feedamp.feeds.shop.products import ProductStore
-from feedamp.feeds.store import Applied
 from feedamp.feeds.watermark import Watermark, progress_field
+from feedamp.feeds.writer import Applied
 from feedamp.models import ROUTES, Event, InvalidEvent, Limits, parse_event
 from feedamp.models.decisions import Refusal
 from feedamp.models.events import (
@@ -47,7 +60,7 @@ from redis.exceptions import LockError
 
 from .records import DeadLetter, Envelope, Outcome, Record
 
-__all__ = ["FEED_EVENTS", "Pipeline", "Store", "progress_field"]
+__all__ = ["FEED_EVENTS", "Pipeline", "Store", "log_order", "progress_field"]
 
 #: Event types applied by the feed store.
 FEED_EVENTS = (Post, DeletePost, Repost, Unrepost, Follow, Unfollow, Block, Unblock, Mute,
@@ -58,7 +71,9 @@ class Store(Protocol):
     """What the pipeline asks of a store: apply events in order to a namespace; return
     the decisions, the deliveries, and the failures by position in ``events``."""
 
-    async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
+    async def apply(
+        self, events: Sequence[Event], *, namespace: Namespace | None = None
+    ) -> Applied:
         """Apply ``events``; Redis connection errors propagate (the batch is retried)."""
         ...
 
@@ -89,6 +104,8 @@ class Pipeline:
         self.orders = OrderStore(feeds.redis, settings)
         self.products = ProductStore(feeds.redis, settings)
         self.activity = Activity(feeds.redis)
+        #: Parks reposts-topic events and releases them (every call given the namespace).
+        self.parking = Watermark(feeds.redis, settings)
         #: Which store applies each event type (accounts go first, on their own), and the
         #: order the stores run in within a phase.
         self._store_of: dict[type[Event], Store] = {
@@ -111,7 +128,6 @@ class Pipeline:
         #: before its other events are written: the point where, in a worker, the release
         #: timer can run (tests run a release here to check it cannot get ahead).
         self.before_write: Callable[[], Awaitable[None]] | None = None
-        self._watermarks: dict[str, Watermark] = {}
         self.limits = Limits(settings.max_event_bytes, settings.max_text_chars,
                              settings.max_tagged_products)  # fmt: skip
         topics = settings.topics
@@ -143,12 +159,11 @@ class Pipeline:
     async def apply(self, records: Sequence[Record]) -> Outcome:
         """Apply ``records``; return the dead letters and decisions.
 
-        Order: account events first (a suspension must be on record before the door
-        judges the batch), then the door (events of suspended accounts are refused with a
-        decision and not applied), then posts, then the rest, each type by its store
-        (posts' product tags and product views last), then the door once more: a
-        suspension another worker applied in between takes back what it would have
-        refused (:meth:`AccountStore.recheck`).
+        Order (see the module docstring): account events first, then the door (events of
+        suspended accounts are refused with a decision and not applied), then each type
+        by its store in :func:`log_order` (posts' product tags and product views last),
+        then the door once more: a suspension another worker applied in between takes
+        back what it would have refused (:meth:`AccountStore.recheck`).
         Order within a topic is kept. When :attr:`watermarked`, reposts-topic events are
         parked instead, for :meth:`release`, and the progress of the batch's posts and
         reposts partitions is raised last, once everything else of the batch is written:
@@ -161,53 +176,54 @@ class Pipeline:
         outcome = Outcome(dead)
         outcome.types = {e.where: e.event.type for e in envelopes}
         # Resolved once, so a batch is written to one namespace even across a switch.
-        prefix = await self._prefix()
+        ns = await self.active_namespace()
         progress: dict[str, int] = {}
         if self.watermarked:
             reposts_topic = self.settings.topics.reposts
             held = [e for e in envelopes if e.record.topic == reposts_topic]
             progress = self._progress(envelopes)
-            parking = self._watermark(prefix)
-            await parking.park([(e.event.event_id, e.event.ts, _pack(e.record)) for e in held])
+            await self.parking.park(
+                [(e.event.event_id, e.event.ts, _pack(e.record)) for e in held], ns
+            )
             envelopes = [e for e in envelopes if e.record.topic != reposts_topic]
         if self.before_write is not None:
             await self.before_write()
-        await self._apply_events(envelopes, outcome, prefix)
+        await self._apply_events(envelopes, outcome, ns)
         if progress:
             # Only now: a release (the timer runs between any two awaits) may pass an
             # event only once it is in Redis, or it could decide a repost before its post
             # exists.
-            await self._watermark(prefix).advance(progress)
+            await self.parking.advance(progress, ns)
         return outcome
 
     async def release(
-        self, publish: Callable[[Outcome], Awaitable[None]], prefix: str | None = None
+        self, publish: Callable[[Outcome], Awaitable[None]], ns: Namespace | None = None
     ) -> Outcome:
         """Decide and apply, in event-time order, the parked events the watermark has
         passed, chunk by chunk; ``publish`` each chunk's outcome before the chunk is
         forgotten, so a crash in between releases it again (at least once). One releaser
         at a time across workers: another's release returns at once. Returns the whole
-        outcome (for metrics). ``prefix``: the namespace already resolved for this tick."""
+        outcome (for metrics). ``ns``: the namespace already resolved for this tick."""
         outcome = Outcome()
         partitions = self.partitions() if self.watermarked and self.partitions else []
         if not partitions:
             return outcome
-        prefix = prefix or await self._prefix()
-        parking = self._watermark(prefix)
-        lock = parking.lock()
+        ns = ns or await self.active_namespace()
+        parking = self.parking
+        lock = parking.lock(ns)
         if not await lock.acquire():
             return outcome
         try:
             while True:
                 limit = self.settings.batch_size
-                self.watermark, items = await parking.release(limit, partitions)
+                self.watermark, items = await parking.release(limit, partitions, ns)
                 if not items:
                     return outcome
                 chunk = Outcome()
                 envelopes, chunk.dead_letters = self._parse([_unpack(r) for _, r in items])
-                await self._apply_events(envelopes, chunk, prefix)
+                await self._apply_events(envelopes, chunk, ns)
                 await publish(chunk)
-                await parking.forget([event_id for event_id, _ in items])
+                await parking.forget([event_id for event_id, _ in items], ns)
                 outcome.extend(chunk)
                 if len(items) < limit:
                     return outcome
@@ -227,29 +243,22 @@ class Pipeline:
                 progress[field] = max(progress.get(field, 0), e.event.ts - lateness)
         return progress
 
-    async def advance_watermark(self, progress: dict[str, int], prefix: str | None = None) -> None:
-        """Raise the progress of partitions (the worker's clock-driven part), in ``prefix``
+    async def advance_watermark(
+        self, progress: dict[str, int], ns: Namespace | None = None
+    ) -> None:
+        """Raise the progress of partitions (the worker's clock-driven part), in ``ns``
         (default: the active namespace)."""
-        await self._watermark(prefix or await self._prefix()).advance(progress)
+        await self.parking.advance(progress, ns or await self.active_namespace())
 
-    async def parked(self, prefix: str) -> int:
-        """How many events wait in the namespace ``prefix`` (one ZCARD)."""
-        return await self._watermark(prefix).pending()
+    async def parked(self, ns: Namespace) -> int:
+        """How many events wait in ``ns`` (one ZCARD)."""
+        return await self.parking.pending(ns)
 
-    async def active_prefix(self) -> str:
-        """The namespace to write to now (see :meth:`apply`)."""
-        return await self._prefix()
-
-    async def _prefix(self) -> str:
-        """The namespace to write to: the fixed one, else the active one (one GET)."""
-        return self.prefix or await self.namespaces.active()
-
-    def _watermark(self, prefix: str | None = None) -> Watermark:
-        """The watermark of a namespace, made once (it registers every script)."""
-        prefix = prefix or self.settings.key_prefix
-        if prefix not in self._watermarks:
-            self._watermarks[prefix] = Watermark(self.feeds.redis, self.settings, prefix)
-        return self._watermarks[prefix]
+    async def active_namespace(self) -> Namespace:
+        """The namespace to write to now: the fixed one, else the active one (one GET)."""
+        if self.prefix:
+            return Namespace.of(self.settings, self.prefix)
+        return await self.namespaces.resolve(self.settings)
 
     def _parse(self, records: Sequence[Record]) -> tuple[list[Envelope], list[DeadLetter]]:
         """Each record with its parsed event, and dead letters for those that do not parse."""
@@ -263,24 +272,10 @@ class Pipeline:
         return envelopes, dead
 
     async def _apply_events(
-        self, envelopes: Sequence[Envelope], outcome: Outcome, prefix: str
+        self, envelopes: Sequence[Envelope], outcome: Outcome, ns: Namespace
     ) -> None:
-        """Apply parsed events to their stores in the namespace ``prefix``, in segments:
-        a posts-topic event read after a graph event starts a new segment, so a follow
-        read before an author's posts is applied before them, however large the batch
-        (the follow's backfill is bounded). Within a segment, see :meth:`apply`."""
-        graph, start, seen_graph = self.settings.topics.graph, 0, False
-        for i, envelope in enumerate(envelopes):
-            topic = envelope.record.topic
-            if topic == self._posts_topic and seen_graph:
-                await self._apply_segment(envelopes[start:i], outcome, prefix)
-                start, seen_graph = i, False
-            seen_graph = seen_graph or topic == graph
-        await self._apply_segment(envelopes[start:], outcome, prefix)
-
-    async def _apply_segment(
-        self, envelopes: Sequence[Envelope], outcome: Outcome, prefix: str
-    ) -> None:
+        """Apply parsed events to their stores in the namespace ``ns`` (see :meth:`apply`
+        and the module docstring)."""
         first_decision = len(outcome.decisions)
         reposts: list[Repost] = []
 
@@ -297,42 +292,53 @@ class Pipeline:
 
         accounts = [e for e in envelopes if isinstance(e.event, Account)]
         if accounts:
-            take(accounts, await self.accounts.apply([e.event for e in accounts], prefix=prefix))
+            take(accounts, await self.accounts.apply([e.event for e in accounts], namespace=ns))
         rest = [e for e in envelopes if not isinstance(e.event, Account)]
-        door = await self.accounts.door([e.event for e in rest], prefix=prefix)
-        await self.accounts.remember([e.event for e in rest], prefix=prefix)
+        door = await self.accounts.door([e.event for e in rest], namespace=ns)
+        await self.accounts.remember([e.event for e in rest], namespace=ns)
         refused = {rest[n]: reason for n, reason in door.items()}
         for e, reason in refused.items():
             ev = e.event
             if not isinstance(ev, Repost):  # reposts get their decision from the feed store
                 outcome.decisions.append(Refusal(ev.event_id, ev.type, actor_of(ev) or "",
                                                  (reason,), ev.ts))  # fmt: skip
-        posts = [e for e in rest if e.record.topic == self._posts_topic]
-        others = [e for e in rest if e.record.topic != self._posts_topic]
-        for phase in (posts, others):  # posts first: a repost may need its post
-            for store in self._stores:
-                # A repost refused at the door still goes to the feed store, which records
-                # its decision; anything else refused there goes nowhere.
-                part = [e for e in phase if self._store_of.get(type(e.event)) is store
-                        and (e not in refused or isinstance(e.event, Repost))]  # fmt: skip
-                if not part:
-                    continue
-                if store is self.feeds:
-                    door_of = {n: refused[e] for n, e in enumerate(part) if e in refused}
-                    applied = await self.feeds.apply([e.event for e in part], refused=door_of,
-                                                     prefix=prefix)  # fmt: skip
-                else:
-                    applied = await store.apply([e.event for e in part], prefix=prefix)
-                take(part, applied)
+        ordered = log_order(rest, self._posts_topic, self.settings.topics.graph)
+        for store in self._stores:
+            # A repost refused at the door still goes to the feed store, which records its
+            # decision; anything else refused there goes nowhere.
+            part = [e for e in ordered if self._store_of.get(type(e.event)) is store
+                    and (e not in refused or isinstance(e.event, Repost))]  # fmt: skip
+            if not part:
+                continue
+            if store is self.feeds:
+                door_of = {n: refused[e] for n, e in enumerate(part) if e in refused}
+                applied = await self.feeds.apply([e.event for e in part], refused=door_of,
+                                                 namespace=ns)  # fmt: skip
+            else:
+                applied = await store.apply([e.event for e in part], namespace=ns)
+            take(part, applied)
         for store, types in self._last:
             part = [e for e in rest if isinstance(e.event, types) and e not in refused]
             if part:
-                take(part, await store.apply([e.event for e in part], prefix=prefix))
+                take(part, await store.apply([e.event for e in part], namespace=ns))
         # The console's view of reposts and decisions (see feedamp.feeds.activity).
-        await self.activity.record(prefix, reposts, outcome.decisions[first_decision:])
+        await self.activity.record(ns, reposts, outcome.decisions[first_decision:])
         # A suspension another worker applied after the door: take back what passed (last:
         # the take-back reads the cascades just recorded).
-        await self.accounts.recheck([e.event for e in rest], door, prefix=prefix)
+        await self.accounts.recheck([e.event for e in rest], door, namespace=ns)
+
+
+def log_order(envelopes: Sequence[Envelope], posts: str, graph: str) -> list[Envelope]:
+    """``envelopes`` in the order the stores apply them: as read, but each event of the
+    topic ``posts`` ahead of the other events read before it since the last event of the
+    topic ``graph`` (stable: each topic's own order is kept)."""
+    stretch = 0  # graph-topic events read so far
+    keyed: list[tuple[int, bool, int, Envelope]] = []
+    for n, envelope in enumerate(envelopes):
+        topic = envelope.record.topic
+        keyed.append((stretch, topic != posts, n, envelope))
+        stretch += topic == graph
+    return [envelope for *_, envelope in sorted(keyed, key=lambda k: k[:3])]
 
 
 def _pack(record: Record) -> bytes:

@@ -28,6 +28,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
 
+from feedamp.feeds.namespace import Namespace
+
 from .pipeline import Pipeline
 from .records import Outcome, Record
 
@@ -68,7 +70,7 @@ class ReleaseTicker:
         #: Batches that parked events so far (a count, so a tick can tell whether one
         #: parked while it looked at Redis).
         self._parks = 0
-        self._prefix: str | None = None
+        self._namespace: Namespace | None = None
         self._wake = asyncio.Event()
 
     def handled(self, records: Sequence[Record]) -> None:
@@ -86,24 +88,24 @@ class ReleaseTicker:
         if not self.busy and not heartbeat and now < self._next_check:
             return Outcome()
         try:
-            if not self.busy and not heartbeat and self._prefix is not None:
+            if not self.busy and not heartbeat and self._namespace is not None:
                 self._next_check = now + IDLE_CHECK
-                if not await self.retrying(self.pipeline.parked, self._prefix):
+                if not await self.retrying(self.pipeline.parked, self._namespace):
                     return Outcome()
                 self.busy = True
-            prefix = self._prefix = cast(str, await self.retrying(self.pipeline.active_prefix))
-            await self.retrying(self.pipeline.advance_watermark, self.caught_up(), prefix)
+            ns = self._namespace = cast(
+                Namespace, await self.retrying(self.pipeline.active_namespace)
+            )
+            await self.retrying(self.pipeline.advance_watermark, self.caught_up(), ns)
         except Exception:
             log.exception("could not record partition progress")
             return Outcome()
         if heartbeat:
             self._next_heartbeat = now + HEARTBEAT
         try:
-            outcome = cast(
-                Outcome, await self.retrying(self.pipeline.release, self.publish, prefix)
-            )
+            outcome = cast(Outcome, await self.retrying(self.pipeline.release, self.publish, ns))
             parks = self._parks
-            waiting = await self.retrying(self.pipeline.parked, prefix)
+            waiting = await self.retrying(self.pipeline.parked, ns)
             self.busy = bool(waiting) or parks != self._parks  # idle once nothing waits
         except Exception:
             log.exception("releasing parked events failed; retrying at the next tick")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from dataclasses import asdict
 
 import orjson
@@ -71,6 +72,16 @@ class Events:
 
     def unfollow(self, follower: str, followee: str) -> Unfollow:
         return Unfollow(**self._base(None), follower_id=follower, followee_id=followee)
+
+    def graph(self, kind: str, a: str, b: str, rng: random.Random) -> Event:
+        """For a random log: a follow or unfollow of ``b`` by ``a`` (``kind`` ``follow``,
+        ``unfollow``), or (``hide``) a block, unblock, mute or unmute drawn from ``rng``."""
+        if kind == "follow":
+            return self.follow(a, b)
+        if kind == "unfollow":
+            return self.unfollow(a, b)
+        assert kind == "hide", kind
+        return self.hide(rng.choice(["block", "unblock", "mute", "unmute"]), a, b)
 
     def gift(self, gift_id: str, sender: str, recipient: str, offer: str,
              message: str | None = None, ts: int | None = None) -> Gift:  # fmt: skip

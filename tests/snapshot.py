@@ -1,4 +1,5 @@
-"""A canonical dump of every key of one namespace, to compare Redis states exactly."""
+"""A canonical dump of every key of one namespace, to compare Redis states exactly, and
+a count of the entries of sampled feeds, to follow a worker's progress."""
 
 from __future__ import annotations
 
@@ -30,3 +31,11 @@ async def snapshot(redis: Redis, prefix: str) -> dict[str, object]:
         else:
             out[name] = (kind, None)
     return out
+
+
+async def entries(redis: Redis, feeds: list[str]) -> int:
+    """The entries of the sorted sets ``feeds`` (one pipeline of ``ZCARD``)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in feeds:
+            pipe.zcard(key)
+        return sum(await pipe.execute())

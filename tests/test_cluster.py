@@ -12,7 +12,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 from feedamp.config import Settings
@@ -22,7 +21,7 @@ from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader, FeedStore, Keys
 from feedamp.feeds.accounts import AccountStore
 from feedamp.feeds.cluster import scan_keys
-from feedamp.feeds.connection import AnyRedis, RedisUnreachable, close, connect, is_cluster
+from feedamp.feeds.connection import RedisUnreachable, close, connect, is_cluster
 from feedamp.feeds.keys import bucket_of
 from feedamp.feeds.namespace import Namespaces, pattern
 from feedamp.feeds.shop.campaigns import load_campaigns
@@ -34,34 +33,22 @@ from redis.asyncio.cluster import RedisCluster
 
 from .conftest import make_settings
 from .factory import Events
+from .layouts import Layout
 
 SAMPLE = "config/campaigns.sample.json"
 
 
-@dataclass
-class Backend:
-    """One Redis layout under test: its settings (own key prefix) and a client."""
-
-    name: str
-    settings: Settings
-    redis: AnyRedis
-
-    @property
-    def keys(self) -> Keys:
-        return Keys(self.settings.key_prefix)
-
-
 @pytest.fixture(params=["standalone", "cluster"])
-async def backend(request: pytest.FixtureRequest, broker: Service) -> AsyncIterator[Backend]:
+async def backend(request: pytest.FixtureRequest, broker: Service) -> AsyncIterator[Layout]:
     server = request.getfixturevalue("redis_server" if request.param == "standalone"
                                      else "redis_cluster")  # fmt: skip
     settings = make_settings(broker, server)
     redis = connect(settings.redis_url)
-    yield Backend(request.param, settings, redis)
+    yield Layout(request.param, settings, redis)
     await close(redis)
 
 
-async def write_entry(b: Backend, user: str, post: str, author: str, ts: int,
+async def write_entry(b: Layout, user: str, post: str, author: str, ts: int,
                       via: str | None = None) -> None:  # fmt: skip
     """One Following entry and its post record, as the schema describes them."""
     k, bucket = b.keys, bucket_of(post, b.settings.feed_buckets)
@@ -93,7 +80,7 @@ async def test_cluster_keys_spread_over_every_master(redis_cluster: RedisCluster
         await close(redis)
 
 
-async def test_following_pages(backend: Backend, uid) -> None:
+async def test_following_pages(backend: Layout, uid) -> None:
     """Pages newest first, cursor paging, attribution, deleted posts hidden."""
     alice, bob, carol = uid("alice"), uid("bob"), uid("carol")
     for i in range(12):
@@ -111,7 +98,7 @@ async def test_following_pages(backend: Backend, uid) -> None:
     assert rest.next_cursor is None
 
 
-async def test_from_url_detects(backend: Backend, uid) -> None:
+async def test_from_url_detects(backend: Layout, uid) -> None:
     """``FeedReader.from_url`` with the URL of any node reads the same feed."""
     await write_entry(backend, uid("u"), uid("p"), uid("a"), 7)
     reader = FeedReader.from_url(backend.settings.redis_url,
@@ -124,7 +111,7 @@ async def test_from_url_detects(backend: Backend, uid) -> None:
         await reader.close()
 
 
-async def test_account_labels_and_reinstatement(backend: Backend, uid) -> None:
+async def test_account_labels_and_reinstatement(backend: Layout, uid) -> None:
     """Label, unlabel and reinstate are slot-local: they run on both layouts, and readers
     see the label on old entries."""
     ev = Events()
@@ -146,7 +133,7 @@ async def test_account_labels_and_reinstatement(backend: Backend, uid) -> None:
     assert item.labels == ()
 
 
-async def test_gift_code_pools_seed_once(backend: Backend) -> None:
+async def test_gift_code_pools_seed_once(backend: Layout) -> None:
     """Seeding the code pools is slot-local and idempotent."""
     catalog = load_campaigns(SAMPLE)
     store = GiftStore(backend.redis, backend.settings, catalog)
@@ -156,7 +143,7 @@ async def test_gift_code_pools_seed_once(backend: Backend) -> None:
         b"CUTPRO-7Q2M", b"CUTPRO-K81D", b"CUTPRO-Z4XN", b"CUTPRO-W0PL"]  # fmt: skip
 
 
-async def test_event_order_bookkeeping(backend: Backend) -> None:
+async def test_event_order_bookkeeping(backend: Layout) -> None:
     """Park, progress, release and forget share the ``{order}`` slot: they run on both."""
     order = Watermark(backend.redis, backend.settings)
     await order.park([("e1", 100, b"one"), ("e2", 300, b"two")])
@@ -167,11 +154,11 @@ async def test_event_order_bookkeeping(backend: Backend) -> None:
     assert await backend.redis.zrange(backend.keys.parked(), 0, -1) == [b"e2"]
 
 
-async def test_drop_and_count_visit_every_master(backend: Backend, uid) -> None:
+async def test_drop_and_count_visit_every_master(backend: Layout, uid) -> None:
     """Dropping a namespace and counting feeds see the keys of every master."""
     namespaces = Namespaces(backend.redis, backend.settings.key_prefix)
     generation = await namespaces.new_generation()
-    old = Backend(backend.name, backend.settings.with_(key_prefix=generation), backend.redis)
+    old = Layout(backend.name, backend.settings.with_(key_prefix=generation), backend.redis)
     for i in range(30):
         await write_entry(old, uid(f"u{i}"), uid(f"p{i}"), uid("a"), i + 1)
     counted = await count_feeds(backend.redis, old.keys.feed_pattern())
@@ -180,7 +167,7 @@ async def test_drop_and_count_visit_every_master(backend: Backend, uid) -> None:
     assert [k async for k in scan_keys(backend.redis, pattern(generation))] == []
 
 
-async def test_a_decided_repost_runs_on_both_layouts(backend: Backend, uid) -> None:
+async def test_a_decided_repost_runs_on_both_layouts(backend: Layout, uid) -> None:
     """Every feed write and the repost decision (caps on) run on both layouts: the
     repost is decided once and its decision kept."""
     ev = Events()
@@ -198,7 +185,7 @@ async def test_a_decided_repost_runs_on_both_layouts(backend: Backend, uid) -> N
     assert [d.decision for d in again.decisions] == [applied.decisions[0].decision]
 
 
-async def test_a_post_and_repost_orders_wait_for_credit_them_once(backend: Backend, uid) -> None:
+async def test_a_post_and_repost_orders_wait_for_credit_them_once(backend: Layout, uid) -> None:
     """Purchases that name a post and a repost before either is recorded wait for them;
     the post's and the repost's origin steps hand the waiting orders to the order steps,
     which credit the author and the reposter once each (a redelivery counts nothing
@@ -279,7 +266,7 @@ def test_unreachable_redis_is_one_line_without_the_password() -> None:
     assert "hush" not in line
 
 
-async def _graph(b: Backend, author: str, fans: list[str], hiders: list[str]) -> None:
+async def _graph(b: Layout, author: str, fans: list[str], hiders: list[str]) -> None:
     """Follow edges, and ``hiders`` muting the author (half of them) or blocked by it
     (the others), written as the schema has them, on either layout."""
     k = b.keys
@@ -298,7 +285,7 @@ async def _graph(b: Backend, author: str, fans: list[str], hiders: list[str]) ->
             await b.redis.hset(k.pair(author), fan, k.pair_value(blocks=since))
 
 
-async def _feeds(b: Backend, fans: list[str]) -> dict[str, list]:
+async def _feeds(b: Layout, fans: list[str]) -> dict[str, list]:
     k = b.keys
     return {fan: [await b.redis.zrange(k.feed(fan, n), 0, -1, withscores=True)
                   for n in range(b.settings.feed_buckets)] for fan in fans}  # fmt: skip
@@ -318,7 +305,7 @@ async def test_post_fanout_by_node_matches_the_standalone_fanout(
     post = ev.post(uid("p"), author, text="hello")
     feeds = {}
     for server in (redis_server, redis_cluster):
-        b = Backend("", make_settings(broker, server, fanout_chunk=64), connect(
+        b = Layout("", make_settings(broker, server, fanout_chunk=64), connect(
             f"redis://{server.address}/0"))  # fmt: skip
         try:
             await _graph(b, author, fans, hiders)
@@ -345,7 +332,7 @@ async def test_post_fanout_survives_slots_moved_behind_the_client(
     """Slots move to another master after the client read the slot table: the groups
     sent to the old owner are refused (MOVED) before running, re-grouped by slot and
     delivered; every follower gets the post once."""
-    b = Backend("cluster", make_settings(broker, redis_cluster), connect(redis_cluster.url))
+    b = Layout("cluster", make_settings(broker, redis_cluster), connect(redis_cluster.url))
     assert isinstance(b.redis, RedisCluster)
     try:
         author, fans = uid("star"), [uid(f"fan{i}") for i in range(200)]
@@ -385,7 +372,7 @@ def _node_id(cluster: RedisClusterService, name: str) -> str:
     raise AssertionError(f"no node {name}")
 
 
-async def test_scripts_are_loaded_again_after_a_node_lost_them(backend: Backend, uid) -> None:
+async def test_scripts_are_loaded_again_after_a_node_lost_them(backend: Layout, uid) -> None:
     """A master that restarted answers NOSCRIPT: the calls are loaded and run again."""
     ev = Events()
     store = AccountStore(backend.redis, backend.settings)
@@ -400,7 +387,7 @@ async def test_scripts_are_loaded_again_after_a_node_lost_them(backend: Backend,
     assert (await backend.redis.hget(backend.keys.account(uid("a")), "label:x")).startswith(b"-")
 
 
-async def test_product_views_are_slot_local(backend: Backend, uid) -> None:
+async def test_product_views_are_slot_local(backend: Layout, uid) -> None:
     """A product view touches only the viewer's keys: it runs on both layouts and the
     "Looked at" read shows it, latest view first."""
     from feedamp.feeds.shop.products import ProductStore
@@ -433,7 +420,7 @@ async def test_a_cluster_behind_a_password_is_detected_and_read(uid) -> None:
         cluster.stop()
 
 
-async def test_suspension_clean_up_is_slot_local(backend: Backend, uid) -> None:
+async def test_suspension_clean_up_is_slot_local(backend: Layout, uid) -> None:
     """The clean-up a suspension runs (``AccountStore.clean``) on both layouts: the
     account's posts leave every feed they reached (also through others' reposts), its
     reposts' attributions leave its followers' feeds, and the entries another reason

@@ -62,12 +62,8 @@ def live_log(rng: random.Random, length: int = 700) -> list[Event]:
         elif kind == "delete":
             pid = live.pop(rng.randrange(len(live)))
             out.append(ev.delete(pid, posts[pid]))
-        elif kind == "follow":
-            out.append(ev.follow(a, b))
-        elif kind == "unfollow":
-            out.append(ev.unfollow(a, b))
-        elif kind == "hide":
-            out.append(ev.hide(rng.choice(["block", "unblock", "mute", "unmute"]), a, b))
+        elif kind in ("follow", "unfollow", "hide"):
+            out.append(ev.graph(kind, a, b, rng))
     return out
 
 

@@ -10,19 +10,17 @@ is not what is tested), so every other write runs on the cluster.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from feedamp.config import Caps, Settings
+from feedamp.config import Caps
 from feedamp.embedded.cluster import RedisClusterService
 from feedamp.embedded.services import Service
-from feedamp.feeds import FeedReader, Keys
 from feedamp.feeds.accounts import AccountStore
 from feedamp.feeds.batch import context
-from feedamp.feeds.connection import AnyRedis, close, connect, is_cluster
+from feedamp.feeds.connection import close, connect, is_cluster
 from feedamp.feeds.keys import SUSPENDED_SHARDS, suspended_shard
 from feedamp.feeds.repost_decisions import decide_reposts
 from feedamp.feeds.scripts import Scripts
@@ -34,21 +32,8 @@ from feedamp.feeds.shop.products import ProductStore
 
 from .conftest import make_settings
 from .factory import Events
+from .layouts import Layout
 from .test_gifts import START, catalog_doc
-
-
-@dataclass
-class Layout:
-    name: str
-    settings: Settings
-    redis: AnyRedis
-
-    @property
-    def keys(self) -> Keys:
-        return Keys(self.settings.key_prefix)
-
-    def reader(self, **kw: Any) -> FeedReader:
-        return FeedReader(self.redis, key_prefix=self.settings.key_prefix, **kw)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from feedamp.kafka.topics import ensure_topics
 from .conftest import WorkerHandle, make_settings, wait_until
 from .factory import Events
 from .kafka import send_events
+from .snapshot import entries
 
 FOLLOWERS = 1000
 REPOSTERS = 10
@@ -43,10 +44,7 @@ async def test_sigkill_mid_fanout_then_restart(crash_worker: WorkerHandle, redis
     total = REPOSTS * len(followers[::50])
 
     async def progress() -> int:
-        async with redis.pipeline(transaction=False) as pipe:
-            for key in sample:
-                pipe.zcard(key)
-            return sum(await pipe.execute())
+        return await entries(redis, sample)
 
     await send_events(s, reposts)
 

@@ -75,12 +75,8 @@ def story(rng: random.Random, length: int = 50) -> list[Event]:
             pid = rng.choice(live)
             deleted.add(pid)
             out.append(ev.delete(pid, posts[pid]))
-        elif kind == "follow":
-            out.append(ev.follow(a, b))
-        elif kind == "unfollow":
-            out.append(ev.unfollow(a, b))
-        elif kind == "hide":
-            out.append(ev.hide(rng.choice(["block", "unblock", "mute", "unmute"]), a, b))
+        elif kind in ("follow", "unfollow", "hide"):
+            out.append(ev.graph(kind, a, b, rng))
         else:
             out.append(ev.account(a, rng.choice(["label", "unlabel"]), label="bot"))
     return out

@@ -23,6 +23,7 @@ from feedamp.ops.verify import compare_namespaces
 from .conftest import WorkerHandle, make_settings, wait_until
 from .factory import Events
 from .kafka import send_events
+from .snapshot import entries
 from .test_replay import caught_up
 
 FOLLOWERS = 500
@@ -136,10 +137,7 @@ async def test_broker_outage_mid_fanout(proxied_broker, redis_server, redis, tmp
     total = REPOSTS * len(followers[::50])
 
     async def progress() -> int:
-        async with redis.pipeline(transaction=False) as pipe:
-            for key in sample:
-                pipe.zcard(key)
-            return sum(await pipe.execute())
+        return await entries(redis, sample)
 
     worker = WorkerHandle(s, tmp_path / "worker.log")
     try:

@@ -11,6 +11,7 @@ from feedamp.embedded.worker import worker_env
 from feedamp.feeds import FeedReader, FeedStore, Keys
 from feedamp.feeds.connection import close, connect
 from feedamp.feeds.namespace import (
+    Namespace,
     Namespaces,
     counter_key,
     generation_prefix,
@@ -77,7 +78,8 @@ async def test_writers_and_readers_follow_the_pointer(redis, settings):
     ev = Events()
     store = FeedStore(redis, settings)
     gen = generation_prefix(settings.key_prefix, 1)
-    result = await store.apply([ev.follow("bob", "alice"), ev.post("p1", "alice")], prefix=gen)
+    log = [ev.follow("bob", "alice"), ev.post("p1", "alice")]
+    result = await store.apply(log, namespace=Namespace.of(settings, gen))
     assert result.failures == [] and result.deliveries == 1
     assert await keys_of(redis, settings.key_prefix) == set()
     reader = FeedReader(redis, key_prefix=settings.key_prefix, pointer_ttl=0.5)

@@ -103,8 +103,8 @@ async def test_a_suspension_landing_between_the_door_and_the_writes_is_taken_bac
     door = pipeline.accounts.door
     landed = []
 
-    async def door_then_suspension(events, *, prefix=None):  # type: ignore[no-untyped-def]
-        refused = await door(events, prefix=prefix)
+    async def door_then_suspension(events, *, namespace=None):  # type: ignore[no-untyped-def]
+        refused = await door(events, namespace=namespace)
         if not landed:
             await other.apply([record_of(s, suspend)])
             landed.append(refused)

@@ -32,12 +32,13 @@ from dataclasses import dataclass
 
 from feedamp.config import Settings
 from feedamp.feeds.accounts import suspended_at
-from feedamp.feeds.batch import context, run_scripts, text
+from feedamp.feeds.batch import run_scripts, text
 from feedamp.feeds.connection import AnyRedis
 from feedamp.feeds.keys import Keys
-from feedamp.feeds.scripts import Scripts, argv
+from feedamp.feeds.namespace import Namespace
+from feedamp.feeds.scripts import argv
 from feedamp.feeds.shop.campaigns import Catalog, load_campaigns
-from feedamp.feeds.store import Applied, Failure
+from feedamp.feeds.writer import Applied, Failure, Writer
 from feedamp.models.decisions import (
     CODES_EXHAUSTED,
     OUTSIDE_WINDOW,
@@ -53,33 +54,35 @@ from feedamp.models.events import Event, Gift
 __all__ = ["GiftStore"]
 
 
-class GiftStore:
+class GiftStore(Writer):
     """Decides ``gift`` events and keeps inboxes, sent lists and code pools."""
 
     def __init__(self, redis: AnyRedis, settings: Settings, catalog: Catalog | None = None) -> None:
         """``catalog`` defaults to the file named by ``settings.campaigns``; a bad file
         raises :class:`~feedamp.feeds.shop.campaigns.CampaignError` here, at start."""
-        self.redis = redis
-        self.settings = settings
+        super().__init__(redis, settings)
         self.catalog = load_campaigns(settings.campaigns) if catalog is None else catalog
-        self.scripts = Scripts(redis)
+        #: Namespaces whose code pools were seeded (once per process).
         self._seeded: set[str] = set()
 
-    async def seed(self, *, prefix: str | None = None) -> None:
+    async def seed(self, *, namespace: Namespace | None = None) -> None:
         """Put the campaigns' codes in their pools (only codes not put there before)."""
-        ctx = context(self.settings, prefix)
+        ns = self.at(namespace)
+        ctx = ns.context
         calls = [(self.scripts.seed_codes, argv("seed_codes", ctx, *offer.codes, offer_id=offer.id))
                  for offer in self.catalog.offers.values() if offer.codes]  # fmt: skip
         await run_scripts(self.redis, calls)
-        self._seeded.add(prefix or self.settings.key_prefix)
+        self._seeded.add(ns.prefix)
 
-    async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
+    async def apply(
+        self, events: Sequence[Event], *, namespace: Namespace | None = None
+    ) -> Applied:
         """Decide and apply the ``gift`` events of ``events`` in order, in slot-local steps
         (see the module docstring)."""
-        if (prefix or self.settings.key_prefix) not in self._seeded:
-            await self.seed(prefix=prefix)
-        ctx = context(self.settings, prefix)
-        keys = Keys(prefix or self.settings.key_prefix)
+        ns = self.at(namespace)
+        if ns.prefix not in self._seeded:
+            await self.seed(namespace=ns)
+        ctx, keys = ns.context, ns.keys
         gifts = [_Pending(i, ev, *self._terms(ev)) for i, ev in enumerate(events)
                  if isinstance(ev, Gift)]  # fmt: skip
         if not gifts:
@@ -152,7 +155,7 @@ class GiftStore:
             if suspended_at(states[2 * n + 1], g.gift.ts):
                 g.reasons.append(RECIPIENT_SUSPENDED)
 
-    async def _claim(self, gifts: Sequence[_Pending], ctx: list[str | int]) -> None:
+    async def _claim(self, gifts: Sequence[_Pending], ctx: Sequence[str | int]) -> None:
         """Claim a send for each gift (sender slot), then take its code (offer slot); a
         gift whose offer ran out of codes releases its claim, and the sender's later gifts
         of the batch refused ``send_limit`` are claimed again (the released send was

@@ -34,10 +34,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from feedamp.config import Settings
 from feedamp.feeds.batch import run_scripts, text
+from feedamp.feeds.connection import AnyRedis
+from feedamp.feeds.keys import Awaiting, Keys
 from feedamp.feeds.scripts import argv
+from feedamp.feeds.writer import Writer
 
-__all__ = ["OrderSteps"]
+__all__ = ["OrderSteps", "OrderWriter"]
 
 
 class OrderSteps:
@@ -157,15 +161,15 @@ class OrderSteps:
         }
 
     async def settle_waiting(
-        self, ctx: Sequence[str | int], kind: str, ids: Sequence[str]
+        self, ctx: Sequence[str | int], kind: Awaiting, ids: Sequence[str]
     ) -> dict[str, Exception]:
         """Reconcile the orders waiting in ``kind`` (``awaiting_post``,
         ``awaiting_repost`` or ``awaiting_tags``) of each of ``ids``, then take them out of
         the waiting sets; return the errors by order."""
-        prefix = str(ctx[0])
+        keys = Keys(str(ctx[0]))  # ARGV[1], the namespace's prefix
         async with self.redis.pipeline(transaction=False) as pipe:
             for id_ in ids:
-                pipe.smembers(f"{prefix}{kind}:{{{id_}}}")
+                pipe.smembers(keys.awaiting(kind, id_))
             waiting = [sorted(text(o) for o in members) for members in await pipe.execute()]
         return await self.unwait(ctx, kind, dict(zip(ids, waiting, strict=True)))
 
@@ -214,6 +218,15 @@ def _own_state(facts: Sequence[str | None]) -> tuple[str | None, ...]:
     """What only the order's own events change, of ``order_facts.lua``'s answer: bought,
     status, product, via_repost (not the creators the steps learn)."""
     return facts[0], facts[1], facts[2], facts[4]
+
+
+class OrderWriter(Writer):
+    """A store whose writes reconcile orders: a :class:`~feedamp.feeds.writer.Writer` with
+    the :class:`OrderSteps` on its scripts."""
+
+    def __init__(self, redis: AnyRedis, settings: Settings) -> None:
+        super().__init__(redis, settings)
+        self.steps = OrderSteps(redis, self.scripts)
 
 
 def _product_if_active(facts: Sequence[str | None]) -> str:

@@ -17,31 +17,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from feedamp.config import Settings
-from feedamp.feeds.batch import context, run_scripts
-from feedamp.feeds.connection import AnyRedis
-from feedamp.feeds.scripts import Scripts, argv
-from feedamp.feeds.shop.order_steps import OrderSteps
-from feedamp.feeds.store import Applied, Failure
+from feedamp.feeds.batch import run_scripts
+from feedamp.feeds.namespace import Namespace
+from feedamp.feeds.scripts import argv
+from feedamp.feeds.shop.order_steps import OrderWriter
+from feedamp.feeds.writer import Applied, Failure
 from feedamp.models.events import Event, OrderStatus, Purchase
 
 __all__ = ["OrderStore"]
 
 
-class OrderStore:
+class OrderStore(OrderWriter):
     """Applies ``purchase`` and ``order_status`` events."""
 
-    def __init__(self, redis: AnyRedis, settings: Settings) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.scripts = Scripts(redis)
-        self.steps = OrderSteps(redis, self.scripts)
-
-    async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
+    async def apply(
+        self, events: Sequence[Event], *, namespace: Namespace | None = None
+    ) -> Applied:
         """Apply the order events of ``events`` in order: each order's own step (order
         slot) and the buyer's order center (buyer slot), then the credits of every order
         of the batch (:class:`~feedamp.feeds.shop.order_steps.OrderSteps`)."""
-        ctx = context(self.settings, prefix)
+        ctx = self.at(namespace).context
         sc = self.scripts
         calls, buyers, indexes, orders = [], [], [], []
         for i, ev in enumerate(events):

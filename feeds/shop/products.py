@@ -18,33 +18,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from feedamp.config import Settings
-from feedamp.feeds.batch import context, run_scripts, text
-from feedamp.feeds.connection import AnyRedis
-from feedamp.feeds.scripts import Scripts, argv
-from feedamp.feeds.shop.order_steps import OrderSteps
-from feedamp.feeds.store import Applied, Failure
+from feedamp.feeds.batch import run_scripts, text
+from feedamp.feeds.namespace import Namespace
+from feedamp.feeds.scripts import argv
+from feedamp.feeds.shop.order_steps import OrderWriter
+from feedamp.feeds.writer import Applied, Failure
 from feedamp.models.events import Event, Post, ProductView
 from redis.commands.core import AsyncScript
 
 __all__ = ["ProductStore"]
 
 
-class ProductStore:
+class ProductStore(OrderWriter):
     """Applies the product side of ``post`` (its tags) and ``product_view`` events."""
 
-    def __init__(self, redis: AnyRedis, settings: Settings) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.scripts = Scripts(redis)
-        self.steps = OrderSteps(redis, self.scripts)
-
-    async def apply(self, events: Sequence[Event], *, prefix: str | None = None) -> Applied:
+    async def apply(
+        self, events: Sequence[Event], *, namespace: Namespace | None = None
+    ) -> Applied:
         """Record the tags of every post and every product view of ``events``, in order.
 
         Every post is recorded, tagged or not: that marks its tags known, so an order
         waiting for them is settled either way."""
-        ctx = context(self.settings, prefix)
+        ctx = self.at(namespace).context
         calls: list[tuple[AsyncScript, list[str | int]]] = []
         indexes: list[int] = []
         tagged: list[str | None] = []
