@@ -1,11 +1,25 @@
 """What every store shares: the settings each Lua script reads first, and running a batch
-of script calls in pipelined round trips."""
+of script calls in pipelined round trips.
+
+On a standalone Redis a round trip of many calls (:func:`send_commands`) is packed by
+hiredis into one write and its replies read straight from the connection's hiredis
+reader, one loop for the whole round trip: redis-py's pipeline parses every reply with
+its own awaited read under a timeout, which cost more worker CPU than the scripts' work
+for light events. Replies are what Redis answered (bytes, integers, lists), an error
+reply as its exception, like ``pipeline.execute(raise_on_error=False)``; a connection
+error closes the connection and propagates (the caller retries the batch).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
+from typing import Any
 
+import hiredis
 from feedamp.config import Settings
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AskError,
@@ -24,7 +38,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .connection import AnyRedis, is_cluster
 
-__all__ = ["PIPELINE_CALLS", "TRANSIENT_ERRORS", "context", "is_transient", "run_scripts", "text"]
+__all__ = [
+    "PIPELINE_CALLS",
+    "TRANSIENT_ERRORS",
+    "context",
+    "is_transient",
+    "read_commands",
+    "run_scripts",
+    "send_commands",
+    "text",
+]
 
 #: Script calls sent per pipeline round trip.
 PIPELINE_CALLS = 256
@@ -139,8 +162,70 @@ async def _load(redis: AnyRedis, scripts: Sequence[AsyncScript], loaded: set[str
 async def _evalsha(
     redis: AnyRedis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
 ) -> list[object]:
+    commands = []
+    for script, argv in calls:
+        wire = getattr(script, "wire", None)  # a lean script sends only the prefix
+        commands.append(("EVALSHA", script.sha, 0, *(wire(argv) if wire else argv)))
+    return await send_commands(redis, commands)
+
+
+async def send_commands(redis: AnyRedis, commands: Sequence[Sequence[Any]]) -> list[object]:
+    """Send ``commands`` (each a tuple: name, then arguments) in one round trip, without
+    a transaction; return each reply as Redis answered it, an error reply as its
+    exception (see the module). On a cluster, or without a hiredis reader, through
+    redis-py's pipeline (replies then pass its response callbacks)."""
+    if not commands:
+        return []
+    if is_cluster(redis):
+        return await _through_pipeline(redis, commands)
+    pool = redis.connection_pool
+    conn = await pool.get_connection()
+    try:
+        if not isinstance(getattr(conn, "_parser", None), _AsyncHiredisParser):
+            await pool.release(conn)
+            conn = None
+            return await _through_pipeline(redis, commands)
+        await conn.send_packed_command([hiredis.pack_command(tuple(c)) for c in commands],
+                                       check_health=False)  # fmt: skip
+        timeout = conn.socket_timeout
+        async with asyncio.timeout(timeout) if timeout else contextlib.nullcontext():
+            return await _replies(conn._parser, len(commands))
+    except BaseException:
+        if conn is not None:
+            await conn.disconnect(nowait=True)  # replies may be left unread: never reuse
+        raise
+    finally:
+        if conn is not None:
+            await pool.release(conn)
+
+
+async def read_commands(redis: AnyRedis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """:func:`send_commands` for reads: the first error reply is raised instead."""
+    replies = await send_commands(redis, commands)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+async def _replies(parser: _AsyncHiredisParser, count: int) -> list[object]:
+    """``count`` replies from ``parser``'s hiredis reader, reading the socket as needed."""
+    reader = parser._reader
+    assert reader is not None
+    gets, replies = reader.gets, []
+    while len(replies) < count:
+        reply = gets()
+        if reply is NOT_ENOUGH_DATA:
+            await parser.read_from_socket()
+            continue
+        if isinstance(reply, ConnectionError):
+            raise reply
+        replies.append(reply)
+    return replies
+
+
+async def _through_pipeline(redis: AnyRedis, commands: Sequence[Sequence[Any]]) -> list[object]:
     async with redis.pipeline(transaction=False) as pipe:
-        for script, argv in calls:
-            wire = getattr(script, "wire", None)  # a lean script sends only the prefix
-            pipe.evalsha(script.sha, 0, *(wire(argv) if wire else argv))
+        for command in commands:
+            pipe.execute_command(*command)
         return await pipe.execute(raise_on_error=False)
