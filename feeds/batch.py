@@ -12,14 +12,12 @@ error closes the connection and propagates (the caller retries the batch).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 import hiredis
 from feedamp.config import Settings
-from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
+from redis._parsers.hiredis import _AsyncHiredisParser
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AskError,
@@ -36,7 +34,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .connection import AnyRedis, is_cluster
+from .connection import AnyRedis, is_cluster, read_replies
 
 __all__ = [
     "PIPELINE_CALLS",
@@ -182,21 +180,14 @@ async def send_commands(redis: AnyRedis, commands: Sequence[Sequence[Any]]) -> l
     conn = await pool.get_connection()
     try:
         if not isinstance(getattr(conn, "_parser", None), _AsyncHiredisParser):
-            await pool.release(conn)
-            conn = None
-            return await _through_pipeline(redis, commands)
-        await conn.send_packed_command([hiredis.pack_command(tuple(c)) for c in commands],
-                                       check_health=False)  # fmt: skip
-        timeout = conn.socket_timeout
-        async with asyncio.timeout(timeout) if timeout else contextlib.nullcontext():
-            return await _replies(conn._parser, len(commands))
-    except BaseException:
-        if conn is not None:
-            await conn.disconnect(nowait=True)  # replies may be left unread: never reuse
-        raise
+            replies = None
+        else:
+            await conn.send_packed_command([hiredis.pack_command(tuple(c)) for c in commands],
+                                           check_health=False)  # fmt: skip
+            replies = await read_replies(conn, len(commands))
     finally:
-        if conn is not None:
-            await pool.release(conn)
+        await pool.release(conn)
+    return replies if replies is not None else await _through_pipeline(redis, commands)
 
 
 async def read_commands(redis: AnyRedis, commands: Sequence[Sequence[Any]]) -> list[Any]:
@@ -205,22 +196,6 @@ async def read_commands(redis: AnyRedis, commands: Sequence[Sequence[Any]]) -> l
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
-    return replies
-
-
-async def _replies(parser: _AsyncHiredisParser, count: int) -> list[object]:
-    """``count`` replies from ``parser``'s hiredis reader, reading the socket as needed."""
-    reader = parser._reader
-    assert reader is not None
-    gets, replies = reader.gets, []
-    while len(replies) < count:
-        reply = gets()
-        if reply is NOT_ENOUGH_DATA:
-            await parser.read_from_socket()
-            continue
-        if isinstance(reply, ConnectionError):
-            raise reply
-        replies.append(reply)
     return replies
 
 
