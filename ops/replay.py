@@ -113,6 +113,8 @@ class ReplayStats:
     by_type: Counter[str] = field(default_factory=Counter)
     dead_letters: int = 0
     decisions: int = 0
+    #: Feed entries pushed by the replayed posts and reposts.
+    deliveries: int = 0
     #: Dead letters and decisions sent to their topics (``--publish``).
     published: int = 0
     partitions: int = 0
@@ -283,7 +285,7 @@ async def _handle(
     for record in records:
         stats.by_topic[record.topic] += 1
     if not dry_run:
-        await handler.handle(records)
+        stats.deliveries += (await handler.handle(records)).deliveries
         return
     for record in records:
         try:
