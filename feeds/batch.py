@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: Script calls sent per pipeline round trip.
-PIPELINE_CALLS = 256
+PIPELINE_CALLS = 1000
 
 #: Errors that mean "Redis cannot serve right now", not "this event is bad": outages,
 #: failovers, loading, out of memory, a script still running.

@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 #: Records handed to the pipeline at once; larger batches mean fewer Redis round trips.
-BATCH = 2000
+BATCH = 5000
 #: Bytes fetched per partition and per request (the aiokafka defaults are 1 MiB and 50 MiB).
 PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 
