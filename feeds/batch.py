@@ -18,6 +18,7 @@ from typing import Any
 import hiredis
 from feedamp.config import Settings
 from redis._parsers.hiredis import _AsyncHiredisParser
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AskError,
@@ -174,7 +175,7 @@ async def send_commands(redis: AnyRedis, commands: Sequence[Sequence[Any]]) -> l
     redis-py's pipeline (replies then pass its response callbacks)."""
     if not commands:
         return []
-    if is_cluster(redis):
+    if isinstance(redis, RedisCluster):
         return await _through_pipeline(redis, commands)
     pool = redis.connection_pool
     conn = await pool.get_connection()

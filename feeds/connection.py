@@ -119,9 +119,9 @@ class _BulkPipeline(Pipeline):
     """A pipeline whose non-transactional round trip reads its replies with
     :func:`read_replies` (see the module), then applies the response callbacks."""
 
-    async def _execute_pipeline(  # type: ignore[no-untyped-def]
-        self, connection, commands, raise_on_error: bool
-    ):
+    async def _execute_pipeline(
+        self, connection: Any, commands: Any, raise_on_error: bool
+    ) -> list[Any]:
         if any(NEVER_DECODE in options for _, options in commands) or any(
             str(args[0]).upper().startswith("HIMPORT") for args, _ in commands
         ):
