@@ -48,8 +48,10 @@ __all__ = [
     "text",
 ]
 
-#: Script calls sent per pipeline round trip.
-PIPELINE_CALLS = 1000
+#: Script calls sent per pipeline round trip. Not more: a round trip of delivery calls
+#: (thousands of follower ids each) is written while Redis runs the calls before it, and
+#: a write that takes longer than the socket timeout fails (1,000 did under load).
+PIPELINE_CALLS = 256
 
 #: Errors that mean "Redis cannot serve right now", not "this event is bad": outages,
 #: failovers, loading, out of memory, a script still running.
