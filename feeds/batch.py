@@ -12,12 +12,14 @@ error closes the connection and propagates (the caller retries the batch).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import hiredis
 from feedamp.config import Settings
 from redis._parsers.hiredis import _AsyncHiredisParser
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
@@ -47,6 +49,9 @@ __all__ = [
     "send_commands",
     "text",
 ]
+
+#: Retries of a round trip that met a connection or timeout error (then it is raised).
+SEND_RETRIES = 3
 
 #: Script calls sent per pipeline round trip. Not more: a round trip of delivery calls
 #: (thousands of follower ids each) is written while Redis runs the calls before it, and
@@ -179,6 +184,19 @@ async def send_commands(redis: AnyRedis, commands: Sequence[Sequence[Any]]) -> l
         return []
     if isinstance(redis, RedisCluster):
         return await _through_pipeline(redis, commands)
+    # Like redis-py's pipeline: a connection or timeout error is retried on a fresh
+    # connection a few times before it reaches the caller (which retries the batch).
+    for attempt in range(SEND_RETRIES + 1):
+        try:
+            return await _send_once(redis, commands)
+        except (RedisConnectionError, RedisTimeoutError):
+            if attempt == SEND_RETRIES:
+                raise
+            await asyncio.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+async def _send_once(redis: Redis, commands: Sequence[Sequence[Any]]) -> list[object]:
     pool = redis.connection_pool
     conn = await pool.get_connection()
     try:
