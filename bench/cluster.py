@@ -14,12 +14,20 @@ entries pushed. Unlike wall time it holds up on a shared machine. Also the clust
 balance: the busiest master's share of keys and of that CPU against the mean (targets:
 cluster cost at most 1.25x standalone; busiest node at most 1.25x the mean).
 
+Also the **fan-out ratio** of each layout: deliveries/s through ``FeedStore.apply`` (the
+wall time of the deliveries above, in this process, no Kafka) over the ZADD ceiling of
+``bench/run.py`` (``redis-benchmark -P 64 -t zadd``, best of two) measured on the
+standalone Redis in the same run: ``fanout_ratio_cluster`` is the cluster's (three
+masters on this machine's cores, against one server's ceiling), ``fanout_ratio_standalone``
+the same measure on the standalone Redis. Caps off, For You on.
+
 Run ``python bench/cluster.py`` (``--posts N``, default 2,000, and as many reposts;
-``--quick`` for 400). The
+``--quick`` for 200). The
 last line printed is machine-readable:
 
     cost_ratio=... standalone_us=... cluster_us=... busiest_keys=... busiest_cpu=...
-    deliveries=...   (on one line; microseconds of Redis CPU per delivery)
+    deliveries=... fanout_ratio_cluster=... fanout_ratio_standalone=... ceiling_ops_per_s=...
+    (on one line; microseconds of Redis CPU per delivery)
 """
 
 from __future__ import annotations
@@ -38,7 +46,10 @@ from feedamp.feeds import FeedStore, Keys
 from feedamp.feeds.cluster import info_per_master
 from feedamp.feeds.connection import AnyRedis, close, connect
 from feedamp.models.events import Event, Post, Repost
+from run import redis_ceiling
 
+#: ``redis-benchmark`` requests per ceiling run, and runs (the best counts).
+CEILING_REQUESTS, CEILING_RUNS = 300_000, 2
 USERS = 20_000
 AUTHORS = 200
 #: Posts handed to the store (standalone) or delivered concurrently (cluster) at once.
@@ -57,6 +68,11 @@ class Run:
     @property
     def us_per_delivery(self) -> float:
         return 1e6 * sum(self.cpu.values()) / max(self.deliveries, 1)
+
+    @property
+    def per_s(self) -> float:
+        """Deliveries per second of wall time."""
+        return self.deliveries / self.seconds if self.seconds else 0.0
 
     def busiest(self, values: dict[str, float] | dict[str, int]) -> float:
         """The largest value over the mean (1.0 on one node)."""
@@ -117,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the figures and the machine-readable line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--posts", type=int, default=2_000)
-    parser.add_argument("--quick", action="store_true", help="400 posts")
+    parser.add_argument("--quick", action="store_true", help="200 posts")
     args = parser.parse_args(argv)
-    n = 400 if args.quick else args.posts
+    n = 200 if args.quick else args.posts
     followers = graph()
     rng = random.Random(11)
     authors = list(followers)
@@ -139,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         single = asyncio.run(measure(f"redis://{standalone.address}/0", posts, followers))
         multi = asyncio.run(measure(cluster.url, posts, followers))
+        ceiling = redis_ceiling(int(standalone.address.rsplit(":", 1)[1]), CEILING_REQUESTS,
+                                CEILING_RUNS)  # fmt: skip
     finally:
         cluster.stop()
         standalone.stop()
@@ -156,9 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     keys_share, cpu_share = multi.busiest(multi.keys), multi.busiest(multi.cpu)
     print(f"busiest master: {keys_share:.2f}x the mean keys, {cpu_share:.2f}x the mean CPU "
           "(target <= 1.25)")  # fmt: skip
+    on_cluster, alone = multi.per_s / ceiling, single.per_s / ceiling
+    print(f"fan-out / ZADD ceiling ({ceiling:,.0f} ops/s, standalone server): cluster "
+          f"{multi.per_s:,.0f} deliveries/s = {on_cluster:.3f} (target >= 0.15), standalone "
+          f"{single.per_s:,.0f} deliveries/s = {alone:.3f}")  # fmt: skip
     print(f"cost_ratio={ratio:.3f} standalone_us={single.us_per_delivery:.3f} "
           f"cluster_us={multi.us_per_delivery:.3f} busiest_keys={keys_share:.3f} "
-          f"busiest_cpu={cpu_share:.3f} deliveries={single.deliveries}")  # fmt: skip
+          f"busiest_cpu={cpu_share:.3f} deliveries={single.deliveries} "
+          f"fanout_ratio_cluster={on_cluster:.3f} fanout_ratio_standalone={alone:.3f} "
+          f"ceiling_ops_per_s={ceiling:.0f}")  # fmt: skip
     return 0
 
 

@@ -34,7 +34,7 @@ from feedamp.models.events import (
 )
 
 from .activity import Activity
-from .batch import run_scripts, text
+from .batch import read_commands, run_scripts, text
 from .connection import AnyRedis
 from .fanout import Segment, deliver, followers_of
 from .keys import Keys, bucket_of, suspended_shard
@@ -107,10 +107,9 @@ class AccountStore(Writer):
         suspects = await self._ever_suspended(keys, users)
         if not suspects:
             return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user in suspects:
-                pipe.hmget(keys.account(user), "susp", "rein")
-            states = dict(zip(suspects, await pipe.execute(), strict=True))
+        found = await read_commands(self.redis, [("HMGET", keys.account(user), "susp", "rein")
+                                                 for user in suspects])  # fmt: skip
+        states = dict(zip(suspects, found, strict=True))
         refused: dict[int, str] = {}
         for i, ids in asked.items():
             ts = events[i].ts
@@ -126,10 +125,10 @@ class AccountStore(Writer):
         by_shard: dict[int, list[str]] = {}
         for user in users:
             by_shard.setdefault(suspended_shard(user), []).append(user)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for shard, members in by_shard.items():
-                pipe.smismember(keys.suspended_index(shard), members)
-            found = await pipe.execute()
+        found = await read_commands(self.redis, [
+            ("SMISMEMBER", keys.suspended_index(shard), *members)
+            for shard, members in by_shard.items()
+        ])  # fmt: skip
         return sorted(user for members, flags in zip(by_shard.values(), found, strict=True)
                       for user, yes in zip(members, flags, strict=True) if yes)  # fmt: skip
 

@@ -1,11 +1,26 @@
 """What every store shares: the settings each Lua script reads first, and running a batch
-of script calls in pipelined round trips."""
+of script calls in pipelined round trips.
+
+On a standalone Redis a round trip of many calls (:func:`send_commands`) is packed by
+hiredis into one write and its replies read straight from the connection's hiredis
+reader, one loop for the whole round trip: redis-py's pipeline parses every reply with
+its own awaited read under a timeout, which cost more worker CPU than the scripts' work
+for light events. Replies are what Redis answered (bytes, integers, lists), an error
+reply as its exception, like ``pipeline.execute(raise_on_error=False)``; a connection
+error closes the connection and propagates (the caller retries the batch).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
 
+import hiredis
 from feedamp.config import Settings
+from redis._parsers.hiredis import _AsyncHiredisParser
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AskError,
@@ -22,11 +37,25 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .connection import AnyRedis, is_cluster
+from .connection import AnyRedis, is_cluster, read_replies
 
-__all__ = ["PIPELINE_CALLS", "TRANSIENT_ERRORS", "context", "is_transient", "run_scripts", "text"]
+__all__ = [
+    "PIPELINE_CALLS",
+    "TRANSIENT_ERRORS",
+    "context",
+    "is_transient",
+    "read_commands",
+    "run_scripts",
+    "send_commands",
+    "text",
+]
 
-#: Script calls sent per pipeline round trip.
+#: Retries of a round trip that met a connection or timeout error (then it is raised).
+SEND_RETRIES = 3
+
+#: Script calls sent per pipeline round trip. Not more: a round trip of delivery calls
+#: (thousands of follower ids each) is written while Redis runs the calls before it, and
+#: a write that takes longer than the socket timeout fails (1,000 did under load).
 PIPELINE_CALLS = 256
 
 #: Errors that mean "Redis cannot serve right now", not "this event is bad": outages,
@@ -139,8 +168,60 @@ async def _load(redis: AnyRedis, scripts: Sequence[AsyncScript], loaded: set[str
 async def _evalsha(
     redis: AnyRedis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
 ) -> list[object]:
+    commands = []
+    for script, argv in calls:
+        wire = getattr(script, "wire", None)  # a lean script sends only the prefix
+        commands.append(("EVALSHA", script.sha, 0, *(wire(argv) if wire else argv)))
+    return await send_commands(redis, commands)
+
+
+async def send_commands(redis: AnyRedis, commands: Sequence[Sequence[Any]]) -> list[object]:
+    """Send ``commands`` (each a tuple: name, then arguments) in one round trip, without
+    a transaction; return each reply as Redis answered it, an error reply as its
+    exception (see the module). On a cluster, or without a hiredis reader, through
+    redis-py's pipeline (replies then pass its response callbacks)."""
+    if not commands:
+        return []
+    if isinstance(redis, RedisCluster):
+        return await _through_pipeline(redis, commands)
+    # Like redis-py's pipeline: a connection or timeout error is retried on a fresh
+    # connection a few times before it reaches the caller (which retries the batch).
+    for attempt in range(SEND_RETRIES + 1):
+        try:
+            return await _send_once(redis, commands)
+        except (RedisConnectionError, RedisTimeoutError):
+            if attempt == SEND_RETRIES:
+                raise
+            await asyncio.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+async def _send_once(redis: Redis, commands: Sequence[Sequence[Any]]) -> list[object]:
+    pool = redis.connection_pool
+    conn = await pool.get_connection()
+    try:
+        if not isinstance(getattr(conn, "_parser", None), _AsyncHiredisParser):
+            replies = None
+        else:
+            await conn.send_packed_command([hiredis.pack_command(tuple(c)) for c in commands],
+                                           check_health=False)  # fmt: skip
+            replies = await read_replies(conn, len(commands))
+    finally:
+        await pool.release(conn)
+    return replies if replies is not None else await _through_pipeline(redis, commands)
+
+
+async def read_commands(redis: AnyRedis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """:func:`send_commands` for reads: the first error reply is raised instead."""
+    replies = await send_commands(redis, commands)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+async def _through_pipeline(redis: AnyRedis, commands: Sequence[Sequence[Any]]) -> list[object]:
     async with redis.pipeline(transaction=False) as pipe:
-        for script, argv in calls:
-            wire = getattr(script, "wire", None)  # a lean script sends only the prefix
-            pipe.evalsha(script.sha, 0, *(wire(argv) if wire else argv))
+        for command in commands:
+            pipe.execute_command(*command)
         return await pipe.execute(raise_on_error=False)

@@ -18,6 +18,13 @@ Invariants:
 - a feed step gets the facts of every post in the feed when it was read; a post pushed
   after that read was delivered under the new state already, so the step leaves it;
 - every step is idempotent: an event retried at any point ends as applied once.
+
+A run of follows (:meth:`GraphSteps.follows`, the bulk of a log's graph events) takes the
+same steps a step at a time for the whole run: every state step in one pipeline, every
+mirror in one, the purges of follows a later unfollow beat, then every backfill's reads
+and every backfill in one pipeline each. A pair's state only moves forward in event
+time, so within a run a pair's answers go from "not following" to "following", never
+back: purging first, then backfilling, is the order one event at a time would take.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from typing import Any
 
 from feedamp.models.events import Block, Follow, Mute, Unblock, Unfollow, Unmute
 from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
 
-from .batch import run_scripts, text
+from .batch import is_transient, read_commands, run_scripts, text
 from .connection import AnyRedis
 from .namespace import Namespace
 from .scripts import Scripts
@@ -90,6 +98,48 @@ class GraphSteps:
             await self.redis.srem(self.keys.followers(followee), follower)
             await self.purge(follower, followee, authored=False, value="")
 
+    async def follows(self, events: Sequence[Follow]) -> list[Exception | None]:
+        """Apply a run of follows step by step for all of them (see the module); each
+        event's script error (or None), in order. Transient errors propagate."""
+        ctx = self.context
+        results = await run_scripts(self.redis, [
+            (self.scripts.follow, [*ctx, e.follower_id, e.followee_id, e.ts, "1"])
+            for e in events
+        ])  # fmt: skip
+        errors: list[Exception | None] = [r if isinstance(r, Exception) else None
+                                          for r in results]  # fmt: skip
+        live = [n for n, error in enumerate(errors) if error is None]
+        on = {n for n in live if int(results[n]) == 1}  # type: ignore[call-overload]
+        followers = self.keys.followers
+        await read_commands(self.redis, [
+            ("SADD" if n in on else "SREM", followers(events[n].followee_id),
+             events[n].follower_id)
+            for n in live
+        ])  # fmt: skip
+        for n in live:
+            if n not in on:  # a later unfollow beat this follow
+                try:
+                    await self.purge(events[n].follower_id, events[n].followee_id,
+                                     authored=False, value="")  # fmt: skip
+                except Exception as exc:  # a script's error fails its event
+                    if isinstance(exc, ResponseError) and not is_transient(exc):
+                        errors[n] = exc
+                    else:
+                        raise
+        backfills = sorted(on)
+        if backfills:
+            targets = [events[n].followee_id for n in backfills]
+            rows = await self._recent(targets, 0, [events[n].ts for n in backfills])
+            calls = [
+                (self.scripts.backfill,
+                 [*ctx, events[n].follower_id, target, "backfill", *own, *shared, 0])
+                for n, target, (own, shared) in zip(backfills, targets, rows, strict=True)
+            ]  # fmt: skip
+            for n, result in zip(backfills, await run_scripts(self.redis, calls), strict=True):
+                if isinstance(result, Exception):
+                    errors[n] = result
+        return errors
+
     async def hide(self, event: Block | Unblock | Mute | Unmute) -> None:
         """A block, mute or undo: both sides' state, then the purges (blocks both ways,
         mutes the muter's feeds) and, after an undo, the restores."""
@@ -135,31 +185,36 @@ class GraphSteps:
         await self._run([(self.scripts.purge, argv)])
 
     async def _recent(
-        self, targets: Sequence[str], since: int | str, at: float
+        self, targets: Sequence[str], since: int | str, at: float | Sequence[float]
     ) -> list[tuple[list[str | int], list[str | int]]]:
         """Each target's recent posts and reposts of time ``since`` or later, as the
         backfill rows of ``lua/backfill.lua`` (reposts with their authors), for an event
         of time ``at``: none of a target, and no repost of a post by an author, that a
-        suspension's cleaning covers at ``at`` (:func:`~.takeback.cleaned_for`)."""
+        suspension's cleaning covers at ``at`` (:func:`~.takeback.cleaned_for`; one time
+        for all targets, or one per target)."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for target in targets:
-                for key in (k.recent_posts(target), k.recent_reposts(target)):
-                    pipe.zrange(key, since, "+inf", byscore=True, withscores=True,
-                                score_cast_func=_raw)  # fmt: skip
-                pipe.hmget(k.account(target), "susp", "rein")
-            found_lists = await pipe.execute()
+        ats = [float(at)] * len(targets) if isinstance(at, int | float) else list(at)
+        found = await read_commands(self.redis, [
+            command for target in targets for command in (
+                ("ZRANGE", k.recent_posts(target), since, "+inf", "BYSCORE", "WITHSCORES"),
+                ("ZRANGE", k.recent_reposts(target), since, "+inf", "BYSCORE", "WITHSCORES"),
+                ("HMGET", k.account(target), "susp", "rein"),
+            )
+        ])  # fmt: skip
         lists: list[Any] = []
         for n in range(len(targets)):
-            posts, reposts, state = found_lists[3 * n : 3 * n + 3]
-            lists += [[], []] if cleaned_for(state, at) else [posts, reposts]
+            posts, reposts, state = found[3 * n : 3 * n + 3]
+            if cleaned_for(state, ats[n]):
+                lists += [[], []]
+                continue
+            # (member, score as Redis wrote it) pairs; a cluster's pipeline pairs them already
+            lists += [[(m, _raw(v)) for m, v in (r if r and isinstance(r[0], tuple | list)
+                                                 else zip(r[0::2], r[1::2], strict=True))]
+                      for r in (posts, reposts)]  # fmt: skip
         reposted = sorted({text(p) for reposts in lists[1::2] for p, _ in reposts})
         authors: dict[str, str] = {}
         if reposted:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for post in reposted:
-                    pipe.hget(k.post(post), "a")
-                found = await pipe.execute()
+            found = await read_commands(self.redis, [("HGET", k.post(p), "a") for p in reposted])
             authors = {p: text(a) if a is not None else ""
                        for p, a in zip(reposted, found, strict=True)}  # fmt: skip
             named = sorted(set(authors.values()) - {""})
@@ -167,9 +222,14 @@ class GraphSteps:
                 for author in named:
                     pipe.hmget(k.account(author), "susp", "rein")
                 states = await pipe.execute()
-            cleaned = {a for a, st in zip(named, states, strict=True) if cleaned_for(st, at)}
-            lists[1::2] = [[(p, sc) for p, sc in reposts if authors[text(p)] not in cleaned]
-                           for reposts in lists[1::2]]  # fmt: skip
+            state_of = dict(zip(named, states, strict=True))
+
+            def kept(post: object, t: float) -> bool:
+                author = authors[text(post)]
+                return not (author and cleaned_for(state_of[author], t))
+
+            lists[1::2] = [[(p, sc) for p, sc in reposts if kept(p, t)]
+                           for reposts, t in zip(lists[1::2], ats, strict=True)]  # fmt: skip
         rows: list[tuple[list[str | int], list[str | int]]] = []
         for posts, reposts in zip(lists[0::2], lists[1::2], strict=True):
             own: list[str | int] = [len(posts), *(v for p, ts in posts for v in (text(p), ts))]

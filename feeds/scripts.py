@@ -155,16 +155,23 @@ def argv(
     repeated tail). TypeError for a missing or unknown name, or a tail the script does not
     take."""
     sig = SIGNATURES[name]
-    if sig.context and len(context) != len(CONTEXT):
-        raise TypeError(f"{name}: needs the {len(CONTEXT)} context settings first")
-    if not sig.context and context:
-        raise TypeError(f"{name}: takes no context")
-    if set(values) != set(sig.args):
-        missing, unknown = set(sig.args) - set(values), set(values) - set(sig.args)
-        raise TypeError(f"{name}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    if len(context) != (len(CONTEXT) if sig.context else 0):
+        what = (
+            f"needs the {len(CONTEXT)} context settings first"
+            if sig.context
+            else "takes no context"
+        )
+        raise TypeError(f"{name}: {what}")
     if more and (not sig.more or len(more) % len(sig.more)):
         raise TypeError(f"{name}: a tail of {len(more)} values, not groups of {sig.more}")
-    return [*context, *(values[n] for n in sig.args), *more]
+    # As many values as declared names, and each declared name given: the same names.
+    if len(values) == len(sig.args):
+        try:
+            return [*context, *[values[n] for n in sig.args], *more]
+        except KeyError:
+            pass
+    missing, unknown = set(sig.args) - set(values), set(values) - set(sig.args)
+    raise TypeError(f"{name}: missing {sorted(missing)}, unknown {sorted(unknown)}")
 
 
 #: Scripts that take no shared settings and so run without ``lib.lua``.

@@ -155,10 +155,23 @@ class FeedStore(Writer):
         decisions: Mapping[int, Decision],
         failures: dict[int, Failure],
     ) -> None:
-        """Apply the graph events at ``indexes`` one after another (:mod:`.graph`)."""
+        """Apply the graph events at ``indexes`` one after another (:mod:`.graph`), a
+        run of consecutive follows together (:meth:`GraphSteps.follows`)."""
         graph = self._graph(ns)
-        for i in indexes:
-            event = events[i]
+        at = 0
+        while at < len(indexes):
+            i, event = indexes[at], events[indexes[at]]
+            at += 1
+            if isinstance(event, Follow):
+                run = [i]
+                while at < len(indexes) and isinstance(events[indexes[at]], Follow):
+                    run.append(indexes[at])
+                    at += 1
+                follows = [cast(Follow, events[n]) for n in run]
+                for n, error in zip(run, await graph.follows(follows), strict=True):
+                    if error is not None:
+                        failures[n] = Failure(n, error)
+                continue
             if not isinstance(event, GRAPH_EVENTS):
                 continue
             try:

@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 #: Records handed to the pipeline at once; larger batches mean fewer Redis round trips.
-BATCH = 2000
+BATCH = 5000
 #: Bytes fetched per partition and per request (the aiokafka defaults are 1 MiB and 50 MiB).
 PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 
@@ -112,6 +112,8 @@ class ReplayStats:
     by_type: Counter[str] = field(default_factory=Counter)
     dead_letters: int = 0
     decisions: int = 0
+    #: Feed entries pushed by the replayed posts and reposts.
+    deliveries: int = 0
     #: Dead letters and decisions sent to their topics (``--publish``).
     published: int = 0
     partitions: int = 0
@@ -277,7 +279,7 @@ async def _handle(
     for record in records:
         stats.by_topic[record.topic] += 1
     if not dry_run:
-        await handler.handle(records)
+        stats.deliveries += (await handler.handle(records)).deliveries
         return
     for record in records:
         try:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from feedamp.config import Settings
 from feedamp.feeds.accounts import suspended_at
-from feedamp.feeds.batch import run_scripts, text
+from feedamp.feeds.batch import read_commands, run_scripts, text
 from feedamp.feeds.connection import AnyRedis
 from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespace
@@ -144,11 +144,11 @@ class GiftStore(Writer):
         recipient was suspended at the gift's time (one pipeline of account reads)."""
         if not gifts:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for g in gifts:
-                pipe.hmget(keys.account(g.gift.sender_id), "susp", "rein")
-                pipe.hmget(keys.account(g.gift.recipient_id), "susp", "rein")
-            states = await pipe.execute()
+        account = keys.account
+        states = await read_commands(self.redis, [
+            ("HMGET", account(user), "susp", "rein")
+            for g in gifts for user in (g.gift.sender_id, g.gift.recipient_id)
+        ])  # fmt: skip
         for n, g in enumerate(gifts):
             if suspended_at(states[2 * n], g.gift.ts):
                 g.reasons.append(SUSPENDED)
