@@ -332,7 +332,7 @@ class FeedStore:
         buckets = range(self.settings.feed_buckets)
         await self.redis.delete(
             *[k(user_id, b) for b in buckets for k in (
-                self.keys.feed, self.keys.via, self.keys.for_you, self.keys.for_you_via)]
+                self.keys.feed, self.keys.via, self.keys.for_you)]
         )  # fmt: skip
         await self.graph.backfill(user_id, followees)
         return len(followees)
