@@ -24,6 +24,7 @@ from typing import Any
 
 from .batch import text
 from .connection import AnyRedis
+from .entries import Entry as Row
 from .keys import Keys, bucket_of
 from .namespace import Namespaces
 
@@ -33,7 +34,6 @@ __all__ = ["Entry", "Explanation", "Repost", "explain"]
 MAX_REPOSTS = 20_000
 #: Followees whose recent attempts are searched for rate-limited or refused reposts.
 MAX_FOLLOWEES_SEARCHED = 5_000
-LABEL_MARK = "^"
 #: Decisions that put a repost in feeds.
 DELIVERING = ("delivered", "restricted")
 AUTHOR_HIDDEN = {"you block them": "you block the author", "you mute them": "you mute the author",
@@ -170,7 +170,7 @@ async def explain(
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(k.post(post))
         for zkey, vkey in ((k.feed(user, b), k.via(user, b)),
-                           (k.for_you(user, b), k.for_you_via(user, b))):  # fmt: skip
+                           (k.for_you(user, b), k.via(user, b))):  # fmt: skip
             pipe.zscore(zkey, post)
             pipe.hget(vkey, post)
             pipe.zcard(zkey)
@@ -183,11 +183,11 @@ async def explain(
     entries = []
     for i, cap in enumerate(caps):
         score, via, size, lowest = feeds[i * 4 : i * 4 + 4]
-        via_s = _s(via) or ""
+        # one attribution list serves both feeds (feeds/entries.py)
+        row = Row(post.encode(), "0", via if score is not None else None, for_you=i == 1)
         entries.append(Entry(
-            present=score is not None, bucket=b, score=score,
-            via=[v.removeprefix(LABEL_MARK).rpartition("@")[0] for v in via_s.split(",") if v],
-            labelled=via_s.startswith(LABEL_MARK), bucket_size=size, bucket_cap=cap,
+            present=score is not None, bucket=b, score=score, via=list(row.reposters),
+            labelled=row.labelled, bucket_size=size, bucket_cap=cap,
             bucket_lowest=lowest[0][1] if lowest else None,
         ))  # fmt: skip
     x.following, x.for_you = entries

@@ -66,18 +66,14 @@ class Keys:
 
     def via(self, user_id: str, bucket: int) -> str:
         """Hash: post_id -> comma-separated reposters the user follows, most recent first,
-        for the entries of one feed bucket that came through reposts."""
+        for the entries of one bucket that came through reposts, in the Following feed,
+        the For You feed or both (items ``[^]id@t[:f]``, see :mod:`feedamp.feeds.entries`)."""
         return f"{self._key('via', user_id)}:{bucket}"
 
     def for_you(self, user_id: str, bucket: int) -> str:
         """Sorted set: one bucket of the user's For You feed, member post_id, score the
         ranking score (ms-equivalent: see README, For You)."""
         return f"{self._key('foryou', user_id)}:{bucket}"
-
-    def for_you_via(self, user_id: str, bucket: int) -> str:
-        """Hash: post_id -> comma-separated reposters the user follows, most recent first,
-        for the entries of one For You bucket."""
-        return f"{self._key('fyvia', user_id)}:{bucket}"
 
     def followers(self, user_id: str) -> str:
         """Set: ids of the user's followers."""

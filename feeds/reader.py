@@ -138,9 +138,7 @@ class FeedReader(ShopReads, ProductReads):
         repost among ``reposted_by``. ``limit`` is 1 to 1000.
         """
         keys = await self.active_keys()
-        return await self._page(
-            user_id, limit, cursor, keys, keys.for_you, keys.for_you_via, ranked=True
-        )
+        return await self._page(user_id, limit, cursor, keys, keys.for_you, keys.via, ranked=True)
 
     async def _page(
         self,
@@ -163,7 +161,9 @@ class FeedReader(ShopReads, ProductReads):
             rows = await self._scripts.page(
                 keys=keys, args=argv("page", max_score=max_score, limit=want)
             )
-            entries = [Entry(rows[i], rows[i + 1], rows[i + 2]) for i in range(0, len(rows), 3)]
+            entries = [
+                Entry(rows[i], rows[i + 1], rows[i + 2], ranked) for i in range(0, len(rows), 3)
+            ]
             if after is not None:  # drop ties at or before the cursor
                 entries = [e for e in entries if e.after(after)]
             # Merge the buckets: highest first, ties by post id descending (Redis' own order).

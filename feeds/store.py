@@ -337,7 +337,7 @@ class FeedStore(Writer):
         buckets = range(self.settings.feed_buckets)
         await self.redis.delete(
             *[k(user_id, b) for b in buckets for k in (
-                keys.feed, keys.via, keys.for_you, keys.for_you_via)]
+                keys.feed, keys.via, keys.for_you)]
         )  # fmt: skip
         await self._graph(ns).backfill(user_id, followees)
         return len(followees)

@@ -50,7 +50,7 @@ GIFT_KINDS = {"gift", "gift_inbox", "gifts_sent", "gift_sends", "gift_codes",
               "gift_codes_seeded", "gift_claims", "gift_code_of"}  # fmt: skip
 WINDOW_KINDS = {"decided", "attempts", "forwarded_attempts", "brake"}
 DECISION_KINDS = {"decided", "attempts", "forwarded_attempts", "brake", "feed", "via",
-                  "foryou", "fyvia", "recent_reposts"}  # fmt: skip
+                  "foryou", "recent_reposts"}  # fmt: skip
 
 
 @dataclass(frozen=True)

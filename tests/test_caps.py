@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from feedamp.config import Caps
 from feedamp.feeds import FeedReader, FeedStore
+from feedamp.feeds.keys import bucket_of
 
 from .factory import Events
 from .snapshot import snapshot
@@ -188,3 +189,33 @@ async def test_same_log_into_a_fresh_namespace_gives_same_decisions_and_feeds(re
     assert {d.decision for d in live} >= {"delivered", "rate_limited", "restricted"}
     assert replay == live
     assert await snapshot(redis, two.key_prefix) == await snapshot(redis, one.key_prefix)
+
+
+async def test_a_reposters_for_you_signal_can_be_older_than_its_following_reason(redis, settings):
+    """bob reposts with a comment (both feeds), then without (friction: Following only):
+    Following sits at the later repost, For You keeps the earlier signal, in either order."""
+    ev = Events()
+    follow = ev.follow("fan", "bob")
+    t = ev.ts
+    with_comment = ev.repost("p", "a", "bob", comment="see", ts=t + 1000, repost_id="r1")
+    bare = ev.repost("p", "a", "bob", ts=t + 2000, repost_id="r2")
+    prefixes = []
+    for n, order in enumerate(([with_comment, bare], [bare, with_comment])):
+        store, reader = store_for(redis, settings.with_(key_prefix=f"o{n}-fa:"), friction=True)
+        decisions = await decide(store, follow, *order)
+        assert sorted(d[1] for d in decisions) == ["delivered", "restricted"]
+        (item,) = (await reader.following("fan")).items
+        (ranked,) = (await reader.for_you("fan")).items
+        assert (item.ts, item.reposted_by, ranked.reposted_by) == (t + 2000, ("bob",), ("bob",))
+        b = bucket_of("p", settings.feed_buckets)
+        assert await redis.zscore(store.keys.for_you("fan", b), "p") == t + 1000
+        # one list for both feeds: bob's Following time, then his For You signal's
+        assert (
+            await redis.hget(store.keys.via("fan", b), "p") == f"bob@{t + 2000}:{t + 1000}".encode()
+        )
+        prefixes.append(store.keys.prefix)
+    # the feeds and their list are the same whichever arrived first (the comment kept is
+    # not: reposts reach the store in event-time order, released past the watermark)
+    feeds = [{k: v for k, v in (await snapshot(redis, p)).items()
+              if k.startswith(("feed:", "foryou:", "via:"))} for p in prefixes]  # fmt: skip
+    assert feeds[0] == feeds[1] and len(feeds[0]) == 3

@@ -235,7 +235,7 @@ async def test_rebuild_feed_on_a_cluster_regenerates_the_live_feeds(
     try:
         assert (await FeedStore(redis, settings).apply(events)).failures == []
         k, buckets = Keys(settings.key_prefix), range(settings.feed_buckets)
-        names = [f(user, n) for n in buckets for f in (k.feed, k.via, k.for_you, k.for_you_via)]
+        names = [f(user, n) for n in buckets for f in (k.feed, k.via, k.for_you)]
 
         async def feeds() -> dict[str, object]:
             return {name: await redis.dump(name) for name in names}

@@ -145,7 +145,7 @@ async def test_feeds_written_while_slots_move_equal_the_standalone_feeds(
         expected = await dump(single, on_single.key_prefix)
         diff = sorted(k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))
         assert not diff, f"{len(diff)} keys differ ({retries} retries), e.g. {diff[:5]}"
-        assert any(k.startswith("feed:") for k in got) and any(k.startswith("fyvia:") for k in got)
+        assert any(k.startswith("feed:") for k in got) and any(k.startswith("foryou:") for k in got)
         print(f"{during} batches while slots moved, {retries} retried, {store.regrouped} "
               "followers re-grouped by slot")  # fmt: skip
     finally:

@@ -154,7 +154,7 @@ async def test_feed_is_ordered_by_event_time_whatever_the_arrival_order(store, r
 
 
 async def test_feed_keeps_the_newest_cap_entries(redis, settings):
-    settings = settings.with_(feed_cap=5, feed_buckets=1)
+    settings = settings.with_(feed_cap=5, for_you_cap=5, feed_buckets=1)
     store = FeedStore(redis, settings)
     reader = FeedReader(redis, key_prefix=settings.key_prefix, feed_buckets=1)
     ev = Events(step_ms=60_000)  # carol's reposts stay under the rate cap
@@ -165,7 +165,7 @@ async def test_feed_keeps_the_newest_cap_entries(redis, settings):
         events.append(ev.repost(f"p{i}", "alice", "carol"))
     await apply(store, *events)
     assert [p for p, _ in await entries(reader, "bob")] == ["p11", "p10", "p9", "p8", "p7"]
-    # attribution of evicted entries is cleaned with them
+    # attribution of entries evicted from both feeds is cleaned with them
     assert sorted(await redis.hkeys(store.keys.via("bob", 0))) == [
         b"p10",
         b"p11",

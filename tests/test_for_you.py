@@ -111,6 +111,31 @@ async def test_for_you_is_capped_and_pages_with_a_cursor(redis, settings):
     assert pages == kept
 
 
+async def test_one_attribution_list_serves_both_feeds_across_their_caps(redis, settings):
+    """The via list of an entry stays while either feed holds it, and goes with the last."""
+    settings = settings.with_(feed_cap=2, for_you_cap=8, feed_buckets=1)
+    store = FeedStore(redis, settings)
+    reader = FeedReader(redis, key_prefix=settings.key_prefix, feed_buckets=1)
+    ev = Events(step_ms=60_000)
+    via = store.keys.via("fan", 0)
+    await apply(store, ev.follow("fan", "bob"), ev.follow("fan", "ann"))
+    await apply(store, ev.repost("old", "a", "bob"), ev.post("n1", "ann"), ev.post("n2", "ann"))
+    # newer posts pushed "old" out of Following; For You still holds it, attributed
+    assert await following(reader, "fan") == ["n2", "n1"]
+    (item,) = (await reader.for_you("fan")).items
+    assert (item.post_id, item.reposted_by) == ("old", ("bob",))
+    assert await redis.hkeys(via) == [b"old"]
+    # a second signal re-ranks it from both reposters' times, though Following lost it
+    await apply(store, ev.follow("fan", "cat"), ev.repost("old", "a", "cat"))
+    (item,) = (await reader.for_you("fan")).items
+    assert item.reposted_by == ("cat", "bob")
+    assert await following(reader, "fan") == ["old", "n2"]
+    # withdrawing every signal takes the entry and its list out of both feeds
+    await apply(store, ev.unrepost("old", "cat"), ev.unrepost("old", "bob"))
+    assert await ranked(reader, "fan") == [] and await following(reader, "fan") == ["n2"]
+    assert await redis.hkeys(via) == []
+
+
 async def test_unfollow_withdraws_for_you_signals(store, reader):
     ev = Events()
     await apply(store, ev.follow("fan", "u1"), ev.follow("fan", "u2"),

@@ -37,7 +37,7 @@ OUTAGE = 5.0
 #: the like): they are trimmed relative to the latest attempt seen, so what they still
 #: hold depends on the arrival order across partitions, outage or not; the decisions made
 #: from them are compared (``decided``).
-VIEW_KINDS = {"feed", "via", "foryou", "fyvia", "post", "reposters", "comments", "recent",
+VIEW_KINDS = {"feed", "via", "foryou", "post", "reposters", "comments", "recent",
               "recent_reposts", "decided", "followers", "following"}  # fmt: skip
 
 

@@ -36,20 +36,20 @@ while i <= #ARGV do
       local follower = ARGV[j]
       local state = redis.call('HGET', key('pair', follower), author)
       if follows(state) and not hides(state, ts) then
-        push(follower, post, b, ts, '', '')
+        push(follower, post, b, ts, '', '', false)
         reached = reached + 1
       end
     end
   elseif op == 'repost' then
     local mark = string.find(flags, 'l', 1, true) and LABEL_MARK or ''
+    ts = string.format('%d', tonumber(ts))
     local for_you = string.find(flags, 'f', 1, true) ~= nil
     for j = first, last do
       local follower = ARGV[j]
       local states = redis.call('HMGET', key('pair', follower), reposter, author)
       if follower ~= author and follows(states[1]) and not hides(states[1], ts)
           and not hides(states[2], ts) then
-        push(follower, post, b, ts, reposter, mark)
-        if for_you then push_for_you(follower, post, b, reposter, ts) end
+        push(follower, post, b, ts, reposter, mark, for_you)
         reached = reached + 1
       end
     end

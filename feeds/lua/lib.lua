@@ -28,14 +28,16 @@ local function bucket_key(kind, user, b)
   return PREFIX .. kind .. ':{' .. user .. '}:' .. b
 end
 
-local VIA = { feed = 'via', foryou = 'fyvia' }
-
--- Reposter lists are comma-separated items 'id@t', the reposter's id and its repost time
--- (ms), ordered by repost time, latest first (ties by id), whatever order the reposts
--- arrived in; ids never hold commas or '@'. In a Following list an item may start with
--- LABEL_MARK: that reposter's repost was labelled forwarded_many_times. Keeping the times
--- in the follower's own keys lets every re-ranking and re-placing run on the follower's
--- slot (README, Redis Cluster).
+-- Attribution: one hash per bucket, via:{user}:<b>, serves both feeds: post -> the list of
+-- reposters the user follows, comma-separated items, latest Following reason first (ties
+-- by id), whatever order the reposts arrived in; ids never hold commas or ':'. An item is
+--   [^]id@t      a Following reason at t and a For You signal at t (the common case);
+--   [^]id@t:f    a Following reason at t and a For You signal at f (an earlier repost);
+--   [^]id@t:     a Following reason at t only (no For You signal);
+-- LABEL_MARK in front: that reposter's latest repost was labelled forwarded_many_times.
+-- A list is kept while the post is in either feed of the bucket. Keeping the times in the
+-- follower's own keys lets every re-ranking and re-placing run on the follower's slot
+-- (README, Redis Cluster). An item is {id, mark, t, f} (f nil: no For You signal).
 local function parse(list)
   local items = {}
   for item in string.gmatch(list, '[^,]+') do
@@ -43,10 +45,26 @@ local function parse(list)
     if string.sub(item, 1, 1) == LABEL_MARK then
       mark, item = LABEL_MARK, string.sub(item, 2)
     end
-    local id, t = string.match(item, '^(.*)@(%d+)$')
-    items[#items + 1] = { id, mark, tonumber(t) }
+    local head, fy = string.match(item, '^([^:]*):(%d*)$')
+    if not head then head = item end
+    local id, t = string.match(head, '^(.*)@(%d+)$')
+    t = tonumber(t)
+    local f = t
+    if fy then f = fy ~= '' and tonumber(fy) or nil end
+    items[#items + 1] = { id, mark, t, f }
   end
   return items
+end
+
+local function item_text(item)
+  local t = string.format('%d', item[3])
+  local tail = ''
+  if item[4] == nil then
+    tail = ':'
+  elseif item[4] ~= item[3] then
+    tail = ':' .. string.format('%d', item[4])
+  end
+  return item[2] .. item[1] .. '@' .. t .. tail
 end
 
 local function has(list, id)
@@ -55,8 +73,8 @@ local function has(list, id)
       or string.find(padded, ',' .. LABEL_MARK .. id .. '@', 1, true) ~= nil
 end
 
--- arrange: the canonical list of items ({id, mark, t}): latest repost first, ties by id.
--- Returns the list and the latest repost time (nil when empty).
+-- arrange: the canonical list of items: latest Following reason first, ties by id.
+-- Returns the list and the latest Following reason's time (nil when empty).
 local function arrange(items)
   if #items == 0 then return '', nil end
   table.sort(items, function(x, y)
@@ -64,23 +82,25 @@ local function arrange(items)
     return x[1] < y[1]
   end)
   local parts = {}
-  for i, item in ipairs(items) do parts[i] = item[2] .. item[1] .. '@' .. string.format('%d', item[3]) end
+  for i, item in ipairs(items) do parts[i] = item_text(item) end
   return table.concat(parts, ','), items[1][3]
 end
 
--- merge: list with reposter via of time t (mark as given) added, or its time raised to t;
--- nil when the list already holds via at t or later.
-local function merge(list, via, t, mark)
+-- merge: list with reposter via's repost of time t (mark as given; a For You signal too
+-- when for_you) added, or its times raised to t; nil when nothing changes.
+local function merge(list, via, t, mark, for_you)
   local items = list and parse(list) or {}
   t = tonumber(t)
   for _, item in ipairs(items) do
     if item[1] == via then
-      if item[3] >= t then return nil end
-      item[2], item[3] = mark, t
+      local changed = false
+      if t > item[3] then item[2], item[3], changed = mark, t, true end
+      if for_you and (item[4] == nil or t > item[4]) then item[4], changed = t, true end
+      if not changed then return nil end
       return (arrange(items))
     end
   end
-  items[#items + 1] = { via, mark, t }
+  items[#items + 1] = { via, mark, t, for_you and t or nil }
   return (arrange(items))
 end
 
@@ -175,42 +195,25 @@ local function hidden_pair(user, other, t)
   return hides(redis.call('HGET', key('pair', user), other), t)
 end
 
--- evict: keep the newest (highest-scored) cap entries of a bucket and its attributions.
-local function evict(zkey, vkey, cap)
+-- evict: keep the newest (highest-scored) cap entries of a bucket; an evicted entry's
+-- attribution goes unless the bucket's other feed (other) still holds the post.
+local function evict(zkey, other, vkey, cap)
   if redis.call('ZCARD', zkey) > cap then
     local lowest = redis.call('ZPOPMIN', zkey)
-    redis.call('HDEL', vkey, lowest[1])
+    if not redis.call('ZSCORE', other, lowest[1]) then redis.call('HDEL', vkey, lowest[1]) end
   end
-end
-
--- push: put post into user's Following feed at time ts, attributed to reposter via
--- ('' for the author's own post), labelled forwarded_many_times when mark is LABEL_MARK.
--- An entry sits at its latest reason's time (ZADD GT).
-local function push(user, post, b, ts, via, mark)
-  local feed = bucket_key('feed', user, b)
-  local vias = bucket_key('via', user, b)
-  local added = redis.call('ZADD', feed, 'GT', ts, post)
-  if via ~= '' then
-    local current = false
-    if added == 0 then current = redis.call('HGET', vias, post) end
-    if not current then
-      redis.call('HSET', vias, post, mark .. via .. '@' .. string.format('%d', tonumber(ts)))
-    else
-      local list = merge(current, via, ts, mark)
-      if list then redis.call('HSET', vias, post, list) end
-    end
-  end
-  if added == 1 then evict(feed, vias, CAP) end
 end
 
 -- for_you_score: social proof with decay. Each reposter the user follows adds a signal
 -- worth 2^(t / HALF_LIFE); the score is HALF_LIFE * log2(sum), in ms: one repost scores its
 -- time, two at the same time score HALF_LIFE later. Summed in time order, so any arrival
 -- order gives the same bits; a score never needs rewriting as time passes. The times are
--- the list's own (parse).
-local function for_you_score(list)
+-- the items' For You signals (parse); nil when there is none.
+local function for_you_score(items)
   local times = {}
-  for _, item in ipairs(parse(list)) do times[#times + 1] = item[3] end
+  for _, item in ipairs(items) do
+    if item[4] then times[#times + 1] = item[4] end
+  end
   if #times == 0 then return nil end
   table.sort(times)
   local top, sum = times[#times], 0
@@ -218,24 +221,44 @@ local function for_you_score(list)
   return string.format('%.17g', top + HALF_LIFE * math.log(sum) / math.log(2))
 end
 
--- push_for_you: add reposter via's signal of time t for post to user's For You feed,
--- re-ranking the entry from its reposters' times.
-local function push_for_you(user, post, b, via, t)
+-- push: put post into user's Following feed at time ts, attributed to reposter via
+-- ('' for the author's own post), labelled forwarded_many_times when mark is LABEL_MARK;
+-- with for_you, also add via's signal of time ts to the post's For You entry, re-ranked
+-- from its reposters' signals. A Following entry sits at its latest reason's time
+-- (ZADD GT). A new entry in both feeds costs ZADD, ZADD NX, HSET and the caps' ZCARDs:
+-- a list exists only while one of the two feeds holds the post, so there is none to read.
+local function push(user, post, b, ts, via, mark, for_you)
+  if type(ts) ~= 'string' then ts = string.format('%d', ts) end
+  local feed = bucket_key('feed', user, b)
+  local added = redis.call('ZADD', feed, 'GT', ts, post)
   local fy = bucket_key('foryou', user, b)
-  local vias = bucket_key('fyvia', user, b)
-  local current = redis.call('HGET', vias, post)
-  local list, score
-  if not current then
-    -- one reposter: the score is its time (for_you_score of one item)
-    t = tonumber(t)
-    list, score = via .. '@' .. string.format('%d', t), string.format('%.17g', t)
-  else
-    list = merge(current, via, t, '')
-    if not list then return end
-    score = for_you_score(list)
+  local vias = bucket_key('via', user, b)
+  if via == '' then
+    if added == 1 then evict(feed, fy, vias, CAP) end
+    return
   end
-  redis.call('HSET', vias, post, list)
-  if redis.call('ZADD', fy, score, post) == 1 then evict(fy, vias, FY_CAP) end
+  local fresh = 0
+  if added == 1 and for_you then fresh = redis.call('ZADD', fy, 'NX', ts, post) end
+  local list
+  if fresh == 1 then
+    list = mark .. via .. '@' .. ts
+  else
+    local current = redis.call('HGET', vias, post)
+    if not current then
+      list = mark .. via .. '@' .. ts .. (for_you and '' or ':')
+    else
+      list = merge(current, via, ts, mark, for_you)
+    end
+  end
+  if list then redis.call('HSET', vias, post, list) end
+  if added == 1 then evict(feed, fy, vias, CAP) end
+  if fresh == 1 then
+    evict(fy, feed, vias, FY_CAP)
+  elseif for_you and list then
+    if redis.call('ZADD', fy, for_you_score(parse(list)), post) == 1 then
+      evict(fy, feed, vias, FY_CAP)
+    end
+  end
 end
 
 -- post_facts: the post's author, time and deletion mark ({a, ts, del}, any of them false),
@@ -256,103 +279,96 @@ local function author_time(user, post, facts)
   return tonumber(ts)
 end
 
--- place: re-place post in user's feed of kind after its reasons changed: a Following entry
--- sits at the latest of its remaining reasons (the post's own time, each reposter's
+-- place: re-place post in both of user's feeds after its reasons changed: a Following
+-- entry sits at the latest of its remaining reasons (the post's own time, each reposter's
 -- repost time), and its shown comment and label are the latest reposter's; a For You
--- entry is re-ranked from its remaining reposters. With no reason left the entry goes.
--- facts: post_facts(post), or nil to read them.
-local function place(kind, user, post, b, facts)
-  local zkey = bucket_key(kind, user, b)
-  local vkey = bucket_key(VIA[kind], user, b)
-  local current = redis.call('HGET', vkey, post)
-  local list, score = '', nil
-  if current then list, score = arrange(parse(current)) end
-  if kind == 'foryou' then
-    score = list ~= '' and for_you_score(list) or nil
+-- entry is re-ranked from its remaining signals. An entry with no reason left goes; an
+-- entry a feed no longer holds (evicted) stays out (ZADD XX). The list goes when neither
+-- feed holds the post. items: the remaining items (parse), or nil to read them. facts:
+-- post_facts(post), or nil to read them.
+local function place(user, post, b, facts, items)
+  local feed, fy = bucket_key('feed', user, b), bucket_key('foryou', user, b)
+  local vkey = bucket_key('via', user, b)
+  if not items then
+    local current = redis.call('HGET', vkey, post)
+    items = current and parse(current) or {}
+  end
+  local fy_score = for_you_score(items)
+  local list, score = arrange(items)
+  local own = author_time(user, post, facts)
+  if own and (not score or own > score) then score = own end
+  local kept = false
+  if score then
+    redis.call('ZADD', feed, 'XX', score, post)
+    kept = redis.call('ZSCORE', feed, post) ~= false
   else
-    local own = author_time(user, post, facts)
-    if own and (not score or own > score) then score = own end
+    redis.call('ZREM', feed, post)
   end
-  if not score then
-    redis.call('ZREM', zkey, post)
+  if fy_score then
+    redis.call('ZADD', fy, 'XX', fy_score, post)
+    kept = kept or redis.call('ZSCORE', fy, post) ~= false
+  else
+    redis.call('ZREM', fy, post)
+  end
+  if list == '' or not kept then
     redis.call('HDEL', vkey, post)
-    return
+  else
+    redis.call('HSET', vkey, post, list)
   end
-  if list == '' then redis.call('HDEL', vkey, post) else redis.call('HSET', vkey, post, list) end
-  redis.call('ZADD', zkey, 'XX', score, post)
 end
 
--- withdraw: take reposter via out of post's attribution in one of user's feeds; returns
--- true when via was there.
-local function withdraw(kind, user, post, b, via)
-  local vias = bucket_key(VIA[kind], user, b)
-  local current = redis.call('HGET', vias, post)
-  if not current or not has(current, via) then return false end
+-- unpush_via: take reposter via's attribution of post out of user's feeds and re-place
+-- the entry (facts: post_facts(post), or nil to read them).
+local function unpush_via(user, post, b, via, facts)
+  local current = redis.call('HGET', bucket_key('via', user, b), post)
+  if not current or not has(current, via) then return end
   local kept = {}
   for _, item in ipairs(parse(current)) do
-    if item[1] ~= via then kept[#kept + 1] = item[2] .. item[1] .. '@' .. string.format('%d', item[3]) end
+    if item[1] ~= via then kept[#kept + 1] = item end
   end
-  if #kept == 0 then
-    redis.call('HDEL', vias, post)
-  else
-    redis.call('HSET', vias, post, table.concat(kept, ','))
-  end
-  return true
-end
-
--- unpush_via: withdraw reposter via's attribution of post from both of user's feeds and
--- re-place the entry (facts: post_facts(post), or nil to read them).
-local function unpush_via(user, post, b, via, facts)
-  for _, kind in ipairs({ 'feed', 'foryou' }) do
-    if withdraw(kind, user, post, b, via) then place(kind, user, post, b, facts) end
-  end
+  place(user, post, b, facts, kept)
 end
 
 -- unpush: remove post from both of user's feeds whatever brought it there.
 local function unpush(user, post, b)
-  for kind, via in pairs(VIA) do
-    redis.call('ZREM', bucket_key(kind, user, b), post)
-    redis.call('HDEL', bucket_key(via, user, b), post)
-  end
+  redis.call('ZREM', bucket_key('feed', user, b), post)
+  redis.call('ZREM', bucket_key('foryou', user, b), post)
+  redis.call('HDEL', bucket_key('via', user, b), post)
 end
 
 -- purge: take target's reasons out of user's feeds and re-place what they touched.
--- gone(t) tells whether a reason of time t goes. A reason is target's repost of any post;
--- with authored (block, mute), also every reason for a post target authored (its own
--- time, and others' reposts of it). Without authored (unfollow) target's own posts lose
--- their own reason through place, since target is no longer followed. facts maps each
--- post of user's feeds to post_facts(post), read by the caller (the posts' slots); a post
--- without facts arrived after that read, when the new state already kept it out.
+-- gone(t) tells whether a reason of time t goes (a later reason going means every earlier
+-- one goes: gone never rises with t). A reason is target's repost of any post; with
+-- authored (block, mute), also every reason for a post target authored (its own time,
+-- and others' reposts of it). Without authored (unfollow) target's own posts lose their
+-- own reason through place, since target is no longer followed. facts maps each post of
+-- user's feeds to post_facts(post), read by the caller (the posts' slots); a post without
+-- facts arrived after that read, when the new state already kept it out.
 local function purge(user, target, gone, authored, facts)
   for b = 0, BUCKETS - 1 do
-    for kind, via in pairs(VIA) do
-      local zkey, vkey = bucket_key(kind, user, b), bucket_key(via, user, b)
-      for _, post in ipairs(redis.call('ZRANGE', zkey, 0, -1)) do
+    local vkey = bucket_key('via', user, b)
+    local seen = {}
+    for _, kind in ipairs({ 'feed', 'foryou' }) do
+      for _, post in ipairs(redis.call('ZRANGE', bucket_key(kind, user, b), 0, -1)) do
         local record = facts[post]
-        if record then
+        if record and not seen[post] then
+          seen[post] = true
           local own = record[1] == target
           local touched = own
           local current = redis.call('HGET', vkey, post)
+          local kept = {}
           if current then
-            local items = parse(current)
-            local kept = {}
-            for _, item in ipairs(items) do
+            for _, item in ipairs(parse(current)) do
               local involved = item[1] == target or (authored and own)
               if involved and gone(item[3]) then
                 touched = true
               else
-                kept[#kept + 1] = item[2] .. item[1] .. '@' .. string.format('%d', item[3])
-              end
-            end
-            if #kept < #items then
-              if #kept == 0 then
-                redis.call('HDEL', vkey, post)
-              else
-                redis.call('HSET', vkey, post, table.concat(kept, ','))
+                if involved and item[4] and gone(item[4]) then item[4], touched = nil, true end
+                kept[#kept + 1] = item
               end
             end
           end
-          if touched then place(kind, user, post, b, record) end
+          if touched then place(user, post, b, record, kept) end
         end
       end
     end
@@ -391,7 +407,7 @@ end
 local function backfill(follower, followee, posts, reposts)
   for _, row in ipairs(posts) do
     if not hidden_pair(follower, followee, row[2]) then
-      push(follower, row[1], bucket_of(row[1]), row[2], '', '')
+      push(follower, row[1], bucket_of(row[1]), row[2], '', '', false)
     end
   end
   for _, row in ipairs(reposts) do
@@ -399,9 +415,7 @@ local function backfill(follower, followee, posts, reposts)
     local t, for_you, labelled = read_recent_score(row[2])
     if author ~= follower and not hidden_pair(follower, followee, t)
         and not (author ~= '' and hidden_pair(follower, author, t)) then
-      local b = bucket_of(post)
-      push(follower, post, b, t, followee, labelled and LABEL_MARK or '')
-      if for_you then push_for_you(follower, post, b, followee, t) end
+      push(follower, post, bucket_of(post), t, followee, labelled and LABEL_MARK or '', for_you)
     end
   end
 end
@@ -424,9 +438,7 @@ local function restore(viewer, target, posts, reposts, others)
         and not hidden_pair(viewer, reposter, at)
         and not hidden_pair(viewer, target, at) then
       local t, for_you, labelled = read_recent_score(row[4])
-      local b = bucket_of(post)
-      push(viewer, post, b, t, reposter, labelled and LABEL_MARK or '')
-      if for_you then push_for_you(viewer, post, b, reposter, t) end
+      push(viewer, post, bucket_of(post), t, reposter, labelled and LABEL_MARK or '', for_you)
     end
   end
 end

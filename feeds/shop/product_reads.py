@@ -216,10 +216,10 @@ class ProductReads:
         buckets = range(self.feed_buckets)
         zsets = [keys.for_you(user_id, b) for b in buckets]
         rows = await self._scripts.page(
-            keys=zsets + [keys.for_you_via(user_id, b) for b in buckets],
+            keys=zsets + [keys.via(user_id, b) for b in buckets],
             args=["+inf", FOR_YOU_READ],
         )
-        entries = [Entry(rows[i], rows[i + 1], rows[i + 2]) for i in range(0, len(rows), 3)]
+        entries = [Entry(rows[i], rows[i + 1], rows[i + 2], True) for i in range(0, len(rows), 3)]
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.smembers(keys.bought(user_id))
             for e in entries:
