@@ -31,6 +31,7 @@ from redis.commands.core import AsyncScript
 from .batch import run_scripts, text
 from .connection import AnyRedis
 from .keys import Keys
+from .pull import pulled_among
 from .scripts import Scripts
 
 __all__ = ["GraphEvent", "GraphSteps"]
@@ -55,6 +56,9 @@ class GraphSteps:
         self.keys = keys
         self.context = list(context)
         self.buckets = buckets
+        #: Follow backfill skips pulled authors: readers merge their recent items
+        #: (:mod:`.pull`).
+        self.pull = False
 
     async def _run(self, calls: list[tuple[AsyncScript, list[str | int]]]) -> list[object]:
         """Run script calls pipelined; a script error is raised (it fails the event)."""
@@ -164,6 +168,9 @@ class GraphSteps:
     async def backfill(self, user: str, targets: Sequence[str]) -> None:
         """Push each of ``targets``' recent posts and reposts into ``user``'s feeds, as
         the live fan-out delivered them (``lua/backfill.lua``)."""
+        if self.pull and targets:
+            pulled = await pulled_among(self.redis, self.keys, targets)
+            targets = [t for t in targets if t not in pulled]
         if not targets:
             return
         calls = []

@@ -52,6 +52,7 @@ from .connection import AnyRedis, is_cluster
 from .fanout import Segment, deliver, followers_of
 from .graph import GraphSteps
 from .keys import Keys, bucket_of
+from .pull import pulled_sources
 from .repost_decisions import decide_reposts
 from .scripts import Scripts, argv
 
@@ -100,6 +101,7 @@ class FeedStore:
             s.for_you_half_life_ms, s.recent_per_author, s.fanout_chunk,
         ]  # fmt: skip
         self.graph = GraphSteps(redis, self.scripts, self.keys, self._context, s.feed_buckets)
+        self.graph.pull = s.fanout_pull_above > 0  # follow backfill skips pulled authors
         self._views: dict[str, FeedStore] = {}
         #: Followers re-grouped by slot after a cluster node refused a delivery call (a
         #: running total, for tests and benchmarks).
@@ -206,6 +208,10 @@ class FeedStore:
         replies: dict[int, list[object]] = {}
         for i, result in zip(owner, await run_scripts(self.redis, origins), strict=True):
             replies.setdefault(i, []).append(result)
+        # Pulled authors' posts and reposts are recorded but not delivered (feeds/pull.py).
+        pulled = await pulled_sources(self.redis, k, [_source(events[i]) for i in jobs
+                                      if isinstance(events[i], Post | Repost)],
+                                      self.settings.fanout_pull_above)  # fmt: skip
         segments: list[Segment] = []
         sources: list[str] = []
         deletes: list[DeletePost] = []
@@ -255,6 +261,10 @@ class FeedStore:
                         segments.append(Segment("unpush", ev.post_id, "", "", bucket, [], i))
                         sources.append(source)
             await pipe.execute()
+        if pulled:
+            pushed = [(seg, src) for seg, src in zip(segments, sources, strict=True)
+                      if seg.op not in ("post", "repost") or src not in pulled]  # fmt: skip
+            segments, sources = [seg for seg, _ in pushed], [src for _, src in pushed]
         chunk = self.settings.fanout_chunk
         for seg, followers in zip(
             segments, await followers_of(self.redis, k, sources, chunk), strict=True
@@ -369,6 +379,11 @@ GRAPH_EVENTS = (Follow, Unfollow, Block, Unblock, Mute, Unmute)
 
 #: Events applied as an origin step and delivery steps (:meth:`FeedStore._fan_out`).
 FANOUT_EVENTS = (Post, DeletePost, Repost, Unrepost)
+
+
+def _source(event: Event) -> str:
+    """Whose followers a post or repost is fanned out to: its author or reposter."""
+    return event.reposter_id if isinstance(event, Repost) else event.author_id  # type: ignore[attr-defined]
 
 
 def _reaches_feeds(event: Event, decision: Decision | None) -> bool:
