@@ -63,7 +63,6 @@ from .entries import LABEL_MARK, Entry
 from .keys import Keys, bucket_of
 
 __all__ = [
-    "PulledItems",
     "ReadRows",
     "load_pulled",
     "merged_rows",
@@ -146,15 +145,6 @@ class _Post:
     reposts: dict[str, tuple[int, str, bool]] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class PulledItems:
-    """A reader's merged entries of the posts pulled followees bring, per feed kind: each
-    post's :class:`Entry` with the union of its pushed and pulled reasons."""
-
-    following: dict[bytes, Entry] = field(default_factory=dict)
-    for_you: dict[bytes, Entry] = field(default_factory=dict)
-
-
 def read_recent_score(score: str) -> tuple[int, bool, bool]:
     """A ``recent_reposts`` score back as (repost time, into For You, labelled); the
     rule of ``read_recent_score`` in ``lua/lib.lua``."""
@@ -223,78 +213,79 @@ async def load_pulled(
     followees: Sequence[str],
     buckets: int,
     half_life: int,
-) -> PulledItems:
-    """Every post ``followees`` (pulled, followed by ``user``) bring to ``user``'s feeds,
-    merged with its pushed entry: three or four round trips (recent lists and pair
-    states; the reposted posts' authors and the pushed entries; the authors' pair
-    states)."""
+    ranked: bool = False,
+) -> dict[bytes, Entry]:
+    """Every post ``followees`` (pulled, followed by ``user``) bring to ``user``'s
+    Following feed (``ranked``: For You), merged with its pushed entry, by post id: three
+    or four round trips (recent lists and pair states; the reposted posts' authors and
+    the pushed entries; the authors' pair states)."""
     async with redis.pipeline(transaction=False) as pipe:
         for f in followees:
-            pipe.zrange(keys.recent_posts(f), 0, -1, withscores=True, score_cast_func=text)
+            if not ranked:
+                pipe.zrange(keys.recent_posts(f), 0, -1, withscores=True, score_cast_func=text)
             pipe.zrange(keys.recent_reposts(f), 0, -1, withscores=True, score_cast_func=text)
         pipe.hmget(keys.pair(user), list(followees))
         found = await pipe.execute()
     pairs = {f: text(v) if v is not None else None
              for f, v in zip(followees, found[-1], strict=True)}  # fmt: skip
-    own: dict[str, tuple[str, int]] = {}  # post -> (author, time)
+    lists = iter(found[:-1])
+    own: dict[str, int] = {}  # post -> time
     shared: list[tuple[str, str, int, bool, bool]] = []  # post, reposter, t, fy, label
-    for f, posts, reposts in zip(followees, found[0:-1:2], found[1:-1:2], strict=True):
-        for post, score in posts:
+    for f in followees:
+        for post, score in [] if ranked else next(lists):
             t = int(float(score))
             if not hides(pairs[f], t):
-                own[text(post)] = (f, t)
-        for post, score in reposts:
+                own[text(post)] = t
+        for post, score in next(lists):
             t, for_you, labelled = read_recent_score(score)
-            if not hides(pairs[f], t):
+            if (for_you or not ranked) and not hides(pairs[f], t):
                 shared.append((text(post), f, t, for_you, labelled))
     reposted = sorted({row[0] for row in shared})
     ids = sorted(set(own) | set(reposted))
     if not ids:
-        return PulledItems()
+        return {}
     by_bucket: dict[int, list[str]] = {}
     for post in ids:
         by_bucket.setdefault(bucket_of(post, buckets), []).append(post)
+    zset, via = (keys.for_you, keys.for_you_via) if ranked else (keys.feed, keys.via)
     async with redis.pipeline(transaction=False) as pipe:
         for post in reposted:
             pipe.hget(keys.post(post), "a")
         for b, posts in by_bucket.items():
-            pipe.zmscore(keys.feed(user, b), posts)
-            pipe.hmget(keys.via(user, b), posts)
-            pipe.zmscore(keys.for_you(user, b), posts)
-            pipe.hmget(keys.for_you_via(user, b), posts)
+            pipe.zmscore(zset(user, b), posts)
+            pipe.hmget(via(user, b), posts)
         replies = iter(await pipe.execute())
         authors: dict[str, str] = {}
         for post in reposted:
             author = next(replies)
             authors[post] = text(author) if author is not None else ""
-        pushed: dict[str, tuple[float | None, str, float | None, str]] = {}
+        pushed: dict[str, tuple[float | None, str]] = {}
         for posts in by_bucket.values():
-            rows = [next(replies) for _ in range(4)]
-            for n, post in enumerate(posts):
-                fs, fv, ys, yv = (row[n] for row in rows)
-                pushed[post] = (fs, text(fv) if fv else "", ys, text(yv) if yv else "")
+            scores, values = next(replies), next(replies)
+            for post, score, value in zip(posts, scores, values, strict=True):
+                pushed[post] = (score, text(value) if value else "")
     others = sorted({a for a in authors.values() if a and a not in pairs})
     if others:
         values = await redis.hmget(keys.pair(user), others)
         pairs.update({a: text(v) if v is not None else None
                       for a, v in zip(others, values, strict=True)})  # fmt: skip
     reasons: dict[str, _Post] = {post: _Post() for post in ids}
-    for post, (_, t) in own.items():
+    for post, t in own.items():
         reasons[post].own = t
     for post, reposter, t, for_you, labelled in shared:
         author = authors[post]
         if author == user or (author and hides(pairs.get(author), t)):
             continue
         reasons[post].reposts[reposter] = (t, LABEL_MARK if labelled else "", for_you)
-    items = PulledItems()
+    merged: dict[bytes, Entry] = {}
     for post, why in reasons.items():
-        f_score, f_via, y_score, y_via = pushed[post]
+        if why.own is None and not why.reposts:
+            continue
+        score, value = pushed[post]
         key = post.encode()
-        if why.own is not None or why.reposts:
-            items.following[key] = _following_entry(key, why, f_score, f_via)
-        if any(fy for _, _, fy in why.reposts.values()):
-            items.for_you[key] = _for_you_entry(key, why, y_score, y_via, half_life)
-    return items
+        merged[key] = (_for_you_entry(key, why, score, value, half_life) if ranked
+                       else _following_entry(key, why, score, value))  # fmt: skip
+    return merged
 
 
 def _following_entry(key: bytes, why: _Post, score: float | None, via: str) -> Entry:

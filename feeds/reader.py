@@ -176,10 +176,10 @@ class FeedReader(ShopReads, ProductReads):
                 first, pulled = await asyncio.gather(
                     read(max_score, want), pulled_followees(self.redis, ns, user_id)
                 )
-                found = await load_pulled(
-                    self.redis, ns, user_id, pulled, self.feed_buckets, self.for_you_half_life_ms
-                ) if pulled else None  # fmt: skip
-                merged = {} if found is None else found.for_you if ranked else found.following
+                merged = {}
+                if pulled:
+                    merged = await load_pulled(self.redis, ns, user_id, pulled, self.feed_buckets,
+                                               self.for_you_half_life_ms, ranked)  # fmt: skip
             if merged:
                 entries = await merged_rows(read, merged, max_score, after, want,
                                             self.feed_buckets, first)  # fmt: skip
