@@ -14,6 +14,7 @@ from feedamp.feeds import FeedReader, FeedStore
 from feedamp.feeds.accounts import AccountStore
 from feedamp.feeds.pull import for_you_score, pulled_followers
 from feedamp.models.events import Account, Event
+from feedamp.ops.verify import compare_namespaces, settle_pulled
 
 from .factory import Events
 from .test_log_order import USERS, arrival, story
@@ -179,3 +180,20 @@ def test_for_you_score_matches_lua_arithmetic():
     h = 21_600_000
     assert for_you_score([1_700_000_000_000], h) == "1700000000000"
     assert float(for_you_score([1_700_000_000_000] * 2, h)) == 1_700_000_000_000 + h
+
+
+async def test_verify_compares_pulled_followers_feeds_by_pages(redis, settings, uid):
+    """The keys of a namespace that pulled an author differ from a push-only one's; verify
+    settles them by pages, and still reports a feed that reads differently."""
+    pair = Pair(redis, settings, above=1)
+    ev = Events()
+    star, fans = uid("star"), [uid("a"), uid("b")]
+    await pair.apply(*(ev.follow(f, star) for f in fans), ev.post(uid("p"), star))
+    live, fresh = (s.keys.prefix for s in pair.stores)
+    _, differences = await compare_namespaces(redis, live, fresh)
+    assert {d.key.split(":")[0] for d in differences} >= {"feed", "pulled"}
+    assert await settle_pulled(redis, live, fresh, differences, 8) == []
+    await redis.zadd(pair.stores[0].keys.feed(fans[0], 0), {"extra": ev.ts})
+    _, differences = await compare_namespaces(redis, live, fresh)
+    settled = await settle_pulled(redis, live, fresh, differences, 8)
+    assert [(d.key, d.kind) for d in settled] == [(f"feed:{{{fans[0]}}}", "page")]
