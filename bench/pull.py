@@ -80,7 +80,7 @@ async def post_once(url: str, prefix: str, followers: int, pull_above: int) -> t
         assert [i.post_id for i in page.items] == ["big"], page.items
         return applied.deliveries, readable
     finally:
-        await redis.flushdb()
+        await redis.flushdb(asynchronous=True)
         await close(redis)
 
 
@@ -156,7 +156,7 @@ async def read_cost(url: str, reads: int) -> dict[str, dict[str, float]]:
         return {name: {"p50": statistics.median(t), "p99": pct(t, 0.99)}
                 for name, t in times.items()}  # fmt: skip
     finally:
-        await redis.flushdb()
+        await redis.flushdb(asynchronous=True)
         await close(redis)
 
 
