@@ -63,6 +63,7 @@ from .entries import LABEL_MARK, Entry
 from .keys import Keys, bucket_of
 
 __all__ = [
+    "Pulled",
     "ReadRows",
     "load_pulled",
     "merged_rows",
@@ -206,6 +207,68 @@ def _score_text(score: float) -> str:
     return f"{score:.17g}"
 
 
+class Pulled:
+    """The pulled followees' items for one reader and one feed kind, merged with the
+    pushed entries: ``entries`` by post id. A repost's post author (for the rules that
+    need it: never the author's own post, hidden with the author) is read lazily, only
+    for the posts a page is about to show (:meth:`resolve`): until then the repost
+    counts, which can only rank the entry higher, so a page whose posts are all
+    resolved is exact."""
+
+    def __init__(
+        self, redis: AnyRedis, keys: Keys, user: str, ranked: bool, half_life: int
+    ) -> None:
+        self.redis, self.keys, self.user = redis, keys, user
+        self.ranked, self.half_life = ranked, half_life
+        self.pairs: dict[str, str | None] = {}
+        self.reasons: dict[str, _Post] = {}
+        self.pushed: dict[str, tuple[float | None, str]] = {}
+        #: Reposts whose post's author is not read yet: post -> reposter -> item.
+        self.pending: dict[str, dict[str, tuple[int, str, bool]]] = {}
+        self.entries: dict[bytes, Entry] = {}
+
+    def unresolved(self, posts: Iterable[bytes]) -> list[str]:
+        """Those of ``posts`` with reposts whose author is not read yet."""
+        return [p.decode() for p in posts if p.decode() in self.pending]
+
+    async def resolve(self, posts: Sequence[str]) -> None:
+        """Read the authors of ``posts`` (and the reader's pair state with them), drop
+        the reposts the rules exclude and re-merge those posts' entries."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for post in posts:
+                pipe.hget(self.keys.post(post), "a")
+            found = await pipe.execute()
+        authors = {p: text(a) if a is not None else "" for p, a in zip(posts, found, strict=True)}
+        others = sorted({a for a in authors.values() if a and a not in self.pairs})
+        if others:
+            values = await self.redis.hmget(self.keys.pair(self.user), others)
+            self.pairs.update({a: text(v) if v is not None else None
+                               for a, v in zip(others, values, strict=True)})  # fmt: skip
+        for post in posts:
+            author, why = authors[post], self.reasons[post]
+            for reposter, (t, _, _) in self.pending.pop(post).items():
+                if author == self.user or (author and hides(self.pairs.get(author), t)):
+                    del why.reposts[reposter]
+            self._merge(post)
+
+    def _merge(self, post: str) -> None:
+        """Re-merge ``post``'s entry from its reasons (its pushed entry, or none, when no
+        pulled reason is left)."""
+        why, key = self.reasons[post], post.encode()
+        score, value = self.pushed[post]
+        if why.own is None and not why.reposts:
+            if score is None:
+                self.entries.pop(key, None)
+            else:
+                self.entries[key] = Entry(key, _score_text(score), value.encode() or None)
+            return
+        self.entries[key] = (
+            _for_you_entry(key, why, score, value, self.half_life)
+            if self.ranked
+            else _following_entry(key, why, score, value)
+        )
+
+
 async def load_pulled(
     redis: AnyRedis,
     keys: Keys,
@@ -214,11 +277,11 @@ async def load_pulled(
     buckets: int,
     half_life: int,
     ranked: bool = False,
-) -> dict[bytes, Entry]:
+) -> Pulled:
     """Every post ``followees`` (pulled, followed by ``user``) bring to ``user``'s
-    Following feed (``ranked``: For You), merged with its pushed entry, by post id: three
-    or four round trips (recent lists and pair states; the reposted posts' authors and
-    the pushed entries; the authors' pair states)."""
+    Following feed (``ranked``: For You), merged with its pushed entry: two round trips
+    (the recent lists and pair states; the pushed entries)."""
+    pulled = Pulled(redis, keys, user, ranked, half_life)
     async with redis.pipeline(transaction=False) as pipe:
         for f in followees:
             if not ranked:
@@ -226,66 +289,40 @@ async def load_pulled(
             pipe.zrange(keys.recent_reposts(f), 0, -1, withscores=True, score_cast_func=text)
         pipe.hmget(keys.pair(user), list(followees))
         found = await pipe.execute()
-    pairs = {f: text(v) if v is not None else None
-             for f, v in zip(followees, found[-1], strict=True)}  # fmt: skip
+    pairs = pulled.pairs
+    pairs.update({f: text(v) if v is not None else None
+                  for f, v in zip(followees, found[-1], strict=True)})  # fmt: skip
     lists = iter(found[:-1])
-    own: dict[str, int] = {}  # post -> time
-    shared: list[tuple[str, str, int, bool, bool]] = []  # post, reposter, t, fy, label
+    reasons = pulled.reasons
     for f in followees:
         for post, score in [] if ranked else next(lists):
             t = int(float(score))
             if not hides(pairs[f], t):
-                own[text(post)] = t
+                reasons.setdefault(text(post), _Post()).own = t
         for post, score in next(lists):
             t, for_you, labelled = read_recent_score(score)
             if (for_you or not ranked) and not hides(pairs[f], t):
-                shared.append((text(post), f, t, for_you, labelled))
-    reposted = sorted({row[0] for row in shared})
-    ids = sorted(set(own) | set(reposted))
-    if not ids:
-        return {}
+                item = (t, LABEL_MARK if labelled else "", for_you)
+                reasons.setdefault(text(post), _Post()).reposts[f] = item
+                pulled.pending.setdefault(text(post), {})[f] = item
+    if not reasons:
+        return pulled
     by_bucket: dict[int, list[str]] = {}
-    for post in ids:
+    for post in reasons:
         by_bucket.setdefault(bucket_of(post, buckets), []).append(post)
     zset, via = (keys.for_you, keys.for_you_via) if ranked else (keys.feed, keys.via)
     async with redis.pipeline(transaction=False) as pipe:
-        for post in reposted:
-            pipe.hget(keys.post(post), "a")
         for b, posts in by_bucket.items():
             pipe.zmscore(zset(user, b), posts)
             pipe.hmget(via(user, b), posts)
         replies = iter(await pipe.execute())
-        authors: dict[str, str] = {}
-        for post in reposted:
-            author = next(replies)
-            authors[post] = text(author) if author is not None else ""
-        pushed: dict[str, tuple[float | None, str]] = {}
-        for posts in by_bucket.values():
-            scores, values = next(replies), next(replies)
-            for post, score, value in zip(posts, scores, values, strict=True):
-                pushed[post] = (score, text(value) if value else "")
-    others = sorted({a for a in authors.values() if a and a not in pairs})
-    if others:
-        values = await redis.hmget(keys.pair(user), others)
-        pairs.update({a: text(v) if v is not None else None
-                      for a, v in zip(others, values, strict=True)})  # fmt: skip
-    reasons: dict[str, _Post] = {post: _Post() for post in ids}
-    for post, t in own.items():
-        reasons[post].own = t
-    for post, reposter, t, for_you, labelled in shared:
-        author = authors[post]
-        if author == user or (author and hides(pairs.get(author), t)):
-            continue
-        reasons[post].reposts[reposter] = (t, LABEL_MARK if labelled else "", for_you)
-    merged: dict[bytes, Entry] = {}
-    for post, why in reasons.items():
-        if why.own is None and not why.reposts:
-            continue
-        score, value = pushed[post]
-        key = post.encode()
-        merged[key] = (_for_you_entry(key, why, score, value, half_life) if ranked
-                       else _following_entry(key, why, score, value))  # fmt: skip
-    return merged
+    for posts in by_bucket.values():
+        scores, values = next(replies), next(replies)
+        for post, score, value in zip(posts, scores, values, strict=True):
+            pulled.pushed[post] = (score, text(value) if value else "")
+    for post in reasons:
+        pulled._merge(post)
+    return pulled
 
 
 def _following_entry(key: bytes, why: _Post, score: float | None, via: str) -> Entry:
@@ -319,7 +356,7 @@ def _for_you_entry(key: bytes, why: _Post, score: float | None, via: str, half_l
 
 async def merged_rows(
     read: ReadRows,
-    merged: dict[bytes, Entry],
+    pulled: Pulled,
     max_score: str,
     after: Entry | None,
     want: int,
@@ -328,16 +365,18 @@ async def merged_rows(
 ) -> list[Entry]:
     """The entries after ``after`` in merged order (score, then post id, descending):
     every pushed entry that no pulled item touches, read from the buckets, and the
-    ``merged`` entries. At least ``want`` of them, or all there are: the bucket reads
+    ``pulled`` entries. At least ``want`` of them, or all there are: the bucket reads
     grow until every bucket read to its end or ``want`` entries rank at or above the
     lowest entry read from a bucket that may hold more (nothing unread can rank there:
-    merging only raises scores, and every merged entry is known). ``first``: the rows of
-    ``read(max_score, want)`` when already read."""
+    merging only raises scores, and every merged entry is known); the first ``want``
+    are resolved (:meth:`Pulled.resolve`) before they are returned. ``first``: the rows
+    of ``read(max_score, want)`` when already read."""
     take = want
-    extra = [e for e in merged.values() if after is None or e.after(after)]
+    rows = first
     while True:
-        rows = first if first is not None else await read(max_score, take)
-        first = None
+        if rows is None:
+            rows = await read(max_score, take)
+        merged = pulled.entries
         counts: dict[int, int] = {}
         lowest: dict[int, tuple[float, bytes]] = {}
         for e in rows:
@@ -347,13 +386,21 @@ async def merged_rows(
             if b not in lowest or here < lowest[b]:
                 lowest[b] = here
         found = [e for e in rows if e.post_id not in merged
-                 and (after is None or e.after(after))] + extra  # fmt: skip
+                 and (after is None or e.after(after))]  # fmt: skip
+        found += [e for e in merged.values() if after is None or e.after(after)]
         found.sort(key=lambda e: (e.score, e.post_id), reverse=True)
         full = [lowest[b] for b, n in counts.items() if n >= take]
-        if not full:
-            return found
-        bound = max(full)
-        sure = [e for e in found if (e.score, e.post_id) >= bound]
-        if len(sure) >= want:
-            return sure
-        take *= 2
+        page: list[Entry] | None = found
+        if full:
+            bound = max(full)
+            page = [e for e in found if (e.score, e.post_id) >= bound]
+            if len(page) < want:
+                page = None
+        if page is None:
+            take *= 2
+            rows = None
+            continue
+        todo = pulled.unresolved(e.post_id for e in page[:want])
+        if not todo:
+            return page
+        await pulled.resolve(todo)

@@ -23,7 +23,7 @@ from .entries import Entry
 from .keys import Keys
 from .namespace import MAX_POINTER_TTL, Namespaces
 from .pages import Page, check_limit, decode_cursor
-from .pull import load_pulled, merged_rows, pulled_followees
+from .pull import Pulled, load_pulled, merged_rows, pulled_followees
 from .scripts import Scripts, argv
 from .shop.product_reads import ProductReads
 from .shop.reads import ShopReads
@@ -167,20 +167,21 @@ class FeedReader(ShopReads, ProductReads):
             return [Entry(rows[i], rows[i + 1], rows[i + 2]) for i in range(0, len(rows), 3)]
 
         # Pulled followees' recent items are merged into the page (feeds/pull.py).
-        merged: dict[bytes, Entry] | None = None
+        merged: Pulled | None = None
+        pulled_read = False
         while True:
             want = limit - len(items)
             max_score = "+inf" if after is None else after.text
             first: list[Entry] | None = None
-            if merged is None:
+            if not pulled_read:
+                pulled_read = True
                 first, pulled = await asyncio.gather(
                     read(max_score, want), pulled_followees(self.redis, ns, user_id)
                 )
-                merged = {}
                 if pulled:
                     merged = await load_pulled(self.redis, ns, user_id, pulled, self.feed_buckets,
                                                self.for_you_half_life_ms, ranked)  # fmt: skip
-            if merged:
+            if merged is not None:
                 entries = await merged_rows(read, merged, max_score, after, want,
                                             self.feed_buckets, first)  # fmt: skip
             else:
