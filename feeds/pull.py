@@ -35,7 +35,10 @@ Invariants:
 - **Cursors.** Merging only raises an entry's score (a union of reasons), and every
   pulled item is known before a page is cut, so a page is the exact top of the merged
   order after the cursor: bucket reads grow until every bucket read to its end, or the
-  page is filled above the lowest entry read from a bucket that may hold more.
+  page is filled above the lowest entry read from a bucket that may hold more. A
+  repost's post author is read only for the posts a page is about to show
+  (:meth:`Pulled.resolve`); until then the repost counts, which can only rank its entry
+  higher, so a page whose entries are all resolved is exact.
 - **Slots.** A page reads the user's slot (buckets, attribution hashes, ``following``,
   ``pair``), ``pulled:{pulled}``, the pulled followees' recent lists (their own slots)
   and post records (theirs): plain commands, pipelined, one round trip per node on a
@@ -46,9 +49,14 @@ latest posts and reposts are merged, so an older item shows only if it was pushe
 the author was pulled (follow backfill has the same reach); merged items are not subject
 to the per-bucket cap, so a full feed's oldest page can hold a few more items than a
 pushed one would. The keys of the namespace do depend on when an author was pulled
-(pushed entries exist for items before the mark): ``feedamp verify`` compares the pulled
-mark and every other key as before, and for a user following a pulled author compares
-the feeds by their merged pages (:func:`pulled_followers`) instead of their keys.
+(pushed entries exist for items before the mark, and the mark depends on the follower
+count when the author posted, so on the order follows arrived in): ``feedamp verify``
+does not compare the pulled set, compares every other key as before, and for a user
+following a pulled author (:func:`pulled_followers`) compares the Following and For You
+feeds by their merged pages instead of their keys (``ops/verify.py``,
+``settle_pulled``). Not merged yet: the Order Center's Recommended section (it reads
+the For You buckets directly) and ``feedamp explain``, which look at pushed entries
+only.
 """
 
 from __future__ import annotations
