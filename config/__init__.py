@@ -181,6 +181,10 @@ class Settings:
     recent_per_author: int = 100
     #: Followers visited by one Lua call; bounds how long one call holds Redis.
     fanout_chunk: int = 2000
+    #: Authors with more followers than this are **pulled**: their posts and reposts are
+    #: not fanned out on write; readers merge them into pages (see
+    #: :mod:`feedamp.feeds.pull`). 0 turns pulling off (every author is pushed).
+    fanout_pull_above: int = 0
     #: Events handled per batch, and how long to wait to fill one (seconds).
     batch_size: int = 500
     batch_within: float = 0.02
@@ -268,6 +272,10 @@ class Settings:
                      "redis_max_connections"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{_env_name(name)} must be >= 1, got {getattr(self, name)}")
+        if self.fanout_pull_above < 0:
+            raise ValueError(
+                f"FEEDAMP_FANOUT_PULL_ABOVE must be >= 0 (0: off), got {self.fanout_pull_above}"
+            )
         for name in ("batch_within", "session_timeout", "rebalance_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_env_name(name)} must be > 0, got {getattr(self, name)}")

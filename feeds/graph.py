@@ -39,6 +39,7 @@ from redis.exceptions import ResponseError
 from .batch import is_transient, read_commands, run_scripts, text
 from .connection import AnyRedis
 from .namespace import Namespace
+from .pull import pulled_among
 from .scripts import Scripts
 from .takeback import cleaned_for
 
@@ -65,6 +66,9 @@ class GraphSteps:
         self.keys = ns.keys
         self.context = list(ns.context)
         self.buckets = buckets
+        #: Follow backfill skips pulled authors: readers merge their recent items
+        #: (:mod:`.pull`).
+        self.pull = False
 
     async def _run(self, calls: list[tuple[AsyncScript, list[str | int]]]) -> list[object]:
         """Run script calls pipelined; a script error is raised (it fails the event)."""
@@ -242,6 +246,9 @@ class GraphSteps:
         """Push each of ``targets``' recent posts and reposts into ``user``'s feeds, as
         the live fan-out delivered them (``lua/backfill.lua``), for a follow of time
         ``at`` (default: now, for a rebuild): what a suspension cleans is left out."""
+        if self.pull and targets:
+            pulled = await pulled_among(self.redis, self.keys, targets)
+            targets = [t for t in targets if t not in pulled]
         if not targets:
             return
         calls = []

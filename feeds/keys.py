@@ -91,6 +91,12 @@ class Keys:
         """Sorted set: posts the user recently reposted (post_id -> repost ts)."""
         return self._key("recent_reposts", user_id)
 
+    def pulled(self) -> str:
+        """Set: the pulled authors, whose posts and reposts are not fanned out on write but
+        merged into their followers' pages at read time (sticky: never removed; see
+        :mod:`feedamp.feeds.pull`)."""
+        return self._key("pulled", "pulled")
+
     def post(self, post_id: str) -> str:
         """Hash: the post record (``a`` author, ``ts``, ``vis``, ``text``, ``media``,
         ``del`` deletion time when deleted)."""

@@ -8,6 +8,7 @@ seconds) and does all its round trips there, so a read never mixes two namespace
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from .entries import Entry
 from .keys import Keys
 from .namespace import MAX_POINTER_TTL, Namespaces
 from .pages import Page, check_limit, decode_cursor
+from .pull import Pulled, load_pulled, merged_rows, pulled_followees
 from .scripts import Scripts, argv
 from .shop.product_reads import ProductReads
 from .shop.reads import ShopReads
@@ -155,19 +157,40 @@ class FeedReader(ShopReads, ProductReads):
         buckets = range(self.feed_buckets)
         keys = [zset_key(user_id, b) for b in buckets] + [via_key(user_id, b) for b in buckets]
         items: list[FeedItem] = []
+
+        async def read(max_score: str, take: int) -> list[Entry]:
+            rows = await self._scripts.page(
+                keys=keys, args=argv("page", max_score=max_score, limit=take)
+            )
+            return [
+                Entry(rows[i], rows[i + 1], rows[i + 2], ranked) for i in range(0, len(rows), 3)
+            ]
+
+        # Pulled followees' recent items are merged into the page (feeds/pull.py).
+        merged: Pulled | None = None
+        pulled_read = False
         while True:
             want = limit - len(items)
             max_score = "+inf" if after is None else after.text
-            rows = await self._scripts.page(
-                keys=keys, args=argv("page", max_score=max_score, limit=want)
-            )
-            entries = [
-                Entry(rows[i], rows[i + 1], rows[i + 2], ranked) for i in range(0, len(rows), 3)
-            ]
-            if after is not None:  # drop ties at or before the cursor
-                entries = [e for e in entries if e.after(after)]
-            # Merge the buckets: highest first, ties by post id descending (Redis' own order).
-            entries.sort(key=lambda e: (e.score, e.post_id), reverse=True)
+            first: list[Entry] | None = None
+            if not pulled_read:
+                pulled_read = True
+                first, pulled = await asyncio.gather(
+                    read(max_score, want), pulled_followees(self.redis, ns, user_id)
+                )
+                if pulled:
+                    merged = await load_pulled(self.redis, ns, user_id, pulled, self.feed_buckets,
+                                               self.for_you_half_life_ms, ranked)  # fmt: skip
+            if merged is not None:
+                entries = await merged_rows(read, merged, max_score, after, want,
+                                            self.feed_buckets, first)  # fmt: skip
+            else:
+                entries = first if first is not None else await read(max_score, want)
+                if after is not None:  # drop ties at or before the cursor
+                    entries = [e for e in entries if e.after(after)]
+                # Merge the buckets: highest first, ties by post id descending (Redis'
+                # own order).
+                entries.sort(key=lambda e: (e.score, e.post_id), reverse=True)
             exhausted = len(entries) < want
             items.extend(await self._hydrate(user_id, entries[:want], ranked, ns))
             if exhausted:

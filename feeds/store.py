@@ -58,6 +58,7 @@ from .fanout import Segment, deliver, followers_of
 from .graph import GraphSteps
 from .keys import bucket_of
 from .namespace import Namespace
+from .pull import pulled_sources
 from .repost_decisions import decide_reposts
 from .scripts import argv
 from .shop.order_steps import OrderSteps
@@ -86,7 +87,9 @@ class FeedStore(Writer):
 
     def _graph(self, ns: Namespace) -> GraphSteps:
         """The graph steps writing to ``ns``."""
-        return GraphSteps(self.redis, self.scripts, ns, self.settings.feed_buckets)
+        graph = GraphSteps(self.redis, self.scripts, ns, self.settings.feed_buckets)
+        graph.pull = self.settings.fanout_pull_above > 0  # follow backfill skips pulled authors
+        return graph
 
     async def apply(
         self,
@@ -206,6 +209,10 @@ class FeedStore(Writer):
         replies: dict[int, list[object]] = {}
         for i, result in zip(owner, await run_scripts(self.redis, origins), strict=True):
             replies.setdefault(i, []).append(result)
+        # Pulled authors' posts and reposts are recorded but not delivered (feeds/pull.py).
+        pulled = await pulled_sources(self.redis, k, [_source(events[i]) for i in jobs
+                                      if isinstance(events[i], Post | Repost)],
+                                      self.settings.fanout_pull_above)  # fmt: skip
         segments: list[Segment] = []
         sources: list[str] = []
         deletes: list[DeletePost] = []
@@ -278,6 +285,10 @@ class FeedStore(Writer):
             for order, error in failed.items():
                 for i in found_by.get(order, ()):
                     failures.setdefault(i, Failure(i, error))
+        if pulled:
+            pushed = [(seg, src) for seg, src in zip(segments, sources, strict=True)
+                      if seg.op not in ("post", "repost") or src not in pulled]  # fmt: skip
+            segments, sources = [seg for seg, _ in pushed], [src for _, src in pushed]
         chunk = self.settings.fanout_chunk
         for seg, followers in zip(
             segments, await followers_of(self.redis, k, sources, chunk), strict=True
@@ -389,6 +400,11 @@ def _run_kind(event: Event) -> str:
     if isinstance(event, Repost | Unrepost):
         return "reposts"
     return "graph" if isinstance(event, GRAPH_EVENTS) else ""
+
+
+def _source(event: Event) -> str:
+    """Whose followers a post or repost is fanned out to: its author or reposter."""
+    return event.reposter_id if isinstance(event, Repost) else event.author_id  # type: ignore[attr-defined]
 
 
 def _reaches_feeds(event: Event, decision: Decision | None) -> bool:

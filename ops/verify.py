@@ -8,6 +8,11 @@ strings by value, hashes field by field, sets by member, sorted sets by member a
 score, lists by position. Each difference is printed with its key, its kind and a short
 sample; the scratch namespace is dropped at the end, whatever happened.
 
+For a user who follows a pulled author (``FEEDAMP_FANOUT_PULL_ABOVE``, see
+:mod:`feedamp.feeds.pull`) the feeds are compared by their pages instead of their keys
+(which items were pushed depends on when the author was pulled; what a reader sees does
+not), and the pulled set itself is not compared (:func:`settle_pulled`).
+
 Live processing and replay must agree exactly, so any difference is a bug, tampering,
 or a known limit (see the README on cap decisions across partitions). The comparison is
 only meaningful once the workers have applied the log up to those end offsets: verify
@@ -29,6 +34,9 @@ from feedamp.feeds.connection import AnyRedis, connect
 from feedamp.feeds.connection import close as close_client
 from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespaces, pattern, scratch_prefix
+from feedamp.feeds.pages import MAX_LIMIT
+from feedamp.feeds.pull import pulled_followers
+from feedamp.feeds.reader import FeedReader
 from feedamp.kafka.lag import kafka_status
 
 from .audit import LogAudit
@@ -58,7 +66,7 @@ class Difference:
     """One key that differs: its name relative to the namespace, what differs, a sample."""
 
     key: str
-    kind: str  # only_in_live | only_in_rebuild | type | value
+    kind: str  # only_in_live | only_in_rebuild | type | value | page
     detail: str
 
     def __str__(self) -> str:
@@ -264,6 +272,8 @@ async def verify(
         caught_up = await wait_for_group(settings, stats.ends, wait)
         live = await namespaces.active()
         keys, differences = await compare_namespaces(redis, live, scratch)
+        differences = await settle_pulled(redis, live, scratch, differences,
+                                          settings.feed_buckets)  # fmt: skip
         lag, _ = await kafka_status(settings)
         ends = {(p.topic, p.partition): p.end for p in lag}
         grew = sum(max(ends.get((tp.topic, tp.partition), 0) - end, 0)
@@ -275,6 +285,47 @@ async def verify(
             await asyncio.shield(namespaces.drop(scratch))
         finally:
             await close_client(redis)
+
+
+#: Key kinds of a user's feeds, compared by pages for a user following a pulled author.
+FEED_KINDS = {"feed", "via", "foryou"}
+
+
+def _tag(name: str) -> str:
+    """The id in a key name's hash tag (``feed:{u1}:3`` -> ``u1``)."""
+    return name.partition("{")[2].partition("}")[0]
+
+
+async def settle_pulled(
+    redis: AnyRedis, live: str, fresh: str, differences: list[Difference], buckets: int
+) -> list[Difference]:
+    """Pulled authors (:mod:`feedamp.feeds.pull`): the keys of a feed depend on when its
+    followees were pulled, its pages do not. So the pulled set is not compared, and the
+    feed keys of a user who follows a pulled author (in either namespace) are replaced
+    by a comparison of the user's Following and For You pages (every entry, as
+    ``FeedReader`` merges them): one ``page`` difference per feed that reads
+    differently."""
+    pulled_key = Keys("").pulled()
+    kept = [d for d in differences if d.key != pulled_key]
+    users = {_tag(d.key) for d in kept if d.key.split(":", 1)[0] in FEED_KINDS}
+    if not users:
+        return kept
+    pulling = await pulled_followers(redis, Keys(live), users)
+    pulling |= await pulled_followers(redis, Keys(fresh), users)
+    if not pulling:
+        return kept
+    kept = [d for d in kept if not (d.key.split(":", 1)[0] in FEED_KINDS
+                                    and _tag(d.key) in pulling)]  # fmt: skip
+    readers = [FeedReader(redis, key_prefix=p, feed_buckets=buckets) for p in (live, fresh)]
+    for user in sorted(pulling):
+        for kind, name in (("feed", "following"), ("foryou", "for_you")):
+            a, b = [(await getattr(r, name)(user, limit=MAX_LIMIT)).items for r in readers]
+            if a != b:
+                ids = [i.post_id for i in a], [i.post_id for i in b]
+                kept.append(Difference(f"{kind}:{{{user}}}", "page",
+                                       f"{name}: live {_sample(ids[0])}, rebuild "
+                                       f"{_sample(ids[1])}"))  # fmt: skip
+    return kept
 
 
 def format_verification(result: Verification, limit: int) -> str:
