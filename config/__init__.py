@@ -181,6 +181,10 @@ class Settings:
     recent_per_author: int = 100
     #: Followers visited by one Lua call; bounds how long one call holds Redis.
     fanout_chunk: int = 2000
+    #: Seconds without a read after which fan-out skips a follower, whose feeds are then
+    #: rebuilt on their next read (:mod:`feedamp.feeds.dormancy`); 0: every follower is
+    #: delivered to.
+    inactive_after: int = 0
     #: Events handled per batch, and how long to wait to fill one (seconds).
     batch_size: int = 500
     batch_within: float = 0.02
@@ -268,6 +272,10 @@ class Settings:
                      "redis_max_connections"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{_env_name(name)} must be >= 1, got {getattr(self, name)}")
+        if self.inactive_after < 0:
+            raise ValueError(
+                f"FEEDAMP_INACTIVE_AFTER must be >= 0 (0: off), got {self.inactive_after}"
+            )
         for name in ("batch_within", "session_timeout", "rebalance_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_env_name(name)} must be > 0, got {getattr(self, name)}")

@@ -33,6 +33,7 @@ from feedamp.models.events import (
 
 from .batch import context, run_scripts, text
 from .connection import AnyRedis
+from .dormancy import cutoff
 from .fanout import Segment, deliver, followers_of
 from .keys import Keys, bucket_of, suspended_shard
 from .scripts import Scripts, argv
@@ -176,6 +177,7 @@ class AccountStore:
         keys = Keys(prefix or self.settings.key_prefix)
         ctx = context(self.settings, prefix)
         chunk, buckets = self.settings.fanout_chunk, self.settings.feed_buckets
+        after = cutoff(self.settings.inactive_after)  # inactive followers are rebuilt later
         posts = [text(p) for p in await self.redis.zrange(keys.recent_posts(user_id), 0, -1)]
         if posts:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -187,7 +189,9 @@ class AccountStore:
             found = _or_raise(await followers_of(self.redis, keys, [s for _, s in flat], chunk))
             segments = [Segment("unpush", post, "", "", bucket_of(post, buckets), followers)
                         for (post, _), followers in zip(flat, found, strict=True)]  # fmt: skip
-            done = await deliver(self.redis, self.scripts.deliver, ctx, segments, keys, chunk)
+            done = await deliver(
+                self.redis, self.scripts.deliver, [*ctx, after], segments, keys, chunk
+            )
             if done.errors:
                 raise next(iter(done.errors.values()))
         reposted = [text(p) for p in await self.redis.zrange(keys.recent_reposts(user_id), 0, -1)]
@@ -205,7 +209,9 @@ class AccountStore:
                                         text(ts) if ts else "", bucket_of(post, buckets),
                                         followers, reposter_id=user_id,
                                         flags="d" if deleted else ""))  # fmt: skip
-            done = await deliver(self.redis, self.scripts.deliver, ctx, segments, keys, chunk)
+            done = await deliver(
+                self.redis, self.scripts.deliver, [*ctx, after], segments, keys, chunk
+            )
             if done.errors:
                 raise next(iter(done.errors.values()))
 

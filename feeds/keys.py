@@ -68,6 +68,12 @@ class Keys:
         for the entries of one For You bucket."""
         return f"{self._key('fyvia', user_id)}:{bucket}"
 
+    def last_read(self, user_id: str) -> str:
+        """String: when the user last read a feed (ms, wall time), ``-<ms>`` once fan-out
+        has skipped them since, ``~<ms>`` while a read rebuilds their feeds; absent: never
+        read. Reader state, not a view of the log (see :mod:`feedamp.feeds.dormancy`)."""
+        return self._key("last_read", user_id)
+
     def followers(self, user_id: str) -> str:
         """Set: ids of the user's followers."""
         return self._key("followers", user_id)

@@ -8,6 +8,11 @@ strings by value, hashes field by field, sets by member, sorted sets by member a
 score, lists by position. Each difference is printed with its key, its kind and a short
 sample; the scratch namespace is dropped at the end, whatever happened.
 
+With ``FEEDAMP_INACTIVE_AFTER`` set, the replay delivers to every follower (reads are not
+in the log) and the feeds of users whose live read mark is not a plain read time
+(inactive, skipped by fan-out, or mid-rebuild) are left out, with the marks themselves
+(:mod:`feedamp.feeds.dormancy`).
+
 Live processing and replay must agree exactly, so any difference is a bug, tampering,
 or a known limit (see the README on cap decisions across partitions). The comparison is
 only meaningful once the workers have applied the log up to those end offsets: verify
@@ -27,6 +32,7 @@ from feedamp.config import Settings
 from feedamp.feeds.cluster import refuse_writes_on_cluster, scan_keys
 from feedamp.feeds.connection import AnyRedis, connect
 from feedamp.feeds.connection import close as close_client
+from feedamp.feeds.dormancy import left_out, whole_feeds
 from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespaces, pattern, scratch_prefix
 from feedamp.kafka.lag import kafka_status
@@ -205,12 +211,16 @@ async def _names(redis: AnyRedis, prefix: str) -> set[str]:
 
 
 async def compare_namespaces(
-    redis: AnyRedis, live: str, fresh: str
+    redis: AnyRedis, live: str, fresh: str, *, inactive: bool = False
 ) -> tuple[int, list[Difference]]:
     """Compare every key of the namespaces ``live`` and ``fresh`` by name relative to
-    their prefixes; return the number of names seen and the differences, by name."""
+    their prefixes; return the number of names seen and the differences, by name.
+    ``inactive``: fan-out skips inactive users, whose feeds and marks are left out."""
     live_names, fresh_names = await _names(redis, live), await _names(redis, fresh)
-    names = sorted(live_names | fresh_names)
+    seen = live_names | fresh_names
+    if inactive:
+        seen -= left_out(seen, await whole_feeds(redis, live))
+    names = sorted(seen)
     differences = []
     for start in range(0, len(names), CHUNK):
         chunk = names[start : start + CHUNK]
@@ -260,11 +270,13 @@ async def verify(
     audit = LogAudit(settings)
     try:
         refuse_writes_on_cluster(redis, "feedamp verify")
-        stats = await replay(settings, topics=topics, prefix=scratch, progress=progress,
-                             progress_name="verify", audit=audit)  # fmt: skip
+        stats = await replay(settings.with_(inactive_after=0), topics=topics, prefix=scratch,
+                             progress=progress, progress_name="verify", audit=audit)  # fmt: skip
         caught_up = await wait_for_group(settings, stats.ends, wait)
         live = await namespaces.active()
-        keys, differences = await compare_namespaces(redis, live, scratch)
+        keys, differences = await compare_namespaces(
+            redis, live, scratch, inactive=settings.inactive_after > 0
+        )
         lag, _ = await kafka_status(settings)
         ends = {(p.topic, p.partition): p.end for p in lag}
         grew = sum(max(ends.get((tp.topic, tp.partition), 0) - end, 0)

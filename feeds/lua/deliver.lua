@@ -17,14 +17,36 @@
 -- followers' slots. It declares the first follower's feed bucket key (routing on a
 -- cluster) or, after a refusal, every key of one slot; the flag lets it reach the other
 -- slots of its node.
+-- Inactive followers (cutoff > 0, feeds/dormancy.py): a follower whose last_read:{follower}
+-- is absent, stale ('-<ms>') or older than cutoff is skipped, its feeds left to be rebuilt
+-- on its next read; the first skip turns a read time into '-<ms>' (one SET per follower
+-- and inactivity spell). That is one GET per follower and segment, on the follower's slot.
 -- KEYS: bucket, ... (the feed bucket of the first follower, or of every follower of one
 --      slot: routing)
--- ARGV 8..: op, post_id, author_id, ts, reposter_id, flags, n, follower_id, ... (segments:
---           an event's facts, then its n followers)
+-- ARGV 8..: cutoff (ms, wall time: a read before it is inactive; 0 delivers to all), op,
+--           post_id, author_id, ts, reposter_id, flags, n, follower_id, ... (segments: an
+--           event's facts, then its n followers)
 -- Returns the followers reached, one count per segment.
 
+local CUTOFF = tonumber(ARGV[8])
+
+-- kept: true when fan-out writes to follower's feeds (always, with the filter off).
+local function kept(follower)
+  if CUTOFF <= 0 then return true end
+  local k = key('last_read', follower)
+  local seen = redis.call('GET', k)
+  if not seen then return false end
+  local mark = string.byte(seen, 1)
+  if mark == 45 then return false end -- '-': skipped before
+  local at = seen
+  if mark == 126 then at = string.sub(seen, 2) end -- '~': its feeds are being rebuilt
+  if tonumber(at) >= CUTOFF then return true end
+  redis.call('SET', k, '-' .. at)
+  return false
+end
+
 local counts = {}
-local i = 8
+local i = 9
 while i <= #ARGV do
   local op, post, author, ts = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local reposter, flags, n = ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6])
@@ -34,10 +56,12 @@ while i <= #ARGV do
   if op == 'post' then
     for j = first, last do
       local follower = ARGV[j]
-      local state = redis.call('HGET', key('pair', follower), author)
-      if follows(state) and not hides(state, ts) then
-        push(follower, post, b, ts, '', '')
-        reached = reached + 1
+      if kept(follower) then
+        local state = redis.call('HGET', key('pair', follower), author)
+        if follows(state) and not hides(state, ts) then
+          push(follower, post, b, ts, '', '')
+          reached = reached + 1
+        end
       end
     end
   elseif op == 'repost' then
@@ -45,25 +69,31 @@ while i <= #ARGV do
     local for_you = string.find(flags, 'f', 1, true) ~= nil
     for j = first, last do
       local follower = ARGV[j]
-      local states = redis.call('HMGET', key('pair', follower), reposter, author)
-      if follower ~= author and follows(states[1]) and not hides(states[1], ts)
-          and not hides(states[2], ts) then
-        push(follower, post, b, ts, reposter, mark)
-        if for_you then push_for_you(follower, post, b, reposter, ts) end
-        reached = reached + 1
+      if kept(follower) then
+        local states = redis.call('HMGET', key('pair', follower), reposter, author)
+        if follower ~= author and follows(states[1]) and not hides(states[1], ts)
+            and not hides(states[2], ts) then
+          push(follower, post, b, ts, reposter, mark)
+          if for_you then push_for_you(follower, post, b, reposter, ts) end
+          reached = reached + 1
+        end
       end
     end
   elseif op == 'withdraw' then
     local facts = { author ~= '' and author or false, ts ~= '' and ts or false,
       string.find(flags, 'd', 1, true) and '1' or false }
     for j = first, last do
-      unpush_via(ARGV[j], post, b, reposter, facts)
-      reached = reached + 1
+      if kept(ARGV[j]) then
+        unpush_via(ARGV[j], post, b, reposter, facts)
+        reached = reached + 1
+      end
     end
   elseif op == 'unpush' then
     for j = first, last do
-      unpush(ARGV[j], post, b)
-      reached = reached + 1
+      if kept(ARGV[j]) then
+        unpush(ARGV[j], post, b)
+        reached = reached + 1
+      end
     end
   else
     return redis.error_reply('deliver: unknown op ' .. op)
