@@ -51,6 +51,7 @@ from feedamp.feeds import FeedStore, Keys
 from feedamp.feeds.cluster import info_per_master
 from feedamp.feeds.connection import AnyRedis, close, connect
 from feedamp.feeds.dormancy import now_ms
+from feedamp.feeds.keys import READ_FIELD
 from feedamp.feeds.read_marks import ReadMarks
 from feedamp.models.events import Event, Post, Repost
 
@@ -107,13 +108,13 @@ async def mark(redis: AnyRedis, keys: Keys, share: float, seed: int = 3) -> list
         for u in range(USERS):
             user = f"u{u}"
             if rng.random() >= share:
-                pipe.set(keys.last_read(user), now - 3_600_000)
+                pipe.hset(keys.pair(user), READ_FIELD, now - 3_600_000)
                 continue
             inactive.append(user)
             if rng.random() < 0.5:  # read 15 to 90 days ago; else never read
-                pipe.set(keys.last_read(user), now - rng.randint(15, 90) * DAY_MS)
+                pipe.hset(keys.pair(user), READ_FIELD, now - rng.randint(15, 90) * DAY_MS)
             else:
-                pipe.delete(keys.last_read(user))
+                pipe.hdel(keys.pair(user), READ_FIELD)
         await pipe.execute()
     return inactive
 

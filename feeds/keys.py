@@ -14,10 +14,17 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-__all__ = ["SUSPENDED_SHARDS", "Keys", "bucket_of", "glob_escape", "suspended_shard"]
+__all__ = ["READ_FIELD", "SUSPENDED_SHARDS", "Keys", "bucket_of", "glob_escape", "suspended_shard"]
 
 #: Shards of the suspended-accounts index.
 SUSPENDED_SHARDS = 16
+
+#: The :meth:`Keys.pair` field of a user's read mark (no user id holds a colon): when the
+#: user last read a feed (ms, wall time), ``-<ms>`` once fan-out has skipped the user
+#: since, ``~<ms>`` while a read rebuilds the user's feeds; absent: never read. Reader
+#: state, not a view of the log (:mod:`feedamp.feeds.dormancy`); ``lua/deliver.lua`` and
+#: ``lua/mark_read.lua`` spell it too.
+READ_FIELD = ":read"
 
 
 def bucket_of(post_id: str, buckets: int) -> int:
@@ -67,12 +74,6 @@ class Keys:
         """Hash: post_id -> comma-separated reposters the user follows, most recent first,
         for the entries of one For You bucket."""
         return f"{self._key('fyvia', user_id)}:{bucket}"
-
-    def last_read(self, user_id: str) -> str:
-        """String: when the user last read a feed (ms, wall time), ``-<ms>`` once fan-out
-        has skipped them since, ``~<ms>`` while a read rebuilds their feeds; absent: never
-        read. Reader state, not a view of the log (see :mod:`feedamp.feeds.dormancy`)."""
-        return self._key("last_read", user_id)
 
     def followers(self, user_id: str) -> str:
         """Set: ids of the user's followers."""
@@ -124,7 +125,8 @@ class Keys:
         seen from this user (trailing empty parts left out): this user's follow, block and
         mute of the other and the other's block of this user, each ``on|off`` (the latest
         on and off event times, either may be empty; the later wins, a tie goes to off)
-        or empty."""
+        or empty. One more field, :data:`READ_FIELD`, holds the user's read mark (see
+        :mod:`feedamp.feeds.dormancy`)."""
         return self._key("pair", user_id)
 
     @staticmethod

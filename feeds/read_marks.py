@@ -60,7 +60,7 @@ class ReadMarks:
         if now - self._marked.get(seen, -self.interval) < self.interval:
             return False
         script = self.store.scripts.mark_read
-        mark = keys.last_read(user_id)
+        mark = keys.pair(user_id)
         args = argv("mark_read", now=now, interval=self.interval,
                     rebuild_grace=REBUILD_GRACE_MS, done=0)  # fmt: skip
         rebuild = int(await script(keys=[mark], args=args)) == 1

@@ -146,7 +146,7 @@ SIGNATURES: dict[str, Signature] = {
     "deliver": Signature(("cutoff",), more=("op", "post_id", "author_id", "ts", "reposter_id",
                                             "flags", "n", "follower_id"),
                          keys=("bucket", "...")),
-    "mark_read": Signature(("now", "interval", "rebuild_grace", "done"), keys=("last_read",),
+    "mark_read": Signature(("now", "interval", "rebuild_grace", "done"), keys=("pair",),
                            context=False),
 }  # fmt: skip
 

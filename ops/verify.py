@@ -32,7 +32,7 @@ from feedamp.config import Settings
 from feedamp.feeds.cluster import refuse_writes_on_cluster, scan_keys
 from feedamp.feeds.connection import AnyRedis, connect
 from feedamp.feeds.connection import close as close_client
-from feedamp.feeds.dormancy import left_out, whole_feeds
+from feedamp.feeds.dormancy import left_out, marks_only, whole_feeds, without_mark
 from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespaces, pattern, scratch_prefix
 from feedamp.kafka.lag import kafka_status
@@ -220,6 +220,7 @@ async def compare_namespaces(
     seen = live_names | fresh_names
     if inactive:
         seen -= left_out(seen, await whole_feeds(redis, live))
+        seen -= await marks_only(redis, live, live_names - fresh_names)
     names = sorted(seen)
     differences = []
     for start in range(0, len(names), CHUNK):
@@ -247,6 +248,8 @@ async def compare_namespaces(
                 differences.append(Difference(name, "type", f"{LIVE} {a}, {FRESH} {b}"))
             else:
                 live_value, fresh_value = next(values), next(values)
+                if inactive and name.startswith("pair:"):
+                    live_value, fresh_value = without_mark(live_value), without_mark(fresh_value)
                 detail = _value_diff(a, live_value, fresh_value)
                 if detail is not None:
                     differences.append(Difference(name, "value", f"{a}: {detail}"))

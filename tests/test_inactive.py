@@ -10,7 +10,8 @@ from dataclasses import replace
 
 import pytest
 from feedamp.feeds import FeedReader, FeedStore, Keys
-from feedamp.feeds.dormancy import cutoff, interval_ms, left_out, now_ms
+from feedamp.feeds.dormancy import cutoff, interval_ms, left_out, now_ms, without_mark
+from feedamp.feeds.keys import READ_FIELD
 from feedamp.feeds.read_marks import ReadMarks
 
 from .factory import Events
@@ -50,7 +51,7 @@ async def test_inactive_followers_are_skipped_and_rebuilt_by_their_next_read(
     await reader.following(active)  # a read now: active
     # a read 15 days ago: inactive, never skipped yet
     await ReadMarks(redis, s, clock=lambda: now_ms() - 15 * DAYS * 1000).on_read(lapsed, keys)
-    assert await redis.get(keys.last_read(dormant)) is None  # never read: inactive
+    assert await redis.hget(keys.pair(dormant), READ_FIELD) is None  # never read: inactive
 
     p1, p2, p3, p4 = (uid(f"p{n}") for n in range(1, 5))
     log = [
@@ -73,7 +74,7 @@ async def test_inactive_followers_are_skipped_and_rebuilt_by_their_next_read(
     for user in (dormant, lapsed):
         assert await written(redis, keys, user, s.feed_buckets) == 0, user
     assert await written(redis, keys, active, s.feed_buckets) > 0
-    assert (await redis.get(keys.last_read(lapsed))).startswith(b"-")  # skipped since
+    assert (await redis.hget(keys.pair(lapsed), READ_FIELD)).startswith(b"-")  # skipped since
 
     want = (await reader.following(active, limit=100)).items
     want_fy = (await reader.for_you(active, limit=100)).items
@@ -86,7 +87,7 @@ async def test_inactive_followers_are_skipped_and_rebuilt_by_their_next_read(
     for user in (dormant, lapsed):
         assert (await reader.following(user, limit=100)).items == want, user
         assert (await reader.for_you(user, limit=100)).items == want_fy, user
-        assert (await redis.get(keys.last_read(user))).isdigit()  # active now
+        assert (await redis.hget(keys.pair(user), READ_FIELD)).isdigit()  # active now
     assert marks.rebuilt == before + 2
 
     # marked active: the next fan-out reaches them (seen without a read that could rebuild)
@@ -105,13 +106,13 @@ async def test_a_read_writes_its_mark_at_most_once_per_interval(redis, settings,
     clock = [start]
     marks = ReadMarks(redis, s, clock=lambda: clock[0])
     assert await marks.on_read(user, keys)  # never read: rebuilt (an empty feed)
-    assert await redis.get(keys.last_read(user)) == str(start).encode()
+    assert await redis.hget(keys.pair(user), READ_FIELD) == str(start).encode()
     clock[0] += interval_ms(WINDOW) - 1  # a read by another process within the interval
     assert not await ReadMarks(redis, s, clock=lambda: clock[0]).on_read(user, keys)
-    assert await redis.get(keys.last_read(user)) == str(start).encode()
+    assert await redis.hget(keys.pair(user), READ_FIELD) == str(start).encode()
     clock[0] += 1
     assert not await ReadMarks(redis, s, clock=lambda: clock[0]).on_read(user, keys)
-    assert await redis.get(keys.last_read(user)) == str(clock[0]).encode()
+    assert await redis.hget(keys.pair(user), READ_FIELD) == str(clock[0]).encode()
 
 
 async def test_a_follower_mid_rebuild_is_delivered_to(redis, settings, uid):
@@ -121,7 +122,7 @@ async def test_a_follower_mid_rebuild_is_delivered_to(redis, settings, uid):
     store, keys = FeedStore(redis, s), Keys(s.key_prefix)
     ev, author, fan, post = Events(), uid("author"), uid("fan"), uid("p")
     assert (await store.apply([ev.follow(fan, author)])).failures == []
-    await redis.set(keys.last_read(fan), f"~{now_ms()}")
+    await redis.hset(keys.pair(fan), READ_FIELD, f"~{now_ms()}")
     assert (await store.apply([ev.post(post, author)])).deliveries == 1
     page = await FeedReader(redis, key_prefix=s.key_prefix).following(fan)
     assert [i.post_id for i in page.items] == [post]
@@ -133,7 +134,7 @@ async def test_off_by_default_delivers_to_followers_who_never_read(store, reader
     applied = await store.apply([ev.follow(fan, author), ev.post(uid("p"), author)])
     assert applied.deliveries == 1
     assert len((await reader.following(fan)).items) == 1
-    assert await store.redis.get(store.keys.last_read(fan)) is None  # reads write nothing
+    assert await store.redis.hget(store.keys.pair(fan), READ_FIELD) is None  # reads write nothing
 
 
 @pytest.mark.unit
@@ -142,5 +143,6 @@ def test_cutoff_and_what_verify_leaves_out():
     assert cutoff(WINDOW, now=10**12) == 10**12 - WINDOW * 1000
     assert interval_ms(WINDOW) == 3_600_000 and interval_ms(240) == 10_000
     names = {"feed:{a}:0", "via:{a}:1", "foryou:{b}:2", "fyvia:{b}:0", "post:{p}",
-             "last_read:{a}", "following:{b}"}  # fmt: skip
-    assert left_out(names, {"a"}) == {"foryou:{b}:2", "fyvia:{b}:0", "last_read:{a}"}
+             "pair:{b}", "following:{b}"}  # fmt: skip
+    assert left_out(names, {"a"}) == {"foryou:{b}:2", "fyvia:{b}:0"}
+    assert without_mark({b"x": b"1|", READ_FIELD.encode(): b"5"}) == {b"x": b"1|"}
