@@ -9,10 +9,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from feedamp.config import Settings
 from feedamp.feeds import FeedReader, FeedStore, Keys
+from feedamp.feeds.connection import close, connect
 from feedamp.feeds.dormancy import cutoff, interval_ms, left_out, now_ms, without_mark
 from feedamp.feeds.keys import READ_FIELD
 from feedamp.feeds.read_marks import ReadMarks
+from feedamp.ops.verify import compare_namespaces
 
 from .factory import Events
 
@@ -146,3 +149,39 @@ def test_cutoff_and_what_verify_leaves_out():
              "pair:{b}", "following:{b}"}  # fmt: skip
     assert left_out(names, {"a"}) == {"foryou:{b}:2", "fyvia:{b}:0"}
     assert without_mark({b"x": b"1|", READ_FIELD.encode(): b"5"}) == {b"x": b"1|"}
+
+
+async def test_verify_compares_whole_feeds_and_leaves_out_skipped_ones(redis_server, uid):
+    """``verify``'s comparison with the filter on: a live namespace whose fan-out skipped
+    inactive readers against a replay that delivered to all (verify runs on a standalone
+    Redis only) differs only in what it leaves out, and still catches a wrong feed."""
+    redis = connect(f"redis://{redis_server.address}/0")
+    try:
+        tag = uid("ns").replace("-", "")
+        live_settings = Settings(key_prefix=f"lv{tag}:", inactive_after=WINDOW)
+        live, fresh = FeedStore(redis, live_settings), FeedStore(redis, Settings(
+            key_prefix=f"fr{tag}:"))  # fmt: skip
+        marks = ReadMarks(redis, live_settings)
+        keys = Keys(live_settings.key_prefix)
+        ev, alice, bob = Events(), uid("alice"), uid("bob")
+        active, dormant, back = uid("active"), uid("dormant"), uid("back")
+        # every reader is skipped at first; active and back read (rebuilt), dormant never
+        first = [ev.follow(r, a) for r in (active, dormant, back) for a in (alice, bob)]
+        first += [ev.post(uid("p1"), alice), ev.repost(uid("p1"), alice, bob, comment="c")]
+        later = [ev.post(uid("p2"), bob)]
+        assert (await live.apply(first)).failures == []  # every reader skipped
+        assert await marks.on_read(active, keys)  # never read: rebuilt
+        assert await marks.on_read(back, keys)
+        assert (await live.apply(later)).failures == []  # reaches active and back
+        assert (await fresh.apply(first)).failures == []  # the replay: filter off
+        assert (await fresh.apply(later)).failures == []
+        found = compare_namespaces(redis, live.keys.prefix, fresh.keys.prefix, inactive=True)
+        assert (await found)[1] == []
+        _, plain = await compare_namespaces(redis, live.keys.prefix, fresh.keys.prefix)
+        assert {d.key.split(":")[1] for d in plain} >= {f"{{{dormant}}}", f"{{{active}}}"}
+        await redis.zadd(keys.feed(back, 0), {"stray": 1})
+        _, caught = await compare_namespaces(redis, live.keys.prefix, fresh.keys.prefix,
+                                             inactive=True)  # fmt: skip
+        assert [d.key for d in caught] == [f"feed:{{{back}}}:0"]
+    finally:
+        await close(redis)
