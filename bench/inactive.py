@@ -161,10 +161,9 @@ async def clear_feeds(redis: AnyRedis, keys: Keys) -> None:
 
 
 async def _unlink(redis: AnyRedis, names: list[bytes]) -> None:
-    async with redis.pipeline(transaction=False) as pipe:
-        for name in names:
-            pipe.unlink(name)
-        await pipe.execute()
+    """UNLINK ``names`` (split by slot on a cluster by the client)."""
+    if names:
+        await redis.unlink(*names)
 
 
 async def fan_out(redis: AnyRedis, settings: Settings, name: str, events: list[Event]) -> Run:
