@@ -23,11 +23,11 @@ so a post or repost reads it in the same ``HMGET``: a follower kept costs no ext
 command; a follower skipped costs that one read instead of its delivery (about 7
 commands today), plus one ``HSET`` (the stale mark) on the first skip of an inactivity
 spell; a withdrawal or unpush, which reads no pair state, reads the mark alone (one
-``HGET``). A separate key per user cost one more ``GET`` per delivery: measured, 18 % more
-Redis CPU for an all-active population. An index on the source's side (the inactive
-followers of each account) would cost a write per followee of a user each time that
-user goes inactive or comes back, on other slots than the reader's; the filter keeps
-every step slot-local and a read touches one key.
+``HGET``). A separate key per user costs one more ``GET`` per delivery (measured 14 to
+17 % more Redis CPU for an all-active population, in runs not alternated). An index
+on the source's side (the inactive followers of each account) would cost a write per
+followee of a user each time that user goes inactive or comes back, on other slots than
+the reader's; the filter keeps every step slot-local and a read touches one key.
 
 **The rebuild.** A read that finds the mark absent, stale, or a rebuild older than
 :data:`REBUILD_GRACE_MS` (one that died) sets ``~<now>`` first, then rebuilds both feeds
