@@ -91,7 +91,7 @@ def _read(settings: Settings, read: Callable[[Any], Awaitable[str]]) -> int:
         reader = FeedReader.from_url(
             settings.redis_url, key_prefix=settings.key_prefix,
             feed_buckets=settings.feed_buckets, campaigns=settings.campaigns,
-            for_you_half_life_ms=settings.for_you_half_life_ms,
+            for_you_half_life_ms=settings.for_you_half_life_ms, settings=settings,
         )  # fmt: skip
         try:
             return await read(reader)

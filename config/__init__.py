@@ -185,6 +185,10 @@ class Settings:
     #: not fanned out on write; readers merge them into pages (see
     #: :mod:`feedamp.feeds.pull`). 0 turns pulling off (every author is pushed).
     fanout_pull_above: int = 0
+    #: Seconds without a read after which fan-out skips a follower, whose feeds are then
+    #: rebuilt on their next read (:mod:`feedamp.feeds.dormancy`); 0: every follower is
+    #: delivered to.
+    inactive_after: int = 0
     #: Events handled per batch, and how long to wait to fill one (seconds).
     batch_size: int = 500
     batch_within: float = 0.02
@@ -275,6 +279,10 @@ class Settings:
         if self.fanout_pull_above < 0:
             raise ValueError(
                 f"FEEDAMP_FANOUT_PULL_ABOVE must be >= 0 (0: off), got {self.fanout_pull_above}"
+            )
+        if self.inactive_after < 0:
+            raise ValueError(
+                f"FEEDAMP_INACTIVE_AFTER must be >= 0 (0: off), got {self.inactive_after}"
             )
         for name in ("batch_within", "session_timeout", "rebalance_timeout"):
             if getattr(self, name) <= 0:

@@ -36,6 +36,7 @@ from feedamp.models.events import (
 from .activity import Activity
 from .batch import read_commands, run_scripts, text
 from .connection import AnyRedis
+from .dormancy import cutoff
 from .fanout import Segment, deliver, followers_of
 from .keys import Keys, bucket_of, suspended_shard
 from .namespace import Namespace
@@ -233,6 +234,7 @@ class AccountStore(Writer):
         ns = self.at(namespace)
         keys, ctx = ns.keys, ns.context
         chunk, buckets = self.settings.fanout_chunk, self.settings.feed_buckets
+        after = cutoff(self.settings.inactive_after)  # inactive followers are rebuilt later
         posts = [text(p) for p in await self.redis.zrange(keys.recent_posts(user_id), 0, -1)]
         if posts:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -244,7 +246,9 @@ class AccountStore(Writer):
             found = _or_raise(await followers_of(self.redis, keys, [s for _, s in flat], chunk))
             segments = [Segment("unpush", post, "", "", bucket_of(post, buckets), followers)
                         for (post, _), followers in zip(flat, found, strict=True)]  # fmt: skip
-            done = await deliver(self.redis, self.scripts.deliver, ctx, segments, keys, chunk)
+            done = await deliver(
+                self.redis, self.scripts.deliver, [*ctx, after], segments, keys, chunk
+            )
             if done.errors:
                 raise next(iter(done.errors.values()))
         reposted = [text(p) for p in await self.redis.zrange(keys.recent_reposts(user_id), 0, -1)]
@@ -262,7 +266,9 @@ class AccountStore(Writer):
                                         text(ts) if ts else "", bucket_of(post, buckets),
                                         followers, reposter_id=user_id,
                                         flags="d" if deleted else ""))  # fmt: skip
-            done = await deliver(self.redis, self.scripts.deliver, ctx, segments, keys, chunk)
+            done = await deliver(
+                self.redis, self.scripts.deliver, [*ctx, after], segments, keys, chunk
+            )
             if done.errors:
                 raise next(iter(done.errors.values()))
 

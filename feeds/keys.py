@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "READ_FIELD",
     "SUSPENDED_SHARDS",
     "Awaiting",
     "Keys",
@@ -29,6 +30,13 @@ SUSPENDED_SHARDS = 16
 
 #: The kinds of set an order waits in (see :mod:`feedamp.feeds.shop.order_steps`).
 Awaiting = Literal["awaiting_post", "awaiting_repost", "awaiting_tags"]
+
+#: The :meth:`Keys.pair` field of a user's read mark (no user id holds a colon): when the
+#: user last read a feed (ms, wall time), ``-<ms>`` once fan-out has skipped the user
+#: since, ``~<ms>`` while a read rebuilds the user's feeds; absent: never read. Reader
+#: state, not a view of the log (:mod:`feedamp.feeds.dormancy`); ``lua/deliver.lua`` and
+#: ``lua/mark_read.lua`` spell it too.
+READ_FIELD = ":read"
 
 
 def bucket_of(post_id: str, buckets: int) -> int:
@@ -131,7 +139,8 @@ class Keys:
         seen from this user (trailing empty parts left out): this user's follow, block and
         mute of the other and the other's block of this user, each ``on|off`` (the latest
         on and off event times, either may be empty; the later wins, a tie goes to off)
-        or empty."""
+        or empty. One more field, :data:`READ_FIELD`, holds the user's read mark (see
+        :mod:`feedamp.feeds.dormancy`)."""
         return self._key("pair", user_id)
 
     @staticmethod

@@ -4,6 +4,11 @@
 Every public read resolves the active key namespace first (the pointer of
 :mod:`feedamp.feeds.namespace`, or a copy of it cached for at most ``pointer_ttl``
 seconds) and does all its round trips there, so a read never mixes two namespaces.
+
+With ``FEEDAMP_INACTIVE_AFTER`` set (a reader built with ``read_marks``, or
+``from_url(settings=...)``), a read of Following or For You first marks its user active
+and, when fan-out skipped the user, rebuilds both feeds before reading the page
+(:mod:`feedamp.feeds.read_marks`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from feedamp.config import Settings
 from feedamp.feeds.shop.campaigns import Catalog, load_campaigns
 from feedamp.models.decisions import FORWARDED_MANY_TIMES
 
@@ -24,6 +30,7 @@ from .keys import Keys
 from .namespace import MAX_POINTER_TTL, Namespaces
 from .pages import Page, check_limit, decode_cursor
 from .pull import Pulled, load_pulled, merged_rows, pulled_followees
+from .read_marks import ReadMarks
 from .scripts import Scripts, argv
 from .shop.product_reads import ProductReads
 from .shop.reads import ShopReads
@@ -69,6 +76,7 @@ class FeedReader(ShopReads, ProductReads):
         campaigns: Catalog | str | None = None,
         pointer_ttl: float = 0.0,
         for_you_half_life_ms: int = 6 * 3_600_000,
+        read_marks: ReadMarks | None = None,
     ) -> None:
         """Read with ``redis``; ``key_prefix`` and ``feed_buckets`` must match the workers'
         ``FEEDAMP_KEY_PREFIX`` and ``FEEDAMP_FEED_BUCKETS`` (``for_you_half_life_ms``
@@ -76,7 +84,9 @@ class FeedReader(ShopReads, ProductReads):
         the path of the campaigns file) their ``FEEDAMP_CAMPAIGNS``: it is needed only by
         :meth:`gifts_sent` to count the sends left. ``pointer_ttl`` (0 to
         :data:`~feedamp.feeds.namespace.MAX_POINTER_TTL` seconds) caches the active
-        namespace; 0 resolves it at every read (one GET)."""
+        namespace; 0 resolves it at every read (one GET). ``read_marks`` (built with the
+        workers' settings) marks readers active and rebuilds the feeds of inactive ones
+        (:mod:`feedamp.feeds.dormancy`); None: reads write nothing."""
         if not 0 <= pointer_ttl <= MAX_POINTER_TTL:
             raise ValueError(f"pointer_ttl must be 0..{MAX_POINTER_TTL}s, got {pointer_ttl}")
         self.redis = redis
@@ -89,6 +99,7 @@ class FeedReader(ShopReads, ProductReads):
         self._active: tuple[float, Keys] | None = None
         self.campaigns = campaigns if isinstance(campaigns, Catalog) else load_campaigns(campaigns)
         self._scripts = Scripts(redis)
+        self.read_marks = read_marks
 
     @classmethod
     def from_url(
@@ -101,14 +112,19 @@ class FeedReader(ShopReads, ProductReads):
         max_connections: int = 32,
         pointer_ttl: float = 0.0,
         for_you_half_life_ms: int = 6 * 3_600_000,
+        settings: Settings | None = None,
     ) -> FeedReader:
         """A reader with its own connections to ``url``: a blocking pool on a standalone
-        Redis, a ``RedisCluster`` when ``url`` names a node of a cluster (detected)."""
+        Redis, a ``RedisCluster`` when ``url`` names a node of a cluster (detected).
+        ``settings`` (the workers') with ``inactive_after`` set give it read marks."""
         redis = connect(url, max_connections=max_connections)
+        marks = None
+        if settings is not None and settings.inactive_after > 0:
+            marks = ReadMarks(redis, settings)
         return cls(redis, key_prefix=key_prefix,
                    feed_buckets=feed_buckets, campaigns=campaigns,
                    pointer_ttl=pointer_ttl,
-                   for_you_half_life_ms=for_you_half_life_ms)  # fmt: skip
+                   for_you_half_life_ms=for_you_half_life_ms, read_marks=marks)  # fmt: skip
 
     async def active_keys(self) -> Keys:
         """Keys of the active namespace; every public read starts here and uses them for
@@ -130,7 +146,9 @@ class FeedReader(ShopReads, ProductReads):
         ``cursor`` is the ``next_cursor`` of the previous page; pages stay consistent while
         new items arrive at the top. ``limit`` is 1 to 1000.
         """
+        check_limit(limit)
         keys = await self.active_keys()
+        await self._mark_read(user_id, keys)
         return await self._page(user_id, limit, cursor, keys, keys.feed, keys.via)
 
     async def for_you(self, user_id: str, limit: int = 50, cursor: str | None = None) -> FeedPage:
@@ -139,8 +157,16 @@ class FeedReader(ShopReads, ProductReads):
         Items have the same shape as :meth:`following`; ``ts`` is the time of the latest
         repost among ``reposted_by``. ``limit`` is 1 to 1000.
         """
+        check_limit(limit)
         keys = await self.active_keys()
+        await self._mark_read(user_id, keys)
         return await self._page(user_id, limit, cursor, keys, keys.for_you, keys.via, ranked=True)
+
+    async def _mark_read(self, user_id: str, keys: Keys) -> None:
+        """A read of ``user_id``: marked active, feeds rebuilt first if fan-out skipped
+        them (with read marks; otherwise nothing)."""
+        if self.read_marks is not None:
+            await self.read_marks.on_read(user_id, keys)
 
     async def _page(
         self,

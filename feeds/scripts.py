@@ -69,6 +69,7 @@ SCRIPT_NAMES = (
     "tag",
     "view",
     "deliver",
+    "mark_read",
 )
 #: The settings every script's ARGV starts with, in order (``lib.lua``; see
 #: :func:`feedamp.feeds.batch.context`).
@@ -142,8 +143,11 @@ SIGNATURES: dict[str, Signature] = {
     "tag": Signature(("post_id", "author_id"), more=("product_id",), lean=True),
     "view": Signature(("user_id", "product_id", "ts", "via_post_id", "via_repost_id", "cap"),
                       lean=True),
-    "deliver": Signature(more=("op", "post_id", "author_id", "ts", "reposter_id", "flags", "n",
-                               "follower_id"), keys=("bucket", "...")),
+    "deliver": Signature(("cutoff",), more=("op", "post_id", "author_id", "ts", "reposter_id",
+                                            "flags", "n", "follower_id"),
+                         keys=("bucket", "...")),
+    "mark_read": Signature(("now", "interval", "rebuild_grace", "done"), keys=("pair",),
+                           context=False),
 }  # fmt: skip
 
 
@@ -240,6 +244,7 @@ class Scripts:
     tag: AsyncScript
     view: AsyncScript
     deliver: AsyncScript
+    mark_read: AsyncScript
 
     def __init__(self, redis: AnyRedis) -> None:
         """Register every script on ``redis``; on a cluster each is a

@@ -54,6 +54,7 @@ from redis.exceptions import ResponseError
 
 from .batch import TRANSIENT_ERRORS, is_transient, run_scripts, text
 from .connection import AnyRedis
+from .dormancy import cutoff
 from .fanout import Segment, deliver, followers_of
 from .graph import GraphSteps
 from .keys import bucket_of
@@ -298,7 +299,9 @@ class FeedStore(Writer):
             else:
                 seg.followers = followers
         segments = [seg for seg in segments if seg.index not in failures]
-        done = await deliver(self.redis, sc.deliver, ctx, segments, k, chunk)
+        # the delivery steps skip inactive followers (feeds/dormancy.py; 0: none)
+        after = cutoff(self.settings.inactive_after)
+        done = await deliver(self.redis, sc.deliver, [*ctx, after], segments, k, chunk)
         self.regrouped += done.regrouped
         for i, error in done.errors.items():
             failures.setdefault(i, Failure(i, error))

@@ -41,6 +41,7 @@ from aiokafka import TopicPartition
 from feedamp.config import Settings
 from feedamp.feeds.connection import close as close_client
 from feedamp.feeds.connection import connect
+from feedamp.feeds.dormancy import copy_marks
 from feedamp.feeds.namespace import DEFAULT_GRACE, Namespaces
 from feedamp.kafka.lag import kafka_status
 
@@ -149,15 +150,20 @@ async def rebuild(
         result = Rebuild(old, new)
         try:
             await step(f"replaying into {new!r} while {old!r} serves")
-            stats = await replay(settings, start_ms=start_ms, topics=topics, prefix=new,
+            # every follower delivered to (reads are not in the log); the read marks are
+            # copied over before the switch (feeds/dormancy.py)
+            full = settings.with_(inactive_after=0)
+            stats = await replay(full, start_ms=start_ms, topics=topics, prefix=new,
                                  progress=progress, batch=batch)  # fmt: skip
             result.passes.append(stats)
             await step(f"replayed {stats.events:,} events into {new!r}")
             while stats.events > switch_gap and len(result.passes) <= CATCHUP_PASSES:
-                stats = await replay(settings, topics=topics, prefix=new, starts=stats.ends,
+                stats = await replay(full, topics=topics, prefix=new, starts=stats.ends,
                                      batch=batch)  # fmt: skip
                 result.passes.append(stats)
                 await step(f"caught up {stats.events:,} events")
+            if settings.inactive_after > 0:
+                await copy_marks(redis, old, new)
             await namespaces.switch(old, new)
             result.switched = True
             await step(f"switched the active namespace from {old!r} to {new!r}")
@@ -166,7 +172,7 @@ async def rebuild(
                 with contextlib.suppress(Exception):
                     await asyncio.shield(namespaces.drop(new))
             raise
-        stats = await replay(settings, topics=topics, prefix=new, starts=stats.ends,
+        stats = await replay(full, topics=topics, prefix=new, starts=stats.ends,
                              batch=batch)  # fmt: skip
         result.passes.append(stats)
         await step(f"caught up {stats.events:,} events that arrived before the switch")

@@ -13,6 +13,11 @@ For a user who follows a pulled author (``FEEDAMP_FANOUT_PULL_ABOVE``, see
 (which items were pushed depends on when the author was pulled; what a reader sees does
 not), and the pulled set itself is not compared (:func:`settle_pulled`).
 
+With ``FEEDAMP_INACTIVE_AFTER`` set, the replay delivers to every follower (reads are not
+in the log) and the feeds of users whose live read mark is not a plain read time
+(inactive, skipped by fan-out, or mid-rebuild) are left out, with the marks themselves
+(:mod:`feedamp.feeds.dormancy`).
+
 Live processing and replay must agree exactly, so any difference is a bug, tampering,
 or a known limit (see the README on cap decisions across partitions). The comparison is
 only meaningful once the workers have applied the log up to those end offsets: verify
@@ -32,6 +37,7 @@ from feedamp.config import Settings
 from feedamp.feeds.cluster import scan_keys
 from feedamp.feeds.connection import AnyRedis, connect
 from feedamp.feeds.connection import close as close_client
+from feedamp.feeds.dormancy import left_out, marks_only, whole_feeds, without_mark
 from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespaces, pattern, scratch_prefix
 from feedamp.feeds.pages import MAX_LIMIT
@@ -213,12 +219,17 @@ async def _names(redis: AnyRedis, prefix: str) -> set[str]:
 
 
 async def compare_namespaces(
-    redis: AnyRedis, live: str, fresh: str
+    redis: AnyRedis, live: str, fresh: str, *, inactive: bool = False
 ) -> tuple[int, list[Difference]]:
     """Compare every key of the namespaces ``live`` and ``fresh`` by name relative to
-    their prefixes; return the number of names seen and the differences, by name."""
+    their prefixes; return the number of names seen and the differences, by name.
+    ``inactive``: fan-out skips inactive users, whose feeds and marks are left out."""
     live_names, fresh_names = await _names(redis, live), await _names(redis, fresh)
-    names = sorted(live_names | fresh_names)
+    seen = live_names | fresh_names
+    if inactive:
+        seen -= left_out(seen, await whole_feeds(redis, live))
+        seen -= await marks_only(redis, live, live_names - fresh_names)
+    names = sorted(seen)
     differences = []
     for start in range(0, len(names), CHUNK):
         chunk = names[start : start + CHUNK]
@@ -245,6 +256,8 @@ async def compare_namespaces(
                 differences.append(Difference(name, "type", f"{LIVE} {a}, {FRESH} {b}"))
             else:
                 live_value, fresh_value = next(values), next(values)
+                if inactive and name.startswith("pair:"):
+                    live_value, fresh_value = without_mark(live_value), without_mark(fresh_value)
                 detail = _value_diff(a, live_value, fresh_value)
                 if detail is not None:
                     differences.append(Difference(name, "value", f"{a}: {detail}"))
@@ -267,11 +280,13 @@ async def verify(
     scratch = scratch_prefix(settings.key_prefix)
     audit = LogAudit(settings)
     try:
-        stats = await replay(settings, topics=topics, prefix=scratch, progress=progress,
-                             progress_name="verify", audit=audit)  # fmt: skip
+        stats = await replay(settings.with_(inactive_after=0), topics=topics, prefix=scratch,
+                             progress=progress, progress_name="verify", audit=audit)  # fmt: skip
         caught_up = await wait_for_group(settings, stats.ends, wait)
         live = await namespaces.active()
-        keys, differences = await compare_namespaces(redis, live, scratch)
+        keys, differences = await compare_namespaces(
+            redis, live, scratch, inactive=settings.inactive_after > 0
+        )
         differences = await settle_pulled(redis, live, scratch, differences,
                                           settings.feed_buckets)  # fmt: skip
         lag, _ = await kafka_status(settings)

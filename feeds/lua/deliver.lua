@@ -17,14 +17,42 @@
 -- followers' slots. It declares the first follower's feed bucket key (routing on a
 -- cluster) or, after a refusal, every key of one slot; the flag lets it reach the other
 -- slots of its node.
+-- Inactive followers (cutoff > 0, feeds/dormancy.py): a follower whose read mark (the
+-- ':read' field of pair:{follower}, read with the pair state the push reads anyway) is
+-- absent, stale ('-<ms>') or older than cutoff is skipped, its feeds left to be rebuilt
+-- on its next read; the first skip turns a read time into '-<ms>' (one HSET per follower
+-- and inactivity spell). A withdraw or unpush reads the mark alone (one HGET).
 -- KEYS: bucket, ... (the feed bucket of the first follower, or of every follower of one
 --      slot: routing)
--- ARGV 8..: op, post_id, author_id, ts, reposter_id, flags, n, follower_id, ... (segments:
---           an event's facts, then its n followers)
+-- ARGV 8..: cutoff (ms, wall time: a read before it is inactive; 0 delivers to all), op,
+--           post_id, author_id, ts, reposter_id, flags, n, follower_id, ... (segments: an
+--           event's facts, then its n followers)
 -- Returns the followers reached, one count per segment.
 
+local CUTOFF = tonumber(ARGV[8])
+local READ = ':read'
+
+-- kept: true when fan-out writes to follower's feeds, given its read mark (or false).
+local function kept(follower, seen)
+  if CUTOFF <= 0 then return true end
+  if not seen then return false end
+  local first = string.byte(seen, 1)
+  if first == 45 then return false end -- '-': skipped before
+  local at = seen
+  if first == 126 then at = string.sub(seen, 2) end -- '~': its feeds are being rebuilt
+  if tonumber(at) >= CUTOFF then return true end
+  redis.call('HSET', key('pair', follower), READ, '-' .. at)
+  return false
+end
+
+-- read_mark: follower's read mark alone (false with the filter off: not read).
+local function read_mark(follower)
+  if CUTOFF <= 0 then return false end
+  return redis.call('HGET', key('pair', follower), READ)
+end
+
 local counts = {}
-local i = 8
+local i = 9
 while i <= #ARGV do
   local op, post, author, ts = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local reposter, flags, n = ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6])
@@ -34,8 +62,14 @@ while i <= #ARGV do
   if op == 'post' then
     for j = first, last do
       local follower = ARGV[j]
-      local state = redis.call('HGET', key('pair', follower), author)
-      if follows(state) and not hides(state, ts) then
+      local state, seen
+      if CUTOFF > 0 then
+        local states = redis.call('HMGET', key('pair', follower), author, READ)
+        state, seen = states[1], states[2]
+      else
+        state = redis.call('HGET', key('pair', follower), author)
+      end
+      if kept(follower, seen) and follows(state) and not hides(state, ts) then
         push(follower, post, b, ts, '', '', false)
         reached = reached + 1
       end
@@ -46,9 +80,14 @@ while i <= #ARGV do
     local for_you = string.find(flags, 'f', 1, true) ~= nil
     for j = first, last do
       local follower = ARGV[j]
-      local states = redis.call('HMGET', key('pair', follower), reposter, author)
-      if follower ~= author and follows(states[1]) and not hides(states[1], ts)
-          and not hides(states[2], ts) then
+      local states
+      if CUTOFF > 0 then
+        states = redis.call('HMGET', key('pair', follower), reposter, author, READ)
+      else
+        states = redis.call('HMGET', key('pair', follower), reposter, author)
+      end
+      if kept(follower, states[3]) and follower ~= author and follows(states[1])
+          and not hides(states[1], ts) and not hides(states[2], ts) then
         push(follower, post, b, ts, reposter, mark, for_you)
         reached = reached + 1
       end
@@ -57,13 +96,17 @@ while i <= #ARGV do
     local facts = { author ~= '' and author or false, ts ~= '' and ts or false,
       string.find(flags, 'd', 1, true) and '1' or false }
     for j = first, last do
-      unpush_via(ARGV[j], post, b, reposter, facts)
-      reached = reached + 1
+      if kept(ARGV[j], read_mark(ARGV[j])) then
+        unpush_via(ARGV[j], post, b, reposter, facts)
+        reached = reached + 1
+      end
     end
   elseif op == 'unpush' then
     for j = first, last do
-      unpush(ARGV[j], post, b)
-      reached = reached + 1
+      if kept(ARGV[j], read_mark(ARGV[j])) then
+        unpush(ARGV[j], post, b)
+        reached = reached + 1
+      end
     end
   else
     return redis.error_reply('deliver: unknown op ' .. op)
