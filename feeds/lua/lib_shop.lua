@@ -64,7 +64,10 @@ end
 local function order_settle(order, reposter, repost_post, author, tagged)
   local o = key('order', order)
   if reposter and reposter ~= '' then redis.call('HSET', o, 'cr_repost', reposter) end
-  if repost_post and repost_post ~= '' then redis.call('HSETNX', o, 'vp', repost_post) end
+  -- the repost's post, when the purchase named none ('vpl': learnt, see order_forget.lua)
+  if repost_post and repost_post ~= '' and redis.call('HSETNX', o, 'vp', repost_post) == 1 then
+    redis.call('HSET', o, 'vpl', '1')
+  end
   if author and author ~= '' then redis.call('HSET', o, 'cr_post', author) end
   local f = redis.call('HMGET', o, 'bought', 'status', 'prod', 'vp', 'vr', 'cr_post',
     'cr_repost', 'amt', 'cur')
