@@ -32,9 +32,13 @@ local function credit(creator, order, want, amount, currency)
   end
   if sign == 0 then return end
   local stats = key('creator', creator)
-  redis.call('HINCRBY', stats, 'orders', sign)
-  redis.call('HINCRBY', stats, 'revenue', sign * amount)
-  if currency ~= '' then redis.call('HINCRBY', stats, 'rev:' .. currency, sign * amount) end
+  -- a field back at 0 goes, so a credit taken back leaves what was never credited
+  local function add(field, by)
+    if redis.call('HINCRBY', stats, field, by) == 0 then redis.call('HDEL', stats, field) end
+  end
+  add('orders', sign)
+  add('revenue', sign * amount)
+  if currency ~= '' then add('rev:' .. currency, sign * amount) end
 end
 
 -- convert: make the conversion field ('p:<post>' or 'r:<repost>') of creator for order
