@@ -126,13 +126,22 @@ def late_suspension(rng: random.Random) -> tuple[list[Event], Event, int]:
     one of its users at a random time, and a random place where it arrives: anywhere
     after every event older than it. Nothing of the suspended user is left out: its own
     graph events, purchases and views in the window pass the door in every order, and
-    orders naming its posts and reposts (or reposts of its posts) are settled afresh."""
+    orders naming its posts and reposts (or reposts of its posts) are settled afresh. Half
+    the logs reinstate the user later; the suspension then arrives before that."""
     log = sorted(with_shop(rng, random_story(rng)), key=lambda e: e.ts)
     user = rng.choice(USERS)
     at = rng.randrange(len(log))
     suspend = Account(event_id="ev-suspend", ts=log[at].ts - 1, user_id=user, action="suspend")
     first = sum(1 for e in log if e.ts < suspend.ts)
-    return log, suspend, rng.randrange(first, len(log) + 1)
+    last = len(log)
+    if rng.random() < 0.5 and at + 1 < len(log):
+        # reinstated later, arriving in its place (after the suspension: README)
+        ts = log[rng.randrange(at + 1, len(log))].ts - 1
+        if ts > suspend.ts:
+            last = sum(1 for e in log if e.ts < ts)
+            log.insert(last, Account(event_id="ev-reinstate", ts=ts, user_id=user,
+                                     action="reinstate"))  # fmt: skip
+    return log, suspend, rng.randrange(first, last + 1)
 
 
 PRODUCTS = ("pa", "pb", "pc")
