@@ -50,6 +50,11 @@ def story(ev: Events) -> tuple[list[Event], Event, list[Event], list[Event]]:
         ev.repost("e1", "eve", "pal", repost_id="pal-e1", via="kim-e1"),
         ev.post("e2", "eve"),
         ev.follow("pal", "lou"),  # another account's graph event: applied in every order
+        ev.purchase("o-e1", "fan", via_post="e1"),  # waits for e1's author in every order
+        ev.purchase("o-kim-e1", "lou", via_repost="kim-e1"),  # waits for kim-e1
+        # eve's own graph events, purchase and view pass the door in every order
+        ev.follow("eve", "pal"), ev.hide("mute", "eve", "lou"),
+        ev.purchase("o-eve", "eve", via_post="k0"), ev.view("eve", "shoe", via_post="k0"),
         ev.repost("l0", "lou", "kim", repost_id="kim-l0"),
         ev.unrepost("k0", "eve"),
         ev.delete("e2", "eve"),
@@ -83,6 +88,12 @@ async def test_a_late_suspension_gives_the_keys_of_one_that_came_first(redis, se
     names = set(first)
     assert "post:{e1}" not in names and "repost:{eve-k0}" not in names
     assert "post:{e0}" in names and "post:{e3}" in names
+    assert first["awaiting_post:{e1}"] == ("set", [b"o-e1"])
+    assert first["awaiting_repost:{kim-e1}"] == ("set", [b"o-kim-e1"])
+    assert "credited:{eve}" not in names
+    assert first["credited:{kim}"] == ("set", [b"o-eve"])  # eve's purchase, via kim's k0
+    assert first["following:{eve}"] == ("set", [b"pal"])
+    assert "viewed:{eve}" in names
     for k, got in dumps.items():
         diff = sorted(key for key in first.keys() | got.keys() if first.get(key) != got.get(key))
         assert not diff, f"suspension after {k} of eve's later events: {diff[:5]}"
