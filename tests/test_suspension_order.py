@@ -14,14 +14,18 @@ import random
 import uuid
 from dataclasses import replace
 
+import pytest
 from feedamp.config import Caps, Settings
 from feedamp.feeds import FeedStore
+from feedamp.feeds.batch import run_scripts
 from feedamp.feeds.connection import close, connect
+from feedamp.feeds.scripts import argv
 from feedamp.models.events import Account, Event, OrderStatus, Post, ProductView, Purchase, Repost
 from feedamp.streams import Pipeline
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .factory import Events, record_of
 from .snapshot import snapshot
@@ -131,6 +135,41 @@ async def test_a_suspension_landing_between_the_door_and_the_writes_is_taken_bac
     assert not diff, diff[:5]
 
 
+async def test_a_take_back_cut_short_after_orders_forget_ends_right_when_redelivered(
+    redis, settings
+):
+    """The worker stops (a connection lost) after the orders forgot their creators and
+    before their credits were taken back; the suspension, redelivered, ends as if it had
+    come first: the credits are still listed on the orders, so they are found again."""
+    before, suspend, after, _ = story(Events())
+    tag = uuid.uuid4().hex[:4]
+    ref = settings.with_(key_prefix=f"{settings.key_prefix}ref-{tag}:")
+    await apply(Pipeline(FeedStore(redis, ref), ref, prefix=ref.key_prefix), ref,
+                [*before, suspend, *after])  # fmt: skip
+    s = settings.with_(key_prefix=f"{settings.key_prefix}cut-{tag}:")
+    pipeline = Pipeline(FeedStore(redis, s), s, prefix=s.key_prefix)
+    await apply(pipeline, s, [*before, *after])
+    steps = pipeline.accounts.orders
+    forgot: list[str] = []
+
+    async def forget_then_stop(ctx, orders):  # type: ignore[no-untyped-def]
+        calls = [(steps.scripts.order_forget, argv("order_forget", list(ctx), order_id=o))
+                 for o in orders]  # fmt: skip
+        assert all(not isinstance(r, Exception) for r in await run_scripts(steps.redis, calls))
+        forgot.extend(orders)
+        raise RedisConnectionError("connection lost")
+
+    steps.forget = forget_then_stop  # type: ignore[method-assign]
+    with pytest.raises(RedisConnectionError):
+        await pipeline.apply([record_of(s, suspend)])
+    assert "o-e1" in forgot and "o-kim-e1" in forgot
+    del steps.forget  # the real one again, for the redelivery
+    await apply(pipeline, s, [suspend])
+    expected, got = await snapshot(redis, ref.key_prefix), await snapshot(redis, s.key_prefix)
+    diff = sorted(key for key in expected.keys() | got.keys() if expected.get(key) != got.get(key))
+    assert not diff, diff[:5]
+
+
 def late_suspension(rng: random.Random) -> tuple[list[Event], Event, int]:
     """A random log (``test_log_order.story``, with product tags, purchases, status
     events and product views: :func:`with_shop`) in event-time order, a suspension of
@@ -222,11 +261,12 @@ async def _compare_late(address: str, seed: int) -> None:
     caps = Caps(rate_max=1000, forwarded_max=1000)
     dumps = []
     try:
-        for where in (first, place):
+        for where, again in ((first, []), (place, [suspend])):
             prefix = f"late{uuid.uuid4().hex[:8]}:"
             s = Settings(key_prefix=prefix, caps=caps)
             pipeline = Pipeline(FeedStore(redis, s), s, prefix=prefix)
-            await apply(pipeline, s, [*log[:where], suspend, *log[where:]])
+            # the late one redelivered at once (its take-back is idempotent)
+            await apply(pipeline, s, [*log[:where], suspend, *again, *log[where:]])
             dumps.append(await snapshot(redis, prefix))
     finally:
         await close(redis)
