@@ -1,13 +1,23 @@
 """Account moderation: suspend, reinstate, label, unlabel; and the door every other event
-passes, which stops what a suspended account does.
+passes, which stops the content a suspended account publishes.
 
-Suspension works by event time: an event is refused when its actor's latest suspension
-is at or before the event and not followed by a reinstatement at or before it (the same
-rule as ``suspended_at`` in ``lua/lib.lua``). A suspension also takes the account's posts
-and reposts out of every feed they reached; readers hide them at once (see
-:class:`~feedamp.feeds.reader.FeedReader`), and the cleaning runs behind that, chunk by
-chunk. Reinstating lets new events through; what was cleaned stays cleaned. A suspension
-that arrives after some of the events it judges were applied takes back their records
+The door stops **content** only: posts and reposts of a suspended account, and reposts of
+a suspended account's posts. Its graph events (follow, unfollow, block, mute and their
+undos), purchases and product views pass whatever its suspension: they are facts about
+the account that only it sees while suspended (its own feeds, its order center, its
+viewed list; readers hide its content from everyone else; a purchase credits the
+creators it names, as the shop's ``order_status`` events always passed: the sale
+happened), and are right if it is reinstated, so their keys do not depend on when the
+suspension arrived.
+
+Suspension works by event time: a post or repost is refused when its actor's latest
+suspension is at or before the event and not followed by a reinstatement at or before it
+(the same rule as ``suspended_at`` in ``lua/lib.lua``). A suspension also takes the
+account's posts and reposts out of every feed they reached; readers hide them at once
+(see :class:`~feedamp.feeds.reader.FeedReader`), and the cleaning runs behind that,
+chunk by chunk. Reinstating lets new content through; what was cleaned stays cleaned. A
+suspension that arrives after some of the posts and reposts it judges were applied takes
+back their records, and settles afresh the orders credited through them
 (:mod:`.takeback`), so Redis ends as if it had come first.
 
 Withdrawals (``delete_post``, ``unrepost``) are let through, so that what a suspended
@@ -24,13 +34,8 @@ from feedamp.models.decisions import AUTHOR_SUSPENDED, SUSPENDED
 from feedamp.models.events import (
     Account,
     Event,
-    Follow,
     Post,
-    ProductView,
-    Purchase,
     Repost,
-    Unfollow,
-    _Hiding,
 )
 
 from .activity import Activity
@@ -41,6 +46,7 @@ from .fanout import Segment, deliver, followers_of
 from .keys import Keys, bucket_of, suspended_shard
 from .namespace import Namespace
 from .scripts import argv
+from .shop.order_steps import OrderSteps
 from .takeback import remember, take_back
 from .writer import Applied, Failure, Writer
 
@@ -48,20 +54,13 @@ __all__ = ["AccountStore", "actor_of", "suspended_at"]
 
 
 def actor_of(event: Event) -> str | None:
-    """The user an event acts for, if a suspension of that user stops it."""
+    """The user whose suspension stops ``event`` at the door: the author of a post, the
+    reposter of a repost; None for every other event (the door stops content only)."""
     match event:
         case Post():
             return event.author_id
         case Repost():
             return event.reposter_id
-        case Follow() | Unfollow():
-            return event.follower_id
-        case _Hiding():
-            return event.user_id
-        case Purchase():
-            return event.buyer_id
-        case ProductView():
-            return event.user_id
     return None
 
 
@@ -86,6 +85,8 @@ class AccountStore(Writer):
         #: Namespaces whose legacy suspended index was moved (once per process).
         self._moved: set[str] = set()
         self.activity = Activity(redis)
+        #: The order steps a take-back settles orders with.
+        self.orders = OrderSteps(redis, self.scripts)
 
     async def door(
         self, events: Sequence[Event], *, namespace: Namespace | None = None
@@ -183,7 +184,7 @@ class AccountStore(Writer):
         keys = ns.keys
         for user in suspending:
             if user in suspended:  # after the cleaning, which reads what this takes back
-                await take_back(self.redis, keys, self.activity, user)
+                await take_back(self.redis, keys, self.activity, user, self.orders, ctx)
         return applied
 
     async def recheck(
@@ -213,7 +214,7 @@ class AccountStore(Writer):
         for user in sorted(users):
             if suspended_at(await self.redis.hmget(keys.account(user), "susp", "rein"), INF):
                 await self.clean(user, namespace=ns)  # as applying the suspension does
-            await take_back(self.redis, keys, self.activity, user)
+            await take_back(self.redis, keys, self.activity, user, self.orders, ns.context)
         return sorted(users)
 
     async def remember(

@@ -100,6 +100,7 @@ ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
     "order_post": _tagged("post", 0),  # post:{p}, products:{p}, awaiting_post/_tags:{p}
     "order_settle": _tagged("order", 0),  # order:{order}
     "order_credit": _tagged("credited", 0),  # credited, creator, converted, conversions
+    "order_forget": _tagged("order", 0),  # order:{order}
     "order_unwait": _kind_tagged,  # awaiting_post / awaiting_repost / awaiting_tags:{id}
     "tag": _tagged("post", 0),  # post:{post}, products:{post}, awaiting_tags:{post}
     # The origin steps of the fan-out (feeds/store.py; deliveries declare their own keys):

@@ -234,6 +234,17 @@ class Keys:
         """Set: orders waiting for the repost's reposter to be known before crediting."""
         return self._key("awaiting_repost", repost_id)
 
+    def orders_via_post(self, post_id: str) -> str:
+        """Set: every order whose purchase names the post (``via_post_id``), written with
+        the purchase; what a late suspension re-settles when it takes the post's record
+        back (:mod:`feedamp.feeds.takeback`)."""
+        return self._key("orders_via_post", post_id)
+
+    def orders_via_repost(self, repost_id: str) -> str:
+        """Set: every order whose purchase names the repost (``via_repost_id``), written
+        with the purchase (see :meth:`orders_via_post`)."""
+        return self._key("orders_via_repost", repost_id)
+
     def credited(self, user_id: str) -> str:
         """Set: orders credited to the creator (once each, however often applied)."""
         return self._key("credited", user_id)

@@ -64,6 +64,7 @@ SCRIPT_NAMES = (
     "order_settle",
     "order_credit",
     "order_unwait",
+    "order_forget",
     "release",
     "progress",
     "tag",
@@ -138,6 +139,7 @@ SIGNATURES: dict[str, Signature] = {
     "order_credit": Signature(("creator_id", "order_id", "amount", "currency"),
                               more=("kind", "field", "want"), lean=True),
     "order_unwait": Signature(("kind", "id"), more=("order_id",), lean=True),
+    "order_forget": Signature(("order_id",), lean=True),
     "release": Signature(("limit", "forced"), more=("field",)),
     "progress": Signature(more=("field", "ts")),
     "tag": Signature(("post_id", "author_id"), more=("product_id",), lean=True),
@@ -239,6 +241,7 @@ class Scripts:
     order_settle: AsyncScript
     order_credit: AsyncScript
     order_unwait: AsyncScript
+    order_forget: AsyncScript
     release: AsyncScript
     progress: AsyncScript
     tag: AsyncScript

@@ -8,7 +8,9 @@ slots, then delivery steps on the followers' slots (:mod:`.fanout`: followers re
 ``Settings.fanout_chunk`` at a time, grouped by node, one call per node and chunk), given
 the post's facts in ARGV. The origin steps of a post and a repost also return the orders
 waiting for them (``awaiting_post`` / ``awaiting_repost``), which the order steps
-reconcile (:class:`~feedamp.feeds.shop.order_steps.OrderSteps`), slot-local like the rest.
+reconcile (:class:`~feedamp.feeds.shop.order_steps.OrderSteps`), slot-local like the rest;
+a deletion, which records the author of a post not recorded, settles the orders waiting
+in ``awaiting_post`` of its post.
 Follow, unfollow, block, mute and their undos are one script event at a time: state
 steps, reads, then a step on the user's slot (:mod:`.graph`).
 
@@ -286,6 +288,18 @@ class FeedStore(Writer):
             for order, error in failed.items():
                 for i in found_by.get(order, ()):
                     failures.setdefault(i, Failure(i, error))
+        if deletes:
+            # A deletion names the author of a post never recorded (or refused at the
+            # door): the orders waiting for that author are settled now, as those
+            # arriving after the deletion find it at once.
+            failed = await self.orders.settle_waiting(
+                ctx, "awaiting_post", sorted({d.post_id for d in deletes})
+            )
+            if failed:
+                error = next(iter(failed.values()))
+                for i in jobs:
+                    if isinstance(events[i], DeletePost):
+                        failures.setdefault(i, Failure(i, error))
         if pulled:
             pushed = [(seg, src) for seg, src in zip(segments, sources, strict=True)
                       if seg.op not in ("post", "repost") or src not in pulled]  # fmt: skip

@@ -22,30 +22,38 @@ Invariants:
   repost it made, refused or not, the latest ``2 * FEEDAMP_RECENT_PER_AUTHOR`` by time)
   and the ``cascade`` of each of its posts (every repost of the post, refused or not), so
   it reaches the same events whatever order they came in.
+- Orders: every order naming a taken-back post, any repost of such a post, or a
+  taken-back repost (``orders_via_post`` / ``orders_via_repost``, written with the
+  purchase) is settled afresh once the records are gone
+  (:meth:`~feedamp.feeds.shop.order_steps.OrderSteps.forget`): its credits and
+  conversions through them are taken back and it waits in ``awaiting_post`` /
+  ``awaiting_repost`` / ``awaiting_tags`` exactly as if the records had never existed.
 - It runs after the cleaning of the feeds (which reads the reposters it removes). Every
-  command touches one key (cluster-safe) and the whole is idempotent.
+  command touches one key or is a slot-local step (cluster-safe) and the whole is
+  idempotent.
 
-Not taken back: decisions already published on ``decisions`` (outputs), decisions of
-other reposts made while a taken-back attempt counted in a window, orders credited to a
-taken-back post or repost, and the account's graph events, purchases, product views and
-gifts in the window (README, *What is guaranteed*).
+The account's graph events, purchases and product views need nothing taken back: the
+door lets them through whatever the suspension (:mod:`feedamp.feeds.accounts`). Not
+taken back: decisions already published on ``decisions`` (outputs), decisions of other
+reposts made while a taken-back attempt counted in a window, and gifts in the window
+(README, *What is guaranteed*).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 from feedamp.models.decisions import AUTHOR_SUSPENDED, REFUSED, SUSPENDED
 from feedamp.models.events import Event, Post, Repost
 
 from .activity import Activity, ActivityKeys, parse_cascade
-from .batch import text
+from .batch import read_commands, text
 from .connection import AnyRedis
 from .keys import Keys
 
-__all__ = ["cleaned_for", "remember", "take_back", "window_of"]
+__all__ = ["Settler", "cleaned_for", "remember", "take_back", "window_of"]
 
 #: Post record fields a post event writes (``a`` is also written by a deletion).
 POST_FIELDS = ("ts", "vis", "text", "media", "tg")
@@ -111,10 +119,19 @@ def cleaned_for(state: Sequence[bytes | str | None], at: float) -> bool:
     return window is not None and at < window[1]
 
 
-async def take_back(redis: AnyRedis, keys: Keys, activity: Activity, user: str) -> int:
+async def take_back(
+    redis: AnyRedis,
+    keys: Keys,
+    activity: Activity,
+    user: str,
+    orders: Settler | None = None,
+    ctx: Sequence[str | int] = (),
+) -> int:
     """Take back the records of ``user``'s posts and reposts, and of reposts of its posts,
-    that the door refuses by event time (see the module's invariants), and log them as
-    refused in ``activity``'s decision logs; return how many posts and reposts were in the
+    that the door refuses by event time (see the module's invariants), log them as
+    refused in ``activity``'s decision logs, and settle afresh through ``orders`` (with
+    the namespace's script context ``ctx``) the orders naming a taken-back post, a
+    repost of one, or a taken-back repost; return how many posts and reposts were in the
     window."""
     window = window_of(await redis.hmget(keys.account(user), "susp", "rein"))
     if window is None:
@@ -134,6 +151,7 @@ async def take_back(redis: AnyRedis, keys: Keys, activity: Activity, user: str) 
             reposts[(post, repost)] = _Repost(post, repost, user, ts, SUSPENDED, event)
     kept_a: set[str] = set()  # posts a repost outside the window still names an author for
     others: list[tuple[str, str, str, int]] = []  # reposts of its posts by other accounts
+    reposts_of: dict[str, list[str]] = {}  # each post's reposts (the cascade), any time
     if posts:
         names = ActivityKeys(keys.prefix)
         async with redis.pipeline(transaction=False) as pipe:
@@ -143,6 +161,7 @@ async def take_back(redis: AnyRedis, keys: Keys, activity: Activity, user: str) 
         for (post, _, _), cascade in zip(posts, cascades, strict=True):
             for raw, value in cascade.items():
                 _via, reposter, ts = parse_cascade(value)
+                reposts_of.setdefault(post, []).append(text(raw))
                 if not inside(ts):
                     kept_a.add(post)
                 elif (post, text(raw)) not in reposts:
@@ -202,7 +221,45 @@ async def take_back(redis: AnyRedis, keys: Keys, activity: Activity, user: str) 
                 pipe.delete(keys.post(post))
         await pipe.execute()
     await activity.refused(keys.prefix, refusals)
+    if orders is not None:
+        await _settle_orders(redis, keys, orders, ctx, gone_posts, items, reposts_of)
     return len(items) + len(gone_posts)
+
+
+class Settler(Protocol):
+    """What settles orders afresh (:meth:`feedamp.feeds.shop.order_steps.OrderSteps.forget`)."""
+
+    async def forget(
+        self, ctx: Sequence[str | int], orders: Sequence[str]
+    ) -> dict[str, Exception]: ...
+
+
+async def _settle_orders(
+    redis: AnyRedis,
+    keys: Keys,
+    orders: Settler,
+    ctx: Sequence[str | int],
+    gone_posts: Sequence[tuple[str, str, int]],
+    items: Sequence[_Repost],
+    reposts_of: dict[str, list[str]],
+) -> None:
+    """Settle afresh the orders naming a taken-back post or any repost of it (they learn
+    the post's author and tags through it) or a taken-back repost (whether or not this
+    run rewrote its decision: a repeated take-back finds the same orders). Raises the
+    first order error (the suspension's batch is then retried)."""
+    names: set[tuple[str, str]] = {("p", post) for post, _, _ in gone_posts}
+    names |= {("r", repost) for post, _, _ in gone_posts for repost in reposts_of.get(post, ())}
+    names |= {("r", r.repost) for r in items}
+    if not names:
+        return
+    ordered = sorted(names)
+    found = await read_commands(redis, [
+        ("SMEMBERS", keys.orders_via_post(id_) if kind == "p" else keys.orders_via_repost(id_))
+        for kind, id_ in ordered
+    ])  # fmt: skip
+    waiting = sorted({text(o) for members in found for o in members})
+    if waiting and (failed := await orders.forget(ctx, waiting)):
+        raise next(iter(failed.values()))
 
 
 def _parts(member: bytes | str) -> tuple[str, str, str]:

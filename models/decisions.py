@@ -4,7 +4,8 @@ Three shapes share the topic; each has ``event_id``, ``decision``, ``reasons`` a
 
 - :class:`Decision`: one per repost (``delivered`` ... ``refused``), keyed by post id;
 - :class:`GiftDecision`: one per gift (``accepted`` or ``refused``), keyed by gift id;
-- :class:`Refusal`: any other event stopped at the door (its actor is suspended), keyed by
+- :class:`Refusal`: a post stopped at the door (its author is suspended; the door stops no
+  other event but reposts, which get a :class:`Decision`), keyed by
   the actor's id.
 """
 

@@ -159,8 +159,9 @@ class Pipeline:
     async def apply(self, records: Sequence[Record]) -> Outcome:
         """Apply ``records``; return the dead letters and decisions.
 
-        Order (see the module docstring): account events first, then the door (events of
-        suspended accounts are refused with a decision and not applied), then each type
+        Order (see the module docstring): account events first, then the door (posts and
+        reposts of suspended accounts, and reposts of their posts, are refused with a
+        decision and not applied; nothing else is stopped there), then each type
         by its store in :func:`log_order` (posts' product tags and product views last),
         then the door once more: a suspension another worker applied in between takes
         back what it would have refused (:meth:`AccountStore.recheck`).

@@ -32,9 +32,13 @@ local function credit(creator, order, want, amount, currency)
   end
   if sign == 0 then return end
   local stats = key('creator', creator)
-  redis.call('HINCRBY', stats, 'orders', sign)
-  redis.call('HINCRBY', stats, 'revenue', sign * amount)
-  if currency ~= '' then redis.call('HINCRBY', stats, 'rev:' .. currency, sign * amount) end
+  -- a field back at 0 goes, so a credit taken back leaves what was never credited
+  local function add(field, by)
+    if redis.call('HINCRBY', stats, field, by) == 0 then redis.call('HDEL', stats, field) end
+  end
+  add('orders', sign)
+  add('revenue', sign * amount)
+  if currency ~= '' then add('rev:' .. currency, sign * amount) end
 end
 
 -- convert: make the conversion field ('p:<post>' or 'r:<repost>') of creator for order
@@ -64,7 +68,10 @@ end
 local function order_settle(order, reposter, repost_post, author, tagged)
   local o = key('order', order)
   if reposter and reposter ~= '' then redis.call('HSET', o, 'cr_repost', reposter) end
-  if repost_post and repost_post ~= '' then redis.call('HSETNX', o, 'vp', repost_post) end
+  -- the repost's post, when the purchase named none ('vpl': learnt, see order_forget.lua)
+  if repost_post and repost_post ~= '' and redis.call('HSETNX', o, 'vp', repost_post) == 1 then
+    redis.call('HSET', o, 'vpl', '1')
+  end
   if author and author ~= '' then redis.call('HSET', o, 'cr_post', author) end
   local f = redis.call('HMGET', o, 'bought', 'status', 'prod', 'vp', 'vr', 'cr_post',
     'cr_repost', 'amt', 'cur')

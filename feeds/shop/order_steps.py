@@ -27,6 +27,14 @@ returns them: ``post.lua``, ``repost.lua``, ``repost_record.lua``, ``tag.lua``) 
 :meth:`OrderSteps.settle_waiting` (reading the waiting sets); an order is taken out of a
 waiting set only after it was reconciled, so a crash in between leaves it waiting for the
 redelivery, which finds it again.
+
+A late suspension that takes back a post or repost record (:mod:`feedamp.feeds.takeback`)
+settles the orders naming it afresh through :meth:`OrderSteps.forget`: they forget the
+creators learnt from records (and the post learnt from a repost, marked ``vpl``), their
+credits and conversions are taken back, and the same steps reconcile them from the
+records as they are now, so they end waiting exactly as if the record had never existed.
+The orders naming a post or repost are found in ``orders_via_post`` /
+``orders_via_repost``, written with the purchase (a function of the log).
 """
 
 from __future__ import annotations
@@ -189,12 +197,24 @@ class OrderSteps:
         everyone = [o for by_id in waiting.values() for orders in by_id.values() for o in orders]
         if not everyone:
             return {}
+        failed = await self._reconcile_held(ctx, everyone)
+        calls = [(self.scripts.order_unwait, argv("order_unwait", ctx, *done, kind=kind, id=id_))
+                 for kind, by_id in waiting.items() for id_, orders in by_id.items()
+                 if (done := [o for o in dict.fromkeys(orders) if o not in failed])]  # fmt: skip
+        await run_scripts(self.redis, calls)
+        return failed
+
+    async def _reconcile_held(
+        self, ctx: Sequence[str | int], orders: Sequence[str]
+    ) -> dict[str, Exception]:
+        """:meth:`reconcile` ``orders``, then again those whose own state moved meanwhile.
+
+        The order's own worker may have changed it (a status event) while these steps ran:
+        its credits were then decided from the state before, and may have been written
+        after the order's own reconciliation. Such orders are reconciled again until their
+        state held still across the steps (the last credit written is then right)."""
         seen: dict[str, tuple[str | None, ...]] = {}
-        failed = await self.reconcile(ctx, everyone, seen)
-        # The order's own worker may have changed it (a status event) while these steps
-        # ran: its credits were then decided from the state before, and may have been
-        # written after the order's own reconciliation. Reconcile such orders again until
-        # their state held still across the steps (the last credit written is then right).
+        failed = await self.reconcile(ctx, orders, seen)
         for _ in range(RECHECKS):
             now = await self._own_states(ctx, list(seen))
             moved = [o for o, state in seen.items() if now.get(o, state) != state]
@@ -202,10 +222,43 @@ class OrderSteps:
                 break
             seen = {}
             failed.update(await self.reconcile(ctx, moved, seen))
-        calls = [(self.scripts.order_unwait, argv("order_unwait", ctx, *done, kind=kind, id=id_))
-                 for kind, by_id in waiting.items() for id_, orders in by_id.items()
-                 if (done := [o for o in dict.fromkeys(orders) if o not in failed])]  # fmt: skip
-        await run_scripts(self.redis, calls)
+        return failed
+
+    async def forget(self, ctx: Sequence[str | int], orders: Sequence[str]) -> dict[str, Exception]:
+        """Settle ``orders`` afresh after post or repost records they may have learnt from
+        were taken back (:mod:`feedamp.feeds.takeback`): each forgets its learnt creators
+        (``order_forget.lua``, order slot), the credits and conversions it held are taken
+        back on the creators' slots, then it is reconciled from the records as they are
+        now (waiting again for what is gone, exactly as if it had never been recorded,
+        and crediting again what still holds). Idempotent, and safe to repeat after a
+        crash at any point: the credits held stay listed on the order until the final
+        reconciliation rewrites them. Returns the script errors by order."""
+        sc, ctx = self.scripts, list(ctx)
+        orders = list(dict.fromkeys(orders))
+        if not orders:
+            return {}
+        failed: dict[str, Exception] = {}
+        got = await run_scripts(
+            self.redis, [(sc.order_forget, argv("order_forget", ctx, order_id=o)) for o in orders]
+        )
+        credits: list[tuple[str, list[str | int]]] = []
+        for order, result in zip(orders, got, strict=True):
+            if isinstance(result, Exception):
+                failed[order] = result
+                continue
+            out = [text(v) for v in result]  # type: ignore[attr-defined]
+            by_creator: dict[str, list[str]] = {}
+            for i in range(2, len(out), 3):
+                kind, creator, field = out[i : i + 3]
+                by_creator.setdefault(creator, []).extend([kind, field, "0"])
+            credits += [(order, argv("order_credit", ctx, *actions, creator_id=creator,
+                                     order_id=order, amount=out[0], currency=out[1]))
+                        for creator, actions in by_creator.items()]  # fmt: skip
+        got = await run_scripts(self.redis, [(sc.order_credit, a) for _, a in credits])
+        for (order, _), result in zip(credits, got, strict=True):
+            if isinstance(result, Exception):
+                failed.setdefault(order, result)
+        failed.update(await self._reconcile_held(ctx, [o for o in orders if o not in failed]))
         return failed
 
 

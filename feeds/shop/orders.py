@@ -8,16 +8,20 @@ to cancelled / refunded. Every status event received is kept, and the status and
 are recomputed from all of them in ``seq`` order (``ts`` order when an event has no seq),
 so late, repeated and out-of-order events end in the same state as in-order ones; a move
 the state machine does not allow is kept, flagged ``illegal_transition``, not applied.
-Cancelling or refunding takes the credit back. It runs as slot-local steps (the order, the
-buyer, then the creators: :mod:`feedamp.feeds.shop.order_steps`), the same on a standalone
-Redis and on a Redis Cluster.
+Cancelling or refunding takes the credit back. Each purchase is also indexed under the
+post and repost it names (``orders_via_post`` / ``orders_via_repost``), so that a late
+suspension taking their records back can settle the order afresh
+(:meth:`~feedamp.feeds.shop.order_steps.OrderSteps.forget`). It runs as slot-local steps
+(the order, the buyer, then the creators: :mod:`feedamp.feeds.shop.order_steps`), the
+same on a standalone Redis and on a Redis Cluster.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from feedamp.feeds.batch import run_scripts
+from feedamp.feeds.batch import run_scripts, send_commands
+from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespace
 from feedamp.feeds.scripts import argv
 from feedamp.feeds.shop.order_steps import OrderWriter
@@ -74,6 +78,14 @@ class OrderStore(OrderWriter):
         for n, result in enumerate(await run_scripts(self.redis, buyers)):
             if isinstance(result, Exception):
                 failed.setdefault(indexes[n], result)
+        # Which orders name each post and repost (for a late suspension's take-back).
+        keys = self.at(namespace).keys
+        via = [(i, cmd) for i, ev in enumerate(events) if isinstance(ev, Purchase)
+               for cmd in _via_index(keys, ev)]  # fmt: skip
+        for (i, _), result in zip(via, await send_commands(self.redis, [c for _, c in via]),
+                                  strict=True):  # fmt: skip
+            if isinstance(result, Exception):
+                failed.setdefault(i, result)
         bad = await self.steps.reconcile(ctx, [o for n, o in enumerate(orders)
                                                if indexes[n] not in failed])  # fmt: skip
         for n, order in enumerate(orders):
@@ -81,3 +93,14 @@ class OrderStore(OrderWriter):
                 failed.setdefault(indexes[n], bad[order])
         applied.failures.extend(Failure(i, failed[i]) for i in sorted(failed))
         return applied
+
+
+def _via_index(keys: Keys, purchase: Purchase) -> list[tuple[str, str, str]]:
+    """The ``SADD`` commands that index ``purchase``'s order under the post and repost it
+    names (``orders_via_post`` / ``orders_via_repost``)."""
+    commands = []
+    if purchase.via_post_id:
+        commands.append(("SADD", keys.orders_via_post(purchase.via_post_id), purchase.order_id))
+    if purchase.via_repost_id:
+        commands.append(("SADD", keys.orders_via_repost(purchase.via_repost_id), purchase.order_id))
+    return commands
