@@ -197,3 +197,15 @@ async def test_earliest_is_the_oldest_parked_event_time(redis, settings, uid):
     outcome = await rig.park(a, b)
     assert outcome.parked == b.ts
     assert await rig.pipeline.earliest(ns) == b.ts
+
+
+def test_an_outcome_keeps_the_earliest_event_time_parked():
+    """What the agent hands the ticker: the earliest event time any part of a batch
+    parked (a batch applied one record at a time merges its parts)."""
+    whole = Outcome()
+    for parked in (None, 1_700_000_000_500, None, 1_700_000_000_200, 1_700_000_000_900):
+        whole.extend(Outcome(parked=parked))
+    assert whole.parked == 1_700_000_000_200
+    none = Outcome()
+    none.extend(Outcome())
+    assert none.parked is None
