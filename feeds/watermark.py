@@ -92,6 +92,12 @@ class Watermark(Writer):
         """How many events are parked (released or not)."""
         return int(await self.redis.zcard(self.at(namespace).keys.parked()))
 
+    async def earliest(self, namespace: Namespace | None = None) -> int | None:
+        """The event time (ms) of the oldest parked event (released or not); None when
+        nothing is parked. Once the watermark reaches it, a release can pass it."""
+        oldest = await self.redis.zrange(self.at(namespace).keys.parked(), 0, 0, withscores=True)
+        return int(oldest[0][1]) if oldest else None
+
     async def forget(self, event_ids: Sequence[str], namespace: Namespace | None = None) -> None:
         """Drop released events once applied."""
         if event_ids:

@@ -146,6 +146,14 @@ class PartitionWatch:
                 key = (r.topic, r.partition)
                 self.done[key] = max(self.done.get(key, -1), r.offset)
 
+    def alone(self) -> bool:
+        """True when this worker holds every partition of the watched topics: then no
+        other worker of the group parks events."""
+        fields = self.partitions()
+        mine = {progress_field(tp.topic, tp.partition)
+                for tp in self.app.consumer.assignment() if tp.topic in self.watched}  # fmt: skip
+        return bool(fields) and mine.issuperset(fields)
+
     def caught_up(self) -> dict[str, int]:
         """Progress for the assigned watched partitions handled to their end: now less
         the allowed lateness."""
@@ -241,7 +249,7 @@ def create_app(settings: Settings) -> faust.App:
                 started = time.perf_counter()
                 outcome = await handler.apply(records)
                 watch.handled(records)
-                ticker.handled(records)
+                ticker.handled(records, outcome.parked)
                 if publishing is not None:
                     await publishing
                 publishing = asyncio.ensure_future(finish(messages, records, outcome, started))
@@ -250,7 +258,8 @@ def create_app(settings: Settings) -> faust.App:
                 publishing.cancel()  # not acknowledged: read again after a restart
 
     ticker = ReleaseTicker(pipeline, handler.retrying, handler._publish, watch.caught_up,
-                           settings.topics.reposts)  # fmt: skip
+                           settings.topics.reposts, settings.caps.lateness_ms,
+                           alone=watch.alone)  # fmt: skip
     if pipeline.watermarked:
 
         @app.task

@@ -186,6 +186,7 @@ class Pipeline:
             await self.parking.park(
                 [(e.event.event_id, e.event.ts, _pack(e.record)) for e in held], ns
             )
+            outcome.parked = min((e.event.ts for e in held), default=None)
             envelopes = [e for e in envelopes if e.record.topic != reposts_topic]
         if self.before_write is not None:
             await self.before_write()
@@ -254,6 +255,11 @@ class Pipeline:
     async def parked(self, ns: Namespace) -> int:
         """How many events wait in ``ns`` (one ZCARD)."""
         return await self.parking.pending(ns)
+
+    async def earliest(self, ns: Namespace) -> int | None:
+        """The event time (ms) of the oldest event waiting in ``ns``, None if none waits
+        (one ZRANGE)."""
+        return await self.parking.earliest(ns)
 
     async def active_namespace(self) -> Namespace:
         """The namespace to write to now: the fixed one, else the active one (one GET)."""

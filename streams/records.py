@@ -94,12 +94,17 @@ class Outcome:
     #: The event type of each record parsed, by ``(topic, partition, offset)`` (for
     #: metrics, which then parse only the records that are not here).
     types: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    #: The earliest event time (ms) of the events the batch parked for the watermark
+    #: (None: it parked none); the release tick wakes by it.
+    parked: int | None = None
 
     def extend(self, other: Outcome) -> None:
         self.dead_letters += other.dead_letters
         self.decisions += other.decisions
         self.deliveries += other.deliveries
         self.types.update(other.types)
+        if other.parked is not None:
+            self.parked = other.parked if self.parked is None else min(self.parked, other.parked)
 
 
 class Outputs(Protocol):
