@@ -133,12 +133,28 @@ class ClusterScript:
     """A registered script for a cluster client: declares its routing key and loads
     itself on every master before its first call (a cluster pipeline cannot load it)."""
 
-    def __init__(self, name: str, script: AsyncScript, lean: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        script: AsyncScript,
+        lean: bool = False,
+        step: int = 0,
+        steps: ClusterScript | None = None,
+    ) -> None:
         self.name = name
         self.script = script
         self.loaded = False
         #: Sends only the prefix of the seven settings (see ``scripts.LEAN``).
         self.lean = lean
+        #: Its index in ``scripts.STEPS`` (from 1; 0: not a step), and the steps script
+        #: that runs many of its calls at once (see ``batch.run_scripts``).
+        self.step = step
+        self.steps = steps
+
+    @property
+    def registered_client(self) -> Any:
+        """The client the script is registered on."""
+        return self.script.registered_client
 
     @property
     def sha(self) -> str:
