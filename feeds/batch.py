@@ -133,8 +133,8 @@ async def run_scripts(
     else:
         results = await _standalone(redis, _units(calls))
     for result in results:
-        if is_transient(result):
-            raise result  # type: ignore[misc]
+        if isinstance(result, Exception) and is_transient(result):
+            raise result
     return results
 
 
@@ -187,17 +187,21 @@ def _units(calls: Calls) -> list[_Unit]:
     """``calls`` as EVALSHAs: consecutive step calls of one namespace packed together."""
     units: list[_Unit] = []
     last: _Unit | None = None
+    args: list[Any] = []
     for script, argv in calls:
-        step = _step_of(script)
-        if not step:
+        step = getattr(script, "step", 0)
+        steps = getattr(script, "steps", None) if step else None
+        if steps is None:
             units.append(_Unit(script, list(argv)))
             last = None
             continue
-        steps = script.steps  # type: ignore[attr-defined]
-        if last is None or len(last.calls) >= STEP_CALLS or last.args[0] != argv[0]:
+        if last is None or len(last.calls) >= STEP_CALLS or args[0] != argv[0]:
             last = _Unit(steps, [argv[0]], steps)
+            args = last.args
             units.append(last)
-        _pack(last.args, step, argv)
+        # As _pack, inline: this loop runs for every call of every step.
+        args += (step, len(argv) - _OWN)
+        args += argv[_OWN:]
         last.calls.append((script, argv))
     return units
 

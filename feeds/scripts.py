@@ -172,10 +172,14 @@ def argv(
         raise TypeError(f"{name}: a tail of {len(more)} values, not groups of {sig.more}")
     # As many values as declared names, and each declared name given: the same names.
     if len(values) == len(sig.args):
+        built = list(context)
         try:
-            return [*context, *[values[n] for n in sig.args], *more]
+            built += map(values.__getitem__, sig.args)
         except KeyError:
             pass
+        else:
+            built += more
+            return built
     missing, unknown = set(sig.args) - set(values), set(values) - set(sig.args)
     raise TypeError(f"{name}: missing {sorted(missing)}, unknown {sorted(unknown)}")
 
