@@ -8,6 +8,14 @@ its own awaited read under a timeout, which cost more worker CPU than the script
 for light events. Replies are what Redis answered (bytes, integers, lists), an error
 reply as its exception, like ``pipeline.execute(raise_on_error=False)``; a connection
 error closes the connection and propagates (the caller retries the batch).
+
+Calls of the slot-local steps are packed into calls of the steps script
+(:func:`run_scripts`). Invariants: a packed call runs its calls in the order given and
+answers each as that call alone would (its result, or its own error: the calls after a
+failed one still run); calls are packed only with calls of the same node (one group on a
+standalone Redis), so a batch's calls of one entity keep their order; a call a node did
+not serve is run again, with every later call of that node, one by one (every step is
+idempotent).
 """
 
 from __future__ import annotations
