@@ -115,6 +115,9 @@ def test_the_steps_script_holds_every_lean_step_once():
     # each call's own ARGV).
     assert text.count("local function key(kind, id)") == 1
     assert "unpack(ARGV, 2)" not in text
+    # The loop's header declares its arguments as the scripts' headers do.
+    assert header("steps") == {"KEYS": ("KEYS", ["key"]),
+                               "ARGV": ("ARGV", ["prefix", "step", "n", "arg", "..."])}  # fmt: skip
     loop = LUA.joinpath("steps.lua").read_text()
     assert text.endswith(loop) and "local pad" not in loop
     pad = re.search(r"local args = \{ PREFIX, (.*) \}", loop)

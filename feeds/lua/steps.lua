@@ -11,7 +11,8 @@
 -- moving) stops the loop there: the answers so far are returned, and the caller runs that
 -- call and the rest one by one, routed by the client.
 -- KEYS: key (the routing key of the first call: a cluster routes by it; never read)
--- ARGV: prefix, then per call: step (index in STEPS), n, and the call's n own arguments
+-- ARGV: prefix, step, n, arg, ... (per call: the index of its step in STEPS, then n,
+--       then its n own arguments: what ARGV[8] on holds when the step runs alone)
 -- Returns one answer per call run (an error reply in place of a call that failed).
 local out, i, last = {}, 2, #ARGV
 while i <= last do
