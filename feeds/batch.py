@@ -8,6 +8,14 @@ its own awaited read under a timeout, which cost more worker CPU than the script
 for light events. Replies are what Redis answered (bytes, integers, lists), an error
 reply as its exception, like ``pipeline.execute(raise_on_error=False)``; a connection
 error closes the connection and propagates (the caller retries the batch).
+
+Calls of the slot-local steps are packed into calls of the steps script
+(:func:`run_scripts`). Invariants: a packed call runs its calls in the order given and
+answers each as that call alone would (its result, or its own error: the calls after a
+failed one still run); calls are packed only with calls of the same node (one group on a
+standalone Redis), so a batch's calls of one entity keep their order; a call a node did
+not serve is run again, with every later call of that node, one by one (every step is
+idempotent).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import hiredis
 from feedamp.config import Settings
 from redis._parsers.hiredis import _AsyncHiredisParser
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AskError,
@@ -110,6 +118,15 @@ async def run_scripts(
 ) -> list[object]:
     """Run ``(script, argv)`` calls in order, pipelined ``PIPELINE_CALLS`` at a time.
 
+    Calls of the slot-local steps (the scripts that know the steps script, ``.steps``:
+    see :func:`feedamp.feeds.scripts.steps_source`) are packed, ``STEP_CALLS`` at a time,
+    into calls of the steps script, which runs them in order: a standalone Redis packs
+    each run of consecutive step calls, a cluster each run's calls of one node (their
+    order kept per node; calls on different nodes touch different entities). Answers are
+    the same as one call each: a script error belongs to its call. On a cluster, calls
+    that a node did not serve (a slot moving) run one by one after the node's others,
+    routed by the client.
+
     Scripts are sent as ``EVALSHA``; a script is loaded once per client (``SCRIPT LOAD``),
     and again only if Redis answers ``NOSCRIPT`` (it restarted or was flushed), in which
     case the calls from the first refused one on are sent again (every script is
@@ -118,25 +135,191 @@ async def run_scripts(
     raised instead, for the caller to retry the whole batch.
     """
     results: list[object] = []
-    for start in range(0, len(calls), PIPELINE_CALLS):
-        part = calls[start : start + PIPELINE_CALLS]
-        if is_cluster(redis):
-            results += await _cluster_chunk(redis, part)
+    if is_cluster(redis):
+        for packed, run in _runs(calls):
+            results += await (_cluster_steps(redis, run) if packed else _cluster_calls(redis, run))
+    else:
+        results = await _standalone(redis, _units(calls))
+    for result in results:
+        if isinstance(result, Exception) and is_transient(result):
+            raise result
+    return results
+
+
+#: Calls of the slot-local steps run by one call of the steps script.
+STEP_CALLS = 256
+
+Calls = Sequence[tuple[AsyncScript, Sequence[str | int]]]
+
+
+class _Unit:
+    """One EVALSHA of a standalone round trip: a call as it is, or calls of the steps
+    packed into one call of the steps script (``size`` calls)."""
+
+    __slots__ = ("args", "calls", "script", "steps")
+
+    def __init__(self, script: Any, args: list[Any], steps: Any = None) -> None:
+        self.script, self.args, self.steps = script, args, steps
+        #: The calls packed (a steps call), as given.
+        self.calls: list[tuple[Any, Sequence[str | int]]] = []
+
+    @property
+    def size(self) -> int:
+        """Calls answered by this unit's reply."""
+        return len(self.calls) if self.steps is not None else 1
+
+    def command(self) -> tuple[Any, ...]:
+        if self.steps is not None:
+            return ("EVALSHA", self.script.sha, 0, *self.args)
+        wire = getattr(self.script, "wire", None)  # a lean script sends only the prefix
+        return ("EVALSHA", self.script.sha, 0, *(wire(self.args) if wire else self.args))
+
+
+def _step_of(script: Any) -> int:
+    """The script's index in the steps script (0: not a step, or no steps script)."""
+    return getattr(script, "step", 0) if getattr(script, "steps", None) is not None else 0
+
+
+def _pack(args: list[Any], step: int, argv: Sequence[str | int]) -> None:
+    """Add a call (its argv as built, with the seven settings) to a steps call's ARGV."""
+    args.append(step)
+    args.append(len(argv) - _OWN)
+    args.extend(argv[_OWN:])
+
+
+#: Index of a call's own arguments in its argv (after the seven settings of lib.lua).
+_OWN = 7
+
+
+def _units(calls: Calls) -> list[_Unit]:
+    """``calls`` as EVALSHAs: consecutive step calls of one namespace packed together."""
+    units: list[_Unit] = []
+    last: _Unit | None = None
+    args: list[Any] = []
+    for script, argv in calls:
+        step = getattr(script, "step", 0)
+        steps = getattr(script, "steps", None) if step else None
+        if steps is None:
+            units.append(_Unit(script, list(argv)))
+            last = None
             continue
-        loaded = _loaded.setdefault(id(redis), set())
+        if last is None or len(last.calls) >= STEP_CALLS or args[0] != argv[0]:
+            last = _Unit(steps, [argv[0]], steps)
+            args = last.args
+            units.append(last)
+        # As _pack, inline: this loop runs for every call of every step.
+        args += (step, len(argv) - _OWN)
+        args += argv[_OWN:]
+        last.calls.append((script, argv))
+    return units
+
+
+async def _standalone(redis: AnyRedis, units: list[_Unit]) -> list[object]:
+    """Run ``units`` on a standalone Redis, ``PIPELINE_CALLS`` a round trip; each call's
+    answer."""
+    results: list[object] = []
+    loaded = _loaded.setdefault(id(redis), set())
+    for start in range(0, len(units), PIPELINE_CALLS):
+        part = units[start : start + PIPELINE_CALLS]
         for attempt in range(2):
-            await _load(redis, [script for script, _ in part], loaded)
-            got = await _evalsha(redis, part)
+            await _load(redis, [u.script for u in part], loaded)
+            got = await send_commands(redis, [u.command() for u in part])
             refused = next((i for i, r in enumerate(got) if isinstance(r, NoScriptError)), None)
-            if refused is None or attempt:
-                results += got
+            done = got if refused is None or attempt else got[:refused]
+            for unit, reply in zip(part, done, strict=False):
+                results += await _answers(redis, unit, reply)
+            if len(done) == len(got):
                 break
-            results += got[:refused]
             part = part[refused:]
             loaded.clear()
-    for result in results:
-        if is_transient(result):
-            raise result  # type: ignore[misc]
+    return results
+
+
+async def _answers(redis: AnyRedis, unit: _Unit, reply: object) -> list[object]:
+    """Each call's answer of one unit's reply. A steps call that stopped early (it never
+    does on a standalone Redis) has its other calls run one by one."""
+    if unit.steps is None:
+        return [reply]
+    if isinstance(reply, Exception):
+        return [reply] * unit.size
+    answers = list(reply)  # type: ignore[call-overload]
+    if len(answers) < unit.size:
+        rest = unit.calls[len(answers) :]
+        answers += await _standalone(redis, [_Unit(s, list(a)) for s, a in rest])
+    return answers
+
+
+def _runs(calls: Calls) -> list[tuple[bool, Calls]]:
+    """``calls`` cut into runs of consecutive step calls (True) and of other calls."""
+    runs: list[tuple[bool, Calls]] = []
+    start = 0
+    for n in range(1, len(calls) + 1):
+        if n == len(calls) or bool(_step_of(calls[n][0])) != bool(_step_of(calls[start][0])):
+            runs.append((bool(_step_of(calls[start][0])), calls[start:n]))
+            start = n
+    return runs
+
+
+async def _cluster_calls(redis: AnyRedis, calls: Calls) -> list[object]:
+    """Calls one by one on a cluster, ``PIPELINE_CALLS`` a round trip."""
+    results: list[object] = []
+    for start in range(0, len(calls), PIPELINE_CALLS):
+        results += await _cluster_chunk(redis, calls[start : start + PIPELINE_CALLS])
+    return results
+
+
+async def _cluster_steps(redis: AnyRedis, calls: Calls) -> list[object]:
+    """Step calls on a cluster: grouped by the node serving each call's routing key, each
+    node's calls packed ``STEP_CALLS`` at a time into calls of the steps script sent to
+    the node itself (declaring the first call's routing key), the nodes at once. A node
+    that refuses a call (a redirection, or a key of a moving slot reached) has that
+    call's and its later calls run one by one after, routed by the client."""
+    from .cluster import route_key
+
+    assert isinstance(redis, RedisCluster)
+    steps = calls[0][0].steps  # type: ignore[attr-defined]
+    if not steps.loaded:
+        await steps.load()
+    await redis.initialize()
+    per_node: dict[str, tuple[ClusterNode, list[int]]] = {}
+    routes = [route_key(script.name, argv) for script, argv in calls]  # type: ignore[attr-defined]
+    for n, key in enumerate(routes):
+        node = redis.get_node_from_key(key)
+        assert node is not None  # every slot is served (cluster_state:ok)
+        per_node.setdefault(node.name, (node, []))[1].append(n)
+    results: list[object] = [None] * len(calls)
+
+    async def run_node(node: ClusterNode, indexes: list[int]) -> list[int]:
+        for start in range(0, len(indexes), STEP_CALLS):
+            group = indexes[start : start + STEP_CALLS]
+            args: list[Any] = [calls[group[0]][1][0]]
+            for n in group:
+                script, argv = calls[n]
+                _pack(args, _step_of(script), argv)
+            command = ("EVALSHA", steps.sha, 1, routes[group[0]], *args)
+            try:
+                try:
+                    reply: Any = await node.execute_command(*command)
+                except NoScriptError:
+                    await steps.load()
+                    reply = await node.execute_command(*command)
+            except ResponseError as exc:
+                if isinstance(exc, (*MIGRATING, TryAgainError)) or NON_LOCAL in str(exc):
+                    return indexes[start:]
+                reply = [exc] * len(group)
+            for n, answer in zip(group, reply, strict=False):
+                results[n] = answer
+            if len(reply) < len(group):
+                return indexes[start + len(reply) :]
+        return []
+
+    rest = sorted(n for left in await asyncio.gather(*(run_node(node, indexes)
+                                                       for node, indexes in per_node.values()))
+                  for n in left)  # fmt: skip
+    if rest:
+        answers = await _cluster_calls(redis, [calls[n] for n in rest])
+        for n, answer in zip(rest, answers, strict=True):
+            results[n] = answer
     return results
 
 
@@ -163,16 +346,6 @@ async def _load(redis: AnyRedis, scripts: Sequence[AsyncScript], loaded: set[str
     for sha, source in missing.items():
         await redis.script_load(source)
         loaded.add(sha)
-
-
-async def _evalsha(
-    redis: AnyRedis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
-) -> list[object]:
-    commands = []
-    for script, argv in calls:
-        wire = getattr(script, "wire", None)  # a lean script sends only the prefix
-        commands.append(("EVALSHA", script.sha, 0, *(wire(argv) if wire else argv)))
-    return await send_commands(redis, commands)
 
 
 async def send_commands(redis: AnyRedis, commands: Sequence[Sequence[Any]]) -> list[object]:

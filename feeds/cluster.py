@@ -22,7 +22,12 @@ Invariants:
   every feed write (an origin step here, then :mod:`.fanout`'s delivery steps or
   :mod:`.graph`'s purge and backfill steps); any other script raises
   :class:`ClusterUnsupported` before anything is written, never a partial write;
-- a scan of a cluster visits every master (``SCAN`` per node).
+- a scan of a cluster visits every master (``SCAN`` per node);
+- the steps script (``lua/steps.lua``) runs many step calls of one node at once, each
+  still touching only its own route's hash tag: like a delivery call it is flagged
+  ``allow-cross-slot-keys``, declares one call's key, is sent to the node serving every
+  call's route (:func:`feedamp.feeds.batch.run_scripts`), and stops at the first key
+  the node does not serve, the rest then running call by call through the client.
 """
 
 from __future__ import annotations
@@ -134,12 +139,23 @@ class ClusterScript:
     """A registered script for a cluster client: declares its routing key and loads
     itself on every master before its first call (a cluster pipeline cannot load it)."""
 
-    def __init__(self, name: str, script: AsyncScript, lean: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        script: AsyncScript,
+        lean: bool = False,
+        step: int = 0,
+        steps: ClusterScript | None = None,
+    ) -> None:
         self.name = name
         self.script = script
         self.loaded = False
         #: Sends only the prefix of the seven settings (see ``scripts.LEAN``).
         self.lean = lean
+        #: Its index in ``scripts.STEPS`` (from 1; 0: not a step), and the steps script
+        #: that runs many of its calls at once (see ``batch.run_scripts``).
+        self.step = step
+        self.steps = steps
 
     @property
     def sha(self) -> str:

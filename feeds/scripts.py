@@ -26,11 +26,13 @@ __all__ = [
     "LEAN",
     "SCRIPT_NAMES",
     "SIGNATURES",
+    "STEPS",
     "LeanScript",
     "Scripts",
     "Signature",
     "argv",
     "source",
+    "steps_source",
 ]
 
 SCRIPT_NAMES = (
@@ -172,10 +174,14 @@ def argv(
         raise TypeError(f"{name}: a tail of {len(more)} values, not groups of {sig.more}")
     # As many values as declared names, and each declared name given: the same names.
     if len(values) == len(sig.args):
+        built = list(context)
         try:
-            return [*context, *[values[n] for n in sig.args], *more]
+            built += map(values.__getitem__, sig.args)
         except KeyError:
             pass
+        else:
+            built += more
+            return built
     missing, unknown = set(sig.args) - set(values), set(values) - set(sig.args)
     raise TypeError(f"{name}: missing {sorted(missing)}, unknown {sorted(unknown)}")
 
@@ -189,6 +195,11 @@ STANDALONE = frozenset(n for n, sig in SIGNATURES.items() if not sig.context)
 LEAN = frozenset(n for n, sig in SIGNATURES.items() if sig.lean)
 #: Scripts that also need the order and attribution helpers.
 SHOP = frozenset({"order_purchase", "order_event", "order_settle", "order_credit"})
+
+
+#: The slot-local steps that the steps script runs (every :data:`LEAN` script), by index:
+#: a call of the steps script names each of its calls' step by its place here.
+STEPS: tuple[str, ...] = tuple(n for n in SCRIPT_NAMES if n in LEAN)
 
 
 @cache
@@ -208,8 +219,31 @@ def source(name: str) -> str:
     return "\n".join([*shebang, *(lua.joinpath(f"{lib}.lua").read_text() for lib in libs), body])
 
 
+@cache
+def steps_source() -> str:
+    """Source of the steps script: many calls of the :data:`STEPS` in one script call
+    (``lua/steps.lua``, whose header describes its ARGV). ``lib_key.lua``'s key helper
+    (not its ARGV padding: each call's ARGV is padded by the loop), ``lib_shop.lua``, each
+    step's own source as a function ``STEPS[i]`` of its ARGV, then the loop. Flagged
+    ``allow-cross-slot-keys``: on a Redis Cluster one call runs the calls of every slot of
+    its node (:func:`feedamp.feeds.batch.run_scripts` groups them by node)."""
+    lua = files(__package__).joinpath("lua")
+    lib_key = lua.joinpath("lib_key.lua").read_text()
+    helper = "\n".join(line for line in lib_key.splitlines() if not line.startswith("local ARGV ="))
+    parts = ["#!lua flags=allow-cross-slot-keys", helper, lua.joinpath("lib_shop.lua").read_text(),
+             "local STEPS = {}"]  # fmt: skip
+    for n, name in enumerate(STEPS, 1):
+        body = lua.joinpath(f"{name}.lua").read_text()
+        parts.append(f"STEPS[{n}] = function(ARGV) -- {name}\n{body}\nend")
+    parts.append(lua.joinpath("steps.lua").read_text())
+    return "\n".join(parts)
+
+
 class Scripts:
-    """The feed scripts registered on one client; attribute per script (``scripts.post``)."""
+    """The feed scripts registered on one client; attribute per script (``scripts.post``),
+    and ``steps``, the script that runs many calls of the :data:`STEPS` at once (see
+    :func:`steps_source`): each step script knows it (``.steps``) and its index in it
+    (``.step``), so that :func:`~feedamp.feeds.batch.run_scripts` packs their calls."""
 
     post: AsyncScript
     repost: AsyncScript
@@ -248,6 +282,7 @@ class Scripts:
     view: AsyncScript
     deliver: AsyncScript
     mark_read: AsyncScript
+    steps: Any
 
     def __init__(self, redis: AnyRedis) -> None:
         """Register every script on ``redis``; on a cluster each is a
@@ -255,13 +290,16 @@ class Scripts:
         from .cluster import ClusterScript
 
         cluster = is_cluster(redis)
+        steps = redis.register_script(steps_source())
+        self.steps = ClusterScript("steps", steps) if cluster else steps
         for name in SCRIPT_NAMES:
             script = redis.register_script(source(name))
             lean = name in LEAN
+            step = STEPS.index(name) + 1 if lean else 0
             if cluster:
-                setattr(self, name, ClusterScript(name, script, lean))
+                setattr(self, name, ClusterScript(name, script, lean, step, self.steps))
             else:
-                setattr(self, name, LeanScript(script) if lean else script)
+                setattr(self, name, LeanScript(script, step, steps) if lean else script)
 
 
 class LeanScript:
@@ -269,8 +307,11 @@ class LeanScript:
     every script, it sends only the first (the prefix); ``lib_key.lua`` pads ARGV back.
     :func:`~feedamp.feeds.batch.run_scripts` sends it as ``EVALSHA`` through :meth:`wire`."""
 
-    def __init__(self, script: AsyncScript) -> None:
+    def __init__(self, script: AsyncScript, step: int = 0, steps: Any = None) -> None:
         self.inner = script
+        #: Its index in :data:`STEPS` (from 1), and the steps script that runs it.
+        self.step = step
+        self.steps = steps
 
     @property
     def sha(self) -> str:

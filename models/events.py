@@ -284,6 +284,9 @@ def _field_value(obj: dict[str, Any], name: str, kind: str, choices: tuple[str, 
                  limits: Limits) -> Any:  # fmt: skip
     value = obj[name]
     if kind == _ID:
+        # The common case first (a plain ASCII id), without a call; the rest says why.
+        if type(value) is str and len(value) <= MAX_ID_CHARS and _SAFE_ASCII_ID.fullmatch(value):
+            return value
         return validate_id(value, name)
     if kind == _INT:
         if not isinstance(value, int) or isinstance(value, bool):

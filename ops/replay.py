@@ -25,10 +25,12 @@ and switches readers and workers over to it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -246,13 +248,13 @@ async def replay(
             bar = ProgressBar(total, None if progress is True else progress, name=progress_name)
         window = Window(start_ms if starts is None else None, end_ms)
         reader = MergedReader(consumer, first, ends, window, names.index, batch)
-        async for fetched in reader.batches():
-            records = [Record.from_message(m) for m in fetched]
-            if audit is not None:
-                audit(records)
-            await _handle(records, pipeline, handler, stats, dry_run)
-            if bar is not None:
-                bar.update(stats.events)
+        async with contextlib.aclosing(_ahead(reader.batches())) as ahead:
+            async for records in ahead:
+                if audit is not None:
+                    audit(records)
+                await _handle(records, pipeline, handler, stats, dry_run)
+                if bar is not None:
+                    bar.update(stats.events)
         stats.skipped = reader.skipped
         if not dry_run:
             stats.dead_letters, stats.decisions = outputs.dead_letters, outputs.decisions
@@ -266,6 +268,28 @@ async def replay(
         await close_client(redis)
     stats.seconds = time.monotonic() - started
     return stats
+
+
+async def _ahead(batches: AsyncIterator[list[Any]]) -> AsyncGenerator[list[Record], None]:
+    """The merged batches as records, each read while the one before is applied: the
+    fetch, the merge and the records' making run between that batch's Redis round trips.
+    Batches come in order, one read at a time (the reader is never asked twice at once)."""
+
+    async def read() -> list[Record] | None:
+        fetched = await anext(batches, None)
+        return None if fetched is None else [Record.from_message(m) for m in fetched]
+
+    next_read = asyncio.ensure_future(read())
+    try:
+        while (records := await next_read) is not None:
+            next_read = asyncio.ensure_future(read())
+            yield records
+    finally:
+        # Stopped early (the batch before failed): the read ahead is dropped, its error
+        # (if it had one) too.
+        next_read.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await next_read
 
 
 async def _handle(

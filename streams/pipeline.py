@@ -17,11 +17,13 @@ repost read before its post is applied after it), never past a graph event (a fo
 read before an author's posts is applied before them, so the follower gets them all
 however large the batch: the follow's backfill alone is bounded). Account events go
 first (a suspension must be on record before the door judges the batch), then the door,
-then each store once, in that order, and the product store last.
+then each store once, in that order (the gift and order stores at once: they share no
+key), and the product store last.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
@@ -310,19 +312,25 @@ class Pipeline:
                 outcome.decisions.append(Refusal(ev.event_id, ev.type, actor_of(ev) or "",
                                                  (reason,), ev.ts))  # fmt: skip
         ordered = log_order(rest, self._posts_topic, self.settings.topics.graph)
+        parts: dict[Store, list[Envelope]] = {}
         for store in self._stores:
             # A repost refused at the door still goes to the feed store, which records its
             # decision; anything else refused there goes nowhere.
             part = [e for e in ordered if self._store_of.get(type(e.event)) is store
                     and (e not in refused or isinstance(e.event, Repost))]  # fmt: skip
-            if not part:
-                continue
-            if store is self.feeds:
-                door_of = {n: refused[e] for n, e in enumerate(part) if e in refused}
-                applied = await self.feeds.apply([e.event for e in part], refused=door_of,
-                                                 namespace=ns)  # fmt: skip
-            else:
-                applied = await store.apply([e.event for e in part], namespace=ns)
+            if part:
+                parts[store] = part
+        if self.feeds in parts:
+            part = parts.pop(self.feeds)
+            door_of = {n: refused[e] for n, e in enumerate(part) if e in refused}
+            take(part, await self.feeds.apply([e.event for e in part], refused=door_of,
+                                              namespace=ns))  # fmt: skip
+        # The gift and order stores share no key (and no order: their topics are apart),
+        # so they run at once, each one's Python between the other's round trips; their
+        # outcomes are taken in the stores' order. An error stops both (the batch is
+        # retried whole).
+        runs = [store.apply([e.event for e in part], namespace=ns) for store, part in parts.items()]
+        for part, applied in zip(parts.values(), await _together(runs), strict=True):
             take(part, applied)
         for store, types in self._last:
             part = [e for e in rest if isinstance(e.event, types) and e not in refused]
@@ -333,6 +341,21 @@ class Pipeline:
         # A suspension another worker applied after the door: take back what passed (last:
         # the take-back reads the cascades just recorded).
         await self.accounts.recheck([e.event for e in rest], door, namespace=ns)
+
+
+async def _together(runs: Sequence[Awaitable[Applied]]) -> list[Applied]:
+    """Await ``runs`` at once; their results in order. The first error is raised as it
+    is, once the others were cancelled and ended."""
+    if len(runs) < 2:
+        return [await run for run in runs]
+    tasks = [asyncio.ensure_future(run) for run in runs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def log_order(envelopes: Sequence[Envelope], posts: str, graph: str) -> list[Envelope]:

@@ -9,7 +9,17 @@ from importlib.resources import files
 import pytest
 from feedamp.config import Settings
 from feedamp.feeds.batch import context
-from feedamp.feeds.scripts import CONTEXT, LEAN, SCRIPT_NAMES, SIGNATURES, LeanScript, argv, source
+from feedamp.feeds.scripts import (
+    CONTEXT,
+    LEAN,
+    SCRIPT_NAMES,
+    SIGNATURES,
+    STEPS,
+    LeanScript,
+    argv,
+    source,
+    steps_source,
+)
 
 LUA = files("feedamp.feeds").joinpath("lua")
 #: ``-- ARGV 8..: a, b (note), c, ...`` or ``-- KEYS: a, ...``, continued on indented
@@ -52,7 +62,7 @@ def test_header_matches_the_declaration(name):
 
 def test_every_script_is_declared():
     on_disk = {p.name[:-4] for p in LUA.iterdir() if p.name.endswith(".lua")}
-    assert on_disk - {"lib", "lib_key", "lib_shop"} == set(SCRIPT_NAMES) == set(SIGNATURES)
+    assert on_disk - {"lib", "lib_key", "lib_shop", "steps"} == set(SCRIPT_NAMES) == set(SIGNATURES)
 
 
 def test_lib_reads_the_declared_context():
@@ -88,3 +98,27 @@ def test_lean_scripts_send_the_prefix_and_keep_their_argv_places():
     pad = re.search(r"^local ARGV = \{ ARGV\[1\], (.*), unpack\(ARGV, 2\) \}$", lib_key, re.M)
     assert pad is not None and pad.group(1).split(", ") == ["''"] * (len(CONTEXT) - 1)
     assert all(source(n).startswith(lib_key) for n in LEAN)
+
+
+def test_the_steps_script_holds_every_lean_step_once():
+    # Calls of the slot-local steps are packed into calls of the steps script, which
+    # names each call's step by its index in STEPS: every lean script, in order, each
+    # its own source as a function of a padded ARGV (as lib_key.lua pads it alone).
+    assert set(STEPS) == LEAN and len(STEPS) == len(LEAN)
+    text = steps_source()
+    assert text.startswith("#!lua flags=allow-cross-slot-keys\n")
+    found = re.findall(r"^STEPS\[(\d+)\] = function\(ARGV\) -- (\w+)$", text, re.M)
+    assert found == [(str(n), name) for n, name in enumerate(STEPS, 1)]
+    for name in STEPS:
+        assert LUA.joinpath(f"{name}.lua").read_text() in text
+    # The key helper once, and not lib_key.lua's padding of the whole ARGV (the loop pads
+    # each call's own ARGV).
+    assert text.count("local function key(kind, id)") == 1
+    assert "unpack(ARGV, 2)" not in text
+    # The loop's header declares its arguments as the scripts' headers do.
+    assert header("steps") == {"KEYS": ("KEYS", ["key"]),
+                               "ARGV": ("ARGV", ["prefix", "step", "n", "arg", "..."])}  # fmt: skip
+    loop = LUA.joinpath("steps.lua").read_text()
+    assert text.endswith(loop) and "local pad" not in loop
+    pad = re.search(r"local args = \{ PREFIX, (.*) \}", loop)
+    assert pad is not None and pad.group(1).split(", ") == ["''"] * (len(CONTEXT) - 1)

@@ -1,0 +1,32 @@
+-- steps.lua: the loop of the steps script, which runs many calls of the slot-local steps
+-- (the LEAN scripts of feeds/scripts.py) in one script call: a whole batch's calls of one
+-- node in order, instead of one EVALSHA per entity and step (feeds/batch.py run_scripts).
+-- feeds/scripts.py steps_source() puts it after lib_key.lua's key helper (without its
+-- ARGV padding), lib_shop.lua and each step's own source as the function STEPS[i]
+-- (called with an ARGV of its own, padded as lib_key.lua pads it, so each step reads its
+-- arguments from ARGV[8] as when it runs alone).
+-- Each call runs under pcall: a script error belongs to its call, as when the call runs
+-- alone (its writes before the error stay, as they would), and the calls after it still
+-- run. On a Redis Cluster a call that reaches a key its node does not serve (a slot
+-- moving) stops the loop there: the answers so far are returned, and the caller runs that
+-- call and the rest one by one, routed by the client.
+-- KEYS: key (the routing key of the first call: a cluster routes by it; never read)
+-- ARGV: prefix, step, n, arg, ... (per call: the index of its step in STEPS, then n,
+--       then its n own arguments: what ARGV[8] on holds when the step runs alone)
+-- Returns one answer per call run (an error reply in place of a call that failed).
+local out, i, last = {}, 2, #ARGV
+while i <= last do
+  local step, n = STEPS[tonumber(ARGV[i])], tonumber(ARGV[i + 1])
+  local args = { PREFIX, '', '', '', '', '', '' }
+  for j = 1, n do args[7 + j] = ARGV[i + 1 + j] end
+  i = i + 2 + n
+  local ok, result = pcall(step, args)
+  if ok then
+    out[#out + 1] = result
+  else
+    local message = type(result) == 'table' and result.err or tostring(result)
+    if string.find(message, 'non local key', 1, true) then return out end
+    out[#out + 1] = { err = message }
+  end
+end
+return out
