@@ -77,7 +77,7 @@ SLOT_WAIT = 10.0
 #: Events one group of a call carries at most: a follower's pair state is read once per
 #: group, so more events share that read; more also means fewer followers per call
 #: (``cap`` deliveries) and more event facts sent per follower.
-EVENTS_PER_CALL = 32
+EVENTS_PER_CALL = 64
 
 
 @dataclass(slots=True)

@@ -57,7 +57,8 @@ end
 
 -- An event of a group: {op, post, author, ts, reposter, flags, bucket, the index in the
 -- group's HMGET reply of the reposter's field (or false), of the author's (or false), and
--- op-specific facts}: a repost's label mark and For You flag, a withdrawal's post facts.
+-- op-specific facts}: a repost's label mark, For You flag and the attribution of a new
+-- entry (push_to), a withdrawal's post facts.
 local function event_of(at, fields, index)
   local op, post, author, ts = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   local reposter, flags = ARGV[at + 4], ARGV[at + 5]
@@ -76,6 +77,7 @@ local function event_of(at, fields, index)
     ev[8], ev[9] = field(reposter), field(author)
     ev[10] = string.find(flags, 'l', 1, true) and LABEL_MARK or ''
     ev[11] = string.find(flags, 'f', 1, true) ~= nil
+    ev[12] = ev[10] .. reposter .. '@' .. ev[4] -- the attribution of a new entry
   elseif op == 'withdraw' then
     ev[10] = { author ~= '' and author or false, ts ~= '' and ts or false,
       string.find(flags, 'd', 1, true) and '1' or false }
@@ -112,14 +114,22 @@ while i <= #ARGV do
     local states = #fields > 0 and redis.call('HMGET', PAIR_TAG .. follower .. '}',
       unpack(fields)) or {}
     if kept(follower, mark_at and states[mark_at]) then
+      -- per field: whether the follower follows that user, and whether the pair state
+      -- has hiding parts at all (without, hides is false at any time)
+      local follow, hiding = {}, {}
+      for f = 1, #fields do
+        local state = states[f]
+        follow[f] = follows(state)
+        hiding[f] = state and string.find(state, ';', 1, true) ~= nil
+      end
       local slots = {}
       for e = 1, k do
         local ev = events[e]
         local op, post, b = ev[1], ev[2], ev[7]
         local reached = false
         if op == 'post' then
-          local state = states[ev[9]]
-          if follows(state) and not hides(state, ev[4]) then
+          local of = ev[9]
+          if follow[of] and not (hiding[of] and hides(states[of], ev[4])) then
             local slot = slots[b]
             if not slot then
               slot = bucket_slot(follower, b)
@@ -129,15 +139,16 @@ while i <= #ARGV do
             reached = true
           end
         elseif op == 'repost' then
-          local by, of = states[ev[8]], states[ev[9]]
-          if follower ~= ev[3] and follows(by) and not hides(by, ev[4])
-              and not hides(of, ev[4]) then
+          local by, of = ev[8], ev[9]
+          if follower ~= ev[3] and follow[by]
+              and not (hiding[by] and hides(states[by], ev[4]))
+              and not (hiding[of] and hides(states[of], ev[4])) then
             local slot = slots[b]
             if not slot then
               slot = bucket_slot(follower, b)
               slots[b] = slot
             end
-            push_to(slot, post, ev[4], ev[5], ev[10], ev[11])
+            push_to(slot, post, ev[4], ev[5], ev[10], ev[11], ev[12])
             reached = true
           end
         elseif op == 'withdraw' then

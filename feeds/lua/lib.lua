@@ -249,7 +249,8 @@ end
 -- Following entry sits at its latest reason's time (ZADD GT). A new entry in both feeds
 -- costs ZADD, ZADD NX, HSET and, the first time a feed of the slot grows, its ZCARD: a list
 -- exists only while one of the two feeds holds the post, so there is none to read.
-local function push_to(slot, post, ts, via, mark, for_you)
+-- item: mark .. via .. '@' .. ts, or nil to build it.
+local function push_to(slot, post, ts, via, mark, for_you, item)
   local feed, fy, vias = slot[1], slot[2], slot[3]
   local added = redis.call('ZADD', feed, 'GT', ts, post)
   if via == '' then
@@ -259,12 +260,13 @@ local function push_to(slot, post, ts, via, mark, for_you)
   local fresh = 0
   if added == 1 and for_you then fresh = redis.call('ZADD', fy, 'NX', ts, post) end
   local list
+  item = item or mark .. via .. '@' .. ts
   if fresh == 1 then
-    list = mark .. via .. '@' .. ts
+    list = item
   else
     local current = redis.call('HGET', vias, post)
     if not current then
-      list = mark .. via .. '@' .. ts .. (for_you and '' or ':')
+      list = for_you and item or item .. ':'
     else
       list = merge(current, via, ts, mark, for_you)
     end
