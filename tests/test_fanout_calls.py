@@ -5,9 +5,15 @@ most ``cap`` deliveries."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
-from feedamp.feeds.fanout import EVENTS_PER_CALL, Group, Segment, _calls, _groups
+from feedamp.feeds.batch import context
+from feedamp.feeds.fanout import EVENTS_PER_CALL, Group, Segment, _calls, _groups, deliver
+from feedamp.feeds.keys import READ_FIELD, Keys, bucket_of
+from feedamp.feeds.scripts import Scripts
+
+from .snapshot import snapshot
 
 
 def segment(n: int, followers: list[str], op: str = "repost") -> Segment:
@@ -69,3 +75,70 @@ def test_group_argv_is_the_declared_layout():
     group = Group([segment(1, []), segment(2, [], "unpush")], ["x", "y"])
     assert group.argv() == [2, "repost", "p1", "a", 1001, "r1", "f",
                             "unpush", "p2", "a", 1002, "r2", "f", 2, "x", "y"]  # fmt: skip
+
+
+LAYOUTS = ("standalone", "cluster")
+
+
+@pytest.mark.parametrize("cutoff", [0, 1_700_000_000_000])
+async def test_groups_write_what_one_event_per_call_writes(redis, settings, uid, cutoff):
+    """The same segments delivered in groups (each follower's pair state read once for
+    its events, each bucket counted once) and one segment per ``deliver`` (no event
+    shares a read or a count): the same keys, byte for byte, caps reached in small
+    buckets, hidden and unfollowed pairs, withdrawals, removals and inactive followers."""
+    rng = random.Random(5)
+    small = {"feed_cap": 96, "for_you_cap": 56}  # 12 and 7 a bucket: evictions
+    users = [uid(f"u{i}") for i in range(40)]
+    reposters, authors = users[:4], users[4:7]
+    states = ["1|", "1|", "1|", "1|5", "1|;1700000000500|", "1|;;1700000000000|1700000090000",
+              "1|;;;1700000100000|", None]  # fmt: skip
+    marks = ["1800000000000", "1800000000000", "~1800000000000", "1000", "-55", None]
+    posts = [uid(f"p{i}") for i in range(400)]
+    segments = []
+    ts = 1_700_000_000_000
+    for n in range(300):
+        ts += rng.randrange(0, 3000)
+        post, author = rng.choice(posts), rng.choice(authors)
+        followers = rng.sample(users, rng.randrange(1, len(users)))
+        kind = rng.random()
+        if kind < 0.7:
+            flags = rng.choice(["f", "fl", "", "l"])
+            seg = Segment("repost", post, author, ts, 0, followers, n, rng.choice(reposters), flags)
+        elif kind < 0.85:
+            seg = Segment("post", post, author, ts, 0, followers, n)
+        elif kind < 0.95:
+            seg = Segment("withdraw", post, author, ts - 5000, 0, followers, n,
+                          rng.choice(reposters), rng.choice(["", "d"]))  # fmt: skip
+        else:
+            seg = Segment("unpush", post, "", "", 0, followers, n)
+        segments.append(seg)
+    pairs = {u: {x: rng.choice(states) for x in reposters + authors} for u in users}
+    read = {u: rng.choice(marks) for u in users}
+    dumps, reached = [], []
+    for one_by_one in (False, True):
+        s = replace(settings, key_prefix=uid("g1:" if one_by_one else "g0:"), **small)
+        ns, keys = context(s), Keys(s.key_prefix)
+        for user in users:
+            fields = {x: v for x, v in pairs[user].items() if v is not None}
+            if read[user] is not None:
+                fields[READ_FIELD] = read[user]
+            if fields:
+                await redis.hset(keys.pair(user), mapping=fields)
+        for seg in segments:
+            seg.bucket = bucket_of(seg.post_id, s.feed_buckets)
+        script = Scripts(redis).deliver
+        runs = [[seg] for seg in segments] if one_by_one else [segments]
+        counts: dict[int, int] = {}
+        for run in runs:
+            done = await deliver(redis, script, [*ns, cutoff], run, keys, s.fanout_chunk)
+            assert not done.errors
+            for i, n in done.reached.items():
+                counts[i] = counts.get(i, 0) + n
+        dumps.append(await snapshot(redis, s.key_prefix))
+        reached.append(counts)
+    assert dumps[0] == dumps[1]
+    assert reached[0] == reached[1]
+    caps = {"feed": 12, "foryou": 7}
+    full = [name for name, (_, members) in dumps[0].items()  # type: ignore[misc]
+            if caps.get(name.split(":")[0]) == len(members)]  # fmt: skip
+    assert len(full) > 10  # buckets at their caps: pushes evicted

@@ -109,20 +109,21 @@ while i <= #ARGV do
   local first = i + 2 + k * 6
   local base = #counts
   for e = 1, k do counts[base + e] = 0 end
+  -- per field of the follower at hand: whether the follower follows that user, and
+  -- whether the pair state has hiding parts at all (without, hides is false at any
+  -- time); per bucket, the slot of the follower at hand (slot[6]: its ARGV index)
+  local follow, hiding, slots = {}, {}, {}
+  local none = {}
   for j = first, first + n - 1 do
     local follower = ARGV[j]
     local states = #fields > 0 and redis.call('HMGET', PAIR_TAG .. follower .. '}',
-      unpack(fields)) or {}
+      unpack(fields)) or none
     if kept(follower, mark_at and states[mark_at]) then
-      -- per field: whether the follower follows that user, and whether the pair state
-      -- has hiding parts at all (without, hides is false at any time)
-      local follow, hiding = {}, {}
       for f = 1, #fields do
         local state = states[f]
         follow[f] = follows(state)
         hiding[f] = state and string.find(state, ';', 1, true) ~= nil
       end
-      local slots = {}
       for e = 1, k do
         local ev = events[e]
         local op, post, b = ev[1], ev[2], ev[7]
@@ -131,8 +132,9 @@ while i <= #ARGV do
           local of = ev[9]
           if follow[of] and not (hiding[of] and hides(states[of], ev[4])) then
             local slot = slots[b]
-            if not slot then
+            if not slot or slot[6] ~= j then
               slot = bucket_slot(follower, b)
+              slot[6] = j
               slots[b] = slot
             end
             push_to(slot, post, ev[4], '', '', false)
@@ -144,8 +146,9 @@ while i <= #ARGV do
               and not (hiding[by] and hides(states[by], ev[4]))
               and not (hiding[of] and hides(states[of], ev[4])) then
             local slot = slots[b]
-            if not slot then
+            if not slot or slot[6] ~= j then
               slot = bucket_slot(follower, b)
+              slot[6] = j
               slots[b] = slot
             end
             push_to(slot, post, ev[4], ev[5], ev[10], ev[11], ev[12])

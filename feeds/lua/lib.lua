@@ -196,7 +196,8 @@ local function hidden_pair(user, other, t)
 end
 
 -- A bucket slot: one user's bucket as a push sees it: {Following key, For You key, via
--- key, Following size, For You size}, each size false until read. A size is read (ZCARD)
+-- key, Following size, For You size, a place for the caller's mark}, each size false
+-- until read. A size is read (ZCARD)
 -- the first time an entry is added to that feed and then kept up to date by the pushes
 -- through the slot, so a delivery step pushing several posts of one bucket to a follower
 -- counts the bucket once. Only push_to may change a slot's feeds while the slot is used
@@ -206,7 +207,7 @@ local FEED_TAG, FY_TAG, VIA_TAG = PREFIX .. 'feed:{', PREFIX .. 'foryou:{', PREF
 local function bucket_slot(user, b)
   local tail = '}:' .. b
   return { FEED_TAG .. user .. tail, FY_TAG .. user .. tail, VIA_TAG .. user .. tail,
-    false, false }
+    false, false, false }
 end
 
 -- grown: an entry was just added to slot's feed z (1 Following, 2 For You): keep its
