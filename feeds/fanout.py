@@ -265,17 +265,22 @@ def _events(call: list[Group]) -> list[Segment]:
 
 
 def _groups(parts: list[Segment]) -> list[Group]:
-    """``parts`` (in order) as groups: the followers that are in the same parts form one
-    group, with those parts' events in order. Runs of parts with equal follower lists
-    (one source's events, read once) are taken together first."""
+    """``parts`` (in order) as groups. Runs of parts with equal follower lists (one
+    source's events, read once) are taken together first: one group each. When several
+    runs share followers, the followers that are in the same runs may form one group
+    instead, with those runs' events in order (each follower's pair state then read once
+    for all of them); that is chosen when it sends less than a group per run (an event's
+    facts count six values, a follower one), as with a few sources of the same followers.
+    Many small fan-outs to overlapping followers (a replayed log) stay a group per run."""
     blocks: list[tuple[list[Segment], list[str]]] = []
     for seg in parts:
         if blocks and (seg.followers is blocks[-1][1] or seg.followers == blocks[-1][1]):
             blocks[-1][0].append(seg)
         else:
             blocks.append(([seg], seg.followers))
-    if len(blocks) == 1:
-        return [Group(*blocks[0])]
+    runs = [Group(*block) for block in blocks]
+    if len(runs) == 1:
+        return runs
     member: dict[str, list[int]] = defaultdict(list)
     for n, (_, followers) in enumerate(blocks):
         for follower in followers:
@@ -283,8 +288,18 @@ def _groups(parts: list[Segment]) -> list[Group]:
     by_blocks: dict[tuple[int, ...], list[str]] = defaultdict(list)
     for follower, ns in member.items():
         by_blocks[tuple(ns)].append(follower)
+    if _sent(by_blocks, blocks) >= sum(6 * len(g.events) + len(g.followers) for g in runs):
+        return runs
     return [Group([seg for n in ns for seg in blocks[n][0]], followers)
             for ns, followers in by_blocks.items()]  # fmt: skip
+
+
+def _sent(
+    by_blocks: dict[tuple[int, ...], list[str]], blocks: list[tuple[list[Segment], list[str]]]
+) -> int:
+    """Values sent for groups of followers by the runs they are in (see :func:`_groups`)."""
+    return sum(6 * sum(len(blocks[n][0]) for n in ns) + len(followers)
+               for ns, followers in by_blocks.items())  # fmt: skip
 
 
 def _calls(parts: list[Segment], cap: int) -> list[list[Group]]:
