@@ -111,15 +111,20 @@ while i <= #ARGV do
   for e = 1, k do counts[base + e] = 0 end
   -- per field of the follower at hand: whether the follower follows that user, and
   -- whether the pair state has hiding parts at all (without, hides is false at any
-  -- time); per bucket, the slot of the follower at hand (slot[6]: its ARGV index)
+  -- time); per bucket, one slot table, the follower at hand's when slot[6] is its ARGV
+  -- index
   local follow, hiding, slots = {}, {}, {}
-  local none = {}
+  local one, nfields = {}, #fields
   for j = first, first + n - 1 do
     local follower = ARGV[j]
-    local states = #fields > 0 and redis.call('HMGET', PAIR_TAG .. follower .. '}',
-      unpack(fields)) or none
+    local states = one -- one field (a post's author, a mark alone): HGET, no reply table
+    if nfields == 1 then
+      one[1] = redis.call('HGET', PAIR_TAG .. follower .. '}', fields[1])
+    elseif nfields > 1 then
+      states = redis.call('HMGET', PAIR_TAG .. follower .. '}', unpack(fields))
+    end
     if kept(follower, mark_at and states[mark_at]) then
-      for f = 1, #fields do
+      for f = 1, nfields do
         local state = states[f]
         follow[f] = follows(state)
         hiding[f] = state and string.find(state, ';', 1, true) ~= nil
@@ -133,7 +138,7 @@ while i <= #ARGV do
           if follow[of] and not (hiding[of] and hides(states[of], ev[4])) then
             local slot = slots[b]
             if not slot or slot[6] ~= j then
-              slot = bucket_slot(follower, b)
+              slot = bucket_slot(follower, b, slot)
               slot[6] = j
               slots[b] = slot
             end
@@ -147,7 +152,7 @@ while i <= #ARGV do
               and not (hiding[of] and hides(states[of], ev[4])) then
             local slot = slots[b]
             if not slot or slot[6] ~= j then
-              slot = bucket_slot(follower, b)
+              slot = bucket_slot(follower, b, slot)
               slot[6] = j
               slots[b] = slot
             end
@@ -156,11 +161,11 @@ while i <= #ARGV do
           end
         elseif op == 'withdraw' then
           unpush_via(follower, post, b, ev[5], ev[10])
-          slots[b] = nil -- its feeds changed outside the slot
+          if slots[b] then slots[b][6] = false end -- its feeds changed outside the slot
           reached = true
         else
           unpush(follower, post, b)
-          slots[b] = nil
+          if slots[b] then slots[b][6] = false end
           reached = true
         end
         if reached then counts[base + e] = counts[base + e] + 1 end

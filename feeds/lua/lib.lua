@@ -204,10 +204,15 @@ end
 -- (a step that also re-places or removes entries makes a new slot afterwards).
 local FEED_TAG, FY_TAG, VIA_TAG = PREFIX .. 'feed:{', PREFIX .. 'foryou:{', PREFIX .. 'via:{'
 
-local function bucket_slot(user, b)
+-- bucket_slot: user's bucket b as a slot, written into the table slot when given (a
+-- caller visiting many users reuses one table per bucket), else a new one.
+local function bucket_slot(user, b, slot)
   local tail = '}:' .. b
-  return { FEED_TAG .. user .. tail, FY_TAG .. user .. tail, VIA_TAG .. user .. tail,
-    false, false, false }
+  slot = slot or {}
+  slot[1], slot[2], slot[3] = FEED_TAG .. user .. tail, FY_TAG .. user .. tail,
+    VIA_TAG .. user .. tail
+  slot[4], slot[5], slot[6] = false, false, false
+  return slot
 end
 
 -- grown: an entry was just added to slot's feed z (1 Following, 2 For You): keep its
