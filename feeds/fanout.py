@@ -189,8 +189,9 @@ async def deliver(
 ) -> Delivery:
     """Run the delivery ``script`` over ``segments``: their followers grouped by the node
     serving each follower's feed key (one group on a standalone Redis), calls of at most
-    ``cap`` followers, the calls of one node one after another and the nodes at once. A
-    call refused by a cluster node is re-run by slot. A transient error is raised."""
+    ``cap`` deliveries in follower-major groups (:func:`_calls`), the calls of one node
+    one after another and the nodes at once. A call refused by a cluster node is re-run
+    by slot. A transient error is raised."""
     result = Delivery()
     segments = [seg for seg in segments if seg.followers]
     if not segments:
