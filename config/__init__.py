@@ -179,7 +179,8 @@ class Settings:
     viewed_cap: int = 100
     #: Posts and reposts remembered per author, used to backfill a new follower.
     recent_per_author: int = 100
-    #: Followers visited by one Lua call; bounds how long one call holds Redis.
+    #: Deliveries (a follower times an event) per fan-out Lua call, which bounds how long
+    #: one call holds Redis; also the followers read per ``SSCAN`` page.
     fanout_chunk: int = 2000
     #: Authors with more followers than this are **pulled**: their posts and reposts are
     #: not fanned out on write; readers merge them into pages (see

@@ -5,7 +5,12 @@ A fan-out is an **origin step** on the post's (and author's) slots, run by the s
 and **delivery steps** on the followers' slots, run here: the followers are read in chunks
 (``SSCAN`` of ``followers:{source}``, ``FEEDAMP_FANOUT_CHUNK`` at a time), each chunk is
 grouped by the node that serves each follower's slot (one group on a standalone Redis),
-and each group gets one ``lua/deliver.lua`` call per ``cap`` followers, all nodes at once.
+and each group gets ``lua/deliver.lua`` calls of at most ``cap`` deliveries (a follower
+times an event), all nodes at once. A call is follower-major: the followers that receive
+the same events are sent once with those events (:class:`Group`), and the script visits
+each follower once for all of them (one read of its pair state, each bucket's keys and
+size once), so a source posting several times in a batch, or sources sharing followers,
+costs Redis less per delivery.
 The script is flagged ``allow-cross-slot-keys``; it declares the first follower's key
 (Redis refuses declared keys of several slots, flag or not) and reaches the others as
 undeclared keys of its own node.
@@ -22,10 +27,13 @@ Invariants:
   loses one;
 - every delivery is idempotent (``ZADD GT``, attribution merge, removal), so running a
   group again after a partial failure doubles nothing;
-- the segments of one call run in order, and a follower's segments keep their order: the
-  calls of a node after a refused one are re-run with it, after it, and the re-run is one
-  call per slot with all of that slot's segments; so a post pushed and then unpushed in
-  one fan-out ends unpushed;
+- a follower's segments keep their order: a group gives each of its followers its
+  events in the order of the segments, and a follower's later events go in later groups
+  of the call or later calls, which run after (one node runs its calls one after
+  another); the calls of
+  a node after a refused one are re-run with it, after it, and the re-run is one call per
+  slot with all of that slot's segments; so a post pushed and then unpushed in one
+  fan-out ends unpushed;
 - groups are made per call from the slot table of that moment and never stored.
 """
 
@@ -52,12 +60,24 @@ from .batch import NON_LOCAL, is_transient, run_scripts, text
 from .connection import AnyRedis, is_cluster
 from .keys import Keys
 
-__all__ = ["REDIRECTS", "Delivery", "Segment", "deliver", "followers_of"]
+__all__ = [
+    "EVENTS_PER_CALL",
+    "REDIRECTS",
+    "Delivery",
+    "Group",
+    "Segment",
+    "deliver",
+    "followers_of",
+]
 
 #: Answers of a node that does not serve the declared key of a group (right now).
 REDIRECTS = (MovedError, AskError, TryAgainError, ClusterCrossSlotError)
 #: Seconds a delivery waits for a slot that is moving before the batch is retried.
 SLOT_WAIT = 10.0
+#: Events one group of a call carries at most: a follower's pair state is read once per
+#: group, so more events share that read; more also means fewer followers per call
+#: (``cap`` deliveries) and more event facts sent per follower.
+EVENTS_PER_CALL = 64
 
 
 @dataclass(slots=True)
@@ -76,15 +96,35 @@ class Segment:
     reposter_id: str = ""
     flags: str = ""
 
-    def argv(self) -> list[str | int]:
-        """The segment's part of a delivery call's ARGV."""
-        head = [self.op, self.post_id, self.author_id, self.ts, self.reposter_id, self.flags,
-                len(self.followers)]  # fmt: skip
-        return [*head, *self.followers]
+    def facts(self) -> list[str | int]:
+        """The event's facts in a delivery call's ARGV (``op`` to ``flags``)."""
+        return [self.op, self.post_id, self.author_id, self.ts, self.reposter_id, self.flags]
 
     def part(self, followers: list[str]) -> Segment:
         """This segment for ``followers`` only."""
         return replace(self, followers=followers)
+
+
+@dataclass(slots=True)
+class Group:
+    """Events delivered to the same followers in one call: each follower gets every one
+    of ``events`` (segments, their own followers not sent), in order."""
+
+    events: list[Segment]
+    followers: list[str]
+
+    def argv(self) -> list[str | int]:
+        """The group's part of a delivery call's ARGV."""
+        out: list[str | int] = [len(self.events)]
+        for seg in self.events:
+            out += seg.facts()
+        out.append(len(self.followers))
+        out += self.followers
+        return out
+
+    def parts(self) -> list[Segment]:
+        """The group as segments, in order (each event for the group's followers)."""
+        return [seg.part(self.followers) for seg in self.events]
 
 
 @dataclass(slots=True)
@@ -109,7 +149,12 @@ async def followers_of(
 ) -> list[list[str] | Exception]:
     """Every follower of each of ``sources``, read ``chunk`` at a time (``SSCAN``, the
     sources' scans pipelined together); the error Redis answered for a source whose
-    followers key is not a set (its event fails). A transient error is raised."""
+    followers key is not a set (its event fails). A transient error is raised. A source
+    named several times is read once, and its entries share one list."""
+    distinct = list(dict.fromkeys(sources))
+    if len(distinct) < len(sources):
+        read = dict(zip(distinct, await followers_of(redis, keys, distinct, chunk), strict=True))
+        return [read[source] for source in sources]
     found: list[list[str] | Exception] = [[] for _ in sources]
     cursors = dict.fromkeys(range(len(sources)), 0)
     while cursors:
@@ -144,8 +189,9 @@ async def deliver(
 ) -> Delivery:
     """Run the delivery ``script`` over ``segments``: their followers grouped by the node
     serving each follower's feed key (one group on a standalone Redis), calls of at most
-    ``cap`` followers, the calls of one node one after another and the nodes at once. A
-    call refused by a cluster node is re-run by slot. A transient error is raised."""
+    ``cap`` deliveries in follower-major groups (:func:`_calls`), the calls of one node
+    one after another and the nodes at once. A call refused by a cluster node is re-run
+    by slot. A transient error is raised."""
     result = Delivery()
     segments = [seg for seg in segments if seg.followers]
     if not segments:
@@ -155,11 +201,10 @@ async def deliver(
         # declared key only routes a call on a cluster).
         calls = _calls(segments, cap)
         replies = await run_scripts(
-            redis,
-            [(script, [*context, *(v for seg in call for v in seg.argv())]) for call in calls],
+            redis, [(script, [*context, *(v for g in call for v in g.argv())]) for call in calls]
         )
         for call, counts in zip(calls, replies, strict=True):
-            _record(result, call, counts)
+            _record(result, _events(call), counts)
         return result
     assert isinstance(redis, RedisCluster)
     if not script.loaded:
@@ -180,19 +225,19 @@ async def deliver(
         refused: list[Segment] = []
         for call in _calls(parts, cap):
             if refused:  # keep the order: what follows a refused call runs after it
-                refused += call
+                refused += [seg for g in call for seg in g.parts()]
                 continue
             first = call[0]
-            key = keys.feed(first.followers[0], first.bucket)
-            argv = [*context, *(v for seg in call for v in seg.argv())]
+            key = keys.feed(first.followers[0], first.events[0].bucket)
+            argv = [*context, *(v for g in call for v in g.argv())]
             try:
                 counts: object = await _evalsha(node, script, [key], argv)
             except ResponseError as exc:
                 if _refused(exc):
-                    refused += call
+                    refused += [seg for g in call for seg in g.parts()]
                     continue
                 counts = exc
-            _record(result, call, counts)
+            _record(result, _events(call), counts)
         return refused
 
     refused_lists = await asyncio.gather(*(run_node(n, p) for n, p in per_node.values()))
@@ -215,20 +260,68 @@ def _record(result: Delivery, call: list[Segment], counts: object) -> None:
         result.add(seg, count)
 
 
-def _calls(parts: list[Segment], cap: int) -> list[list[Segment]]:
-    """``parts`` packed into calls of at most ``cap`` followers (a segment is split when
-    it does not fit)."""
-    calls: list[list[Segment]] = [[]]
-    room = cap
+def _events(call: list[Group]) -> list[Segment]:
+    """A call's events in ARGV order: the order of its reply's counts."""
+    return [seg for g in call for seg in g.events]
+
+
+def _groups(parts: list[Segment]) -> list[Group]:
+    """``parts`` (in order) as groups. Runs of parts with equal follower lists (one
+    source's events, read once) are taken together first: one group each. When several
+    runs share followers, the followers that are in the same runs may form one group
+    instead, with those runs' events in order (each follower's pair state then read once
+    for all of them); that is chosen when it sends less than a group per run (an event's
+    facts count six values, a follower one), as with a few sources of the same followers.
+    Many small fan-outs to overlapping followers (a replayed log) stay a group per run."""
+    blocks: list[tuple[list[Segment], list[str]]] = []
     for seg in parts:
-        followers = seg.followers
-        while followers:
-            if room == 0:
-                calls.append([])
-                room = cap
-            take, followers = followers[:room], followers[room:]
-            calls[-1].append(seg.part(take))
-            room -= len(take)
+        if blocks and (seg.followers is blocks[-1][1] or seg.followers == blocks[-1][1]):
+            blocks[-1][0].append(seg)
+        else:
+            blocks.append(([seg], seg.followers))
+    runs = [Group(*block) for block in blocks]
+    if len(runs) == 1:
+        return runs
+    member: dict[str, list[int]] = defaultdict(list)
+    for n, (_, followers) in enumerate(blocks):
+        for follower in followers:
+            member[follower].append(n)
+    by_blocks: dict[tuple[int, ...], list[str]] = defaultdict(list)
+    for follower, ns in member.items():
+        by_blocks[tuple(ns)].append(follower)
+    if _sent(by_blocks, blocks) >= sum(6 * len(g.events) + len(g.followers) for g in runs):
+        return runs
+    return [Group([seg for n in ns for seg in blocks[n][0]], followers)
+            for ns, followers in by_blocks.items()]  # fmt: skip
+
+
+def _sent(
+    by_blocks: dict[tuple[int, ...], list[str]], blocks: list[tuple[list[Segment], list[str]]]
+) -> int:
+    """Values sent for groups of followers by the runs they are in (see :func:`_groups`)."""
+    return sum(6 * sum(len(blocks[n][0]) for n in ns) + len(followers)
+               for ns, followers in by_blocks.items())  # fmt: skip
+
+
+def _calls(parts: list[Segment], cap: int) -> list[list[Group]]:
+    """``parts`` as calls of at most ``cap`` deliveries (one follower and one event; at
+    least one follower a call): their groups (:func:`_groups`), split into at most
+    :data:`EVENTS_PER_CALL` events (in order) and as many followers as fit."""
+    calls: list[list[Group]] = [[]]
+    room = cap
+    for group in _groups(parts):
+        for start in range(0, len(group.events), EVENTS_PER_CALL):
+            events = group.events[start : start + EVENTS_PER_CALL]
+            followers = group.followers
+            while followers:
+                fit = room // len(events)
+                if fit <= 0 and calls[-1]:
+                    calls.append([])
+                    room = cap
+                    continue
+                take, followers = followers[: max(fit, 1)], followers[max(fit, 1) :]
+                calls[-1].append(Group(events, take))
+                room -= len(events) * len(take)
     return [call for call in calls if call]
 
 
@@ -279,20 +372,21 @@ async def _by_slot(
     pause = 0.01
     while calls:
         await redis.nodes_manager.initialize()
+        grouped = [_groups(call) for call in calls]
         async with redis.pipeline(transaction=False) as pipe:  # a connection per node
-            for call in calls:
+            for call, groups in zip(calls, grouped, strict=True):
                 declared = list(dict.fromkeys(keys.feed(f, part.bucket) for part in call
                                               for f in part.followers))  # fmt: skip
-                argv = [v for part in call for v in part.argv()]
+                argv = [v for g in groups for v in g.argv()]
                 pipe.execute_command("EVALSHA", script.sha, len(declared), *declared,
                                      *context, *argv)  # fmt: skip
             replies = await pipe.execute(raise_on_error=False)
         again = []
-        for call, counts in zip(calls, replies, strict=True):
+        for call, groups, counts in zip(calls, grouped, replies, strict=True):
             if _refused(counts) and time.monotonic() < deadline:
                 again.append(call)
             else:
-                _record(result, call, counts)
+                _record(result, _events(groups), counts)
         calls = again
         if calls:
             await asyncio.sleep(pause)

@@ -5,7 +5,7 @@ unreposts run as slot-local steps, the same code on a standalone Redis and a Red
 Cluster (README, *Redis Cluster*): an origin step per event on its post's slot (one
 pipeline for a run of such events), the recent lists on the authors' and reposters'
 slots, then delivery steps on the followers' slots (:mod:`.fanout`: followers read
-``Settings.fanout_chunk`` at a time, grouped by node, one call per node and chunk), given
+``Settings.fanout_chunk`` at a time, grouped by node, calls of that many deliveries), given
 the post's facts in ARGV. The origin steps of a post and a repost also return the orders
 waiting for them (``awaiting_post`` / ``awaiting_repost``), which the order steps
 reconcile (:class:`~feedamp.feeds.shop.order_steps.OrderSteps`), slot-local like the rest;

@@ -1,7 +1,15 @@
 #!lua flags=allow-cross-slot-keys
 -- deliver.lua: the delivery step of a fan-out, on one node's share of a chunk of
 -- followers (feeds/fanout.py groups followers by node: one group on a standalone Redis).
--- Each segment is one event's delivery to some followers:
+-- The followers come in groups, each given the events it receives (in the log's order):
+-- every follower of a group gets the group's events, one after another, before the next
+-- follower, and the groups run in ARGV's order (a follower's groups in a call, and its
+-- later calls, carry its later events: its events keep their order). Per
+-- follower the step reads its pair state once for all the group's events (one HMGET of
+-- every field they need) and builds each touched bucket's keys once; a bucket's size is
+-- read once per follower and tracked by the pushes (lib.lua, bucket_slot), so a group of
+-- k events costs per delivery about ZADD, ZADD NX and HSET, plus 1/k of the reads. Each
+-- event is one of:
 --   'post':     push the post into their Following feeds at its time;
 --   'repost':   push the post, attributed to the reposter at the repost's time, into
 --               their Following feeds (labelled when flags holds 'l') and, when flags
@@ -24,13 +32,15 @@
 -- and inactivity spell). A withdraw or unpush reads the mark alone (one HGET).
 -- KEYS: bucket, ... (the feed bucket of the first follower, or of every follower of one
 --      slot: routing)
--- ARGV 8..: cutoff (ms, wall time: a read before it is inactive; 0 delivers to all), op,
---           post_id, author_id, ts, reposter_id, flags, n, follower_id, ... (segments: an
---           event's facts, then its n followers)
--- Returns the followers reached, one count per segment.
+-- ARGV 8..: cutoff (ms, wall time: a read before it is inactive; 0 delivers to all), k,
+--           op, post_id, author_id, ts, reposter_id, flags, n, follower_id, ... (groups:
+--           k, then k events' facts, op to flags each, then n followers, each of whom
+--           gets all k events)
+-- Returns the followers reached, one count per event of each group, in ARGV's order.
 
 local CUTOFF = tonumber(ARGV[8])
 local READ = ':read'
+local PAIR_TAG = PREFIX .. 'pair:{'
 
 -- kept: true when fan-out writes to follower's feeds, given its read mark (or false).
 local function kept(follower, seen)
@@ -45,73 +55,123 @@ local function kept(follower, seen)
   return false
 end
 
--- read_mark: follower's read mark alone (false with the filter off: not read).
-local function read_mark(follower)
-  if CUTOFF <= 0 then return false end
-  return redis.call('HGET', key('pair', follower), READ)
+-- An event of a group: {op, post, author, ts, reposter, flags, bucket, the index in the
+-- group's HMGET reply of the reposter's field (or false), of the author's (or false), and
+-- op-specific facts}: a repost's label mark, For You flag and the attribution of a new
+-- entry (push_to), a withdrawal's post facts.
+local function event_of(at, fields, index)
+  local op, post, author, ts = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+  local reposter, flags = ARGV[at + 4], ARGV[at + 5]
+  local function field(name)
+    if not index[name] then
+      fields[#fields + 1] = name
+      index[name] = #fields
+    end
+    return index[name]
+  end
+  local ev = { op, post, author, ts, reposter, flags, bucket_of(post), false, false }
+  if op == 'post' then
+    ev[9] = field(author)
+  elseif op == 'repost' then
+    ev[4] = string.format('%d', tonumber(ts))
+    ev[8], ev[9] = field(reposter), field(author)
+    ev[10] = string.find(flags, 'l', 1, true) and LABEL_MARK or ''
+    ev[11] = string.find(flags, 'f', 1, true) ~= nil
+    ev[12] = ev[10] .. reposter .. '@' .. ev[4] -- the attribution of a new entry
+  elseif op == 'withdraw' then
+    ev[10] = { author ~= '' and author or false, ts ~= '' and ts or false,
+      string.find(flags, 'd', 1, true) and '1' or false }
+  elseif op ~= 'unpush' then
+    return nil
+  end
+  return ev
 end
 
 local counts = {}
 local i = 9
 while i <= #ARGV do
-  local op, post, author, ts = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local reposter, flags, n = ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6])
-  local b = bucket_of(post)
-  local reached = 0
-  local first, last = i + 7, i + 6 + n
-  if op == 'post' then
-    for j = first, last do
-      local follower = ARGV[j]
-      local state, seen
-      if CUTOFF > 0 then
-        local states = redis.call('HMGET', key('pair', follower), author, READ)
-        state, seen = states[1], states[2]
-      else
-        state = redis.call('HGET', key('pair', follower), author)
-      end
-      if kept(follower, seen) and follows(state) and not hides(state, ts) then
-        push(follower, post, b, ts, '', '', false)
-        reached = reached + 1
-      end
+  local k = tonumber(ARGV[i])
+  local fields, index, events = {}, {}, {}
+  for e = 1, k do
+    local ev = event_of(i + 1 + (e - 1) * 6, fields, index)
+    if not ev then
+      return redis.error_reply('deliver: unknown op ' .. ARGV[i + 1 + (e - 1) * 6])
     end
-  elseif op == 'repost' then
-    local mark = string.find(flags, 'l', 1, true) and LABEL_MARK or ''
-    ts = string.format('%d', tonumber(ts))
-    local for_you = string.find(flags, 'f', 1, true) ~= nil
-    for j = first, last do
-      local follower = ARGV[j]
-      local states
-      if CUTOFF > 0 then
-        states = redis.call('HMGET', key('pair', follower), reposter, author, READ)
-      else
-        states = redis.call('HMGET', key('pair', follower), reposter, author)
-      end
-      if kept(follower, states[3]) and follower ~= author and follows(states[1])
-          and not hides(states[1], ts) and not hides(states[2], ts) then
-        push(follower, post, b, ts, reposter, mark, for_you)
-        reached = reached + 1
-      end
-    end
-  elseif op == 'withdraw' then
-    local facts = { author ~= '' and author or false, ts ~= '' and ts or false,
-      string.find(flags, 'd', 1, true) and '1' or false }
-    for j = first, last do
-      if kept(ARGV[j], read_mark(ARGV[j])) then
-        unpush_via(ARGV[j], post, b, reposter, facts)
-        reached = reached + 1
-      end
-    end
-  elseif op == 'unpush' then
-    for j = first, last do
-      if kept(ARGV[j], read_mark(ARGV[j])) then
-        unpush(ARGV[j], post, b)
-        reached = reached + 1
-      end
-    end
-  else
-    return redis.error_reply('deliver: unknown op ' .. op)
+    events[e] = ev
   end
-  counts[#counts + 1] = reached
-  i = last + 1
+  -- the read mark last, when the filter is on (read with the pair states, or alone)
+  local mark_at = false
+  if CUTOFF > 0 then
+    fields[#fields + 1] = READ
+    mark_at = #fields
+  end
+  local n = tonumber(ARGV[i + 1 + k * 6])
+  local first = i + 2 + k * 6
+  local base = #counts
+  for e = 1, k do counts[base + e] = 0 end
+  -- per field of the follower at hand: whether the follower follows that user, and
+  -- whether the pair state has hiding parts at all (without, hides is false at any
+  -- time); per bucket, one slot table, the follower at hand's when slot[6] is its ARGV
+  -- index
+  local follow, hiding, slots = {}, {}, {}
+  local one, nfields = {}, #fields
+  for j = first, first + n - 1 do
+    local follower = ARGV[j]
+    local states = one -- one field (a post's author, a mark alone): HGET, no reply table
+    if nfields == 1 then
+      one[1] = redis.call('HGET', PAIR_TAG .. follower .. '}', fields[1])
+    elseif nfields > 1 then
+      states = redis.call('HMGET', PAIR_TAG .. follower .. '}', unpack(fields))
+    end
+    if kept(follower, mark_at and states[mark_at]) then
+      for f = 1, nfields do
+        local state = states[f]
+        follow[f] = follows(state)
+        hiding[f] = state and string.find(state, ';', 1, true) ~= nil
+      end
+      for e = 1, k do
+        local ev = events[e]
+        local op, post, b = ev[1], ev[2], ev[7]
+        local reached = false
+        if op == 'post' then
+          local of = ev[9]
+          if follow[of] and not (hiding[of] and hides(states[of], ev[4])) then
+            local slot = slots[b]
+            if not slot or slot[6] ~= j then
+              slot = bucket_slot(follower, b, slot)
+              slot[6] = j
+              slots[b] = slot
+            end
+            push_to(slot, post, ev[4], '', '', false)
+            reached = true
+          end
+        elseif op == 'repost' then
+          local by, of = ev[8], ev[9]
+          if follower ~= ev[3] and follow[by]
+              and not (hiding[by] and hides(states[by], ev[4]))
+              and not (hiding[of] and hides(states[of], ev[4])) then
+            local slot = slots[b]
+            if not slot or slot[6] ~= j then
+              slot = bucket_slot(follower, b, slot)
+              slot[6] = j
+              slots[b] = slot
+            end
+            push_to(slot, post, ev[4], ev[5], ev[10], ev[11], ev[12])
+            reached = true
+          end
+        elseif op == 'withdraw' then
+          unpush_via(follower, post, b, ev[5], ev[10])
+          if slots[b] then slots[b][6] = false end -- its feeds changed outside the slot
+          reached = true
+        else
+          unpush(follower, post, b)
+          if slots[b] then slots[b][6] = false end
+          reached = true
+        end
+        if reached then counts[base + e] = counts[base + e] + 1 end
+      end
+    end
+  end
+  i = first + n
 end
 return counts

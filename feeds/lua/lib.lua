@@ -195,13 +195,40 @@ local function hidden_pair(user, other, t)
   return hides(redis.call('HGET', key('pair', user), other), t)
 end
 
--- evict: keep the newest (highest-scored) cap entries of a bucket; an evicted entry's
--- attribution goes unless the bucket's other feed (other) still holds the post.
-local function evict(zkey, other, vkey, cap)
-  if redis.call('ZCARD', zkey) > cap then
-    local lowest = redis.call('ZPOPMIN', zkey)
-    if not redis.call('ZSCORE', other, lowest[1]) then redis.call('HDEL', vkey, lowest[1]) end
+-- A bucket slot: one user's bucket as a push sees it: {Following key, For You key, via
+-- key, Following size, For You size, a place for the caller's mark}, each size false
+-- until read. A size is read (ZCARD)
+-- the first time an entry is added to that feed and then kept up to date by the pushes
+-- through the slot, so a delivery step pushing several posts of one bucket to a follower
+-- counts the bucket once. Only push_to may change a slot's feeds while the slot is used
+-- (a step that also re-places or removes entries makes a new slot afterwards).
+local FEED_TAG, FY_TAG, VIA_TAG = PREFIX .. 'feed:{', PREFIX .. 'foryou:{', PREFIX .. 'via:{'
+
+-- bucket_slot: user's bucket b as a slot, written into the table slot when given (a
+-- caller visiting many users reuses one table per bucket), else a new one.
+local function bucket_slot(user, b, slot)
+  local tail = '}:' .. b
+  slot = slot or {}
+  slot[1], slot[2], slot[3] = FEED_TAG .. user .. tail, FY_TAG .. user .. tail,
+    VIA_TAG .. user .. tail
+  slot[4], slot[5], slot[6] = false, false, false
+  return slot
+end
+
+-- grown: an entry was just added to slot's feed z (1 Following, 2 For You): keep its
+-- newest (highest-scored) cap entries; an evicted entry's attribution goes unless the
+-- bucket's other feed still holds the post. The feed's size is read once, then tracked.
+local function grown(slot, z, cap)
+  local n = slot[z + 3]
+  if n then n = n + 1 else n = redis.call('ZCARD', slot[z]) end
+  if n > cap then
+    local lowest = redis.call('ZPOPMIN', slot[z])
+    if not redis.call('ZSCORE', slot[3 - z], lowest[1]) then
+      redis.call('HDEL', slot[3], lowest[1])
+    end
+    n = n - 1
   end
+  slot[z + 3] = n
 end
 
 -- for_you_score: social proof with decay. Each reposter the user follows adds a signal
@@ -221,44 +248,50 @@ local function for_you_score(items)
   return string.format('%.17g', top + HALF_LIFE * math.log(sum) / math.log(2))
 end
 
--- push: put post into user's Following feed at time ts, attributed to reposter via
--- ('' for the author's own post), labelled forwarded_many_times when mark is LABEL_MARK;
--- with for_you, also add via's signal of time ts to the post's For You entry, re-ranked
--- from its reposters' signals. A Following entry sits at its latest reason's time
--- (ZADD GT). A new entry in both feeds costs ZADD, ZADD NX, HSET and the caps' ZCARDs:
--- a list exists only while one of the two feeds holds the post, so there is none to read.
-local function push(user, post, b, ts, via, mark, for_you)
-  if type(ts) ~= 'string' then ts = string.format('%d', ts) end
-  local feed = bucket_key('feed', user, b)
+-- push_to: put post into the Following feed of a bucket slot (bucket_slot) at time ts
+-- (a string of digits), attributed to reposter via ('' for the author's own post),
+-- labelled forwarded_many_times when mark is LABEL_MARK; with for_you, also add via's
+-- signal of time ts to the post's For You entry, re-ranked from its reposters' signals. A
+-- Following entry sits at its latest reason's time (ZADD GT). A new entry in both feeds
+-- costs ZADD, ZADD NX, HSET and, the first time a feed of the slot grows, its ZCARD: a list
+-- exists only while one of the two feeds holds the post, so there is none to read.
+-- item: mark .. via .. '@' .. ts, or nil to build it.
+local function push_to(slot, post, ts, via, mark, for_you, item)
+  local feed, fy, vias = slot[1], slot[2], slot[3]
   local added = redis.call('ZADD', feed, 'GT', ts, post)
-  local fy = bucket_key('foryou', user, b)
-  local vias = bucket_key('via', user, b)
   if via == '' then
-    if added == 1 then evict(feed, fy, vias, CAP) end
+    if added == 1 then grown(slot, 1, CAP) end
     return
   end
   local fresh = 0
   if added == 1 and for_you then fresh = redis.call('ZADD', fy, 'NX', ts, post) end
   local list
+  item = item or mark .. via .. '@' .. ts
   if fresh == 1 then
-    list = mark .. via .. '@' .. ts
+    list = item
   else
     local current = redis.call('HGET', vias, post)
     if not current then
-      list = mark .. via .. '@' .. ts .. (for_you and '' or ':')
+      list = for_you and item or item .. ':'
     else
       list = merge(current, via, ts, mark, for_you)
     end
   end
   if list then redis.call('HSET', vias, post, list) end
-  if added == 1 then evict(feed, fy, vias, CAP) end
+  if added == 1 then grown(slot, 1, CAP) end
   if fresh == 1 then
-    evict(fy, feed, vias, FY_CAP)
+    grown(slot, 2, FY_CAP)
   elseif for_you and list then
     if redis.call('ZADD', fy, for_you_score(parse(list)), post) == 1 then
-      evict(fy, feed, vias, FY_CAP)
+      grown(slot, 2, FY_CAP)
     end
   end
+end
+
+-- push: push_to user's bucket b of post (ts: a number or a string of digits).
+local function push(user, post, b, ts, via, mark, for_you)
+  if type(ts) ~= 'string' then ts = string.format('%d', ts) end
+  push_to(bucket_slot(user, b), post, ts, via, mark, for_you)
 end
 
 -- post_facts: the post's author, time and deletion mark ({a, ts, del}, any of them false),

@@ -1,0 +1,162 @@
+"""How a fan-out's segments become delivery calls (feeds/fanout.py): follower-major groups
+that give every follower each of its events once, in the segments' order, in calls of at
+most ``cap`` deliveries."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+from feedamp.feeds.batch import context
+from feedamp.feeds.fanout import EVENTS_PER_CALL, Group, Segment, _calls, _groups, deliver
+from feedamp.feeds.keys import READ_FIELD, Keys, bucket_of
+from feedamp.feeds.scripts import Scripts
+
+from .snapshot import snapshot
+
+
+def segment(n: int, followers: list[str], op: str = "repost") -> Segment:
+    return Segment(op, f"p{n}", "a", 1000 + n, n % 8, followers, n, f"r{n % 3}", "f")
+
+
+def delivered(calls: list[list[Group]]) -> dict[str, list[int]]:
+    """Each follower's events (indexes), in the order the calls deliver them."""
+    got: dict[str, list[int]] = {}
+    for call in calls:
+        for group in call:
+            for follower in group.followers:
+                got.setdefault(follower, []).extend(seg.index for seg in group.events)
+    return got
+
+
+def wanted(parts: list[Segment]) -> dict[str, list[int]]:
+    want: dict[str, list[int]] = {}
+    for seg in parts:
+        for follower in seg.followers:
+            want.setdefault(follower, []).append(seg.index)
+    return want
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_follower_gets_its_events_once_in_order(seed):
+    rng = random.Random(seed)
+    people = [f"u{i}" for i in range(rng.randint(1, 300))]
+    lists = [rng.sample(people, rng.randint(1, len(people))) for _ in range(rng.randint(1, 5))]
+    # a source's events share its list; several sources may share followers
+    parts = [segment(n, rng.choice(lists)) for n in range(rng.randint(1, 80))]
+    cap = rng.choice([1, 7, 100, 2000])
+    calls = _calls(parts, cap)
+    assert delivered(calls) == wanted(parts)
+    for call in calls:
+        size = sum(len(g.events) * len(g.followers) for g in call)
+        assert size <= max(cap, EVENTS_PER_CALL)
+        assert all(len(g.events) <= EVENTS_PER_CALL and g.followers for g in call)
+
+
+def test_one_source_repeated_is_one_group_with_shared_reads():
+    followers = [f"u{i}" for i in range(1000)]
+    parts = [segment(n, followers) for n in range(10)]
+    assert [(len(g.events), len(g.followers)) for g in _groups(parts)] == [(10, 1000)]
+    calls = _calls(parts, 2000)
+    # 10 events to 200 followers a call: each follower's pair state read once per call
+    assert [[(len(g.events), len(g.followers)) for g in call] for call in calls] == [
+        [(10, 200)]
+    ] * 5
+
+
+def test_sources_sharing_followers_are_grouped_by_follower_when_that_sends_less():
+    # two sources with the same followers in another order: one group of both's events
+    many = [f"u{i}" for i in range(100)]
+    parts = [segment(n, many if n % 2 else many[::-1]) for n in range(6)]
+    groups = [(sorted(g.followers), [s.index for s in g.events]) for g in _groups(parts)]
+    assert groups == [(sorted(many), list(range(6)))]
+    # small fan-outs that overlap a little: a group per run of the same followers
+    parts = [segment(0, ["a", "b"]), segment(1, ["a", "b"]), segment(2, ["b", "c"]),
+             segment(3, ["a", "b"])]  # fmt: skip
+    groups = [(g.followers, [s.index for s in g.events]) for g in _groups(parts)]
+    assert groups == [(["a", "b"], [0, 1]), (["b", "c"], [2]), (["a", "b"], [3])]
+
+
+def test_group_argv_is_the_declared_layout():
+    group = Group([segment(1, []), segment(2, [], "unpush")], ["x", "y"])
+    assert group.argv() == [2, "repost", "p1", "a", 1001, "r1", "f",
+                            "unpush", "p2", "a", 1002, "r2", "f", 2, "x", "y"]  # fmt: skip
+
+
+LAYOUTS = ("standalone", "cluster")
+
+
+@pytest.mark.parametrize("cutoff", [0, 1_700_000_000_000])
+async def test_groups_write_what_one_event_per_call_writes(redis, settings, uid, cutoff):
+    """The same segments delivered in groups (each follower's pair state read once for
+    its events, each bucket counted once) and one segment per ``deliver`` (no event
+    shares a read or a count): the same keys, byte for byte, caps reached in small
+    buckets, hidden and unfollowed pairs, withdrawals, removals and inactive followers."""
+    rng = random.Random(5)
+    small = {"feed_cap": 48, "for_you_cap": 32}  # 6 and 4 a bucket: evictions
+    users = [uid(f"u{i}") for i in range(40)]
+    reposters, authors = users[:4], users[4:7]
+    states = ["1|", "1|", "1|", "1|5", "1|;1700000000500|", "1|;;1700000000000|1700000090000",
+              "1|;;;1700000100000|", None]  # fmt: skip
+    marks = ["1800000000000", "1800000000000", "~1800000000000", "1000", "-55", None]
+    posts = [uid(f"p{i}") for i in range(400)]
+    segments = []
+    ts = 1_700_000_000_000
+    # sources' follower lists, some the same followers in another order; segments come in
+    # bursts from one list (one group of many events) or alternate between two orders of
+    # one list (one group by follower) or between lists (a group per run)
+    lists = [rng.sample(users, rng.randrange(1, len(users))) for _ in range(4)]
+    lists += [lst[::-1] for lst in lists]
+    order: list[list[str]] = []
+    while len(order) < 300:
+        if rng.random() < 0.5:
+            order += [rng.choice(lists)] * rng.randrange(1, 20)
+        else:
+            n = rng.randrange(4)
+            order += [lists[n], lists[n + 4]] * rng.randrange(1, 10)
+    for n, followers in enumerate(order[:300]):
+        ts += rng.randrange(0, 3000)
+        post, author = rng.choice(posts), rng.choice(authors)
+        kind = rng.random()
+        if kind < 0.7:
+            flags = rng.choice(["f", "fl", "", "l"])
+            seg = Segment("repost", post, author, ts, 0, followers, n, rng.choice(reposters), flags)
+        elif kind < 0.85:
+            seg = Segment("post", post, author, ts, 0, followers, n)
+        elif kind < 0.95:
+            seg = Segment("withdraw", post, author, ts - 5000, 0, followers, n,
+                          rng.choice(reposters), rng.choice(["", "d"]))  # fmt: skip
+        else:
+            seg = Segment("unpush", post, "", "", 0, followers, n)
+        segments.append(seg)
+    pairs = {u: {x: rng.choice(states) for x in reposters + authors} for u in users}
+    read = {u: rng.choice(marks) for u in users}
+    dumps, reached = [], []
+    for one_by_one in (False, True):
+        s = replace(settings, key_prefix=uid("g1:" if one_by_one else "g0:"), **small)
+        ns, keys = context(s), Keys(s.key_prefix)
+        for user in users:
+            fields = {x: v for x, v in pairs[user].items() if v is not None}
+            if read[user] is not None:
+                fields[READ_FIELD] = read[user]
+            if fields:
+                await redis.hset(keys.pair(user), mapping=fields)
+        for seg in segments:
+            seg.bucket = bucket_of(seg.post_id, s.feed_buckets)
+        script = Scripts(redis).deliver
+        runs = [[seg] for seg in segments] if one_by_one else [segments]
+        counts: dict[int, int] = {}
+        for run in runs:
+            done = await deliver(redis, script, [*ns, cutoff], run, keys, s.fanout_chunk)
+            assert not done.errors
+            for i, n in done.reached.items():
+                counts[i] = counts.get(i, 0) + n
+        dumps.append(await snapshot(redis, s.key_prefix))
+        reached.append(counts)
+    assert dumps[0] == dumps[1]
+    assert reached[0] == reached[1]
+    caps = {"feed": 6, "foryou": 4}
+    full = [name for name, (_, members) in dumps[0].items()  # type: ignore[misc]
+            if caps.get(name.split(":")[0]) == len(members)]  # fmt: skip
+    assert len(full) > 50  # buckets at their caps: pushes evicted
