@@ -312,12 +312,13 @@ class Pulled:
 
     async def read_lists(
         self, max_score: str, limit: int
-    ) -> tuple[list[str], list[tuple[float, bytes]]]:
+    ) -> tuple[list[tuple[str, int]], list[tuple[float, bytes]]]:
         """Bounded reads (Following): the newest ``limit`` items of each pulled
         followee's ``recent`` and ``recent_reposts`` lists whose time is at or below
         ``max_score`` (``ZRANGE ... BYSCORE REV LIMIT``; a repost's time is its score's
         integer part), and the reader's pair states with the followees the first time:
-        one round trip (one per node on a cluster). Returns the posts named and, for
+        one round trip (one per node on a cluster). Returns the items not hidden from
+        the reader, (post, time), and, for
         each list that returned ``limit`` items (it may hold more), the bound its unread
         items rank below: ``(t, b"\\xff")`` for the time ``t`` of its lowest item read, as
         an unread item's time is at most ``t`` and an entry ranks no higher than its
@@ -336,10 +337,14 @@ class Pulled:
             self.pairs_read = True
             states = zip(self.followees, found.pop(), strict=True)
             self.pairs.update({f: text(v) if v is not None else None for f, v in states})
-        named: list[str] = []
+        named: list[tuple[str, int]] = []
         bounds: list[tuple[float, bytes]] = []
-        for items in found:
-            named += [text(post) for post, _ in items]
+        for n, items in enumerate(found):
+            state = self.pairs[self.followees[n // 2]]
+            for post, score in items:
+                t = math.floor(float(score))
+                if not hides(state, t):
+                    named.append((text(post), t))
             if items and len(items) >= limit:
                 bounds.append((float(math.floor(float(items[-1][1]))), b"\xff"))
         return named, bounds
@@ -525,25 +530,16 @@ async def merged_rows(
     every pushed entry that no pulled item touches, read from the buckets, and the
     ``pulled`` entries. At least ``want`` of them, or all there are: the bucket reads
     grow until every bucket read to its end or ``want`` entries rank at or above the
-    lowest entry read from a bucket (or, bounded, a pulled list) that may hold more
-    (nothing unread can rank there: merging only raises scores, and every merged entry
-    is known: read whole, or, bounded, every post read is looked up in all the pulled
-    lists, :meth:`Pulled.check`); the first ``want`` are resolved
-    (:meth:`Pulled.resolve`) before they are returned. ``first``: the rows
-    of ``read(max_score, want)`` when already read."""
+    lowest entry read from a bucket that may hold more (nothing unread can rank there:
+    merging only raises scores, and every merged entry is known); the first ``want``
+    are resolved (:meth:`Pulled.resolve`) before they are returned. ``first``: the rows
+    of ``read(max_score, want)`` when already read. Bounded (Following) reads go
+    through :func:`_bounded_rows`."""
+    if pulled.bounded:
+        return await _bounded_rows(read, pulled, max_score, after, want, buckets, first)
     take = want
     rows = first
-    bounds: list[tuple[float, bytes]] | None = None
     while True:
-        if pulled.bounded and bounds is None:
-            if rows is None:
-                rows, (named, bounds) = await asyncio.gather(
-                    read(max_score, take), pulled.read_lists(max_score, take)
-                )
-            else:
-                named, bounds = await pulled.read_lists(max_score, take)
-            assert rows is not None
-            await pulled.check([*named, *(e.post_id.decode() for e in rows)])
         if rows is None:
             rows = await read(max_score, take)
         merged = pulled.entries
@@ -559,7 +555,7 @@ async def merged_rows(
                  and (after is None or e.after(after))]  # fmt: skip
         found += [e for e in merged.values() if after is None or e.after(after)]
         found.sort(key=lambda e: (e.score, e.post_id), reverse=True)
-        full = [lowest[b] for b, n in counts.items() if n >= take] + (bounds or [])
+        full = [lowest[b] for b, n in counts.items() if n >= take]
         page: list[Entry] | None = found
         if full:
             bound = max(full)
@@ -568,9 +564,80 @@ async def merged_rows(
                 page = None
         if page is None:
             take *= 2
-            rows = bounds = None
+            rows = None
             continue
         todo = pulled.unresolved(e.post_id for e in page[:want])
         if not todo:
             return page
         await pulled.resolve(todo)
+
+
+async def _bounded_rows(
+    read: ReadRows,
+    pulled: Pulled,
+    max_score: str,
+    after: Entry | None,
+    want: int,
+    buckets: int,
+    first: list[Entry] | None,
+) -> list[Entry]:
+    """:func:`merged_rows` for bounded reads. Each round reads ``take`` rows a bucket
+    and ``take`` items a pulled list (:meth:`Pulled.read_lists`); ``bound`` is the
+    highest of the lowest rows and items read from buckets and lists that may hold more.
+    A post read but not looked up yet ranks at most at its highest row or item read
+    (``known``: the reasons it may have beyond those are unread, so below ``bound``, or
+    newer than the cursor, so off the page), so posts are looked up
+    (:meth:`Pulled.check`), highest first, only while one could still rank among the
+    first ``want`` at or above ``bound``; a looked-up post's entry is exact."""
+    take = want
+    rows = first
+    while True:
+        if rows is None:
+            rows, (named, bounds) = await asyncio.gather(
+                read(max_score, take), pulled.read_lists(max_score, take)
+            )
+        else:
+            named, bounds = await pulled.read_lists(max_score, take)
+        assert rows is not None
+        counts: dict[int, int] = {}
+        lowest: dict[int, tuple[float, bytes]] = {}
+        known: dict[str, tuple[float, bytes]] = {}
+        for e in rows:
+            post = e.post_id.decode()
+            b = bucket_of(post, buckets)
+            counts[b] = counts.get(b, 0) + 1
+            here = (e.score, e.post_id)
+            if b not in lowest or here < lowest[b]:
+                lowest[b] = here
+            known[post] = max(known.get(post, here), here)
+        for post, t in named:
+            here = (float(t), post.encode())
+            known[post] = max(known.get(post, here), here)
+        full = [lowest[b] for b, n in counts.items() if n >= take] + bounds
+        bound = max(full) if full else None
+        while True:
+            merged, checked = pulled.entries, pulled.checked
+            found = [e for e in rows if e.post_id not in merged
+                     and e.post_id.decode() in checked]  # fmt: skip
+            found += merged.values()
+            found = [e for e in found if after is None or e.after(after)]
+            found.sort(key=lambda e: (e.score, e.post_id), reverse=True)
+            page = found
+            if bound is not None:
+                page = [e for e in found if (e.score, e.post_id) >= bound]
+            ahead = sorted((here for post, here in known.items() if post not in checked
+                            and (bound is None or here >= bound)), reverse=True)  # fmt: skip
+            if len(page) >= want:
+                last = (page[want - 1].score, page[want - 1].post_id)
+                ahead = [here for here in ahead if here > last]
+            if ahead:
+                await pulled.check([here[1].decode() for here in ahead[:want]])
+                continue
+            if bound is not None and len(page) < want:
+                break
+            todo = pulled.unresolved(e.post_id for e in page[:want])
+            if not todo:
+                return page
+            await pulled.resolve(todo)
+        take *= 2
+        rows = None

@@ -195,7 +195,7 @@ async def test_bounded_following_pages_are_the_whole_merge(redis, settings):
     attribution) of the unbounded merge, every pulled list read whole and every repost
     resolved."""
     pulled_users = merged_entries = 0
-    for seed in range(9):
+    for seed in range(18):
         rng = random.Random(100 + seed)
         log = story(rng, length=120)
         # thresholds of 1 to 3 followers: a mix of pushed entries and pulled items
