@@ -42,14 +42,15 @@ Invariants:
 - **Bounded Following reads.** A Following page need not read the lists whole: for a
   page after a cursor of score ``c`` (first page: no bound) it reads from each pulled
   list the newest ``take`` items of time at most ``c`` (``take`` grows with the bucket
-  reads), and looks every post it read (from the lists or the buckets) up in *all* the
-  pulled lists (``ZMSCORE``, whatever the times), so each such post's reasons are
-  complete and its entry is the one a whole read gives (an entry raised above ``c`` by
-  an item newer than the cursor drops off the page). An unread post ranks no higher
-  than its latest reason, which lies below the lowest item read from a list or bucket
-  that may hold more, or above ``c``; so a list that returned ``take`` items bounds the
-  page as a full bucket does (by its lowest item's time: its unread items tie on it at
-  most). For You reads whole: its social proof can rank an entry above every one of
+  reads), and looks the posts it read (from the lists or the buckets) up in *all* the
+  pulled lists (``ZMSCORE``, whatever the times), highest first, while one could still
+  rank on the page: a looked-up post's reasons are complete and its entry is the one a
+  whole read gives (an entry raised above ``c`` by an item newer than the cursor drops
+  off the page); one not looked up ranks at most at its highest item or row read, or
+  below the bound. An unread post ranks no higher than its latest reason, which lies
+  below the lowest item read from a list or bucket that may hold more, or above ``c``;
+  so a list that returned ``take`` items bounds the page as a full bucket does (by its
+  lowest item's time: its unread items tie on it at most). For You reads whole: its social proof can rank an entry above every one of
   its reasons, so the reasons' bounds do not bound it.
 - **Slots.** A page reads the user's slot (buckets, attribution hashes, ``following``,
   ``pair``), ``pulled:{pulled}``, the pulled followees' recent lists (their own slots)
