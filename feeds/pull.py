@@ -41,17 +41,18 @@ Invariants:
   higher, so a page whose entries are all resolved is exact.
 - **Bounded Following reads.** A Following page need not read the lists whole: for a
   page after a cursor of score ``c`` (first page: no bound) it reads from each pulled
-  list the newest ``take`` items of time at most ``c`` (``take`` grows with the bucket
-  reads), and looks the posts it read (from the lists or the buckets) up in *all* the
-  pulled lists (``ZMSCORE``, whatever the times), highest first, while one could still
-  rank on the page: a looked-up post's reasons are complete and its entry is the one a
-  whole read gives (an entry raised above ``c`` by an item newer than the cursor drops
-  off the page); one not looked up ranks at most at its highest item or row read, or
-  below the bound. An unread post ranks no higher than its latest reason, which lies
-  below the lowest item read from a list or bucket that may hold more, or above ``c``;
-  so a list that returned ``take`` items bounds the page as a full bucket does (by its
-  lowest item's time: its unread items tie on it at most). For You reads whole: its social proof can rank an entry above every one of
-  its reasons, so the reasons' bounds do not bound it.
+  list the newest items of time at most ``c``, a share of ``take`` (twice an even split
+  over the lists, at least 4, at most ``take``; it grows with ``take``), and looks the
+  posts it read (from the lists or the buckets) up in *all* the pulled lists
+  (``ZMSCORE``, whatever the times), highest first, while one could still rank on the
+  page: a looked-up post's reasons are complete and its entry is the one a whole read
+  gives (an entry raised above ``c`` by an item newer than the cursor drops off the
+  page); one not looked up ranks at most at its highest item or row read, or below the
+  bound. An unread post ranks no higher than its latest reason, which lies below the
+  lowest item read from a list or bucket that may hold more, or above ``c``; so a list
+  that returned its share bounds the page as a full bucket does (by its lowest item's
+  time: its unread items tie on it at most). For You reads whole: its social proof can
+  rank an entry above every one of its reasons, so the reasons' bounds do not bound it.
 - **Slots.** A page reads the user's slot (buckets, attribution hashes, ``following``,
   ``pair``), ``pulled:{pulled}``, the pulled followees' recent lists (their own slots)
   and post records (theirs): plain commands, pipelined, one round trip per node on a
@@ -583,7 +584,7 @@ async def _bounded_rows(
     first: list[Entry] | None,
 ) -> list[Entry]:
     """:func:`merged_rows` for bounded reads. Each round reads ``take`` rows a bucket
-    and ``take`` items a pulled list (:meth:`Pulled.read_lists`); ``bound`` is the
+    and ``share`` items a pulled list (:meth:`Pulled.read_lists`); ``bound`` is the
     highest of the lowest rows and items read from buckets and lists that may hold more.
     A post read but not looked up yet ranks at most at its highest row or item read
     (``known``: the reasons it may have beyond those are unread, so below ``bound``, or
@@ -592,13 +593,16 @@ async def _bounded_rows(
     first ``want`` at or above ``bound``; a looked-up post's entry is exact."""
     take = want
     rows = first
+    lists = 2 * max(len(pulled.followees), 1)
     while True:
+        # a list's share of the page: twice an even split, at least 4, at most take
+        share = min(take, max(4, -(-2 * take // lists)))
         if rows is None:
             rows, (named, bounds) = await asyncio.gather(
-                read(max_score, take), pulled.read_lists(max_score, take)
+                read(max_score, take), pulled.read_lists(max_score, share)
             )
         else:
-            named, bounds = await pulled.read_lists(max_score, take)
+            named, bounds = await pulled.read_lists(max_score, share)
         assert rows is not None
         counts: dict[int, int] = {}
         lowest: dict[int, tuple[float, bytes]] = {}
