@@ -39,6 +39,20 @@ Invariants:
   repost's post author is read only for the posts a page is about to show
   (:meth:`Pulled.resolve`); until then the repost counts, which can only rank its entry
   higher, so a page whose entries are all resolved is exact.
+- **Bounded Following reads.** A Following page need not read the lists whole: for a
+  page after a cursor of score ``c`` (first page: no bound) it reads from each pulled
+  list the newest items of time at most ``c``, a share of ``take`` (twice an even split
+  over the lists, at least 4, at most ``take``; it grows with ``take``), and looks the
+  posts it read (from the lists or the buckets) up in *all* the pulled lists
+  (``ZMSCORE``, whatever the times), highest first, while one could still rank on the
+  page: a looked-up post's reasons are complete and its entry is the one a whole read
+  gives (an entry raised above ``c`` by an item newer than the cursor drops off the
+  page); one not looked up ranks at most at its highest item or row read, or below the
+  bound. An unread post ranks no higher than its latest reason, which lies below the
+  lowest item read from a list or bucket that may hold more, or above ``c``; so a list
+  that returned its share bounds the page as a full bucket does (by its lowest item's
+  time: its unread items tie on it at most). For You reads whole: its social proof can
+  rank an entry above every one of its reasons, so the reasons' bounds do not bound it.
 - **Slots.** A page reads the user's slot (buckets, attribution hashes, ``following``,
   ``pair``), ``pulled:{pulled}``, the pulled followees' recent lists (their own slots)
   and post records (theirs): plain commands, pipelined, one round trip per node on a
@@ -61,6 +75,7 @@ only.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +88,7 @@ from .keys import Keys, bucket_of
 __all__ = [
     "Pulled",
     "ReadRows",
+    "following_pulled",
     "load_pulled",
     "merged_rows",
     "pulled_among",
@@ -154,7 +170,7 @@ class _Post:
     reposts: dict[str, tuple[int, str, bool]] = field(default_factory=dict)
 
 
-def read_recent_score(score: str) -> tuple[int, bool, bool]:
+def read_recent_score(score: str | float) -> tuple[int, bool, bool]:
     """A ``recent_reposts`` score back as (repost time, into For You, labelled); the
     rule of ``read_recent_score`` in ``lua/lib.lua``."""
     value = float(score)
@@ -245,10 +261,26 @@ class Pulled:
     resolved is exact."""
 
     def __init__(
-        self, redis: AnyRedis, keys: Keys, user: str, ranked: bool, half_life: int
+        self,
+        redis: AnyRedis,
+        keys: Keys,
+        user: str,
+        ranked: bool,
+        half_life: int,
+        followees: Sequence[str] = (),
+        buckets: int = 1,
+        bounded: bool = False,
     ) -> None:
         self.redis, self.keys, self.user = redis, keys, user
         self.ranked, self.half_life = ranked, half_life
+        self.followees, self.buckets = list(followees), buckets
+        #: Following only: the recent lists are read by score from the cursor down, a
+        #: limit at a time (:meth:`read_lists`), and every post a page may show is
+        #: looked up in all of them (:meth:`check`), instead of reading them whole.
+        self.bounded = bounded
+        #: Posts whose every pulled reason and pushed entry is known (bounded reads).
+        self.checked: set[str] = set()
+        self.pairs_read = False
         self.pairs: dict[str, str | None] = {}
         self.reasons: dict[str, _Post] = {}
         self.pushed: dict[str, tuple[float | None, str]] = {}
@@ -278,6 +310,90 @@ class Pulled:
             for reposter, (t, _, _) in self.pending.pop(post).items():
                 if author == self.user or (author and hides(self.pairs.get(author), t)):
                     del why.reposts[reposter]
+            self._merge(post)
+
+    async def read_lists(
+        self, max_score: str, limit: int
+    ) -> tuple[list[tuple[str, int]], list[tuple[float, bytes]]]:
+        """Bounded reads (Following): the newest ``limit`` items of each pulled
+        followee's ``recent`` and ``recent_reposts`` lists whose time is at or below
+        ``max_score`` (``ZRANGE ... BYSCORE REV LIMIT``; a repost's time is its score's
+        integer part), and the reader's pair states with the followees the first time:
+        one round trip (one per node on a cluster). Returns the items not hidden from
+        the reader, (post, time), and, for
+        each list that returned ``limit`` items (it may hold more), the bound its unread
+        items rank below: ``(t, b"\\xff")`` for the time ``t`` of its lowest item read, as
+        an unread item's time is at most ``t`` and an entry ranks no higher than its
+        latest reason."""
+        top = "+inf" if max_score == "+inf" else f"({math.floor(float(max_score)) + 1}"
+        keys = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for f in self.followees:
+                for key in (keys.recent_posts(f), keys.recent_reposts(f)):
+                    pipe.zrevrangebyscore(key, top, "-inf", start=0, num=limit,
+                                          withscores=True, score_cast_func=text)  # fmt: skip
+            if not self.pairs_read:
+                pipe.hmget(keys.pair(self.user), self.followees)
+            found = await pipe.execute()
+        if not self.pairs_read:
+            self.pairs_read = True
+            states = zip(self.followees, found.pop(), strict=True)
+            self.pairs.update({f: text(v) if v is not None else None for f, v in states})
+        named: list[tuple[str, int]] = []
+        bounds: list[tuple[float, bytes]] = []
+        for n, items in enumerate(found):
+            state = self.pairs[self.followees[n // 2]]
+            for post, score in items:
+                t = math.floor(float(score))
+                if not hides(state, t):
+                    named.append((text(post), t))
+            if items and len(items) >= limit:
+                bounds.append((float(math.floor(float(items[-1][1]))), b"\xff"))
+        return named, bounds
+
+    async def check(self, posts: Iterable[str]) -> None:
+        """Bounded reads (Following): every pulled reason of ``posts`` (``ZMSCORE`` in
+        each pulled followee's two lists, whatever their times) and their pushed entries,
+        in one round trip (one per node on a cluster); the posts with pulled reasons are
+        merged into ``entries`` exactly as :func:`load_pulled` merges them."""
+        new = sorted({p for p in posts if p not in self.checked})
+        if not new:
+            return
+        keys, user = self.keys, self.user
+        by_bucket: dict[int, list[str]] = {}
+        for post in new:
+            by_bucket.setdefault(bucket_of(post, self.buckets), []).append(post)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for f in self.followees:
+                pipe.zmscore(keys.recent_posts(f), new)
+                pipe.zmscore(keys.recent_reposts(f), new)
+            for b, group in by_bucket.items():
+                pipe.zmscore(keys.feed(user, b), group)
+                pipe.hmget(keys.via(user, b), group)
+            replies = iter(await pipe.execute())
+        pairs, reasons = self.pairs, self.reasons
+        touched: set[str] = set()
+        for f in self.followees:
+            own, reposts = next(replies), next(replies)
+            for post, score in zip(new, own, strict=True):
+                if score is not None and not hides(pairs[f], int(score)):
+                    reasons.setdefault(post, _Post()).own = int(score)
+                    touched.add(post)
+            for post, score in zip(new, reposts, strict=True):
+                if score is None:
+                    continue
+                t, for_you, labelled = read_recent_score(score)
+                if not hides(pairs[f], t):
+                    item = (t, LABEL_MARK if labelled else "", for_you)
+                    reasons.setdefault(post, _Post()).reposts[f] = item
+                    self.pending.setdefault(post, {})[f] = item
+                    touched.add(post)
+        for group in by_bucket.values():
+            scores, values = next(replies), next(replies)
+            for post, score, value in zip(group, scores, values, strict=True):
+                self.pushed[post] = (score, text(value) if value else "")
+        self.checked.update(new)
+        for post in sorted(touched):
             self._merge(post)
 
     def _merge(self, post: str) -> None:
@@ -312,7 +428,8 @@ async def load_pulled(
     """Every post ``followees`` (pulled, followed by ``user``) bring to ``user``'s
     Following feed (``ranked``: For You), merged with its pushed entry: two round trips
     (the recent lists and pair states; the pushed entries)."""
-    pulled = Pulled(redis, keys, user, ranked, half_life)
+    pulled = Pulled(redis, keys, user, ranked, half_life, followees, buckets)
+    pulled.pairs_read = True
     async with redis.pipeline(transaction=False) as pipe:
         for f in followees:
             if not ranked:
@@ -354,6 +471,23 @@ async def load_pulled(
     for post in reasons:
         pulled._merge(post)
     return pulled
+
+
+def following_pulled(
+    redis: AnyRedis,
+    keys: Keys,
+    user: str,
+    followees: Sequence[str],
+    buckets: int,
+    half_life: int,
+) -> Pulled:
+    """The pulled followees' items for ``user``'s Following pages, read bounded: nothing
+    is read here; :func:`merged_rows` reads each page's share (:meth:`Pulled.read_lists`,
+    :meth:`Pulled.check`). Not for For You: a For You entry's social proof can rank it
+    above every one of its reasons, so an entry whose reasons are all unread could rank
+    above a bound taken from the reasons; For You reads the lists whole
+    (:func:`load_pulled`)."""
+    return Pulled(redis, keys, user, False, half_life, followees, buckets, bounded=True)
 
 
 def _following_entry(key: bytes, why: _Post, score: float | None, via: str) -> Entry:
@@ -401,7 +535,10 @@ async def merged_rows(
     lowest entry read from a bucket that may hold more (nothing unread can rank there:
     merging only raises scores, and every merged entry is known); the first ``want``
     are resolved (:meth:`Pulled.resolve`) before they are returned. ``first``: the rows
-    of ``read(max_score, want)`` when already read."""
+    of ``read(max_score, want)`` when already read. Bounded (Following) reads go
+    through :func:`_bounded_rows`."""
+    if pulled.bounded:
+        return await _bounded_rows(read, pulled, max_score, after, want, buckets, first)
     take = want
     rows = first
     while True:
@@ -435,3 +572,77 @@ async def merged_rows(
         if not todo:
             return page
         await pulled.resolve(todo)
+
+
+async def _bounded_rows(
+    read: ReadRows,
+    pulled: Pulled,
+    max_score: str,
+    after: Entry | None,
+    want: int,
+    buckets: int,
+    first: list[Entry] | None,
+) -> list[Entry]:
+    """:func:`merged_rows` for bounded reads. Each round reads ``take`` rows a bucket
+    and ``share`` items a pulled list (:meth:`Pulled.read_lists`); ``bound`` is the
+    highest of the lowest rows and items read from buckets and lists that may hold more.
+    A post read but not looked up yet ranks at most at its highest row or item read
+    (``known``: the reasons it may have beyond those are unread, so below ``bound``, or
+    newer than the cursor, so off the page), so posts are looked up
+    (:meth:`Pulled.check`), highest first, only while one could still rank among the
+    first ``want`` at or above ``bound``; a looked-up post's entry is exact."""
+    take = want
+    rows = first
+    lists = 2 * max(len(pulled.followees), 1)
+    while True:
+        # a list's share of the page: twice an even split, at least 4, at most take
+        share = min(take, max(4, -(-2 * take // lists)))
+        if rows is None:
+            rows, (named, bounds) = await asyncio.gather(
+                read(max_score, take), pulled.read_lists(max_score, share)
+            )
+        else:
+            named, bounds = await pulled.read_lists(max_score, share)
+        assert rows is not None
+        counts: dict[int, int] = {}
+        lowest: dict[int, tuple[float, bytes]] = {}
+        known: dict[str, tuple[float, bytes]] = {}
+        for e in rows:
+            post = e.post_id.decode()
+            b = bucket_of(post, buckets)
+            counts[b] = counts.get(b, 0) + 1
+            here = (e.score, e.post_id)
+            if b not in lowest or here < lowest[b]:
+                lowest[b] = here
+            known[post] = max(known.get(post, here), here)
+        for post, t in named:
+            here = (float(t), post.encode())
+            known[post] = max(known.get(post, here), here)
+        full = [lowest[b] for b, n in counts.items() if n >= take] + bounds
+        bound = max(full) if full else None
+        while True:
+            merged, checked = pulled.entries, pulled.checked
+            found = [e for e in rows if e.post_id not in merged
+                     and e.post_id.decode() in checked]  # fmt: skip
+            found += merged.values()
+            found = [e for e in found if after is None or e.after(after)]
+            found.sort(key=lambda e: (e.score, e.post_id), reverse=True)
+            page = found
+            if bound is not None:
+                page = [e for e in found if (e.score, e.post_id) >= bound]
+            ahead = sorted((here for post, here in known.items() if post not in checked
+                            and (bound is None or here >= bound)), reverse=True)  # fmt: skip
+            if len(page) >= want:
+                last = (page[want - 1].score, page[want - 1].post_id)
+                ahead = [here for here in ahead if here > last]
+            if ahead:
+                await pulled.check([here[1].decode() for here in ahead[:want]])
+                continue
+            if bound is not None and len(page) < want:
+                break
+            todo = pulled.unresolved(e.post_id for e in page[:want])
+            if not todo:
+                return page
+            await pulled.resolve(todo)
+        take *= 2
+        rows = None

@@ -29,7 +29,7 @@ from .entries import Entry
 from .keys import Keys
 from .namespace import MAX_POINTER_TTL, Namespaces
 from .pages import Page, check_limit, decode_cursor
-from .pull import Pulled, load_pulled, merged_rows, pulled_followees
+from .pull import Pulled, ReadRows, following_pulled, load_pulled, merged_rows, pulled_followees
 from .read_marks import ReadMarks
 from .scripts import Scripts, argv
 from .shop.product_reads import ProductReads
@@ -184,13 +184,7 @@ class FeedReader(ShopReads, ProductReads):
         keys = [zset_key(user_id, b) for b in buckets] + [via_key(user_id, b) for b in buckets]
         items: list[FeedItem] = []
 
-        async def read(max_score: str, take: int) -> list[Entry]:
-            rows = await self._scripts.page(
-                keys=keys, args=argv("page", max_score=max_score, limit=take)
-            )
-            return [
-                Entry(rows[i], rows[i + 1], rows[i + 2], ranked) for i in range(0, len(rows), 3)
-            ]
+        read = self._row_reader(keys, ranked)
 
         # Pulled followees' recent items are merged into the page (feeds/pull.py).
         merged: Pulled | None = None
@@ -204,9 +198,12 @@ class FeedReader(ShopReads, ProductReads):
                 first, pulled = await asyncio.gather(
                     read(max_score, want), pulled_followees(self.redis, ns, user_id)
                 )
-                if pulled:
+                if pulled and ranked:
                     merged = await load_pulled(self.redis, ns, user_id, pulled, self.feed_buckets,
                                                self.for_you_half_life_ms, ranked)  # fmt: skip
+                elif pulled:
+                    merged = following_pulled(self.redis, ns, user_id, pulled, self.feed_buckets,
+                                              self.for_you_half_life_ms)  # fmt: skip
             if merged is not None:
                 entries = await merged_rows(read, merged, max_score, after, want,
                                             self.feed_buckets, first)  # fmt: skip
@@ -224,6 +221,19 @@ class FeedReader(ShopReads, ProductReads):
             after = entries[want - 1]
             if len(items) >= limit:
                 return FeedPage(items, after.cursor())
+
+    def _row_reader(self, keys: list[str], ranked: bool) -> ReadRows:
+        """Reads a feed's rows (``page.lua``) from its bucket and attribution ``keys``."""
+
+        async def read(max_score: str, take: int) -> list[Entry]:
+            rows = await self._scripts.page(
+                keys=keys, args=argv("page", max_score=max_score, limit=take)
+            )
+            return [
+                Entry(rows[i], rows[i + 1], rows[i + 2], ranked) for i in range(0, len(rows), 3)
+            ]
+
+        return read
 
     async def _hydrate(
         self, user_id: str, entries: list[Entry], ranked: bool, keys: Keys

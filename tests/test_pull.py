@@ -12,7 +12,15 @@ from dataclasses import replace
 from feedamp.config import Settings
 from feedamp.feeds import FeedReader, FeedStore
 from feedamp.feeds.accounts import AccountStore
-from feedamp.feeds.pull import for_you_score, pulled_followers
+from feedamp.feeds.entries import Entry
+from feedamp.feeds.pull import (
+    following_pulled,
+    for_you_score,
+    load_pulled,
+    merged_rows,
+    pulled_followees,
+    pulled_followers,
+)
 from feedamp.models.events import Account, Event
 from feedamp.ops.verify import compare_namespaces, settle_pulled
 
@@ -174,6 +182,62 @@ async def test_any_arrival_order_reads_as_the_push_only_log(redis, settings):
             reader = FeedReader(redis, key_prefix=pulling.key_prefix)
             reference.readers = (reader, reference.readers[1])
             await reference.same(USERS, sizes=(2, 1000))
+
+
+def _view(e: Entry) -> tuple:
+    return (e.post_id, e.text, e.reposters, e.labelled)
+
+
+async def test_bounded_following_pages_are_the_whole_merge(redis, settings):
+    """Following pages read the pulled lists bounded (``Pulled.read_lists`` from the
+    cursor down, ``Pulled.check`` for every post read): walking the cursors to the end,
+    at page sizes that make the bounds bite, gives exactly the entries (order, scores,
+    attribution) of the unbounded merge, every pulled list read whole and every repost
+    resolved."""
+    pulled_users = merged_entries = 0
+    for seed in range(18):
+        rng = random.Random(100 + seed)
+        log = story(rng, length=120)
+        # thresholds of 1 to 3 followers: a mix of pushed entries and pulled items
+        pulling = replace(settings, key_prefix=f"{settings.key_prefix}b{seed}:",
+                          fanout_pull_above=1 + seed % 3)  # fmt: skip
+        store, accounts = FeedStore(redis, pulling), AccountStore(redis, pulling)
+        for e in arrival(rng, log):
+            target = accounts if isinstance(e, Account) else store
+            assert (await target.apply([e])).failures == []
+        reader = FeedReader(redis, key_prefix=pulling.key_prefix)
+        keys, n, half = store.keys, reader.feed_buckets, reader.for_you_half_life_ms
+        for user in USERS:
+            followees = await pulled_followees(redis, keys, user)
+            if not followees:
+                continue
+            pulled_users += 1
+            buckets = [keys.feed(user, b) for b in range(n)] + [keys.via(user, b) for b in range(n)]
+            rows = reader._row_reader(buckets, ranked=False)
+            whole = await load_pulled(redis, keys, user, followees, n, half)
+            await whole.resolve(whole.unresolved(list(whole.entries)))
+            expected = [_view(e) for e in await merged_rows(rows, whole, "+inf", None, 10**6, n)]
+            merged_entries += len(expected)
+            for size in (1, 2, 3, 5):
+                got: list[tuple] = []
+                after: Entry | None = None
+                shared = following_pulled(redis, keys, user, followees, n, half)
+                while True:
+                    # odd sizes keep one reader state across cursors, as a page whose
+                    # hydration dropped items does; even sizes start afresh each page
+                    bounded = (
+                        shared
+                        if size % 2
+                        else following_pulled(redis, keys, user, followees, n, half)
+                    )
+                    top = "+inf" if after is None else after.text
+                    page = (await merged_rows(rows, bounded, top, after, size, n))[:size]
+                    got += [_view(e) for e in page]
+                    if len(page) < size:
+                        break
+                    after = page[-1]
+                assert got == expected, (seed, user, size)
+    assert pulled_users >= 6 and merged_entries >= 100
 
 
 def test_for_you_score_matches_lua_arithmetic():
