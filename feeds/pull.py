@@ -77,8 +77,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .batch import text
 from .connection import AnyRedis
@@ -359,17 +360,12 @@ class Pulled:
         new = sorted({p for p in posts if p not in self.checked})
         if not new:
             return
-        keys, user = self.keys, self.user
-        by_bucket: dict[int, list[str]] = {}
-        for post in new:
-            by_bucket.setdefault(bucket_of(post, self.buckets), []).append(post)
+        keys = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             for f in self.followees:
                 pipe.zmscore(keys.recent_posts(f), new)
                 pipe.zmscore(keys.recent_reposts(f), new)
-            for b, group in by_bucket.items():
-                pipe.zmscore(keys.feed(user, b), group)
-                pipe.hmget(keys.via(user, b), group)
+            by_bucket = self._read_pushed(pipe, new)
             replies = iter(await pipe.execute())
         pairs, reasons = self.pairs, self.reasons
         touched: set[str] = set()
@@ -380,21 +376,44 @@ class Pulled:
                     reasons.setdefault(post, _Post()).own = int(score)
                     touched.add(post)
             for post, score in zip(new, reposts, strict=True):
-                if score is None:
-                    continue
-                t, for_you, labelled = read_recent_score(score)
-                if not hides(pairs[f], t):
-                    item = (t, LABEL_MARK if labelled else "", for_you)
-                    reasons.setdefault(post, _Post()).reposts[f] = item
-                    self.pending.setdefault(post, {})[f] = item
+                if score is not None and self._add_repost(post, f, score):
                     touched.add(post)
+        self._store_pushed(by_bucket, replies)
+        self.checked.update(new)
+        for post in sorted(touched):
+            self._merge(post)
+
+    def _add_repost(self, post: str, reposter: str, score: str) -> bool:
+        """Add ``reposter``'s repost of ``post`` (its ``recent_reposts`` score) to the
+        post's reasons, pending its author, unless hidden from the reader at its time or,
+        For You, a Following-only repost; True if added."""
+        t, for_you, labelled = read_recent_score(score)
+        if not (for_you or not self.ranked) or hides(self.pairs[reposter], t):
+            return False
+        item = (t, LABEL_MARK if labelled else "", for_you)
+        self.reasons.setdefault(post, _Post()).reposts[reposter] = item
+        self.pending.setdefault(post, {})[reposter] = item
+        return True
+
+    def _read_pushed(self, pipe: Any, posts: Sequence[str]) -> dict[int, list[str]]:
+        """Queue on ``pipe`` the reads of ``posts``' pushed entries (score and
+        attribution, per bucket of this feed kind); returns the posts by bucket, in the
+        order :meth:`_store_pushed` takes the replies."""
+        by_bucket: dict[int, list[str]] = {}
+        for post in posts:
+            by_bucket.setdefault(bucket_of(post, self.buckets), []).append(post)
+        zset = self.keys.for_you if self.ranked else self.keys.feed
+        for b, group in by_bucket.items():
+            pipe.zmscore(zset(self.user, b), group)
+            pipe.hmget(self.keys.via(self.user, b), group)
+        return by_bucket
+
+    def _store_pushed(self, by_bucket: dict[int, list[str]], replies: Iterator[Any]) -> None:
+        """Keep the pushed entries :meth:`_read_pushed` queued, from their replies."""
         for group in by_bucket.values():
             scores, values = next(replies), next(replies)
             for post, score, value in zip(group, scores, values, strict=True):
                 self.pushed[post] = (score, text(value) if value else "")
-        self.checked.update(new)
-        for post in sorted(touched):
-            self._merge(post)
 
     def _merge(self, post: str) -> None:
         """Re-merge ``post``'s entry from its reasons (its pushed entry, or none, when no
@@ -448,26 +467,13 @@ async def load_pulled(
             if not hides(pairs[f], t):
                 reasons.setdefault(text(post), _Post()).own = t
         for post, score in next(lists):
-            t, for_you, labelled = read_recent_score(score)
-            if (for_you or not ranked) and not hides(pairs[f], t):
-                item = (t, LABEL_MARK if labelled else "", for_you)
-                reasons.setdefault(text(post), _Post()).reposts[f] = item
-                pulled.pending.setdefault(text(post), {})[f] = item
+            pulled._add_repost(text(post), f, score)
     if not reasons:
         return pulled
-    by_bucket: dict[int, list[str]] = {}
-    for post in reasons:
-        by_bucket.setdefault(bucket_of(post, buckets), []).append(post)
-    zset, via = (keys.for_you, keys.via) if ranked else (keys.feed, keys.via)
     async with redis.pipeline(transaction=False) as pipe:
-        for b, posts in by_bucket.items():
-            pipe.zmscore(zset(user, b), posts)
-            pipe.hmget(via(user, b), posts)
+        by_bucket = pulled._read_pushed(pipe, list(reasons))
         replies = iter(await pipe.execute())
-    for posts in by_bucket.values():
-        scores, values = next(replies), next(replies)
-        for post, score, value in zip(posts, scores, values, strict=True):
-            pulled.pushed[post] = (score, text(value) if value else "")
+    pulled._store_pushed(by_bucket, replies)
     for post in reasons:
         pulled._merge(post)
     return pulled

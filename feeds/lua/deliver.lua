@@ -87,6 +87,18 @@ local function event_of(at, fields, index)
   return ev
 end
 
+-- slot_at: bucket b's slot table for the follower at ARGV index j (slots[b], made the
+-- follower's when it holds another follower's or was invalidated: slot[6] ~= j).
+local function slot_at(slots, follower, b, j)
+  local slot = slots[b]
+  if not slot or slot[6] ~= j then
+    slot = bucket_slot(follower, b, slot)
+    slot[6] = j
+    slots[b] = slot
+  end
+  return slot
+end
+
 local counts = {}
 local i = 9
 while i <= #ARGV do
@@ -136,13 +148,7 @@ while i <= #ARGV do
         if op == 'post' then
           local of = ev[9]
           if follow[of] and not (hiding[of] and hides(states[of], ev[4])) then
-            local slot = slots[b]
-            if not slot or slot[6] ~= j then
-              slot = bucket_slot(follower, b, slot)
-              slot[6] = j
-              slots[b] = slot
-            end
-            push_to(slot, post, ev[4], '', '', false)
+            push_to(slot_at(slots, follower, b, j), post, ev[4], '', '', false)
             reached = true
           end
         elseif op == 'repost' then
@@ -150,13 +156,7 @@ while i <= #ARGV do
           if follower ~= ev[3] and follow[by]
               and not (hiding[by] and hides(states[by], ev[4]))
               and not (hiding[of] and hides(states[of], ev[4])) then
-            local slot = slots[b]
-            if not slot or slot[6] ~= j then
-              slot = bucket_slot(follower, b, slot)
-              slot[6] = j
-              slots[b] = slot
-            end
-            push_to(slot, post, ev[4], ev[5], ev[10], ev[11], ev[12])
+            push_to(slot_at(slots, follower, b, j), post, ev[4], ev[5], ev[10], ev[11], ev[12])
             reached = true
           end
         elseif op == 'withdraw' then
