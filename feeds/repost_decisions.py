@@ -15,9 +15,13 @@ whole batch (one round trip per node on a cluster):
 Invariants: each attempt is a ``ZADD`` of the repost id (idempotent) and a count covers
 only attempts at or before the repost's time, recorded first by the event-time order, so
 a redelivery at any step, or a replay, decides the same; the first decision committed
-for a repost is the one every copy returns. Reasons come in the order the single script
-gave them: followers_only, user_rate, forwarded_many_times, forwarded_hourly,
-virality_brake, no_comment.
+for a repost is the one every copy returns. A repost refused at the door (a suspended
+reposter or author) records its attempts like any other: windows count attempts
+whatever their decision, so a suspension arriving late, which turns an applied repost
+into a refusal (:mod:`feedamp.feeds.takeback`), leaves every window, and so every other
+repost's decision, as the suspension coming first would have. Reasons come in the order
+the single script gave them: followers_only, user_rate, forwarded_many_times,
+forwarded_hourly, virality_brake, no_comment.
 """
 
 from __future__ import annotations
@@ -88,13 +92,13 @@ async def decide_reposts(
             via_depth = earlier.split("|")[1]
         depth = int(via_depth) + 1 if via_depth else 1
         if i in refused:
-            batch[(ev.post_id, ev.repost_id)] = values[i] = f"refused|{depth}|{refused[i]}"
-            continue
-        # Placeholder so that later reposts through this one see its depth.
-        batch[(ev.post_id, ev.repost_id)] = f"?|{depth}|"
+            batch[(ev.post_id, ev.repost_id)] = f"refused|{depth}|{refused[i]}"
+        else:
+            # Placeholder so that later reposts through this one see its depth.
+            batch[(ev.post_id, ev.repost_id)] = f"?|{depth}|"
         pending.append((i, ev, depth, followers, brake))
 
-    # 2. Reposter slot: the rate and forwarded windows.
+    # 2. Reposter slot: the rate and forwarded windows (a door refusal's attempts too).
     second = await run_scripts(redis, [(scripts.decide_user, argv(
         "decide_user", ctx, reposter_id=ev.reposter_id, repost_id=ev.repost_id, ts=ev.ts,
         rate_window=c.rate_window_ms,
@@ -103,6 +107,9 @@ async def decide_reposts(
     for (i, ev, depth, followers, brake), result in zip(pending, second, strict=True):
         if isinstance(result, Exception):
             failed[i] = result
+            continue
+        if i in refused:
+            values[i] = batch[(ev.post_id, ev.repost_id)]
             continue
         rate, fwd = text(result).split("|")
         values[i] = batch[(ev.post_id, ev.repost_id)] = _decision(

@@ -15,9 +15,11 @@ Invariants:
   deletion that passes the door writes them), its place in the author's recent list and
   its product tags; the repost's decision, rewritten to ``refused`` with the door's reason
   (``suspended`` for the reposter, else ``author_suspended``) and its depth kept, unless
-  the door refused it already; its attempts in the rate, forwarded and brake windows; the
-  repost record; the reposter's place among the post's reposters, comment and recent-list
-  entry when that repost set them.
+  the door refused it already; the repost record; the reposter's place among the post's
+  reposters, comment and recent-list entry when that repost set them. Its attempts in
+  the rate, forwarded and brake windows stay: a door refusal records them too
+  (:mod:`feedamp.feeds.repost_decisions`), so the windows, and every other repost's
+  decision counted in them, are those of the suspension coming first.
 - What it reads is a function of the log: the account's ``acts`` index (every post and
   repost it made, refused or not, the latest ``2 * FEEDAMP_RECENT_PER_AUTHOR`` by time)
   and the ``cascade`` of each of its posts (every repost of the post, refused or not), so
@@ -34,9 +36,8 @@ Invariants:
 
 The account's graph events, purchases and product views need nothing taken back: the
 door lets them through whatever the suspension (:mod:`feedamp.feeds.accounts`). Not
-taken back: decisions already published on ``decisions`` (outputs), decisions of other
-reposts made while a taken-back attempt counted in a window, and gifts in the window
-(README, *What is guaranteed*).
+taken back: decisions already published on ``decisions`` (outputs) and gifts in the
+window (README, *What is guaranteed*).
 """
 
 from __future__ import annotations
@@ -197,14 +198,11 @@ async def take_back(
             if decided is not None:
                 outcome, depth, reasons = text(decided).split("|")
                 if DOOR_REASONS & set(reasons.split(",")):
-                    continue  # refused at the door: nothing of it was written
+                    continue  # refused at the door: only its attempts were written
                 pipe.hset(keys.decided(r.post), r.repost, f"{REFUSED}|{depth}|{r.reason}")
                 logged = outcome
             if r.event is not None:
                 refusals.append((r.event, r.ts, logged))
-            pipe.zrem(keys.brake(r.post), r.repost)
-            pipe.zrem(keys.attempts(r.reposter), r.repost)
-            pipe.zrem(keys.forwarded_attempts(r.reposter), r.repost)
             pipe.delete(keys.repost(r.repost))
             if place is not None and int(place) == r.ts:
                 pipe.zrem(keys.reposters(r.post), r.reposter)

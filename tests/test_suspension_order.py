@@ -170,6 +170,30 @@ async def test_a_take_back_cut_short_after_orders_forget_ends_right_when_redeliv
     assert not diff, diff[:5]
 
 
+async def test_windows_count_a_taken_back_attempt_as_the_door_counts_a_refusal(redis, settings):
+    """kim reposts eve's post after eve's suspension (by event time), then lou's post;
+    with one repost a minute, the second is rate-limited whether the suspension came
+    first (the door refuses the first and counts its attempt) or last (the first is
+    applied, then taken back, its attempt kept): same decisions, same keys."""
+    ev = Events()
+    before = [ev.follow("fan", "kim"), ev.post("e0", "eve"), ev.post("l0", "lou")]
+    suspend = ev.account("eve", "suspend")
+    after = [ev.repost("e0", "eve", "kim", repost_id="kim-e0"),
+             ev.repost("l0", "lou", "kim", repost_id="kim-l0")]  # fmt: skip
+    caps = replace(settings.caps, rate_max=1)
+    dumps = []
+    for log in ([*before, suspend, *after], [*before, *after, suspend]):
+        prefix = f"{settings.key_prefix}w-{uuid.uuid4().hex[:6]}:"
+        s = settings.with_(key_prefix=prefix, caps=caps)
+        await apply(Pipeline(FeedStore(redis, s), s, prefix=prefix), s, log)
+        dumps.append(await snapshot(redis, prefix))
+    first, late = dumps
+    assert first["decided:{l0}"][1][b"kim-l0"].startswith(b"rate_limited|")
+    assert first["decided:{e0}"][1][b"kim-e0"] == b"refused|1|author_suspended"
+    diff = sorted(k for k in first.keys() | late.keys() if first.get(k) != late.get(k))
+    assert not diff, diff[:5]
+
+
 def late_suspension(rng: random.Random) -> tuple[list[Event], Event, int]:
     """A random log (``test_log_order.story``, with product tags, purchases, status
     events and product views: :func:`with_shop`) in event-time order, a suspension of
@@ -256,9 +280,9 @@ async def _compare_late(address: str, seed: int) -> None:
     log, suspend, place = late_suspension(random.Random(seed))
     first = sum(1 for e in log if e.ts < suspend.ts)
     redis = connect(f"redis://{address}/0")
-    # Rate caps out of reach: a decision of another repost made while a taken-back attempt
-    # counted is not taken back (README), and is not what this checks.
-    caps = Caps(rate_max=1000, forwarded_max=1000)
+    # Caps that bite in every story (its ~50 s fit in every window): decisions of other
+    # reposts counted a taken-back attempt, as a door refusal counts it.
+    caps = Caps(rate_max=2, frequently_forwarded_depth=2, forwarded_max=1, brake_reposts=2)
     dumps = []
     try:
         for where, again in ((first, []), (place, [suspend])):

@@ -1,5 +1,6 @@
 -- Reference: the single script the repost decision steps replaced (feeds/repost_decisions.py);
--- tests/test_step_equivalence.py checks the steps decide exactly as it did.
+-- tests/test_step_equivalence.py checks the steps decide exactly as it did (its door refusals
+-- record their attempts too, as the steps now do).
 -- decide.lua: the one decision for a repost, made once and kept, so a redelivery or a
 -- replay over the same Redis returns it unchanged. Windows are of event time and count
 -- attempts (whatever their decision), so a decision depends on the log, not on speed.
@@ -35,8 +36,11 @@ local function others_in_window(k, window)
   return redis.call('ZCOUNT', k, '(' .. (ts - window), ts) - 1
 end
 
--- Refused at the door: the attempt does not count against any window.
+-- Refused at the door: the attempt counts in every window like any other.
 if door ~= '' then
+  others_in_window(key('attempts', user), rate_window)
+  if depth >= ff_depth then others_in_window(key('forwarded_attempts', user), fwd_window) end
+  others_in_window(key('brake', post), brake_window)
   local value = 'refused|' .. depth .. '|' .. door
   redis.call('HSET', decided, repost, value)
   return value
