@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -319,3 +320,49 @@ async def test_a_batch_reaching_a_moving_slot_writes_what_an_unmoved_one_writes(
         await migration.close()
         await close(cluster)
         await close(single)
+
+
+async def test_the_worker_waits_out_a_moving_slot_instead_of_dead_lettering(
+    redis_cluster: RedisClusterService, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch whose steps a moving slot refuses fails with a transient error: the
+    worker's batch handler (``BatchHandler``) waits it out and applies the batch once the
+    slot has moved, as for an outage, rather than taking it apart record by record and
+    dead-lettering what the slot still refuses."""
+    from feedamp.streams.app import BatchHandler
+
+    from .conftest import wait_until
+
+    catalog = tmp_path / "campaigns.json"
+    catalog.write_bytes(orjson.dumps(catalog_doc(["C1"])))
+    slot = key_slot(b"wgift")
+    migration = Migration(redis_cluster, slot)
+    await migration.locate()
+    # Only the gifts are in the slot (their senders and recipients, whom the door reads
+    # with plain commands, are elsewhere): every call that reaches it is a step.
+    gifts = ids_where(lambda s: s == slot, "wgift", 3)
+    users = ids_where(lambda s: s != slot, "wu", 4)
+    ev = Events(start_ms=START + 1_000)
+    batch = [ev.gift(g, users[n], users[n + 1], "mic") for n, g in enumerate(gifts)]
+    settings = settings_on(redis_cluster, catalog)
+    cluster: AnyRedis = connect(settings.redis_url)
+    caplog.set_level(logging.WARNING, logger="feedamp.worker")
+    try:
+        handler = BatchHandler(Pipeline(FeedStore(cluster, settings), settings), None)  # type: ignore[arg-type]  # applying publishes nothing
+        await migration.start()
+        records = [record_of(settings, e, n) for n, e in enumerate(batch)]
+        applying = asyncio.create_task(handler.apply(records))
+
+        async def waiting() -> bool:
+            return applying.done() or "unavailable" in caplog.text
+
+        await wait_until(waiting, timeout=20, what="the batch to be refused")
+        await migration.finish()
+        outcome = await asyncio.wait_for(applying, 30)
+        assert outcome.dead_letters == []
+        assert [(d.gift_id, d.decision) for d in outcome.decisions] == [
+            (g, "accepted") for g in gifts
+        ]
+    finally:
+        await migration.close()
+        await close(cluster)
