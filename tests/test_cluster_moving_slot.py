@@ -3,21 +3,24 @@ events applied to a Redis Cluster while one slot of its keys is half-way between
 masters (``CLUSTER SETSLOT ... MIGRATING`` / ``IMPORTING``, some of its keys moved with
 ``MIGRATE``) leaves exactly the keys the same batches leave on a standalone Redis.
 
-The slot is chosen to hold the tags of a sender (who already used up a campaign's sends),
-a recipient, a buyer, orders and gifts, old and new; the other entities of the batch live
-elsewhere, so the steps calls sent to the slot's node also carry calls that do run there.
-The migration stands still while the batch is applied, as between two keys of a
-``redis-cli --cluster reshard``; a batch refused with a transient error (``TRYAGAIN``,
-a key that already moved) is applied again whole, as the worker does, after the
-migration moved one more key. That the moving-slot path ran (a steps call stopped at a
-key its node no longer serves, its calls then run one by one through the client) is
-read from the nodes' slow logs, every command logged for the test: step scripts sent on
-their own, which the packed path never does (checked on the batch before the move).
+The slot holds the tags of a sender (who already used up a campaign's sends), a new
+sender, a recipient, orders and gifts, old and new; the other entities of the batch live
+elsewhere, and a last gift in another slot of the same master, so the steps calls sent
+to the slot's master also carry calls that do run there. The migration stands still
+while the batch is applied, as between two keys of a ``redis-cli --cluster reshard``; a
+batch refused with a transient error (``ASK``, ``TRYAGAIN``, a key that already moved)
+is applied again whole, as the worker does, after the migration moved one more key. That
+the moving-slot path ran (a steps call stopped at a key its master no longer serves, the
+call and the later ones then run one by one) is read from the masters' slow logs, every
+command logged for the test: step scripts sent on their own, which the packed path never
+does (checked on the batch before the move). Last, the worker's batch handler waits out
+a batch the moving slot refuses instead of dead-lettering it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 import uuid
@@ -54,8 +57,7 @@ def ids_where(ok: Callable[[int], bool], stem: str, n: int) -> list[str]:
 
 
 def sha1(text: str) -> str:
-    import hashlib
-
+    """The SHA1 Redis names a script by."""
     return hashlib.sha1(text.encode()).hexdigest()
 
 
@@ -180,7 +182,9 @@ def settings_on(service: Service, campaigns: Path) -> Settings:
                     key_prefix=f"t{uuid.uuid4().hex[:10]}:")  # fmt: skip
 
 
-async def apply(pipeline: Pipeline, settings: Settings, batch: list, migration=None) -> int:
+async def apply(
+    pipeline: Pipeline, settings: Settings, batch: list, migration: Migration | None = None
+) -> int:
     """Apply ``batch`` as the worker does (again, whole, after a transient error; the
     migration moves a key in between); no dead letter. Returns the retries."""
     records = [record_of(settings, e, n) for n, e in enumerate(batch)]
