@@ -87,12 +87,17 @@ def script_keys(name: str) -> tuple[frozenset[str], frozenset[str]]:
     functions it calls, transitively), and the names of the arguments that give a kind."""
     libs = [] if name in STANDALONE else ["lib_key" if name in LEAN else "lib"]
     libs += ["lib_shop"] if name in SHOP else []
-    functions = {f: body for lib in libs for f, body in lua_functions(lib).items()}
+    functions = {f: body for lib in libs for f, body in lua_functions(lib).items()
+                 if f != "key"}  # fmt: skip
     todo, seen = [lua_code(LUA.joinpath(f"{name}.lua").read_text())], set()
     literal, arguments = set(), set()
     while todo:
         text = todo.pop()
-        for kind, index in LUA_KEY.findall(text):
+        # every key is built by the key helper, with a literal kind or an argument's
+        found = LUA_KEY.findall(text)
+        assert len(found) == len(re.findall(r"\bkey\(", text)), f"{name}: a key built otherwise"
+        assert "PREFIX" not in text, f"{name}: a key name built by hand"
+        for kind, index in found:
             if kind:
                 literal.add(kind)
             else:
