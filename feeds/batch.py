@@ -15,7 +15,9 @@ answers each as that call alone would (its result, or its own error: the calls a
 failed one still run); calls are packed only with calls of the same node (one group on a
 standalone Redis), so a batch's calls of one entity keep their order; a call a node did
 not serve is run again, with every later call of that node, one by one (every step is
-idempotent).
+idempotent), on the node serving its slot and never redirected to the node importing a
+moving slot (a step declares one key of its tag: there the others, not moved yet, would
+read as absent); a refused call is a transient error, the batch retried whole.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ import hiredis
 from feedamp.config import Settings
 from redis._parsers.hiredis import _AsyncHiredisParser
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AskError,
     BusyLoadingError,
     ClusterDownError,
+    ClusterError,
     MasterDownError,
     MovedError,
     NoScriptError,
@@ -74,8 +77,11 @@ TRANSIENT_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, Ti
 
 
 #: What a cluster node answers while a slot migrates: a redirection the pipeline did not
-#: follow, or a script reaching a key of its slot that already moved ("non local key").
-MIGRATING = (MovedError, AskError)
+#: follow, or a script reaching a key of its slot that already moved ("non local key");
+#: and what the cluster client raises when it gave up following redirections of a call
+#: (``ClusterError``, "TTL exhausted": ``MOVED`` / ``ASK`` / ``TRYAGAIN`` round after round,
+#: as between the two masters of a moving slot).
+MIGRATING = (MovedError, AskError, ClusterError)
 NON_LOCAL = "non local key"
 
 
@@ -89,12 +95,15 @@ def is_transient(error: object) -> bool:
 
 
 async def _pipelined(
-    redis: AnyRedis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
+    redis: AnyRedis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]], follow: bool = True
 ) -> list[object]:
-    """One non-transactional pipeline of ``calls`` (on a cluster: one per node)."""
+    """One non-transactional pipeline of ``calls`` (on a cluster: one per node; ``follow``:
+    the client follows a call's redirection, else its error is the call's answer)."""
     async with redis.pipeline(transaction=False) as pipe:
         for script, argv in calls:
             await script(args=list(argv), client=pipe)  # type: ignore[arg-type]  # redis-py types omit pipelines as script clients
+        if isinstance(pipe, ClusterPipeline):
+            return await pipe.execute(raise_on_error=False, allow_redirections=follow)
         return await pipe.execute(raise_on_error=False)
 
 
@@ -124,8 +133,9 @@ async def run_scripts(
     each run of consecutive step calls, a cluster each run's calls of one node (their
     order kept per node; calls on different nodes touch different entities). Answers are
     the same as one call each: a script error belongs to its call. On a cluster, calls
-    that a node did not serve (a slot moving) run one by one after the node's others,
-    routed by the client.
+    that a node did not serve (a slot moving) run one by one after the node's others, on
+    the node serving their slot; one refused again (its slot still moving) makes the
+    batch's transient error.
 
     Scripts are sent as ``EVALSHA``; a script is loaded once per client (``SCRIPT LOAD``),
     and again only if Redis answers ``NOSCRIPT`` (it restarted or was flushed), in which
@@ -260,11 +270,12 @@ def _runs(calls: Calls) -> list[tuple[bool, Calls]]:
     return runs
 
 
-async def _cluster_calls(redis: AnyRedis, calls: Calls) -> list[object]:
-    """Calls one by one on a cluster, ``PIPELINE_CALLS`` a round trip."""
+async def _cluster_calls(redis: AnyRedis, calls: Calls, follow: bool = True) -> list[object]:
+    """Calls one by one on a cluster, ``PIPELINE_CALLS`` a round trip (``follow``: see
+    :func:`_cluster_chunk`)."""
     results: list[object] = []
     for start in range(0, len(calls), PIPELINE_CALLS):
-        results += await _cluster_chunk(redis, calls[start : start + PIPELINE_CALLS])
+        results += await _cluster_chunk(redis, calls[start : start + PIPELINE_CALLS], follow)
     return results
 
 
@@ -273,7 +284,11 @@ async def _cluster_steps(redis: AnyRedis, calls: Calls) -> list[object]:
     node's calls packed ``STEP_CALLS`` at a time into calls of the steps script sent to
     the node itself (declaring the first call's routing key), the nodes at once. A node
     that refuses a call (a redirection, or a key of a moving slot reached) has that
-    call's and its later calls run one by one after, routed by the client."""
+    call's and its later calls run one by one after, each on the node serving its slot:
+    a redirection is not followed but answers the call (a transient error: the batch is
+    retried), so a step never runs on the node importing its slot, where the keys of its
+    tag not moved yet would read as absent (a step declares one key: Redis checks no
+    other); a ``MOVED`` updates the client's slot map first."""
     from .cluster import route_key
 
     assert isinstance(redis, RedisCluster)
@@ -317,23 +332,26 @@ async def _cluster_steps(redis: AnyRedis, calls: Calls) -> list[object]:
                                                        for node, indexes in per_node.values()))
                   for n in left)  # fmt: skip
     if rest:
-        answers = await _cluster_calls(redis, [calls[n] for n in rest])
+        answers = await _cluster_calls(redis, [calls[n] for n in rest], follow=False)
         for n, answer in zip(rest, answers, strict=True):
             results[n] = answer
+            if isinstance(answer, MovedError):  # the slot moved: its owner for the retry
+                await redis.nodes_manager.move_slot(answer)
     return results
 
 
 async def _cluster_chunk(
-    redis: AnyRedis, chunk: Sequence[tuple[AsyncScript, Sequence[str | int]]]
+    redis: AnyRedis, chunk: Sequence[tuple[AsyncScript, Sequence[str | int]]], follow: bool = True
 ) -> list[object]:
-    """One chunk on a cluster, through redis-py's script pipelines (one per node)."""
-    found = await _pipelined(redis, chunk)
+    """One chunk on a cluster, through redis-py's script pipelines (one per node);
+    ``follow``: redirections followed by the client, else answered as errors."""
+    found = await _pipelined(redis, chunk, follow)
     if any(isinstance(r, NoScriptError) for r in found):
         # A cluster node lost its script cache (restart, failover): load the chunk's
         # scripts on every master and run it again (scripts are idempotent).
         for script in {id(s): s for s, _ in chunk}.values():
             await script.load()  # type: ignore[attr-defined]
-        found = await _pipelined(redis, chunk)
+        found = await _pipelined(redis, chunk, follow)
     return found
 
 

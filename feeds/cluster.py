@@ -27,7 +27,10 @@ Invariants:
   still touching only its own route's hash tag: like a delivery call it is flagged
   ``allow-cross-slot-keys``, declares one call's key, is sent to the node serving every
   call's route (:func:`feedamp.feeds.batch.run_scripts`), and stops at the first key
-  the node does not serve, the rest then running call by call through the client.
+  the node does not serve, the rest then running call by call on the nodes serving
+  their slots, never redirected to a node importing a moving slot (there a step would
+  find the keys of its tag not moved yet absent: Redis checks only the declared key); a
+  call refused again is a transient error, the batch retried.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """The Faust application: one agent consumes every input topic in batches.
 
 The agent hands each batch to :class:`BatchHandler`, which never lets an exception escape
-(an exception escaping a Faust agent stops it without a word): Redis outages are retried
-with backoff, bad records go to the dead-letter topic, and a bug hit by one record
-dead-letters that record alone. Offsets are acknowledged (by the consumer's bulk sink,
-:mod:`feedamp.kafka.bulk`) only after the batch was handled, so a worker killed
-mid-batch replays the batch on restart, which is harmless because every Redis write is
-idempotent.
+(an exception escaping a Faust agent stops it without a word): Redis outages (and a
+Redis Cluster slot moving) are retried with backoff, bad records go to the dead-letter
+topic, and a bug hit by one record dead-letters that record alone. Offsets are
+acknowledged (by the consumer's bulk sink, :mod:`feedamp.kafka.bulk`) only after the
+batch was handled, so a worker killed mid-batch replays the batch on restart, which is
+harmless because every Redis write is idempotent.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.connection import connect
-from feedamp.feeds.store import TRANSIENT_ERRORS
+from feedamp.feeds.store import TRANSIENT_ERRORS, is_transient
 from feedamp.kafka.config import faust_security
 from feedamp.kafka.group import QuietFatalJoin, stop_on_group_error
 from feedamp.kafka.transport import transport_class
@@ -43,6 +43,16 @@ T = TypeVar("T")
 
 #: Errors that mean "unavailable right now" (Redis or Kafka): wait and retry, never skip.
 RETRYABLE = (*TRANSIENT_ERRORS, KafkaError)
+
+
+def retryable(error: BaseException) -> bool:
+    """True for an error to wait out: :data:`RETRYABLE`, and whatever else
+    :func:`~feedamp.feeds.batch.is_transient` counts transient (a Redis Cluster slot
+    moving: ``MOVED``, ``ASK``, a script reaching a key that moved, the client giving up
+    its redirections), which the stores raise for the batch to be retried whole."""
+    return isinstance(error, RETRYABLE) or is_transient(error)
+
+
 MAX_BACKOFF = 5.0
 
 
@@ -106,7 +116,9 @@ class BatchHandler:
         while True:
             try:
                 return await fn(*args)
-            except RETRYABLE as exc:
+            except Exception as exc:
+                if not retryable(exc):
+                    raise
                 what = "Kafka" if isinstance(exc, KafkaError) else "Redis"
                 log.warning("%s unavailable (%s); retrying in %.1fs", what, exc, delay)
                 await asyncio.sleep(delay)

@@ -12,6 +12,7 @@ from dataclasses import replace
 from feedamp.config import Settings
 from feedamp.feeds import FeedReader, FeedStore
 from feedamp.feeds.accounts import AccountStore
+from feedamp.feeds.batch import text
 from feedamp.feeds.entries import Entry
 from feedamp.feeds.pull import (
     following_pulled,
@@ -188,6 +189,43 @@ def _view(e: Entry) -> tuple:
     return (e.post_id, e.text, e.reposters, e.labelled)
 
 
+async def whole_following(redis, reader: FeedReader, keys, user: str) -> list[tuple]:
+    """``user``'s Following entries as the unbounded merge gives them: every pulled list
+    read whole, every repost resolved, every bucket read to its end."""
+    n, half = reader.feed_buckets, reader.for_you_half_life_ms
+    followees = await pulled_followees(redis, keys, user)
+    buckets = [keys.feed(user, b) for b in range(n)] + [keys.via(user, b) for b in range(n)]
+    rows = reader._row_reader(buckets, ranked=False)
+    whole = await load_pulled(redis, keys, user, followees, n, half)
+    await whole.resolve(whole.unresolved(list(whole.entries)))
+    return [_view(e) for e in await merged_rows(rows, whole, "+inf", None, 10**6, n)]
+
+
+async def bounded_following(
+    redis, reader: FeedReader, keys, user: str, size: int, shared: bool = False
+) -> list[list[tuple]]:
+    """``user``'s Following pages of ``size`` entries read bounded, walking the cursors
+    to the end: each page with a reader state of its own, as a request reads it
+    (``shared``: one state across the pages, as a page whose hydration dropped items
+    keeps it)."""
+    n, half = reader.feed_buckets, reader.for_you_half_life_ms
+    followees = await pulled_followees(redis, keys, user)
+    buckets = [keys.feed(user, b) for b in range(n)] + [keys.via(user, b) for b in range(n)]
+    rows = reader._row_reader(buckets, ranked=False)
+    state = following_pulled(redis, keys, user, followees, n, half)
+    pages: list[list[tuple]] = []
+    after: Entry | None = None
+    while len(pages) < 1000:  # a walk that never ends fails the comparison
+        bounded = state if shared else following_pulled(redis, keys, user, followees, n, half)
+        top = "+inf" if after is None else after.text
+        page = (await merged_rows(rows, bounded, top, after, size, n))[:size]
+        pages.append([_view(e) for e in page])
+        if len(page) < size:
+            break
+        after = page[-1]
+    return pages
+
+
 async def test_bounded_following_pages_are_the_whole_merge(redis, settings):
     """Following pages read the pulled lists bounded (``Pulled.read_lists`` from the
     cursor down, ``Pulled.check`` for every post read): walking the cursors to the end,
@@ -206,38 +244,73 @@ async def test_bounded_following_pages_are_the_whole_merge(redis, settings):
             target = accounts if isinstance(e, Account) else store
             assert (await target.apply([e])).failures == []
         reader = FeedReader(redis, key_prefix=pulling.key_prefix)
-        keys, n, half = store.keys, reader.feed_buckets, reader.for_you_half_life_ms
         for user in USERS:
-            followees = await pulled_followees(redis, keys, user)
-            if not followees:
+            if not await pulled_followees(redis, store.keys, user):
                 continue
             pulled_users += 1
-            buckets = [keys.feed(user, b) for b in range(n)] + [keys.via(user, b) for b in range(n)]
-            rows = reader._row_reader(buckets, ranked=False)
-            whole = await load_pulled(redis, keys, user, followees, n, half)
-            await whole.resolve(whole.unresolved(list(whole.entries)))
-            expected = [_view(e) for e in await merged_rows(rows, whole, "+inf", None, 10**6, n)]
+            expected = await whole_following(redis, reader, store.keys, user)
             merged_entries += len(expected)
             for size in (1, 2, 3, 5):
-                got: list[tuple] = []
-                after: Entry | None = None
-                shared = following_pulled(redis, keys, user, followees, n, half)
-                while True:
-                    # odd sizes keep one reader state across cursors, as a page whose
-                    # hydration dropped items does; even sizes start afresh each page
-                    bounded = (
-                        shared
-                        if size % 2
-                        else following_pulled(redis, keys, user, followees, n, half)
-                    )
-                    top = "+inf" if after is None else after.text
-                    page = (await merged_rows(rows, bounded, top, after, size, n))[:size]
-                    got += [_view(e) for e in page]
-                    if len(page) < size:
-                        break
-                    after = page[-1]
-                assert got == expected, (seed, user, size)
+                # odd sizes keep one reader state across cursors, as a page whose
+                # hydration dropped items does; even sizes start afresh each page
+                pages = await bounded_following(redis, reader, store.keys, user, size,
+                                                shared=bool(size % 2))  # fmt: skip
+                assert [e for page in pages for e in page] == expected, (seed, user, size)
     assert pulled_users >= 6 and merged_entries >= 100
+
+
+async def test_a_page_a_resolve_shortened_reads_further(redis, settings, uid):
+    """A bounded page full until a resolve dropped a repost (a pulled repost of the
+    reader's own post, ranking first) reads further instead of ending short: the walk
+    equals the whole merge. The page of two reads two items a list first: the pulled
+    author's list is full (a bound at its lowest item) and the repost with the newest
+    post fill the page; the repost dropped, only the deeper read finds the second."""
+    pair = Pair(redis, settings, above=1)
+    ev = Events()
+    star, reader_id, other = uid("star"), uid("reader"), uid("other")
+    mine, posts = uid("mine"), [uid(f"s{i}") for i in range(3)]
+    await pair.apply(ev.follow(reader_id, star), ev.follow(other, star),
+                     ev.post(mine, reader_id), *(ev.post(p, star) for p in posts),
+                     ev.repost(mine, reader_id, star))  # fmt: skip
+    keys = pair.stores[0].keys
+    assert await pulled_followees(redis, keys, reader_id) == [star]
+    assert [p.decode() for p in await redis.zrange(keys.recent_reposts(star), 0, -1)] == [mine]
+    reader = pair.readers[0]
+    expected = await whole_following(redis, reader, keys, reader_id)
+    # the repost of the reader's own post is merged by no page; the posts are, newest first
+    assert [text(e[0]) for e in expected] == posts[::-1]
+    for size in (2, 3):
+        for shared in (False, True):
+            pages = await bounded_following(redis, reader, keys, reader_id, size, shared)
+            assert [e for page in pages for e in page] == expected, (size, shared)
+            assert len(pages[0]) == min(size, len(expected))
+    await pair.same([reader_id], sizes=(1, 2, 3))
+
+
+async def test_a_flagged_repost_at_the_cursor_time_is_read(redis, settings, uid):
+    """A pulled repost's score has a fraction (its For You and label flags) above its
+    time: one at exactly the time of the cursor's entry, ranking after it (same time,
+    lower post id), is on the next page, read fresh from the cursor (the bounded read
+    takes the list below the next integer, not below the cursor's score)."""
+    pair = Pair(redis, settings, above=1)
+    ev = Events()
+    star, reader_id, other, author = uid("star"), uid("reader"), uid("other"), uid("author")
+    older, low, high = uid("p0"), uid("p1"), uid("p9")  # low < high: ties rank high first
+    at = ev.ts + 100_000
+    await pair.apply(ev.follow(reader_id, star), ev.follow(other, star),
+                     ev.post(older, star, ts=at - 10), ev.post(low, author, ts=at - 5),
+                     ev.post(high, star, ts=at), ev.repost(low, author, star, ts=at))  # fmt: skip
+    keys = pair.stores[0].keys
+    flagged = await redis.zscore(keys.recent_reposts(star), low)
+    assert flagged is not None and int(flagged) == at and flagged != at  # a flag's fraction
+    reader = pair.readers[0]
+    expected = await whole_following(redis, reader, keys, reader_id)
+    assert [(text(e[0]), text(e[1])) for e in expected] == [
+        (high, str(at)), (low, str(at)), (older, str(at - 10))]  # fmt: skip
+    for size in (1, 2):
+        pages = await bounded_following(redis, reader, keys, reader_id, size)
+        assert [e for page in pages for e in page] == expected, size
+    await pair.same([reader_id], sizes=(1, 2))
 
 
 def test_for_you_score_matches_lua_arithmetic():

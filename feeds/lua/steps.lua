@@ -9,7 +9,7 @@
 -- alone (its writes before the error stay, as they would), and the calls after it still
 -- run. On a Redis Cluster a call that reaches a key its node does not serve (a slot
 -- moving) stops the loop there: the answers so far are returned, and the caller runs that
--- call and the rest one by one, routed by the client.
+-- call and the rest one by one, each on the node serving its slot (not redirected).
 -- KEYS: key (the routing key of the first call: a cluster routes by it; never read)
 -- ARGV: prefix, step, n, arg, ... (per call: the index of its step in STEPS, then n,
 --       then its n own arguments: what ARGV[8] on holds when the step runs alone)
