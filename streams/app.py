@@ -30,7 +30,7 @@ from feedamp.kafka.group import QuietFatalJoin, stop_on_group_error
 from feedamp.kafka.transport import transport_class
 
 from .metrics import Metrics
-from .pipeline import Pipeline, progress_field
+from .pipeline import Parsed, Pipeline, progress_field
 from .publish import Publisher
 from .records import DeadLetter, Outcome, Outputs, Record
 from .ticker import ReleaseTicker
@@ -54,18 +54,19 @@ class BatchHandler:
         self.pipeline = pipeline
         self.outputs = outputs
 
-    async def handle(self, records: Sequence[Record]) -> Outcome:
+    async def handle(self, records: Sequence[Record], parsed: Parsed | None = None) -> Outcome:
         """Apply ``records``; returns only when each was applied or dead-lettered and every
-        dead letter and decision was published."""
-        outcome = await self.apply(records)
+        dead letter and decision was published. ``parsed``: the records as
+        :meth:`Pipeline.parse_all` parsed them, when the caller did it ahead."""
+        outcome = await self.apply(records, parsed)
         await self.finish(records, outcome)
         return outcome
 
-    async def apply(self, records: Sequence[Record]) -> Outcome:
+    async def apply(self, records: Sequence[Record], parsed: Parsed | None = None) -> Outcome:
         """The first half of :meth:`handle`: apply ``records`` (or dead-letter them);
-        publish nothing."""
+        publish nothing. ``parsed`` as for :meth:`handle`."""
         try:
-            outcome = await self.retrying(self.pipeline.apply, records)
+            outcome = await self.retrying(self.pipeline.apply, records, parsed)
         except Exception:
             log.exception("batch of %d failed; applying one record at a time", len(records))
             outcome = Outcome()

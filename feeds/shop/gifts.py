@@ -141,18 +141,22 @@ class GiftStore(Writer):
 
     async def _door(self, keys: Keys, gifts: Sequence[_Pending]) -> None:
         """Add ``suspended`` / ``recipient_suspended`` to the gifts whose sender /
-        recipient was suspended at the gift's time (one pipeline of account reads)."""
+        recipient was suspended at the gift's time (one pipeline of account reads, one per
+        account)."""
         if not gifts:
             return
+        # One read per account, however many of the batch's gifts it sends or receives.
+        users = list(dict.fromkeys(u for g in gifts for u in (g.gift.sender_id,
+                                                              g.gift.recipient_id)))  # fmt: skip
         account = keys.account
-        states = await read_commands(self.redis, [
-            ("HMGET", account(user), "susp", "rein")
-            for g in gifts for user in (g.gift.sender_id, g.gift.recipient_id)
-        ])  # fmt: skip
-        for n, g in enumerate(gifts):
-            if suspended_at(states[2 * n], g.gift.ts):
+        found = await read_commands(self.redis, [("HMGET", account(user), "susp", "rein")
+                                                 for user in users])  # fmt: skip
+        states = dict(zip(users, found, strict=True))
+        for g in gifts:
+            ts = g.gift.ts
+            if suspended_at(states[g.gift.sender_id], ts):
                 g.reasons.append(SUSPENDED)
-            if suspended_at(states[2 * n + 1], g.gift.ts):
+            if suspended_at(states[g.gift.recipient_id], ts):
                 g.reasons.append(RECIPIENT_SUSPENDED)
 
     async def _claim(self, gifts: Sequence[_Pending], ctx: Sequence[str | int]) -> None:
