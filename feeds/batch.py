@@ -196,9 +196,13 @@ def _units(calls: Calls) -> list[_Unit]:
     units: list[_Unit] = []
     last: _Unit | None = None
     args: list[Any] = []
-    for script, argv in calls:
-        step = getattr(script, "step", 0)
-        steps = getattr(script, "steps", None) if step else None
+    seen, step, steps = None, 0, None
+    for call in calls:
+        script, argv = call
+        if script is not seen:  # a step's calls mostly come in a row: looked up once
+            seen = script
+            step = getattr(script, "step", 0)
+            steps = getattr(script, "steps", None) if step else None
         if steps is None:
             units.append(_Unit(script, list(argv)))
             last = None
@@ -210,7 +214,7 @@ def _units(calls: Calls) -> list[_Unit]:
         # As _pack, inline: this loop runs for every call of every step.
         args += (step, len(argv) - _OWN)
         args += argv[_OWN:]
-        last.calls.append((script, argv))
+        last.calls.append(call)
     return units
 
 

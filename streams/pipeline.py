@@ -370,13 +370,16 @@ def log_order(envelopes: Sequence[Envelope], posts: str, graph: str) -> list[Env
     """``envelopes`` in the order the stores apply them: as read, but each event of the
     topic ``posts`` ahead of the other events read before it since the last event of the
     topic ``graph`` (stable: each topic's own order is kept)."""
+    topics = [envelope.record.topic for envelope in envelopes]
+    if posts not in topics:  # nothing moves (a batch of light events, say)
+        return list(envelopes)
     stretch = 0  # graph-topic events read so far
-    keyed: list[tuple[int, bool, int, Envelope]] = []
-    for n, envelope in enumerate(envelopes):
-        topic = envelope.record.topic
-        keyed.append((stretch, topic != posts, n, envelope))
+    keyed: list[tuple[int, bool, int]] = []
+    for n, topic in enumerate(topics):
+        keyed.append((stretch, topic != posts, n))
         stretch += topic == graph
-    return [envelope for *_, envelope in sorted(keyed, key=lambda k: k[:3])]
+    keyed.sort()  # the positions make every key distinct
+    return [envelopes[n] for _, _, n in keyed]
 
 
 def _pack(record: Record) -> bytes:
