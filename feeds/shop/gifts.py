@@ -88,10 +88,12 @@ class GiftStore(Writer):
         if not gifts:
             return Applied()
         sc = self.scripts
+        # Each step's calls are made as they are sent (generators): Redis runs the first
+        # while the rest are made.
         # 1. Gift slot: a gift decided before keeps its outcome.
-        known = await run_scripts(self.redis, [
+        known = await run_scripts(self.redis, (
             (sc.gift_known, argv("gift_known", ctx, gift_id=g.gift.gift_id)) for g in gifts
-        ])  # fmt: skip
+        ))  # fmt: skip
         for g, result in zip(gifts, known, strict=True):
             if isinstance(result, Exception):
                 g.error = result
@@ -104,9 +106,9 @@ class GiftStore(Writer):
         await self._claim([g for g in open_ if not g.reasons], ctx)
         # 5. Gift slot: the commit point.
         commits = [g for g in gifts if g.error is None and g.kept is None]
-        kept = await run_scripts(self.redis, [
+        kept = await run_scripts(self.redis, (
             (sc.gift_commit, argv("gift_commit", ctx, **g.record())) for g in commits
-        ])  # fmt: skip
+        ))  # fmt: skip
         for g, result in zip(commits, kept, strict=True):
             if isinstance(result, Exception):
                 g.error = result
@@ -116,13 +118,13 @@ class GiftStore(Writer):
         # idempotent).
         cap = self.settings.gift_inbox_cap
         accepted = [g for g in gifts if g.kept is not None and g.kept.startswith("accepted|")]
-        lists = [
+        lists = (
             (sc.gift_list, argv("gift_list", ctx, kind=kind, user_id=user, gift_id=g.gift.gift_id,
                                  ts=g.gift.ts, cap=cap))
             for g in accepted
             for kind, user in (("gift_inbox", g.gift.recipient_id),
                                ("gifts_sent", g.gift.sender_id))
-        ]  # fmt: skip
+        )  # fmt: skip
         for n, result in enumerate(await run_scripts(self.redis, lists)):
             if isinstance(result, Exception):
                 accepted[n // 2].error = result
@@ -166,12 +168,12 @@ class GiftStore(Writer):
         counted against them)."""
         sc, todo = self.scripts, [g for g in gifts if not g.reasons]
         while todo:
-            claims = await run_scripts(self.redis, [
+            claims = await run_scripts(self.redis, (
                 (sc.gift_claim, argv("gift_claim", ctx, gift_id=g.gift.gift_id,
                                      sender_id=g.gift.sender_id, campaign_id=g.campaign,
                                      send_limit=g.limit))
                 for g in todo
-            ])  # fmt: skip
+            ))  # fmt: skip
             for g, result in zip(todo, claims, strict=True):
                 g.reasons.clear()
                 if isinstance(result, Exception):
@@ -179,9 +181,9 @@ class GiftStore(Writer):
                 elif text(result) == "send_limit":
                     g.reasons.append(SEND_LIMIT)
             coded = [g for g in todo if g.error is None and not g.reasons and g.has_codes]
-            codes = await run_scripts(self.redis, [(sc.gift_code, argv(
+            codes = await run_scripts(self.redis, ((sc.gift_code, argv(
                 "gift_code", ctx, offer_id=g.gift.offer_id, gift_id=g.gift.gift_id))
-                for g in coded])  # fmt: skip
+                for g in coded))  # fmt: skip
             out = []
             for g, result in zip(coded, codes, strict=True):
                 if isinstance(result, Exception):
