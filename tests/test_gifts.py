@@ -152,6 +152,33 @@ async def test_refusal_reasons(shop):
     assert (await reader.gifts_sent("ann")).remaining["spring"] == 2
 
 
+async def test_one_batch_judges_each_gift_of_an_account_by_its_own_time(shop):
+    # The account is read once for the batch; each gift it sends or receives is judged
+    # against that state at the gift's own time.
+    settings, pipeline, _ = shop
+    ev = Events(start_ms=START)
+    events = [
+        ev.account("kim", "suspend", ts=START + 50_000),
+        ev.account("kim", "reinstate", ts=START + 90_000),
+        ev.gift("from-before", "kim", "bob", "mic", ts=START + 10_000),
+        ev.gift("to-before", "ann", "kim", "mic", ts=START + 20_000),
+        ev.gift("from-during", "kim", "bob", "mic", ts=START + 60_000),
+        ev.gift("to-during", "ann", "kim", "mic", ts=START + 70_000),
+        ev.gift("both-during", "kim", "kim", "mic", ts=START + 80_000),
+        ev.gift("from-after", "kim", "ann", "mic", ts=START + 95_000),
+        ev.gift("to-after", "bob", "kim", "mic", ts=START + 99_000),
+    ]
+    assert await run(settings, pipeline, events) == {
+        "from-before": ("accepted", ()),
+        "to-before": ("accepted", ()),
+        "from-during": ("refused", ("suspended",)),
+        "to-during": ("refused", ("recipient_suspended",)),
+        "both-during": ("refused", ("self_gift", "suspended", "recipient_suspended")),
+        "from-after": ("accepted", ()),
+        "to-after": ("accepted", ()),
+    }
+
+
 async def test_the_same_log_twice_spends_nothing_twice(shop, redis):
     settings, pipeline, _ = shop
     ev = Events(start_ms=START)
