@@ -27,6 +27,7 @@ first come, first served, in the order the workers handle the gifts.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,7 +38,7 @@ from feedamp.feeds.connection import AnyRedis
 from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespace
 from feedamp.feeds.scripts import argv
-from feedamp.feeds.shop.campaigns import Catalog, load_campaigns
+from feedamp.feeds.shop.campaigns import Campaign, Catalog, Offer, load_campaigns
 from feedamp.feeds.writer import Applied, Failure, Writer
 from feedamp.models.decisions import (
     CODES_EXHAUSTED,
@@ -64,6 +65,9 @@ class GiftStore(Writer):
         self.catalog = load_campaigns(settings.campaigns) if catalog is None else catalog
         #: Namespaces whose code pools were seeded (once per process).
         self._seeded: set[str] = set()
+        #: Each offer id asked for, with its campaign (None: not in the catalog), looked up
+        #: once (the catalog does not change while the store lives).
+        self._offers: dict[str, tuple[Campaign, Offer] | None] = {}
 
     async def seed(self, *, namespace: Namespace | None = None) -> None:
         """Put the campaigns' codes in their pools (only codes not put there before)."""
@@ -133,11 +137,10 @@ class GiftStore(Writer):
             if g.error is not None:
                 applied.failures.append(Failure(g.index, g.error))
                 continue
-            decision, _, reasons = (g.kept or "").partition("|")
+            decision, reasons = _outcome(g.kept or "")
             applied.decisions.append(GiftDecision(
                 event_id=g.gift.event_id, gift_id=g.gift.gift_id, sender_id=g.gift.sender_id,
-                decision=decision, reasons=tuple(r for r in reasons.split(",") if r),
-                ts=g.gift.ts,
+                decision=decision, reasons=reasons, ts=g.gift.ts,
             ))  # fmt: skip
         return applied
 
@@ -209,18 +212,31 @@ class GiftStore(Writer):
         """The gift's campaign, send limit, whether its offer has codes, and the reasons
         to refuse it that need no Redis."""
         reasons = []
-        offer = self.catalog.offers.get(gift.offer_id)
-        if offer is None:
+        found = self._offers.get(gift.offer_id)
+        if found is None:
+            offer = self.catalog.offers.get(gift.offer_id)
+            found = self._offers[gift.offer_id] = (
+                None if offer is None else (self.catalog.campaign(offer.campaign_id), offer)
+            )
+        if found is None:
             reasons.append(UNKNOWN_OFFER)
             campaign_id, limit, has_codes = "", 0, False
         else:
-            campaign = self.catalog.campaign(offer.campaign_id)
+            campaign, offer = found
             campaign_id, limit, has_codes = campaign.id, campaign.send_limit, bool(offer.codes)
             if not campaign.is_open(gift.ts):
                 reasons.append(OUTSIDE_WINDOW)
         if gift.sender_id == gift.recipient_id:
             reasons.append(SELF_GIFT)
         return campaign_id, limit, has_codes, reasons
+
+
+@functools.lru_cache(maxsize=256)
+def _outcome(kept: str) -> tuple[str, tuple[str, ...]]:
+    """The decision and reasons of an outcome as committed (``decision|r1,r2``); the few
+    outcomes there are parsed once each."""
+    decision, _, reasons = kept.partition("|")
+    return decision, tuple(r for r in reasons.split(",") if r)
 
 
 @dataclass(slots=True)
