@@ -7,7 +7,11 @@ reader, one loop for the whole round trip: redis-py's pipeline parses every repl
 its own awaited read under a timeout, which cost more worker CPU than the scripts' work
 for light events. Replies are what Redis answered (bytes, integers, lists), an error
 reply as its exception, like ``pipeline.execute(raise_on_error=False)``; a connection
-error closes the connection and propagates (the caller retries the batch).
+error closes the connection and propagates (the caller retries the batch). A round trip
+of script calls (:func:`run_scripts`) is written as its calls are made and packed, 64 KiB
+at a time, so that Redis runs the first while the rest are made; its replies are then
+read the same way. A connection that cannot finish a round trip so begun is closed,
+never used again with replies unread.
 
 Calls of the slot-local steps are packed into calls of the steps script
 (:func:`run_scripts`). Invariants: a packed call runs its calls in the order given and

@@ -6,7 +6,9 @@ offsets seen at start, and merged in record-time order across partitions (see
 :mod:`feedamp.kafka.merge`). Each batch goes through exactly the worker's code path,
 :class:`~feedamp.streams.Pipeline` inside :class:`~feedamp.streams.BatchHandler`, so the
 result is what the worker would have written; every write is idempotent, so replaying
-what the worker already applied changes nothing.
+what the worker already applied changes nothing. Each batch is read, merged and parsed
+(:meth:`~feedamp.streams.Pipeline.parse_all`, which needs no Redis) while the one before
+is applied; batches are applied one at a time, in order.
 
 Dead letters and decisions are counted, not published: the live worker published them
 when it first saw the records (``--publish`` sends them again).
