@@ -7,7 +7,11 @@ reader, one loop for the whole round trip: redis-py's pipeline parses every repl
 its own awaited read under a timeout, which cost more worker CPU than the scripts' work
 for light events. Replies are what Redis answered (bytes, integers, lists), an error
 reply as its exception, like ``pipeline.execute(raise_on_error=False)``; a connection
-error closes the connection and propagates (the caller retries the batch).
+error closes the connection and propagates (the caller retries the batch). A round trip
+of script calls (:func:`run_scripts`) is written as its calls are made and packed, 64 KiB
+at a time, so that Redis runs the first while the rest are made; its replies are then
+read the same way. A connection that cannot finish a round trip so begun is closed,
+never used again with replies unread.
 
 Calls of the slot-local steps are packed into calls of the steps script
 (:func:`run_scripts`). Invariants: a packed call runs its calls in the order given and
@@ -23,7 +27,8 @@ read as absent); a refused call is a transient error, the batch retried whole.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import hiredis
@@ -123,9 +128,12 @@ def context(settings: Settings, prefix: str | None = None) -> list[str | int]:
 
 
 async def run_scripts(
-    redis: AnyRedis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]]
+    redis: AnyRedis, calls: Iterable[tuple[AsyncScript, Sequence[str | int]]]
 ) -> list[object]:
     """Run ``(script, argv)`` calls in order, pipelined ``PIPELINE_CALLS`` at a time.
+    ``calls`` may be made as they are taken (a generator): on a standalone Redis each
+    round trip is written as its calls are packed, so Redis runs the first of them while
+    the rest are made.
 
     Calls of the slot-local steps (the scripts that know the steps script, ``.steps``:
     see :func:`feedamp.feeds.scripts.steps_source`) are packed, ``STEP_CALLS`` at a time,
@@ -146,6 +154,7 @@ async def run_scripts(
     """
     results: list[object] = []
     if is_cluster(redis):
+        calls = calls if isinstance(calls, Sequence) else list(calls)
         for packed, run in _runs(calls):
             results += await (_cluster_steps(redis, run) if packed else _cluster_calls(redis, run))
     else:
@@ -201,39 +210,55 @@ def _pack(args: list[Any], step: int, argv: Sequence[str | int]) -> None:
 _OWN = 7
 
 
-def _units(calls: Calls) -> list[_Unit]:
-    """``calls`` as EVALSHAs: consecutive step calls of one namespace packed together."""
-    units: list[_Unit] = []
+def _units(calls: Iterable[tuple[Any, Sequence[str | int]]]) -> Iterator[_Unit]:
+    """``calls`` as EVALSHAs, each given once complete: consecutive step calls of one
+    namespace packed together."""
     last: _Unit | None = None
     args: list[Any] = []
-    for script, argv in calls:
-        step = getattr(script, "step", 0)
-        steps = getattr(script, "steps", None) if step else None
+    seen, step, steps = None, 0, None
+    for call in calls:
+        script, argv = call
+        if script is not seen:  # a step's calls mostly come in a row: looked up once
+            seen = script
+            step = getattr(script, "step", 0)
+            steps = getattr(script, "steps", None) if step else None
         if steps is None:
-            units.append(_Unit(script, list(argv)))
-            last = None
+            if last is not None:
+                yield last
+                last = None
+            yield _Unit(script, list(argv))
             continue
         if last is None or len(last.calls) >= STEP_CALLS or args[0] != argv[0]:
+            if last is not None:
+                yield last
             last = _Unit(steps, [argv[0]], steps)
             args = last.args
-            units.append(last)
         # As _pack, inline: this loop runs for every call of every step.
         args += (step, len(argv) - _OWN)
         args += argv[_OWN:]
-        last.calls.append((script, argv))
-    return units
+        last.calls.append(call)
+    if last is not None:
+        yield last
 
 
-async def _standalone(redis: AnyRedis, units: list[_Unit]) -> list[object]:
+#: Bytes of packed EVALSHAs written at once while a round trip is being made.
+STREAM_BYTES = 64 * 1024
+
+
+async def _standalone(redis: AnyRedis, units: Iterable[_Unit]) -> list[object]:
     """Run ``units`` on a standalone Redis, ``PIPELINE_CALLS`` a round trip; each call's
-    answer."""
+    answer. Each round trip is written as its units come (:func:`_stream`); the part of
+    it from the first unit Redis refused as ``NOSCRIPT`` on is loaded and sent again,
+    once, whole."""
     results: list[object] = []
     loaded = _loaded.setdefault(id(redis), set())
-    for start in range(0, len(units), PIPELINE_CALLS):
-        part = units[start : start + PIPELINE_CALLS]
+    pending: Iterator[_Unit] = iter(units)
+    while True:
+        part: list[_Unit] = []
+        got, pending = await _stream(redis, pending, part, loaded)  # type: ignore[arg-type]  # standalone
+        if not part:
+            return results
         for attempt in range(2):
-            await _load(redis, [u.script for u in part], loaded)
-            got = await send_commands(redis, [u.command() for u in part])
             refused = next((i for i, r in enumerate(got) if isinstance(r, NoScriptError)), None)
             done = got if refused is None or attempt else got[:refused]
             for unit, reply in zip(part, done, strict=False):
@@ -242,7 +267,61 @@ async def _standalone(redis: AnyRedis, units: list[_Unit]) -> list[object]:
                 break
             part = part[refused:]
             loaded.clear()
-    return results
+            await _load(redis, [u.script for u in part], loaded)
+            got = await send_commands(redis, [u.command() for u in part])
+
+
+async def _stream(
+    redis: Redis, units: Iterator[_Unit], part: list[_Unit], loaded: set[str]
+) -> tuple[list[object], Iterator[_Unit]]:
+    """One round trip of up to ``PIPELINE_CALLS`` of ``units``, each appended to ``part``
+    and written (``STREAM_BYTES`` at a time) as it comes, then every reply read; the
+    replies, and the units left. A unit whose script is not loaded yet ends the round
+    trip before it (it is loaded before the next one's connection is taken). Without a
+    hiredis reader, or when the connection fails on the way, the whole part goes through
+    :func:`send_commands` instead (with its retries; every call is idempotent). A call
+    that cannot be made (its error raised by ``units``) closes the connection: the
+    replies of those written before it are never read."""
+    first = next(units, None)
+    if first is None:
+        return [], units
+    await _load(redis, [first.script], loaded)
+    part.append(first)
+    left: Iterator[_Unit] = units
+    replies: list[object] | None = None
+    pool = redis.connection_pool
+    conn = await pool.get_connection()
+    try:
+        if isinstance(getattr(conn, "_parser", None), _AsyncHiredisParser):
+            packed, size = [hiredis.pack_command(first.command())], 0
+            while len(part) < PIPELINE_CALLS and (unit := next(units, None)) is not None:
+                if unit.script.sha not in loaded:
+                    left = itertools.chain((unit,), units)
+                    break
+                part.append(unit)
+                packed.append(hiredis.pack_command(unit.command()))
+                size += len(packed[-1])
+                if size >= STREAM_BYTES:  # Redis starts on these while the rest are made
+                    await conn.send_packed_command(packed, check_health=False)
+                    packed, size = [], 0
+            if packed:
+                await conn.send_packed_command(packed, check_health=False)
+            replies = await read_replies(conn, len(part))
+    except (RedisConnectionError, RedisTimeoutError):
+        replies = None
+    except BaseException:
+        # A call that could not be made (or a cancellation) after some were written:
+        # their replies are never read, so the connection is not used again.
+        await conn.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(conn)
+    if replies is None:
+        if left is units:
+            part += itertools.islice(units, PIPELINE_CALLS - len(part))
+        await _load(redis, [u.script for u in part], loaded)
+        replies = await send_commands(redis, [u.command() for u in part])
+    return replies, left
 
 
 async def _answers(redis: AnyRedis, unit: _Unit, reply: object) -> list[object]:

@@ -11,7 +11,8 @@ checks each script's header comment (``-- ARGV 8..: a, b, ...``) against its dec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -162,8 +163,22 @@ def argv(
     a script that takes them), then ``values`` by declared name, then ``more`` (the
     repeated tail). TypeError for a missing or unknown name, or a tail the script does not
     take."""
-    sig = SIGNATURES[name]
-    if len(context) != (len(CONTEXT) if sig.context else 0):
+    sig, n_context, pick = _BUILD[name]
+    # The common case first: the context, no tail, every declared name given (as many
+    # values as names, and each name found).
+    if not more and len(values) == len(sig.args) and len(context) == n_context:
+        try:
+            picked = pick(values)
+        except KeyError:
+            pass
+        else:
+            built = list(context)
+            if len(sig.args) == 1:
+                built.append(picked)
+            else:
+                built += picked
+            return built
+    if len(context) != n_context:
         what = (
             f"needs the {len(CONTEXT)} context settings first"
             if sig.context
@@ -185,6 +200,16 @@ def argv(
     missing, unknown = set(sig.args) - set(values), set(values) - set(sig.args)
     raise TypeError(f"{name}: missing {sorted(missing)}, unknown {sorted(unknown)}")
 
+
+#: Per script: its signature, how many context values it takes, and the getter of its
+#: declared values from :func:`argv`'s keyword arguments (one value, or a tuple of them).
+_BUILD: dict[str, tuple[Signature, int, Callable[[dict[str, Any]], Any]]] = {
+    name: (sig, len(CONTEXT) if sig.context else 0, operator.itemgetter(*sig.args))
+    for name, sig in SIGNATURES.items()
+    if sig.args
+}
+_BUILD.update({name: (sig, len(CONTEXT) if sig.context else 0, lambda _: ())
+               for name, sig in SIGNATURES.items() if not sig.args})  # fmt: skip
 
 #: Scripts that take no shared settings and so run without ``lib.lua``.
 STANDALONE = frozenset(n for n, sig in SIGNATURES.items() if not sig.context)

@@ -46,6 +46,7 @@ MAX_ID_CHARS = 64
 _FORBIDDEN_IN_ID = frozenset(":{},")
 #: Printable ASCII but space and the forbidden characters: ids that need no closer look.
 _SAFE_ASCII_ID = re.compile(r"[\x21-\x2b\x2d-\x39\x3b-\x7a\x7c\x7e]+")
+_safe_id = _SAFE_ASCII_ID.fullmatch
 ORDER_STATUSES = ("placed", "paid", "shipped", "delivered", "cancelled", "refunded")
 ACCOUNT_ACTIONS = ("suspend", "reinstate", "label", "unlabel")
 
@@ -345,9 +346,19 @@ def parse_event(
         obj["ts"] = record_ts
     values: dict[str, Any] = {}
     for name, kind, choices, required in _SPECS[cls.type]:
-        if obj.get(name) is None:
+        value = obj.get(name)
+        if value is None:
             if required:
                 raise InvalidEvent(f"missing field {name!r}")
+            continue
+        # The common cases inline (a plain ASCII id, a non-negative integer); the rest,
+        # and whatever is wrong, through _field_value.
+        if kind == _ID:
+            if type(value) is str and len(value) <= MAX_ID_CHARS and _safe_id(value):
+                values[name] = value
+                continue
+        elif kind == _INT and type(value) is int and value >= 0:
+            values[name] = value
             continue
         values[name] = _field_value(obj, name, kind, choices, limits)
     event = cls(**values)

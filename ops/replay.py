@@ -6,7 +6,9 @@ offsets seen at start, and merged in record-time order across partitions (see
 :mod:`feedamp.kafka.merge`). Each batch goes through exactly the worker's code path,
 :class:`~feedamp.streams.Pipeline` inside :class:`~feedamp.streams.BatchHandler`, so the
 result is what the worker would have written; every write is idempotent, so replaying
-what the worker already applied changes nothing.
+what the worker already applied changes nothing. Each batch is read, merged and parsed
+(:meth:`~feedamp.streams.Pipeline.parse_all`, which needs no Redis) while the one before
+is applied; batches are applied one at a time, in order.
 
 Dead letters and decisions are counted, not published: the live worker published them
 when it first saw the records (``--publish`` sends them again).
@@ -28,9 +30,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -46,7 +56,9 @@ from feedamp.kafka.merge import MergedReader, Window
 from feedamp.kafka.offsets import end_offsets, partitions
 from feedamp.models import InvalidEvent
 from feedamp.streams import BatchHandler, Pipeline, Record
+from feedamp.streams.pipeline import Parsed
 from feedamp.streams.publish import Publisher
+from feedamp.streams.records import DeadLetter, Envelope
 
 from .progress import ProgressBar
 
@@ -59,6 +71,8 @@ __all__ = [
 
 #: Records handed to the pipeline at once; larger batches mean fewer Redis round trips.
 BATCH = 5000
+#: Records made and parsed ahead between two yields to the batch being applied.
+AHEAD_SLICE = 250
 #: Bytes fetched per partition and per request (the aiokafka defaults are 1 MiB and 50 MiB).
 PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 
@@ -248,13 +262,15 @@ async def replay(
             bar = ProgressBar(total, None if progress is True else progress, name=progress_name)
         window = Window(start_ms if starts is None else None, end_ms)
         reader = MergedReader(consumer, first, ends, window, names.index, batch)
-        async with contextlib.aclosing(_ahead(reader.batches())) as ahead:
-            async for records in ahead:
-                if audit is not None:
-                    audit(records)
-                await _handle(records, pipeline, handler, stats, dry_run)
-                if bar is not None:
-                    bar.update(stats.events)
+        parse = None if dry_run else pipeline.parse_all
+        with _frozen_heap():
+            async with contextlib.aclosing(_ahead(reader.batches(), parse)) as ahead:
+                async for records, parsed in ahead:
+                    if audit is not None:
+                        audit(records)
+                    await _handle(records, parsed, pipeline, handler, stats, dry_run)
+                    if bar is not None:
+                        bar.update(stats.events)
         stats.skipped = reader.skipped
         if not dry_run:
             stats.dead_letters, stats.decisions = outputs.dead_letters, outputs.decisions
@@ -270,20 +286,56 @@ async def replay(
     return stats
 
 
-async def _ahead(batches: AsyncIterator[list[Any]]) -> AsyncGenerator[list[Record], None]:
-    """The merged batches as records, each read while the one before is applied: the
-    fetch, the merge and the records' making run between that batch's Redis round trips.
-    Batches come in order, one read at a time (the reader is never asked twice at once)."""
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """The objects alive when the replay starts set aside from the garbage collector
+    (``gc.freeze``) while it runs, and handed back after (``gc.unfreeze``): each batch
+    allocates many objects, and every full collection they set off would otherwise walk
+    the whole heap of the process again. Nothing is freed any later than it would be but
+    cyclic garbage made before the replay. Left alone when something else froze the heap
+    (that one unfreezes it)."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
-    async def read() -> list[Record] | None:
+
+async def _ahead(
+    batches: AsyncIterator[list[Any]], parse: Callable[[list[Record]], Parsed] | None
+) -> AsyncGenerator[tuple[list[Record], Parsed | None], None]:
+    """The merged batches as records, with what ``parse`` makes of them (None without it),
+    each read while the one before is applied: the fetch, the merge, the records' making
+    and their parsing (which needs no Redis) run between that batch's Redis round trips,
+    a slice of ``AHEAD_SLICE`` records at a time (so that each reply the batch waits for
+    is taken up soon after it comes). Batches come in order, one read at a time (the
+    reader is never asked twice at once)."""
+
+    async def read() -> tuple[list[Record], Parsed | None] | None:
         fetched = await anext(batches, None)
-        return None if fetched is None else [Record.from_message(m) for m in fetched]
+        if fetched is None:
+            return None
+        records: list[Record] = []
+        envelopes: list[Envelope] = []
+        dead: list[DeadLetter] = []
+        for start in range(0, len(fetched), AHEAD_SLICE):
+            part = [Record.from_message(m) for m in fetched[start : start + AHEAD_SLICE]]
+            records += part
+            if parse is not None:
+                got, bad = parse(part)
+                envelopes += got
+                dead += bad
+            await asyncio.sleep(0)
+        return records, None if parse is None else (envelopes, dead)
 
     next_read = asyncio.ensure_future(read())
     try:
-        while (records := await next_read) is not None:
+        while (batch := await next_read) is not None:
             next_read = asyncio.ensure_future(read())
-            yield records
+            yield batch
     finally:
         # Stopped early (the batch before failed): the read ahead is dropped, its error
         # (if it had one) too.
@@ -294,6 +346,7 @@ async def _ahead(batches: AsyncIterator[list[Any]]) -> AsyncGenerator[list[Recor
 
 async def _handle(
     records: list[Record],
+    parsed: Parsed | None,
     pipeline: Pipeline,
     handler: BatchHandler,
     stats: ReplayStats,
@@ -303,7 +356,7 @@ async def _handle(
     for record in records:
         stats.by_topic[record.topic] += 1
     if not dry_run:
-        stats.deliveries += (await handler.handle(records)).deliveries
+        stats.deliveries += (await handler.handle(records, parsed)).deliveries
         return
     for record in records:
         try:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -172,14 +173,21 @@ class Metrics:
 
     def _observe(self, records: Sequence[Record], outcome: Outcome, seconds: float) -> None:
         dead = {(d.record.topic, d.record.partition, d.record.offset) for d in outcome.dead_letters}
+        # Counted here first, then one increment per series (a labelled child is looked up
+        # under a lock: once per series and batch, not once per record).
+        events: Tally[tuple[str, str]] = Tally()
+        types = outcome.types
         for record in records:
             where = (record.topic, record.partition, record.offset)
-            kind = outcome.types.get(where) or event_type(record)  # parsed once, if at all
-            self.events.labels(kind, DEAD_LETTER if where in dead else APPLIED).inc()
-        for letter in outcome.dead_letters:
-            self.dead_letters.labels(letter.record.topic).inc()
-        for decision in outcome.decisions:
-            self.decisions.labels(decision.decision).inc()
+            kind = types.get(where) or event_type(record)  # parsed once, if at all
+            events[kind, DEAD_LETTER if where in dead else APPLIED] += 1
+        for (kind, result), n in events.items():
+            self.events.labels(kind, result).inc(n)
+        topics = Tally(letter.record.topic for letter in outcome.dead_letters)
+        for topic, n in topics.items():
+            self.dead_letters.labels(topic).inc(n)
+        for decision, n in Tally(d.decision for d in outcome.decisions).items():
+            self.decisions.labels(decision).inc(n)
         self.deliveries.inc(outcome.deliveries)
         self.batch_seconds.observe(seconds)
         self.batch_events.observe(len(records))

@@ -62,7 +62,11 @@ from redis.exceptions import LockError
 
 from .records import DeadLetter, Envelope, Outcome, Record
 
-__all__ = ["FEED_EVENTS", "Pipeline", "Store", "log_order", "progress_field"]
+__all__ = ["FEED_EVENTS", "Parsed", "Pipeline", "Store", "log_order", "progress_field"]
+
+#: A batch parsed (:meth:`Pipeline.parse_all`): each record that parses with its event, in
+#: order, and a dead letter for each that does not.
+Parsed = tuple[list[Envelope], list[DeadLetter]]
 
 #: Event types applied by the feed store.
 FEED_EVENTS = (Post, DeletePost, Repost, Unrepost, Follow, Unfollow, Block, Unblock, Mute,
@@ -158,8 +162,11 @@ class Pipeline:
         caps = self.settings.caps
         return self.partitions is not None and caps.enabled and caps.lateness_ms > 0
 
-    async def apply(self, records: Sequence[Record]) -> Outcome:
-        """Apply ``records``; return the dead letters and decisions.
+    async def apply(self, records: Sequence[Record], parsed: Parsed | None = None) -> Outcome:
+        """Apply ``records``; return the dead letters and decisions. ``parsed`` is what
+        :meth:`parse_all` answered for these very ``records``, when the caller parsed them
+        ahead (replay parses the next batch while this one waits on Redis); it is not
+        changed, so a retry can hand it again.
 
         Order (see the module docstring): account events first, then the door (posts and
         reposts of suspended accounts, and reposts of their posts, are refused with a
@@ -175,8 +182,8 @@ class Pipeline:
         Redis connection errors propagate, so the caller can retry the batch; every
         write is idempotent.
         """
-        envelopes, dead = self._parse(records)
-        outcome = Outcome(dead)
+        envelopes, dead = self.parse_all(records) if parsed is None else parsed
+        outcome = Outcome(list(dead))
         outcome.types = {e.where: e.event.type for e in envelopes}
         # Resolved once, so a batch is written to one namespace even across a switch.
         ns = await self.active_namespace()
@@ -224,7 +231,7 @@ class Pipeline:
                 if not items:
                     return outcome
                 chunk = Outcome()
-                envelopes, chunk.dead_letters = self._parse([_unpack(r) for _, r in items])
+                envelopes, chunk.dead_letters = self.parse_all([_unpack(r) for _, r in items])
                 await self._apply_events(envelopes, chunk, ns)
                 await publish(chunk)
                 await parking.forget([event_id for event_id, _ in items], ns)
@@ -269,8 +276,9 @@ class Pipeline:
             return Namespace.of(self.settings, self.prefix)
         return await self.namespaces.resolve(self.settings)
 
-    def _parse(self, records: Sequence[Record]) -> tuple[list[Envelope], list[DeadLetter]]:
-        """Each record with its parsed event, and dead letters for those that do not parse."""
+    def parse_all(self, records: Sequence[Record]) -> Parsed:
+        """Each record with its parsed event, and dead letters for those that do not parse
+        (no Redis: a function of the records and the settings alone)."""
         envelopes: list[Envelope] = []
         dead: list[DeadLetter] = []
         for record in records:
@@ -362,13 +370,16 @@ def log_order(envelopes: Sequence[Envelope], posts: str, graph: str) -> list[Env
     """``envelopes`` in the order the stores apply them: as read, but each event of the
     topic ``posts`` ahead of the other events read before it since the last event of the
     topic ``graph`` (stable: each topic's own order is kept)."""
+    topics = [envelope.record.topic for envelope in envelopes]
+    if posts not in topics:  # nothing moves (a batch of light events, say)
+        return list(envelopes)
     stretch = 0  # graph-topic events read so far
-    keyed: list[tuple[int, bool, int, Envelope]] = []
-    for n, envelope in enumerate(envelopes):
-        topic = envelope.record.topic
-        keyed.append((stretch, topic != posts, n, envelope))
+    keyed: list[tuple[int, bool, int]] = []
+    for n, topic in enumerate(topics):
+        keyed.append((stretch, topic != posts, n))
         stretch += topic == graph
-    return [envelope for *_, envelope in sorted(keyed, key=lambda k: k[:3])]
+    keyed.sort()  # the positions make every key distinct
+    return [envelopes[n] for _, _, n in keyed]
 
 
 def _pack(record: Record) -> bytes:

@@ -26,19 +26,18 @@ class Record:
     @classmethod
     def from_message(cls, message: Any) -> Record:
         """From a Faust ``Message`` or an aiokafka ``ConsumerRecord`` (same attribute names)."""
-        headers = message.headers or ()
+        headers = message.headers
         if isinstance(headers, dict):
             headers = headers.items()
+        timestamp = message.timestamp
         return cls(
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            value=message.value,
-            timestamp=int(message.timestamp * 1000)
-            if isinstance(message.timestamp, float)
-            else message.timestamp,
-            headers=tuple((k, bytes(v) if v is not None else b"") for k, v in headers),
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            int(timestamp * 1000) if isinstance(timestamp, float) else timestamp,
+            tuple((k, b"" if v is None else bytes(v)) for k, v in headers) if headers else (),
         )
 
 

@@ -15,7 +15,7 @@ from feedamp.embedded.services import Service
 from feedamp.feeds import FeedReader, FeedStore
 from feedamp.feeds.connection import AnyRedis, close, connect
 from feedamp.feeds.shop.campaigns import CampaignError, load_campaigns, parse_campaigns
-from feedamp.streams import Pipeline
+from feedamp.streams import Pipeline, Record
 
 from .conftest import make_settings
 from .factory import Events, record_of
@@ -150,6 +150,55 @@ async def test_refusal_reasons(shop):
     }
     assert [g.gift_id for g in (await reader.gift_inbox("bob")).items] == ["fine"]
     assert (await reader.gifts_sent("ann")).remaining["spring"] == 2
+
+
+async def test_one_batch_judges_each_gift_of_an_account_by_its_own_time(shop):
+    # The account is read once for the batch; each gift it sends or receives is judged
+    # against that state at the gift's own time.
+    settings, pipeline, _ = shop
+    ev = Events(start_ms=START)
+    events = [
+        ev.account("kim", "suspend", ts=START + 50_000),
+        ev.account("kim", "reinstate", ts=START + 90_000),
+        ev.gift("from-before", "kim", "bob", "mic", ts=START + 10_000),
+        ev.gift("to-before", "ann", "kim", "mic", ts=START + 20_000),
+        ev.gift("from-during", "kim", "bob", "mic", ts=START + 60_000),
+        ev.gift("to-during", "ann", "kim", "mic", ts=START + 70_000),
+        ev.gift("both-during", "kim", "kim", "mic", ts=START + 80_000),
+        ev.gift("from-after", "kim", "ann", "mic", ts=START + 95_000),
+        ev.gift("to-after", "bob", "kim", "mic", ts=START + 99_000),
+    ]
+    assert await run(settings, pipeline, events) == {
+        "from-before": ("accepted", ()),
+        "to-before": ("accepted", ()),
+        "from-during": ("refused", ("suspended",)),
+        "to-during": ("refused", ("recipient_suspended",)),
+        "both-during": ("refused", ("self_gift", "suspended", "recipient_suspended")),
+        "from-after": ("accepted", ()),
+        "to-after": ("accepted", ()),
+    }
+
+
+async def test_a_batch_parsed_ahead_applies_as_when_parsed_by_apply_and_again(shop, redis):
+    # Replay parses a batch ahead and hands it to apply; a retry hands the same again.
+    settings, pipeline, _ = shop
+    ev = Events(start_ms=START)
+    records = [
+        record_of(settings, e, n)
+        for n, e in enumerate(
+            [ev.gift("p1", "ann", "bob", "music"), ev.gift("p2", "ann", "cid", "music")]
+        )
+    ]
+    records.insert(1, Record(settings.topics.gifts, 0, 9, b"k", b"not json", START))
+    parsed = pipeline.parse_all(records)
+    first = await pipeline.apply(records, parsed)
+    again = await pipeline.apply(records, parsed)
+    plain = await pipeline.apply(records)
+    assert len(parsed[0]) == 2 and len(parsed[1]) == 1  # left as it was
+    for outcome in (first, again, plain):
+        assert [d.record.offset for d in outcome.dead_letters] == [9]
+        assert [(d.gift_id, d.decision) for d in outcome.decisions] == [
+            ("p1", "accepted"), ("p2", "accepted")]  # fmt: skip
 
 
 async def test_the_same_log_twice_spends_nothing_twice(shop, redis):

@@ -5,6 +5,9 @@ Redis."""
 
 from __future__ import annotations
 
+import random
+from types import SimpleNamespace
+
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.models import EVENT_TYPES
@@ -42,3 +45,46 @@ def test_posts_move_ahead_of_what_was_read_before_them_but_never_past_a_graph_ev
     envelopes = [Envelope(Record(t, 0, n, None, None), e) for n, (t, e) in enumerate(read)]
     ordered = log_order(envelopes, topics.posts, topics.graph)
     assert [e.record.offset for e in ordered] == [1, 0, 2, 5, 6, 3, 4]
+
+
+def _reference_order(envelopes, posts, graph):
+    """The rule of ``log_order`` spelt out: a stable sort by (graph events read before,
+    not a posts-topic event)."""
+    stretch, keys = 0, []
+    for envelope in envelopes:
+        keys.append((stretch, envelope.record.topic != posts))
+        stretch += envelope.record.topic == graph
+    return [e for _, e in sorted(zip(keys, envelopes, strict=True), key=lambda k: k[0])]
+
+
+def test_log_order_is_the_stable_sort_it_describes_with_or_without_posts():
+    topics = Settings().topics
+    ev = Events()
+    event = ev.post("p", "alice")
+    rng = random.Random(14)
+    for size in range(0, 40):
+        for choices in (
+            [topics.posts, topics.reposts, topics.graph, topics.gifts, topics.purchases],
+            [topics.gifts, topics.purchases, topics.graph],  # no posts: read order
+        ):
+            read = [rng.choice(choices) for _ in range(size)]
+            envelopes = [Envelope(Record(t, 0, n, None, None), event) for n, t in enumerate(read)]
+            ordered = log_order(envelopes, topics.posts, topics.graph)
+            assert ordered == _reference_order(envelopes, topics.posts, topics.graph)
+            if topics.posts not in read:
+                assert ordered == envelopes and ordered is not envelopes
+
+
+def test_records_are_made_alike_from_every_kind_of_message():
+    def message(headers, timestamp):
+        return SimpleNamespace(topic="t", partition=2, offset=7, key=b"k", value=b"v",
+                               timestamp=timestamp, headers=headers)  # fmt: skip
+
+    plain = Record("t", 2, 7, b"k", b"v", 1_700_000_000_123)
+    for empty in (None, [], (), {}):
+        assert Record.from_message(message(empty, 1_700_000_000_123)) == plain
+    # Faust gives seconds as a float, and may give headers as a dict.
+    assert Record.from_message(message(None, 1_700_000_000.123)).timestamp == 1_700_000_000_123
+    with_headers = Record.from_message(message([("a", b"1"), ("b", None)], 5))
+    assert with_headers.headers == (("a", b"1"), ("b", b""))
+    assert Record.from_message(message({"a": bytearray(b"1")}, 5)).headers == (("a", b"1"),)

@@ -86,6 +86,25 @@ def test_calls_are_built_by_name():
         argv("progress", ctx, "field-only")
 
 
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_every_script_is_built_in_declared_order_whatever_order_the_names_come_in(name):
+    sig = SIGNATURES[name]
+    ctx = context(Settings()) if sig.context else []
+    values = {arg: f"v{n}" for n, arg in enumerate(sig.args)}
+    backwards = dict(reversed(values.items()))
+    tail = [f"t{n}" for n in range(2 * len(sig.more))]
+    assert argv(name, ctx, **backwards) == [*ctx, *values.values()]
+    assert argv(name, ctx, *tail, **backwards) == [*ctx, *values.values(), *tail]
+    if sig.args:
+        with pytest.raises(TypeError, match="missing"):
+            argv(name, ctx, **dict(list(values.items())[1:]))
+        renamed = {**dict(list(values.items())[1:]), "not_declared": 1}
+        with pytest.raises(TypeError, match=rf"missing \['{sig.args[0]}'\], unknown"):
+            argv(name, ctx, **renamed)
+    with pytest.raises(TypeError, match="context"):
+        argv(name, [*ctx, "one too many"], **values)
+
+
 def test_lean_scripts_send_the_prefix_and_keep_their_argv_places():
     # A lean step is declared and built with the full context (its header says ARGV 8..),
     # sends only the prefix, and lib_key.lua pads ARGV back to the declared places.

@@ -83,3 +83,61 @@ async def test_packed_steps_after_the_script_cache_was_flushed(
     await redis.script_flush()
     # Again (idempotent): the claims taken before are found, the second still refused.
     assert [answer(r) for r in await run_scripts(redis, calls)] == first
+
+
+def with_progress(settings: Settings, scripts: Scripts, senders: list[str]) -> list[tuple]:
+    """:func:`claims`, with a call of a script that is not a step (``progress``, a field
+    per sender) after every sender's: each ends a packed call, so that a round trip holds
+    many calls of the steps script and many others."""
+    ctx = context(settings)
+    calls = claims(settings, scripts, senders)
+    out: list[tuple] = []
+    for n in range(len(senders)):
+        out += calls[3 * n : 3 * n + 3]
+        out.append((scripts.progress, argv("progress", ctx, f"f{n}", n)))
+    return out
+
+
+async def test_calls_made_as_they_are_sent_answer_as_a_list_and_one_by_one(
+    redis: AnyRedis, settings: Settings
+) -> None:
+    # More units than one round trip takes (each sender's progress call ends a unit),
+    # and more bytes than one write.
+    senders = [f"m{n}" for n in range(300)]
+    found = {}
+    for side in ("generator", "list", "single"):
+        s = settings.with_(key_prefix=f"{settings.key_prefix}{side}:")
+        calls = with_progress(s, Scripts(redis), senders)
+        if side == "generator":
+            found[side] = [answer(r) for r in await run_scripts(redis, (c for c in calls))]
+        elif side == "list":
+            found[side] = [answer(r) for r in await run_scripts(redis, calls)]
+        else:
+            found[side] = await one_by_one(calls)
+    assert found["generator"] == found["list"] == found["single"]
+    assert found["generator"][:3] == ["ok", "send_limit", ""]
+    assert len(found["generator"]) == 4 * len(senders)
+
+
+async def test_a_call_that_cannot_be_made_leaves_the_client_answering_right(
+    redis: AnyRedis, settings: Settings
+) -> None:
+    scripts = Scripts(redis)
+    calls = claims(settings, scripts, [f"x{n}" for n in range(1500)])
+
+    def failing():
+        yield from calls  # well past one write of the round trip
+        raise RuntimeError("cannot make the next call")
+
+    try:
+        await run_scripts(redis, failing())
+    except RuntimeError as exc:
+        assert "next call" in str(exc)
+    else:
+        raise AssertionError("the error of the calls' generator was swallowed")
+    # Every call made was idempotent; the connections answer their own calls again (no
+    # replies of the broken round trip are read as these).
+    again = claims(settings, scripts, [f"x{n}" for n in range(40)] + ["fresh"])
+    got = [answer(r) for r in await run_scripts(redis, again)]
+    assert got[-3:] == ["ok", "send_limit", ""]
+    assert set(got[: 3 * 40 : 3]) <= {"ok"} and set(got[1 : 3 * 40 : 3]) <= {"send_limit"}

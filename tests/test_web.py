@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from feedamp.embedded.services import Service, free_port, start_redis
 from feedamp.kafka.topics import ensure_topics
-from feedamp.models.decisions import Decision
+from feedamp.models.decisions import Decision, GiftDecision
 from feedamp.streams import DeadLetter, Outcome, Record
 from feedamp.streams.logs import JsonFormatter, log_format, logging_config
 from feedamp.streams.metrics import Gauge, Metrics
@@ -241,6 +241,26 @@ def test_metrics_render_decisions_and_escape_labels():
     assert found["feedamp_batch_events_sum"] == 2
     metrics.observe([ok], Outcome(deliveries=2000), 0.001)
     assert samples(metrics.render())["feedamp_fanout_deliveries_total"] == 2005
+
+
+def test_metrics_count_every_record_and_decision_of_a_batch():
+    metrics = Metrics()
+    gifts = [Record("gifts", 0, n, b"k", b'{"type": "gift"}') for n in range(5)]
+    bad = [Record("gifts", 1, n, b"k", b"nope") for n in range(3)]
+    orders = [Record("purchases", 0, n, b"k", b'{"type": "purchase"}') for n in range(2)]
+    decisions = [GiftDecision(f"e{n}", f"g{n}", "s", "accepted", (), 5) for n in range(4)]
+    decisions.append(GiftDecision("e9", "g9", "s", "refused", ("send_limit",), 5))
+    outcome = Outcome([DeadLetter(r, "x") for r in bad], decisions)
+    outcome.types = {("gifts", 0, n): "gift" for n in range(4)}  # the fifth is parsed here
+    for _ in range(2):
+        metrics.observe(gifts + bad + orders, outcome, 0.001)
+    found = samples(metrics.render())
+    assert found[key('feedamp_events_total{type="gift",outcome="applied"}')] == 10
+    assert found[key('feedamp_events_total{type="invalid",outcome="dead_letter"}')] == 6
+    assert found[key('feedamp_events_total{type="purchase",outcome="applied"}')] == 4
+    assert found['feedamp_dead_letters_total{topic="gifts"}'] == 6
+    assert found['feedamp_decisions_total{decision="accepted"}'] == 8
+    assert found['feedamp_decisions_total{decision="refused"}'] == 2
 
 
 def test_each_metrics_has_its_own_registry():

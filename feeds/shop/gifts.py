@@ -27,6 +27,7 @@ first come, first served, in the order the workers handle the gifts.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,7 +38,7 @@ from feedamp.feeds.connection import AnyRedis
 from feedamp.feeds.keys import Keys
 from feedamp.feeds.namespace import Namespace
 from feedamp.feeds.scripts import argv
-from feedamp.feeds.shop.campaigns import Catalog, load_campaigns
+from feedamp.feeds.shop.campaigns import Campaign, Catalog, Offer, load_campaigns
 from feedamp.feeds.writer import Applied, Failure, Writer
 from feedamp.models.decisions import (
     CODES_EXHAUSTED,
@@ -64,6 +65,9 @@ class GiftStore(Writer):
         self.catalog = load_campaigns(settings.campaigns) if catalog is None else catalog
         #: Namespaces whose code pools were seeded (once per process).
         self._seeded: set[str] = set()
+        #: Each offer id asked for, with its campaign (None: not in the catalog), looked up
+        #: once (the catalog does not change while the store lives).
+        self._offers: dict[str, tuple[Campaign, Offer] | None] = {}
 
     async def seed(self, *, namespace: Namespace | None = None) -> None:
         """Put the campaigns' codes in their pools (only codes not put there before)."""
@@ -88,10 +92,12 @@ class GiftStore(Writer):
         if not gifts:
             return Applied()
         sc = self.scripts
+        # Each step's calls are made as they are sent (generators): Redis runs the first
+        # while the rest are made.
         # 1. Gift slot: a gift decided before keeps its outcome.
-        known = await run_scripts(self.redis, [
+        known = await run_scripts(self.redis, (
             (sc.gift_known, argv("gift_known", ctx, gift_id=g.gift.gift_id)) for g in gifts
-        ])  # fmt: skip
+        ))  # fmt: skip
         for g, result in zip(gifts, known, strict=True):
             if isinstance(result, Exception):
                 g.error = result
@@ -104,9 +110,9 @@ class GiftStore(Writer):
         await self._claim([g for g in open_ if not g.reasons], ctx)
         # 5. Gift slot: the commit point.
         commits = [g for g in gifts if g.error is None and g.kept is None]
-        kept = await run_scripts(self.redis, [
+        kept = await run_scripts(self.redis, (
             (sc.gift_commit, argv("gift_commit", ctx, **g.record())) for g in commits
-        ])  # fmt: skip
+        ))  # fmt: skip
         for g, result in zip(commits, kept, strict=True):
             if isinstance(result, Exception):
                 g.error = result
@@ -116,13 +122,13 @@ class GiftStore(Writer):
         # idempotent).
         cap = self.settings.gift_inbox_cap
         accepted = [g for g in gifts if g.kept is not None and g.kept.startswith("accepted|")]
-        lists = [
+        lists = (
             (sc.gift_list, argv("gift_list", ctx, kind=kind, user_id=user, gift_id=g.gift.gift_id,
                                  ts=g.gift.ts, cap=cap))
             for g in accepted
             for kind, user in (("gift_inbox", g.gift.recipient_id),
                                ("gifts_sent", g.gift.sender_id))
-        ]  # fmt: skip
+        )  # fmt: skip
         for n, result in enumerate(await run_scripts(self.redis, lists)):
             if isinstance(result, Exception):
                 accepted[n // 2].error = result
@@ -131,28 +137,31 @@ class GiftStore(Writer):
             if g.error is not None:
                 applied.failures.append(Failure(g.index, g.error))
                 continue
-            decision, _, reasons = (g.kept or "").partition("|")
+            decision, reasons = _outcome(g.kept or "")
             applied.decisions.append(GiftDecision(
                 event_id=g.gift.event_id, gift_id=g.gift.gift_id, sender_id=g.gift.sender_id,
-                decision=decision, reasons=tuple(r for r in reasons.split(",") if r),
-                ts=g.gift.ts,
+                decision=decision, reasons=reasons, ts=g.gift.ts,
             ))  # fmt: skip
         return applied
 
     async def _door(self, keys: Keys, gifts: Sequence[_Pending]) -> None:
         """Add ``suspended`` / ``recipient_suspended`` to the gifts whose sender /
-        recipient was suspended at the gift's time (one pipeline of account reads)."""
+        recipient was suspended at the gift's time (one pipeline of account reads, one per
+        account)."""
         if not gifts:
             return
+        # One read per account, however many of the batch's gifts it sends or receives.
+        users = list(dict.fromkeys(u for g in gifts for u in (g.gift.sender_id,
+                                                              g.gift.recipient_id)))  # fmt: skip
         account = keys.account
-        states = await read_commands(self.redis, [
-            ("HMGET", account(user), "susp", "rein")
-            for g in gifts for user in (g.gift.sender_id, g.gift.recipient_id)
-        ])  # fmt: skip
-        for n, g in enumerate(gifts):
-            if suspended_at(states[2 * n], g.gift.ts):
+        found = await read_commands(self.redis, [("HMGET", account(user), "susp", "rein")
+                                                 for user in users])  # fmt: skip
+        states = dict(zip(users, found, strict=True))
+        for g in gifts:
+            ts = g.gift.ts
+            if suspended_at(states[g.gift.sender_id], ts):
                 g.reasons.append(SUSPENDED)
-            if suspended_at(states[2 * n + 1], g.gift.ts):
+            if suspended_at(states[g.gift.recipient_id], ts):
                 g.reasons.append(RECIPIENT_SUSPENDED)
 
     async def _claim(self, gifts: Sequence[_Pending], ctx: Sequence[str | int]) -> None:
@@ -162,12 +171,12 @@ class GiftStore(Writer):
         counted against them)."""
         sc, todo = self.scripts, [g for g in gifts if not g.reasons]
         while todo:
-            claims = await run_scripts(self.redis, [
+            claims = await run_scripts(self.redis, (
                 (sc.gift_claim, argv("gift_claim", ctx, gift_id=g.gift.gift_id,
                                      sender_id=g.gift.sender_id, campaign_id=g.campaign,
                                      send_limit=g.limit))
                 for g in todo
-            ])  # fmt: skip
+            ))  # fmt: skip
             for g, result in zip(todo, claims, strict=True):
                 g.reasons.clear()
                 if isinstance(result, Exception):
@@ -175,9 +184,9 @@ class GiftStore(Writer):
                 elif text(result) == "send_limit":
                     g.reasons.append(SEND_LIMIT)
             coded = [g for g in todo if g.error is None and not g.reasons and g.has_codes]
-            codes = await run_scripts(self.redis, [(sc.gift_code, argv(
+            codes = await run_scripts(self.redis, ((sc.gift_code, argv(
                 "gift_code", ctx, offer_id=g.gift.offer_id, gift_id=g.gift.gift_id))
-                for g in coded])  # fmt: skip
+                for g in coded))  # fmt: skip
             out = []
             for g, result in zip(coded, codes, strict=True):
                 if isinstance(result, Exception):
@@ -203,18 +212,31 @@ class GiftStore(Writer):
         """The gift's campaign, send limit, whether its offer has codes, and the reasons
         to refuse it that need no Redis."""
         reasons = []
-        offer = self.catalog.offers.get(gift.offer_id)
-        if offer is None:
+        found = self._offers.get(gift.offer_id)
+        if found is None:
+            offer = self.catalog.offers.get(gift.offer_id)
+            found = self._offers[gift.offer_id] = (
+                None if offer is None else (self.catalog.campaign(offer.campaign_id), offer)
+            )
+        if found is None:
             reasons.append(UNKNOWN_OFFER)
             campaign_id, limit, has_codes = "", 0, False
         else:
-            campaign = self.catalog.campaign(offer.campaign_id)
+            campaign, offer = found
             campaign_id, limit, has_codes = campaign.id, campaign.send_limit, bool(offer.codes)
             if not campaign.is_open(gift.ts):
                 reasons.append(OUTSIDE_WINDOW)
         if gift.sender_id == gift.recipient_id:
             reasons.append(SELF_GIFT)
         return campaign_id, limit, has_codes, reasons
+
+
+@functools.lru_cache(maxsize=256)
+def _outcome(kept: str) -> tuple[str, tuple[str, ...]]:
+    """The decision and reasons of an outcome as committed (``decision|r1,r2``); the few
+    outcomes there are parsed once each."""
+    decision, _, reasons = kept.partition("|")
+    return decision, tuple(r for r in reasons.split(",") if r)
 
 
 @dataclass(slots=True)

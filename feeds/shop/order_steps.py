@@ -81,7 +81,7 @@ class OrderSteps:
         # 1. Order slot: the facts.
         facts: dict[str, list[str | None]] = {}
         got = await run_scripts(
-            self.redis, [(sc.order_facts, argv("order_facts", ctx, order_id=o)) for o in orders]
+            self.redis, ((sc.order_facts, argv("order_facts", ctx, order_id=o)) for o in orders)
         )
         for order, result in zip(orders, got, strict=True):
             if ok(order, result):
@@ -91,9 +91,9 @@ class OrderSteps:
         # 2. Repost slot: the reposter and the post of via_repost.
         asks = [o for o, f in facts.items() if f[4] and not f[6]]
         reposts: dict[str, tuple[str, str]] = {}
-        got = await run_scripts(self.redis, [(sc.order_repost, argv(
+        got = await run_scripts(self.redis, ((sc.order_repost, argv(
             "order_repost", ctx, repost_id=str(facts[o][4]), order_id=o))
-            for o in asks])  # fmt: skip
+            for o in asks))  # fmt: skip
         for order, result in zip(asks, got, strict=True):
             if ok(order, result):
                 user, post = (None if v is None else text(v) for v in result)  # type: ignore[attr-defined]
@@ -104,11 +104,11 @@ class OrderSteps:
             if order not in failed and (post := f[3] or reposts.get(order, ("", ""))[1]):
                 posts[order] = post
         found: dict[str, tuple[str, str]] = {}
-        got = await run_scripts(self.redis, [
+        got = await run_scripts(self.redis, (
             (sc.order_post, argv("order_post", ctx, post_id=post, order_id=order,
                                  product_id=_product_if_active(facts[order])))
             for order, post in posts.items()
-        ])  # fmt: skip
+        ))  # fmt: skip
         for order, result in zip(posts, got, strict=True):
             if ok(order, result):
                 author, tagged = (text(v) for v in result)  # type: ignore[attr-defined]
@@ -116,14 +116,14 @@ class OrderSteps:
         # 4. Order slot: settle, and what each creator should have.
         settle = [o for o in facts if o not in failed]
         none = ("", "")
-        got = await run_scripts(self.redis, [
+        got = await run_scripts(self.redis, (
             (sc.order_settle, argv("order_settle", ctx, order_id=o,
                                    reposter=reposts.get(o, none)[0],
                                    repost_post=reposts.get(o, none)[1],
                                    via_post_author=found.get(o, none)[0],
                                    tagged=found.get(o, none)[1]))
             for o in settle
-        ])  # fmt: skip
+        ))  # fmt: skip
         credits: list[tuple[str, list[str | int]]] = []
         for order, result in zip(settle, got, strict=True):
             if not ok(order, result):

@@ -18,7 +18,8 @@ same on a standalone Redis and on a Redis Cluster.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from feedamp.feeds.batch import run_scripts, send_commands
 from feedamp.feeds.keys import Keys
@@ -42,40 +43,44 @@ class OrderStore(OrderWriter):
         of the batch (:class:`~feedamp.feeds.shop.order_steps.OrderSteps`)."""
         ctx = self.at(namespace).context
         sc = self.scripts
-        calls, buyers, indexes, orders = [], [], [], []
-        for i, ev in enumerate(events):
-            if isinstance(ev, Purchase):
-                args = argv("order_purchase", ctx, order_id=ev.order_id, buyer_id=ev.buyer_id,
-                            product_id=ev.product_id, seller_id=ev.seller_id,
-                            amount_cents=ev.amount_cents, currency=ev.currency,
-                            via_post_id=ev.via_post_id or "",
-                            via_repost_id=ev.via_repost_id or "", ts=ev.ts)  # fmt: skip
-                calls.append((sc.order_purchase, args))
-                buyers.append((sc.order_buyer, argv("order_buyer", ctx, buyer_id=ev.buyer_id,
-                                                    order_id=ev.order_id, ts=ev.ts, purchase="1",
-                                                    product_id=ev.product_id)))  # fmt: skip
-            elif isinstance(ev, OrderStatus):
-                seq = -1 if ev.seq is None else ev.seq
-                # Repeats of one status event (same seq) count once, whatever their ids.
-                dedup = ev.event_id if ev.seq is None else f"{ev.status}:{ev.seq}"
-                args = argv("order_event", ctx, order_id=ev.order_id, buyer_id=ev.buyer_id,
-                            status=ev.status, seq=seq, ts=ev.ts, dedup_id=dedup)  # fmt: skip
-                calls.append((sc.order_event, args))
-                buyers.append((sc.order_buyer, argv("order_buyer", ctx, buyer_id=ev.buyer_id,
-                                                    order_id=ev.order_id, ts=ev.ts, purchase="0",
-                                                    product_id="")))  # fmt: skip
-            else:
-                continue
-            indexes.append(i)
-            orders.append(ev.order_id)
+        picked = [(i, ev) for i, ev in enumerate(events) if isinstance(ev, (Purchase, OrderStatus))]
         applied = Applied()
-        if not calls:
+        if not picked:
             return applied
+        indexes = [i for i, _ in picked]
+        orders = [ev.order_id for _, ev in picked]
+
+        # Each step's calls are made as they are sent (generators): Redis runs the first
+        # while the rest are made.
+        def own() -> Iterator[tuple[Any, list[str | int]]]:
+            for _, ev in picked:
+                if isinstance(ev, Purchase):
+                    yield sc.order_purchase, argv(
+                        "order_purchase", ctx, order_id=ev.order_id, buyer_id=ev.buyer_id,
+                        product_id=ev.product_id, seller_id=ev.seller_id,
+                        amount_cents=ev.amount_cents, currency=ev.currency,
+                        via_post_id=ev.via_post_id or "", via_repost_id=ev.via_repost_id or "",
+                        ts=ev.ts)  # fmt: skip
+                else:
+                    seq = -1 if ev.seq is None else ev.seq
+                    # Repeats of one status event (same seq) count once, whatever their ids.
+                    dedup = ev.event_id if ev.seq is None else f"{ev.status}:{ev.seq}"
+                    yield sc.order_event, argv(
+                        "order_event", ctx, order_id=ev.order_id, buyer_id=ev.buyer_id,
+                        status=ev.status, seq=seq, ts=ev.ts, dedup_id=dedup)  # fmt: skip
+
+        def buyers() -> Iterator[tuple[Any, list[str | int]]]:
+            for _, ev in picked:
+                product = ev.product_id if isinstance(ev, Purchase) else None
+                yield sc.order_buyer, argv(
+                    "order_buyer", ctx, buyer_id=ev.buyer_id, order_id=ev.order_id, ts=ev.ts,
+                    purchase="0" if product is None else "1", product_id=product or "")  # fmt: skip
+
         failed: dict[int, Exception] = {}
-        for n, result in enumerate(await run_scripts(self.redis, calls)):
+        for n, result in enumerate(await run_scripts(self.redis, own())):
             if isinstance(result, Exception):
                 failed[indexes[n]] = result
-        for n, result in enumerate(await run_scripts(self.redis, buyers)):
+        for n, result in enumerate(await run_scripts(self.redis, buyers())):
             if isinstance(result, Exception):
                 failed.setdefault(indexes[n], result)
         # Which orders name each post and repost (for a late suspension's take-back).
