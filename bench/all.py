@@ -19,6 +19,8 @@ target and, last, a machine-readable line of ``key=value`` pairs:
                                      followers posting and reposting, ``bench/replay.py``)
                                      over the live fan-out's deliveries/s (``bench/run.py``,
                                      N=1k)
+    fanout_posts_replay_vs_live      the same with the follows replayed before the clock
+                                     starts, as the live benchmark times it (no target)
     replay_vs_live_fanout            the same for the mixed log (follows, posts and reposts of
                                      users of about 15 followers on average): no target,
                                      its replay is bound by per-event steps, not deliveries
@@ -59,6 +61,10 @@ TARGETS = (
 #: without a target go with the scripts' other figures.
 DERIVED = {
     "fanout_log_replay_vs_live": ("replay_fanout_log_deliveries_per_s", "run_fanout_per_s"),
+    "fanout_posts_replay_vs_live": (
+        "replay_fanout_log_posts_deliveries_per_s",
+        "run_fanout_per_s",
+    ),
     "replay_vs_live_fanout": ("replay_replay_deliveries_per_s", "run_fanout_per_s"),
 }
 
