@@ -1,30 +1,55 @@
-"""Benchmark: ``feedamp replay`` speed as a ratio to raw aiokafka consumption.
+"""Benchmark: ``feedamp replay`` speed as a ratio to raw aiokafka consumption, and its
+deliveries/s on a log where deliveries dominate.
 
 Starts the embedded Tansu broker and a Redis server (tuned with ``REDIS_TUNING``) on free
-ports, publishes a realistic log (follows, then posts, then reposts; followees drawn from
-a skewed popularity so follower counts are moderate with a few large accounts), then
-measures in the same run:
+ports, then measures in the same run, on three logs:
+
+- the **mixed log** (:func:`make_log`): follows, then posts, then reposts (30/40/30 %),
+  about 15 users per event, followees drawn from a skewed popularity (Zipf 0.8), so a
+  post or repost reaches about 4 followers on average: replay is bound by per-event steps;
+- the **light log**: ``bench/shop.py``'s gifts and orders, as many events as the mixed
+  log, on the gifts and purchases topics;
+- the **fan-out log** (:func:`make_fanout_log`): follows giving each of a few sources
+  1,000 followers (drawn from a pool of 4,000 users, so follower sets overlap), then
+  posts and reposts by those sources (half each; a repost is of another source's recent
+  post), event times 15 s apart so no cap triggers: every post and repost reaches 1,000
+  followers and deliveries dominate, as in the live fan-out benchmark
+  (``bench/run.py``: reposts to 1,000 followers).
 
 (a) raw consumption: an aiokafka consumer reads every input partition from the beginning
     to the end with ``getmany`` and does nothing with the records (best of two reads);
-(b) replay into an empty key namespace (a rebuild): :func:`feedamp.ops.replay.replay`
-    in-process, through the worker's pipeline, from the beginning;
+(b) replay of the mixed log into an empty key namespace (a rebuild):
+    :func:`feedamp.ops.replay.replay` in-process, through the worker's pipeline, from the
+    beginning;
 (c) replay again over what (b) wrote (every write idempotent, nothing changes);
-(d) a log of light events (``bench/shop.py``'s gifts and orders, as many events as the
-    fan-out log, on the gifts and purchases topics), its raw consumption and its replay.
+(d) the light log, its raw consumption and its replay;
+(e) the fan-out log, on topics of its own: its raw consumption and its replay into a
+    namespace of its own, deliveries/s (feed entries pushed per second of the whole
+    replay, follows included) and CPU; then, in another namespace, as the live benchmark
+    times its fan-out (followers in place before the clock starts): the graph topic
+    replayed, then the posts and reposts topics, timed (deliveries/s of that replay,
+    ``fanout_log_posts_deliveries_per_s``).
 
 Both reads use the same consumer options (fetch wait, fetch sizes, batch of 2,000).
 ``replay_ratio`` is replay events/s over raw events/s on the light log (target >= 0.3);
-``heavy_ratio`` the same on the fan-out-heavy log, whose replay also reports its
-deliveries/s (feed entries pushed per second, ``replay_deliveries_per_s``), to compare
-with the live fan-out's (``bench/all.py`` prints the ratio, target >= 1).
+``heavy_ratio`` the same on the mixed log (the key's name is older than the fan-out log),
+whose replay also reports its deliveries/s (``replay_deliveries_per_s``);
+``fanout_log_deliveries_per_s`` is the fan-out log's, to compare with the live fan-out's
+(``bench/all.py`` prints that ratio as ``fanout_log_replay_vs_live``, target >= 1, and
+the mixed log's as ``replay_vs_live_fanout``).
 
-Run ``python bench/replay.py`` (``--events N``, default 150,000; ``--quick`` for 30,000).
-The last line printed is machine-readable:
+Run ``python bench/replay.py`` (``--events N``, default 150,000, for the mixed and light
+logs; a fan-out log of 20 sources and 3,000 posts and reposts, ``--sources`` and
+``--fanouts`` to change it; ``--quick`` for 30,000 events and 10 sources with 1,000 posts
+and reposts; ``--fanout-only`` for the fan-out log alone). The last line printed is
+machine-readable:
 
     replay_ratio=... light_eps=... light_raw_eps=... heavy_ratio=... replay_eps=...
     raw_eps=... rereplay_eps=... replay_deliveries_per_s=... events=... deliveries=...
-    feed_entries=... replay_cpu=... redis_cpu=...   (on one line; CPU as shares of one core)
+    feed_entries=... replay_cpu=... redis_cpu=... fanout_log_deliveries_per_s=...
+    fanout_log_eps=... fanout_log_ratio=... fanout_log_seconds=... fanout_log_deliveries=...
+    fanout_log_cpu=... fanout_log_redis_cpu=... fanout_log_posts_deliveries_per_s=...
+    fanout_log_follows_seconds=...   (on one line; CPU as shares of one core)
 """
 
 from __future__ import annotations
@@ -59,6 +84,12 @@ MIX = (0.3, 0.4, 0.3)
 #: Users per event of the log, and the skew of followee popularity (Zipf exponent).
 USERS_PER_EVENT = 1 / 15
 SKEW = 0.8
+#: The fan-out log: followers of each source, the follower pool (times that), and the
+#: event time between two events (a rate window over the default cap's 5, so no source
+#: reposts more often than the cap allows).
+FANOUT_FOLLOWERS = 1000
+FANOUT_POOL = 4
+FANOUT_SPACING_MS = 15_000
 
 
 @dataclass(frozen=True)
@@ -142,6 +173,74 @@ def make_log(events: int, seed: int = 7) -> Log:
             event["comment"] = "look at this"
         lines.append(orjson.dumps(event))
     return Log(lines, len(pairs), n_posts, n_reposts, deliveries)
+
+
+@dataclass(frozen=True)
+class FanoutLog:
+    """The fan-out log (JSON lines): follows making ``sources`` accounts of
+    ``followers_each`` followers, then their posts and reposts."""
+
+    lines: list[bytes]
+    sources: int
+    followers_each: int
+    follows: int
+    posts: int
+    reposts: int
+
+    @property
+    def deliveries(self) -> int:
+        """Feed deliveries of the log: every post and repost reaches every follower of
+        its source (sources do not follow one another, none is hidden, none inactive),
+        once every follow is applied."""
+        return (self.posts + self.reposts) * self.followers_each
+
+
+def make_fanout_log(
+    sources: int, fanouts: int, followers_each: int = FANOUT_FOLLOWERS, seed: int = 11
+) -> FanoutLog:
+    """Follows (shuffled) giving each of ``sources`` accounts ``followers_each`` distinct
+    followers drawn from a pool of ``FANOUT_POOL`` times as many users (so a user follows
+    several sources and the follower sets overlap), then ``fanouts`` posts and reposts by
+    the sources (half each, in turn at random; a repost is of an earlier post by another
+    source), each event ``FANOUT_SPACING_MS`` after the one before: no source reposts
+    more than ``rate_max`` times in a rate window, so no cap triggers and every repost is
+    delivered, as in the live fan-out benchmark."""
+    rng = random.Random(seed)
+    pool = followers_each * FANOUT_POOL
+    source_ids = [ID_BASE + 10_000_000 + s for s in range(sources)]
+    pairs = [(ID_BASE + f, source) for source in source_ids
+             for f in rng.sample(range(pool), followers_each)]  # fmt: skip
+    rng.shuffle(pairs)
+    ts = itertools.count(1_790_000_000_000, FANOUT_SPACING_MS)
+    ids = itertools.count(ID_BASE + 100_000_000)
+    lines = [
+        orjson.dumps({"type": "follow", "event_id": str(next(ids)), "ts": next(ts),
+                      "follower_id": str(follower), "followee_id": str(followee)})
+        for follower, followee in pairs
+    ]  # fmt: skip
+    posts: list[tuple[str, int]] = []
+    n_posts = n_reposts = 0
+    for _ in range(fanouts):
+        source = rng.choice(source_ids)
+        others = [p for p in posts[-50:] if p[1] != source]
+        if others and rng.random() < 0.5:
+            post_id, author = rng.choice(others)
+            event: dict[str, object] = {
+                "type": "repost", "event_id": str(next(ids)), "ts": next(ts),
+                "repost_id": str(next(ids)), "post_id": post_id,
+                "post_author_id": str(author), "reposter_id": str(source),
+            }  # fmt: skip
+            if rng.random() < 0.3:
+                event["comment"] = "look at this"
+            n_reposts += 1
+        else:
+            post_id = str(next(ids))
+            posts.append((post_id, source))
+            event = {"type": "post", "event_id": str(next(ids)), "ts": next(ts),
+                     "post_id": post_id, "author_id": str(source), "text": "clip"}  # fmt: skip
+            n_posts += 1
+        lines.append(orjson.dumps(event))
+    return FanoutLog(lines, sources, followers_each, len(pairs), n_posts, n_reposts)
 
 
 async def raw_consumption(
@@ -231,8 +330,130 @@ async def light_replay(settings: Settings, events: int, scratch: Path) -> dict[s
             "light_raw_eps": round(raw_eps)}  # fmt: skip
 
 
-async def run(events: int) -> dict[str, float]:
-    """Populate, measure, print; return the headline figures."""
+async def fanout_replay(settings: Settings, sources: int, fanouts: int) -> dict[str, float]:
+    """Publish the fan-out log (:func:`make_fanout_log`) on topics of its own, read it raw,
+    replay it into a namespace of its own; the figures (see the module, (e))."""
+    settings = settings.with_(topics=settings.topics.prefixed("fo-"), key_prefix="bf:")
+    await ensure_topics(settings)
+    log = make_fanout_log(sources, fanouts)
+    print(f"fan-out log: {len(log.lines):,} events ({log.follows:,} follows making "
+          f"{log.sources} sources of {log.followers_each:,} followers, {log.posts:,} posts, "
+          f"{log.reposts:,} reposts), {log.deliveries:,} feed deliveries", flush=True)  # fmt: skip
+    sent = await publish(messages_from_lines(log.lines, settings), settings)
+    reads = [await raw_consumption(settings) for _ in range(2)]
+    raw_count, raw_s = min(reads, key=lambda r: r[1])
+    assert raw_count == sent, (raw_count, sent)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        redis_cpu, own_cpu = await redis_cpu_seconds(redis), time.process_time()
+        stats = await replay(settings)
+        redis_cpu = await redis_cpu_seconds(redis) - redis_cpu
+        own_cpu = time.process_time() - own_cpu
+    finally:
+        await redis.aclose()
+    assert stats.events == sent and stats.dead_letters == 0, stats
+    # Records are merged by their (produce) time: a post produced in the millisecond of
+    # the last follows may come before some of them, as it would to a worker.
+    assert 0.99 * log.deliveries <= stats.deliveries <= log.deliveries, stats.deliveries
+    per_s = stats.deliveries / stats.seconds
+    eps = stats.events / stats.seconds
+    print(f"replay of the fan-out log into an empty namespace: {stats.seconds:.2f}s "
+          f"({eps:,.0f} events/s, raw consumption {raw_count / raw_s:,.0f}/s); "
+          f"{per_s:,.0f} deliveries/s")  # fmt: skip
+    print(f"  busy during the replay: replay process {own_cpu / stats.seconds:.0%}, "
+          f"redis-server {redis_cpu / stats.seconds:.0%} (of one core each)")  # fmt: skip
+    # As the live benchmark times it: the followers in place first (the graph topic
+    # replayed, not timed), then the posts and reposts replayed, timed.
+    apart = settings.with_(key_prefix="bg:")
+    follows = await replay(apart, topics=["graph"])
+    fanouts = await replay(apart, topics=["posts", "reposts"])
+    assert fanouts.deliveries == log.deliveries, (fanouts.deliveries, log.deliveries)
+    only_per_s = fanouts.deliveries / fanouts.seconds
+    print(f"  the same in two replays: the follows {follows.seconds:.2f}s, then the posts and "
+          f"reposts {fanouts.seconds:.2f}s, {only_per_s:,.0f} deliveries/s")  # fmt: skip
+    return {
+        "fanout_log_deliveries_per_s": round(per_s),
+        "fanout_log_eps": round(eps),
+        "fanout_log_ratio": round(eps / (raw_count / raw_s), 3),
+        "fanout_log_seconds": round(stats.seconds, 2),
+        "fanout_log_deliveries": stats.deliveries,
+        "fanout_log_cpu": round(own_cpu / stats.seconds, 2),
+        "fanout_log_redis_cpu": round(redis_cpu / stats.seconds, 2),
+        "fanout_log_posts_deliveries_per_s": round(only_per_s),
+        "fanout_log_follows_seconds": round(follows.seconds, 2),
+    }
+
+
+async def mixed_replay(settings: Settings, events: int) -> dict[str, float]:
+    """Publish the mixed log (:func:`make_log`), read it raw, replay it twice, then the
+    light log; the figures (see the module, (a) to (d))."""
+    await ensure_topics(settings)
+    log = make_log(events)
+    print(
+        f"log: {len(log.lines):,} events ({log.follows:,} follows, {log.posts:,} posts, "
+        f"{log.reposts:,} reposts), about {log.deliveries:,} feed deliveries",
+        flush=True,
+    )
+    t = time.monotonic()
+    sent = await publish(messages_from_lines(log.lines, settings), settings)
+    print(f"published {sent:,} events in {time.monotonic() - t:.1f}s", flush=True)
+
+    raws = [await raw_consumption(settings) for _ in range(2)]
+    raw_count, raw_s = min(raws, key=lambda r: r[1])
+    assert raw_count == sent, (raw_count, sent)
+    raw_eps = raw_count / raw_s
+    print(
+        f"raw aiokafka consumption: {raw_count:,} records in {raw_s:.2f}s "
+        f"({raw_eps:,.0f}/s; runs {', '.join(f'{s:.2f}s' for _, s in raws)})"
+    )
+
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        redis_cpu, own_cpu = await redis_cpu_seconds(redis), time.process_time()
+        stats = await replay(settings)
+        redis_cpu = await redis_cpu_seconds(redis) - redis_cpu
+        own_cpu = time.process_time() - own_cpu
+        entries = await feed_entries(redis, settings.key_prefix)
+        memory = (await redis.info("memory"))["used_memory_human"]
+    finally:
+        await redis.aclose()
+    assert stats.events == sent and stats.dead_letters == 0, stats
+    replay_eps = stats.events / stats.seconds
+    print(
+        f"replay into an empty namespace: {stats.events:,} events in {stats.seconds:.2f}s "
+        f"({replay_eps:,.0f}/s); {entries:,} feed entries, Redis {memory}"
+    )
+    print(
+        f"  busy during the replay: replay process {own_cpu / stats.seconds:.0%}, "
+        f"redis-server {redis_cpu / stats.seconds:.0%} (of one core each)"
+    )
+    again = await replay(settings)
+    rereplay_eps = again.events / again.seconds
+    print(f"replay again over the same state: {again.seconds:.2f}s ({rereplay_eps:,.0f}/s)")
+    ratio = replay_eps / raw_eps
+    per_s = stats.deliveries / stats.seconds
+    print(f"ratio replay / raw consumption, mixed log: {ratio:.3f}; "
+          f"{stats.deliveries:,} deliveries, {per_s:,.0f}/s during the replay")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="feedamp-bench-replay-") as scratch:
+        light = await light_replay(settings, events, Path(scratch))
+    return {
+        **light,
+        "heavy_ratio": round(ratio, 3),
+        "replay_eps": round(replay_eps),
+        "raw_eps": round(raw_eps),
+        "rereplay_eps": round(rereplay_eps),
+        "replay_deliveries_per_s": round(per_s),
+        "events": sent,
+        "deliveries": log.deliveries,
+        "feed_entries": entries,
+        "replay_cpu": round(own_cpu / stats.seconds, 2),
+        "redis_cpu": round(redis_cpu / stats.seconds, 2),
+    }
+
+
+async def run(events: int, sources: int, fanouts: int, *, mixed: bool = True) -> dict[str, float]:
+    """Start the broker and Redis, measure (the mixed and light logs unless not ``mixed``,
+    then the fan-out log), print; return the headline figures."""
     services: list[Service] = []
     try:
         services.append(broker := start_broker())
@@ -244,68 +465,8 @@ async def run(events: int) -> dict[str, float]:
             partitions=4,
             key_prefix="br:",
         )
-        await ensure_topics(settings)
-        log = make_log(events)
-        print(
-            f"log: {len(log.lines):,} events ({log.follows:,} follows, {log.posts:,} posts, "
-            f"{log.reposts:,} reposts), about {log.deliveries:,} feed deliveries",
-            flush=True,
-        )
-        t = time.monotonic()
-        sent = await publish(messages_from_lines(log.lines, settings), settings)
-        print(f"published {sent:,} events in {time.monotonic() - t:.1f}s", flush=True)
-
-        raws = [await raw_consumption(settings) for _ in range(2)]
-        raw_count, raw_s = min(raws, key=lambda r: r[1])
-        assert raw_count == sent, (raw_count, sent)
-        raw_eps = raw_count / raw_s
-        print(
-            f"raw aiokafka consumption: {raw_count:,} records in {raw_s:.2f}s "
-            f"({raw_eps:,.0f}/s; runs {', '.join(f'{s:.2f}s' for _, s in raws)})"
-        )
-
-        redis = Redis.from_url(settings.redis_url)
-        try:
-            redis_cpu, own_cpu = await redis_cpu_seconds(redis), time.process_time()
-            stats = await replay(settings)
-            redis_cpu = await redis_cpu_seconds(redis) - redis_cpu
-            own_cpu = time.process_time() - own_cpu
-            entries = await feed_entries(redis, settings.key_prefix)
-            memory = (await redis.info("memory"))["used_memory_human"]
-        finally:
-            await redis.aclose()
-        assert stats.events == sent and stats.dead_letters == 0, stats
-        replay_eps = stats.events / stats.seconds
-        print(
-            f"replay into an empty namespace: {stats.events:,} events in {stats.seconds:.2f}s "
-            f"({replay_eps:,.0f}/s); {entries:,} feed entries, Redis {memory}"
-        )
-        print(
-            f"  busy during the replay: replay process {own_cpu / stats.seconds:.0%}, "
-            f"redis-server {redis_cpu / stats.seconds:.0%} (of one core each)"
-        )
-        again = await replay(settings)
-        rereplay_eps = again.events / again.seconds
-        print(f"replay again over the same state: {again.seconds:.2f}s ({rereplay_eps:,.0f}/s)")
-        ratio = replay_eps / raw_eps
-        per_s = stats.deliveries / stats.seconds
-        print(f"ratio replay / raw consumption, fan-out-heavy log: {ratio:.3f}; "
-              f"{stats.deliveries:,} deliveries, {per_s:,.0f}/s during the replay")  # fmt: skip
-        with tempfile.TemporaryDirectory(prefix="feedamp-bench-replay-") as scratch:
-            light = await light_replay(settings, events, Path(scratch))
-        return {
-            **light,
-            "heavy_ratio": round(ratio, 3),
-            "replay_eps": round(replay_eps),
-            "raw_eps": round(raw_eps),
-            "rereplay_eps": round(rereplay_eps),
-            "replay_deliveries_per_s": round(per_s),
-            "events": sent,
-            "deliveries": log.deliveries,
-            "feed_entries": entries,
-            "replay_cpu": round(own_cpu / stats.seconds, 2),
-            "redis_cpu": round(redis_cpu / stats.seconds, 2),
-        }
+        figures = await mixed_replay(settings, events) if mixed else {}
+        return {**figures, **await fanout_replay(settings, sources, fanouts)}
     finally:
         for service in reversed(services):
             service.stop()
@@ -315,9 +476,21 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: ``--events N`` or ``--quick``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=150_000)
-    parser.add_argument("--quick", action="store_true", help="30,000 events")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="30,000 events; a fan-out log of 10 sources, 1,000 posts and reposts",
+    )
+    parser.add_argument("--sources", type=int, help="sources of the fan-out log (default 20)")
+    parser.add_argument(
+        "--fanouts", type=int, help="posts and reposts of the fan-out log (default 3,000)"
+    )
+    parser.add_argument("--fanout-only", action="store_true", help="measure the fan-out log only")
     args = parser.parse_args(argv)
-    figures = asyncio.run(run(30_000 if args.quick else args.events))
+    sources = args.sources or (10 if args.quick else 20)
+    fanouts = args.fanouts or (1000 if args.quick else 3000)
+    events = 30_000 if args.quick else args.events
+    figures = asyncio.run(run(events, sources, fanouts, mixed=not args.fanout_only))
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
     return 0
 

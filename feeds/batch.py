@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from typing import Any
 
 import hiredis
@@ -61,6 +62,7 @@ __all__ = [
     "context",
     "is_transient",
     "read_commands",
+    "run_ahead",
     "run_scripts",
     "send_commands",
     "text",
@@ -495,3 +497,90 @@ async def _through_pipeline(redis: AnyRedis, commands: Sequence[Sequence[Any]]) 
         for command in commands:
             pipe.execute_command(*command)
         return await pipe.execute(raise_on_error=False)
+
+
+async def run_ahead(
+    redis: AnyRedis, script: AsyncScript, trips: Iterable[list[list[str | int]]]
+) -> AsyncGenerator[list[object], None]:
+    """Run ``trips`` (each a list of calls of ``script``, by their ARGV) in order; yield
+    each trip's answers, as :func:`run_scripts` gives them, in order.
+
+    On a standalone Redis (with a hiredis reader) every trip goes on one connection and
+    is written before the answers of the trip before it are read (two in flight at most):
+    Redis runs a trip while the iterator makes the next one and it is sent, and the calls
+    still run in the order given, one connection's commands being run in order. Answered
+    ``NOSCRIPT`` (scripts flushed), the calls from the first refused one on, of both
+    trips in flight, are run again by :func:`run_scripts` (every call idempotent). A
+    transient error is raised, the connection then closed (answers may be unread). On a
+    cluster, or without a hiredis reader, each trip is a :func:`run_scripts`."""
+    conn: Any = None
+    if not is_cluster(redis):
+        assert isinstance(redis, Redis)
+        conn = await redis.connection_pool.get_connection()
+        if not isinstance(getattr(conn, "_parser", None), _AsyncHiredisParser):
+            await redis.connection_pool.release(conn)
+            conn = None
+    if conn is None:
+        for trip in trips:
+            yield await run_scripts(redis, [(script, argv) for argv in trip])
+        return
+    assert isinstance(redis, Redis)
+    written: deque[list[list[str | int]]] = deque()
+    try:
+        await _load(redis, [script], _loaded.setdefault(id(redis), set()))
+        ready: deque[list[object]] = deque()
+        for trip in trips:
+            await conn.send_packed_command(
+                [hiredis.pack_command(_evalsha(script, argv)) for argv in trip],
+                check_health=False,
+            )
+            written.append(trip)
+            if len(written) > 1:
+                ready.extend(await _read_ahead(redis, conn, script, written))
+            while ready:
+                yield ready.popleft()
+        while written:
+            for answers in await _read_ahead(redis, conn, script, written):
+                yield answers
+    finally:
+        if written:  # stopped with answers unread: the connection cannot be reused
+            await conn.disconnect(nowait=True)
+        await redis.connection_pool.release(conn)
+
+
+def _evalsha(script: AsyncScript, argv: Sequence[str | int]) -> tuple[Any, ...]:
+    return ("EVALSHA", script.sha, 0, *argv)
+
+
+async def _read_ahead(
+    redis: Redis, conn: Any, script: AsyncScript, written: deque[list[list[str | int]]]
+) -> list[list[object]]:
+    """The answers of the oldest trip in ``written`` (taken off it), or, after a
+    ``NOSCRIPT``, of every trip in it (see :func:`run_ahead`)."""
+    trip = written[0]
+    replies = await read_replies(conn, len(trip))
+    assert replies is not None  # a hiredis reader (run_ahead checked)
+    written.popleft()
+    trips, answers = [trip], [replies]
+    if any(isinstance(r, NoScriptError) for r in replies):
+        while written:  # read what was sent after it
+            later = written[0]
+            got = await read_replies(conn, len(later))
+            assert got is not None
+            written.popleft()
+            trips.append(later)
+            answers.append(got)
+        flat = [r for got in answers for r in got]
+        calls = [argv for t in trips for argv in t]
+        first = next(n for n, r in enumerate(flat) if isinstance(r, NoScriptError))
+        _loaded.get(id(redis), set()).discard(script.sha)
+        flat[first:] = await run_scripts(redis, [(script, argv) for argv in calls[first:]])
+        answers, at = [], 0
+        for t in trips:
+            answers.append(flat[at : at + len(t)])
+            at += len(t)
+    for got in answers:
+        for reply in got:
+            if isinstance(reply, Exception) and is_transient(reply):
+                raise reply
+    return answers

@@ -10,7 +10,12 @@ times an event), all nodes at once. A call is follower-major: the followers that
 the same events are sent once with those events (:class:`Group`), and the script visits
 each follower once for all of them (one read of its pair state, each bucket's keys and
 size once), so a source posting several times in a batch, or sources sharing followers,
-costs Redis less per delivery.
+costs Redis less per delivery. Large fan-outs of many sources to overlapping followers
+(a replayed log of large accounts) are grouped by follower a window of events at a time
+(:func:`_iter_groups`), and a call sends each of its events' facts once, its groups
+naming them by number (:func:`call_argv`). On a standalone Redis the calls go in round
+trips of at most :data:`TRIP_DELIVERIES` deliveries on one connection, each made and
+written while Redis runs the one before (:func:`~feedamp.feeds.batch.run_ahead`).
 The script is flagged ``allow-cross-slot-keys``; it declares the first follower's key
 (Redis refuses declared keys of several slots, flag or not) and reaches the others as
 undeclared keys of its own node.
@@ -30,7 +35,7 @@ Invariants:
 - a follower's segments keep their order: a group gives each of its followers its
   events in the order of the segments, and a follower's later events go in later groups
   of the call or later calls, which run after (one node runs its calls one after
-  another); the calls of
+  another: a standalone Redis's round trips share one connection); the calls of
   a node after a refused one are re-run with it, after it, and the re-run is one call per
   slot with all of that slot's segments; so a post pushed and then unpushed in one
   fan-out ends unpushed;
@@ -40,9 +45,10 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -56,7 +62,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from .batch import NON_LOCAL, is_transient, run_scripts, text
+from .batch import NON_LOCAL, is_transient, run_ahead, text
 from .connection import AnyRedis, is_cluster
 from .keys import Keys
 
@@ -66,6 +72,7 @@ __all__ = [
     "Delivery",
     "Group",
     "Segment",
+    "call_argv",
     "deliver",
     "followers_of",
 ]
@@ -78,6 +85,11 @@ SLOT_WAIT = 10.0
 #: group, so more events share that read; more also means fewer followers per call
 #: (``cap`` deliveries) and more event facts sent per follower.
 EVENTS_PER_CALL = 64
+#: Deliveries sent in one round trip at most (in whole calls). Redis runs a round trip's
+#: calls while it is still being written: a round trip of more work than Redis does in
+#: the client's socket timeout fails to be written, and is sent again (a replay's batch of
+#: thousands of large fan-outs did; at 100,000 deliveries/s this is under half a second).
+TRIP_DELIVERIES = 40_000
 
 
 @dataclass(slots=True)
@@ -113,11 +125,11 @@ class Group:
     events: list[Segment]
     followers: list[str]
 
-    def argv(self) -> list[str | int]:
-        """The group's part of a delivery call's ARGV."""
+    def argv(self, numbers: dict[int, int]) -> list[str | int]:
+        """The group's part of a delivery call's ARGV: its events by their number in the
+        call's event table (``numbers``: ``id`` of a segment -> number), its followers."""
         out: list[str | int] = [len(self.events)]
-        for seg in self.events:
-            out += seg.facts()
+        out += [numbers[id(seg)] for seg in self.events]
         out.append(len(self.followers))
         out += self.followers
         return out
@@ -199,12 +211,18 @@ async def deliver(
     if not is_cluster(redis):
         # EVALSHA, the script loaded once per client (deliver.lua reads no KEYS: the
         # declared key only routes a call on a cluster).
-        calls = _calls(segments, cap)
-        replies = await run_scripts(
-            redis, [(script, [*context, *(v for g in call for v in g.argv())]) for call in calls]
-        )
-        for call, counts in zip(calls, replies, strict=True):
-            _record(result, _events(call), counts)
+        # Each round trip is made while Redis runs the one before (run_ahead).
+        made: deque[list[list[Group]]] = deque()
+
+        def trips() -> Iterator[list[list[str | int]]]:
+            for trip in _trips(_iter_calls(segments, cap), cap):
+                made.append(trip)
+                yield [[*context, *call_argv(call)] for call in trip]
+
+        async with contextlib.aclosing(run_ahead(redis, script, trips())) as answers:
+            async for replies in answers:
+                for call, counts in zip(made.popleft(), replies, strict=True):
+                    _record(result, _events(call), counts)
         return result
     assert isinstance(redis, RedisCluster)
     if not script.loaded:
@@ -229,7 +247,7 @@ async def deliver(
                 continue
             first = call[0]
             key = keys.feed(first.followers[0], first.events[0].bucket)
-            argv = [*context, *(v for g in call for v in g.argv())]
+            argv = [*context, *call_argv(call)]
             try:
                 counts: object = await _evalsha(node, script, [key], argv)
             except ResponseError as exc:
@@ -246,6 +264,23 @@ async def deliver(
         result.regrouped = sum(len(seg.followers) for seg in refused)
         await _by_slot(redis, script, context, refused, keys, result)
     return result
+
+
+def call_argv(call: Sequence[Group]) -> list[str | int]:
+    """A delivery call's ARGV after the context and cutoff: the call's event table (each
+    event once, however many groups carry it: its facts are sent and read once a call),
+    then its groups (see ``lua/deliver.lua``)."""
+    numbers: dict[int, int] = {}
+    table: list[str | int] = []
+    for group in call:
+        for seg in group.events:
+            if id(seg) not in numbers:
+                numbers[id(seg)] = len(numbers) + 1
+                table += seg.facts()
+    out: list[str | int] = [len(numbers), *table]
+    for group in call:
+        out += group.argv(numbers)
+    return out
 
 
 def _record(result: Delivery, call: list[Segment], counts: object) -> None:
@@ -266,19 +301,54 @@ def _events(call: list[Group]) -> list[Segment]:
 
 
 def _groups(parts: list[Segment]) -> list[Group]:
-    """``parts`` (in order) as groups. Runs of parts with equal follower lists (one
-    source's events, read once) are taken together first: one group each. When several
-    runs share followers, the followers that are in the same runs may form one group
-    instead, with those runs' events in order (each follower's pair state then read once
-    for all of them); that is chosen when it sends less than a group per run (an event's
-    facts count six values, a follower one), as with a few sources of the same followers.
-    Many small fan-outs to overlapping followers (a replayed log) stay a group per run."""
+    """:func:`_iter_groups` as a list."""
+    return list(_iter_groups(parts))
+
+
+def _iter_groups(parts: list[Segment]) -> Iterator[Group]:
+    """``parts`` (in order) as groups, a window at a time: every follower gets each of
+    its parts' events once, in order, and a follower's pair state is read once per group
+    (per :data:`EVENTS_PER_CALL` of its events), so the fewer groups a follower is in,
+    the less Redis reads.
+
+    Runs of parts with equal follower lists (one source's events, read once) are taken
+    together first: a group each. When runs share followers, the followers in the same
+    runs may form one group instead, with those runs' events in order. The runs are cut
+    into windows of consecutive runs, each of about as many parts as brings the average
+    follower :data:`WINDOW_EVENTS` events (the whole list when that is more), and each
+    window is grouped by follower when that costs less by :func:`_work` than a group per
+    run: a few sources of the same followers (one group), many large fan-outs to
+    overlapping follower sets (a group per follower set in each window: each follower's
+    reads shared by its window's events, and a window's events sent once a call, see
+    :func:`call_argv`). A window's groups come before the next window's, so every
+    follower's events keep their order."""
     blocks: list[tuple[list[Segment], list[str]]] = []
     for seg in parts:
         if blocks and (seg.followers is blocks[-1][1] or seg.followers == blocks[-1][1]):
             blocks[-1][0].append(seg)
         else:
             blocks.append(([seg], seg.followers))
+    if len(blocks) == 1:
+        yield Group(*blocks[0])
+        return
+    deliveries = sum(len(followers) * len(segs) for segs, followers in blocks)
+    lists = {id(followers): followers for _, followers in blocks}  # a source's, read once
+    reached = len(set().union(*lists.values()))
+    width = max(1, WINDOW_EVENTS * len(parts) * reached // max(deliveries, 1))
+    window: list[tuple[list[Segment], list[str]]] = []
+    size = 0
+    for block in blocks:
+        window.append(block)
+        size += len(block[0])
+        if size >= width:
+            yield from _window(window)
+            window, size = [], 0
+    if window:
+        yield from _window(window)
+
+
+def _window(blocks: list[tuple[list[Segment], list[str]]]) -> list[Group]:
+    """A window of runs (see :func:`_groups`) as a group per run, or by follower."""
     runs = [Group(*block) for block in blocks]
     if len(runs) == 1:
         return runs
@@ -289,40 +359,69 @@ def _groups(parts: list[Segment]) -> list[Group]:
     by_blocks: dict[tuple[int, ...], list[str]] = defaultdict(list)
     for follower, ns in member.items():
         by_blocks[tuple(ns)].append(follower)
-    if _sent(by_blocks, blocks) >= sum(6 * len(g.events) + len(g.followers) for g in runs):
-        return runs
-    return [Group([seg for n in ns for seg in blocks[n][0]], followers)
-            for ns, followers in by_blocks.items()]  # fmt: skip
+    shared = [Group([seg for n in ns for seg in blocks[n][0]], followers)
+              for ns, followers in by_blocks.items()]  # fmt: skip
+    return runs if _work(runs) <= _work(shared) else shared
 
 
-def _sent(
-    by_blocks: dict[tuple[int, ...], list[str]], blocks: list[tuple[list[Segment], list[str]]]
-) -> int:
-    """Values sent for groups of followers by the runs they are in (see :func:`_groups`)."""
-    return sum(6 * sum(len(blocks[n][0]) for n in ns) + len(followers)
-               for ns, followers in by_blocks.items())  # fmt: skip
+#: Events a window of runs brings the average follower (see :func:`_groups`): under
+#: :data:`EVENTS_PER_CALL`, so that most followers' events of a window fit one visit.
+WINDOW_EVENTS = 48
+#: Redis work of a follower's visit in a delivery call (the read of its pair state, its
+#: buckets' keys), in units of an event a group carries (its number in ARGV, the fields
+#: it needs): what :func:`_work` weighs, measured on replayed fan-out logs.
+READ_WORK = 4
+
+
+def _work(groups: list[Group]) -> int:
+    """The delivery calls' work for ``groups`` beyond the deliveries themselves (the same
+    whatever the grouping): each follower's visits (one per group and per
+    :data:`EVENTS_PER_CALL` events) and each event of each group."""
+    return sum(READ_WORK * len(g.followers) * -(-len(g.events) // EVENTS_PER_CALL)
+               + len(g.events) for g in groups)  # fmt: skip
 
 
 def _calls(parts: list[Segment], cap: int) -> list[list[Group]]:
+    """:func:`_iter_calls` as a list."""
+    return list(_iter_calls(parts, cap))
+
+
+def _iter_calls(parts: list[Segment], cap: int) -> Iterator[list[Group]]:
     """``parts`` as calls of at most ``cap`` deliveries (one follower and one event; at
-    least one follower a call): their groups (:func:`_groups`), split into at most
-    :data:`EVENTS_PER_CALL` events (in order) and as many followers as fit."""
-    calls: list[list[Group]] = [[]]
+    least one follower a call), each made when asked for: their groups
+    (:func:`_iter_groups`), split into at most :data:`EVENTS_PER_CALL` events (in order)
+    and as many followers as fit."""
+    call: list[Group] = []
     room = cap
-    for group in _groups(parts):
+    for group in _iter_groups(parts):
         for start in range(0, len(group.events), EVENTS_PER_CALL):
             events = group.events[start : start + EVENTS_PER_CALL]
             followers = group.followers
             while followers:
                 fit = room // len(events)
-                if fit <= 0 and calls[-1]:
-                    calls.append([])
-                    room = cap
+                if fit <= 0 and call:
+                    yield call
+                    call, room = [], cap
                     continue
                 take, followers = followers[: max(fit, 1)], followers[max(fit, 1) :]
-                calls[-1].append(Group(events, take))
+                call.append(Group(events, take))
                 room -= len(events) * len(take)
-    return [call for call in calls if call]
+    if call:
+        yield call
+
+
+def _trips(calls: Iterable[list[Group]], cap: int) -> Iterator[list[list[Group]]]:
+    """``calls`` (in order) cut into round trips of at most :data:`TRIP_DELIVERIES`
+    deliveries (at least one call each), each made when asked for."""
+    per_trip = max(1, TRIP_DELIVERIES // max(cap, 1))
+    trip: list[list[Group]] = []
+    for call in calls:
+        trip.append(call)
+        if len(trip) == per_trip:
+            yield trip
+            trip = []
+    if trip:
+        yield trip
 
 
 def _refused(error: object) -> bool:
@@ -377,7 +476,7 @@ async def _by_slot(
             for call, groups in zip(calls, grouped, strict=True):
                 declared = list(dict.fromkeys(keys.feed(f, part.bucket) for part in call
                                               for f in part.followers))  # fmt: skip
-                argv = [v for g in groups for v in g.argv()]
+                argv = call_argv(groups)
                 pipe.execute_command("EVALSHA", script.sha, len(declared), *declared,
                                      *context, *argv)  # fmt: skip
             replies = await pipe.execute(raise_on_error=False)

@@ -19,7 +19,14 @@ deletions, runs of reposts and unreposts, and runs of graph events, each run fin
 before the next starts, and a run's reposts are decided when it starts (after the posts
 given before them are written, so a repost of a followers-only post given after it is
 refused). Within a run the origins run in order, then the deliveries in order (per
-follower, a post pushed and then withdrawn or unpushed ends so). These runs are the one
+follower, a post pushed and then withdrawn or unpushed ends so). Consecutive runs of
+posts and reposts without a deletion make a stretch: each run's decisions and origins in
+turn, then the deliveries of the whole stretch in order, grouped together (a log of
+posts and reposts interleaved delivers as one fan-out). That changes no result: the
+decisions and origins read and write the posts' and reposts' keys (records, reposters,
+decisions, rates), the deliveries only their followers' (pair state, feeds), with every
+fact of the post given in their ARGV; a graph run or a deletion (whose reposters and
+comments go after its deliveries) ends a stretch, its deliveries run first. These runs are the one
 mechanism that keeps a batch's order; the pipeline only chooses the order it hands over
 (:func:`feedamp.streams.pipeline.log_order`). Every step is idempotent, so a batch
 retried after a failure at any point ends as one sequential application.
@@ -68,6 +75,22 @@ from .shop.order_steps import OrderSteps
 from .writer import Applied, Failure, Writer
 
 __all__ = ["TRANSIENT_ERRORS", "Applied", "Failure", "FeedStore", "is_transient"]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Deliveries of prepared fan-out runs, in the log's order: each segment with the
+    source whose followers it goes to, and the deletions whose keys go after them."""
+
+    segments: list[Segment]
+    sources: list[str]
+    deletes: list[DeletePost]
+
+    def extend(self, other: _Pending) -> None:
+        """Add ``other``'s deliveries after these."""
+        self.segments += other.segments
+        self.sources += other.sources
+        self.deletes += other.deletes
 
 
 @dataclass(slots=True)
@@ -124,15 +147,25 @@ class FeedStore(Writer):
             if not runs or runs[-1][0] != kind:
                 runs.append((kind, []))
             runs[-1][1].append(i)
+        # Fan-out runs prepared whose deliveries wait (see the module: a stretch).
+        pending = _Pending([], [], [])
         for kind, indexes in runs:
+            if kind == "graph" or (kind == "posts" and any(
+                    isinstance(events[i], DeletePost) for i in indexes)):  # fmt: skip
+                await self._deliver(ns, events, pending, failures, tally)
+                pending = _Pending([], [], [])
             if kind == "reposts":
                 decisions.update(await self._decide_run(ns, events, indexes, failures,
                                                         refused or {}))  # fmt: skip
                 indexes = [i for i in indexes if i not in failures]
             if kind in ("posts", "reposts"):
-                await self._fan_out(ns, events, indexes, decisions, failures, tally)
+                pending.extend(await self._prepare(ns, events, indexes, decisions, failures))
+                if pending.deletes:
+                    await self._deliver(ns, events, pending, failures, tally)
+                    pending = _Pending([], [], [])
             elif kind == "graph":
                 await self._run_calls(ns, events, indexes, decisions, failures)
+        await self._deliver(ns, events, pending, failures, tally)
         return Applied(
             [failures[i] for i in sorted(failures)], list(decisions.values()), tally.deliveries
         )
@@ -197,11 +230,23 @@ class FeedStore(Writer):
         tally: _Tally,
     ) -> None:
         """Apply a run of posts, deletions, reposts and unreposts (README, *Redis
-        Cluster*): the origin steps on the posts' (and reposts') slots, one pipeline; the
-        recent lists on the authors' and reposters' slots; then the delivery to every
-        follower of each source, grouped by node (:func:`~feedamp.feeds.fanout.deliver`),
-        in the log's order; last, a deleted post's reposters and comments go."""
-        k, ctx, sc = ns.keys, ns.context, self.scripts
+        Cluster*): :meth:`_prepare`, then :meth:`_deliver`."""
+        pending = await self._prepare(ns, events, indexes, decisions, failures)
+        await self._deliver(ns, events, pending, failures, tally)
+
+    async def _prepare(
+        self,
+        ns: Namespace,
+        events: Sequence[Event],
+        indexes: Sequence[int],
+        decisions: Mapping[int, Decision],
+        failures: dict[int, Failure],
+    ) -> _Pending:
+        """The origin steps of a run of posts, deletions, reposts and unreposts on the
+        posts' (and reposts') slots, one pipeline; the recent lists on the authors' and
+        reposters' slots; the orders waiting for them; return the deliveries to make, in
+        the log's order (each source's followers not read yet)."""
+        k, ctx = ns.keys, ns.context
         jobs = [i for i in indexes if _reaches_feeds(events[i], decisions.get(i))]
         origins: list[tuple[AsyncScript, list[str | int]]] = []
         owner: list[int] = []
@@ -304,6 +349,24 @@ class FeedStore(Writer):
             pushed = [(seg, src) for seg, src in zip(segments, sources, strict=True)
                       if seg.op not in ("post", "repost") or src not in pulled]  # fmt: skip
             segments, sources = [seg for seg, _ in pushed], [src for _, src in pushed]
+        return _Pending(segments, sources, deletes)
+
+    async def _deliver(
+        self,
+        ns: Namespace,
+        events: Sequence[Event],
+        pending: _Pending,
+        failures: dict[int, Failure],
+        tally: _Tally,
+    ) -> None:
+        """The deliveries of prepared fan-out runs (:meth:`_prepare`), in their order:
+        every follower of each source, grouped by node
+        (:func:`~feedamp.feeds.fanout.deliver`); last, a deleted post's reposters and
+        comments go."""
+        k, ctx, sc = ns.keys, ns.context, self.scripts
+        segments, sources, deletes = pending.segments, pending.sources, pending.deletes
+        if not segments and not deletes:
+            return
         chunk = self.settings.fanout_chunk
         for seg, followers in zip(
             segments, await followers_of(self.redis, k, sources, chunk), strict=True

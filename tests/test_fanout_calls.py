@@ -8,8 +8,17 @@ import random
 from dataclasses import replace
 
 import pytest
+from feedamp.feeds import fanout
 from feedamp.feeds.batch import context
-from feedamp.feeds.fanout import EVENTS_PER_CALL, Group, Segment, _calls, _groups, deliver
+from feedamp.feeds.fanout import (
+    EVENTS_PER_CALL,
+    Group,
+    Segment,
+    _calls,
+    _groups,
+    call_argv,
+    deliver,
+)
 from feedamp.feeds.keys import READ_FIELD, Keys, bucket_of
 from feedamp.feeds.scripts import Scripts
 
@@ -65,34 +74,72 @@ def test_one_source_repeated_is_one_group_with_shared_reads():
     ] * 5
 
 
-def test_sources_sharing_followers_are_grouped_by_follower_when_that_sends_less():
+def test_sources_sharing_followers_are_grouped_by_follower():
     # two sources with the same followers in another order: one group of both's events
     many = [f"u{i}" for i in range(100)]
     parts = [segment(n, many if n % 2 else many[::-1]) for n in range(6)]
     groups = [(sorted(g.followers), [s.index for s in g.events]) for g in _groups(parts)]
     assert groups == [(sorted(many), list(range(6)))]
-    # small fan-outs that overlap a little: a group per run of the same followers
+    # small fan-outs that overlap: each follower visited once for all of its events
     parts = [segment(0, ["a", "b"]), segment(1, ["a", "b"]), segment(2, ["b", "c"]),
              segment(3, ["a", "b"])]  # fmt: skip
     groups = [(g.followers, [s.index for s in g.events]) for g in _groups(parts)]
-    assert groups == [(["a", "b"], [0, 1]), (["b", "c"], [2]), (["a", "b"], [3])]
+    assert groups == [(["a"], [0, 1, 3]), (["b"], [0, 1, 2, 3]), (["c"], [2])]
 
 
-def test_group_argv_is_the_declared_layout():
-    group = Group([segment(1, []), segment(2, [], "unpush")], ["x", "y"])
-    assert group.argv() == [2, "repost", "p1", "a", 1001, "r1", "f",
-                            "unpush", "p2", "a", 1002, "r2", "f", 2, "x", "y"]  # fmt: skip
+def visits(groups: list[Group]) -> int:
+    """Follower visits of the delivery calls: one per group and EVENTS_PER_CALL events."""
+    return sum(len(g.followers) * -(-len(g.events) // EVENTS_PER_CALL) for g in groups)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_large_fan_outs_to_overlapping_followers_share_reads_by_window(seed):
+    # many sources, each with its own large follower set drawn from one pool (a replayed
+    # log of large accounts): a follower is visited about once for EVENTS_PER_CALL of its
+    # events, and a group's events come from one window of the parts, so a call's event
+    # table stays small
+    rng = random.Random(seed)
+    pool = [f"u{i}" for i in range(400)]
+    lists = [rng.sample(pool, 100) for _ in range(20)]
+    parts = [segment(n, rng.choice(lists)) for n in range(1000)]
+    groups = _groups(parts)
+    deliveries = sum(len(seg.followers) for seg in parts)
+    assert visits(groups) <= deliveries / (EVENTS_PER_CALL / 2)
+    assert visits(groups) < visits([Group([seg], seg.followers) for seg in parts]) / 20
+    assert max(g.events[-1].index - g.events[0].index for g in groups) < len(parts) / 2
+    calls = _calls(parts, 2000)
+    assert delivered(calls) == wanted(parts)
+    for call in calls:
+        table = call_argv(call)[0]
+        assert table <= len({id(seg) for g in call for seg in g.events}) < len(parts) / 2
+
+
+def test_call_argv_is_the_declared_layout():
+    one, two, three = segment(1, []), segment(2, [], "unpush"), segment(3, [])
+    call = [Group([one, two], ["x", "y"]), Group([three, one], ["z"])]
+    # the call's event table (each event once), then each group's events by number
+    assert call_argv(call) == [3, "repost", "p1", "a", 1001, "r1", "f",
+                               "unpush", "p2", "a", 1002, "r2", "f",
+                               "repost", "p3", "a", 1003, "r0", "f",
+                               2, 1, 2, 2, "x", "y", 2, 3, 1, 1, "z"]  # fmt: skip
 
 
 LAYOUTS = ("standalone", "cluster")
 
 
-@pytest.mark.parametrize("cutoff", [0, 1_700_000_000_000])
-async def test_groups_write_what_one_event_per_call_writes(redis, settings, uid, cutoff):
+@pytest.mark.parametrize(("cutoff", "trip"), [(0, None), (1_700_000_000_000, None), (0, 300)])
+async def test_groups_write_what_one_event_per_call_writes(
+    redis, settings, uid, cutoff, trip, monkeypatch
+):
     """The same segments delivered in groups (each follower's pair state read once for
     its events, each bucket counted once) and one segment per ``deliver`` (no event
     shares a read or a count): the same keys, byte for byte, caps reached in small
-    buckets, hidden and unfollowed pairs, withdrawals, removals and inactive followers."""
+    buckets, hidden and unfollowed pairs, withdrawals, removals and inactive followers.
+    ``trip``: calls of at most that many deliveries, a round trip each, written ahead of
+    the answers of the one before (many calls and round trips)."""
+    if trip is not None:
+        monkeypatch.setattr(fanout, "TRIP_DELIVERIES", trip)
+        settings = replace(settings, fanout_chunk=trip // 3)
     rng = random.Random(5)
     small = {"feed_cap": 48, "for_you_cap": 32}  # 6 and 4 a bucket: evictions
     users = [uid(f"u{i}") for i in range(40)]

@@ -32,10 +32,11 @@
 -- and inactivity spell). A withdraw or unpush reads the mark alone (one HGET).
 -- KEYS: bucket, ... (the feed bucket of the first follower, or of every follower of one
 --      slot: routing)
--- ARGV 8..: cutoff (ms, wall time: a read before it is inactive; 0 delivers to all), k,
---           op, post_id, author_id, ts, reposter_id, flags, n, follower_id, ... (groups:
---           k, then k events' facts, op to flags each, then n followers, each of whom
---           gets all k events)
+-- ARGV 8..: cutoff (ms, wall time: a read before it is inactive; 0 delivers to all), e,
+--           op, post_id, author_id, ts, reposter_id, flags, k, event, n, follower_id, ...
+--           (the call's event table: e events' facts, op to flags each, each event once;
+--           then the groups: k, then k events by their number in the table, then n
+--           followers, each of whom gets all k events)
 -- Returns the followers reached, one count per event of each group, in ARGV's order.
 
 local CUTOFF = tonumber(ARGV[8])
@@ -55,36 +56,36 @@ local function kept(follower, seen)
   return false
 end
 
--- An event of a group: {op, post, author, ts, reposter, flags, bucket, the index in the
--- group's HMGET reply of the reposter's field (or false), of the author's (or false), and
+-- An event of the call's table: {op, post, author, ts, reposter, flags, bucket, and
 -- op-specific facts}: a repost's label mark, For You flag and the attribution of a new
--- entry (push_to), a withdrawal's post facts.
-local function event_of(at, fields, index)
+-- entry (push_to), a withdrawal's post facts. Read once a call, shared by its groups.
+local function event_at(at)
   local op, post, author, ts = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   local reposter, flags = ARGV[at + 4], ARGV[at + 5]
-  local function field(name)
-    if not index[name] then
-      fields[#fields + 1] = name
-      index[name] = #fields
-    end
-    return index[name]
-  end
-  local ev = { op, post, author, ts, reposter, flags, bucket_of(post), false, false }
-  if op == 'post' then
-    ev[9] = field(author)
-  elseif op == 'repost' then
+  local ev = { op, post, author, ts, reposter, flags, bucket_of(post) }
+  if op == 'repost' then
     ev[4] = string.format('%d', tonumber(ts))
-    ev[8], ev[9] = field(reposter), field(author)
     ev[10] = string.find(flags, 'l', 1, true) and LABEL_MARK or ''
     ev[11] = string.find(flags, 'f', 1, true) ~= nil
     ev[12] = ev[10] .. reposter .. '@' .. ev[4] -- the attribution of a new entry
   elseif op == 'withdraw' then
     ev[10] = { author ~= '' and author or false, ts ~= '' and ts or false,
       string.find(flags, 'd', 1, true) and '1' or false }
-  elseif op ~= 'unpush' then
+  elseif op ~= 'post' and op ~= 'unpush' then
     return nil
   end
   return ev
+end
+
+-- field: the index of the pair-state field of user in a group's HMGET (added if new).
+local function field(fields, index, user)
+  local at = index[user]
+  if not at then
+    at = #fields + 1
+    fields[at] = user
+    index[user] = at
+  end
+  return at
 end
 
 -- slot_at: bucket b's slot table for the follower at ARGV index j (slots[b], made the
@@ -99,17 +100,34 @@ local function slot_at(slots, follower, b, j)
   return slot
 end
 
+local table_size = tonumber(ARGV[9])
+local table_of = {}
+for e = 1, table_size do
+  local at = 10 + (e - 1) * 6
+  local ev = event_at(at)
+  if not ev then return redis.error_reply('deliver: unknown op ' .. ARGV[at]) end
+  table_of[e] = ev
+end
+
 local counts = {}
-local i = 9
+local i = 10 + table_size * 6
 while i <= #ARGV do
   local k = tonumber(ARGV[i])
-  local fields, index, events = {}, {}, {}
+  -- the group's events, and per event the index in the HMGET reply of the reposter's
+  -- field (by) and of the author's (of), or false
+  local fields, index, events, by_at, of_at = {}, {}, {}, {}, {}
   for e = 1, k do
-    local ev = event_of(i + 1 + (e - 1) * 6, fields, index)
-    if not ev then
-      return redis.error_reply('deliver: unknown op ' .. ARGV[i + 1 + (e - 1) * 6])
-    end
+    local ev = table_of[tonumber(ARGV[i + e])]
     events[e] = ev
+    local op = ev[1]
+    if op == 'post' then
+      by_at[e], of_at[e] = false, field(fields, index, ev[3])
+    elseif op == 'repost' then
+      by_at[e] = field(fields, index, ev[5])
+      of_at[e] = field(fields, index, ev[3])
+    else
+      by_at[e], of_at[e] = false, false
+    end
   end
   -- the read mark last, when the filter is on (read with the pair states, or alone)
   local mark_at = false
@@ -117,8 +135,8 @@ while i <= #ARGV do
     fields[#fields + 1] = READ
     mark_at = #fields
   end
-  local n = tonumber(ARGV[i + 1 + k * 6])
-  local first = i + 2 + k * 6
+  local n = tonumber(ARGV[i + 1 + k])
+  local first = i + 2 + k
   local base = #counts
   for e = 1, k do counts[base + e] = 0 end
   -- per field of the follower at hand: whether the follower follows that user, and
@@ -146,13 +164,13 @@ while i <= #ARGV do
         local op, post, b = ev[1], ev[2], ev[7]
         local reached = false
         if op == 'post' then
-          local of = ev[9]
+          local of = of_at[e]
           if follow[of] and not (hiding[of] and hides(states[of], ev[4])) then
             push_to(slot_at(slots, follower, b, j), post, ev[4], '', '', false)
             reached = true
           end
         elseif op == 'repost' then
-          local by, of = ev[8], ev[9]
+          local by, of = by_at[e], of_at[e]
           if follower ~= ev[3] and follow[by]
               and not (hiding[by] and hides(states[by], ev[4]))
               and not (hiding[of] and hides(states[of], ev[4])) then
