@@ -21,7 +21,12 @@ standalone Redis), so a batch's calls of one entity keep their order; a call a n
 not serve is run again, with every later call of that node, one by one (every step is
 idempotent), on the node serving its slot and never redirected to the node importing a
 moving slot (a step declares one key of its tag: there the others, not moved yet, would
-read as absent); a refused call is a transient error, the batch retried whole.
+read as absent); a refused call is a transient error, the batch retried whole. The same
+holds for every other script call on a cluster (:func:`_cluster_calls`): a routed call
+declares one key of its tag and most touch others, so a redirection is not followed but
+answers the call (``MOVED`` updating the slot table) and fails the batch as transient;
+only the calls of scripts that touch their declared key alone
+(:data:`feedamp.feeds.cluster.ROUTE_ONLY`) follow one.
 """
 
 from __future__ import annotations
@@ -102,7 +107,7 @@ def is_transient(error: object) -> bool:
 
 
 async def _pipelined(
-    redis: AnyRedis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]], follow: bool = True
+    redis: AnyRedis, calls: Sequence[tuple[AsyncScript, Sequence[str | int]]], follow: bool
 ) -> list[object]:
     """One non-transactional pipeline of ``calls`` (on a cluster: one per node; ``follow``:
     the client follows a call's redirection, else its error is the call's answer)."""
@@ -145,7 +150,9 @@ async def run_scripts(
     the same as one call each: a script error belongs to its call. On a cluster, calls
     that a node did not serve (a slot moving) run one by one after the node's others, on
     the node serving their slot; one refused again (its slot still moving) makes the
-    batch's transient error.
+    batch's transient error. The other calls go through the client's pipelines, each to
+    the node serving its routing key, and are not redirected either unless their script
+    touches that key alone (see :func:`_cluster_calls`).
 
     Scripts are sent as ``EVALSHA``; a script is loaded once per client (``SCRIPT LOAD``),
     and again only if Redis answers ``NOSCRIPT`` (it restarted or was flushed), in which
@@ -158,7 +165,11 @@ async def run_scripts(
     if is_cluster(redis):
         calls = calls if isinstance(calls, Sequence) else list(calls)
         for packed, run in _runs(calls):
-            results += await (_cluster_steps(redis, run) if packed else _cluster_calls(redis, run))
+            if packed:
+                results += await _cluster_steps(redis, run)
+            else:
+                follow = all(getattr(script, "route_only", False) for script, _ in run)
+                results += await _cluster_calls(redis, run, follow)
     else:
         results = await _standalone(redis, _units(calls))
     for result in results:
@@ -351,12 +362,21 @@ def _runs(calls: Calls) -> list[tuple[bool, Calls]]:
     return runs
 
 
-async def _cluster_calls(redis: AnyRedis, calls: Calls, follow: bool = True) -> list[object]:
-    """Calls one by one on a cluster, ``PIPELINE_CALLS`` a round trip (``follow``: see
-    :func:`_cluster_chunk`)."""
+async def _cluster_calls(redis: AnyRedis, calls: Calls, follow: bool) -> list[object]:
+    """Calls one by one on a cluster, ``PIPELINE_CALLS`` a round trip, each sent to the
+    node serving its routing key. ``follow``: the client follows redirections (only for
+    calls that touch their declared keys alone: on the node importing a moving slot Redis
+    checks those, and a key of the call's tag it does not declare, not moved yet, would
+    read as absent there). Else a redirection answers its call, as an error, and a
+    ``MOVED`` updates the client's slot table for the retry."""
     results: list[object] = []
     for start in range(0, len(calls), PIPELINE_CALLS):
         results += await _cluster_chunk(redis, calls[start : start + PIPELINE_CALLS], follow)
+    if not follow:
+        assert isinstance(redis, RedisCluster)
+        for answer in results:
+            if isinstance(answer, MovedError):  # the slot moved: its owner for the retry
+                await redis.nodes_manager.move_slot(answer)
     return results
 
 
@@ -416,13 +436,11 @@ async def _cluster_steps(redis: AnyRedis, calls: Calls) -> list[object]:
         answers = await _cluster_calls(redis, [calls[n] for n in rest], follow=False)
         for n, answer in zip(rest, answers, strict=True):
             results[n] = answer
-            if isinstance(answer, MovedError):  # the slot moved: its owner for the retry
-                await redis.nodes_manager.move_slot(answer)
     return results
 
 
 async def _cluster_chunk(
-    redis: AnyRedis, chunk: Sequence[tuple[AsyncScript, Sequence[str | int]]], follow: bool = True
+    redis: AnyRedis, chunk: Sequence[tuple[AsyncScript, Sequence[str | int]]], follow: bool
 ) -> list[object]:
     """One chunk on a cluster, through redis-py's script pipelines (one per node);
     ``follow``: redirections followed by the client, else answered as errors."""

@@ -13,9 +13,16 @@ standalone Redis and never read ``KEYS``, so the same source serves both.
 Invariants:
 
 - a script listed in :data:`ROUTES` touches only keys of one hash tag (the one its route
-  names), so it is correct on any slot layout and survives resharding (a call on a slot
-  being migrated gets ``ASK`` / ``TRYAGAIN`` for its declared key and is retried by the
-  client before it runs);
+  names), so it is correct on any slot layout and survives resharding;
+- a routed call declares its routing key alone, and every routed script but those of
+  :data:`ROUTE_ONLY` touches other keys of its tag too, undeclared: such a call is never
+  redirected to the node importing a moving slot, where Redis checks only the declared
+  key and the tag's keys not moved yet would read as absent (a write landing on the
+  wrong side of the move). :func:`feedamp.feeds.batch.run_scripts` sends it without
+  following a redirection: a refusal (``ASK``, ``TRYAGAIN``, ``MOVED``, which updates
+  the slot table, a key already moved reached) is a transient error, the batch retried
+  whole. A call of a :data:`ROUTE_ONLY` script may follow ``ASK``: the importing node
+  checks the one key it touches;
 - writes of several entities run as several such scripts, one step per slot: a gift,
   an order and its creators, a repost decision (see :mod:`feedamp.feeds.shop.gifts`,
   :mod:`feedamp.feeds.shop.order_steps`, :mod:`feedamp.feeds.repost_decisions`), and
@@ -46,6 +53,7 @@ from .connection import AnyRedis, is_cluster
 __all__ = [
     "FANOUT_UNSUPPORTED",
     "ROUTES",
+    "ROUTE_ONLY",
     "ClusterScript",
     "ClusterUnsupported",
     "human_bytes",
@@ -124,6 +132,25 @@ ROUTES: dict[str, Callable[[Sequence[Any]], str | None]] = {
 }
 
 
+#: Routed scripts whose calls touch their routing key alone (``KEYS[1]``), so that a call
+#: may follow ``ASK`` to the node importing its slot. Every other script of
+#: :data:`ROUTES` reaches keys of its tag it does not declare (the comments above list
+#: them): ``post.lua`` the post's waiting orders, ``follow.lua`` the follower's pair
+#: state, ``purge.lua`` and ``backfill.lua`` every feed bucket of the user (their route,
+#: ``feed:{user}``, names no key at all), ``release.lua`` the parked events. Of the steps
+#: (always run unredirected, see :func:`feedamp.feeds.batch.run_scripts`) the one-key
+#: ones are listed too, so that this is the whole audit.
+ROUTE_ONLY = frozenset({
+    "progress",  # progress:{order}
+    "account",  # account:{user}
+    "decide_commit",  # decided:{post}
+    "gift_known", "gift_commit",  # gift:{gift}
+    "gift_list",  # gift_inbox:{recipient} or gifts_sent:{sender}
+    "order_purchase", "order_event", "order_facts", "order_settle", "order_forget",  # order
+    "order_unwait",  # awaiting_post / awaiting_repost / awaiting_tags:{id}
+})  # fmt: skip
+
+
 class ClusterUnsupported(RuntimeError):
     """A script call that is not slot-local (no route, no declared keys), on a Redis Cluster."""
 
@@ -159,6 +186,9 @@ class ClusterScript:
         #: that runs many of its calls at once (see ``batch.run_scripts``).
         self.step = step
         self.steps = steps
+        #: Its calls touch their routing key alone: one may follow ``ASK`` (see
+        #: :data:`ROUTE_ONLY`).
+        self.route_only = name in ROUTE_ONLY
 
     @property
     def sha(self) -> str:

@@ -27,9 +27,15 @@ Invariants:
   before it runs (``MOVED``, ``ASK``, ``TRYAGAIN`` for the declared key) or the script
   stops at the first key it does not serve ("non local key"), after some deliveries;
 - a refused group is re-grouped by slot after the slot table is refreshed, each slot
-  group declaring all its keys and going through the client's own redirection handling
-  (one slot is always served by one node), so a resharding delays a delivery and never
-  loses one;
+  group declaring all its feed keys and sent to the node serving its slot, again after a
+  pause while that node refuses it (one slot is always served by one node), so a
+  resharding delays a delivery and never loses one;
+- a delivery call is never redirected to the node importing a moving slot: it declares
+  feed buckets only, and reaches other keys of its followers' tags (their pair state,
+  For You feeds and attributions, their followings for a withdrawal) that Redis does not
+  check there, so a follower's keys not moved yet would read as absent (a delivery
+  skipped as if the follower no longer followed) or be written on the wrong side of the
+  move;
 - every delivery is idempotent (``ZADD GT``, attribution merge, removal), so running a
   group again after a partial failure doubles nothing;
 - a follower's segments keep their order: a group gives each of its followers its
@@ -454,11 +460,12 @@ async def _by_slot(
     result: Delivery,
 ) -> None:
     """After a refusal: refresh the slot table and run one call per slot (its segments in
-    their order) in one cluster pipeline, each declaring all its feed keys and routed by
-    the client (which follows MOVED and ASK and retries TRYAGAIN). A slot still moving (some of a
-    follower's keys already on the new owner) is refused again: it is retried, after a
-    pause, until the move ends; past ``SLOT_WAIT`` seconds the error is raised for the
-    batch to be retried whole."""
+    their order) in one cluster pipeline, each declaring all its feed keys and sent to
+    the node serving its slot, redirections not followed (see the module: ``ASK`` would
+    run it where its followers' pair states may not have moved yet). A slot still moving
+    (some of a follower's keys already on the new owner) is refused again: it is retried,
+    after a pause, until the move ends; past ``SLOT_WAIT`` seconds the error is raised
+    for the batch to be retried whole."""
     by_slot: dict[int, list[Segment]] = defaultdict(list)  # each slot's parts, in order
     for seg in segments:
         followers: dict[int, list[str]] = defaultdict(list)
@@ -479,7 +486,7 @@ async def _by_slot(
                 argv = call_argv(groups)
                 pipe.execute_command("EVALSHA", script.sha, len(declared), *declared,
                                      *context, *argv)  # fmt: skip
-            replies = await pipe.execute(raise_on_error=False)
+            replies = await pipe.execute(raise_on_error=False, allow_redirections=False)
         again = []
         for call, groups, counts in zip(calls, grouped, replies, strict=True):
             if _refused(counts) and time.monotonic() < deadline:

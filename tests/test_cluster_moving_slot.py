@@ -13,8 +13,17 @@ is applied again whole, as the worker does, after the migration moved one more k
 the moving-slot path ran (a steps call stopped at a key its master no longer serves, the
 call and the later ones then run one by one) is read from the masters' slow logs, every
 command logged for the test: step scripts sent on their own, which the packed path never
-does (checked on the batch before the move). Last, the worker's batch handler waits out
-a batch the moving slot refuses instead of dead-lettering it.
+does (checked on the batch before the move). The worker's batch handler waits out a
+batch the moving slot refuses instead of dead-lettering it.
+
+The feed and graph paths are run the same way, one batch each, a tag of the slot split
+across the masters: deliveries to a follower alone in the slot whose feeds moved and
+whose pair state did not; a follow's backfill, an unfollow's purge and a block's purge;
+an unrepost and a deletion of posts whose records moved and whose reposters did not,
+and a repost recorded where an order waits for it. Each reaches keys of its tag that
+its call does not declare: followed to the node importing the slot, such a call reads
+them as absent there (a delivery, a purge or an order lost) or writes them on the
+wrong side of the move (a key on both masters, ``BUSYKEY`` when it is migrated).
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from feedamp.embedded.services import Service
 from feedamp.feeds import FeedStore
 from feedamp.feeds.batch import is_transient
 from feedamp.feeds.connection import AnyRedis, close, connect
+from feedamp.feeds.keys import bucket_of
 from feedamp.feeds.scripts import STEPS, source, steps_source
 from feedamp.streams import Pipeline
 from redis.asyncio import Redis
@@ -102,14 +112,17 @@ class Migration:
             await self.source.execute_command("CLUSTER", "GETKEYSINSLOT", self.slot, 10_000)
         )
 
-    async def move(self, keys: Iterable[bytes | str]) -> None:
-        """``MIGRATE`` ``keys`` to the target (no ``REPLACE``: a key already there fails)."""
+    async def move(self, keys: Iterable[bytes | str], replace: bool = False) -> None:
+        """``MIGRATE`` ``keys`` to the target (without ``replace``, a key already there
+        fails: ``BUSYKEY``)."""
         keys = list(keys)
         if not keys:
             return
         assert self.source is not None and self.target is not None
         port = self.target.connection_pool.connection_kwargs["port"]
-        await self.source.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *keys)
+        how = ["REPLACE"] if replace else []
+        await self.source.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, *how,
+                                          "KEYS", *keys)  # fmt: skip
 
     async def step(self) -> None:
         """Move one more key, or give the slot to the target when none is left."""
@@ -119,11 +132,11 @@ class Migration:
         else:
             await self.finish()
 
-    async def finish(self) -> None:
+    async def finish(self, replace: bool = False) -> None:
         """Move every key left and give the slot to the target, on every master."""
         if self.done or not self.started or self.source is None or self.target is None:
             return
-        await self.move(await self.left())
+        await self.move(await self.left(), replace)
         target_id = next(i for n, i in self.ids.items() if self.nodes[n] is self.target)
         rest = [n for n in self.nodes if n not in (self.source, self.target)]
         for node in [self.target, self.source, *rest]:
@@ -131,8 +144,10 @@ class Migration:
         self.done = True
 
     async def close(self) -> None:
+        """Finish the move whatever happened (a key written on both sides replaced), so
+        that the cluster is left stable for the tests after."""
         try:
-            await self.finish()
+            await self.finish(replace=True)
         finally:
             for node in self.nodes:
                 await node.aclose()
@@ -370,3 +385,127 @@ async def test_the_worker_waits_out_a_moving_slot_instead_of_dead_lettering(
     finally:
         await migration.close()
         await close(cluster)
+
+
+#: The feed and graph paths of a batch that reach a moving slot (see the test below).
+PATHS = ("deliveries", "graph", "origins")
+
+
+def feed_batches(path: str, slot: int, buckets: int) -> tuple[list, list, dict[str, list[str]]]:
+    """The events before the move and during it for one of :data:`PATHS`, and the tags
+    of the moving slot: what moves (``moved``: every key of these tags but their
+    ``pair``, ``following``, ``reposters`` and ``comments``) and what stays (``stayed``).
+    Every post is in feed bucket 0, so that a follower's pushes all meet one bucket."""
+
+    def ids(stem: str, n: int, here: bool) -> list[str]:
+        return ids_where(lambda s: (s == slot) == here, stem, 5 * n)  # then by bucket
+
+    def posts(stem: str, n: int, here: bool) -> list[str]:
+        found = (p for p in ids(stem, 40 * n, here) if bucket_of(p, buckets) == 0)
+        return list(itertools.islice(found, n))
+
+    mover, stayer = ids("mv", 2, True)[:2]
+    (rid,) = ids("rp", 1, True)[:1]
+    split, gone = posts("pm", 2, True)
+    author, other, lone, late, reposter, reader, buyer = ids("au", 7, False)[:7]
+    a1, b1, l1, l2, t1 = posts("pe", 5, False)
+    ev = Events(start_ms=START + 1_000)
+    if path == "deliveries":
+        # The mover is the only follower in the slot of the batch's sources: its
+        # deliveries declare its feed bucket, which moved; its pair state did not.
+        before = [ev.follow(mover, author), ev.follow(mover, lone), ev.follow(mover, other),
+                  ev.follow(reader, author), ev.post(a1, author), ev.post(l1, lone),
+                  ev.post(b1, other)]  # fmt: skip
+        during = [ev.post(l2, lone), ev.repost(b1, other, author, comment="seen")]
+        return before, during, {"moved": [mover], "stayed": []}
+    if path == "graph":
+        # A follow's backfill and an unfollow's purge of the stayer (whose keys stay), a
+        # block's purge of the mover (whose feeds moved, not its pair state nor its
+        # followings): each feed step declares a key of the user's tag that is never
+        # written.
+        before = [ev.follow(stayer, author), ev.follow(mover, author), ev.follow(mover, other),
+                  ev.post(a1, author), ev.post(b1, other), ev.post(t1, late),
+                  ev.repost(t1, late, author)]  # fmt: skip
+        during = [ev.follow(stayer, late), ev.unfollow(stayer, author),
+                  ev.hide("block", mover, other), ev.follow(mover, late)]  # fmt: skip
+        return before, during, {"moved": [mover], "stayed": [stayer]}
+    # origins: an unrepost and a deletion of posts whose records moved, not their
+    # reposters and comments; a repost whose id is in the slot, recorded where an order
+    # waits for it (awaiting_repost:{repost}, not moved). The stayer follows the
+    # reposter: its deliveries run where its keys are.
+    before = [ev.follow(stayer, reposter), ev.follow(reader, reposter),
+              ev.post(split, author), ev.post(gone, other), ev.post(a1, author),
+              ev.repost(split, author, reposter, comment="first"),
+              ev.repost(gone, other, reposter, comment="also"),
+              ev.purchase("ord-w", buyer, amount=400, via_repost=rid)]  # fmt: skip
+    during = [ev.unrepost(split, reposter), ev.delete(gone, other),
+              ev.repost(a1, author, late, repost_id=rid)]  # fmt: skip
+    return before, during, {"moved": [split, gone], "stayed": [rid, stayer]}
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_feed_and_graph_events_reaching_a_moving_slot_write_what_an_unmoved_one_writes(
+    redis_server: Service,
+    redis_cluster: RedisClusterService,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+) -> None:
+    """Feed and graph events applied while the slot of some of their tags is half-moved,
+    a tag split across the masters (a follower's feeds moved, its pair state and
+    followings not; a post's record moved, its reposters and comments not): the same
+    keys as on a standalone Redis, nothing dead-lettered, nothing written on both sides
+    of the move. Each path declares only some of the keys it touches: the deliveries to
+    a follower alone in the slot (its feed bucket), the graph's feed steps (a key of the
+    user's tag that is never written), the origin steps (a post's record, a repost's)."""
+    # A delivery waits a little for a moving slot before its batch is retried: the slot
+    # here moves only between tries.
+    monkeypatch.setattr("feedamp.feeds.fanout.SLOT_WAIT", 0.2)
+    catalog = tmp_path / "campaigns.json"
+    catalog.write_bytes(orjson.dumps(catalog_doc(["C1"])))
+    slot = key_slot(b"mv")
+    migration = Migration(redis_cluster, slot)
+    await migration.locate()
+    on_cluster, on_single = settings_on(redis_cluster, catalog), settings_on(redis_server, catalog)
+    before, during, tags = feed_batches(path, slot, on_cluster.feed_buckets)
+    cluster: AnyRedis = connect(on_cluster.redis_url)
+    single: AnyRedis = connect(on_single.redis_url)
+    try:
+        pipeline = Pipeline(FeedStore(cluster, on_cluster), on_cluster)
+        reference = Pipeline(FeedStore(single, on_single), on_single)
+        assert await apply(pipeline, on_cluster, before) == 0
+        await migration.start()
+        prefix = on_cluster.key_prefix
+        stay = tuple(f"{prefix}{kind}:".encode()
+                     for kind in ("pair", "following", "reposters", "comments"))  # fmt: skip
+
+        def of(tag: str, keys: list[bytes]) -> list[bytes]:
+            return [k for k in keys if f"{{{tag}}}".encode() in k]
+
+        left = await migration.left()
+        await migration.move(k for tag in tags["moved"] for k in of(tag, left)
+                             if not k.startswith(stay))  # fmt: skip
+        left = await migration.left()
+        for tag in tags["moved"]:  # split: some keys moved, the rest left
+            assert of(tag, left) and all(k.startswith(stay) for k in of(tag, left)), tag
+        for tag in tags["stayed"]:
+            assert of(tag, left), tag
+        retries = await apply(pipeline, on_cluster, during, migration)
+        for batch in (before, during):
+            assert await apply(reference, on_single, batch) == 0
+        # Nothing written on both sides of the move; then the move ends.
+        assert await on_two_nodes(redis_cluster, prefix) == []
+        await migration.finish()
+        got, expected = (
+            await snapshot(cluster, prefix),
+            await snapshot(single, on_single.key_prefix),
+        )
+        diff = sorted(k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))
+        assert not diff, f"{len(diff)} keys differ ({retries} retries), e.g. " + "; ".join(
+            f"{k}: {got.get(k)} != {expected.get(k)}" for k in diff[:3]
+        )
+        print(f"{path}: {retries} retries")
+    finally:
+        await migration.close()
+        await close(cluster)
+        await close(single)
