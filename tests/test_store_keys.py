@@ -12,6 +12,10 @@ calls (``lib_shop.lua``, ``lib.lua``), and, for a key whose kind is an argument 
 modules name as a string or through :data:`~feedamp.feeds.keys.Awaiting`. Read or written
 alike: more than the stores' concurrency needs (a kind only read by both would be safe),
 so a kind that comes to be read by both is a choice to state here.
+
+The same derivation checks :data:`~feedamp.feeds.cluster.ROUTE_ONLY`, the scripts whose
+cluster calls may follow ``ASK`` to a node importing their slot: each builds one key
+alone, its routing key.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from importlib.resources import files
 from typing import get_args
 
 import pytest
+from feedamp.feeds.cluster import ROUTE_ONLY, ROUTES
 from feedamp.feeds.keys import Awaiting, Keys
 from feedamp.feeds.scripts import LEAN, SCRIPT_NAMES, SHOP, SIGNATURES, STANDALONE
 from feedamp.feeds.shop.gifts import GiftStore
@@ -188,3 +193,37 @@ def test_the_gift_and_order_stores_share_no_key_kind():
     order_scripts, order_kinds = store_keys(OrderStore)
     assert not gift_scripts & order_scripts, "a script both stores call"
     assert not gift_kinds & order_kinds, f"key kinds both stores touch: {gift_kinds & order_kinds}"
+
+
+#: A whole key built in Lua (its kind and id expressions), to tell one key from several.
+LUA_WHOLE_KEY = re.compile(r"\bkey\(([^()]*(?:\([^()]*\)[^()]*)*)\)")
+
+
+def script_key_texts(name: str) -> frozenset[str]:
+    """Every distinct ``key(...)`` expression of script ``name`` and of the library
+    functions it calls, transitively (as :func:`script_keys` walks them)."""
+    libs = [] if name in STANDALONE else ["lib_key" if name in LEAN else "lib"]
+    libs += ["lib_shop"] if name in SHOP else []
+    functions = {f: body for lib in libs for f, body in lua_functions(lib).items()
+                 if f != "key"}  # fmt: skip
+    todo, seen, found = [lua_code(LUA.joinpath(f"{name}.lua").read_text())], set(), set()
+    while todo:
+        text = todo.pop()
+        found |= {" ".join(m.split()) for m in LUA_WHOLE_KEY.findall(text)}
+        for f, body in functions.items():
+            if f not in seen and re.search(rf"\b{f}\(", text):
+                seen.add(f)
+                todo.append(body)
+    return frozenset(found)
+
+
+@pytest.mark.parametrize("name", sorted(ROUTE_ONLY))
+def test_a_route_only_script_touches_its_routing_key_alone(name):
+    # A call of a ROUTE_ONLY script may follow ASK to a node importing its slot (Redis
+    # checks the one key it declares), so it must build exactly one key, of its route's
+    # kind: a second key of the tag, undeclared, would read as absent there.
+    assert name in ROUTES
+    literal, arguments = script_keys(name)
+    texts = script_key_texts(name)
+    assert len(texts) == 1, f"{name} builds several keys: {sorted(texts)}"
+    assert len(literal) + len(arguments) == 1, (name, literal, arguments)
