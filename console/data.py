@@ -11,7 +11,9 @@
 - the feeds each repost reached: the reposter's followers whose Following feed holds the
   post attributed to the reposter (its ``via`` field), counted in Redis by a read-only
   script, :data:`REACH_CHUNK` followers a call, at most :data:`REACH_BUDGET` followers
-  per page (a count cut short is shown as "at least");
+  per page (a count cut short is shown as "at least"); on a Redis Cluster, whose
+  followers' keys live on every master, each step is an ``SSCAN`` and a pipeline of
+  ``HGET`` of the followers' ``via`` fields, counted here by the same rule (:func:`holds`);
 - a user's Following and For You feeds, through :class:`~feedamp.feeds.FeedReader`;
 - why a post is or is not in a user's feeds, through :func:`feedamp.feeds.explain.explain`
   (the engine of ``feedamp explain``, with the worker's feed sizes).
@@ -30,7 +32,8 @@ from aiokafka import AIOKafkaConsumer
 from feedamp.config import Settings
 from feedamp.feeds import FeedReader, Keys
 from feedamp.feeds.activity import WINDOW_MS, ActivityKeys, parse_cascade
-from feedamp.feeds.connection import AnyRedis
+from feedamp.feeds.connection import AnyRedis, is_cluster
+from feedamp.feeds.entries import parse_via
 from feedamp.feeds.explain import Explanation, explain
 from feedamp.feeds.keys import bucket_of
 from feedamp.feeds.namespace import Namespaces
@@ -60,16 +63,24 @@ REACH_BUDGET = 200_000
 _REACH = """
 local reply = redis.call('SSCAN', ARGV[1], ARGV[6], 'COUNT', ARGV[7])
 local held = 0
-local needle = ',' .. ARGV[5] .. '@'
+local plain, labelled = ',' .. ARGV[5] .. '@', ',^' .. ARGV[5] .. '@'
 for _, follower in ipairs(reply[2]) do
   local value = redis.call('HGET', ARGV[2] .. follower .. '}:' .. ARGV[3], ARGV[4])
   if value then
-    if string.sub(value, 1, 1) == '^' then value = string.sub(value, 2) end
-    if string.find(',' .. value, needle, 1, true) then held = held + 1 end
+    value = ',' .. value
+    if string.find(value, plain, 1, true) or string.find(value, labelled, 1, true) then
+      held = held + 1
+    end
   end
 end
 return {reply[1], held, #reply[2]}
 """
+
+
+def holds(value: bytes | str | None, reposter: str) -> bool:
+    """True when a ``via`` value (:mod:`feedamp.feeds.entries`) lists ``reposter``, with
+    its label mark or without (the rule of :data:`_REACH`)."""
+    return value is not None and any(r == reposter for r, *_ in parse_via(_s(value)))
 
 
 @dataclass(frozen=True)
@@ -338,15 +349,15 @@ class ConsoleData:
         cursors = {id(n): "0" for n in view.nodes()}
         nodes = {id(n): n for n in view.nodes()}
         budget = REACH_BUDGET
+        step = self._reach_nodes if is_cluster(self.redis) else self._reach_script
         while cursors and budget > 0:
             round_ = list(cursors)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key in round_:
-                    node = nodes[key]
-                    argv: list[Any] = [keys.followers(node.reposter), head, bucket, view.post_id,
-                            node.reposter, cursors[key], REACH_CHUNK]  # fmt: skip
-                    await self._reach(args=argv, client=pipe)  # type: ignore[arg-type]  # redis-py types omit pipelines as script clients
-                replies = await pipe.execute()
+            argvs: list[list[Any]] = [
+                [keys.followers(nodes[key].reposter), head, bucket, view.post_id,
+                 nodes[key].reposter, cursors[key], REACH_CHUNK]
+                for key in round_
+            ]  # fmt: skip
+            replies = await step(argvs)
             for key, (cursor, held, seen) in zip(round_, replies, strict=True):
                 nodes[key].reached += int(held)
                 budget -= int(seen)
@@ -356,6 +367,31 @@ class ConsoleData:
                     cursors[key] = _s(cursor)
         for key in cursors:
             nodes[key].exact = False
+
+    async def _reach_script(self, argvs: list[list[Any]]) -> list[Any]:
+        """One step of :data:`_REACH` per ARGV, one pipeline (a standalone Redis)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for argv in argvs:
+                await self._reach(args=argv, client=pipe)  # type: ignore[arg-type]  # redis-py types omit pipelines as script clients
+            return list(await pipe.execute())
+
+    async def _reach_nodes(self, argvs: list[list[Any]]) -> list[Any]:
+        """The same steps on a Redis Cluster: the ``SSCAN`` steps in one pipeline, then
+        every follower's ``via`` field in another (each routed to its own master)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for followers, _, _, _, _, cursor, count in argvs:
+                pipe.sscan(followers, cursor, count=count)
+            pages = await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for (_, head, bucket, post, _, _, _), (_, members) in zip(argvs, pages, strict=True):
+                for follower in members:
+                    pipe.hget(f"{head}{_s(follower)}}}:{bucket}", post)
+            values = iter(await pipe.execute())
+        out = []
+        for argv, (cursor, members) in zip(argvs, pages, strict=True):
+            held = sum(holds(next(values), argv[4]) for _ in members)
+            out.append((str(int(cursor)), held, len(members)))  # the client parsed it
+        return out
 
     @staticmethod
     def _fill_depths(view: Cascade) -> None:
