@@ -23,10 +23,11 @@ idempotent), on the node serving its slot and never redirected to the node impor
 moving slot (a step declares one key of its tag: there the others, not moved yet, would
 read as absent); a refused call is a transient error, the batch retried whole. The same
 holds for every other script call on a cluster (:func:`_cluster_calls`): a routed call
-declares one key of its tag and most touch others, so a redirection is not followed but
-answers the call (``MOVED`` updating the slot table) and fails the batch as transient;
-only the calls of scripts that touch their declared key alone
-(:data:`feedamp.feeds.cluster.ROUTE_ONLY`) follow one.
+declares one key of its tag and most touch others, so an ``ASK`` is not followed but
+answers the call and fails the batch as transient (a ``MOVED``, the slot moved whole,
+updates the slot table and the call is sent again to its new owner); only the calls of
+scripts that touch their declared key alone (:data:`feedamp.feeds.cluster.ROUTE_ONLY`)
+follow one.
 """
 
 from __future__ import annotations
@@ -367,17 +368,34 @@ async def _cluster_calls(redis: AnyRedis, calls: Calls, follow: bool) -> list[ob
     node serving its routing key. ``follow``: the client follows redirections (only for
     calls that touch their declared keys alone: on the node importing a moving slot Redis
     checks those, and a key of the call's tag it does not declare, not moved yet, would
-    read as absent there). Else a redirection answers its call, as an error, and a
-    ``MOVED`` updates the client's slot table for the retry."""
+    read as absent there). Else a redirection answers its call, as an error; a ``MOVED``
+    (the slot has moved whole: every key of it is on its new owner) updates the client's
+    slot table and its calls are sent again, in their order, to the new owner, up to
+    :data:`MOVED_ROUNDS` times (a stale table after a resharding); an ``ASK`` stays the
+    call's answer (a transient error: the batch is retried once the slot has moved)."""
     results: list[object] = []
     for start in range(0, len(calls), PIPELINE_CALLS):
         results += await _cluster_chunk(redis, calls[start : start + PIPELINE_CALLS], follow)
-    if not follow:
-        assert isinstance(redis, RedisCluster)
-        for answer in results:
-            if isinstance(answer, MovedError):  # the slot moved: its owner for the retry
-                await redis.nodes_manager.move_slot(answer)
+    if follow:
+        return results
+    assert isinstance(redis, RedisCluster)
+    for _ in range(MOVED_ROUNDS):
+        moved = [n for n, answer in enumerate(results) if isinstance(answer, MovedError)]
+        if not moved:
+            break
+        for n in moved:  # the slot moved: its owner for the calls sent again
+            await redis.nodes_manager.move_slot(results[n])  # type: ignore[arg-type]
+        again: list[object] = []
+        for start in range(0, len(moved), PIPELINE_CALLS):
+            chunk = [calls[n] for n in moved[start : start + PIPELINE_CALLS]]
+            again += await _cluster_chunk(redis, chunk, follow)
+        for n, answer in zip(moved, again, strict=True):
+            results[n] = answer
     return results
+
+
+#: Times the calls a ``MOVED`` answered are sent again to the slot's new owner.
+MOVED_ROUNDS = 3
 
 
 async def _cluster_steps(redis: AnyRedis, calls: Calls) -> list[object]:
@@ -389,7 +407,8 @@ async def _cluster_steps(redis: AnyRedis, calls: Calls) -> list[object]:
     a redirection is not followed but answers the call (a transient error: the batch is
     retried), so a step never runs on the node importing its slot, where the keys of its
     tag not moved yet would read as absent (a step declares one key: Redis checks no
-    other); a ``MOVED`` updates the client's slot map first."""
+    other); a ``MOVED`` (the slot moved whole) is sent again to the new owner
+    (:func:`_cluster_calls`)."""
     from .cluster import route_key
 
     assert isinstance(redis, RedisCluster)

@@ -331,7 +331,9 @@ async def test_post_fanout_survives_slots_moved_behind_the_client(
 ) -> None:
     """Slots move to another master after the client read the slot table: the groups
     sent to the old owner are refused (MOVED) before running, re-grouped by slot and
-    delivered; every follower gets the post once."""
+    delivered; every follower gets the post once. The post's own slot moved too: its
+    origin step, answered MOVED (never followed, as an ASK would not be), is sent again
+    to the new owner."""
     b = Layout("cluster", make_settings(broker, redis_cluster), connect(redis_cluster.url))
     assert isinstance(b.redis, RedisCluster)
     try:
@@ -350,15 +352,21 @@ async def test_post_fanout_survives_slots_moved_behind_the_client(
         fresh = connect(redis_cluster.url)
         await fresh.initialize()
         after = {f: fresh.get_node_from_key(b.keys.feed(f, 0)).name for f in fans}
+        # a post whose slot moved: the stale table sends its origin step to the old owner
+        pid = next(p for p in (uid(f"p{n}") for n in range(10_000))
+                   if b.redis.get_node_from_key(b.keys.post(p)).name == source
+                   and fresh.get_node_from_key(b.keys.post(p)).name == target)  # fmt: skip
         await close(fresh)
         assert any(before[f] != after[f] for f in fans)  # the client's table is stale
-        post = Events().post(uid("p"), author)
+        post = Events().post(pid, author)
         store = FeedStore(b.redis, b.settings)
-        assert (await store.apply([post])).deliveries == 200
+        applied = await store.apply([post])
+        assert applied.failures == [] and applied.deliveries == 200
         # the whole group sent to the old owner was refused, and only that one
         assert store.regrouped == sum(before[f] == source for f in fans)
+        assert await b.redis.hget(b.keys.post(pid), "a") == author.encode()
         for fan in fans:
-            assert await b.redis.zscore(b.keys.feed(fan, bucket_of(uid("p"), 8)), uid("p"))
+            assert await b.redis.zscore(b.keys.feed(fan, bucket_of(pid, 8)), pid)
     finally:
         await close(b.redis)
 
