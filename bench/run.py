@@ -8,7 +8,7 @@ process on free ports, then measures:
     (a sample of feeds is polled, then every feed is checked once, in one round trip of
     Lua calls that build the feed keys from the follower ids: the check of all N feeds
     is inside the timed phase, and sending its N x buckets keys from here cost several
-    times its Redis work, a fifth of the N = 10,000 phase; see ``SHORT_FEEDS_LUA``);
+    times its Redis work, up to a fifth of the N = 10,000 phase; see ``SHORT_FEEDS_LUA``);
 (b) the Redis ceiling: ``redis-benchmark -t zadd -P 64`` against the same server, and the
     ratio fan-out deliveries/s to ZADD ops/s;
 (c) Redis memory per feed entry at the cap (19-digit ids), for feeds filled by posts and
