@@ -159,6 +159,9 @@ class ClusterScript:
         #: that runs many of its calls at once (see ``batch.run_scripts``).
         self.step = step
         self.steps = steps
+        #: Leading values of a call's ARGV that a packed call sends once: the prefix (a
+        #: lean step), or the seven settings (a graph step, which needs ``lib.lua``).
+        self.head = 1 if lean else _OWN
 
     @property
     def sha(self) -> str:

@@ -25,6 +25,13 @@ mirror in one, the purges of follows a later unfollow beat, then every backfill'
 and every backfill in one pipeline each. A pair's state only moves forward in event
 time, so within a run a pair's answers go from "not following" to "following", never
 back: purging first, then backfilling, is the order one event at a time would take.
+Within those round trips the run costs what its entities need, not what its events do:
+the state steps and the backfills are packed into calls of the graph steps script
+(:func:`~feedamp.feeds.scripts.steps_source`, answering as the calls one by one), the
+mirrors are one ``SADD`` (``SREM``) per followee of each follower's last answer, each
+followee's recent lists are read once (the reads of one round trip all see the same),
+and a follow whose followee has nothing recent to give has no backfill call (with no
+rows the step writes nothing).
 """
 
 from __future__ import annotations
