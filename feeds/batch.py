@@ -13,11 +13,12 @@ at a time, so that Redis runs the first while the rest are made; its replies are
 read the same way. A connection that cannot finish a round trip so begun is closed,
 never used again with replies unread.
 
-Calls of the slot-local steps are packed into calls of the steps script
-(:func:`run_scripts`). Invariants: a packed call runs its calls in the order given and
-answers each as that call alone would (its result, or its own error: the calls after a
-failed one still run); calls are packed only with calls of the same node (one group on a
-standalone Redis), so a batch's calls of one entity keep their order; a call a node did
+Calls of the slot-local steps are packed into calls of their steps script (the lean
+steps' or the graph steps', :func:`run_scripts`). Invariants: a packed call runs its
+calls in the order given and answers each as that call alone would (its result, or its
+own error: the calls after a failed one still run); calls are packed only with calls of
+the same steps script and node (one group on a standalone Redis), so a batch's calls of
+one entity keep their order; a call a node did
 not serve is run again, with every later call of that node, one by one (every step is
 idempotent), on the node serving its slot and never redirected to the node importing a
 moving slot (a step declares one key of its tag: there the others, not moved yet, would
@@ -143,11 +144,12 @@ async def run_scripts(
     round trip is written as its calls are packed, so Redis runs the first of them while
     the rest are made.
 
-    Calls of the slot-local steps (the scripts that know the steps script, ``.steps``:
+    Calls of the slot-local steps (the scripts that know their steps script, ``.steps``:
     see :func:`feedamp.feeds.scripts.steps_source`) are packed, ``STEP_CALLS`` at a time,
-    into calls of the steps script, which runs them in order: a standalone Redis packs
-    each run of consecutive step calls, a cluster each run's calls of one node (their
-    order kept per node; calls on different nodes touch different entities). Answers are
+    into calls of that steps script, which runs them in order: a standalone Redis packs
+    each run of consecutive calls of one steps script, a cluster each such run's calls of
+    one node (their order kept per node; calls on different nodes touch different
+    entities). Answers are
     the same as one call each: a script error belongs to its call. On a cluster, calls
     that a node did not serve (a slot moving) run one by one after the node's others, on
     the node serving their slot; one refused again (its slot still moving) makes the
@@ -226,26 +228,29 @@ _OWN = 7
 
 def _units(calls: Iterable[tuple[Any, Sequence[str | int]]]) -> Iterator[_Unit]:
     """``calls`` as EVALSHAs, each given once complete: consecutive step calls of one
-    namespace packed together."""
+    steps script and one namespace packed together (the leading settings a packed call
+    sends once, ``.head`` of the step: the prefix, or all seven, the same for each)."""
     last: _Unit | None = None
     args: list[Any] = []
-    seen, step, steps = None, 0, None
+    seen, step, steps, head = None, 0, None, 1
     for call in calls:
         script, argv = call
         if script is not seen:  # a step's calls mostly come in a row: looked up once
             seen = script
             step = getattr(script, "step", 0)
             steps = getattr(script, "steps", None) if step else None
+            head = getattr(script, "head", 1)
         if steps is None:
             if last is not None:
                 yield last
                 last = None
             yield _Unit(script, list(argv))
             continue
-        if last is None or len(last.calls) >= STEP_CALLS or args[0] != argv[0]:
+        if (last is None or last.script is not steps or len(last.calls) >= STEP_CALLS
+                or args[:head] != argv[:head]):  # fmt: skip
             if last is not None:
                 yield last
-            last = _Unit(steps, [argv[0]], steps)
+            last = _Unit(steps, list(argv[:head]), steps)
             args = last.args
         # As _pack, inline: this loop runs for every call of every step.
         args += (step, len(argv) - _OWN)
@@ -352,13 +357,19 @@ async def _answers(redis: AnyRedis, unit: _Unit, reply: object) -> list[object]:
     return answers
 
 
+def _packer(script: Any) -> Any:
+    """The steps script that runs the script's calls packed (None: not a step)."""
+    return script.steps if _step_of(script) else None
+
+
 def _runs(calls: Calls) -> list[tuple[bool, Calls]]:
-    """``calls`` cut into runs of consecutive step calls (True) and of other calls."""
+    """``calls`` cut into runs of consecutive step calls of one steps script (True) and
+    of other calls."""
     runs: list[tuple[bool, Calls]] = []
     start = 0
     for n in range(1, len(calls) + 1):
-        if n == len(calls) or bool(_step_of(calls[n][0])) != bool(_step_of(calls[start][0])):
-            runs.append((bool(_step_of(calls[start][0])), calls[start:n]))
+        if n == len(calls) or _packer(calls[n][0]) is not _packer(calls[start][0]):
+            runs.append((_packer(calls[start][0]) is not None, calls[start:n]))
             start = n
     return runs
 
@@ -413,6 +424,7 @@ async def _cluster_steps(redis: AnyRedis, calls: Calls) -> list[object]:
 
     assert isinstance(redis, RedisCluster)
     steps = calls[0][0].steps  # type: ignore[attr-defined]
+    head = calls[0][0].head  # type: ignore[attr-defined]  # leading settings sent once
     if not steps.loaded:
         await steps.load()
     await redis.initialize()
@@ -427,7 +439,7 @@ async def _cluster_steps(redis: AnyRedis, calls: Calls) -> list[object]:
     async def run_node(node: ClusterNode, indexes: list[int]) -> list[int]:
         for start in range(0, len(indexes), STEP_CALLS):
             group = indexes[start : start + STEP_CALLS]
-            args: list[Any] = [calls[group[0]][1][0]]
+            args: list[Any] = list(calls[group[0]][1][:head])
             for n in group:
                 script, argv = calls[n]
                 _pack(args, _step_of(script), argv)

@@ -189,6 +189,9 @@ class ClusterScript:
         #: Its calls touch their routing key alone: one may follow ``ASK`` (see
         #: :data:`ROUTE_ONLY`).
         self.route_only = name in ROUTE_ONLY
+        #: Leading values of a call's ARGV that a packed call sends once: the prefix (a
+        #: lean step), or the seven settings (a graph step, which needs ``lib.lua``).
+        self.head = 1 if lean else _OWN
 
     @property
     def sha(self) -> str:

@@ -25,11 +25,18 @@ mirror in one, the purges of follows a later unfollow beat, then every backfill'
 and every backfill in one pipeline each. A pair's state only moves forward in event
 time, so within a run a pair's answers go from "not following" to "following", never
 back: purging first, then backfilling, is the order one event at a time would take.
+Within those round trips the run costs what its entities need, not what its events do:
+the state steps and the backfills are packed into calls of the graph steps script
+(:func:`~feedamp.feeds.scripts.steps_source`, answering as the calls one by one), the
+mirrors are one ``SADD`` (``SREM``) per followee of each follower's last answer, each
+followee's recent lists are read once (the reads of one round trip all see the same),
+and a follow whose followee has nothing recent to give has no backfill call (with no
+rows the step writes nothing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from feedamp.models.events import Block, Follow, Mute, Unblock, Unfollow, Unmute
@@ -41,7 +48,7 @@ from .connection import AnyRedis
 from .namespace import Namespace
 from .pull import pulled_among
 from .scripts import Scripts
-from .takeback import cleaned_for
+from .takeback import cleaned_for, window_of
 
 #: Later than any event: a backfill "now".
 INF = float("inf")
@@ -54,6 +61,29 @@ GraphEvent = Follow | Unfollow | Block | Unblock | Mute | Unmute
 def _raw(value: Any) -> str:
     """A score as Redis wrote it (so Lua parses the same digits)."""
     return text(value)
+
+
+def _mirrors(
+    followers: Callable[[str], str], answers: Sequence[tuple[str, str, bool]]
+) -> list[tuple[str, ...]]:
+    """The commands mirroring state steps' answers ``(followee, follower, following)``
+    in ``followers:{followee}``: one ``SADD`` and one ``SREM`` at most per followee, each
+    follower's last answer kept (what applying the answers one by one, in order, leaves)."""
+    last: dict[str, dict[str, bool]] = {}
+    for followee, follower, following in answers:
+        members = last.setdefault(followee, {})
+        members.pop(follower, None)  # ordered by the last answer
+        members[follower] = following
+    commands: list[tuple[str, ...]] = []
+    for followee, members in last.items():
+        key = followers(followee)
+        added = [m for m, following in members.items() if following]
+        removed = [m for m, following in members.items() if not following]
+        if added:
+            commands.append(("SADD", key, *added))
+        if removed:
+            commands.append(("SREM", key, *removed))
+    return commands
 
 
 class GraphSteps:
@@ -114,12 +144,9 @@ class GraphSteps:
                                           for r in results]  # fmt: skip
         live = [n for n, error in enumerate(errors) if error is None]
         on = {n for n in live if int(results[n]) == 1}  # type: ignore[call-overload]
-        followers = self.keys.followers
-        await read_commands(self.redis, [
-            ("SADD" if n in on else "SREM", followers(events[n].followee_id),
-             events[n].follower_id)
-            for n in live
-        ])  # fmt: skip
+        await read_commands(self.redis, _mirrors(self.keys.followers, [
+            (events[n].followee_id, events[n].follower_id, n in on) for n in live
+        ]))  # fmt: skip
         for n in live:
             if n not in on:  # a later unfollow beat this follow
                 try:
@@ -134,12 +161,15 @@ class GraphSteps:
         if backfills:
             targets = [events[n].followee_id for n in backfills]
             rows = await self._recent(targets, 0, [events[n].ts for n in backfills])
-            calls = [
-                (self.scripts.backfill,
-                 [*ctx, events[n].follower_id, target, "backfill", *own, *shared, 0])
-                for n, target, (own, shared) in zip(backfills, targets, rows, strict=True)
-            ]  # fmt: skip
-            for n, result in zip(backfills, await run_scripts(self.redis, calls), strict=True):
+            # A follow of a followee with nothing recent to give has no backfill call:
+            # with no rows the step writes nothing.
+            calls, owners = [], []
+            for n, target, (own, shared) in zip(backfills, targets, rows, strict=True):
+                if len(own) > 1 or len(shared) > 1:
+                    argv = [*ctx, events[n].follower_id, target, "backfill", *own, *shared, 0]
+                    calls.append((self.scripts.backfill, argv))
+                    owners.append(n)
+            for n, result in zip(owners, await run_scripts(self.redis, calls), strict=True):
                 if isinstance(result, Exception):
                     errors[n] = result
         return errors
@@ -195,28 +225,36 @@ class GraphSteps:
         backfill rows of ``lua/backfill.lua`` (reposts with their authors), for an event
         of time ``at``: none of a target, and no repost of a post by an author, that a
         suspension's cleaning covers at ``at`` (:func:`~.takeback.cleaned_for`; one time
-        for all targets, or one per target)."""
+        for all targets, or one per target). Rows may be shared between targets: not to
+        be changed."""
         k = self.keys
         ats = [float(at)] * len(targets) if isinstance(at, int | float) else list(at)
+        # Each target read once (a run of follows names few followees many times): the
+        # reads share one round trip, so every occurrence would read the same.
+        distinct = list(dict.fromkeys(targets))
         found = await read_commands(self.redis, [
-            command for target in targets for command in (
+            command for target in distinct for command in (
                 ("ZRANGE", k.recent_posts(target), since, "+inf", "BYSCORE", "WITHSCORES"),
                 ("ZRANGE", k.recent_reposts(target), since, "+inf", "BYSCORE", "WITHSCORES"),
                 ("HMGET", k.account(target), "susp", "rein"),
             )
         ])  # fmt: skip
-        lists: list[Any] = []
-        for n in range(len(targets)):
+        read: dict[str, tuple[Any, list[Any], list[Any]]] = {}
+        for n, target in enumerate(distinct):
             posts, reposts, state = found[3 * n : 3 * n + 3]
-            if cleaned_for(state, ats[n]):
-                lists += [[], []]
-                continue
             # (member, score as Redis wrote it) pairs; a cluster's pipeline pairs them already
-            lists += [[(m, _raw(v)) for m, v in (r if r and isinstance(r[0], tuple | list)
+            read[target] = (state, *(
+                [(text(m), _raw(v)) for m, v in (r if r and isinstance(r[0], tuple | list)
                                                  else zip(r[0::2], r[1::2], strict=True))]
-                      for r in (posts, reposts)]  # fmt: skip
-        reposted = sorted({text(p) for reposts in lists[1::2] for p, _ in reposts})
+                for r in (posts, reposts)))  # fmt: skip
+        cleaned = [cleaned_for(read[target][0], t) for target, t in zip(targets, ats, strict=True)]
+        giving = {target for target, off in zip(targets, cleaned, strict=True) if not off}
+        reposted = sorted({p for target in giving for p, _ in read[target][2]})
         authors: dict[str, str] = {}
+        # Reposted posts whose author a suspension covers at some time: only their
+        # reposts depend on the follow's time.
+        windowed: set[str] = set()
+        state_of: dict[str, Any] = {}
         if reposted:
             found = await read_commands(self.redis, [("HGET", k.post(p), "a") for p in reposted])
             authors = {p: text(a) if a is not None else ""
@@ -227,19 +265,30 @@ class GraphSteps:
                     pipe.hmget(k.account(author), "susp", "rein")
                 states = await pipe.execute()
             state_of = dict(zip(named, states, strict=True))
+            windowed = {p for p, a in authors.items() if a and window_of(state_of[a]) is not None}
 
-            def kept(post: object, t: float) -> bool:
-                author = authors[text(post)]
-                return not (author and cleaned_for(state_of[author], t))
+        def row(posts: list[Any], reposts: list[Any]) -> tuple[list[str | int], list[str | int]]:
+            own: list[str | int] = [len(posts), *(v for p, ts in posts for v in (p, ts))]
+            shared: list[str | int] = [len(reposts)]
+            shared += (v for p, sc in reposts for v in (p, sc, authors[p]))
+            return own, shared
 
-            lists[1::2] = [[(p, sc) for p, sc in reposts if kept(p, t)]
-                           for reposts, t in zip(lists[1::2], ats, strict=True)]  # fmt: skip
+        # A target's row is the same for every follow it is given to unless it is cleaned
+        # at that time or one of its reposts is of a windowed post: made once, shared.
         rows: list[tuple[list[str | int], list[str | int]]] = []
-        for posts, reposts in zip(lists[0::2], lists[1::2], strict=True):
-            own: list[str | int] = [len(posts), *(v for p, ts in posts for v in (text(p), ts))]
-            shared: list[str | int] = [len(reposts),
-                      *(v for p, s in reposts for v in (text(p), s, authors[text(p)]))]  # fmt: skip
-            rows.append((own, shared))
+        made: dict[str, tuple[list[str | int], list[str | int]]] = {}
+        for target, t, off in zip(targets, ats, cleaned, strict=True):
+            if off:
+                rows.append(([0], [0]))
+                continue
+            _, posts, reposts = read[target]
+            if windowed and any(p in windowed for p, _ in reposts):
+                rows.append(row(posts, [(p, sc) for p, sc in reposts if not (
+                    authors[p] and cleaned_for(state_of[authors[p]], t))]))  # fmt: skip
+                continue
+            if target not in made:
+                made[target] = row(posts, reposts)
+            rows.append(made[target])
         return rows
 
     async def backfill(self, user: str, targets: Sequence[str], *, at: float = INF) -> None:
@@ -254,8 +303,9 @@ class GraphSteps:
         calls = []
         recent = await self._recent(targets, 0, at)
         for target, (own, shared) in zip(targets, recent, strict=True):
-            argv = [*self.context, user, target, "backfill", *own, *shared, 0]
-            calls.append((self.scripts.backfill, argv))
+            if len(own) > 1 or len(shared) > 1:  # no rows: the step would write nothing
+                argv = [*self.context, user, target, "backfill", *own, *shared, 0]
+                calls.append((self.scripts.backfill, argv))
         await self._run(calls)
 
     async def restore(self, viewer: str, target: str, since: str) -> None:

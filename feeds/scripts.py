@@ -24,6 +24,7 @@ from .connection import AnyRedis, is_cluster
 
 __all__ = [
     "CONTEXT",
+    "GRAPH_STEPS",
     "LEAN",
     "SCRIPT_NAMES",
     "SIGNATURES",
@@ -31,6 +32,7 @@ __all__ = [
     "LeanScript",
     "Scripts",
     "Signature",
+    "StepScript",
     "argv",
     "source",
     "steps_source",
@@ -245,22 +247,41 @@ def source(name: str) -> str:
     return "\n".join([*shebang, *(lua.joinpath(f"{lib}.lua").read_text() for lib in libs), body])
 
 
+#: The slot-local steps that need ``lib.lua``'s feed helpers and all seven settings, by
+#: index in the graph steps script (see :func:`steps_source`): a run of follows packs its
+#: state steps, then its backfills, as the steps script packs the lean steps.
+GRAPH_STEPS: tuple[str, ...] = ("follow", "backfill")
+
+
 @cache
-def steps_source() -> str:
+def steps_source(graph: bool = False) -> str:
     """Source of the steps script: many calls of the :data:`STEPS` in one script call
     (``lua/steps.lua``, whose header describes its ARGV). ``lib_key.lua``'s key helper
     (not its ARGV padding: each call's ARGV is padded by the loop), ``lib_shop.lua``, each
     step's own source as a function ``STEPS[i]`` of its ARGV, then the loop. Flagged
     ``allow-cross-slot-keys``: on a Redis Cluster one call runs the calls of every slot of
-    its node (:func:`feedamp.feeds.batch.run_scripts` groups them by node)."""
+    its node (:func:`feedamp.feeds.batch.run_scripts` groups them by node).
+
+    ``graph``: the graph steps script instead, many calls of the :data:`GRAPH_STEPS`:
+    ``lib.lua`` (which reads the seven settings from the call's ARGV, sent once in front
+    of the calls), each step's source as a function, then the same loop."""
     lua = files(__package__).joinpath("lua")
-    lib_key = lua.joinpath("lib_key.lua").read_text()
-    helper = "\n".join(line for line in lib_key.splitlines() if not line.startswith("local ARGV ="))
-    parts = ["#!lua flags=allow-cross-slot-keys", helper, lua.joinpath("lib_shop.lua").read_text(),
-             "local STEPS = {}"]  # fmt: skip
-    for n, name in enumerate(STEPS, 1):
+    if graph:
+        names, libs = GRAPH_STEPS, [lua.joinpath("lib.lua").read_text()]
+        head = ", ".join(f"ARGV[{n}]" for n in range(1, len(CONTEXT) + 1))
+        first = len(CONTEXT) + 1
+    else:
+        lib_key = lua.joinpath("lib_key.lua").read_text()
+        helper = "\n".join(line for line in lib_key.splitlines()
+                           if not line.startswith("local ARGV ="))  # fmt: skip
+        names, libs = STEPS, [helper, lua.joinpath("lib_shop.lua").read_text()]
+        head = ", ".join(["PREFIX"] + ["''"] * (len(CONTEXT) - 1))
+        first = 2
+    parts = ["#!lua flags=allow-cross-slot-keys", *libs, "local STEPS = {}"]
+    for n, name in enumerate(names, 1):
         body = lua.joinpath(f"{name}.lua").read_text()
         parts.append(f"STEPS[{n}] = function(ARGV) -- {name}\n{body}\nend")
+    parts.append(f"local HEAD, FIRST = {{ {head} }}, {first}")
     parts.append(lua.joinpath("steps.lua").read_text())
     return "\n".join(parts)
 
@@ -317,25 +338,39 @@ class Scripts:
 
         cluster = is_cluster(redis)
         steps = redis.register_script(steps_source())
+        graph_steps = redis.register_script(steps_source(graph=True))
         self.steps = ClusterScript("steps", steps) if cluster else steps
+        self.graph_steps = ClusterScript("graph_steps", graph_steps) if cluster else graph_steps
         for name in SCRIPT_NAMES:
             script = redis.register_script(source(name))
             lean = name in LEAN
-            step = STEPS.index(name) + 1 if lean else 0
-            if cluster:
-                setattr(self, name, ClusterScript(name, script, lean, step, self.steps))
+            if lean:
+                step, packer, raw = STEPS.index(name) + 1, self.steps, steps
+            elif name in GRAPH_STEPS:
+                step, packer, raw = GRAPH_STEPS.index(name) + 1, self.graph_steps, graph_steps
             else:
-                setattr(self, name, LeanScript(script, step, steps) if lean else script)
+                step, packer, raw = 0, None, None
+            if cluster:
+                setattr(self, name, ClusterScript(name, script, lean, step, packer))
+            elif lean:
+                setattr(self, name, LeanScript(script, step, raw))
+            elif step:
+                setattr(self, name, StepScript(script, step, raw))
+            else:
+                setattr(self, name, script)
 
 
-class LeanScript:
-    """A :data:`LEAN` script on a standalone Redis: called with the seven settings like
-    every script, it sends only the first (the prefix); ``lib_key.lua`` pads ARGV back.
-    :func:`~feedamp.feeds.batch.run_scripts` sends it as ``EVALSHA`` through :meth:`wire`."""
+class StepScript:
+    """A step of the graph steps script (:data:`GRAPH_STEPS`) on a standalone Redis:
+    called like any script, with the seven settings; it knows the steps script that
+    runs many of its calls (``.steps``) and its index there (``.step``), and how many
+    leading values of a call's ARGV a packed call sends once (``.head``: the settings)."""
+
+    head = len(CONTEXT)
 
     def __init__(self, script: AsyncScript, step: int = 0, steps: Any = None) -> None:
         self.inner = script
-        #: Its index in :data:`STEPS` (from 1), and the steps script that runs it.
+        #: Its index in its steps script (from 1), and the steps script that runs it.
         self.step = step
         self.steps = steps
 
@@ -348,6 +383,23 @@ class LeanScript:
     def script(self) -> Any:
         """The script's source."""
         return self.inner.script
+
+    async def __call__(
+        self,
+        keys: Sequence[str] | None = None,
+        args: Sequence[Any] | None = None,
+        client: Any = None,
+    ) -> Any:
+        """Run the script with ``args`` as built (full context)."""
+        return await self.inner(keys=keys, args=list(args or ()), client=client)
+
+
+class LeanScript(StepScript):
+    """A :data:`LEAN` script on a standalone Redis: called with the seven settings like
+    every script, it sends only the first (the prefix); ``lib_key.lua`` pads ARGV back.
+    :func:`~feedamp.feeds.batch.run_scripts` sends it as ``EVALSHA`` through :meth:`wire`."""
+
+    head = 1
 
     @staticmethod
     def wire(args: Sequence[Any]) -> list[Any]:

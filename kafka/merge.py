@@ -68,6 +68,8 @@ class MergedReader:
             consumer.seek(tp, self.starts[tp])
         if set(self.starts) - active:
             consumer.pause(*(set(self.starts) - active))
+        if active:  # the caller may have paused them while it looked for the ends
+            consumer.resume(*active)
         buffers: dict[TopicPartition, _Buffer] = {tp: deque() for tp in active}
         progress_at = time.monotonic()
         while active or any(buffers.values()):

@@ -43,15 +43,29 @@ async def partitions(
 
 
 async def end_offsets(
-    consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition], timeout: float = PROBE_TIMEOUT
+    consumer: AIOKafkaConsumer,
+    tps: Sequence[TopicPartition],
+    timeout: float = PROBE_TIMEOUT,
+    *,
+    pause: bool = False,
 ) -> dict[TopicPartition, int]:
     """The end offset (next offset to be written) of each of ``tps``, which must be
-    assigned to ``consumer``. Moves their positions: seek afterwards."""
+    assigned to ``consumer``. Moves their positions: seek afterwards.
+
+    ``pause``: ``tps`` are left paused (the caller seeks, then resumes what it reads), and
+    each probed partition is paused as soon as its end is known, before the consumer can
+    fetch from there: a broker holds a fetch that finds nothing new for the fetch wait,
+    and the consumer sends its next fetch to that broker only once it is answered, so the
+    first fetch after the caller's seek would wait that long."""
+    if pause:
+        consumer.pause(*tps)
     listed = await consumer.end_offsets(list(tps))
     begins = await consumer.beginning_offsets(list(tps))
     probe = [tp for tp in tps if listed[tp] > begins[tp]]
     for tp in probe:
         consumer.seek(tp, listed[tp] - 1)
+    if pause and probe:
+        consumer.resume(*probe)
     ends = dict(listed)
     pending = set(probe)
     deadline = time.monotonic() + timeout
@@ -62,4 +76,8 @@ async def end_offsets(
             if highwater is not None:
                 ends[tp] = max(listed[tp], highwater)
                 pending.discard(tp)
+                if pause:  # at once: no await since the probe's records were taken
+                    consumer.pause(tp)
+    if pause and pending:
+        consumer.pause(*pending)
     return ends

@@ -249,7 +249,7 @@ async def replay(
             await start_client(producer)
         tps = await partitions(consumer, names)
         consumer.assign(tps)
-        ends = stats.ends = await end_offsets(consumer, tps)
+        ends = stats.ends = await end_offsets(consumer, tps, pause=True)  # resumed by reader
         if starts is None:
             first = await _start_offsets(consumer, tps, start_ms, ends)
         else:

@@ -11,6 +11,7 @@ from feedamp.config import Settings
 from feedamp.feeds.batch import context
 from feedamp.feeds.scripts import (
     CONTEXT,
+    GRAPH_STEPS,
     LEAN,
     SCRIPT_NAMES,
     SIGNATURES,
@@ -139,5 +140,27 @@ def test_the_steps_script_holds_every_lean_step_once():
                                "ARGV": ("ARGV", ["prefix", "step", "n", "arg", "..."])}  # fmt: skip
     loop = LUA.joinpath("steps.lua").read_text()
     assert text.endswith(loop) and "local pad" not in loop
-    pad = re.search(r"local args = \{ PREFIX, (.*) \}", loop)
+    # Each call's ARGV starts as lib_key.lua pads it: the prefix, then empty settings;
+    # the calls start after the prefix.
+    pad = re.search(r"^local HEAD, FIRST = \{ PREFIX, (.*) \}, 2$", text, re.M)
     assert pad is not None and pad.group(1).split(", ") == ["''"] * (len(CONTEXT) - 1)
+    assert re.search(r"local args = \{ HEAD\[1\], .*, HEAD\[7\] \}", loop)
+
+
+def test_the_graph_steps_script_holds_the_graph_steps_after_lib_lua():
+    # The state step of a follow and the backfill need lib.lua's feed helpers: their
+    # calls are packed into the graph steps script, which reads the seven settings once
+    # (lib.lua, from the packed call's ARGV) and hands each call all seven in front.
+    assert set(GRAPH_STEPS) == {"follow", "backfill"} and not set(GRAPH_STEPS) & LEAN
+    text = steps_source(graph=True)
+    lib = LUA.joinpath("lib.lua").read_text()
+    assert text.startswith("#!lua flags=allow-cross-slot-keys\n" + lib)
+    found = re.findall(r"^STEPS\[(\d+)\] = function\(ARGV\) -- (\w+)$", text, re.M)
+    assert found == [(str(n), name) for n, name in enumerate(GRAPH_STEPS, 1)]
+    for name in GRAPH_STEPS:
+        assert LUA.joinpath(f"{name}.lua").read_text() in text
+    head = re.search(r"^local HEAD, FIRST = \{ (.*) \}, (\d+)$", text, re.M)
+    assert head is not None
+    assert head.group(1).split(", ") == [f"ARGV[{n}]" for n in range(1, len(CONTEXT) + 1)]
+    assert int(head.group(2)) == len(CONTEXT) + 1
+    assert text.endswith(LUA.joinpath("steps.lua").read_text())

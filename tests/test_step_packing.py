@@ -7,9 +7,11 @@ and again after the servers lost their script caches."""
 from __future__ import annotations
 
 from feedamp.config import Settings
-from feedamp.feeds.batch import context, run_scripts, text
+from feedamp.feeds.batch import _units, context, run_scripts, text
 from feedamp.feeds.connection import AnyRedis
+from feedamp.feeds.keys import Keys
 from feedamp.feeds.scripts import Scripts, argv
+from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 LAYOUTS = ("standalone", "cluster")
@@ -141,3 +143,81 @@ async def test_a_call_that_cannot_be_made_leaves_the_client_answering_right(
     got = [answer(r) for r in await run_scripts(redis, again)]
     assert got[-3:] == ["ok", "send_limit", ""]
     assert set(got[: 3 * 40 : 3]) <= {"ok"} and set(got[1 : 3 * 40 : 3]) <= {"send_limit"}
+
+
+def graph_calls(settings: Settings, scripts: Scripts, users: list[str]) -> list[tuple]:
+    """Per user, calls of the graph steps (``lua/follow.lua``, ``lua/backfill.lua``)
+    interleaved with a lean step (a gift claim), so that packed calls switch between the
+    two steps scripts: a follow, a claim, an unfollow older than the follow (it loses), a
+    backfill of one post, a follow of another account and a later unfollow of it."""
+    ctx = context(settings)
+    calls: list[tuple] = []
+    for n, user in enumerate(users):
+        calls += [
+            (scripts.follow, argv("follow", ctx, follower_id=user, followee_id="star",
+                                  ts=1000, on="1")),
+            (scripts.gift_claim, argv("gift_claim", ctx, gift_id=f"g{n}", sender_id=user,
+                                      campaign_id="c", send_limit=1)),
+            (scripts.follow, argv("follow", ctx, follower_id=user, followee_id="star",
+                                  ts=900, on="0")),
+            (scripts.backfill, argv("backfill", ctx, "1", f"p{n}", "1000", "0", "0",
+                                    user_id=user, target_id="star", mode="backfill")),
+            (scripts.follow, argv("follow", ctx, follower_id=user, followee_id="other",
+                                  ts=1000, on="1")),
+            (scripts.follow, argv("follow", ctx, follower_id=user, followee_id="other",
+                                  ts=2000, on="0")),
+        ]  # fmt: skip
+    return calls
+
+
+async def feeds_of(redis: AnyRedis, settings: Settings, users: list[str]) -> list[list]:
+    """Each user's Following feed (every bucket) and follows, as (member, score) pairs."""
+    keys = Keys(settings.key_prefix)
+    found = []
+    for user in users:
+        entries = []
+        for b in range(settings.feed_buckets):
+            entries += await redis.zrange(keys.feed(user, b), 0, -1, withscores=True)
+        entries += [(m, 0.0) for m in sorted(await redis.smembers(keys.following(user)))]
+        found.append(entries)
+    return found
+
+
+async def test_packed_graph_steps_answer_and_write_as_one_by_one(
+    redis: AnyRedis, settings: Settings
+) -> None:
+    users = [f"v{n}" for n in range(60)]  # spread over the slots of every node
+    answers, feeds = {}, {}
+    for side in ("packed", "single"):
+        s = settings.with_(key_prefix=f"{settings.key_prefix}{side}:")
+        # One user's pair state holds a string: its graph steps fail (WRONGTYPE), alone.
+        await redis.set(f"{s.key_prefix}pair:{{v7}}", "not a hash")
+        calls = graph_calls(s, Scripts(redis), users)
+        if side == "packed":
+            answers[side] = [answer(r) for r in await run_scripts(redis, calls)]
+        else:
+            answers[side] = await one_by_one(calls)
+        feeds[side] = await feeds_of(redis, s, users)
+    assert answers["packed"] == answers["single"]
+    assert feeds["packed"] == feeds["single"]
+    for n in range(len(users)):
+        got = answers["packed"][6 * n : 6 * n + 6]
+        if n == 7:
+            assert got[1] == "ok" and set(got) - {"ok"} == {"error WRONGTYPE"}
+            assert feeds["packed"][n] == []
+        else:
+            assert got == ["1", "ok", "1", "1", "1", "0"]
+            assert feeds["packed"][n] == [(f"p{n}".encode(), 1000.0), (b"star", 0.0)]
+
+
+def test_graph_step_calls_are_packed_apart_from_lean_ones() -> None:
+    # A run of follows' state steps goes as calls of the graph steps script, the seven
+    # settings sent once in front; a lean step's calls go to the steps script.
+    scripts = Scripts(Redis())
+    units = list(_units(graph_calls(Settings(), scripts, ["a", "b"])))
+    ctx = context(Settings())
+    assert [(u.script is scripts.graph_steps, u.size) for u in units] == [
+        (True, 1), (False, 1), (True, 5), (False, 1), (True, 4)]  # fmt: skip
+    assert units[0].args == [*ctx, 1, 4, "a", "star", 1000, "1"]
+    assert units[1].args[:3] == [ctx[0], scripts.gift_claim.step, 4]  # type: ignore[attr-defined]
+    assert units[2].args[: len(ctx) + 2] == [*ctx, 1, 4]

@@ -1,10 +1,14 @@
--- steps.lua: the loop of the steps script, which runs many calls of the slot-local steps
--- (the LEAN scripts of feeds/scripts.py) in one script call: a whole batch's calls of one
--- node in order, instead of one EVALSHA per entity and step (feeds/batch.py run_scripts).
--- feeds/scripts.py steps_source() puts it after lib_key.lua's key helper (without its
--- ARGV padding), lib_shop.lua and each step's own source as the function STEPS[i]
--- (called with an ARGV of its own, padded as lib_key.lua pads it, so each step reads its
--- arguments from ARGV[8] as when it runs alone).
+-- steps.lua: the loop of the steps scripts, which run many calls of the slot-local steps
+-- in one script call: a whole batch's calls of one node in order, instead of one EVALSHA
+-- per entity and step (feeds/batch.py run_scripts). feeds/scripts.py steps_source()
+-- makes two: the steps script (the LEAN scripts of feeds/scripts.py) puts this loop
+-- after lib_key.lua's key helper (without its ARGV padding), lib_shop.lua and each
+-- step's own source as the function STEPS[i]; the graph steps script (GRAPH_STEPS:
+-- follow, backfill) after lib.lua and each step's source. Each step is called with an
+-- ARGV of its own, its first seven values HEAD (the prefix and six pads for the steps
+-- script, as lib_key.lua pads it; the seven settings for the graph steps script), so
+-- each step reads its arguments from ARGV[8] as when it runs alone. The calls start at
+-- ARGV[FIRST] (after the prefix, or after the seven settings).
 -- Each call runs under pcall: a script error belongs to its call, as when the call runs
 -- alone (its writes before the error stay, as they would), and the calls after it still
 -- run. On a Redis Cluster a call that reaches a key its node does not serve (a slot
@@ -12,12 +16,13 @@
 -- call and the rest one by one, each on the node serving its slot (not redirected).
 -- KEYS: key (the routing key of the first call: a cluster routes by it; never read)
 -- ARGV: prefix, step, n, arg, ... (per call: the index of its step in STEPS, then n,
---       then its n own arguments: what ARGV[8] on holds when the step runs alone)
+--       then its n own arguments: what ARGV[8] on holds when the step runs alone; the
+--       graph steps script takes the seven settings in front instead of the prefix)
 -- Returns one answer per call run (an error reply in place of a call that failed).
-local out, i, last = {}, 2, #ARGV
+local out, i, last = {}, FIRST, #ARGV
 while i <= last do
   local step, n = STEPS[tonumber(ARGV[i])], tonumber(ARGV[i + 1])
-  local args = { PREFIX, '', '', '', '', '', '' }
+  local args = { HEAD[1], HEAD[2], HEAD[3], HEAD[4], HEAD[5], HEAD[6], HEAD[7] }
   for j = 1, n do args[7 + j] = ARGV[i + 1 + j] end
   i = i + 2 + n
   local ok, result = pcall(step, args)
