@@ -78,8 +78,11 @@ class BulkSink:
             await self._ready.wait()
             self._full.clear()
             if len(self._messages) < max_:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a
+                # cancellation that comes as the batch fills (the agent never stops).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), within)
+                    async with asyncio.timeout(within):
+                        await self._full.wait()
             batch = self._messages[:max_]
             del self._messages[:max_]
             if not self._messages:

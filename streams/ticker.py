@@ -183,12 +183,27 @@ class ReleaseTicker:
             started = time.perf_counter()
             outcome = await self.tick()
             done(outcome, time.perf_counter() - started)
+            _stop_if_cancelled()
             while (wait := self._pause_planned()) > 0:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a
+                # cancellation that comes as the wake is set, and the task then sleeps
+                # on, never stopping.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
                 except TimeoutError:
                     break
 
     def _pause_planned(self) -> float:
         self._wake.clear()
         return self.pause()
+
+
+def _stop_if_cancelled() -> None:
+    """Raise ``CancelledError`` when this task was asked to stop: a cancellation that
+    came during a tick may have been caught on its way out by a library the tick awaits
+    (the task's ``cancelling()`` count stays raised), and the ticker must stop anyway
+    instead of sleeping on (a worker shutting down would wait for it for ever)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -209,3 +209,23 @@ def test_an_outcome_keeps_the_earliest_event_time_parked():
     none = Outcome()
     none.extend(Outcome())
     assert none.parked is None
+
+
+async def test_a_ticker_stops_when_cancelled_even_if_a_tick_swallowed_it(redis, settings, uid):
+    """A cancellation that comes during a tick and is caught on its way out (a library
+    the tick awaits may do so) still stops the ticker: it does not sleep on."""
+    rig = Rig(redis, settings, alone=lambda: True)
+    entered = asyncio.Event()
+
+    async def swallowing_tick() -> Outcome:
+        entered.set()
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed, as an await might
+            await asyncio.sleep(NEVER)
+        return Outcome()
+
+    rig.ticker.tick = swallowing_tick  # type: ignore[method-assign]
+    task = asyncio.create_task(rig.ticker.run(lambda outcome, seconds: None))
+    await asyncio.wait_for(entered.wait(), 5)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert done == {task} and task.cancelled()
