@@ -74,7 +74,7 @@ from feedamp.feeds import FeedStore, Keys
 from feedamp.feeds.connection import close, connect
 from feedamp.kafka.offsets import end_offsets, partitions
 from feedamp.kafka.topics import ensure_topics
-from feedamp.ops.replay import BATCH, PARTITION_FETCH_BYTES, replay
+from feedamp.ops.replay import BATCH, PARTITION_FETCH_BYTES, ReplayStats, replay
 from redis.asyncio import Redis
 
 #: Ids look like snowflakes: 19 decimal digits.
@@ -275,6 +275,15 @@ async def raw_consumption(
     return count, time.monotonic() - started
 
 
+async def timed_replay(redis: Redis, settings: Settings) -> tuple[ReplayStats, float, float]:
+    """A replay of the whole log into ``settings``' namespace: its stats, and the Redis
+    and own CPU seconds it took."""
+    redis_cpu, own_cpu = await redis_cpu_seconds(redis), time.process_time()
+    stats = await replay(settings)
+    redis_cpu = await redis_cpu_seconds(redis) - redis_cpu
+    return stats, redis_cpu, time.process_time() - own_cpu
+
+
 async def redis_cpu_seconds(redis: Redis) -> float:
     """CPU seconds redis-server has used (user + system, all threads)."""
     info = await redis.info("cpu")
@@ -345,10 +354,7 @@ async def fanout_replay(settings: Settings, sources: int, fanouts: int) -> dict[
     assert raw_count == sent, (raw_count, sent)
     redis = Redis.from_url(settings.redis_url)
     try:
-        redis_cpu, own_cpu = await redis_cpu_seconds(redis), time.process_time()
-        stats = await replay(settings)
-        redis_cpu = await redis_cpu_seconds(redis) - redis_cpu
-        own_cpu = time.process_time() - own_cpu
+        stats, redis_cpu, own_cpu = await timed_replay(redis, settings)
     finally:
         await redis.aclose()
     assert stats.events == sent and stats.dead_letters == 0, stats
@@ -409,10 +415,7 @@ async def mixed_replay(settings: Settings, events: int) -> dict[str, float]:
 
     redis = Redis.from_url(settings.redis_url)
     try:
-        redis_cpu, own_cpu = await redis_cpu_seconds(redis), time.process_time()
-        stats = await replay(settings)
-        redis_cpu = await redis_cpu_seconds(redis) - redis_cpu
-        own_cpu = time.process_time() - own_cpu
+        stats, redis_cpu, own_cpu = await timed_replay(redis, settings)
         entries = await feed_entries(redis, settings.key_prefix)
         memory = (await redis.info("memory"))["used_memory_human"]
     finally:

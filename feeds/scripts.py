@@ -384,14 +384,19 @@ class StepScript:
         """The script's source."""
         return self.inner.script
 
+    @staticmethod
+    def wire(args: Sequence[Any]) -> list[Any]:
+        """The ARGV sent for a call built with the full context (all of it)."""
+        return list(args)
+
     async def __call__(
         self,
         keys: Sequence[str] | None = None,
         args: Sequence[Any] | None = None,
         client: Any = None,
     ) -> Any:
-        """Run the script with ``args`` as built (full context)."""
-        return await self.inner(keys=keys, args=list(args or ()), client=client)
+        """Run the script with ``args`` as built (full context), sending :meth:`wire`."""
+        return await self.inner(keys=keys, args=self.wire(args or ()), client=client)
 
 
 class LeanScript(StepScript):
@@ -407,12 +412,3 @@ class LeanScript(StepScript):
         script's own arguments."""
         argv = list(args)
         return [argv[0], *argv[len(CONTEXT) :]]
-
-    async def __call__(
-        self,
-        keys: Sequence[str] | None = None,
-        args: Sequence[Any] | None = None,
-        client: Any = None,
-    ) -> Any:
-        """Run the script with ``args`` as built (full context), sending :meth:`wire`."""
-        return await self.inner(keys=keys, args=self.wire(args or ()), client=client)
