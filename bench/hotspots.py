@@ -130,7 +130,7 @@ async def main() -> None:
         )
         redis = Redis.from_url(settings.redis_url)
         pipeline = Pipeline(FeedStore(redis, settings), settings)
-        fields = [progress_field(t, p) for t in (settings.topics.posts, settings.topics.reposts)
+        fields = [progress_field(t, p) for t in settings.topics.watched
                   for p in range(PARTITIONS)]  # fmt: skip
         pipeline.partitions = lambda: fields
         setup, batches = workload(args.batches, args.users)

@@ -47,6 +47,20 @@ class Topics:
         return (self.posts, self.reposts, self.graph, self.gifts, self.purchases, self.accounts,
                 self.product_views)  # fmt: skip
 
+    @property
+    def parked(self) -> tuple[str, ...]:
+        """The input topics whose events wait for the watermark and are decided in
+        event-time order (reposts: the caps' windows; gifts: send limits and code pools
+        shared across senders)."""
+        return (self.reposts, self.gifts)
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        """The input topics whose partitions' progress makes the watermark: the parked
+        ones, posts (a repost is decided once its post is written) and accounts (a
+        suspension is on record before what it stops is decided)."""
+        return (self.posts, self.reposts, self.gifts, self.accounts)
+
     def prefixed(self, prefix: str) -> Topics:
         """The same topics with ``prefix`` put in front of every name (test isolation)."""
         return Topics(**{f.name: prefix + getattr(self, f.name) for f in fields(self)})

@@ -1,23 +1,29 @@
-"""Event-time order for the reposts topic, so that repost decisions do not depend on the
-order in which partitions happen to be read.
+"""Event-time order for the reposts and gifts topics, so that repost and gift decisions
+do not depend on the order in which partitions happen to be read.
 
 Reposts are keyed by post, so one user's reposts are spread over partitions that different
 workers read at different speeds; a rate cap counting a user's reposts in a window of
-event time would otherwise see them in whatever order they arrived. Instead, every event
-of the reposts topic (repost, unrepost) is first *parked* in Redis, and *released* once
+event time would otherwise see them in whatever order they arrived. Gifts are keyed by
+sender, but a code pool is shared by every sender of an offer, and producers with
+different partitioners can split one sender's gifts over partitions: which gift gets the
+last code, or the last send under a limit, would otherwise be the first to arrive.
+Instead, every event of the parked topics (repost, unrepost, gift:
+:attr:`~feedamp.config.Topics.parked`) is first *parked* in Redis, and *released* once
 the **watermark** has passed its event time; released events are decided and applied in
 event-time order (ties by event id), whichever worker releases them.
 
-The watermark is the lowest **progress** of all partitions of the posts and reposts
-topics. Each worker raises the progress of the partitions it reads: to the latest event
-time read, less the allowed lateness (``FEEDAMP_CAP_LATENESS_MS``), and, for a partition
-it has read to the end, to the current time less the lateness (whatever arrives later is
-assumed to be at most that late). Including the posts topic means a repost is decided
-after its post was applied, so a followers-only post is refused whatever the arrival
-order. Invariant: a partition's progress passes an event only once that event is in
-Redis (the pipeline raises a batch's progress after writing the batch), so a release,
-whenever it runs, never decides ahead of a write. Replay reads every partition merged in
-time order itself and does not park.
+The watermark is the lowest **progress** of all partitions of the watched topics (posts,
+reposts, gifts and accounts: :attr:`~feedamp.config.Topics.watched`). Each worker raises
+the progress of the partitions it reads: to the latest event time read, less the allowed
+lateness (``FEEDAMP_CAP_LATENESS_MS``), and, for a partition it has read to the end, to
+the current time less the lateness (whatever arrives later is assumed to be at most that
+late). Including the posts topic means a repost is decided after its post was applied,
+so a followers-only post is refused whatever the arrival order; including the accounts
+topic means a suspension within the lateness is on record before the reposts and gifts
+it stops are decided. Invariant: a partition's progress passes an event only once that
+event is in Redis (the pipeline raises a batch's progress after writing the batch), so a
+release, whenever it runs, never decides ahead of a write. Replay reads every partition
+merged in time order itself and does not park.
 
 An event that arrives later than the allowed lateness is still decided, at once; only
 such late events can be decided differently from a replay.
@@ -46,7 +52,7 @@ def progress_field(topic: str, partition: int) -> str:
 
 
 class Watermark(Writer):
-    """Parks reposts-topic events and releases them, in event-time order, once the
+    """Parks reposts and gifts and releases them, in event-time order, once the
     watermark has passed them. Every call works in the namespace it is given (None: the
     settings' ``key_prefix``)."""
 

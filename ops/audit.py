@@ -1,15 +1,16 @@
 """What ``verify`` notices in the log while it replays it, to explain differences.
 
-- **late events**: a reposts-topic event whose event time (``ts``) is more than the
-  allowed lateness (``FEEDAMP_CAP_LATENESS_MS``) before its record's timestamp. The
-  worker may have decided it after later reposts, and a replay, which merges partitions
-  by record time, decides it in another order: caps windows and decisions can differ.
+- **late events**: a reposts-topic or gifts-topic event whose event time (``ts``) is more
+  than the allowed lateness (``FEEDAMP_CAP_LATENESS_MS``) before its record's timestamp.
+  The worker may have decided it after later ones, and a replay, which merges partitions
+  by record time, decides it in another order: caps windows, decisions, sends under a
+  limit and codes can differ.
 - **reused ids**: one ``event_id`` on events of different types, or one ``repost_id``
   for reposts of different posts. Redis keys by these ids (parked events, decisions,
   repost records), so the later event overwrites the earlier, and which one is later
   can differ between live processing and a replay.
 
-Only records of the reposts and purchases topics are parsed (where these ids and times
+Only records of the reposts, gifts and purchases topics are parsed (where these ids and times
 matter); every other record costs nothing. Ids are remembered up to
 :data:`MAX_TRACKED` of each kind (bounded memory on a long log); later ids are still
 checked against those.
@@ -48,7 +49,7 @@ class LogAudit:
         topics = self.settings.topics
         lateness = self.settings.caps.lateness_ms
         for r in records:
-            if r.topic not in (topics.reposts, topics.purchases) or not r.value:
+            if r.topic not in (topics.reposts, topics.gifts, topics.purchases) or not r.value:
                 continue
             try:
                 event = orjson.loads(r.value)
@@ -59,7 +60,8 @@ class LogAudit:
             type_, event_id = str(event.get("type")), str(event.get("event_id"))
             ts = event.get("ts")
             delay = r.timestamp - ts if isinstance(ts, int) and r.timestamp is not None else None
-            if r.topic == topics.reposts and delay is not None and delay > lateness:
+            late = delay is not None and delay > lateness
+            if late and r.topic in (topics.reposts, topics.gifts):
                 self.late += 1
                 if len(self.late_sample) < SAMPLE:
                     self.late_sample.append(f"{event_id} ({delay:,} ms late)")

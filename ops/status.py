@@ -115,7 +115,7 @@ async def collect_status(settings: Settings, redis: AnyRedis) -> Status:
     status.for_you = await count_feeds(redis, keys.for_you_pattern())
     status.parked = await redis.zcard(keys.parked())
     progress = await redis.hgetall(keys.progress())
-    watched = (settings.topics.posts, settings.topics.reposts)
+    watched = settings.topics.watched
     expected = {progress_field(p.topic, p.partition) for p in status.lag if p.topic in watched}
     seen = {text(k): int(v) for k, v in progress.items()}
     if expected and expected <= set(seen):

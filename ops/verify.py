@@ -120,8 +120,8 @@ class Verification:
                 out.append(f"gift keys differ: is FEEDAMP_CAMPAIGNS={self.campaigns} the "
                            "workers' campaigns file (same offers, windows and codes)?")  # fmt: skip
         audit = self.audit
-        if audit is not None and audit.late and kinds & DECISION_KINDS:
-            out.append(f"{audit.late:,} repost event(s) reached the log later than the "
+        if audit is not None and audit.late and kinds & (DECISION_KINDS | GIFT_KINDS):
+            out.append(f"{audit.late:,} repost or gift event(s) reached the log later than the "
                        "allowed lateness (FEEDAMP_CAP_LATENESS_MS) behind their event time, "
                        f"e.g. {', '.join(audit.late_sample)}: the workers may have decided "
                        "them in another order than this replay")  # fmt: skip

@@ -132,15 +132,16 @@ WILDCARDS = ("0.0.0.0", "::", "")
 
 
 class PartitionWatch:
-    """What this worker knows of its posts and reposts partitions: the last offset it
-    handled in each, or else the group's committed offset; from these, which ones it has
-    handled to the end (their progress may then follow the clock). Never the fetch
-    position: records fetched ahead are not handled yet."""
+    """What this worker knows of its watched partitions (posts, reposts, gifts, accounts:
+    :attr:`~feedamp.config.Topics.watched`): the last offset it handled in each, or else
+    the group's committed offset; from these, which ones it has handled to the end (their
+    progress may then follow the clock). Never the fetch position: records fetched ahead
+    are not handled yet."""
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.watched = (settings.topics.posts, settings.topics.reposts)
+        self.watched = settings.topics.watched
         self.done: dict[tuple[str, int], int] = {}
 
     def partitions(self) -> list[str]:
@@ -276,7 +277,7 @@ def create_app(settings: Settings) -> faust.App:
                 publishing.cancel()  # not acknowledged: read again after a restart
 
     ticker = ReleaseTicker(pipeline, handler.retrying, handler._publish, watch.caught_up,
-                           settings.topics.reposts, settings.caps.lateness_ms,
+                           settings.topics.parked, settings.caps.lateness_ms,
                            alone=watch.alone)  # fmt: skip
     if pipeline.watermarked:
 

@@ -4,8 +4,8 @@ Records are parsed and validated, checked against their topic, and applied to th
 stores in order, in the active key namespace (:mod:`feedamp.feeds.namespace`), resolved
 once per batch into one :class:`~feedamp.feeds.namespace.Namespace` handed to every store
 (and to the watermark and the activity record); no store keeps anything per namespace.
-In a worker, reposts-topic events are parked first and released in event-time order
-(:mod:`feedamp.feeds.watermark`). Whatever cannot be applied comes back
+In a worker, reposts-topic and gifts-topic events are parked first and released in
+event-time order (:mod:`feedamp.feeds.watermark`). Whatever cannot be applied comes back
 as a :class:`DeadLetter` with a reason; nothing is dropped silently.
 
 Order within a batch has one mechanism, the feed store's runs
@@ -99,8 +99,9 @@ class Pipeline:
         campaigns file raises :class:`~feedamp.feeds.shop.campaigns.CampaignError` here.
         ``prefix`` writes to that key namespace; None follows the pointer to the active
         one (one GET per batch). ``partitions`` gives the progress fields of every posts
-        and reposts partition (a worker's, from the consumer's metadata); with it (and caps
-        on, a lateness set) reposts wait for the watermark, see :attr:`watermarked`.
+        reposts, gifts and accounts partition (a worker's, from the consumer's metadata);
+        with it (and caps on, a lateness set) reposts and gifts wait for the watermark,
+        see :attr:`watermarked`.
         Without it (replay, tests) nothing is parked."""
         self.prefix = prefix
         self.namespaces = Namespaces(feeds.redis, settings.key_prefix)
@@ -110,7 +111,7 @@ class Pipeline:
         self.orders = OrderStore(feeds.redis, settings)
         self.products = ProductStore(feeds.redis, settings)
         self.activity = Activity(feeds.redis)
-        #: Parks reposts-topic events and releases them (every call given the namespace).
+        #: Parks reposts and gifts and releases them (every call given the namespace).
         self.parking = Watermark(feeds.redis, settings)
         #: Which store applies each event type (accounts go first, on their own), and the
         #: order the stores run in within a phase.
@@ -130,7 +131,7 @@ class Pipeline:
         self.partitions = partitions
         #: The latest watermark seen by a release (ms), for metrics.
         self.watermark: float | None = None
-        #: Awaited by :meth:`apply` once the batch's reposts-topic events are parked and
+        #: Awaited by :meth:`apply` once the batch's parked events are parked and
         #: before its other events are written: the point where, in a worker, the release
         #: timer can run (tests run a release here to check it cannot get ahead).
         self.before_write: Callable[[], Awaitable[None]] | None = None
@@ -138,8 +139,10 @@ class Pipeline:
                              settings.max_tagged_products)  # fmt: skip
         topics = settings.topics
         self._posts_topic = topics.posts
-        #: The topics whose event times make the watermark (posts, reposts).
-        self.watched = frozenset((topics.posts, topics.reposts))
+        #: The topics whose events are parked, and those whose event times make the
+        #: watermark (see :class:`~feedamp.config.Topics`).
+        self.parked_topics = frozenset(topics.parked)
+        self.watched = frozenset(topics.watched)
         # topic name -> types allowed on it
         self._types_on: dict[str, set[str]] = {}
         for type_name, (attr, _) in ROUTES.items():
@@ -155,8 +158,8 @@ class Pipeline:
 
     @property
     def watermarked(self) -> bool:
-        """True when reposts-topic events wait for the watermark and are decided in
-        event-time order (see :mod:`feedamp.feeds.watermark`): in a worker (which passes
+        """True when reposts-topic and gifts-topic events wait for the watermark and are
+        decided in event-time order (see :mod:`feedamp.feeds.watermark`): in a worker (which passes
         ``partitions``), with caps on and a lateness set. Replay reads every partition
         merged in time order itself and applies batches directly."""
         caps = self.settings.caps
@@ -174,10 +177,11 @@ class Pipeline:
         by its store in :func:`log_order` (posts' product tags and product views last),
         then the door once more: a suspension another worker applied in between takes
         back what it would have refused (:meth:`AccountStore.recheck`).
-        Order within a topic is kept. When :attr:`watermarked`, reposts-topic events are
-        parked instead, for :meth:`release`, and the progress of the batch's posts and
-        reposts partitions is raised last, once everything else of the batch is written:
-        a release running meanwhile cannot pass an event that is not in Redis yet.
+        Order within a topic is kept. When :attr:`watermarked`, reposts-topic and
+        gifts-topic events are parked instead, for :meth:`release`, and the progress of
+        the batch's watched partitions (posts, reposts, gifts, accounts) is raised last,
+        once everything else of the batch is written: a release running meanwhile cannot
+        pass an event that is not in Redis yet.
 
         Redis connection errors propagate, so the caller can retry the batch; every
         write is idempotent.
@@ -189,14 +193,14 @@ class Pipeline:
         ns = await self.active_namespace()
         progress: dict[str, int] = {}
         if self.watermarked:
-            reposts_topic = self.settings.topics.reposts
-            held = [e for e in envelopes if e.record.topic == reposts_topic]
+            parked = self.parked_topics
+            held = [e for e in envelopes if e.record.topic in parked]
             progress = self._progress(envelopes)
             await self.parking.park(
                 [(e.event.event_id, e.event.ts, _pack(e.record)) for e in held], ns
             )
             outcome.parked = min((e.event.ts for e in held), default=None)
-            envelopes = [e for e in envelopes if e.record.topic != reposts_topic]
+            envelopes = [e for e in envelopes if e.record.topic not in parked]
         if self.before_write is not None:
             await self.before_write()
         await self._apply_events(envelopes, outcome, ns)
@@ -243,9 +247,9 @@ class Pipeline:
                 await lock.release()
 
     def _progress(self, envelopes: Sequence[Envelope]) -> dict[str, int]:
-        """Progress of the posts and reposts partitions read in this batch: the latest
-        event time, less the allowed lateness."""
-        watched = (self.settings.topics.posts, self.settings.topics.reposts)
+        """Progress of the watched partitions read in this batch: the latest event time,
+        less the allowed lateness."""
+        watched = self.watched
         progress: dict[str, int] = {}
         lateness = self.settings.caps.lateness_ms
         for e in envelopes:

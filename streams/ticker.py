@@ -18,7 +18,7 @@ sleeps until the next tick is worth running:
   an earlier event parked by another worker is seen in time.
 * **idle** (nothing waits): every :data:`HEARTBEAT` seconds it writes progress and runs
   a release (so the watermark, ``feedamp status`` and ``/metrics`` stay current). When
-  other workers hold some of the posts and reposts partitions it also checks, every
+  other workers hold some of the watched partitions it also checks, every
   :data:`IDLE_CHECK` seconds, for events they parked (one ZRANGE), since the release
   needs its progress too. A worker holding every one of those partitions checks only at
   the heartbeat: every event parked then is its own, and wakes it.
@@ -72,14 +72,14 @@ class ReleaseTicker:
         retrying: Callable[..., Awaitable[object]],
         publish: Callable[[Outcome], Awaitable[None]],
         caught_up: Callable[[], dict[str, int]],
-        reposts_topic: str,
+        parked_topics: tuple[str, ...],
         lateness_ms: int,
         alone: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         """``caught_up`` gives the clock-driven progress of this worker's partitions read
-        to the end; ``alone`` tells whether this worker holds every posts and reposts
+        to the end; ``alone`` tells whether this worker holds every watched
         partition (then it need not look for other workers' parked events between
         heartbeats); ``clock`` paces the ticks, ``wall`` is the clock the event times
         and the progress follow (seconds since the epoch)."""
@@ -87,7 +87,7 @@ class ReleaseTicker:
         self.retrying = retrying
         self.publish = publish
         self.caught_up = caught_up
-        self.reposts_topic = reposts_topic
+        self.parked_topics = frozenset(parked_topics)
         self.lateness_ms = lateness_ms
         self.alone = alone
         self.clock = clock
@@ -109,7 +109,7 @@ class ReleaseTicker:
         """A batch was applied: if it parked events (the earliest event time
         ``parked``, ms; None: not known), the ticker is busy, and plans its next tick
         again if they are due before the one planned."""
-        if not any(r.topic == self.reposts_topic for r in records):
+        if not any(r.topic in self.parked_topics for r in records):
             return
         self._parks += 1
         due = None if parked is None else parked + self.lateness_ms

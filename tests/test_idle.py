@@ -63,7 +63,7 @@ async def test_an_idle_worker_sends_few_commands_and_uses_little_cpu(broker, own
         keys = Keys(s.key_prefix)
 
         async def reporting() -> bool:
-            return await redis.hlen(keys.progress()) >= 2 * s.partitions
+            return await redis.hlen(keys.progress()) >= len(s.topics.watched) * s.partitions
 
         await wait_until(reporting, what="the worker to report progress of every partition")
         await asyncio.sleep(2.0)  # let the group settle after the join

@@ -59,7 +59,7 @@ class Rig:
         #: (wall-clock ms when published, repost id) of each decision.
         self.decided: list[tuple[int, str]] = []
         self.ticker = ReleaseTicker(self.pipeline, BatchHandler.retrying, self.publish,
-                                    self.caught_up, s.topics.reposts, LATENESS_MS,
+                                    self.caught_up, s.topics.parked, LATENESS_MS,
                                     alone=alone)  # fmt: skip
         self.offset = 0
 

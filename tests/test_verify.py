@@ -120,7 +120,7 @@ def test_likely_causes_and_summary_by_key_kind(settings):
     result = Verification("fa:", "fa.s1:", ReplayStats(), 10, found, audit=audit, campaigns="")
     causes = result.causes()
     assert any("FEEDAMP_CAMPAIGNS is unset here" in c for c in causes)
-    assert any("1 repost event(s) reached the log later than the allowed lateness" in c
+    assert any("1 repost or gift event(s) reached the log later than the allowed lateness" in c
                for c in causes)  # fmt: skip
     assert any("2 id(s) reused across events" in c for c in causes)
     text = format_verification(result, 50)

@@ -26,11 +26,13 @@ def watermark_settings(broker, redis_server, lateness_ms: int):
 
 
 async def started(redis: Redis, settings) -> None:
-    """Wait until the worker reports progress for every posts and reposts partition."""
+    """Wait until the worker reports progress for every watched partition."""
     keys = Keys(settings.key_prefix)
 
     async def ready() -> bool:
-        return await redis.hlen(keys.progress()) >= 2 * settings.partitions
+        return (
+            await redis.hlen(keys.progress()) >= len(settings.topics.watched) * settings.partitions
+        )
 
     await wait_until(ready, what="the worker to report progress of every partition")
 

@@ -1,4 +1,4 @@
--- release.lua: the parked reposts-topic events whose event time the watermark has passed,
+-- release.lua: the parked events (reposts, gifts) whose event time the watermark has passed,
 -- oldest first (ties by event id). The watermark is the lowest progress of the expected
 -- partitions (none released until every one of them has reported), or forced.
 -- ARGV 8..: limit, forced (the watermark, '' to compute it), field (of a partition), ...

@@ -20,9 +20,12 @@ Invariants: every step is idempotent by gift id (a claim, a recorded code, ``ZAD
 a redelivery at any step repeats the same answers and spends nothing twice, and the first
 outcome committed is the one every copy returns.
 
-Gifts are keyed by sender on their topic, so one sender's gifts are decided in order and
-the send limit is exact. A code pool is shared by every sender of the offer: codes go
-first come, first served, in the order the workers handle the gifts.
+Order: a batch's gifts are decided in event-time order (ties by event id), and in a worker
+gifts wait for the watermark and are released in that order across partitions
+(:mod:`feedamp.feeds.watermark`), so the sends under a limit and the codes of a pool
+shared by every sender of an offer go by event time, whichever partition or worker read
+each gift first; a replay decides them the same. Only a gift later than the allowed
+lateness is decided when it arrives (and the door judges suspensions on record then).
 """
 
 from __future__ import annotations
@@ -81,14 +84,14 @@ class GiftStore(Writer):
     async def apply(
         self, events: Sequence[Event], *, namespace: Namespace | None = None
     ) -> Applied:
-        """Decide and apply the ``gift`` events of ``events`` in order, in slot-local steps
-        (see the module docstring)."""
+        """Decide and apply the ``gift`` events of ``events`` in event-time order (ties by
+        event id), in slot-local steps (see the module docstring)."""
         ns = self.at(namespace)
         if ns.prefix not in self._seeded:
             await self.seed(namespace=ns)
         ctx, keys = ns.context, ns.keys
-        gifts = [_Pending(i, ev, *self._terms(ev)) for i, ev in enumerate(events)
-                 if isinstance(ev, Gift)]  # fmt: skip
+        gifts = sorted((_Pending(i, ev, *self._terms(ev)) for i, ev in enumerate(events)
+                        if isinstance(ev, Gift)), key=_event_time)  # fmt: skip
         if not gifts:
             return Applied()
         sc = self.scripts
@@ -199,14 +202,15 @@ class GiftStore(Writer):
             released = await run_scripts(self.redis, [(sc.gift_release, argv(
                 "gift_release", ctx, gift_id=g.gift.gift_id, sender_id=g.gift.sender_id))
                 for g in out])  # fmt: skip
-            first: dict[str, int] = {}
+            # The sender's earliest released send (``out`` is in event-time order).
+            first: dict[str, tuple[int, str]] = {}
             for g, result in zip(out, released, strict=True):
                 if isinstance(result, Exception):
                     g.error = result
                 elif result == 1:
-                    first.setdefault(g.gift.sender_id, g.index)
+                    first.setdefault(g.gift.sender_id, _event_time(g))
             todo = [g for g in todo if g.reasons == [SEND_LIMIT]
-                    and g.index > first.get(g.gift.sender_id, g.index)]  # fmt: skip
+                    and _event_time(g) > first.get(g.gift.sender_id, _event_time(g))]  # fmt: skip
 
     def _terms(self, gift: Gift) -> tuple[str, int, bool, list[str]]:
         """The gift's campaign, send limit, whether its offer has codes, and the reasons
@@ -237,6 +241,11 @@ def _outcome(kept: str) -> tuple[str, tuple[str, ...]]:
     outcomes there are parsed once each."""
     decision, _, reasons = kept.partition("|")
     return decision, tuple(r for r in reasons.split(",") if r)
+
+
+def _event_time(pending: _Pending) -> tuple[int, str]:
+    """The order gifts are decided in: event time, ties by event id."""
+    return pending.gift.ts, pending.gift.event_id
 
 
 @dataclass(slots=True)
