@@ -217,7 +217,7 @@ class ConsoleData:
         for p in lag:
             at = progress.get(progress_field(p.topic, p.partition))
             view.partitions.append(PartitionRow(p, at, None if at is None else max(0, now - at)))
-        watched = (self.settings.topics.posts, self.settings.topics.reposts)
+        watched = self.settings.topics.watched
         expected = [progress_field(p.topic, p.partition) for p in lag if p.topic in watched]
         if expected and all(f in progress for f in expected):
             view.watermark_behind_ms = max(0, now - min(progress[f] for f in expected))

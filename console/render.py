@@ -118,7 +118,7 @@ def overview_page(view: Overview) -> str:
         f"<p>consumer group <code>{escape(view.group)}</code> · key namespace "
         f"<code>{escape(view.namespace)}</code> · total lag <b data-total-lag>{total:,}</b>"
         f" · watermark behind the clock <b data-watermark-behind>{behind}</b>"
-        f" · parked reposts <b data-parked>{view.parked:,}</b>"
+        f" · parked events <b data-parked>{view.parked:,}</b>"
         f" · dead letters <b data-dead-letters>{view.dead_letters:,}</b></p>"
     )
     return _page("overview", head + _decisions(view) + _top(view) + _partitions(view)

@@ -139,5 +139,5 @@ def format_status(status: Status) -> str:
     )
     lines.append(f"for you feeds: {status.for_you.feeds:,} ({status.for_you.entries:,} entries)")
     behind = "-" if status.watermark_lag_ms is None else f"{status.watermark_lag_ms:,} ms"
-    lines.append(f"parked reposts: {status.parked:,} (watermark behind the clock: {behind})")
+    lines.append(f"parked events: {status.parked:,} (watermark behind the clock: {behind})")
     return "\n".join(lines)

@@ -102,7 +102,7 @@ async def test_a_repost_read_before_its_post_still_sees_followers_only(
     assert (decision["decision"], decision["reasons"]) == ("refused", ["followers_only"])
     assert status.parked == 0
     assert status.watermark_lag_ms is not None and status.watermark_lag_ms < 30_000
-    assert "parked reposts: 0 (watermark behind the clock: " in format_status(status)
+    assert "parked events: 0 (watermark behind the clock: " in format_status(status)
 
 
 async def test_two_workers_share_the_partitions_and_still_decide_by_event_time(
