@@ -136,7 +136,7 @@ class GiftStore(Writer):
             if isinstance(result, Exception):
                 accepted[n // 2].error = result
         applied = Applied()
-        for g in gifts:
+        for g in sorted(gifts, key=lambda g: g.index):  # decisions in the order given
             if g.error is not None:
                 applied.failures.append(Failure(g.index, g.error))
                 continue
