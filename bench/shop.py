@@ -123,6 +123,9 @@ REDELIVERED_SHARE = 0.01
 #: Codes in the small pool (``lens-kit``), per gift measured: about 3 in 4 of the offer's
 #: gifts get one, the rest are refused (codes_exhausted).
 SMALL_POOL_PER_GIFT = 0.06
+#: The newest gift of a gift log is at least this old (ms) when the log is made: more than
+#: the event-time order's allowed lateness (``FEEDAMP_CAP_LATENESS_MS``, 200 ms).
+BACKLOG_MS = 1_000
 #: (name, statuses in seq order, share of orders). "illegal" skips paid (flagged).
 ORDER_PATHS = (
     ("delivered", ("paid", "shipped", "delivered"), 0.58),
@@ -379,8 +382,13 @@ class LogMaker:
         )
 
     def gifts(self, k: int) -> Log:
-        """About ``k`` gifts (whole senders), senders interleaved, 1 ms apart."""
+        """About ``k`` gifts (whole senders), senders interleaved, 1 ms apart, the last one
+        at least :data:`BACKLOG_MS` before the log is made: a backlog, as a worker meets
+        after a stop or at a spike. Gifts wait for the event-time watermark, so times
+        ahead of the clock (1 ms apart, made faster than real time) would hold the worker
+        back until the clock reached them, and the figure would be the clock's pace."""
         rng, ids = self.rng, self.ids
+        self.ts = min(self.ts, int(time.time() * 1000) - BACKLOG_MS - 2 * k)
         users = ids.take(max(100, int(k * USERS_PER_EVENT)))
         per_sender: list[list[dict[str, Any]]] = []
         total = 0
