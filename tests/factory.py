@@ -29,18 +29,21 @@ from feedamp.models.events import (
 
 class Events:
     """An event factory; each event is ``step_ms`` after the previous one unless ``ts`` is
-    given."""
+    given. Event ids are ``id_prefix`` and a count (factories mixed in one log need
+    prefixes of their own)."""
 
-    def __init__(self, start_ms: int = 1_700_000_000_000, step_ms: int = 1000) -> None:
+    def __init__(self, start_ms: int = 1_700_000_000_000, step_ms: int = 1000,
+                 id_prefix: str = "ev-") -> None:  # fmt: skip
         self.ts = start_ms
         self.step_ms = step_ms
+        self.id_prefix = id_prefix
         self._ids = itertools.count()
 
     def _base(self, ts: int | None) -> dict:
         if ts is None:
             self.ts += self.step_ms
             ts = self.ts
-        return {"event_id": f"ev-{next(self._ids)}", "ts": ts}
+        return {"event_id": f"{self.id_prefix}{next(self._ids)}", "ts": ts}
 
     def post(self, post_id: str, author: str, ts: int | None = None, **kw) -> Post:
         return Post(**self._base(ts), post_id=post_id, author_id=author, **kw)
