@@ -1,6 +1,7 @@
 """Gifts in event-time order across partitions, on a real broker and Redis: a worker hands
 the last code of a pool, the last send under a limit and the door's verdict by event time,
-whatever order the partitions are read in, and a replay of the log agrees (``verify``).
+whatever order the partitions are read in, and a replay of the log agrees (``verify``;
+the code pool also on a Redis Cluster).
 With the watermark off (lateness 0) the same arrivals are decided first come, first
 served, which is what parking gifts is for."""
 
@@ -13,6 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from feedamp.config import Settings
+from feedamp.feeds.connection import close, connect
 from feedamp.feeds.keys import Keys
 from feedamp.kafka.topics import ensure_topics
 from feedamp.models import Event, topic_of
@@ -90,14 +92,16 @@ async def run(s: Settings, redis, tmp_path, send) -> dict[str, tuple[str, list[s
     return out
 
 
-@pytest.mark.parametrize(("lateness_ms", "winner"), [
-    (LATENESS_MS, "early"),  # by event time
-    (0, "late"),  # first come
-])  # fmt: skip
+@pytest.mark.parametrize(("layout", "lateness_ms", "winner"), [
+    ("standalone", LATENESS_MS, "early"),  # by event time
+    ("cluster", LATENESS_MS, "early"),  # the same on a cluster
+    ("standalone", 0, "late"),  # first come
+], indirect=["layout"])  # fmt: skip
 async def test_the_last_code_goes_to_the_earlier_gift_whatever_the_arrival_order(
-    broker, redis_server, redis, tmp_path, lateness_ms, winner
+    broker, redis_service, tmp_path, lateness_ms, winner
 ):
-    s = gift_settings(broker, redis_server, tmp_path, lateness_ms)
+    s = gift_settings(broker, redis_service, tmp_path, lateness_ms)
+    redis = connect(s.redis_url)
     ev = ahead()
     early = ev.gift("early", "amy", "tom", "cam")
     late = ev.gift("late", "sue", "tom", "cam")
@@ -105,7 +109,10 @@ async def test_the_last_code_goes_to_the_earlier_gift_whatever_the_arrival_order
     async def send() -> None:
         await send_one_by_one(redis, s, [late, early], parked=lateness_ms > 0)
 
-    out = await run(s, redis, tmp_path, send)
+    try:
+        out = await run(s, redis, tmp_path, send)
+    finally:
+        await close(redis)
     loser = "late" if winner == "early" else "early"
     assert out == {winner: ("accepted", []), loser: ("refused", ["codes_exhausted"])}
 
