@@ -15,19 +15,28 @@ balance: the busiest master's share of keys and of that CPU against the mean (ta
 cluster cost at most 1.25x standalone; busiest node at most 1.25x the mean).
 
 Also the **fan-out ratio** of each layout: deliveries/s through ``FeedStore.apply`` (the
-wall time of the deliveries above, in this process, no Kafka) over the ZADD ceiling of
+wall time of the deliveries, in this process, no Kafka) over the ZADD ceiling of
 ``bench/run.py`` (``redis-benchmark -P 64 -t zadd``, best of two) measured on the
-standalone Redis in the same run: ``fanout_ratio_cluster`` is the cluster's (three
-masters on this machine's cores, against one server's ceiling), ``fanout_ratio_standalone``
-the same measure on the standalone Redis. Caps off, For You on.
+standalone Redis in the same run, in two shapes:
 
-Run ``python bench/cluster.py`` (``--posts N``, default 2,000, and as many reposts;
-``--quick`` for 200). The
+- **N = 1,000** (``fanout_ratio_cluster``, ``fanout_ratio_standalone``): reposts by 4
+  reposters of fresh posts, each reaching the same 1,000 followers, as ``bench/run.py``
+  measures the live fan-out (``fanout_ratio``): the shape issue 14's target names;
+- **mixed** (``fanout_ratio_cluster_mixed``, ``fanout_ratio_standalone_mixed``): the posts
+  and reposts above, alternating, reaching about 150 followers each, mostly from
+  different sources: bound by per-event steps more than by deliveries.
+
+The cluster's figure is three masters on this machine's cores against one server's
+ceiling. Caps off, For You on.
+
+Run ``python bench/cluster.py`` (``--posts N``, default 2,000, and as many reposts, and
+``--wide M`` reposts to 1,000 followers, default 400; ``--quick`` for 200 and 200). The
 last line printed is machine-readable:
 
     cost_ratio=... standalone_us=... cluster_us=... busiest_keys=... busiest_cpu=...
-    deliveries=... fanout_ratio_cluster=... fanout_ratio_standalone=... ceiling_ops_per_s=...
-    (on one line; microseconds of Redis CPU per delivery)
+    deliveries=... fanout_ratio_cluster=... fanout_ratio_standalone=...
+    fanout_ratio_cluster_mixed=... fanout_ratio_standalone_mixed=... ceiling_ops_per_s=...
+    (on one line; microseconds of Redis CPU per delivery, of the mixed shape)
 """
 
 from __future__ import annotations
@@ -54,6 +63,8 @@ USERS = 20_000
 AUTHORS = 200
 #: Posts handed to the store (standalone) or delivered concurrently (cluster) at once.
 BATCH = 50
+#: The N = 1,000 shape: followers, and the reposters they all follow.
+WIDE_FOLLOWERS, WIDE_REPOSTERS = 1_000, 4
 
 
 @dataclass
@@ -109,9 +120,26 @@ async def dbsize(redis: AnyRedis) -> dict[str, int]:
             for name, i in (await info_per_master(redis, "keyspace")).items()}  # fmt: skip
 
 
-async def measure(url: str, posts: list[Event], followers: dict[str, list[str]]) -> Run:
+def wide(n: int) -> tuple[list[Event], dict[str, list[str]]]:
+    """The N = 1,000 shape: ``n`` reposts of fresh posts by :data:`WIDE_REPOSTERS`
+    reposters, and the graph: each reposter followed by the same
+    :data:`WIDE_FOLLOWERS` users."""
+    fans = [f"w{i}" for i in range(WIDE_FOLLOWERS)]
+    reposters = [f"wr{k}" for k in range(WIDE_REPOSTERS)]
+    base = 1_700_000_000_000
+    events: list[Event] = [
+        Repost(event_id=f"we{i}", ts=base + i, repost_id=f"wr{i}", post_id=f"wp{i}",
+               post_author_id="wsrc", reposter_id=reposters[i % WIDE_REPOSTERS])
+        for i in range(n)
+    ]  # fmt: skip
+    return events, dict.fromkeys(reposters, fans)
+
+
+async def measure(
+    url: str, posts: list[Event], followers: dict[str, list[str]], prefix: str = "bench:"
+) -> Run:
     redis = connect(url)
-    settings = Settings(redis_url=url, key_prefix="bench:", caps=Caps(enabled=False))
+    settings = Settings(redis_url=url, key_prefix=prefix, caps=Caps(enabled=False))
     keys = Keys(settings.key_prefix)
     try:
         await write_graph(redis, keys, followers)
@@ -133,9 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the figures and the machine-readable line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--posts", type=int, default=2_000)
-    parser.add_argument("--quick", action="store_true", help="200 posts")
+    parser.add_argument(
+        "--wide", type=int, default=400, help="reposts to 1,000 followers (default 400)"
+    )
+    parser.add_argument("--quick", action="store_true", help="200 posts, 200 wide reposts")
     args = parser.parse_args(argv)
     n = 200 if args.quick else args.posts
+    wide_events, wide_graph = wide(200 if args.quick else args.wide)
     followers = graph()
     rng = random.Random(11)
     authors = list(followers)
@@ -155,13 +187,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         single = asyncio.run(measure(f"redis://{standalone.address}/0", posts, followers))
         multi = asyncio.run(measure(cluster.url, posts, followers))
+        single_wide = asyncio.run(measure(f"redis://{standalone.address}/0", wide_events,
+                                          wide_graph, "wide:"))  # fmt: skip
+        multi_wide = asyncio.run(measure(cluster.url, wide_events, wide_graph, "wide:"))
         ceiling = redis_ceiling(int(standalone.address.rsplit(":", 1)[1]), CEILING_REQUESTS,
                                 CEILING_RUNS)  # fmt: skip
     finally:
         cluster.stop()
         standalone.stop()
-    if single.deliveries != multi.deliveries:
-        print(f"deliveries differ: {single.deliveries} vs {multi.deliveries}", file=sys.stderr)
+    if single.deliveries != multi.deliveries or single_wide.deliveries != multi_wide.deliveries:
+        print(f"deliveries differ: {single.deliveries} vs {multi.deliveries}, "
+              f"{single_wide.deliveries} vs {multi_wide.deliveries}", file=sys.stderr)  # fmt: skip
+        return 1
+    if single_wide.deliveries != len(wide_events) * WIDE_FOLLOWERS:
+        print(f"N = 1,000: {single_wide.deliveries} deliveries", file=sys.stderr)
         return 1
     ratio = multi.us_per_delivery / single.us_per_delivery
     print(f"{n:,} posts and {n:,} reposts, {single.deliveries:,} deliveries")
@@ -174,14 +213,22 @@ def main(argv: list[str] | None = None) -> int:
     keys_share, cpu_share = multi.busiest(multi.keys), multi.busiest(multi.cpu)
     print(f"busiest master: {keys_share:.2f}x the mean keys, {cpu_share:.2f}x the mean CPU "
           "(target <= 1.25)")  # fmt: skip
-    on_cluster, alone = multi.per_s / ceiling, single.per_s / ceiling
-    print(f"fan-out / ZADD ceiling ({ceiling:,.0f} ops/s, standalone server): cluster "
-          f"{multi.per_s:,.0f} deliveries/s = {on_cluster:.3f} (target >= 0.15), standalone "
-          f"{single.per_s:,.0f} deliveries/s = {alone:.3f}")  # fmt: skip
+    on_cluster, alone = multi_wide.per_s / ceiling, single_wide.per_s / ceiling
+    mixed_cluster, mixed_alone = multi.per_s / ceiling, single.per_s / ceiling
+    print(f"fan-out / ZADD ceiling ({ceiling:,.0f} ops/s, standalone server), N = 1,000 "
+          f"({len(wide_events):,} reposts): cluster {multi_wide.per_s:,.0f} deliveries/s = "
+          f"{on_cluster:.3f} (target >= 0.15; {multi_wide.us_per_delivery:.2f} us Redis CPU "
+          f"a delivery), standalone {single_wide.per_s:,.0f} deliveries/s = {alone:.3f} "
+          f"({single_wide.us_per_delivery:.2f} us)")  # fmt: skip
+    print(f"fan-out / ZADD ceiling, mixed: cluster {multi.per_s:,.0f} deliveries/s = "
+          f"{mixed_cluster:.3f}, standalone {single.per_s:,.0f} deliveries/s = "
+          f"{mixed_alone:.3f}")  # fmt: skip
     print(f"cost_ratio={ratio:.3f} standalone_us={single.us_per_delivery:.3f} "
           f"cluster_us={multi.us_per_delivery:.3f} busiest_keys={keys_share:.3f} "
           f"busiest_cpu={cpu_share:.3f} deliveries={single.deliveries} "
           f"fanout_ratio_cluster={on_cluster:.3f} fanout_ratio_standalone={alone:.3f} "
+          f"fanout_ratio_cluster_mixed={mixed_cluster:.3f} "
+          f"fanout_ratio_standalone_mixed={mixed_alone:.3f} "
           f"ceiling_ops_per_s={ceiling:.0f}")  # fmt: skip
     return 0
 

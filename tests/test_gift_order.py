@@ -46,7 +46,8 @@ def gift_settings(broker, redis_server, tmp_path, lateness_ms: int) -> Settings:
 
 
 def ahead() -> Events:
-    """Events stamped 4 s ahead of the clock, 10 ms apart: parked until the clock passes."""
+    """Events stamped 4 s ahead of the clock, 10 ms apart: parked until the clock passes
+    them (made once the worker is ready, so a slow start does not eat the head start)."""
     return Events(start_ms=int(time.time() * 1000) + 4000, step_ms=10)
 
 
@@ -72,7 +73,8 @@ async def decided(settings: Settings, count: int) -> dict[str, tuple[str, list[s
 
 
 async def run(s: Settings, redis, tmp_path, send) -> dict[str, tuple[str, list[str]]]:
-    """Start a worker, ``send`` the events, return the gift decisions once both are out.
+    """Start a worker, ``send`` the events once it reports progress, return the gift
+    decisions once both are out.
     Checks ``verify`` too: a replay (which decides a batch's gifts by event time) gives
     the same keys with the watermark on, and other gift keys with it off."""
     await ensure_topics(s)
@@ -102,11 +104,11 @@ async def test_the_last_code_goes_to_the_earlier_gift_whatever_the_arrival_order
 ):
     s = gift_settings(broker, redis_service, tmp_path, lateness_ms)
     redis = connect(s.redis_url)
-    ev = ahead()
-    early = ev.gift("early", "amy", "tom", "cam")
-    late = ev.gift("late", "sue", "tom", "cam")
 
     async def send() -> None:
+        ev = ahead()
+        early = ev.gift("early", "amy", "tom", "cam")
+        late = ev.gift("late", "sue", "tom", "cam")
         await send_one_by_one(redis, s, [late, early], parked=lateness_ms > 0)
 
     try:
@@ -122,11 +124,11 @@ async def test_one_senders_gifts_split_over_partitions_meet_the_limit_by_event_t
     broker, redis_server, redis, tmp_path, lateness_ms, winner
 ):
     s = gift_settings(broker, redis_server, tmp_path, lateness_ms)
-    ev = ahead()
-    early = ev.gift("early", "amy", "tom", "pass")
-    late = ev.gift("late", "amy", "una", "pass")
 
     async def send() -> None:
+        ev = ahead()
+        early = ev.gift("early", "amy", "tom", "pass")
+        late = ev.gift("late", "amy", "una", "pass")
         # Later first, each on its own partition.
         await send_to(s, late, 1)
         if lateness_ms:
@@ -148,12 +150,12 @@ async def test_a_suspension_within_the_lateness_stops_a_gift_that_arrived_before
     broker, redis_server, redis, tmp_path, lateness_ms, expected
 ):
     s = gift_settings(broker, redis_server, tmp_path, lateness_ms)
-    ev = ahead()
-    suspension = ev.account("sus", "suspend")
-    gift = ev.gift("gift", "sus", "tom", "pass")
-    other = ev.gift("other", "amy", "tom", "pass")
 
     async def send() -> None:
+        ev = ahead()
+        suspension = ev.account("sus", "suspend")
+        gift = ev.gift("gift", "sus", "tom", "pass")
+        other = ev.gift("other", "amy", "tom", "pass")
         await send_one_by_one(redis, s, [gift], parked=lateness_ms > 0)
         await send_events(s, [suspension, other])
 
