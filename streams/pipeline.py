@@ -98,7 +98,7 @@ class Pipeline:
         """``feeds`` is the feed store; the other stores share its Redis client. A bad
         campaigns file raises :class:`~feedamp.feeds.shop.campaigns.CampaignError` here.
         ``prefix`` writes to that key namespace; None follows the pointer to the active
-        one (one GET per batch). ``partitions`` gives the progress fields of every posts
+        one (one GET per batch). ``partitions`` gives the progress fields of every posts,
         reposts, gifts and accounts partition (a worker's, from the consumer's metadata);
         with it (and caps on, a lateness set) reposts and gifts wait for the watermark,
         see :attr:`watermarked`.
@@ -159,8 +159,8 @@ class Pipeline:
     @property
     def watermarked(self) -> bool:
         """True when reposts-topic and gifts-topic events wait for the watermark and are
-        decided in event-time order (see :mod:`feedamp.feeds.watermark`): in a worker (which passes
-        ``partitions``), with caps on and a lateness set. Replay reads every partition
+        decided in event-time order (see :mod:`feedamp.feeds.watermark`): in a worker
+        (which passes ``partitions``), with caps on and a lateness set. Replay reads every partition
         merged in time order itself and applies batches directly."""
         caps = self.settings.caps
         return self.partitions is not None and caps.enabled and caps.lateness_ms > 0
