@@ -6,7 +6,9 @@ offsets seen at start, and merged in record-time order across partitions (see
 :mod:`feedamp.kafka.merge`). Each batch goes through exactly the worker's code path,
 :class:`~feedamp.streams.Pipeline` inside :class:`~feedamp.streams.BatchHandler`, so the
 result is what the worker would have written; every write is idempotent, so replaying
-what the worker already applied changes nothing. Each batch is read, merged and parsed
+what the worker already applied changes nothing. Reposts and gifts are handed to the
+pipeline in event-time order behind a watermark, as the workers decide them
+(:mod:`feedamp.ops.event_order`). Each batch is read, merged and parsed
 (:meth:`~feedamp.streams.Pipeline.parse_all`, which needs no Redis) while the one before
 is applied; batches are applied one at a time, in order.
 
@@ -60,6 +62,7 @@ from feedamp.streams.pipeline import Parsed
 from feedamp.streams.publish import Publisher
 from feedamp.streams.records import DeadLetter, Envelope
 
+from .event_order import EventTimeOrder
 from .progress import ProgressBar
 
 __all__ = [
@@ -263,14 +266,25 @@ async def replay(
         window = Window(start_ms if starts is None else None, end_ms)
         reader = MergedReader(consumer, first, ends, window, names.index, batch)
         parse = None if dry_run else pipeline.parse_all
+        caps = settings.caps
+        order = None
+        if not dry_run and caps.enabled and caps.lateness_ms > 0:  # as the workers decide
+            reading = {(tp.topic, tp.partition): ends[tp] for tp in active}
+            order = EventTimeOrder(settings.topics.parked, settings.topics.watched,
+                                   caps.lateness_ms, reading)  # fmt: skip
         with _frozen_heap():
             async with contextlib.aclosing(_ahead(reader.batches(), parse)) as ahead:
                 async for records, parsed in ahead:
                     if audit is not None:
                         audit(records)
+                    if order is not None and parsed is not None:
+                        records, parsed = order.step(records, parsed)
                     await _handle(records, parsed, pipeline, handler, stats, dry_run)
                     if bar is not None:
                         bar.update(stats.events)
+            if order is not None and order.held:
+                records, parsed = order.rest()
+                await _handle(records, parsed, pipeline, handler, stats, dry_run)
         stats.skipped = reader.skipped
         if not dry_run:
             stats.dead_letters, stats.decisions = outputs.dead_letters, outputs.decisions
