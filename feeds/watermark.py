@@ -22,8 +22,9 @@ so a followers-only post is refused whatever the arrival order; including the ac
 topic means a suspension within the lateness is on record before the reposts and gifts
 it stops are decided. Invariant: a partition's progress passes an event only once that
 event is in Redis (the pipeline raises a batch's progress after writing the batch), so a
-release, whenever it runs, never decides ahead of a write. Replay reads every partition
-merged in time order itself and does not park.
+release, whenever it runs, never decides ahead of a write. Replay does not park: it
+holds these events behind a watermark of its own, computed the same way from what it
+reads (:mod:`feedamp.ops.event_order`).
 
 An event that arrives later than the allowed lateness is still decided, at once; only
 such late events can be decided differently from a replay.

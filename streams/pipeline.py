@@ -160,8 +160,9 @@ class Pipeline:
     def watermarked(self) -> bool:
         """True when reposts-topic and gifts-topic events wait for the watermark and are
         decided in event-time order (see :mod:`feedamp.feeds.watermark`): in a worker
-        (which passes ``partitions``), with caps on and a lateness set. Replay reads every partition
-        merged in time order itself and applies batches directly."""
+        (which passes ``partitions``), with caps on and a lateness set. Replay parks
+        nothing: it hands these events on in event-time order itself
+        (:mod:`feedamp.ops.event_order`)."""
         caps = self.settings.caps
         return self.partitions is not None and caps.enabled and caps.lateness_ms > 0
 
