@@ -14,8 +14,11 @@ does that).
 progress is the latest event time read from it less the allowed lateness, a partition
 read to its end no longer holds anything back, and an event is handed on once the lowest
 progress over the watched partitions still being read has reached its event time, in
-event-time order (ties by event id), after the batch's other events. What the log has
-left at its end is handed on then, in that order.
+event-time order (ties by event id), after the batch's other events (as a worker releases
+after the batch that raised the progress is written). What is still held when the replay
+ends is handed on then, in that order: a replay that stops before the log's end (``--to``,
+or a rebuild's pass before its catch-up) can thus decide events that a later pass, over
+the records that follow, meets older ones of within the lateness.
 
 Invariant: every event is handed on exactly once, and an event of a parked topic only
 after every watched partition has been read past its event time plus the lateness (or to
