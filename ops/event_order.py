@@ -16,9 +16,12 @@ read to its end no longer holds anything back, and an event is handed on once th
 progress over the watched partitions still being read has reached its event time, in
 event-time order (ties by event id), after the batch's other events (as a worker releases
 after the batch that raised the progress is written). What is still held when the replay
-ends is handed on then, in that order: a replay that stops before the log's end (``--to``,
-or a rebuild's pass before its catch-up) can thus decide events that a later pass, over
-the records that follow, meets older ones of within the lateness.
+ends is handed on then, in that order, unless the replay is one pass of several (a
+rebuild's passes before its catch-up): then the next pass takes the order up
+(:meth:`EventTimeOrder.resume`) and what was held is decided in its order, as if one
+replay had read both. A replay that stops before the log's end (``--to``) hands on what
+it holds, so a later replay over the records that follow can meet events older than
+those within the lateness.
 
 Invariant: every event is handed on exactly once, and an event of a parked topic only
 after every watched partition has been read past its event time plus the lateness (or to
@@ -51,18 +54,31 @@ class EventTimeOrder:
         watched: Iterable[str],
         lateness_ms: int,
         ends: Mapping[Partition, int],
+        final: bool = True,
     ) -> None:
         """``ends``: the end offset (exclusive) of each partition still to be read; a
-        watched partition not named there holds nothing back."""
+        watched partition not named there holds nothing back. ``final``: whether a
+        partition read to its end stops holding back (False: the log goes on, and a
+        later pass takes this order up, :meth:`resume`)."""
         self.parked = frozenset(parked)
         self.watched = frozenset(watched)
         self.lateness_ms = lateness_ms
-        #: Watched partitions still being read, each with its end offset.
-        self._reading = {tp: end for tp, end in ends.items() if tp[0] in self.watched}
+        self._reading: dict[Partition, int] = {}
+        self._final = final
+        self.resume(ends, final)
         #: The latest event time read from each watched partition.
         self._latest: dict[Partition, int] = {}
         self._held: list[tuple[int, str, int, Envelope]] = []
         self._arrivals = itertools.count()
+
+    def resume(self, ends: Mapping[Partition, int], final: bool = True) -> EventTimeOrder:
+        """This order, taken up by a pass that reads on from where the last one stopped:
+        ``ends`` and ``final`` as for a new one; what it holds and the event times read so
+        far stay (a partition the last pass read to its end holds back again, if this
+        pass reads more of it)."""
+        self._reading = {tp: end for tp, end in ends.items() if tp[0] in self.watched}
+        self._final = final
+        return self
 
     @property
     def held(self) -> int:
@@ -102,7 +118,7 @@ class EventTimeOrder:
             end = reading.get(tp)
             if end is None:
                 continue
-            if record.offset + 1 >= end:
+            if record.offset + 1 >= end and self._final:
                 del reading[tp]
         for envelope in envelopes:
             tp = (envelope.record.topic, envelope.record.partition)

@@ -153,13 +153,15 @@ async def rebuild(
             # every follower delivered to (reads are not in the log); the read marks are
             # copied over before the switch (feeds/dormancy.py)
             full = settings.with_(inactive_after=0)
+            # Each pass before the last keeps the reposts and gifts its event-time order
+            # still holds for the next (feedamp.ops.event_order).
             stats = await replay(full, start_ms=start_ms, topics=topics, prefix=new,
-                                 progress=progress, batch=batch)  # fmt: skip
+                                 progress=progress, batch=batch, hold=True)  # fmt: skip
             result.passes.append(stats)
             await step(f"replayed {stats.events:,} events into {new!r}")
             while stats.events > switch_gap and len(result.passes) <= CATCHUP_PASSES:
                 stats = await replay(full, topics=topics, prefix=new, starts=stats.ends,
-                                     batch=batch)  # fmt: skip
+                                     batch=batch, carry=stats.order, hold=True)  # fmt: skip
                 result.passes.append(stats)
                 await step(f"caught up {stats.events:,} events")
             if settings.inactive_after > 0:
@@ -173,7 +175,7 @@ async def rebuild(
                     await asyncio.shield(namespaces.drop(new))
             raise
         stats = await replay(full, topics=topics, prefix=new, starts=stats.ends,
-                             batch=batch)  # fmt: skip
+                             batch=batch, carry=stats.order)  # fmt: skip
         result.passes.append(stats)
         await step(f"caught up {stats.events:,} events that arrived before the switch")
         if drop:

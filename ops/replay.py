@@ -139,6 +139,9 @@ class ReplayStats:
     seconds: float = 0.0
     #: The end offsets the replay read up to (exclusive), per partition of its topics.
     ends: dict[TopicPartition, int] = field(default_factory=dict)
+    #: The event-time order of reposts and gifts as it stood at the end (None: none was
+    #: kept): with ``hold``, what it still holds, for the next pass (``carry``).
+    order: EventTimeOrder | None = None
 
     @property
     def rate(self) -> float:
@@ -215,6 +218,8 @@ async def replay(
     starts: Mapping[TopicPartition, int] | None = None,
     progress_name: str = "replay",
     audit: Callable[[list[Record]], None] | None = None,
+    carry: EventTimeOrder | None = None,
+    hold: bool = False,
 ) -> ReplayStats:
     """Re-apply the input ``topics`` (default: all) from ``start_ms`` (None: the
     beginning) to ``end_ms`` (None: the end offsets at start) through the worker's
@@ -223,7 +228,11 @@ async def replay(
     writes to that key namespace (default: the active one). ``starts`` gives the first
     offset per partition instead of ``start_ms`` (a catch-up from a previous replay's
     ``ends``; partitions it does not name start at the beginning). ``audit`` is shown
-    every batch of records before it is applied."""
+    every batch of records before it is applied. Reposts and gifts go in event-time order
+    (:mod:`feedamp.ops.event_order`); ``hold`` keeps what that order still holds at the
+    end in ``stats.order`` instead of applying it, and ``carry`` (a catch-up, with
+    ``starts``) takes up such an order from the pass before: its events are applied in
+    this pass's order, as if one replay had read both."""
     redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
     names = input_topics(settings, topics)
     stats = ReplayStats()
@@ -270,8 +279,11 @@ async def replay(
         order = None
         if not dry_run and caps.enabled and caps.lateness_ms > 0:  # as the workers decide
             reading = {(tp.topic, tp.partition): ends[tp] for tp in active}
-            order = EventTimeOrder(settings.topics.parked, settings.topics.watched,
-                                   caps.lateness_ms, reading)  # fmt: skip
+            if carry is not None:
+                order = carry.resume(reading, final=not hold)
+            else:
+                order = EventTimeOrder(settings.topics.parked, settings.topics.watched,
+                                       caps.lateness_ms, reading, final=not hold)  # fmt: skip
         with _frozen_heap():
             async with contextlib.aclosing(_ahead(reader.batches(), parse)) as ahead:
                 async for records, parsed in ahead:
@@ -282,9 +294,10 @@ async def replay(
                     await _handle(records, parsed, pipeline, handler, stats, dry_run)
                     if bar is not None:
                         bar.update(stats.events)
-            if order is not None and order.held:
+            if order is not None and order.held and not hold:
                 records, parsed = order.rest()
                 await _handle(records, parsed, pipeline, handler, stats, dry_run)
+        stats.order = order
         stats.skipped = reader.skipped
         if not dry_run:
             stats.dead_letters, stats.decisions = outputs.dead_letters, outputs.decisions

@@ -12,9 +12,10 @@ from dataclasses import replace
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from feedamp.feeds.keys import Keys
 from feedamp.kafka.topics import ensure_topics
 from feedamp.models import key_of, topic_of
-from feedamp.ops.replay import BATCH
+from feedamp.ops.replay import BATCH, replay
 from feedamp.ops.verify import verify
 
 from .conftest import WorkerHandle, make_settings
@@ -61,3 +62,36 @@ async def test_a_replay_decides_reposts_by_event_time_across_its_batches(
     decided = {d["repost_id"]: d["decision"] for d in map(orjson.loads, (r.value for r in records))}
     assert decided == {"early": "delivered", "late": "rate_limited"}
     assert check.differences == [], check.differences[:3]
+
+
+async def test_a_pass_hands_what_it_holds_to_the_next_one(broker, redis_server, redis):
+    """A rebuild's passes: the first stops at the end offsets it saw, holding the later
+    repost; the catch-up reads the earlier one and decides both in event-time order, as
+    one replay of the whole log does."""
+    s = make_settings(broker, redis_server)
+    s = s.with_(caps=replace(s.caps, lateness_ms=600, rate_max=1))
+    await ensure_topics(s)
+    ev = Events(start_ms=1_700_000_000_000, step_ms=10)
+    posts = [ev.post("p0", "star"), ev.post("p1", "star")]
+    early = ev.repost("p0", "star", "fan", repost_id="early")
+    late = ev.repost("p1", "star", "fan", repost_id="late")
+    await send_events(s, [*posts, late])
+    spaces = {carried: s.with_(key_prefix=f"{s.key_prefix}{'c' if carried else 'n'}:")
+              for carried in (True, False)}  # fmt: skip
+    firsts = {carried: await replay(ns, prefix=ns.key_prefix, hold=carried)
+              for carried, ns in spaces.items()}  # fmt: skip
+    assert firsts[True].events == 2 and firsts[False].events == 3  # held: the later repost
+    await send_events(s, [early])
+    results = {}
+    for carried, ns in spaces.items():
+        first = firsts[carried]
+        again = await replay(ns, prefix=ns.key_prefix, starts=first.ends,
+                             carry=first.order if carried else None)  # fmt: skip
+        assert again.events == (2 if carried else 1)
+        keys = Keys(ns.key_prefix)
+        results[carried] = {rid: (await redis.hget(keys.decided(post), rid) or b"").decode()
+                            for post, rid in (("p0", "early"), ("p1", "late"))}  # fmt: skip
+    assert results[True] == {"early": "delivered|1|", "late": "rate_limited|1|user_rate"}
+    # Handed on at the first pass's end, the later one was decided alone, and the earlier
+    # one, which counts only attempts up to its own time, passed too: two over a cap of one.
+    assert results[False] == {"early": "delivered|1|", "late": "delivered|1|"}
