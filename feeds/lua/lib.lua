@@ -360,8 +360,9 @@ local function push_planned(slot, plan)
     if m + nfy > PLANNED_SIZE or m + nfy > FY_CAP then return false end
   end
   local feed, fy, vias = slot[1], slot[2], slot[3]
-  if not none(redis.call('ZMSCORE', feed, unpack(posts))) then return false end
-  if nfy > 0 and not none(redis.call('ZMSCORE', fy, unpack(fy_posts))) then return false end
+  -- an empty feed holds none of them (a new follower's buckets: no scan)
+  if n > 0 and not none(redis.call('ZMSCORE', feed, unpack(posts))) then return false end
+  if m > 0 and not none(redis.call('ZMSCORE', fy, unpack(fy_posts))) then return false end
   local plain = plan.plain
   if #plain > 0 and not none(redis.call('HMGET', vias, unpack(plain))) then return false end
   redis.call('ZADD', feed, unpack(plan.zargs))
