@@ -775,8 +775,16 @@ def print_fanout(f: Fanout) -> None:
     caps = "on" if f.caps else "off"
     say(f"fan-out N={f.followers:,}, caps {caps}: {f.reposts} reposts, {f.deliveries:,} "
         f"deliveries in {f.seconds:.2f} s = {f.deliveries_per_s:,.0f} deliveries/s")  # fmt: skip
-    say(f"  cpu busy: {f.phase.busy()}")
     engine = {k: v for k, v in f.phase.commands.items() if k not in BENCH_COMMANDS}
+    # Redis CPU per delivery (its busy share of the phase), and the commands the engine's
+    # scripts ran per delivery (each a redis.call, whose overhead is about that of a small
+    # command): the figures to compare across runs when the ZADD ceiling swings
+    redis_us = f.phase.cpu.get("redis", 0.0) / max(f.deliveries, 1) * 1e6
+    calls = sum(s["calls"] for s in engine.values()) / max(f.deliveries, 1)
+    say(
+        f"  cpu busy: {f.phase.busy()}; redis {redis_us:.2f}us/delivery, "
+        f"{calls:.2f} engine commands/delivery"
+    )
     top = sorted(engine.items(), key=lambda kv: -kv[1]["usec"])[:6]
     per = ", ".join(
         f"{name} {s['calls'] / f.deliveries:.2f}/delivery {s['usec'] / s['calls']:.2f}us"

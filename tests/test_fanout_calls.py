@@ -4,6 +4,7 @@ most ``cap`` deliveries."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import replace
 
@@ -207,3 +208,96 @@ async def test_groups_write_what_one_event_per_call_writes(
     full = [name for name, (_, members) in dumps[0].items()  # type: ignore[misc]
             if caps.get(name.split(":")[0]) == len(members)]  # fmt: skip
     assert len(full) > 50  # buckets at their caps: pushes evicted
+
+
+async def zmscore_calls(redis) -> int:  # type: ignore[no-untyped-def]
+    """``ZMSCORE`` calls so far on a standalone Redis (scripts' own commands included)."""
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_zmscore", {}).get("calls", 0))
+
+
+@pytest.mark.parametrize(("seed", "caps"), [(0, (480, 400)), (1, (480, 96)), (2, (160, 96))])
+async def test_a_buckets_pushes_together_write_what_one_push_at_a_time_writes(
+    redis, settings, uid, layout, seed, caps
+):
+    """A follower's posts and reposts of one bucket in a group go in together when each
+    post is new to the bucket and no feed passes the planned size or its cap (lib.lua,
+    push_planned), else one at a time: the same keys and counts as one event per call.
+    Bursts of fresh posts and reposts (For You or not, labelled or not) to followers some
+    of whom hide an author or a reposter (they get part of a bucket's events), posts met
+    again (already in a feed), buckets filled past the planned size and to their caps,
+    withdrawals and removals between them. caps: the Following and For You caps, 60
+    and 50 a bucket (the planned size, 48, binds), 12 a bucket For You (its cap binds
+    first) or 20 a bucket Following (entries evicted)."""
+    rng = random.Random(seed)
+    roomy = {"feed_cap": caps[0], "for_you_cap": caps[1]}
+    users = [uid(f"u{i}") for i in range(24)]
+    reposters, authors = users[:4], users[4:7]
+    states = ["1|"] * 6 + ["1|;1700000000500|", "1|;;;1700000100000|", None]
+    fresh = (uid(f"p{i}") for i in itertools.count())
+    seen: list[str] = []
+    lists = [rng.sample(users, rng.randrange(8, len(users))) for _ in range(3)]
+    segments: list[Segment] = []
+    ts = 1_700_000_000_000
+    while len(segments) < 900:
+        followers = rng.choice(lists)
+        for _ in range(rng.randrange(1, 40)):  # a burst: one group of many events
+            n = len(segments)
+            ts += rng.randrange(0, 3000)
+            post = rng.choice(seen) if seen and rng.random() < 0.08 else next(fresh)
+            seen.append(post)
+            kind = rng.random()
+            if kind < 0.75:
+                flags = rng.choice(["f", "f", "fl", "", "l"])
+                segments.append(Segment("repost", post, rng.choice(authors), ts, 0, followers,
+                                        n, rng.choice(reposters), flags))  # fmt: skip
+            elif kind < 0.95:
+                segments.append(Segment("post", post, rng.choice(authors), ts, 0, followers, n))
+            elif kind < 0.98:
+                back = Segment("withdraw", rng.choice(seen), rng.choice(authors), ts - 5000, 0,
+                               followers, n, rng.choice(reposters))  # fmt: skip
+                segments.append(back)
+            else:
+                segments.append(Segment("unpush", rng.choice(seen), "", "", 0, followers, n))
+    pairs = {u: {x: rng.choice(states) for x in reposters + authors} for u in users}
+    # some posts already in a follower's bucket before: in For You only (its Following
+    # entry evicted), in Following only (the author's post), or an attribution alone
+    ahead = [(u, rng.choice(seen), rng.randrange(3)) for u in users for _ in range(12)]
+    dumps, reached, planned = [], [], []
+    for one_by_one in (False, True):
+        s = replace(settings, key_prefix=uid("q1:" if one_by_one else "q0:"), **roomy)
+        ns, keys = context(s), Keys(s.key_prefix)
+        for user in users:
+            fields = {x: v for x, v in pairs[user].items() if v is not None}
+            await redis.hset(keys.pair(user), mapping=fields)
+        for user, post, where in ahead:
+            b = bucket_of(post, s.feed_buckets)
+            if where == 0:
+                await redis.zadd(keys.for_you(user, b), {post: 1_600_000_000_000})
+                await redis.hset(keys.via(user, b), post, f"{reposters[0]}@1600000000000")
+            elif where == 1:
+                await redis.zadd(keys.feed(user, b), {post: 1_600_000_000_000})
+            else:
+                await redis.hset(keys.via(user, b), post, f"{reposters[1]}@1600000000000:")
+        for seg in segments:
+            seg.bucket = bucket_of(seg.post_id, s.feed_buckets)
+        script = Scripts(redis).deliver
+        before = await zmscore_calls(redis) if layout == "standalone" else 0
+        counts: dict[int, int] = {}
+        for run in [[seg] for seg in segments] if one_by_one else [segments]:
+            done = await deliver(redis, script, [*ns, 0], run, keys, s.fanout_chunk)
+            assert not done.errors
+            for i, n in done.reached.items():
+                counts[i] = counts.get(i, 0) + n
+        if layout == "standalone":
+            planned.append(await zmscore_calls(redis) - before)
+        dumps.append(await snapshot(redis, s.key_prefix))
+        reached.append(counts)
+    assert dumps[0] == dumps[1]
+    assert reached[0] == reached[1]
+    if layout == "standalone":
+        assert planned[0] > 50 and planned[1] == 0  # grouped: pushes went in together
+    sizes = [len(members) for name, (_, members) in dumps[0].items()  # type: ignore[misc]
+             if name.startswith("feed:")]  # fmt: skip
+    cap = caps[0] // 8
+    assert max(sizes) == cap and sum(size > min(cap - 1, 48) for size in sizes) > 10

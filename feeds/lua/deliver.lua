@@ -8,8 +8,13 @@
 -- follower the step reads its pair state once for all the group's events (one HMGET of
 -- every field they need) and builds each touched bucket's keys once; a bucket's size is
 -- read once per follower and tracked by the pushes (lib.lua, bucket_slot), so a group of
--- k events costs per delivery about ZADD, ZADD NX and HSET, plus 1/k of the reads. Each
--- event is one of:
+-- k events costs per delivery about ZADD, ZADD NX and HSET, plus 1/k of the reads. A
+-- follower's posts and reposts of one bucket (two or more, each of another post, the
+-- bucket getting no withdrawal or removal in the group) go in together when the
+-- follower gets them all and each post is new to the bucket, and the bucket's feeds stay
+-- small and under their caps (lib.lua, plan_of and push_planned: one ZMSCORE per feed,
+-- then one ZADD per feed and one HSET for all of them); else one push_to each, in order:
+-- the same keys either way. Each event is one of:
 --   'post':     push the post into their Following feeds at its time;
 --   'repost':   push the post, attributed to the reposter at the repost's time, into
 --               their Following feeds (labelled when flags holds 'l') and, when flags
@@ -68,10 +73,13 @@ local function event_at(at)
     ev[10] = string.find(flags, 'l', 1, true) and LABEL_MARK or ''
     ev[11] = string.find(flags, 'f', 1, true) ~= nil
     ev[12] = ev[10] .. reposter .. '@' .. ev[4] -- the attribution of a new entry
+    ev[13] = { post, ev[4], reposter, ev[10], ev[11], ev[12] } -- the push (lib.lua)
   elseif op == 'withdraw' then
     ev[10] = { author ~= '' and author or false, ts ~= '' and ts or false,
       string.find(flags, 'd', 1, true) and '1' or false }
-  elseif op ~= 'post' and op ~= 'unpush' then
+  elseif op == 'post' then
+    ev[13] = { post, ts, '', '', false }
+  elseif op ~= 'unpush' then
     return nil
   end
   return ev
@@ -135,6 +143,25 @@ while i <= #ARGV do
     fields[#fields + 1] = READ
     mark_at = #fields
   end
+  -- per bucket, the group's events in it and, when they are two or more posts and
+  -- reposts each of another post, their plan (lib.lua, plan_of): written to each
+  -- follower's bucket together when it gets them all (push_planned)
+  local in_bucket, plans = {}, {}
+  for e = 1, k do
+    local b = events[e][7]
+    local list = in_bucket[b]
+    if list then list[#list + 1] = e else in_bucket[b] = { e } end
+  end
+  for b, list in pairs(in_bucket) do
+    if #list > 1 then
+      local pushes = {}
+      for x, e in ipairs(list) do
+        pushes[x] = events[e][13]
+        if not pushes[x] then pushes = nil break end
+      end
+      if pushes then plans[b] = plan_of(pushes) end
+    end
+  end
   local n = tonumber(ARGV[i + 1 + k])
   local first = i + 2 + k
   local base = #counts
@@ -143,7 +170,7 @@ while i <= #ARGV do
   -- whether the pair state has hiding parts at all (without, hides is false at any
   -- time); per bucket, one slot table, the follower at hand's when slot[6] is its ARGV
   -- index
-  local follow, hiding, slots = {}, {}, {}
+  local follow, hiding, slots, got, hits = {}, {}, {}, {}, {}
   local one, nfields = {}, #fields
   for j = first, first + n - 1 do
     local follower = ARGV[j]
@@ -159,6 +186,7 @@ while i <= #ARGV do
         follow[f] = follows(state)
         hiding[f] = state and string.find(state, ';', 1, true) ~= nil
       end
+      for b in pairs(plans) do hits[b] = 0 end
       for e = 1, k do
         local ev = events[e]
         local op, post, b = ev[1], ev[2], ev[7]
@@ -166,7 +194,11 @@ while i <= #ARGV do
         if op == 'post' then
           local of = of_at[e]
           if follow[of] and not (hiding[of] and hides(states[of], ev[4])) then
-            push_to(slot_at(slots, follower, b, j), post, ev[4], '', '', false)
+            if plans[b] then
+              hits[b] = hits[b] + 1
+            else
+              push_to(slot_at(slots, follower, b, j), post, ev[4], '', '', false)
+            end
             reached = true
           end
         elseif op == 'repost' then
@@ -174,7 +206,11 @@ while i <= #ARGV do
           if follower ~= ev[3] and follow[by]
               and not (hiding[by] and hides(states[by], ev[4]))
               and not (hiding[of] and hides(states[of], ev[4])) then
-            push_to(slot_at(slots, follower, b, j), post, ev[4], ev[5], ev[10], ev[11], ev[12])
+            if plans[b] then
+              hits[b] = hits[b] + 1
+            else
+              push_to(slot_at(slots, follower, b, j), post, ev[4], ev[5], ev[10], ev[11], ev[12])
+            end
             reached = true
           end
         elseif op == 'withdraw' then
@@ -186,7 +222,24 @@ while i <= #ARGV do
           if slots[b] then slots[b][6] = false end
           reached = true
         end
+        got[e] = reached
         if reached then counts[base + e] = counts[base + e] + 1 end
+      end
+      -- the planned buckets: together when the follower gets all of their events and
+      -- each post is new to its bucket, else one push_to each, in order
+      for b, plan in pairs(plans) do
+        local hit = hits[b]
+        if hit > 0 then
+          local slot = slot_at(slots, follower, b, j)
+          if hit < #plan.posts or not push_planned(slot, plan) then
+            for _, e in ipairs(in_bucket[b]) do
+              if got[e] then
+                local p = events[e][13]
+                push_to(slot, p[1], p[2], p[3], p[4], p[5], p[6])
+              end
+            end
+          end
+        end
       end
     end
   end

@@ -288,6 +288,93 @@ local function push_to(slot, post, ts, via, mark, for_you, item)
   end
 end
 
+-- Pushes of several posts into one small bucket together (deliver.lua: a follower's
+-- posts and reposts of one bucket in a delivery group). A push is {post, ts text, via,
+-- mark, for_you, item} as push_to takes them (via '' for the author's own post, item the
+-- attribution of a new entry when via is not ''). A plan (plan_of) is made once for
+-- pushes that many followers get, then written to each follower's slot (push_planned)
+-- in a few calls when every post is new to the slot and no feed reaches its cap; the
+-- keys are then what one push_to per push, in order, leaves. Checking that the posts are
+-- new costs a scan of each feed per post (ZMSCORE), which pays only while the feeds are
+-- small: PLANNED_SIZE.
+local PLANNED_SIZE = 48
+
+-- plan_of: the plan of pushes (each of another post), or nil when a post comes twice:
+-- the posts, those going to For You, the reposts into Following only (whose attribution
+-- push_to reads first), the ZADD arguments of each feed and the HSET arguments of the
+-- attributions of new entries.
+local function plan_of(pushes)
+  local seen = {}
+  local plan = { posts = {}, fy_posts = {}, plain = {}, zargs = {}, fyargs = {}, hargs = {} }
+  local posts, fy_posts, plain = plan.posts, plan.fy_posts, plan.plain
+  local zargs, fyargs, hargs = plan.zargs, plan.fyargs, plan.hargs
+  for i, p in ipairs(pushes) do
+    local post, ts = p[1], p[2]
+    if seen[post] then return nil end
+    seen[post] = true
+    posts[i] = post
+    zargs[2 * i - 1], zargs[2 * i] = ts, post
+    if p[3] ~= '' then
+      local at = #hargs
+      hargs[at + 1] = post
+      if p[5] then
+        hargs[at + 2] = p[6]
+        local f = #fy_posts
+        fy_posts[f + 1] = post
+        fyargs[2 * f + 1], fyargs[2 * f + 2] = ts, post
+      else
+        hargs[at + 2] = p[6] .. ':'
+        plain[#plain + 1] = post
+      end
+    end
+  end
+  return plan
+end
+
+-- none: true when a reply of ZMSCORE or HMGET holds no value.
+local function none(reply)
+  for i = 1, #reply do
+    if reply[i] then return false end
+  end
+  return true
+end
+
+-- push_planned: plan's pushes into slot, then true, when both of its feeds stay at or
+-- under PLANNED_SIZE and their caps (no entry is evicted) and every post is new to it:
+-- not in the Following feed, a For You push's not in For You, a Following-only repost's
+-- without an attribution list. Then push_to would add each entry (ZADD GT of a missing
+-- member adds it; ZADD NX to For You too) and write each repost's attribution as a new
+-- entry's (the item; ':' after it when Following only), which one ZADD per feed and one
+-- HSET do here, the feeds' sizes tracked as push_to tracks them. Otherwise nothing is
+-- written and false (the caller pushes them one by one).
+local function push_planned(slot, plan)
+  local posts, fy_posts = plan.posts, plan.fy_posts
+  local k, nfy = #posts, #fy_posts
+  local n = slot[4] or redis.call('ZCARD', slot[1])
+  slot[4] = n
+  if n + k > PLANNED_SIZE or n + k > CAP then return false end
+  local m = 0
+  if nfy > 0 then
+    m = slot[5] or redis.call('ZCARD', slot[2])
+    slot[5] = m
+    if m + nfy > PLANNED_SIZE or m + nfy > FY_CAP then return false end
+  end
+  local feed, fy, vias = slot[1], slot[2], slot[3]
+  -- an empty feed holds none of them (a new follower's buckets: no scan)
+  if n > 0 and not none(redis.call('ZMSCORE', feed, unpack(posts))) then return false end
+  if m > 0 and not none(redis.call('ZMSCORE', fy, unpack(fy_posts))) then return false end
+  local plain = plan.plain
+  if #plain > 0 and not none(redis.call('HMGET', vias, unpack(plain))) then return false end
+  redis.call('ZADD', feed, unpack(plan.zargs))
+  slot[4] = n + k
+  if nfy > 0 then
+    redis.call('ZADD', fy, unpack(plan.fyargs))
+    slot[5] = m + nfy
+  end
+  if #plan.hargs > 0 then redis.call('HSET', vias, unpack(plan.hargs)) end
+  return true
+end
+
 -- push: push_to user's bucket b of post (ts: a number or a string of digits).
 local function push(user, post, b, ts, via, mark, for_you)
   if type(ts) ~= 'string' then ts = string.format('%d', ts) end
