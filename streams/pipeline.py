@@ -64,6 +64,10 @@ from .records import DeadLetter, Envelope, Outcome, Record
 
 __all__ = ["FEED_EVENTS", "Parsed", "Pipeline", "Store", "log_order", "progress_field"]
 
+#: Parked events whose envelopes a process keeps for its own release, at most (about the
+#: lateness's worth of events at a high rate; the rest, released by other workers, go).
+PARSED_KEPT = 20_000
+
 #: A batch parsed (:meth:`Pipeline.parse_all`): each record that parses with its event, in
 #: order, and a dead letter for each that does not.
 Parsed = tuple[list[Envelope], list[DeadLetter]]
@@ -131,6 +135,11 @@ class Pipeline:
         self.partitions = partitions
         #: The latest watermark seen by a release (ms), for metrics.
         self.watermark: float | None = None
+        #: What this process parked, by (namespace prefix, event id): the record as
+        #: parked and its envelope, so that a release here takes the envelope instead of
+        #: parsing the record again when the parked record is that very one (at most
+        #: :data:`PARSED_KEPT`, all dropped when full; each dropped once released here).
+        self._parsed: dict[tuple[str, str], tuple[bytes, Envelope]] = {}
         #: Awaited by :meth:`apply` once the batch's parked events are parked and
         #: before its other events are written: the point where, in a worker, the release
         #: timer can run (tests run a release here to check it cannot get ahead).
@@ -197,9 +206,12 @@ class Pipeline:
             parked = self.parked_topics
             held = [e for e in envelopes if e.record.topic in parked]
             progress = self._progress(envelopes)
-            await self.parking.park(
-                [(e.event.event_id, e.event.ts, _pack(e.record)) for e in held], ns
-            )
+            packed = [(e, _pack(e.record)) for e in held]
+            await self.parking.park([(e.event.event_id, e.event.ts, raw) for e, raw in packed],
+                                    ns)  # fmt: skip
+            if len(self._parsed) + len(packed) > PARSED_KEPT:  # others released them
+                self._parsed.clear()
+            self._parsed.update(((ns.prefix, e.event.event_id), (raw, e)) for e, raw in packed)
             outcome.parked = min((e.event.ts for e in held), default=None)
             envelopes = [e for e in envelopes if e.record.topic not in parked]
         if self.before_write is not None:
@@ -236,7 +248,7 @@ class Pipeline:
                 if not items:
                     return outcome
                 chunk = Outcome()
-                envelopes, chunk.dead_letters = self.parse_all([_unpack(r) for _, r in items])
+                envelopes, chunk.dead_letters = self._released(items, ns)
                 await self._apply_events(envelopes, chunk, ns)
                 await publish(chunk)
                 await parking.forget([event_id for event_id, _ in items], ns)
@@ -246,6 +258,22 @@ class Pipeline:
         finally:
             with contextlib.suppress(LockError):  # expired while we worked: harmless
                 await lock.release()
+
+    def _released(self, items: Sequence[tuple[str, bytes]], ns: Namespace) -> Parsed:
+        """The released ``(event_id, record)`` items parsed: the envelope this process
+        made when it parked that very record, else the record parsed afresh."""
+        envelopes: list[Envelope] = []
+        dead: list[DeadLetter] = []
+        kept = self._parsed
+        for event_id, raw in items:
+            mine = kept.pop((ns.prefix, event_id), None)
+            if mine is not None and mine[0] == raw:
+                envelopes.append(mine[1])
+                continue
+            got, bad = self.parse_all([_unpack(raw)])
+            envelopes += got
+            dead += bad
+        return envelopes, dead
 
     def _progress(self, envelopes: Sequence[Envelope]) -> dict[str, int]:
         """Progress of the watched partitions read in this batch: the latest event time,

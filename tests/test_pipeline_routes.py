@@ -10,13 +10,14 @@ from types import SimpleNamespace
 
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
+from feedamp.feeds.namespace import Namespace
 from feedamp.models import EVENT_TYPES
 from feedamp.streams import Pipeline, Record
-from feedamp.streams.pipeline import log_order
+from feedamp.streams.pipeline import _pack, log_order
 from feedamp.streams.records import Envelope
 from redis.asyncio import Redis
 
-from .factory import Events
+from .factory import Events, to_json
 
 
 def test_every_event_type_has_a_store():
@@ -88,3 +89,27 @@ def test_records_are_made_alike_from_every_kind_of_message():
     with_headers = Record.from_message(message([("a", b"1"), ("b", None)], 5))
     assert with_headers.headers == (("a", b"1"), ("b", b""))
     assert Record.from_message(message({"a": bytearray(b"1")}, 5)).headers == (("a", b"1"),)
+
+
+def test_a_release_takes_the_envelope_parked_here_only_for_that_very_record():
+    """A worker keeps what it parked, so its own release does not parse a record again;
+    a record parked under the same event id by another arrival (other bytes) is parsed
+    afresh, and one released elsewhere is never taken from the keeping."""
+    settings = Settings()
+    pipeline = Pipeline(FeedStore(Redis(), settings), settings)
+    ns = Namespace.of(settings)
+    ev = Events()
+    gift = ev.gift("g1", "ann", "bob", "offer")
+    record = Record(settings.topics.gifts, 0, 7, b"ann", to_json(gift), 1)
+    (mine,), _ = pipeline.parse_all([record])
+    raw = _pack(record)
+    pipeline._parsed[(ns.prefix, gift.event_id)] = (raw, mine)
+    envelopes, dead = pipeline._released([(gift.event_id, raw)], ns)
+    assert envelopes == [mine] and envelopes[0] is mine and dead == []
+    assert (ns.prefix, gift.event_id) not in pipeline._parsed  # dropped once released
+    # Another record under the same event id: parsed from what was released.
+    other = Record(settings.topics.gifts, 1, 3, b"ann", to_json(ev.gift("g2", "ann", "cat",
+                                                                          "offer")), 2)  # fmt: skip
+    pipeline._parsed[(ns.prefix, gift.event_id)] = (raw, mine)
+    (taken,), _ = pipeline._released([(gift.event_id, _pack(other))], ns)
+    assert taken is not mine and taken.event.gift_id == "g2" and taken.record.partition == 1
