@@ -104,29 +104,28 @@ class EventTimeOrder:
         that the watermark now passes (last, in event-time order)."""
         envelopes, dead = parsed
         kept: list[Envelope] = []
-        parked, latest, reading = self.parked, self._latest, self._reading
+        held: set[int] = set()  # the records held back, by identity
+        parked, watched, latest = self.parked, self.watched, self._latest
         for envelope in envelopes:
-            record = envelope.record
+            record, event = envelope.record, envelope.event
+            if record.topic in watched:
+                tp = (record.topic, record.partition)
+                if event.ts > latest.get(tp, event.ts - 1):
+                    latest[tp] = event.ts
             if record.topic in parked:
-                event = envelope.event
                 heapq.heappush(self._held, (event.ts, event.event_id, next(self._arrivals),
                                             envelope))  # fmt: skip
+                held.add(id(record))
             else:
                 kept.append(envelope)
-        for record in records:
-            tp = (record.topic, record.partition)
-            end = reading.get(tp)
-            if end is None:
-                continue
-            if record.offset + 1 >= end and self._final:
-                del reading[tp]
-        for envelope in envelopes:
-            tp = (envelope.record.topic, envelope.record.partition)
-            if tp[0] in self.watched:
-                ts = envelope.event.ts
-                if ts > latest.get(tp, ts - 1):
-                    latest[tp] = ts
-        return self._hand_on(records, kept, dead, self.watermark())
+        if self._final:  # a partition read to its end no longer holds anything back
+            reading = self._reading
+            for record in records:
+                end = reading.get((record.topic, record.partition))
+                if end is not None and record.offset + 1 >= end:
+                    del reading[(record.topic, record.partition)]
+        left = [r for r in records if id(r) not in held] if held else records
+        return self._hand_on(left, kept, dead, self.watermark())
 
     def rest(self) -> tuple[list[Record], Parsed]:
         """Every event still held back, in event-time order (the log has ended)."""
@@ -135,11 +134,10 @@ class EventTimeOrder:
     def _hand_on(
         self, records: list[Record], kept: list[Envelope], dead: list, watermark: float | None
     ) -> tuple[list[Record], Parsed]:
+        """``records`` (the batch's, less those held back) and the envelopes ``kept``, then
+        those held back that ``watermark`` passes, in event-time order."""
         held = self._held
         released: list[Envelope] = []
         while held and watermark is not None and held[0][0] <= watermark:
             released.append(heapq.heappop(held)[3])
-        out = kept + released
-        taken = {id(e.record) for e in kept} | {id(d.record) for d in dead}
-        ordered = [r for r in records if id(r) in taken] + [e.record for e in released]
-        return ordered, (out, dead)
+        return records + [e.record for e in released], (kept + released, dead)

@@ -15,15 +15,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from feedamp.config import Settings
 from feedamp.feeds.connection import close, connect
-from feedamp.feeds.keys import Keys
 from feedamp.kafka.topics import ensure_topics
 from feedamp.models import Event, topic_of
 from feedamp.ops.verify import verify
 
-from .conftest import WorkerHandle, make_settings, wait_until
+from .conftest import WorkerHandle, make_settings
 from .factory import Events, to_json
 from .kafka import read_topic, send_events
-from .test_watermark import send_one_by_one, started
+from .test_watermark import send_one_by_one, started, wait_parked
 
 #: An offer with one code, and one without codes under a limit of one send per sender.
 CATALOG = {"campaigns": [
@@ -161,12 +160,3 @@ async def test_a_suspension_within_the_lateness_stops_a_gift_that_arrived_before
 
     out = await run(s, redis, tmp_path, send)
     assert out == {"gift": expected, "other": ("accepted", [])}
-
-
-async def wait_parked(redis, settings: Settings, count: int) -> None:
-    keys = Keys(settings.key_prefix)
-
-    async def parked() -> bool:
-        return await redis.zcard(keys.parked()) >= count
-
-    await wait_until(parked, what=f"{count} event(s) to be parked")

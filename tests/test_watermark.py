@@ -37,19 +37,24 @@ async def started(redis: Redis, settings) -> None:
     await wait_until(ready, what="the worker to report progress of every partition")
 
 
+async def wait_parked(redis: Redis, settings, count: int) -> None:
+    """Wait until ``count`` events are parked."""
+    keys = Keys(settings.key_prefix)
+
+    async def parked() -> bool:
+        return await redis.zcard(keys.parked()) >= count
+
+    await wait_until(parked, what=f"{count} event(s) to be parked")
+
+
 async def send_one_by_one(redis: Redis, settings, events, *, parked: bool) -> None:
     """Send events one at a time, waiting until the worker has taken each (parked it, or
     with the watermark off published its decision) before sending the next, so they arrive in
     this order, batch after batch."""
-    keys = Keys(settings.key_prefix)
     for n, event in enumerate(events, 1):
         await send_events(settings, [event])
         if parked:
-
-            async def arrived(n: int = n) -> bool:
-                return await redis.zcard(keys.parked()) >= n
-
-            await wait_until(arrived, what=f"event {n} to be parked")
+            await wait_parked(redis, settings, n)
         else:
             await read_topic(settings, settings.topics.decisions, n)
 
