@@ -210,10 +210,10 @@ async def test_groups_write_what_one_event_per_call_writes(
     assert len(full) > 50  # buckets at their caps: pushes evicted
 
 
-async def zmscore_calls(redis) -> int:  # type: ignore[no-untyped-def]
-    """``ZMSCORE`` calls so far on a standalone Redis (scripts' own commands included)."""
+async def zadd_calls(redis) -> int:  # type: ignore[no-untyped-def]
+    """``ZADD`` calls so far on a standalone Redis (scripts' own commands included)."""
     stats = await redis.info("commandstats")
-    return int(stats.get("cmdstat_zmscore", {}).get("calls", 0))
+    return int(stats.get("cmdstat_zadd", {}).get("calls", 0))
 
 
 @pytest.mark.parametrize(("seed", "caps"), [(0, (480, 400)), (1, (480, 96)), (2, (160, 96))])
@@ -221,14 +221,14 @@ async def test_a_buckets_pushes_together_write_what_one_push_at_a_time_writes(
     redis, settings, uid, layout, seed, caps
 ):
     """A follower's posts and reposts of one bucket in a group go in together when each
-    post is new to the bucket and no feed passes the planned size or its cap (lib.lua,
-    push_planned), else one at a time: the same keys and counts as one event per call.
-    Bursts of fresh posts and reposts (For You or not, labelled or not) to followers some
-    of whom hide an author or a reposter (they get part of a bucket's events), posts met
-    again (already in a feed), buckets filled past the planned size and to their caps,
-    withdrawals and removals between them. caps: the Following and For You caps, 60
-    and 50 a bucket (the planned size, 48, binds), 12 a bucket For You (its cap binds
-    first) or 20 a bucket Following (entries evicted)."""
+    post is new to the bucket and no feed passes its cap (lib.lua, push_planned), else one
+    at a time: the same keys and counts as one event per call. Bursts of fresh posts and
+    reposts (For You or not, labelled or not) to followers some of whom hide an author or
+    a reposter (they get part of a bucket's events), posts met again (already in a feed,
+    or in the same group: a post and reposts of it, one entry), buckets filled to their
+    caps, withdrawals and removals between them. caps: the Following and For You caps, 60
+    and 50 a bucket, 12 a bucket For You (its cap binds first) or 20 a bucket Following
+    (entries evicted)."""
     rng = random.Random(seed)
     roomy = {"feed_cap": caps[0], "for_you_cap": caps[1]}
     users = [uid(f"u{i}") for i in range(24)]
@@ -241,10 +241,18 @@ async def test_a_buckets_pushes_together_write_what_one_push_at_a_time_writes(
     ts = 1_700_000_000_000
     while len(segments) < 900:
         followers = rng.choice(lists)
+        burst: list[str] = []
         for _ in range(rng.randrange(1, 40)):  # a burst: one group of many events
             n = len(segments)
             ts += rng.randrange(0, 3000)
-            post = rng.choice(seen) if seen and rng.random() < 0.08 else next(fresh)
+            draw = rng.random()
+            if burst and draw < 0.12:  # met again in its group: one entry of its pushes
+                post = rng.choice(burst)
+            elif seen and draw < 0.2:
+                post = rng.choice(seen)
+            else:
+                post = next(fresh)
+            burst.append(post)
             seen.append(post)
             kind = rng.random()
             if kind < 0.75:
@@ -282,7 +290,7 @@ async def test_a_buckets_pushes_together_write_what_one_push_at_a_time_writes(
         for seg in segments:
             seg.bucket = bucket_of(seg.post_id, s.feed_buckets)
         script = Scripts(redis).deliver
-        before = await zmscore_calls(redis) if layout == "standalone" else 0
+        before = await zadd_calls(redis) if layout == "standalone" else 0
         counts: dict[int, int] = {}
         for run in [[seg] for seg in segments] if one_by_one else [segments]:
             done = await deliver(redis, script, [*ns, 0], run, keys, s.fanout_chunk)
@@ -290,13 +298,15 @@ async def test_a_buckets_pushes_together_write_what_one_push_at_a_time_writes(
             for i, n in done.reached.items():
                 counts[i] = counts.get(i, 0) + n
         if layout == "standalone":
-            planned.append(await zmscore_calls(redis) - before)
+            planned.append(await zadd_calls(redis) - before)
         dumps.append(await snapshot(redis, s.key_prefix))
         reached.append(counts)
     assert dumps[0] == dumps[1]
     assert reached[0] == reached[1]
     if layout == "standalone":
-        assert planned[0] > 50 and planned[1] == 0  # grouped: pushes went in together
+        # grouped: pushes went in together, a ZADD for several (a feed's twelfth of a
+        # burst is often one push, and one at a time it costs as many ZADD as before)
+        assert planned[0] <= planned[1] - 50
     sizes = [len(members) for name, (_, members) in dumps[0].items()  # type: ignore[misc]
              if name.startswith("feed:")]  # fmt: skip
     cap = caps[0] // 8

@@ -9,12 +9,12 @@
 -- every field they need) and builds each touched bucket's keys once; a bucket's size is
 -- read once per follower and tracked by the pushes (lib.lua, bucket_slot), so a group of
 -- k events costs per delivery about ZADD, ZADD NX and HSET, plus 1/k of the reads. A
--- follower's posts and reposts of one bucket (two or more, each of another post, the
--- bucket getting no withdrawal or removal in the group) go in together when the
--- follower gets them all and each post is new to the bucket, and the bucket's feeds stay
--- small and under their caps (lib.lua, plan_of and push_planned: one ZMSCORE per feed,
--- then one ZADD per feed and one HSET for all of them); else one push_to each, in order:
--- the same keys either way. Each event is one of:
+-- follower's posts and reposts of one bucket (two or more, the bucket getting no
+-- withdrawal or removal in the group; a post and reposts of it make one entry) go in
+-- together when the follower gets them all and each post is new to the bucket, and the
+-- bucket's feeds stay small and under their caps (lib.lua, plan_of and push_planned: one
+-- ZMSCORE per feed, then one ZADD per feed and one HSET for all of them); else one
+-- push_to each, in order: the same keys either way. Each event is one of:
 --   'post':     push the post into their Following feeds at its time;
 --   'repost':   push the post, attributed to the reposter at the repost's time, into
 --               their Following feeds (labelled when flags holds 'l') and, when flags
@@ -144,8 +144,8 @@ while i <= #ARGV do
     mark_at = #fields
   end
   -- per bucket, the group's events in it and, when they are two or more posts and
-  -- reposts each of another post, their plan (lib.lua, plan_of): written to each
-  -- follower's bucket together when it gets them all (push_planned)
+  -- reposts, their plan (lib.lua, plan_of): written to each follower's bucket together
+  -- when it gets them all (push_planned)
   local in_bucket, plans = {}, {}
   for e = 1, k do
     local b = events[e][7]
@@ -231,7 +231,7 @@ while i <= #ARGV do
         local hit = hits[b]
         if hit > 0 then
           local slot = slot_at(slots, follower, b, j)
-          if hit < #plan.posts or not push_planned(slot, plan) then
+          if hit < plan.pushes or not push_planned(slot, plan) then
             for _, e in ipairs(in_bucket[b]) do
               if got[e] then
                 local p = events[e][13]

@@ -293,38 +293,59 @@ end
 -- mark, for_you, item} as push_to takes them (via '' for the author's own post, item the
 -- attribution of a new entry when via is not ''). A plan (plan_of) is made once for
 -- pushes that many followers get, then written to each follower's slot (push_planned)
--- in a few calls when every post is new to the slot and no feed reaches its cap; the
--- keys are then what one push_to per push, in order, leaves. Checking that the posts are
--- new costs a scan of each feed per post (ZMSCORE), which pays only while the feeds are
--- small: PLANNED_SIZE.
-local PLANNED_SIZE = 48
+-- in a few calls when every post is new to the slot and no feed passes its cap; the
+-- keys are then what one push_to per push, in order, leaves.
 
--- plan_of: the plan of pushes (each of another post), or nil when a post comes twice:
--- the posts, those going to For You, the reposts into Following only (whose attribution
--- push_to reads first), the ZADD arguments of each feed and the HSET arguments of the
--- attributions of new entries.
+-- plan_of: the plan of pushes: the posts (each once), those going to For You, those
+-- whose reposts all go to Following only (whose attribution push_to reads first), those
+-- with reposts, the ZADD arguments of each feed and the HSET arguments of the attributions. Pushes of one
+-- post (its author's post and reposts of it, met in one group) make one entry, as
+-- push_to one after another makes it of a post new to the bucket: Following at the
+-- latest of their times (ZADD GT), the attribution their items merged in order (the
+-- first a new entry's, merge for the others), For You when one of them is a For You
+-- push, ranked from that attribution's signals.
 local function plan_of(pushes)
-  local seen = {}
-  local plan = { posts = {}, fy_posts = {}, plain = {}, zargs = {}, fyargs = {}, hargs = {} }
-  local posts, fy_posts, plain = plan.posts, plan.fy_posts, plan.plain
-  local zargs, fyargs, hargs = plan.zargs, plan.fyargs, plan.hargs
-  for i, p in ipairs(pushes) do
+  local at, entries = {}, {}
+  for _, p in ipairs(pushes) do
     local post, ts = p[1], p[2]
-    if seen[post] then return nil end
-    seen[post] = true
-    posts[i] = post
-    zargs[2 * i - 1], zargs[2 * i] = ts, post
+    local e = at[post]
+    if not e then
+      e = { post = post, ts = ts, list = false, fy = false, reposts = 0 }
+      at[post] = e
+      entries[#entries + 1] = e
+    elseif tonumber(ts) > tonumber(e.ts) then
+      e.ts = ts
+    end
     if p[3] ~= '' then
-      local at = #hargs
-      hargs[at + 1] = post
-      if p[5] then
-        hargs[at + 2] = p[6]
-        local f = #fy_posts
-        fy_posts[f + 1] = post
-        fyargs[2 * f + 1], fyargs[2 * f + 2] = ts, post
+      if not e.list then
+        e.list = p[5] and p[6] or p[6] .. ':'
       else
-        hargs[at + 2] = p[6] .. ':'
-        plain[#plain + 1] = post
+        e.list = merge(e.list, p[3], p[2], p[4], p[5]) or e.list
+      end
+      e.reposts = e.reposts + 1
+      if p[5] then e.fy = p[2] end
+    end
+  end
+  local plan = { posts = {}, fy_posts = {}, plain = {}, attributed = {}, zargs = {},
+    fyargs = {}, hargs = {}, pushes = #pushes }
+  local posts, fy_posts, plain = plan.posts, plan.fy_posts, plan.plain
+  local attributed = plan.attributed
+  local zargs, fyargs, hargs = plan.zargs, plan.fyargs, plan.hargs
+  for i, e in ipairs(entries) do
+    posts[i] = e.post
+    zargs[2 * i - 1], zargs[2 * i] = e.ts, e.post
+    if e.list then
+      attributed[#attributed + 1] = e.post
+      hargs[#hargs + 1] = e.post
+      hargs[#hargs + 1] = e.list
+      if e.fy then
+        local f = #fy_posts
+        fy_posts[f + 1] = e.post
+        -- a lone repost ranks at its own time (the number for_you_score gives)
+        fyargs[2 * f + 1] = e.reposts == 1 and e.fy or for_you_score(parse(e.list))
+        fyargs[2 * f + 2] = e.post
+      else
+        plain[#plain + 1] = e.post
       end
     end
   end
@@ -339,37 +360,43 @@ local function none(reply)
   return true
 end
 
--- push_planned: plan's pushes into slot, then true, when both of its feeds stay at or
--- under PLANNED_SIZE and their caps (no entry is evicted) and every post is new to it:
--- not in the Following feed, a For You push's not in For You, a Following-only repost's
--- without an attribution list. Then push_to would add each entry (ZADD GT of a missing
--- member adds it; ZADD NX to For You too) and write each repost's attribution as a new
--- entry's (the item; ':' after it when Following only), which one ZADD per feed and one
--- HSET do here, the feeds' sizes tracked as push_to tracks them. Otherwise nothing is
--- written and false (the caller pushes them one by one).
+-- push_planned: plan's pushes into slot, then true, when both of its feeds stay under
+-- their caps (no entry is evicted) and every post is new to it: not in the Following
+-- feed, a For You push's not in For You, a Following-only repost's without an
+-- attribution list. Then push_to would add each entry (ZADD GT of a missing member adds
+-- it; ZADD NX to For You too) and write each repost's attribution as a new entry's,
+-- which one ZADD per feed and one HSET do here, the feeds' sizes tracked as push_to
+-- tracks them. The ZADD NX of each feed both adds the posts new to it and counts them
+-- (no scan to check first): when one was there already, the feed keeps it as it was,
+-- the others are in at the times push_to gives a new entry, the size counts them, and
+-- false tells the caller to push them all one by one, in order (push_to then finds
+-- those entries present, as its ZADD GT would have left them, and writes what a push of
+-- each leaves, no feed passing its cap). For that, a repost's post has no attribution
+-- list before when a feed holds entries (push_to, finding the entry present, would
+-- merge into one where a push of a new entry writes its own). Otherwise nothing is
+-- written and false.
 local function push_planned(slot, plan)
   local posts, fy_posts = plan.posts, plan.fy_posts
   local k, nfy = #posts, #fy_posts
   local n = slot[4] or redis.call('ZCARD', slot[1])
   slot[4] = n
-  if n + k > PLANNED_SIZE or n + k > CAP then return false end
+  if n + k > CAP then return false end
   local m = 0
   if nfy > 0 then
     m = slot[5] or redis.call('ZCARD', slot[2])
     slot[5] = m
-    if m + nfy > PLANNED_SIZE or m + nfy > FY_CAP then return false end
+    if m + nfy > FY_CAP then return false end
   end
   local feed, fy, vias = slot[1], slot[2], slot[3]
-  -- an empty feed holds none of them (a new follower's buckets: no scan)
-  if n > 0 and not none(redis.call('ZMSCORE', feed, unpack(posts))) then return false end
-  if m > 0 and not none(redis.call('ZMSCORE', fy, unpack(fy_posts))) then return false end
-  local plain = plan.plain
-  if #plain > 0 and not none(redis.call('HMGET', vias, unpack(plain))) then return false end
-  redis.call('ZADD', feed, unpack(plan.zargs))
-  slot[4] = n + k
+  local listed = (n > 0 or m > 0) and plan.attributed or plan.plain
+  if #listed > 0 and not none(redis.call('HMGET', vias, unpack(listed))) then return false end
+  local added = redis.call('ZADD', feed, 'NX', unpack(plan.zargs))
+  slot[4] = n + added
+  if added < k then return false end
   if nfy > 0 then
-    redis.call('ZADD', fy, unpack(plan.fyargs))
-    slot[5] = m + nfy
+    local fresh = redis.call('ZADD', fy, 'NX', unpack(plan.fyargs))
+    slot[5] = m + fresh
+    if fresh < nfy then return false end
   end
   if #plan.hargs > 0 then redis.call('HSET', vias, unpack(plan.hargs)) end
   return true
