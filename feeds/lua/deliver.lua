@@ -73,12 +73,14 @@ local function event_at(at)
     ev[10] = string.find(flags, 'l', 1, true) and LABEL_MARK or ''
     ev[11] = string.find(flags, 'f', 1, true) ~= nil
     ev[12] = ev[10] .. reposter .. '@' .. ev[4] -- the attribution of a new entry
-    ev[13] = { post, ev[4], reposter, ev[10], ev[11], ev[12] } -- the push (lib.lua)
+    -- the push (lib.lua), with the list and score of a new entry
+    ev[13] = { post, ev[4], reposter, ev[10], ev[11], ev[12],
+      ev[11] and ev[12] or ev[12] .. ':', ev[11] and ev[4] or false }
   elseif op == 'withdraw' then
     ev[10] = { author ~= '' and author or false, ts ~= '' and ts or false,
       string.find(flags, 'd', 1, true) and '1' or false }
   elseif op == 'post' then
-    ev[13] = { post, ts, '', '', false }
+    ev[13] = { post, ts, '', '', false, nil, false, false }
   elseif op ~= 'unpush' then
     return nil
   end
@@ -118,6 +120,7 @@ for e = 1, table_size do
 end
 
 local counts = {}
+local plan_tables = {} -- per bucket, the table its plans are written into (lib.lua, plan_of)
 local i = 10 + table_size * 6
 while i <= #ARGV do
   local k = tonumber(ARGV[i])
@@ -159,7 +162,10 @@ while i <= #ARGV do
         pushes[x] = events[e][13]
         if not pushes[x] then pushes = nil break end
       end
-      if pushes then plans[b] = plan_of(pushes) end
+      if pushes then
+        plans[b] = plan_of(pushes, plan_tables[b])
+        plan_tables[b] = plans[b]
+      end
     end
   end
   local n = tonumber(ARGV[i + 1 + k])

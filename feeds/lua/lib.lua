@@ -288,67 +288,86 @@ local function push_to(slot, post, ts, via, mark, for_you, item)
   end
 end
 
--- Pushes of several posts into one small bucket together (deliver.lua: a follower's
--- posts and reposts of one bucket in a delivery group). A push is {post, ts text, via,
--- mark, for_you, item} as push_to takes them (via '' for the author's own post, item the
--- attribution of a new entry when via is not ''). A plan (plan_of) is made once for
--- pushes that many followers get, then written to each follower's slot (push_planned)
--- in a few calls when every post is new to the slot and no feed passes its cap; the
--- keys are then what one push_to per push, in order, leaves.
+-- Pushes of several posts into one bucket together (deliver.lua: a follower's posts and
+-- reposts of one bucket in a delivery group). A push is {post, ts text, via, mark,
+-- for_you, item, list, score} as push_to takes the first six (via '' for the author's own
+-- post, item the attribution of a new entry when via is not ''); list is the attribution
+-- list push_to writes for a new entry (item, with ':' after it when Following only; false
+-- for the author's post) and score the For You score of a new entry (ts for a For You
+-- push, else false). A plan (plan_of) is made once for pushes that many followers get,
+-- then written to each follower's slot (push_planned) in a few calls when every post is
+-- new to the slot and no feed passes its cap; the keys are then what one push_to per
+-- push, in order, leaves.
 
--- plan_of: the plan of pushes: the posts (each once), those going to For You, those
--- whose reposts all go to Following only (whose attribution push_to reads first), those
--- with reposts, the ZADD arguments of each feed and the HSET arguments of the attributions. Pushes of one
--- post (its author's post and reposts of it, met in one group) make one entry, as
--- push_to one after another makes it of a post new to the bucket: Following at the
--- latest of their times (ZADD GT), the attribution their items merged in order (the
--- first a new entry's, merge for the others), For You when one of them is a For You
--- push, ranked from that attribution's signals.
-local function plan_of(pushes)
-  local at, entries = {}, {}
+-- merged: pushes of one post (its author's post and reposts of it, met in one group)
+-- made one, as push_to one after another makes the entry of a post new to the bucket:
+-- Following at the latest of their times (ZADD GT), the list their items merged in order
+-- (the first a new entry's, merge for the others), For You when one of them is a For You
+-- push, ranked from that list's signals. In the form of a push's post, ts, list, score.
+local function merged(pushes)
+  local at, out = {}, {}
   for _, p in ipairs(pushes) do
-    local post, ts = p[1], p[2]
-    local e = at[post]
+    local e = at[p[1]]
     if not e then
-      e = { post = post, ts = ts, list = false, fy = false, reposts = 0 }
-      at[post] = e
-      entries[#entries + 1] = e
-    elseif tonumber(ts) > tonumber(e.ts) then
-      e.ts = ts
+      e = { p[1], p[2], [7] = false, [8] = false, [9] = 0 }
+      at[p[1]] = e
+      out[#out + 1] = e
+    elseif tonumber(p[2]) > tonumber(e[2]) then
+      e[2] = p[2]
     end
-    if p[3] ~= '' then
-      if not e.list then
-        e.list = p[5] and p[6] or p[6] .. ':'
-      else
-        e.list = merge(e.list, p[3], p[2], p[4], p[5]) or e.list
-      end
-      e.reposts = e.reposts + 1
-      if p[5] then e.fy = p[2] end
+    if p[7] then
+      e[7] = e[7] and (merge(e[7], p[3], p[2], p[4], p[5]) or e[7]) or p[7]
+      e[9] = e[9] + 1
+      if p[8] then e[8] = p[8] end
     end
   end
-  local plan = { posts = {}, fy_posts = {}, plain = {}, attributed = {}, zargs = {},
-    fyargs = {}, hargs = {}, pushes = #pushes }
-  local posts, fy_posts, plain = plan.posts, plan.fy_posts, plan.plain
-  local attributed = plan.attributed
+  for _, e in ipairs(out) do
+    -- a lone repost ranks at its own time (the number for_you_score gives)
+    if e[8] and e[9] > 1 then e[8] = for_you_score(parse(e[7])) end
+  end
+  return out
+end
+
+-- plan_of: the plan of pushes, written into plan when given (a caller making many plans
+-- reuses one table per bucket: its arrays grow once) or a new table: the ZADD arguments
+-- of each feed (zargs and fyargs, nz and nf of them: k and nfy posts), the HSET arguments
+-- of the attributions (hargs, nh), the posts with reposts (attributed, na) and those whose
+-- reposts all go to Following only (plain, np: their attribution push_to reads first);
+-- the arrays hold stale values past their counts. A post met twice makes one entry
+-- (merged); else each push is one.
+local function plan_of(pushes, plan)
+  local entries, seen = pushes, {}
+  for _, p in ipairs(pushes) do
+    if seen[p[1]] then
+      entries = merged(pushes)
+      break
+    end
+    seen[p[1]] = true
+  end
+  plan = plan or { zargs = {}, fyargs = {}, hargs = {}, attributed = {}, plain = {} }
   local zargs, fyargs, hargs = plan.zargs, plan.fyargs, plan.hargs
-  for i, e in ipairs(entries) do
-    posts[i] = e.post
-    zargs[2 * i - 1], zargs[2 * i] = e.ts, e.post
-    if e.list then
-      attributed[#attributed + 1] = e.post
-      hargs[#hargs + 1] = e.post
-      hargs[#hargs + 1] = e.list
-      if e.fy then
-        local f = #fy_posts
-        fy_posts[f + 1] = e.post
-        -- a lone repost ranks at its own time (the number for_you_score gives)
-        fyargs[2 * f + 1] = e.reposts == 1 and e.fy or for_you_score(parse(e.list))
-        fyargs[2 * f + 2] = e.post
+  local attributed, plain = plan.attributed, plan.plain
+  local nz, nf, nh, na, np = 0, 0, 0, 0, 0
+  for _, e in ipairs(entries) do
+    local post = e[1]
+    zargs[nz + 1], zargs[nz + 2] = e[2], post
+    nz = nz + 2
+    if e[7] then
+      hargs[nh + 1], hargs[nh + 2] = post, e[7]
+      nh = nh + 2
+      na = na + 1
+      attributed[na] = post
+      if e[8] then
+        fyargs[nf + 1], fyargs[nf + 2] = e[8], post
+        nf = nf + 2
       else
-        plain[#plain + 1] = e.post
+        np = np + 1
+        plain[np] = post
       end
     end
   end
+  plan.nz, plan.nf, plan.nh, plan.na, plan.np = nz, nf, nh, na, np
+  plan.k, plan.nfy, plan.pushes = nz / 2, nf / 2, #pushes
   return plan
 end
 
@@ -376,8 +395,7 @@ end
 -- merge into one where a push of a new entry writes its own). Otherwise nothing is
 -- written and false.
 local function push_planned(slot, plan)
-  local posts, fy_posts = plan.posts, plan.fy_posts
-  local k, nfy = #posts, #fy_posts
+  local k, nfy = plan.k, plan.nfy
   local n = slot[4] or redis.call('ZCARD', slot[1])
   slot[4] = n
   if n + k > CAP then return false end
@@ -388,17 +406,20 @@ local function push_planned(slot, plan)
     if m + nfy > FY_CAP then return false end
   end
   local feed, fy, vias = slot[1], slot[2], slot[3]
-  local listed = (n > 0 or m > 0) and plan.attributed or plan.plain
-  if #listed > 0 and not none(redis.call('HMGET', vias, unpack(listed))) then return false end
-  local added = redis.call('ZADD', feed, 'NX', unpack(plan.zargs))
+  local listed, nl = plan.plain, plan.np
+  if n > 0 or m > 0 then listed, nl = plan.attributed, plan.na end
+  if nl > 0 and not none(redis.call('HMGET', vias, unpack(listed, 1, nl))) then
+    return false
+  end
+  local added = redis.call('ZADD', feed, 'NX', unpack(plan.zargs, 1, plan.nz))
   slot[4] = n + added
   if added < k then return false end
   if nfy > 0 then
-    local fresh = redis.call('ZADD', fy, 'NX', unpack(plan.fyargs))
+    local fresh = redis.call('ZADD', fy, 'NX', unpack(plan.fyargs, 1, plan.nf))
     slot[5] = m + fresh
     if fresh < nfy then return false end
   end
-  if #plan.hargs > 0 then redis.call('HSET', vias, unpack(plan.hargs)) end
+  if plan.nh > 0 then redis.call('HSET', vias, unpack(plan.hargs, 1, plan.nh)) end
   return true
 end
 
