@@ -39,19 +39,29 @@ end
 -- follower's own keys lets every re-ranking and re-placing run on the follower's slot
 -- (README, Redis Cluster). An item is {id, mark, t, f} (f nil: no For You signal).
 local function parse(list)
-  local items = {}
-  for item in string.gmatch(list, '[^,]+') do
+  local items, n, s, len = {}, 0, 1, #list
+  while s <= len do
+    local e = string.find(list, ',', s, true)
+    e = e and e - 1 or len
     local mark = ''
-    if string.sub(item, 1, 1) == LABEL_MARK then
-      mark, item = LABEL_MARK, string.sub(item, 2)
+    if string.byte(list, s) == 94 then mark, s = LABEL_MARK, s + 1 end -- '^'
+    -- ids never hold ':' (the For You tail starts at the first), but may hold '@': the
+    -- time starts after the last '@' before the tail
+    local colon = string.find(list, ':', s, true)
+    if colon and colon > e then colon = nil end
+    local head = colon and colon - 1 or e
+    local at = string.find(list, '@', s, true)
+    while true do
+      local later = string.find(list, '@', at + 1, true)
+      if not later or later > head then break end
+      at = later
     end
-    local head, fy = string.match(item, '^([^:]*):(%d*)$')
-    if not head then head = item end
-    local id, t = string.match(head, '^(.*)@(%d+)$')
-    t = tonumber(t)
+    local t = tonumber(string.sub(list, at + 1, head))
     local f = t
-    if fy then f = fy ~= '' and tonumber(fy) or nil end
-    items[#items + 1] = { id, mark, t, f }
+    if colon then f = colon < e and tonumber(string.sub(list, colon + 1, e)) or nil end
+    n = n + 1
+    items[n] = { string.sub(list, s, at - 1), mark, t, f }
+    s = e + 2
   end
   return items
 end
@@ -87,7 +97,8 @@ local function arrange(items)
 end
 
 -- merge: list with reposter via's repost of time t (mark as given; a For You signal too
--- when for_you) added, or its times raised to t; nil when nothing changes.
+-- when for_you) added, or its times raised to t, and its items (arranged); nil when
+-- nothing changes.
 local function merge(list, via, t, mark, for_you)
   local items = list and parse(list) or {}
   t = tonumber(t)
@@ -97,11 +108,11 @@ local function merge(list, via, t, mark, for_you)
       if t > item[3] then item[2], item[3], changed = mark, t, true end
       if for_you and (item[4] == nil or t > item[4]) then item[4], changed = t, true end
       if not changed then return nil end
-      return (arrange(items))
+      return (arrange(items)), items
     end
   end
   items[#items + 1] = { via, mark, t, for_you and t or nil }
-  return (arrange(items))
+  return (arrange(items)), items
 end
 
 local function is_deleted(post)
@@ -206,8 +217,13 @@ local FEED_TAG, FY_TAG, VIA_TAG = PREFIX .. 'feed:{', PREFIX .. 'foryou:{', PREF
 
 -- bucket_slot: user's bucket b as a slot, written into the table slot when given (a
 -- caller visiting many users reuses one table per bucket), else a new one.
+local TAILS = {} -- bucket number -> '}:<b>', made once (a number's text costs a format)
 local function bucket_slot(user, b, slot)
-  local tail = '}:' .. b
+  local tail = TAILS[b]
+  if not tail then
+    tail = '}:' .. b
+    TAILS[b] = tail
+  end
   slot = slot or {}
   slot[1], slot[2], slot[3] = FEED_TAG .. user .. tail, FY_TAG .. user .. tail,
     VIA_TAG .. user .. tail
@@ -265,7 +281,7 @@ local function push_to(slot, post, ts, via, mark, for_you, item)
   end
   local fresh = 0
   if added == 1 and for_you then fresh = redis.call('ZADD', fy, 'NX', ts, post) end
-  local list
+  local list, items
   item = item or mark .. via .. '@' .. ts
   if fresh == 1 then
     list = item
@@ -274,7 +290,7 @@ local function push_to(slot, post, ts, via, mark, for_you, item)
     if not current then
       list = for_you and item or item .. ':'
     else
-      list = merge(current, via, ts, mark, for_you)
+      list, items = merge(current, via, ts, mark, for_you)
     end
   end
   if list then redis.call('HSET', vias, post, list) end
@@ -282,7 +298,7 @@ local function push_to(slot, post, ts, via, mark, for_you, item)
   if fresh == 1 then
     grown(slot, 2, FY_CAP)
   elseif for_you and list then
-    if redis.call('ZADD', fy, for_you_score(parse(list)), post) == 1 then
+    if redis.call('ZADD', fy, for_you_score(items or parse(list)), post) == 1 then
       grown(slot, 2, FY_CAP)
     end
   end
