@@ -12,8 +12,8 @@
 -- follower's posts and reposts of one bucket (two or more, the bucket getting no
 -- withdrawal or removal in the group; a post and reposts of it make one entry) go in
 -- together when the follower gets them all and each post is new to the bucket, and the
--- bucket's feeds stay small and under their caps (lib.lua, plan_of and push_planned: one
--- ZMSCORE per feed, then one ZADD per feed and one HSET for all of them); else one
+-- bucket's feeds stay under their caps (lib.lua, plan_of and push_planned: one ZADD NX per
+-- feed, adding and counting the new posts, and one HSET for all of them); else one
 -- push_to each, in order: the same keys either way. Each event is one of:
 --   'post':     push the post into their Following feeds at its time;
 --   'repost':   push the post, attributed to the reposter at the repost's time, into
