@@ -61,6 +61,20 @@ async def test_one_entry_per_post_with_all_reposters_most_recent_first(store, re
     assert item.ts == ev.ts
 
 
+async def test_reposters_whose_ids_hold_at_signs_and_digits_keep_their_ids(store, reader):
+    """An attribution item is ``<id>@<time>``, and an id may hold ``@`` followed by digits:
+    the time is what follows the last ``@`` (lib.lua, parse), through merges and a
+    withdrawal."""
+    ev = Events()
+    odd = ["b@1", "c@12@3", "d@"]
+    await apply(store, *(ev.follow("dave", r) for r in odd), ev.post("p1", "alice"),
+                *(ev.repost("p1", "alice", r) for r in odd))  # fmt: skip
+    assert await entries(reader, "dave") == [("p1", ("d@", "c@12@3", "b@1"))]
+    await apply(store, ev.unrepost("p1", "c@12@3"))
+    assert await entries(reader, "dave") == [("p1", ("d@", "b@1"))]
+    assert [item.reposted_by for item in (await reader.for_you("dave")).items] == [("d@", "b@1")]
+
+
 async def test_repost_never_lands_in_the_authors_own_feed(store, reader):
     ev = Events()
     await apply(store, ev.follow("alice", "bob"), ev.post("p1", "alice"),
