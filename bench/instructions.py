@@ -17,15 +17,17 @@ off, For You on) and dumps them: Redis instructions per delivery. Shapes:
   and reposts of it reaching one follower in a group;
 - ``wide``: ``bench/run.py``'s fan-out, reposts by 4 reposters of fresh posts, each to
   the same 1,000 followers, whose buckets start empty;
-- ``full``: ``wide`` into feeds at their caps (every bucket of both feeds holds its cap
-  of older entries, For You's with attributions): each delivery evicts, as into an
-  active reader's feed.
+- ``half``: ``wide`` into feeds half full (every bucket of both feeds holds half its cap
+  of older entries, For You's with attributions; the capacity plan's average): no
+  delivery evicts, each scans the entries there;
+- ``full``: ``wide`` into feeds at their caps: each delivery evicts, as into an active
+  reader's feed.
 
 Ids have 19 digits, as in production. Under callgrind Redis runs about 50 times slower:
-``--events`` (default 200) posts and reposts take one to two minutes a shape. ``--lua
-DIR`` measures the scripts of ``DIR/lua`` instead of the package's (an A/B of a change
-in one checkout); ``--buckets`` sets the feed buckets (the caps stay 800 and 500). The
-last line printed is machine-readable:
+``--events`` (default 200) posts and reposts take one and a half (log, wide) to six
+minutes (full) a shape. ``--lua DIR`` measures the scripts of ``DIR/lua`` instead of the
+package's (an A/B of a change in one checkout); ``--buckets`` sets the feed buckets (the
+caps stay 800 and 500). The last line printed is machine-readable:
 
     instructions_per_delivery_<shape>=... deliveries_<shape>=...   (for each shape)
 """
@@ -57,8 +59,10 @@ from replay import ID_BASE, make_fanout_log
 BATCH = 500
 #: The wide and full shapes: followers, and the reposters they all follow.
 WIDE_FOLLOWERS, WIDE_REPOSTERS = 1_000, 4
-SHAPES = ("log", "wide", "full")
+SHAPES = ("log", "wide", "half", "full")
 START_TIMEOUT = 120.0
+#: The shapes whose followers' feeds are filled first, and to what share of their caps.
+FILLED = {"half": 0.5, "full": 1.0}
 
 
 def log_shape(events: int) -> tuple[list[Follow], list[Event]]:
@@ -97,14 +101,17 @@ async def write_graph(redis: Redis, keys: Keys, follows: list[Follow]) -> None:
         await pipe.execute()
 
 
-async def fill(redis: Redis, keys: Keys, settings: Settings, follows: list[Follow]) -> None:
-    """Every bucket of both feeds of every follower at its cap, with entries older than
-    the shape's (For You's attributed to a reposter the follower follows): the first
-    follower's buckets written, then copied to the others (``DUMP`` / ``RESTORE``)."""
+async def fill(
+    redis: Redis, keys: Keys, settings: Settings, follows: list[Follow], share: float
+) -> None:
+    """Every bucket of both feeds of every follower at ``share`` of its cap, with entries
+    older than the shape's (For You's attributed to a reposter the follower follows): the
+    first follower's buckets written, then copied to the others (``DUMP`` /
+    ``RESTORE``)."""
     fans = sorted({f.follower_id for f in follows})
     via = follows[0].followee_id
-    feed_cap = -(-settings.feed_cap // settings.feed_buckets)
-    fy_cap = -(-settings.for_you_cap // settings.feed_buckets)
+    feed_cap = round(share * -(-settings.feed_cap // settings.feed_buckets))
+    fy_cap = round(share * -(-settings.for_you_cap // settings.feed_buckets))
     per_bucket = max(feed_cap, fy_cap)
     posts: dict[int, list[str]] = {b: [] for b in range(settings.feed_buckets)}
     for n in itertools.count(ID_BASE + 900_000_000):
@@ -163,8 +170,8 @@ async def measure(shape: str, events: int, buckets: int, scratch: Path) -> tuple
         keys = Keys(settings.key_prefix)
         follows, fanouts = log_shape(events) if shape == "log" else wide_shape(events)
         await write_graph(redis, keys, follows)
-        if shape == "full":
-            await fill(redis, keys, settings, follows)
+        if shape in FILLED:
+            await fill(redis, keys, settings, follows, FILLED[shape])
         store = FeedStore(redis, settings)
         await store.apply(fanouts[:1])  # scripts loaded, connection made: not counted
         subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True,
