@@ -271,9 +271,10 @@ async def test_a_buckets_pushes_together_write_what_one_push_at_a_time_writes(
     # some posts already in a follower's bucket before: in For You only (its Following
     # entry evicted), in Following only (the author's post), or an attribution alone
     ahead = [(u, rng.choice(seen), rng.randrange(3)) for u in users for _ in range(12)]
-    dumps, reached, planned = [], [], []
+    dumps, reached, planned, prefixes = [], [], [], []
     for one_by_one in (False, True):
         s = replace(settings, key_prefix=uid("q1:" if one_by_one else "q0:"), **roomy)
+        prefixes.append(s.key_prefix)
         ns, keys = context(s), Keys(s.key_prefix)
         for user in users:
             fields = {x: v for x, v in pairs[user].items() if v is not None}
@@ -302,6 +303,10 @@ async def test_a_buckets_pushes_together_write_what_one_push_at_a_time_writes(
         dumps.append(await snapshot(redis, s.key_prefix))
         reached.append(counts)
     assert dumps[0] == dumps[1]
+    # to the byte: a hash keeps its fields in the order they were first written
+    hashes = [name for name, (kind, _) in dumps[0].items() if kind == "hash"]  # type: ignore[misc]
+    for name in hashes:
+        assert await redis.dump(prefixes[0] + name) == await redis.dump(prefixes[1] + name)
     assert reached[0] == reached[1]
     if layout == "standalone":
         # grouped: pushes went in together, a ZADD for several (a feed's twelfth of a

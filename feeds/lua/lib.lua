@@ -319,9 +319,12 @@ end
 -- made one, as push_to one after another makes the entry of a post new to the bucket:
 -- Following at the latest of their times (ZADD GT), the list their items merged in order
 -- (the first a new entry's, merge for the others), For You when one of them is a For You
--- push, ranked from that list's signals. In the form of a push's post, ts, list, score.
+-- push, ranked from that list's signals. In the form of a push's post, ts, list, score;
+-- the entries in the order of their first push, and those with a list in the order of
+-- their first repost (push_to writes a post's list first there: a hash keeps its fields
+-- in the order they were first written).
 local function merged(pushes)
-  local at, out = {}, {}
+  local at, out, listed = {}, {}, {}
   for _, p in ipairs(pushes) do
     local e = at[p[1]]
     if not e then
@@ -332,16 +335,21 @@ local function merged(pushes)
       e[2] = p[2]
     end
     if p[7] then
-      e[7] = e[7] and (merge(e[7], p[3], p[2], p[4], p[5]) or e[7]) or p[7]
+      if e[7] then
+        e[7] = merge(e[7], p[3], p[2], p[4], p[5]) or e[7]
+      else
+        e[7] = p[7]
+        listed[#listed + 1] = e
+      end
       e[9] = e[9] + 1
       if p[8] then e[8] = p[8] end
     end
   end
-  for _, e in ipairs(out) do
+  for _, e in ipairs(listed) do
     -- a lone repost ranks at its own time (the number for_you_score gives)
     if e[8] and e[9] > 1 then e[8] = for_you_score(parse(e[7])) end
   end
-  return out
+  return out, listed
 end
 
 -- plan_of: the plan of pushes, written into plan when given (a caller making many plans
@@ -350,12 +358,13 @@ end
 -- of the attributions (hargs, nh), the posts with reposts (attributed, na) and those whose
 -- reposts all go to Following only (plain, np: their attribution push_to reads first);
 -- the arrays hold stale values past their counts. A post met twice makes one entry
--- (merged); else each push is one.
+-- (merged); else each push is one. The attributions go in the order push_to one push at
+-- a time writes them, so the hash is the same to the byte.
 local function plan_of(pushes, plan)
-  local entries, seen = pushes, {}
+  local entries, listed, seen = pushes, pushes, {}
   for _, p in ipairs(pushes) do
     if seen[p[1]] then
-      entries = merged(pushes)
+      entries, listed = merged(pushes)
       break
     end
     seen[p[1]] = true
@@ -365,9 +374,11 @@ local function plan_of(pushes, plan)
   local attributed, plain = plan.attributed, plan.plain
   local nz, nf, nh, na, np = 0, 0, 0, 0, 0
   for _, e in ipairs(entries) do
-    local post = e[1]
-    zargs[nz + 1], zargs[nz + 2] = e[2], post
+    zargs[nz + 1], zargs[nz + 2] = e[2], e[1]
     nz = nz + 2
+  end
+  for _, e in ipairs(listed) do
+    local post = e[1]
     if e[7] then
       hargs[nh + 1], hargs[nh + 2] = post, e[7]
       nh = nh + 2
