@@ -46,6 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from cluster import write_graph
 from feedamp.config import Caps, Settings
 from feedamp.embedded.services import REDIS_TUNING, free_port
 from feedamp.feeds import FeedStore, Keys
@@ -89,16 +90,6 @@ def wide_shape(events: int) -> tuple[list[Follow], list[Event]]:
         for i in range(events)
     ]  # fmt: skip
     return follows, reposts
-
-
-async def write_graph(redis: Redis, keys: Keys, follows: list[Follow]) -> None:
-    """The follow graph as the graph steps leave it (a follow at time 1)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for f in follows:
-            pipe.sadd(keys.followers(f.followee_id), f.follower_id)
-            pipe.sadd(keys.following(f.follower_id), f.followee_id)
-            pipe.hset(keys.pair(f.follower_id), f.followee_id, keys.pair_value("1|"))
-        await pipe.execute()
 
 
 async def fill(
@@ -169,7 +160,10 @@ async def measure(shape: str, events: int, buckets: int, scratch: Path) -> tuple
                             caps=Caps(enabled=False), feed_buckets=buckets)  # fmt: skip
         keys = Keys(settings.key_prefix)
         follows, fanouts = log_shape(events) if shape == "log" else wide_shape(events)
-        await write_graph(redis, keys, follows)
+        fans: dict[str, list[str]] = {}
+        for f in follows:
+            fans.setdefault(f.followee_id, []).append(f.follower_id)
+        await write_graph(redis, keys, fans)
         if shape in FILLED:
             await fill(redis, keys, settings, follows, FILLED[shape])
         store = FeedStore(redis, settings)

@@ -354,7 +354,7 @@ end
 
 -- plan_of: the plan of pushes, written into plan when given (a caller making many plans
 -- reuses one table per bucket: its arrays grow once) or a new table: the ZADD arguments
--- of each feed (zargs and fyargs, nz and nf of them: k and nfy posts), the HSET arguments
+-- of each feed (zargs and fyargs, nz and nf of them: two a post), the HSET arguments
 -- of the attributions (hargs, nh), the posts with reposts (attributed, na) and those whose
 -- reposts all go to Following only (plain, np: their attribution push_to reads first);
 -- the arrays hold stale values past their counts. A post met twice makes one entry
@@ -394,7 +394,7 @@ local function plan_of(pushes, plan)
     end
   end
   plan.nz, plan.nf, plan.nh, plan.na, plan.np = nz, nf, nh, na, np
-  plan.k, plan.nfy, plan.pushes = nz / 2, nf / 2, #pushes
+  plan.pushes = #pushes
   return plan
 end
 
@@ -422,7 +422,7 @@ end
 -- merge into one where a push of a new entry writes its own). Otherwise nothing is
 -- written and false.
 local function push_planned(slot, plan)
-  local k, nfy = plan.k, plan.nfy
+  local k, nfy = plan.nz / 2, plan.nf / 2
   local n = slot[4] or redis.call('ZCARD', slot[1])
   slot[4] = n
   if n + k > CAP then return false end
