@@ -28,6 +28,7 @@ while it ran (later records may explain differences).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -264,6 +265,20 @@ async def compare_namespaces(
     return len(names), differences
 
 
+async def wait_released(redis: AnyRedis, keys: Keys, before_ms: int, timeout: float) -> bool:
+    """Wait until no event parked in ``keys``' namespace (reposts and gifts waiting for the
+    watermark) has an event time before ``before_ms``: the group has committed such a
+    record once it parked it, and decides it only at its release (a partition of a killed
+    worker reports no progress until the group has handed it on). False if some are still
+    parked after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while await redis.zcount(keys.parked(), "-inf", f"({before_ms}"):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.5)
+    return True
+
+
 async def verify(
     settings: Settings,
     *,
@@ -273,17 +288,21 @@ async def verify(
 ) -> Verification:
     """Replay the log into a scratch namespace, compare it with the active one, drop it.
 
-    Waits up to ``wait`` seconds for the worker group to commit the replayed offsets
-    before comparing."""
+    Waits up to ``wait`` seconds for the worker group to commit the replayed offsets and
+    release what it parked of them (:func:`wait_released`) before comparing."""
     redis = connect(settings.redis_url, max_connections=settings.redis_max_connections)
     namespaces = Namespaces(redis, settings.key_prefix)
     scratch = scratch_prefix(settings.key_prefix)
     audit = LogAudit(settings)
     try:
+        started, started_ms = time.monotonic(), int(time.time() * 1000)
         stats = await replay(settings.with_(inactive_after=0), topics=topics, prefix=scratch,
                              progress=progress, progress_name="verify", audit=audit)  # fmt: skip
         caught_up = await wait_for_group(settings, stats.ends, wait)
         live = await namespaces.active()
+        if caught_up:
+            left = max(wait - (time.monotonic() - started), 0.0)
+            caught_up = await wait_released(redis, Keys(live), started_ms, left)
         keys, differences = await compare_namespaces(
             redis, live, scratch, inactive=settings.inactive_after > 0
         )
@@ -355,7 +374,10 @@ def format_verification(result: Verification, limit: int) -> str:
     if len(result.differences) > limit:
         lines.append(f"  ... and {len(result.differences) - limit:,} more")
     if not result.caught_up:
-        lines.append("warning: the worker group had not committed the replayed offsets")
+        lines.append(
+            "warning: the worker group had not committed the replayed offsets, "
+            "or still held some of their reposts and gifts behind the watermark"
+        )
     if result.grew:
         lines.append(f"note: {result.grew:,} records arrived while verifying; the live "
                      "namespace may hold them")  # fmt: skip
