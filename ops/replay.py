@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import time
 from collections import Counter
@@ -56,6 +55,7 @@ from feedamp.kafka.clients import start_client
 from feedamp.kafka.config import kafka_client_kwargs
 from feedamp.kafka.merge import MergedReader, Window
 from feedamp.kafka.offsets import end_offsets, partitions
+from feedamp.kafka.produce import BatchSend
 from feedamp.models import InvalidEvent
 from feedamp.streams import BatchHandler, Pipeline, Record
 from feedamp.streams.pipeline import Parsed
@@ -174,17 +174,6 @@ class ReplayStats:
         return "\n".join(lines)
 
 
-async def _send(
-    producer: AIOKafkaProducer,
-    topic: str,
-    key: bytes | None,
-    value: bytes | None,
-    headers: list[tuple[str, bytes]] | None,
-) -> Any:
-    """Queue one message on ``producer`` (a :data:`~feedamp.streams.publish.Send`)."""
-    return await producer.send(topic, value=value, key=key, headers=headers)
-
-
 async def _start_offsets(
     consumer: AIOKafkaConsumer,
     tps: list[TopicPartition],
@@ -249,7 +238,7 @@ async def replay(
     producer = AIOKafkaProducer(**kafka, acks="all") if publish and not dry_run else None
     send = None
     if producer is not None:
-        send = functools.partial(_send, producer)
+        send = BatchSend(lambda: producer)
     outputs = Publisher(settings.topics, send)
     pipeline = Pipeline(FeedStore(redis, settings), settings, prefix=prefix)
     handler = BatchHandler(pipeline, outputs)

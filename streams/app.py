@@ -28,6 +28,7 @@ from feedamp.feeds.connection import connect
 from feedamp.feeds.store import TRANSIENT_ERRORS, is_transient
 from feedamp.kafka.config import faust_security
 from feedamp.kafka.group import QuietFatalJoin, stop_on_group_error
+from feedamp.kafka.produce import BatchSend
 from feedamp.kafka.transport import transport_class
 
 from .metrics import Metrics
@@ -232,12 +233,9 @@ def create_app(settings: Settings) -> faust.App:
     watch = PartitionWatch(app, settings)
     pipeline = Pipeline(FeedStore(redis, settings), settings, partitions=watch.partitions)
 
-    async def send(
-        topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None
-    ) -> Any:
-        # Straight to the producer Faust runs: Topic.send costs a future chain per message.
-        return await app.producer.send(topic, key, value, None, None, headers)
-
+    # Straight to the aiokafka producer Faust runs, a record batch per partition: Topic.send
+    # costs a future chain per message.
+    send = BatchSend(lambda: app.producer._ensure_producer())  # type: ignore[attr-defined]
     handler = BatchHandler(pipeline, Publisher(settings.topics, send, log=log))
     metrics = Metrics()
 

@@ -2,29 +2,32 @@
 
 A batch's :class:`~feedamp.streams.records.Outcome` goes out in order: every dead letter
 (original key and value, reason and origin in headers) to the dead-letter topic, then every
-decision to the decisions topic. Every send is queued first and all are awaited together,
+decision to the decisions topic. Each topic's messages are queued together (a record batch
+per partition, :class:`~feedamp.kafka.produce.BatchSend`) and all are awaited together,
 one broker round trip rather than one per message; :meth:`Publisher.publish` returns once
 the broker stored them all. A retry after a failure may send some twice: consumers see each
-at least once. The transport is a ``send`` function (a Faust topic in the worker, an
-aiokafka producer in replay), or none at all to count without sending.
+at least once. The transport is a ``send`` function of a topic and its messages (the
+producer Faust runs in the worker, replay's own producer), or none at all to count without
+sending.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from feedamp.config import Topics
+from feedamp.kafka.produce import Message
 
 from .records import Outcome
 
 __all__ = ["Publisher", "Send"]
 
-#: ``send(topic, key, value, headers)``: queue one message; its result is an awaitable
-#: that completes when the broker stored it.
-Send = Callable[[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None], Awaitable[Any]]
+#: ``send(topic, messages)``: queue messages in order; its result holds awaitables that
+#: complete when the broker stored them.
+Send = Callable[[str, Sequence[Message]], Awaitable[Sequence[Awaitable[Any]]]]
 
 
 class Publisher:
@@ -48,19 +51,19 @@ class Publisher:
             self.dead_letters += len(outcome.dead_letters)
             self.decisions += len(outcome.decisions)
             return
-        sent = []
-        for letter in outcome.dead_letters:
-            key, value, headers = letter.message()
-            if self.log is not None:
+        letters: list[Message] = [letter.message() for letter in outcome.dead_letters]
+        if self.log is not None:
+            for letter in outcome.dead_letters:
                 r = letter.record
                 self.log.warning("dead letter %s[%d]@%d: %s", r.topic, r.partition, r.offset,
                                  letter.reason)  # fmt: skip
-            sent.append(await self.send(self.topics.dead_letter, key, value, headers))
-        for decision in outcome.decisions:
-            sent.append(
-                await self.send(self.topics.decisions, decision.key, decision.to_json(), None)
-            )
+        decisions: list[Message] = [(d.key, d.to_json(), None) for d in outcome.decisions]
+        sent: list[Awaitable[Any]] = []
+        for topic, messages in ((self.topics.dead_letter, letters),
+                                (self.topics.decisions, decisions)):  # fmt: skip
+            if messages:
+                sent += await self.send(topic, messages)
         await asyncio.gather(*sent)
-        self.dead_letters += len(outcome.dead_letters)
-        self.decisions += len(outcome.decisions)
-        self.published += len(sent)
+        self.dead_letters += len(letters)
+        self.decisions += len(decisions)
+        self.published += len(letters) + len(decisions)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 
 import orjson
 import pytest
 from feedamp.embedded.worker import worker_env
 from feedamp.feeds import Keys
-from feedamp.ops.verify import compare_namespaces
+from feedamp.ops.verify import compare_namespaces, wait_released
 
 from .factory import Events
 from .test_replay import play, story
@@ -52,6 +53,23 @@ async def test_compare_namespaces_is_type_aware(redis, settings):
         "str:{x}": ("value", "string: live='one' rebuild='two'"),
         "zset:{x}": ("value", "zset: 'p2': live=20.0 rebuild=21.0"),
     }
+
+
+async def test_wait_released_waits_for_events_parked_before_the_start(redis, settings):
+    keys = Keys(settings.key_prefix)
+    start = int(time.time() * 1000)
+    # Parked with a time after verify started: not waited for.
+    await redis.zadd(keys.parked(), {"later": start + 60_000})
+    assert await wait_released(redis, keys, start, timeout=0.0)
+    # Parked with a time before: waited for; still there at the deadline, so not released.
+    await redis.zadd(keys.parked(), {"earlier": start - 1})
+    assert not await wait_released(redis, keys, start, timeout=0.0)
+    waiting = asyncio.create_task(wait_released(redis, keys, start, timeout=60.0))
+    await asyncio.sleep(0)  # the wait's first look finds it parked
+    assert not waiting.done()
+    await redis.zrem(keys.parked(), "earlier")  # released by the group
+    assert await asyncio.wait_for(waiting, 10.0)
+    assert await redis.zcard(keys.parked()) == 1  # the later one was not touched
 
 
 def verify_command(settings) -> subprocess.CompletedProcess:
