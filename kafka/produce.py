@@ -22,16 +22,44 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
-__all__ = ["BatchSend", "Message", "partition_of"]
+__all__ = ["BatchSend", "Message", "murmur2", "partition_of"]
 
 #: A message: key, value, headers (None: none).
 Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+
+
+_M, _MASK = 0x5BD1E995, 0xFFFFFFFF
+#: Little-endian 32-bit words of keys up to 255 bytes, by word count.
+_WORDS = [struct.Struct(f"<{n}I") for n in range(64)]
+
+
+def murmur2(data: bytes) -> int:
+    """The Java client's ``Utils.murmur2`` of ``data`` (unsigned): the value of aiokafka's
+    pure-Python ``murmur2`` in half its time (the key's words unpacked at once)."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    n = length >> 2
+    words = _WORDS[n] if n < len(_WORDS) else struct.Struct(f"<{n}I")
+    for k in words.unpack_from(data):
+        k = (k * _M) & _MASK
+        k = ((k ^ (k >> 24)) * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ k
+    tail = length & 3
+    if tail:
+        i = n << 2
+        if tail == 3:
+            h ^= data[i + 2] << 16
+        if tail >= 2:
+            h ^= data[i + 1] << 8
+        h = ((h ^ data[i]) * _M) & _MASK
+    h = ((h ^ (h >> 13)) * _M) & _MASK
+    return h ^ (h >> 15)
 
 
 def partition_of(key: bytes | None, partitions: int) -> int:
