@@ -144,7 +144,7 @@ def test_the_steps_script_holds_every_lean_step_once():
     # the calls start after the prefix.
     pad = re.search(r"^local HEAD, FIRST = \{ PREFIX, (.*) \}, 2$", text, re.M)
     assert pad is not None and pad.group(1).split(", ") == ["''"] * (len(CONTEXT) - 1)
-    assert re.search(r"local args = \{ HEAD\[1\], .*, HEAD\[7\] \}", loop)
+    assert re.search(r"args = \{ HEAD\[1\], .*, HEAD\[7\] \}", loop)
 
 
 def test_the_graph_steps_script_holds_the_graph_steps_after_lib_lua():

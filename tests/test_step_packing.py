@@ -221,3 +221,23 @@ def test_graph_step_calls_are_packed_apart_from_lean_ones() -> None:
     assert units[0].args == [*ctx, 1, 4, "a", "star", 1000, "1"]
     assert units[1].args[:3] == [ctx[0], scripts.gift_claim.step, 4]  # type: ignore[attr-defined]
     assert units[2].args[: len(ctx) + 2] == [*ctx, 1, 4]
+
+
+async def test_a_step_sees_only_its_own_arguments_after_a_longer_call(
+    redis: AnyRedis, settings: Settings
+) -> None:
+    # The loop reuses one ARGV table per step: a call with fewer arguments than the one
+    # before must not see the earlier call's (order_unwait removes unpack(ARGV, 10)).
+    keys, ctx, scripts = Keys(settings.key_prefix), context(settings), Scripts(redis)
+    # Two waiting sets of one post: one slot, so one call on a cluster too.
+    first, second = keys.awaiting_post("p1"), keys.awaiting_tags("p1")
+    await redis.sadd(first, "o1", "o2", "o3")
+    await redis.sadd(second, "o1", "o2", "o3", "o4")
+    calls = [(scripts.order_unwait, argv("order_unwait", ctx, "o1", "o2", "o3",
+                                         kind="awaiting_post", id="p1")),
+             (scripts.order_unwait, argv("order_unwait", ctx, "o4", kind="awaiting_tags",
+                                         id="p1"))]  # fmt: skip
+    assert len(list(_units(calls))) == 1  # one call of the steps script
+    assert [int(r) for r in await run_scripts(redis, calls)] == [3, 1]  # type: ignore[call-overload]
+    assert await redis.smembers(first) == set()
+    assert {m.decode() for m in await redis.smembers(second)} == {"o1", "o2", "o3"}
