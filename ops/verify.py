@@ -40,10 +40,11 @@ from feedamp.feeds.connection import AnyRedis, connect
 from feedamp.feeds.connection import close as close_client
 from feedamp.feeds.dormancy import left_out, marks_only, whole_feeds, without_mark
 from feedamp.feeds.keys import Keys
-from feedamp.feeds.namespace import Namespaces, pattern, scratch_prefix
+from feedamp.feeds.namespace import Namespace, Namespaces, pattern, scratch_prefix
 from feedamp.feeds.pages import MAX_LIMIT
 from feedamp.feeds.pull import pulled_followers
 from feedamp.feeds.reader import FeedReader
+from feedamp.feeds.watermark import Watermark
 from feedamp.kafka.lag import kafka_status
 
 from .audit import LogAudit
@@ -265,14 +266,16 @@ async def compare_namespaces(
     return len(names), differences
 
 
-async def wait_released(redis: AnyRedis, keys: Keys, before_ms: int, timeout: float) -> bool:
-    """Wait until no event parked in ``keys``' namespace (reposts and gifts waiting for the
+async def wait_released(
+    parking: Watermark, namespace: Namespace, before_ms: int, timeout: float
+) -> bool:
+    """Wait until no event parked in ``namespace`` (reposts and gifts waiting for the
     watermark) has an event time before ``before_ms``: the group has committed such a
     record once it parked it, and decides it only at its release (a partition of a killed
     worker reports no progress until the group has handed it on). False if some are still
     parked after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while await redis.zcount(keys.parked(), "-inf", f"({before_ms}"):
+    while (oldest := await parking.earliest(namespace)) is not None and oldest < before_ms:
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(0.5)
@@ -302,7 +305,8 @@ async def verify(
         live = await namespaces.active()
         if caught_up:
             left = max(wait - (time.monotonic() - started), 0.0)
-            caught_up = await wait_released(redis, Keys(live), started_ms, left)
+            parking, namespace = Watermark(redis, settings), Namespace.of(settings, live)
+            caught_up = await wait_released(parking, namespace, started_ms, left)
         keys, differences = await compare_namespaces(
             redis, live, scratch, inactive=settings.inactive_after > 0
         )

@@ -11,6 +11,8 @@ import orjson
 import pytest
 from feedamp.embedded.worker import worker_env
 from feedamp.feeds import Keys
+from feedamp.feeds.namespace import Namespace
+from feedamp.feeds.watermark import Watermark
 from feedamp.ops.verify import compare_namespaces, wait_released
 
 from .factory import Events
@@ -56,15 +58,16 @@ async def test_compare_namespaces_is_type_aware(redis, settings):
 
 
 async def test_wait_released_waits_for_events_parked_before_the_start(redis, settings):
-    keys = Keys(settings.key_prefix)
+    parking, namespace = Watermark(redis, settings), Namespace.of(settings)
+    keys = namespace.keys
     start = int(time.time() * 1000)
     # Parked with a time after verify started: not waited for.
     await redis.zadd(keys.parked(), {"later": start + 60_000})
-    assert await wait_released(redis, keys, start, timeout=0.0)
+    assert await wait_released(parking, namespace, start, timeout=0.0)
     # Parked with a time before: waited for; still there at the deadline, so not released.
     await redis.zadd(keys.parked(), {"earlier": start - 1})
-    assert not await wait_released(redis, keys, start, timeout=0.0)
-    waiting = asyncio.create_task(wait_released(redis, keys, start, timeout=60.0))
+    assert not await wait_released(parking, namespace, start, timeout=0.0)
+    waiting = asyncio.create_task(wait_released(parking, namespace, start, timeout=60.0))
     await asyncio.sleep(0)  # the wait's first look finds it parked
     assert not waiting.done()
     await redis.zrem(keys.parked(), "earlier")  # released by the group
