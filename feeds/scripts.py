@@ -24,6 +24,7 @@ from .connection import AnyRedis, is_cluster
 
 __all__ = [
     "CONTEXT",
+    "GIFT_STEPS",
     "GRAPH_STEPS",
     "LEAN",
     "SCRIPT_NAMES",
@@ -34,6 +35,7 @@ __all__ = [
     "Signature",
     "StepScript",
     "argv",
+    "gifts_source",
     "source",
     "steps_source",
 ]
@@ -271,10 +273,7 @@ def steps_source(graph: bool = False) -> str:
         head = ", ".join(f"ARGV[{n}]" for n in range(1, len(CONTEXT) + 1))
         first = len(CONTEXT) + 1
     else:
-        lib_key = lua.joinpath("lib_key.lua").read_text()
-        helper = "\n".join(line for line in lib_key.splitlines()
-                           if not line.startswith("local ARGV ="))  # fmt: skip
-        names, libs = STEPS, [helper, lua.joinpath("lib_shop.lua").read_text()]
+        names, libs = STEPS, [_key_helper(), lua.joinpath("lib_shop.lua").read_text()]
         head = ", ".join(["PREFIX"] + ["''"] * (len(CONTEXT) - 1))
         first = 2
     parts = ["#!lua flags=allow-cross-slot-keys", *libs, "local STEPS = {}"]
@@ -284,6 +283,37 @@ def steps_source(graph: bool = False) -> str:
     parts.append(f"local HEAD, FIRST = {{ {head} }}, {first}")
     parts.append(lua.joinpath("steps.lua").read_text())
     return "\n".join(parts)
+
+
+#: The gift steps that the gifts script runs for each gift, in one call on a standalone
+#: Redis (see :func:`gifts_source`).
+GIFT_STEPS: tuple[str, ...] = (
+    "gift_known", "gift_claim", "gift_code", "gift_release", "gift_commit", "gift_list",
+)  # fmt: skip
+
+
+@cache
+def gifts_source() -> str:
+    """Source of the gifts script, which decides a batch's gifts every step of each in one
+    call, where every key is on one node (a standalone Redis; ``lua/gifts.lua``, whose
+    header describes its ARGV): ``lib_key.lua``'s key helper (without its ARGV padding),
+    each of the :data:`GIFT_STEPS` as a function ``STEP.<name>`` of an ARGV of its own,
+    then the loop over the gifts."""
+    lua = files(__package__).joinpath("lua")
+    parts = [_key_helper(), "local STEP = {}"]
+    for name in GIFT_STEPS:
+        body = lua.joinpath(f"{name}.lua").read_text()
+        parts.append(f"STEP.{name} = function(ARGV) -- {name}\n{body}\nend")
+    parts.append(lua.joinpath("gifts.lua").read_text())
+    return "\n".join(parts)
+
+
+def _key_helper() -> str:
+    """``lib_key.lua`` without its padding of the script's ARGV: a script that calls the
+    steps pads each call's ARGV itself."""
+    lib_key = files(__package__).joinpath("lua").joinpath("lib_key.lua").read_text()
+    return "\n".join(line for line in lib_key.splitlines()
+                     if not line.startswith("local ARGV ="))  # fmt: skip
 
 
 class Scripts:
@@ -330,6 +360,9 @@ class Scripts:
     deliver: AsyncScript
     mark_read: AsyncScript
     steps: Any
+    #: The gifts script (:func:`gifts_source`) on a standalone Redis; None on a cluster,
+    #: where a gift's keys lie in several slots and its steps run one slot at a time.
+    gifts: AsyncScript | None
 
     def __init__(self, redis: AnyRedis) -> None:
         """Register every script on ``redis``; on a cluster each is a
@@ -341,6 +374,7 @@ class Scripts:
         graph_steps = redis.register_script(steps_source(graph=True))
         self.steps = ClusterScript("steps", steps) if cluster else steps
         self.graph_steps = ClusterScript("graph_steps", graph_steps) if cluster else graph_steps
+        self.gifts = None if cluster else redis.register_script(gifts_source())
         for name in SCRIPT_NAMES:
             script = redis.register_script(source(name))
             lean = name in LEAN

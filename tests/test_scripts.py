@@ -11,6 +11,7 @@ from feedamp.config import Settings
 from feedamp.feeds.batch import context
 from feedamp.feeds.scripts import (
     CONTEXT,
+    GIFT_STEPS,
     GRAPH_STEPS,
     LEAN,
     SCRIPT_NAMES,
@@ -18,6 +19,7 @@ from feedamp.feeds.scripts import (
     STEPS,
     LeanScript,
     argv,
+    gifts_source,
     source,
     steps_source,
 )
@@ -63,7 +65,8 @@ def test_header_matches_the_declaration(name):
 
 def test_every_script_is_declared():
     on_disk = {p.name[:-4] for p in LUA.iterdir() if p.name.endswith(".lua")}
-    assert on_disk - {"lib", "lib_key", "lib_shop", "steps"} == set(SCRIPT_NAMES) == set(SIGNATURES)
+    drivers = {"lib", "lib_key", "lib_shop", "steps", "gifts"}
+    assert on_disk - drivers == set(SCRIPT_NAMES) == set(SIGNATURES)
 
 
 def test_lib_reads_the_declared_context():
@@ -164,3 +167,23 @@ def test_the_graph_steps_script_holds_the_graph_steps_after_lib_lua():
     assert head.group(1).split(", ") == [f"ARGV[{n}]" for n in range(1, len(CONTEXT) + 1)]
     assert int(head.group(2)) == len(CONTEXT) + 1
     assert text.endswith(LUA.joinpath("steps.lua").read_text())
+
+
+def test_the_gifts_script_holds_each_gift_step_once():
+    # On a standalone Redis a batch's gifts run every step of each in one call: the gift
+    # steps' own sources as functions of a padded ARGV, the key helper once and no
+    # padding of the whole ARGV, then the loop, whose header says what a gift sends.
+    assert set(GIFT_STEPS) <= LEAN and {n for n in SCRIPT_NAMES if n.startswith("gift_")} == set(
+        GIFT_STEPS
+    )
+    text = gifts_source()
+    found = re.findall(r"^STEP\.(\w+) = function\(ARGV\) -- (\w+)$", text, re.M)
+    assert found == [(name, name) for name in GIFT_STEPS]
+    for name in GIFT_STEPS:
+        assert LUA.joinpath(f"{name}.lua").read_text() in text
+    assert text.count("local function key(kind, id)") == 1
+    assert "unpack(ARGV, 2)" not in text
+    per_gift = ["gift_id", "sender_id", "recipient_id", "offer_id", "campaign_id", "message",
+                "ts", "send_limit", "codes", "reasons"]  # fmt: skip
+    assert header("gifts") == {"ARGV": ("ARGV", ["prefix", "cap", *per_gift, "..."])}
+    assert re.search(rf"^local CAP, FIELDS = ARGV\[2\], {len(per_gift)}$", text, re.M)

@@ -12,6 +12,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import orjson
+import pytest
 from feedamp.config import Caps, Settings
 from feedamp.feeds.batch import context
 from feedamp.feeds.repost_decisions import decide_reposts
@@ -107,7 +108,10 @@ async def test_repost_decisions_equal_the_single_script(redis, settings: Setting
     assert {"user_rate", "forwarded_hourly", "virality_brake", "suspended"} <= seen
 
 
-async def test_gifts_equal_the_single_script(redis, settings: Settings, tmp_path) -> None:
+@pytest.mark.parametrize("way", ["at_once", "in_steps"])
+async def test_gifts_equal_the_single_script(redis, settings: Settings, tmp_path, way) -> None:
+    # at_once: the gifts script (a standalone Redis); in_steps: the slot-local steps one
+    # pipeline each, as on a cluster.
     old = reference(redis, "gift")
     path = tmp_path / "campaigns.json"
     path.write_bytes(orjson.dumps({"campaigns": [
@@ -136,6 +140,8 @@ async def test_gifts_equal_the_single_script(redis, settings: Settings, tmp_path
                                campaigns=str(path))  # fmt: skip
             await redis.hset(f"{s.key_prefix}account:{{s3}}", "susp", 1_010)
             store = GiftStore(redis, s, catalog)
+            if way == "in_steps":
+                store.scripts.gifts = None
             await store.seed()
             got = []
             for batch in cut:

@@ -2,8 +2,7 @@
 
 Each gift is decided once and its outcome kept under its ``gift_id``. What needs no Redis
 (unknown offer, outside the campaign's window, a gift to oneself) is found here first;
-the rest runs as slot-local steps keyed by the gift id, each step one pipeline for the
-whole batch (one round trip per node on a Redis Cluster), the same on a standalone Redis:
+the rest runs as these slot-local steps, each gift through them in turn:
 
 1. gift slot (``gift_known.lua``): a gift decided before returns its outcome;
 2. the door: sender's and recipient's account states (suspended at the gift's time);
@@ -11,17 +10,23 @@ whole batch (one round trip per node on a Redis Cluster), the same on a standalo
    ``gift_claims:{sender}``), or ``send_limit``;
 4. offer slot (``gift_code.lua``): the code handed to this gift (recorded in
    ``gift_code_of:{offer}``), or ``codes_exhausted``, which releases the claim
-   (``gift_release.lua``) and claims again the sender's later gifts of the batch that
-   the released send had refused;
+   (``gift_release.lua``): the send no longer counts for the sender's later gifts;
 5. gift slot (``gift_commit.lua``): the outcome, written once: the commit point;
 6. recipient and sender slots (``gift_list.lua``): inbox and sent list.
+
+On a standalone Redis every key is on one node: a batch's gifts run every step of each in
+calls of the gifts script (``gifts.lua``, the same step functions), ``GIFTS_PER_CALL``
+gifts a call. On a Redis Cluster each step is one pipeline for the whole batch (one round
+trip per node), in rounds (see :meth:`GiftStore._claim`) so that a claim released by an
+empty code pool goes to the gift that deciding each gift alone would give it to.
 
 Invariants: every step is idempotent by gift id (a claim, a recorded code, ``ZADD``), so
 a redelivery at any step repeats the same answers and spends nothing twice, and the first
 outcome committed is the one every copy returns.
 
-Order: a batch's gifts are decided in event-time order (ties by event id), and in a worker
-gifts wait for the watermark and are released in that order across partitions
+Order: a batch's gifts are decided in event-time order (ties by event id), each as if
+alone (the outcomes of the batch's gifts one at a time, whatever the batches), and in a
+worker gifts wait for the watermark and are released in that order across partitions
 (:mod:`feedamp.feeds.watermark`), so the sends under a limit and the codes of a pool
 shared by every sender of an offer go by event time, whichever partition or worker read
 each gift first; a replay decides them the same. Only a gift later than the allowed
@@ -54,8 +59,13 @@ from feedamp.models.decisions import (
     GiftDecision,
 )
 from feedamp.models.events import Event, Gift
+from redis.commands.core import AsyncScript
 
-__all__ = ["GiftStore"]
+__all__ = ["GIFTS_PER_CALL", "GiftStore"]
+
+#: Gifts decided per call of the gifts script (a standalone Redis): a call holds Redis for
+#: about 40 µs a gift.
+GIFTS_PER_CALL = 64
 
 
 class GiftStore(Writer):
@@ -89,12 +99,54 @@ class GiftStore(Writer):
         ns = self.at(namespace)
         if ns.prefix not in self._seeded:
             await self.seed(namespace=ns)
-        ctx, keys = ns.context, ns.keys
         gifts = sorted((_Pending(i, ev, *self._terms(ev)) for i, ev in enumerate(events)
                         if isinstance(ev, Gift)), key=_event_time)  # fmt: skip
         if not gifts:
             return Applied()
-        sc = self.scripts
+        if self.scripts.gifts is not None:
+            await self._decide_at_once(self.scripts.gifts, gifts, ns.prefix)
+        else:
+            await self._decide_in_steps(gifts, ns)
+        applied = Applied()
+        for g in sorted(gifts, key=lambda g: g.index):  # decisions in the order given
+            if g.error is not None:
+                applied.failures.append(Failure(g.index, g.error))
+                continue
+            decision, reasons = _outcome(g.kept or "")
+            applied.decisions.append(GiftDecision(
+                event_id=g.gift.event_id, gift_id=g.gift.gift_id, sender_id=g.gift.sender_id,
+                decision=decision, reasons=reasons, ts=g.gift.ts,
+            ))  # fmt: skip
+        return applied
+
+    async def _decide_at_once(
+        self, script: AsyncScript, gifts: Sequence[_Pending], prefix: str
+    ) -> None:
+        """Every step of each gift in one call of the gifts ``script`` (a standalone
+        Redis: every key on one node), ``GIFTS_PER_CALL`` gifts a call, in the order
+        given."""
+        chunks = [gifts[n : n + GIFTS_PER_CALL] for n in range(0, len(gifts), GIFTS_PER_CALL)]
+        calls = []
+        for chunk in chunks:
+            args: list[str | int] = [prefix, self.settings.gift_inbox_cap]
+            for g in chunk:
+                gift = g.gift
+                args += (gift.gift_id, gift.sender_id, gift.recipient_id, gift.offer_id,
+                         g.campaign, gift.message or "", gift.ts, g.limit, int(g.has_codes),
+                         ",".join(g.reasons))  # fmt: skip
+            calls.append((script, args))
+        for chunk, reply in zip(chunks, await run_scripts(self.redis, calls), strict=True):
+            answers = [reply] * len(chunk) if isinstance(reply, Exception) else reply
+            for g, result in zip(chunk, answers, strict=True):  # type: ignore[call-overload]
+                if isinstance(result, Exception):
+                    g.error = result
+                else:
+                    g.kept = text(result)
+
+    async def _decide_in_steps(self, gifts: Sequence[_Pending], ns: Namespace) -> None:
+        """Each step of the module's list for the whole batch, one slot at a time (a
+        Redis Cluster)."""
+        sc, ctx = self.scripts, ns.context
         # Each step's calls are made as they are sent (generators): Redis runs the first
         # while the rest are made.
         # 1. Gift slot: a gift decided before keeps its outcome.
@@ -108,7 +160,7 @@ class GiftStore(Writer):
                 g.kept = text(result)
         open_ = [g for g in gifts if g.error is None and g.kept is None]
         # 2. The door: sender and recipient suspended at the gift's time (one pipeline).
-        await self._door(keys, open_)
+        await self._door(ns.keys, open_)
         # 3. and 4. Sender slot: claim a send; offer slot: the gift's code.
         await self._claim([g for g in open_ if not g.reasons], ctx)
         # 5. Gift slot: the commit point.
@@ -135,17 +187,6 @@ class GiftStore(Writer):
         for n, result in enumerate(await run_scripts(self.redis, lists)):
             if isinstance(result, Exception):
                 accepted[n // 2].error = result
-        applied = Applied()
-        for g in sorted(gifts, key=lambda g: g.index):  # decisions in the order given
-            if g.error is not None:
-                applied.failures.append(Failure(g.index, g.error))
-                continue
-            decision, reasons = _outcome(g.kept or "")
-            applied.decisions.append(GiftDecision(
-                event_id=g.gift.event_id, gift_id=g.gift.gift_id, sender_id=g.gift.sender_id,
-                decision=decision, reasons=reasons, ts=g.gift.ts,
-            ))  # fmt: skip
-        return applied
 
     async def _door(self, keys: Keys, gifts: Sequence[_Pending]) -> None:
         """Add ``suspended`` / ``recipient_suspended`` to the gifts whose sender /
@@ -168,10 +209,15 @@ class GiftStore(Writer):
                 g.reasons.append(RECIPIENT_SUSPENDED)
 
     async def _claim(self, gifts: Sequence[_Pending], ctx: Sequence[str | int]) -> None:
-        """Claim a send for each gift (sender slot), then take its code (offer slot); a
-        gift whose offer ran out of codes releases its claim, and the sender's later gifts
-        of the batch refused ``send_limit`` are claimed again (the released send was
-        counted against them)."""
+        """Claim a send for each gift (sender slot), then take its code (offer slot), in
+        rounds that give what deciding each gift alone in turn gives. A gift whose offer
+        ran out of codes releases its claim, which a later gift of the sender in the
+        campaign (its lane) refused ``send_limit`` may then take: a round's codes stop
+        before the first gift refused in a lane where an earlier gift of the round
+        claimed a send that a code may release, and the next round claims again from it
+        (a claim held is kept: the step is idempotent). A claim granted in a round is
+        granted alone too (a lane's count only falls by a release), so only refusals are
+        asked again."""
         sc, todo = self.scripts, [g for g in gifts if not g.reasons]
         while todo:
             claims = await run_scripts(self.redis, (
@@ -180,13 +226,20 @@ class GiftStore(Writer):
                                      send_limit=g.limit))
                 for g in todo
             ))  # fmt: skip
-            for g, result in zip(todo, claims, strict=True):
+            releasable: set[tuple[str, str]] = set()  # lanes with a claim a code may release
+            cut = len(todo)
+            for n, (g, result) in enumerate(zip(todo, claims, strict=True)):
                 g.reasons.clear()
+                lane = (g.gift.sender_id, g.campaign)
                 if isinstance(result, Exception):
                     g.error = result
                 elif text(result) == "send_limit":
                     g.reasons.append(SEND_LIMIT)
-            coded = [g for g in todo if g.error is None and not g.reasons and g.has_codes]
+                    if lane in releasable:
+                        cut = min(cut, n)
+                elif g.has_codes:
+                    releasable.add(lane)
+            coded = [g for g in todo[:cut] if g.error is None and not g.reasons and g.has_codes]
             codes = await run_scripts(self.redis, ((sc.gift_code, argv(
                 "gift_code", ctx, offer_id=g.gift.offer_id, gift_id=g.gift.gift_id))
                 for g in coded))  # fmt: skip
@@ -202,15 +255,10 @@ class GiftStore(Writer):
             released = await run_scripts(self.redis, [(sc.gift_release, argv(
                 "gift_release", ctx, gift_id=g.gift.gift_id, sender_id=g.gift.sender_id))
                 for g in out])  # fmt: skip
-            # The sender's earliest released send (``out`` is in event-time order).
-            first: dict[str, tuple[int, str]] = {}
             for g, result in zip(out, released, strict=True):
                 if isinstance(result, Exception):
                     g.error = result
-                elif result == 1:
-                    first.setdefault(g.gift.sender_id, _event_time(g))
-            todo = [g for g in todo if g.reasons == [SEND_LIMIT]
-                    and _event_time(g) > first.get(g.gift.sender_id, _event_time(g))]  # fmt: skip
+            todo = [g for g in todo[cut:] if g.error is None]
 
     def _terms(self, gift: Gift) -> tuple[str, int, bool, list[str]]:
         """The gift's campaign, send limit, whether its offer has codes, and the reasons
