@@ -28,23 +28,51 @@ reads (:mod:`feedamp.ops.event_order`).
 
 An event that arrives later than the allowed lateness is still decided, at once; only
 such late events can be decided differently from a replay.
+
+One worker releases at a time (the release lock, renewed while it releases): a worker
+killed mid-release holds the others up for :data:`LOCK_SECONDS` at most, and what it
+released but had not forgotten is released again (at least once; every effect is
+idempotent).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from redis.asyncio.lock import Lock
+from redis.exceptions import LockError
 
 from .batch import run_scripts, text
 from .namespace import Namespace
 from .scripts import argv
 from .writer import Writer
 
-__all__ = ["Watermark", "progress_field"]
+__all__ = ["LOCK_SECONDS", "Watermark", "progress_field"]
 
-#: The released-by lock expires after this long (s), should its holder die.
-LOCK_SECONDS = 30.0
+log = logging.getLogger("feedamp.watermark")
+
+#: The release lock expires after this long (s) unless its holder renews it: a holder
+#: renews it every third of that while it releases, so a release of any length keeps it,
+#: and a holder killed mid-release holds up the others' releases this long at most.
+LOCK_SECONDS = 6.0
+
+
+async def _renew(lock: Lock) -> None:
+    """Renew ``lock`` every third of its time until cancelled; stop if it was lost (it
+    lapsed while the loop stalled, and another releaser may hold it now)."""
+    while True:
+        await asyncio.sleep(LOCK_SECONDS / 3)
+        try:
+            await lock.reacquire()
+        except LockError:
+            log.warning(
+                "the release lock lapsed while this worker released; another worker may "
+                "release the same events (every effect is idempotent)"
+            )
+            return
 
 
 def progress_field(topic: str, partition: int) -> str:
@@ -119,3 +147,22 @@ class Watermark(Writer):
         another holds it."""
         key = self.at(namespace).keys.release_lock()
         return self.redis.lock(key, timeout=LOCK_SECONDS, blocking=False)
+
+    @contextlib.asynccontextmanager
+    async def releasing(self, namespace: Namespace | None = None) -> AsyncIterator[bool]:
+        """Hold the release lock for the body: True while held, renewed every third of
+        :data:`LOCK_SECONDS` (a holder that dies lets it lapse within that), released
+        after; False at once, the lock untouched, when another releaser holds it."""
+        lock = self.lock(namespace)
+        if not await lock.acquire():
+            yield False
+            return
+        keeper = asyncio.create_task(_renew(lock))
+        try:
+            yield True
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            with contextlib.suppress(LockError):  # lapsed while we worked (a stalled loop)
+                await lock.release()

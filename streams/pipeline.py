@@ -24,7 +24,6 @@ key), and the product store last.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -58,7 +57,6 @@ from feedamp.models.events import (
     Unmute,
     Unrepost,
 )
-from redis.exceptions import LockError
 
 from .records import DeadLetter, Envelope, Outcome, Record
 
@@ -238,15 +236,12 @@ class Pipeline:
             return outcome
         ns = ns or await self.active_namespace()
         parking = self.parking
-        lock = parking.lock(ns)
-        if not await lock.acquire():
-            return outcome
-        try:
-            while True:
+        async with parking.releasing(ns) as held:
+            while held:
                 limit = self.settings.batch_size
                 self.watermark, items = await parking.release(limit, partitions, ns)
                 if not items:
-                    return outcome
+                    break
                 chunk = Outcome()
                 envelopes, chunk.dead_letters = self._released(items, ns)
                 await self._apply_events(envelopes, chunk, ns)
@@ -254,10 +249,8 @@ class Pipeline:
                 await parking.forget([event_id for event_id, _ in items], ns)
                 outcome.extend(chunk)
                 if len(items) < limit:
-                    return outcome
-        finally:
-            with contextlib.suppress(LockError):  # expired while we worked: harmless
-                await lock.release()
+                    break
+        return outcome
 
     def _released(self, items: Sequence[tuple[str, bytes]], ns: Namespace) -> Parsed:
         """The released ``(event_id, record)`` items parsed: the envelope this process

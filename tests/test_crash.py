@@ -17,7 +17,7 @@ from .snapshot import entries
 
 FOLLOWERS = 1000
 REPOSTERS = 10
-REPOSTS = 600  # 600,000 deliveries: seconds of work, so the kill lands mid-way
+REPOSTS = 300  # 300,000 deliveries: seconds of work, so the kill lands mid-way
 
 
 @pytest.fixture(scope="module")
