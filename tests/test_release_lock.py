@@ -1,7 +1,7 @@
-"""The release lock on a real Redis: one releaser at a time; a releaser keeps it for as long
-as it releases, however long that is; and a releaser that died without letting go holds
-the others up for ``LOCK_SECONDS`` at most (the lock's time is shortened here so the
-tests take well under a second or two each)."""
+"""The release lock on a real Redis, standalone and a cluster: one releaser at a time; a
+releaser keeps it for as long as it releases, however long that is; and a releaser that
+died without letting go holds the others up for ``LOCK_SECONDS`` at most (the lock's
+time is shortened here so the tests take a second or two each)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,13 @@ from feedamp.feeds.watermark import Watermark
 SHORT = 0.4
 
 
-@pytest.fixture
-async def redis(redis_server: Service) -> AsyncIterator[AnyRedis]:
-    client = connect(f"redis://{redis_server.address}/0")
+@pytest.fixture(params=["standalone", "cluster"])
+async def redis(request: pytest.FixtureRequest) -> AsyncIterator[AnyRedis]:
+    """A standalone Redis and a three-master cluster (the lock is one key)."""
+    server: Service = request.getfixturevalue(
+        "redis_server" if request.param == "standalone" else "redis_cluster"
+    )
+    client = connect(f"redis://{server.address}/0")
     yield client
     await close(client)
 
