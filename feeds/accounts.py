@@ -12,7 +12,7 @@ suspension arrived.
 
 Suspension works by event time: a post or repost is refused when its actor's latest
 suspension is at or before the event and not followed by a reinstatement at or before it
-(the same rule as ``suspended_at`` in ``lua/lib.lua``). A suspension also takes the
+(the same rule as ``suspended_at`` in ``lua/lib_account.lua``). A suspension also takes the
 account's posts and reposts out of every feed they reached; readers hide them at once
 (see :class:`~feedamp.feeds.reader.FeedReader`), and the cleaning runs behind that,
 chunk by chunk. Reinstating lets new content through; what was cleaned stays cleaned. A

@@ -297,10 +297,10 @@ def gifts_source() -> str:
     """Source of the gifts script, which decides a batch's gifts every step of each in one
     call, where every key is on one node (a standalone Redis; ``lua/gifts.lua``, whose
     header describes its ARGV): ``lib_key.lua``'s key helper (without its ARGV padding),
-    each of the :data:`GIFT_STEPS` as a function ``STEP.<name>`` of an ARGV of its own,
-    then the loop over the gifts."""
+    ``lib_account.lua`` (the door's rule), each of the :data:`GIFT_STEPS` as a function
+    ``STEP.<name>`` of an ARGV of its own, then the loop over the gifts."""
     lua = files(__package__).joinpath("lua")
-    parts = [_key_helper(), "local STEP = {}"]
+    parts = [_key_helper(), lua.joinpath("lib_account.lua").read_text(), "local STEP = {}"]
     for name in GIFT_STEPS:
         body = lua.joinpath(f"{name}.lua").read_text()
         parts.append(f"STEP.{name} = function(ARGV) -- {name}\n{body}\nend")

@@ -65,7 +65,7 @@ def test_header_matches_the_declaration(name):
 
 def test_every_script_is_declared():
     on_disk = {p.name[:-4] for p in LUA.iterdir() if p.name.endswith(".lua")}
-    drivers = {"lib", "lib_key", "lib_shop", "steps", "gifts"}
+    drivers = {"lib", "lib_key", "lib_shop", "lib_account", "steps", "gifts"}
     assert on_disk - drivers == set(SCRIPT_NAMES) == set(SIGNATURES)
 
 
@@ -183,6 +183,10 @@ def test_the_gifts_script_holds_each_gift_step_once():
         assert LUA.joinpath(f"{name}.lua").read_text() in text
     assert text.count("local function key(kind, id)") == 1
     assert "unpack(ARGV, 2)" not in text
+    # The door's rule once, from lib_account.lua (lib.lua holds no copy of it).
+    assert LUA.joinpath("lib_account.lua").read_text() in text
+    assert text.count("local function suspended_at(") == 1
+    assert "suspended_at" not in LUA.joinpath("lib.lua").read_text()
     per_gift = ["gift_id", "sender_id", "recipient_id", "offer_id", "campaign_id", "message",
                 "ts", "send_limit", "codes", "reasons"]  # fmt: skip
     assert header("gifts") == {"ARGV": ("ARGV", ["prefix", "cap", *per_gift, "..."])}

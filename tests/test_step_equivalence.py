@@ -26,8 +26,9 @@ TRIALS = 25
 
 
 def reference(redis, name: str):  # type: ignore[no-untyped-def]
-    lib = files("feedamp.feeds").joinpath("lua/lib.lua").read_text()
-    return redis.register_script(lib + "\n" + (REFERENCE / f"{name}.lua").read_text())
+    lua = files("feedamp.feeds").joinpath("lua")
+    libs = [lua.joinpath(f"{lib}.lua").read_text() for lib in ("lib", "lib_account")]
+    return redis.register_script("\n".join([*libs, (REFERENCE / f"{name}.lua").read_text()]))
 
 
 def batches(rnd: random.Random, events: list) -> list[list]:

@@ -6,7 +6,7 @@
 -- steps run one slot at a time instead, a batch's calls of each step together.
 -- Each gift runs the steps in their order, one gift after another in the order given
 -- (event time): its outcome if decided before; else the door (sender and recipient
--- suspended at the gift's time, as feeds/accounts.py suspended_at), then, with no reason
+-- suspended at the gift's time: lib_account.lua, put in front too), then, with no reason
 -- to refuse it, a claim of a send and the offer's next code (an empty pool releases the
 -- claim: the send no longer counts for the sender's later gifts), then the commit; an
 -- accepted gift then enters the recipient's inbox and the sender's sent list.
@@ -22,23 +22,14 @@ local function call(step, ...)
   return STEP[step]({ PREFIX, '', '', '', '', '', '', ... })
 end
 
-local function suspended_at(user, ts)
-  local state = redis.call('HMGET', key('account', user), 'susp', 'rein')
-  local susp = tonumber(state[1])
-  if not susp or ts < susp then return false end
-  local rein = tonumber(state[2])
-  return not (rein and susp <= rein and rein <= ts)
-end
-
 local function decide(gift, sender, recipient, offer, campaign, message, ts, limit, codes,
                       reasons)
   local kept = call('gift_known', gift)
   if kept == '' then
     local why, code = {}, ''
     if reasons ~= '' then why[1] = reasons end
-    local at = tonumber(ts)
-    if suspended_at(sender, at) then why[#why + 1] = 'suspended' end
-    if suspended_at(recipient, at) then why[#why + 1] = 'recipient_suspended' end
+    if suspended_at(sender, ts) then why[#why + 1] = 'suspended' end
+    if suspended_at(recipient, ts) then why[#why + 1] = 'recipient_suspended' end
     if #why == 0 then
       if call('gift_claim', gift, sender, campaign, limit) == 'send_limit' then
         why[1] = 'send_limit'

@@ -638,12 +638,3 @@ local function restore(viewer, target, posts, reposts, others)
   end
 end
 
--- suspended_at: true if user's account was suspended at event time ts (by the latest
--- suspension and reinstatement on record; feeds/accounts.py has the same rule).
-local function suspended_at(user, ts)
-  local state = redis.call('HMGET', key('account', user), 'susp', 'rein')
-  if not state[1] then return false end
-  local susp, rein = tonumber(state[1]), tonumber(state[2] or '-1')
-  if tonumber(ts) < susp then return false end
-  return not (rein >= susp and rein <= tonumber(ts))
-end
