@@ -7,7 +7,9 @@ hold it for the whole wait, which put about 750 ms between an event and its fan-
 The consumer thread also checks, several times a second, whether aiokafka's group
 coordinator stopped on an error it hands to its user (see :mod:`feedamp.kafka.group`),
 and then calls ``on_group_error``. The consumer hands the records of ``bulk_topics`` to
-the agent a fetch at a time (:mod:`feedamp.kafka.bulk`).
+the agent a fetch at a time (:mod:`feedamp.kafka.bulk`). Its producer hands out the
+aiokafka producer it runs (:func:`aiokafka_producer`), for sends by record batches
+(:class:`feedamp.kafka.produce.BatchSend`).
 """
 
 from __future__ import annotations
@@ -15,15 +17,32 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.transports import ProducerT
 
 from .bulk import BulkDrain, BulkSink
 from .group import pending_group_error
 
-__all__ = ["GROUP_CHECK_INTERVAL", "transport_class"]
+__all__ = ["GROUP_CHECK_INTERVAL", "Producer", "aiokafka_producer", "transport_class"]
 
 #: How often (s) the consumer thread looks for a group error.
 GROUP_CHECK_INTERVAL = 0.25
+
+
+class Producer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer, handing out the aiokafka producer it runs."""
+
+    def client(self) -> AIOKafkaProducer:
+        """The started aiokafka producer (Faust's ``NotReady`` before it starts)."""
+        return self._ensure_producer()
+
+
+def aiokafka_producer(producer: ProducerT) -> AIOKafkaProducer:
+    """The aiokafka producer behind an app's producer made by :func:`transport_class`."""
+    if not isinstance(producer, Producer):
+        raise TypeError(f"not a feedamp transport's producer: {type(producer).__name__}")
+    return producer.client()
 
 
 def transport_class(
@@ -62,4 +81,5 @@ def transport_class(
         pass
 
     Transport.Consumer = BulkConsumer if bulk_topics else Consumer
+    Transport.Producer = Producer
     return Transport

@@ -29,7 +29,7 @@ from feedamp.feeds.store import TRANSIENT_ERRORS, is_transient
 from feedamp.kafka.config import faust_security
 from feedamp.kafka.group import QuietFatalJoin, stop_on_group_error
 from feedamp.kafka.produce import BatchSend
-from feedamp.kafka.transport import transport_class
+from feedamp.kafka.transport import aiokafka_producer, transport_class
 
 from .metrics import Metrics
 from .pipeline import Parsed, Pipeline, progress_field
@@ -235,7 +235,7 @@ def create_app(settings: Settings) -> faust.App:
 
     # Straight to the aiokafka producer Faust runs, a record batch per partition: Topic.send
     # costs a future chain per message.
-    send = BatchSend(lambda: app.producer._ensure_producer())  # type: ignore[attr-defined]
+    send = BatchSend(lambda: aiokafka_producer(app.producer))
     handler = BatchHandler(pipeline, Publisher(settings.topics, send, log=log))
     metrics = Metrics()
 

@@ -11,6 +11,7 @@ from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from feedamp.config import Settings
 from feedamp.kafka.config import faust_security, kafka_client_kwargs
+from feedamp.kafka.transport import Producer, aiokafka_producer, transport_class
 
 
 def settings(**env: str) -> Settings:
@@ -108,3 +109,10 @@ def test_bad_security_settings_name_the_variable(env, message):
         kafka_client_kwargs(settings(**env))
     with pytest.raises(ValueError, match=message):
         faust_security(settings(**env))
+
+
+def test_the_transport_hands_out_its_aiokafka_producer_and_refuses_another():
+    transport = transport_class(100)
+    assert transport.Producer is Producer
+    with pytest.raises(TypeError, match="not a feedamp transport's producer"):
+        aiokafka_producer(object())  # type: ignore[arg-type]
