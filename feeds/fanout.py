@@ -235,12 +235,17 @@ async def deliver(
         await script.load()
     await redis.initialize()
     per_node: dict[str, tuple[ClusterNode, list[Segment]]] = {}
+    # A follower's keys all carry its hash tag: one slot, one node, whatever the bucket.
+    node_of: dict[str, ClusterNode] = {}
     for seg in segments:
         split: dict[str, list[str]] = defaultdict(list)
         for follower in seg.followers:
-            node = redis.get_node_from_key(keys.feed(follower, seg.bucket))
-            assert node is not None  # every slot is served (cluster_state:ok)
-            per_node.setdefault(node.name, (node, []))
+            node = node_of.get(follower)
+            if node is None:
+                node = redis.get_node_from_key(keys.feed(follower, seg.bucket))
+                assert node is not None  # every slot is served (cluster_state:ok)
+                node_of[follower] = node
+                per_node.setdefault(node.name, (node, []))
             split[node.name].append(follower)
         for name, followers in split.items():
             per_node[name][1].append(seg.part(followers))
@@ -467,10 +472,14 @@ async def _by_slot(
     after a pause, until the move ends; past ``SLOT_WAIT`` seconds the error is raised
     for the batch to be retried whole."""
     by_slot: dict[int, list[Segment]] = defaultdict(list)  # each slot's parts, in order
+    slot_of: dict[str, int] = {}  # a follower's keys share its hash tag's slot
     for seg in segments:
         followers: dict[int, list[str]] = defaultdict(list)
         for follower in seg.followers:
-            followers[redis.keyslot(keys.feed(follower, seg.bucket))].append(follower)
+            slot = slot_of.get(follower)
+            if slot is None:
+                slot = slot_of[follower] = redis.keyslot(keys.feed(follower, seg.bucket))
+            followers[slot].append(follower)
         for slot, fs in followers.items():
             by_slot[slot].append(seg.part(fs))
     calls = list(by_slot.values())  # one call per slot: its segments run in order

@@ -332,6 +332,43 @@ async def test_post_fanout_by_node_matches_the_standalone_fanout(
     assert feeds[True] == feeds[False]
 
 
+async def test_a_fanout_finds_each_followers_node_once(
+    redis_cluster: RedisClusterService, broker: Service, uid, monkeypatch
+) -> None:
+    """Eight posts in several buckets to the same 300 followers: the fan-out finds each
+    follower's node once (every key of a follower carries its hash tag), not once per
+    post and follower, and each call still reaches the node serving its followers (none
+    refused), so every follower gets every post."""
+    ev = Events()
+    author = uid("star")
+    fans = [uid(f"fan{i}") for i in range(300)]
+    posts = [ev.post(uid(f"p{i}"), author, text="x") for i in range(8)]
+    b = Layout("", make_settings(broker, redis_cluster, fanout_chunk=64),
+               connect(f"redis://{redis_cluster.address}/0"))  # fmt: skip
+    try:
+        await _graph(b, author, fans, [])
+        assert len({bucket_of(p.post_id, b.settings.feed_buckets) for p in posts}) > 1
+        store = FeedStore(b.redis, b.settings)
+        looked_up: list[str] = []
+        find = b.redis.get_node_from_key
+
+        def spy(key: str, *args: object, **kwargs: object) -> object:
+            looked_up.append(key)
+            return find(key, *args, **kwargs)
+
+        monkeypatch.setattr(b.redis, "get_node_from_key", spy)
+        assert (await store.apply(posts)).deliveries == 8 * 300
+        assert store.regrouped == 0
+        feed_prefix = b.keys.feed("", 0).split("{", 1)[0]  # <prefix>feed:
+        feed_keys = [key for key in looked_up if key.startswith(feed_prefix)]
+        assert len(feed_keys) == len(fans)
+        reader = FeedReader(b.redis, key_prefix=b.settings.key_prefix)
+        page = await reader.following(fans[-1], limit=20)
+        assert sorted(item.post_id for item in page.items) == sorted(p.post_id for p in posts)
+    finally:
+        await close(b.redis)
+
+
 async def test_post_fanout_survives_slots_moved_behind_the_client(
     broker: Service, redis_cluster: RedisClusterService, uid
 ) -> None:
