@@ -298,12 +298,15 @@ def gifts_source() -> str:
     call, where every key is on one node (a standalone Redis; ``lua/gifts.lua``, whose
     header describes its ARGV): ``lib_key.lua``'s key helper (without its ARGV padding),
     ``lib_account.lua`` (the door's rule), each of the :data:`GIFT_STEPS` as a function
-    ``STEP.<name>`` of an ARGV of its own, then the loop over the gifts."""
+    ``STEP.<name>`` of an ARGV of its own, ``call`` (a step on an ARGV padded as the
+    steps script pads it, from :data:`CONTEXT`'s length), then the loop over the gifts."""
     lua = files(__package__).joinpath("lua")
     parts = [_key_helper(), lua.joinpath("lib_account.lua").read_text(), "local STEP = {}"]
     for name in GIFT_STEPS:
         body = lua.joinpath(f"{name}.lua").read_text()
         parts.append(f"STEP.{name} = function(ARGV) -- {name}\n{body}\nend")
+    pad = ", ".join(["PREFIX"] + ["''"] * (len(CONTEXT) - 1))
+    parts.append(f"local function call(step, ...) return STEP[step]({{ {pad}, ... }}) end")
     parts.append(lua.joinpath("gifts.lua").read_text())
     return "\n".join(parts)
 

@@ -186,6 +186,11 @@ def test_the_gifts_script_holds_each_gift_step_once():
     # The door's rule once, from lib_account.lua (lib.lua holds no copy of it).
     assert LUA.joinpath("lib_account.lua").read_text() in text
     assert text.count("local function suspended_at(") == 1
+    # Each step's ARGV padded as lib_key.lua pads a lean script's: the prefix, then empty
+    # settings.
+    pad = re.search(r"^local function call\(step, \.\.\.\) return STEP\[step\]\(\{ PREFIX, "
+                    r"(.*), \.\.\. \}\) end$", text, re.M)  # fmt: skip
+    assert pad is not None and pad.group(1).split(", ") == ["''"] * (len(CONTEXT) - 1)
     assert "suspended_at" not in LUA.joinpath("lib.lua").read_text()
     per_gift = ["gift_id", "sender_id", "recipient_id", "offer_id", "campaign_id", "message",
                 "ts", "send_limit", "codes", "reasons"]  # fmt: skip

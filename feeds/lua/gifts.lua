@@ -16,11 +16,9 @@
 --       send_limit, codes, reasons, ... (per gift: codes is 1 when the offer has codes,
 --       reasons those found without Redis, 'a,b' or '')
 -- Returns per gift 'decision|reason,reason' as kept, or an error reply.
+-- call(step, ...): runs STEP[step] on an ARGV padded as lib_key.lua pads a lean script's
+-- (the prefix, then empty settings; made by gifts_source from the context's length).
 local CAP, FIELDS = ARGV[2], 10
-
-local function call(step, ...)
-  return STEP[step]({ PREFIX, '', '', '', '', '', '', ... })
-end
 
 local function decide(gift, sender, recipient, offer, campaign, message, ts, limit, codes,
                       reasons)
