@@ -28,15 +28,23 @@ ports, then measures in the same run, on three logs:
     replay, follows included) and CPU; then, in another namespace, as the live benchmark
     times its fan-out (followers in place before the clock starts): the graph topic
     replayed, then the posts and reposts topics, timed (deliveries/s of that replay,
-    ``fanout_log_posts_deliveries_per_s``).
+    ``fanout_log_posts_deliveries_per_s``);
+(f) the fan-out log through a live ``feedamp worker`` (topics, consumer group and key
+    namespace of its own), timed as (e)'s second replay: the follows published and
+    applied first, then the posts and reposts published, timed until the worker's
+    ``/metrics`` count every delivery (``fanout_log_live_deliveries_per_s``, with the
+    worker's and Redis' CPU); its feeds are checked to hold as many entries as the
+    replay's.
 
 Both reads use the same consumer options (fetch wait, fetch sizes, batch of 2,000).
 ``replay_ratio`` is replay events/s over raw events/s on the light log (target >= 0.3);
 ``heavy_ratio`` the same on the mixed log (the key's name is older than the fan-out log),
 whose replay also reports its deliveries/s (``replay_deliveries_per_s``);
-``fanout_log_deliveries_per_s`` is the fan-out log's, to compare with the live fan-out's
-(``bench/all.py`` prints that ratio as ``fanout_log_replay_vs_live``, target >= 1, and
-the mixed log's as ``replay_vs_live_fanout``).
+``fanout_log_replay_vs_worker`` is (e)'s second replay over (f), the same log replayed and
+handled live (target >= 1); ``fanout_log_deliveries_per_s`` is the fan-out log's, which
+``bench/all.py`` also divides by ``bench/run.py``'s live fan-out (another shape: one set
+of followers, empty feeds) as ``fanout_log_replay_vs_live``, and the mixed log's as
+``replay_vs_live_fanout``.
 
 Run ``python bench/replay.py`` (``--events N``, default 150,000, for the mixed and light
 logs; a fan-out log of 20 sources and 3,000 posts and reposts, ``--sources`` and
@@ -49,7 +57,9 @@ machine-readable:
     feed_entries=... replay_cpu=... redis_cpu=... fanout_log_deliveries_per_s=...
     fanout_log_eps=... fanout_log_ratio=... fanout_log_seconds=... fanout_log_deliveries=...
     fanout_log_cpu=... fanout_log_redis_cpu=... fanout_log_posts_deliveries_per_s=...
-    fanout_log_follows_seconds=...   (on one line; CPU as shares of one core)
+    fanout_log_follows_seconds=... fanout_log_live_deliveries_per_s=...
+    fanout_log_live_seconds=... fanout_log_live_cpu=... fanout_log_live_redis_cpu=...
+    fanout_log_replay_vs_worker=...   (on one line; CPU as shares of one core)
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ import argparse
 import asyncio
 import itertools
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,13 +80,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from feedamp.cli.produce import messages_from_lines, publish
 from feedamp.config import Settings
-from feedamp.embedded.services import Service, start_broker, start_redis
+from feedamp.embedded.services import Service, free_port, start_broker, start_redis
+from feedamp.embedded.worker import start_worker, stop_process
 from feedamp.feeds import FeedStore, Keys
 from feedamp.feeds.connection import close, connect
 from feedamp.kafka.offsets import end_offsets, partitions
 from feedamp.kafka.topics import ensure_topics
 from feedamp.ops.replay import BATCH, PARTITION_FETCH_BYTES, ReplayStats, replay
 from redis.asyncio import Redis
+from run import cpu_seconds, scrape_metrics
 
 #: Ids look like snowflakes: 19 decimal digits.
 ID_BASE = 1_790_000_000_000_000_000
@@ -90,6 +103,9 @@ SKEW = 0.8
 FANOUT_FOLLOWERS = 1000
 FANOUT_POOL = 4
 FANOUT_SPACING_MS = 15_000
+#: The live pass: its polling interval (seconds), and how long it may take in all.
+LIVE_POLL = 0.02
+LIVE_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -186,6 +202,8 @@ class FanoutLog:
     follows: int
     posts: int
     reposts: int
+    #: The sources' user ids.
+    source_ids: list[str]
 
     @property
     def deliveries(self) -> int:
@@ -240,7 +258,9 @@ def make_fanout_log(
                      "post_id": post_id, "author_id": str(source), "text": "clip"}  # fmt: skip
             n_posts += 1
         lines.append(orjson.dumps(event))
-    return FanoutLog(lines, sources, followers_each, len(pairs), n_posts, n_reposts)
+    return FanoutLog(
+        lines, sources, followers_each, len(pairs), n_posts, n_reposts, [str(s) for s in source_ids]
+    )
 
 
 async def raw_consumption(
@@ -377,7 +397,15 @@ async def fanout_replay(settings: Settings, sources: int, fanouts: int) -> dict[
     only_per_s = fanouts.deliveries / fanouts.seconds
     print(f"  the same in two replays: the follows {follows.seconds:.2f}s, then the posts and "
           f"reposts {fanouts.seconds:.2f}s, {only_per_s:,.0f} deliveries/s")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="feedamp-bench-live-") as scratch:
+        live = await fanout_live(settings, log, Path(scratch))
+    vs_worker = only_per_s / live["fanout_log_live_deliveries_per_s"]
+    verdict = "met" if vs_worker >= 1 else "missed"
+    print(f"ratio replay / the live worker on the same log (follows first, then posts and "
+          f"reposts): {vs_worker:.3f} (target >= 1: {verdict})")  # fmt: skip
     return {
+        **live,
+        "fanout_log_replay_vs_worker": round(vs_worker, 3),
         "fanout_log_deliveries_per_s": round(per_s),
         "fanout_log_eps": round(eps),
         "fanout_log_ratio": round(eps / (raw_count / raw_s), 3),
@@ -388,6 +416,70 @@ async def fanout_replay(settings: Settings, sources: int, fanouts: int) -> dict[
         "fanout_log_posts_deliveries_per_s": round(only_per_s),
         "fanout_log_follows_seconds": round(follows.seconds, 2),
     }
+
+
+async def fanout_live(settings: Settings, log: FanoutLog, scratch: Path) -> dict[str, float]:
+    """The fan-out log through a live ``feedamp worker``, timed as the replay's second
+    pass: the follows published and applied first (not timed), then the posts and reposts
+    published, timed from the first send until the worker's ``/metrics`` count every
+    delivery; the figures (see the module, (f)). Topics, consumer group and key namespace
+    of its own; its feeds must hold as many entries as the replay's."""
+    live = settings.with_(topics=settings.topics.prefixed("fl-"), key_prefix="bl:",
+                          app_id="bench-replay-live", web_port=free_port())  # fmt: skip
+    await ensure_topics(live)
+    keys = Keys(live.key_prefix)
+    follows, rest = log.lines[: log.follows], log.lines[log.follows :]
+    redis = Redis.from_url(live.redis_url)
+    worker = start_worker(live, str(scratch / "worker.log"))
+    try:
+        await publish(messages_from_lines(follows, live), live)
+        deadline = time.monotonic() + LIVE_TIMEOUT
+        while True:  # the follows applied: every source has all its followers
+            async with redis.pipeline(transaction=False) as pipe:
+                for source in log.source_ids:
+                    pipe.scard(keys.followers(source))
+                if all(n == log.followers_each for n in await pipe.execute()):
+                    break
+            _check_live(worker, scratch, deadline, "the follows to be applied")
+            await asyncio.sleep(LIVE_POLL)
+        redis_cpu, worker_cpu = await redis_cpu_seconds(redis), cpu_seconds(worker.pid)
+        start = time.perf_counter()
+        await publish(messages_from_lines(rest, live), live)
+        while (delivered := await asyncio.to_thread(_deliveries, live.web_port)) < log.deliveries:
+            _check_live(worker, scratch, deadline, f"{log.deliveries - delivered:.0f} deliveries")
+            await asyncio.sleep(LIVE_POLL)
+        seconds = time.perf_counter() - start
+        redis_cpu = await redis_cpu_seconds(redis) - redis_cpu
+        worker_cpu = cpu_seconds(worker.pid) - worker_cpu
+        entries, replayed = await asyncio.gather(feed_entries(redis, live.key_prefix),
+                                                 feed_entries(redis, "bg:"))  # fmt: skip
+        assert delivered == log.deliveries and entries == replayed, (delivered, entries, replayed)
+    finally:
+        stop_process(worker)
+        await redis.aclose()
+    per_s = log.deliveries / seconds
+    print(f"the live worker on the same log (follows applied first): the posts and reposts "
+          f"{seconds:.2f}s, {per_s:,.0f} deliveries/s; busy: worker {worker_cpu / seconds:.0%}, "
+          f"redis-server {redis_cpu / seconds:.0%}")  # fmt: skip
+    return {
+        "fanout_log_live_deliveries_per_s": round(per_s),
+        "fanout_log_live_seconds": round(seconds, 2),
+        "fanout_log_live_cpu": round(worker_cpu / seconds, 2),
+        "fanout_log_live_redis_cpu": round(redis_cpu / seconds, 2),
+    }
+
+
+def _deliveries(port: int) -> float:
+    """Deliveries counted so far by the worker serving ``/metrics`` on ``port``."""
+    return scrape_metrics(port).get("feedamp_fanout_deliveries_total", 0.0)
+
+
+def _check_live(worker: subprocess.Popen, scratch: Path, deadline: float, what: str) -> None:
+    """Raise with the worker's log if it has exited or ``deadline`` has passed."""
+    if worker.poll() is None and time.monotonic() < deadline:
+        return
+    tail = (scratch / "worker.log").read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"live worker: waiting for {what}, exit {worker.poll()}\n{tail}")
 
 
 async def mixed_replay(settings: Settings, events: int) -> dict[str, float]:

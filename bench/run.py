@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -80,6 +81,8 @@ LATENCY_POLL_INTERVAL = 0.001
 #: Extra feeds checked, besides the last follower's, before a latency sample counts.
 LATENCY_PROBES = 3
 WORKER_START_TIMEOUT = 90.0
+#: A series without labels in Prometheus' text format: its name and value.
+METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*) (\S+)$", re.MULTILINE)
 PHASE_TIMEOUT = 300.0
 #: Starts a worker process for the settings, logging to the path.
 Launcher = Callable[[Settings, Path], subprocess.Popen]
@@ -251,6 +254,14 @@ class IdPool:
 
     def one(self) -> str:
         return str(next(self._next))
+
+
+def scrape_metrics(port: int) -> dict[str, float]:
+    """Every unlabelled series of a worker's ``/metrics`` (Prometheus text), by name."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {name: float(value) for name, value in METRIC_LINE.findall(text)}
 
 
 def cpu_seconds(pid: int) -> float:

@@ -53,11 +53,9 @@ import asyncio
 import itertools
 import os
 import random
-import re
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -85,6 +83,7 @@ from run import (
     launch_script,
     quick_args,
     running_stack,
+    scrape_metrics,
     write_report,
 )
 
@@ -522,16 +521,10 @@ def floor_settings(settings: Settings) -> Settings:
 
 def scrape_batches(port: int) -> tuple[int, float, float]:
     """(batches, records, handler seconds) so far, from a worker's /metrics."""
-    url = f"http://127.0.0.1:{port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-
-    def value(name: str) -> float:
-        found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
-        return float(found.group(1)) if found else 0.0
-
-    return (int(value("feedamp_batch_events_count")), value("feedamp_batch_events_sum"),
-            value("feedamp_batch_seconds_sum"))  # fmt: skip
+    series = scrape_metrics(port)
+    return (int(series.get("feedamp_batch_events_count", 0)),
+            series.get("feedamp_batch_events_sum", 0.0),
+            series.get("feedamp_batch_seconds_sum", 0.0))  # fmt: skip
 
 
 class Bench:
