@@ -13,6 +13,7 @@ from feedamp.feeds import fanout
 from feedamp.feeds.batch import context
 from feedamp.feeds.fanout import (
     EVENTS_PER_CALL,
+    WINDOW_EVENTS,
     Group,
     Segment,
     _calls,
@@ -102,7 +103,8 @@ def test_large_fan_outs_to_overlapping_followers_share_reads_by_window(seed):
     rng = random.Random(seed)
     pool = [f"u{i}" for i in range(400)]
     lists = [rng.sample(pool, 100) for _ in range(20)]
-    parts = [segment(n, rng.choice(lists)) for n in range(1000)]
+    # enough parts for several windows: each follower gets a quarter of the parts
+    parts = [segment(n, rng.choice(lists)) for n in range(16 * WINDOW_EVENTS)]
     groups = _groups(parts)
     deliveries = sum(len(seg.followers) for seg in parts)
     assert visits(groups) <= deliveries / (EVENTS_PER_CALL / 2)
