@@ -105,6 +105,9 @@ SKEW = 0.8
 FANOUT_FOLLOWERS = 1000
 FANOUT_POOL = 4
 FANOUT_SPACING_MS = 15_000
+#: The namespace of the fan-out log's replay in two passes (follows, then posts and
+#: reposts), which the live worker's feeds are checked against.
+SPLIT_PREFIX = "bg:"
 #: The live pass: its polling interval (seconds), and how long it may take in all.
 LIVE_POLL = 0.02
 LIVE_TIMEOUT = 300.0
@@ -374,7 +377,7 @@ async def fanout_replay(settings: Settings, sources: int, fanouts: int) -> dict[
         worker = start_worker(live, str(Path(scratch) / "worker.log"))
         try:
             figures = await _fanout_replays(settings, sources, fanouts)
-            found = await fanout_live(live, worker, figures.pop("log"), Path(scratch), "bg:")
+            found = await fanout_live(live, worker, figures.pop("log"), Path(scratch), SPLIT_PREFIX)
         finally:
             stop_process(worker)
     vs_worker = (
@@ -415,7 +418,7 @@ async def _fanout_replays(settings: Settings, sources: int, fanouts: int) -> dic
           f"redis-server {redis_cpu / stats.seconds:.0%} (of one core each)")  # fmt: skip
     # As the live benchmark times it: the followers in place first (the graph topic
     # replayed, not timed), then the posts and reposts replayed, timed.
-    apart = settings.with_(key_prefix="bg:")
+    apart = settings.with_(key_prefix=SPLIT_PREFIX)
     follows = await replay(apart, topics=["graph"])
     fanouts = await replay(apart, topics=["posts", "reposts"])
     assert fanouts.deliveries == log.deliveries, (fanouts.deliveries, log.deliveries)
