@@ -91,8 +91,8 @@ SLOT_WAIT = 10.0
 #: Events one group of a call carries at most: a follower's pair state is read once per
 #: group, so more events share that read; more also means fewer followers per call
 #: (``cap`` deliveries) and more event facts sent per follower. 256 (was 64): a replayed
-#: fan-out log costs Redis a fifth fewer instructions a delivery (``bench/instructions.py``
-#: log shape, 35,238 -> 25,833), the live fan-out's shape 3% fewer.
+#: fan-out log costs Redis about a quarter fewer instructions a delivery
+#: (``bench/instructions.py`` log shape, 35,238 -> 25,833), the live fan-out's shape 2%.
 EVENTS_PER_CALL = 256
 #: Deliveries sent in one round trip at most (in whole calls). Redis runs a round trip's
 #: calls while it is still being written: a round trip of more work than Redis does in
