@@ -1,4 +1,4 @@
-"""Benchmark: light events (gifts, orders) through the worker against Faust itself, and an
+"""Benchmark: light events (gifts, orders, graph events) through the worker against Faust itself, and an
 idle worker's cost.
 
 Starts the stack of ``bench/run.py`` (embedded Tansu broker, tuned redis-server, a
@@ -9,7 +9,9 @@ Starts the stack of ``bench/run.py`` (embedded Tansu broker, tuned redis-server,
     the commands scripts run too) and its CPU (share of one core) over a few seconds;
 (b) the worker: ``Bench.timed`` of ``bench/shop.py`` (produce a realistic log, time until
     Redis shows every event applied and ``/metrics`` counts every record handled), best of
-    ``runs``, gifts and, in a full run, orders;
+    ``runs``: gifts, graph events (follows, a share of them backfilling a creator's
+    recent posts, and unfollows, mutes, blocks and their undos; ``LogMaker.graph`` of
+    ``bench/shop.py``) and, in a full run, orders;
 (c) a minimal Faust agent: a Faust app of its own (same broker, same fetch wait, a topic
     of its own per kind) whose one agent does ``take_events(500, within=0.02)`` and one
     ``INCRBY`` per batch, fed the same kind of log and timed until Redis counts every
@@ -22,6 +24,7 @@ Run ``python bench/light.py`` (``--quick``: gifts only, smaller). The last line 
     light_vs_faust   worker events/s over the minimal Faust agent's (gifts; target >= 0.8)
     light_vs_raw     worker events/s over raw aiokafka consumption (gifts; target >= 0.03)
     light_eps, faust_eps, raw_eps   the rates behind them (gifts)
+    graph_vs_faust, graph_vs_raw    the same for graph events (target >= 0.8, >= 0.03)
     order_vs_faust, order_vs_raw    the same for orders (full run only)
     idle_cpu         an idle worker's CPU, share of one core (target < 0.03)
     idle_redis_ops   an idle worker's Redis commands/s (target < 50)
@@ -64,8 +67,11 @@ IDLE_SETTLE, IDLE_WINDOW = 2.0, 5.0
 RAW_READS = 5
 RUN_TIMEOUT = 600.0
 
-FULL = Plan(gifts=20_000, orders=8_000, views=0, runs=2)
-QUICK = Plan(gifts=5_000, orders=0, views=0, runs=2)
+FULL = Plan(gifts=20_000, orders=8_000, views=0, runs=2, graph=10_000)
+QUICK = Plan(gifts=5_000, orders=0, views=0, runs=2, graph=4_000)
+#: (kind, name in the figures, the attribute of :class:`~feedamp.config.Topics`).
+KINDS = (("gifts", "light", "gifts"), ("graph", "graph", "graph"),
+         ("orders", "order", "purchases"))  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -103,7 +109,8 @@ def agent_main() -> int:
     app.transport = transport_class(settings.fetch_max_wait_ms)(app.conf.broker_consumer, app)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
            "value_serializer": "raw"}  # fmt: skip
-    topic = app.topic(settings.topics.gifts, settings.topics.purchases, **raw)
+    topics = settings.topics
+    topic = app.topic(topics.gifts, topics.graph, topics.purchases, **raw)
     redis = Redis.from_url(settings.redis_url)
     key = f"{settings.key_prefix}{AGENT_COUNTER}"
 
@@ -179,7 +186,7 @@ async def run(stack: Stack, plan: Plan) -> dict[str, float]:
         say(f"idle worker: {idle.redis_ops_per_s:.1f} Redis commands/s, {idle.cpu:.1%} of a "
             f"core over {idle.seconds:.1f} s (targets: < 50/s, < 3 %)")  # fmt: skip
         out["idle_cpu"], out["idle_redis_ops"] = round(idle.cpu, 4), round(idle.redis_ops_per_s, 1)
-        kinds = ["gifts", "orders"] if plan.orders else ["gifts"]
+        kinds = [kind for kind, _, _ in KINDS if getattr(plan, kind)]
         worker: dict[str, float] = {}
         for kind in kinds:
             for _ in range(plan.runs):
@@ -188,13 +195,13 @@ async def run(stack: Stack, plan: Plan) -> dict[str, float]:
                 worker[kind] = max(worker.get(kind, 0.0), result.events_per_s)
         raw: dict[str, float] = {}
         for kind in kinds:
-            topic = settings.topics.gifts if kind == "gifts" else settings.topics.purchases
+            topic = getattr(settings.topics, next(t for k, _, t in KINDS if k == kind))
             reads = [await raw_consumption(settings, [topic]) for _ in range(RAW_READS)]
             raw[kind] = max(n / s for n, s in reads)
             say(f"{kind}, raw aiokafka consumption of {topic!r}: {reads[0][0]:,} records, best "
                 f"{raw[kind]:,.0f} records/s")  # fmt: skip
         faust = await measure_agent(bench, plan, ids, creators, kinds)
-        for kind, name in (("gifts", "light"), ("orders", "order")):
+        for kind, name, _ in KINDS:
             if kind not in kinds:
                 continue
             vs_faust, vs_raw = worker[kind] / faust[kind], worker[kind] / raw[kind]

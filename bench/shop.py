@@ -144,6 +144,13 @@ LATE_PURCHASE, SWAPPED, REPEATED = 0.03, 0.05, 0.03
 #: time), redelivered.
 VIEWS_PER_USER = (1, 1, 2, 2, 3, 3, 4, 5, 6, 8)
 VIEW_VIA_POST, VIEW_VIA_REPOST, VIEW_AGAIN, VIEW_LATE = 0.40, 0.15, 0.20, 0.03
+#: Graph events: events per user (drawn uniformly); the kinds of the steps before a user's
+#: last (an undo goes to an earlier target of its kind, else the step is a follow); the
+#: share of follows of a creator (whose recent posts the follow backfills).
+GRAPH_PER_USER = (1, 1, 1, 2, 2, 3, 4, 6)
+GRAPH_STEPS = (("follow", 0.62), ("unfollow", 0.12), ("mute", 0.08), ("unmute", 0.06),
+               ("block", 0.07), ("unblock", 0.05))  # fmt: skip
+FOLLOW_CREATOR = 0.3
 #: Users per event, creators' posts and reposts (made before timing, for attribution).
 USERS_PER_EVENT = 0.5
 CREATOR_POSTS, CREATOR_REPOSTS = 600, 900
@@ -158,6 +165,8 @@ class Plan:
     views: int
     #: Worker runs per kind (and Faust floor runs); the best counts.
     runs: int
+    #: Graph events (``bench/light.py``; this benchmark measures none).
+    graph: int = 0
 
 
 FULL = Plan(gifts=20_000, orders=8_000, views=20_000, runs=2)
@@ -322,9 +331,12 @@ class LogMaker:
                 orjson.dumps(event))  # fmt: skip
 
     def make(self, kind: str, plan: Plan) -> Log:
-        """A log of ``kind`` (``gifts``, ``orders`` or ``views``) of the plan's size."""
+        """A log of ``kind`` (``gifts``, ``orders``, ``views`` or ``graph``) of the plan's
+        size."""
         if kind == "views":
             return self.views(plan.views)
+        if kind == "graph":
+            return self.graph(plan.graph)
         return self.gifts(plan.gifts) if kind == "gifts" else self.orders(plan.orders)
 
     def views(self, k: int) -> Log:
@@ -422,6 +434,58 @@ class LogMaker:
         checks = [(self.keys.gift(gifts[-1]["gift_id"]), "decision") for gifts in per_sender]
         unique = sum(len({g["gift_id"] for g in gifts}) for gifts in per_sender)
         return Log("gifts", messages, checks, {"events": len(messages), "gifts": unique})
+
+    def graph(self, k: int) -> Log:
+        """About ``k`` graph events (whole users), users interleaved, 1 ms apart: follows,
+        a share of them of creators (whose recent posts each follow backfills), and
+        unfollows, mutes, blocks and their undos of earlier targets (:data:`GRAPH_STEPS`).
+        Each user's last event is a follow of a new target: its pair field shows the user's
+        events applied (one user's events share a partition)."""
+        rng, ids = self.rng, self.ids
+        self.ts = min(self.ts, int(time.time() * 1000) - BACKLOG_MS - 2 * k)
+        users = ids.take(max(100, int(k * USERS_PER_EVENT)))
+        authors = sorted({author for _, author in self.creators.posts})
+        steps, weights = zip(*GRAPH_STEPS, strict=True)
+        undo = {"unfollow": "follow", "unmute": "mute", "unblock": "block"}
+        per_user: list[list[dict[str, Any]]] = []
+        checks: list[tuple[str, str]] = []
+        total = 0
+        while total < k:
+            user, done = ids.one(), {"follow": [], "mute": [], "block": []}
+            events: list[dict[str, Any]] = []
+            count = rng.choice(GRAPH_PER_USER)
+            for n in range(count):
+                step = rng.choices(steps, weights)[0] if n < count - 1 else "follow"
+                if step in undo:
+                    if not done[undo[step]]:
+                        step = "follow"
+                    else:
+                        target = done[undo[step]].pop(rng.randrange(len(done[undo[step]])))
+                if step in done:
+                    creator = rng.random() < FOLLOW_CREATOR and step == "follow"
+                    target = rng.choice(authors if creator else users)
+                    while target == user or target in done[step]:
+                        target = rng.choice(users)
+                    done[step].append(target)
+                if step in ("follow", "unfollow"):
+                    event = {"follower_id": user, "followee_id": target}
+                else:
+                    event = {"user_id": user, "target_id": target}
+                events.append({"type": step, "event_id": ids.one(), **event})
+            checks.append((self.keys.pair(user), target))
+            per_user.append(events)
+            total += len(events)
+        order = [n for n, events in enumerate(per_user) for _ in events]
+        rng.shuffle(order)
+        cursors = [0] * len(per_user)
+        messages = []
+        for n in order:
+            event = per_user[n][cursors[n]]
+            cursors[n] += 1
+            self.ts += 1
+            event["ts"] = self.ts
+            messages.append(self._message(event))
+        return Log("graph", messages, checks, {"events": len(messages)})
 
     def orders(self, n: int) -> Log:
         """``n`` orders: a purchase and its status events each, spread over time."""
