@@ -1,5 +1,5 @@
-"""Benchmark: light events (gifts, orders, graph events) through the worker against Faust itself, and an
-idle worker's cost.
+"""Benchmark: light events (gifts, orders, graph events) through the worker against Faust
+itself, and an idle worker's cost.
 
 Starts the stack of ``bench/run.py`` (embedded Tansu broker, tuned redis-server, a
 ``feedamp worker``) with the campaigns of ``bench/shop.py``, and measures in the same run:

@@ -53,7 +53,7 @@ from .takeback import cleaned_for, window_of
 #: Later than any event: a backfill "now".
 INF = float("inf")
 
-__all__ = ["GraphEvent", "GraphSteps"]
+__all__ = ["GraphEvent", "GraphSteps", "waves"]
 
 GraphEvent = Follow | Unfollow | Block | Unblock | Mute | Unmute
 
@@ -86,6 +86,50 @@ def _mirrors(
     return commands
 
 
+def _failed(result: object) -> Exception | None:
+    """A call's script error, which fails its event; None for an answer. A transient
+    error is raised: the batch is retried whole."""
+    if not isinstance(result, Exception):
+        return None
+    if isinstance(result, ResponseError) and not is_transient(result):
+        return result
+    raise result
+
+
+def _writers(event: GraphEvent) -> tuple[str, ...]:
+    """The users whose keys the event's steps write: a follow's or unfollow's follower (the
+    followee's ``followers`` set only gains or loses that follower), a mute's user, a
+    block's user and target (both sides are hidden)."""
+    if isinstance(event, Follow | Unfollow):
+        return (event.follower_id,)
+    if isinstance(event, Mute | Unmute):
+        return (event.user_id,)
+    return (event.user_id, event.target_id)
+
+
+def waves(events: Sequence[GraphEvent]) -> list[list[int]]:
+    """The events' indexes in waves, in the log's order within each: an event goes in
+    the first wave after every earlier event that shares a user it writes
+    (:func:`_writers`), except that a follow joins the wave of its follower's previous
+    event when that was a follow (a run of follows, see the module)."""
+    last: dict[str, tuple[int, bool]] = {}  # user -> (wave of its latest event, a follow by it)
+    out: list[list[int]] = []
+    for n, event in enumerate(events):
+        users = _writers(event)
+        follow = isinstance(event, Follow)
+        wave = 0
+        for user in users:
+            if user in last:
+                at, followed = last[user]
+                wave = max(wave, at if follow and followed else at + 1)
+        for user in users:
+            last[user] = (wave, follow)
+        if wave == len(out):
+            out.append([])
+        out[wave].append(n)
+    return out
+
+
 class GraphSteps:
     """Applies graph events and rebuilds feeds with slot-local steps, in one namespace
     (made per call: it holds nothing but what it is given)."""
@@ -108,115 +152,146 @@ class GraphSteps:
                 raise result
         return results
 
-    async def apply(self, event: GraphEvent) -> None:
-        """Apply one graph event; raises a script's error (the caller dead-letters)."""
-        if isinstance(event, Follow | Unfollow):
-            await self.follow(event)
-        else:
-            await self.hide(event)
-
-    async def follow(self, event: Follow | Unfollow) -> None:
-        """A follow or unfollow: the follower's state, its mirror in the followee's
-        followers, then the backfill (following now) or the purge (a follow an unfollow
-        later in event time beat, or an unfollow)."""
-        on = isinstance(event, Follow)
-        follower, followee = event.follower_id, event.followee_id
-        argv = [*self.context, follower, followee, event.ts, "1" if on else "0"]
-        (state,) = await self._run([(self.scripts.follow, argv)])
-        following = int(state) == 1  # type: ignore[call-overload]
-        if following:
-            await self.redis.sadd(self.keys.followers(followee), follower)
-            if on:
-                await self.backfill(follower, [followee], at=event.ts)
-        else:
-            await self.redis.srem(self.keys.followers(followee), follower)
-            await self.purge(follower, followee, authored=False, value="")
-
-    async def follows(self, events: Sequence[Follow]) -> list[Exception | None]:
-        """Apply a run of follows step by step for all of them (see the module); each
-        event's script error (or None), in order. Transient errors propagate."""
-        ctx = self.context
-        results = await run_scripts(self.redis, [
-            (self.scripts.follow, [*ctx, e.follower_id, e.followee_id, e.ts, "1"])
-            for e in events
-        ])  # fmt: skip
-        errors: list[Exception | None] = [r if isinstance(r, Exception) else None
-                                          for r in results]  # fmt: skip
-        live = [n for n, error in enumerate(errors) if error is None]
-        on = {n for n in live if int(results[n]) == 1}  # type: ignore[call-overload]
-        await read_commands(self.redis, _mirrors(self.keys.followers, [
-            (events[n].followee_id, events[n].follower_id, n in on) for n in live
-        ]))  # fmt: skip
-        for n in live:
-            if n not in on:  # a later unfollow beat this follow
-                try:
-                    await self.purge(events[n].follower_id, events[n].followee_id,
-                                     authored=False, value="")  # fmt: skip
-                except Exception as exc:  # a script's error fails its event
-                    if isinstance(exc, ResponseError) and not is_transient(exc):
-                        errors[n] = exc
-                    else:
-                        raise
-        backfills = sorted(on)
-        if backfills:
-            targets = [events[n].followee_id for n in backfills]
-            rows = await self._recent(targets, 0, [events[n].ts for n in backfills])
-            # A follow of a followee with nothing recent to give has no backfill call:
-            # with no rows the step writes nothing.
-            calls, owners = [], []
-            for n, target, (own, shared) in zip(backfills, targets, rows, strict=True):
-                if len(own) > 1 or len(shared) > 1:
-                    argv = [*ctx, events[n].follower_id, target, "backfill", *own, *shared, 0]
-                    calls.append((self.scripts.backfill, argv))
-                    owners.append(n)
-            for n, result in zip(owners, await run_scripts(self.redis, calls), strict=True):
-                if isinstance(result, Exception):
-                    errors[n] = result
+    async def run(self, events: Sequence[GraphEvent]) -> list[Exception | None]:
+        """Apply a run of graph events, in the log's order, a wave at a time (see the
+        module); each event's script error (or None), in order. Transient errors
+        propagate."""
+        errors: list[Exception | None] = [None] * len(events)
+        for wave in waves(events):
+            found = await self._wave([events[n] for n in wave])
+            for n, error in zip(wave, found, strict=True):
+                errors[n] = error
         return errors
 
-    async def hide(self, event: Block | Unblock | Mute | Unmute) -> None:
-        """A block, mute or undo: both sides' state, then the purges (blocks both ways,
-        mutes the muter's feeds) and, after an undo, the restores."""
-        mute = isinstance(event, Mute | Unmute)
-        on = "1" if isinstance(event, Block | Mute) else "0"
-        user, target = event.user_id, event.target_id
-        calls = [(self.scripts.hide, [*self.context, "mutes" if mute else "blocks", user,
-                                      target, event.ts, on])]  # fmt: skip
-        if not mute:  # the target's side: what it must not see
-            calls.append((self.scripts.hide, [*self.context, "blocked_by", target, user,
-                                              event.ts, on]))  # fmt: skip
-        value, *_ = await self._run(calls)
-        pair = text(value)
-        on_ts, _, off_ts = pair.partition("|")
-        if not on_ts:
-            return
-        sides = [(user, target)] if mute else [(user, target), (target, user)]
-        for viewer, other in sides:
-            await self.purge(viewer, other, authored=True, value=pair)
-        if off_ts and int(off_ts) >= int(on_ts):
-            for viewer, other in sides:
-                await self.restore(viewer, other, off_ts)
+    async def _wave(self, events: Sequence[GraphEvent]) -> list[Exception | None]:
+        """One wave: every state step, then every mirror, purge, restore and backfill,
+        each kind in one go (see the module); each event's script error (or None). An
+        event whose step failed takes no further step."""
+        ctx = self.context
+        calls: list[tuple[AsyncScript, list[str | int]]] = []
+        owners: list[int] = []
+        for n, e in enumerate(events):
+            if isinstance(e, Follow | Unfollow):
+                on = "1" if isinstance(e, Follow) else "0"
+                calls.append((self.scripts.follow, [*ctx, e.follower_id, e.followee_id, e.ts, on]))
+                owners.append(n)
+                continue
+            kind = "mutes" if isinstance(e, Mute | Unmute) else "blocks"
+            on = "1" if isinstance(e, Block | Mute) else "0"
+            calls.append((self.scripts.hide, [*ctx, kind, e.user_id, e.target_id, e.ts, on]))
+            owners.append(n)
+            if kind == "blocks":  # the target's side: what it must not see
+                calls.append((self.scripts.hide, [*ctx, "blocked_by", e.target_id, e.user_id,
+                                                  e.ts, on]))  # fmt: skip
+                owners.append(n)
+        errors: list[Exception | None] = [None] * len(events)
+        answers: dict[int, object] = {}
+        for n, result in zip(owners, await run_scripts(self.redis, calls), strict=True):
+            errors[n] = errors[n] or _failed(result)
+            answers.setdefault(n, result)  # the user's side answers for a block
+        ok = [errors[n] is None for n in range(len(events))]
+        follows = [(n, e) for n, e in enumerate(events)
+                   if ok[n] and isinstance(e, Follow | Unfollow)]  # fmt: skip
+        following = {n: int(answers[n]) == 1 for n, _ in follows}  # type: ignore[call-overload]
+        await read_commands(self.redis, _mirrors(self.keys.followers, [
+            (e.followee_id, e.follower_id, following[n]) for n, e in follows
+        ]))  # fmt: skip
+        purges: list[tuple[int, str, str, bool, str]] = []
+        restores: list[tuple[int, str, str, str]] = []
+        for n, e in enumerate(events):
+            if not ok[n]:
+                continue
+            if isinstance(e, Follow | Unfollow):
+                if not following[n]:  # an unfollow, or a follow a later unfollow beat
+                    purges.append((n, e.follower_id, e.followee_id, False, ""))
+                continue
+            pair = text(answers[n])
+            on_ts, _, off_ts = pair.partition("|")
+            if not on_ts:
+                continue
+            sides = [(e.user_id, e.target_id)]
+            if isinstance(e, Block | Unblock):  # a block hides both ways
+                sides.append((e.target_id, e.user_id))
+            purges += [(n, viewer, other, True, pair) for viewer, other in sides]
+            if off_ts and int(off_ts) >= int(on_ts):
+                restores += [(n, viewer, other, off_ts) for viewer, other in sides]
+        found = await self._purges([job[1:] for job in purges])
+        for (n, *_), error in zip(purges, found, strict=True):
+            errors[n] = errors[n] or error
+        for n, viewer, other, since in restores:
+            if errors[n] is None:
+                try:
+                    await self.restore(viewer, other, since)
+                except ResponseError as exc:
+                    errors[n] = _failed(exc)
+        ons = [(n, e) for n, e in follows if following[n] and isinstance(e, Follow)
+               and errors[n] is None]  # fmt: skip
+        for n, error in zip([n for n, _ in ons], await self._backfills(
+                [(e.follower_id, e.followee_id, e.ts) for _, e in ons]), strict=True):  # fmt: skip
+            errors[n] = error
+        return errors
 
-    async def purge(self, user: str, target: str, *, authored: bool, value: str) -> None:
-        """Take ``target``'s reasons out of ``user``'s feeds (``lua/purge.lua``), given
-        the facts of every post in them."""
+    async def _purges(self, jobs: Sequence[tuple[str, str, bool, str]]) -> list[Exception | None]:
+        """Take each job's ``(user, target, authored, value)`` target's reasons out of the
+        user's feeds (``lua/purge.lua``), in order, given the facts of every post in them:
+        each user's feeds read once, the facts in one round trip, the steps in one
+        pipeline. Each job's script error (or None)."""
+        if not jobs:
+            return []
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for b in range(self.buckets):
-                pipe.zrange(k.feed(user, b), 0, -1)
-                pipe.zrange(k.for_you(user, b), 0, -1)
-            posts = sorted({text(p) for page in await pipe.execute() for p in page})
-        if not posts:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for post in posts:
-                pipe.hmget(k.post(post), "a", "ts", "del")
-            records = await pipe.execute()
-        facts: list[str | int] = [len(posts)]
-        for post, record in zip(posts, records, strict=True):
-            facts += [post, *(text(v) if v is not None else "" for v in record)]
-        argv = [*self.context, user, target, "1" if authored else "0", value, *facts]
-        await self._run([(self.scripts.purge, argv)])
+        users = list(dict.fromkeys(user for user, *_ in jobs))
+        per = 2 * self.buckets
+        pages = await read_commands(self.redis, [
+            ("ZRANGE", key, 0, -1) for user in users for b in range(self.buckets)
+            for key in (k.feed(user, b), k.for_you(user, b))
+        ])  # fmt: skip
+        held = {user: sorted({text(p) for page in pages[u * per : (u + 1) * per] for p in page})
+                for u, user in enumerate(users)}  # fmt: skip
+        posts = sorted({post for held_posts in held.values() for post in held_posts})
+        records = await read_commands(self.redis, [("HMGET", k.post(p), "a", "ts", "del")
+                                                   for p in posts])  # fmt: skip
+        facts_of = {post: [post, *(text(v) if v is not None else "" for v in record)]
+                    for post, record in zip(posts, records, strict=True)}  # fmt: skip
+        calls, owners = [], []
+        for j, (user, target, authored, value) in enumerate(jobs):
+            if held[user]:  # no entries: nothing to take out
+                facts: list[str | int] = [len(held[user])]
+                for post in held[user]:
+                    facts += facts_of[post]
+                argv = [*self.context, user, target, "1" if authored else "0", value, *facts]
+                calls.append((self.scripts.purge, argv))
+                owners.append(j)
+        errors: list[Exception | None] = [None] * len(jobs)
+        for j, result in zip(owners, await run_scripts(self.redis, calls), strict=True):
+            errors[j] = _failed(result)
+        return errors
+
+    async def _backfills(self, follows: Sequence[tuple[str, str, float]]) -> list[Exception | None]:
+        """Push each ``(follower, followee, ts)``'s followee's recent posts and reposts into
+        the follower's feeds (``lua/backfill.lua``), for a follow of time ``ts``: every
+        followee's reads together, the steps in one pipeline; a pulled followee gives
+        nothing (readers merge it), nor a followee with nothing recent. Each follow's
+        script error (or None)."""
+        errors: list[Exception | None] = [None] * len(follows)
+        if self.pull and follows:
+            pulled = await pulled_among(self.redis, self.keys, sorted({f[1] for f in follows}))
+            giving = [n for n, f in enumerate(follows) if f[1] not in pulled]
+        else:
+            giving = list(range(len(follows)))
+        if not giving:
+            return errors
+        rows = await self._recent([follows[n][1] for n in giving], 0,
+                                  [follows[n][2] for n in giving])  # fmt: skip
+        calls, owners = [], []
+        for n, (own, shared) in zip(giving, rows, strict=True):
+            if len(own) > 1 or len(shared) > 1:  # no rows: the step would write nothing
+                follower, followee, _ = follows[n]
+                argv = [*self.context, follower, followee, "backfill", *own, *shared, 0]
+                calls.append((self.scripts.backfill, argv))
+                owners.append(n)
+        for n, result in zip(owners, await run_scripts(self.redis, calls), strict=True):
+            errors[n] = _failed(result)
+        return errors
 
     async def _recent(
         self, targets: Sequence[str], since: int | str, at: float | Sequence[float]
@@ -294,19 +369,11 @@ class GraphSteps:
     async def backfill(self, user: str, targets: Sequence[str], *, at: float = INF) -> None:
         """Push each of ``targets``' recent posts and reposts into ``user``'s feeds, as
         the live fan-out delivered them (``lua/backfill.lua``), for a follow of time
-        ``at`` (default: now, for a rebuild): what a suspension cleans is left out."""
-        if self.pull and targets:
-            pulled = await pulled_among(self.redis, self.keys, targets)
-            targets = [t for t in targets if t not in pulled]
-        if not targets:
-            return
-        calls = []
-        recent = await self._recent(targets, 0, at)
-        for target, (own, shared) in zip(targets, recent, strict=True):
-            if len(own) > 1 or len(shared) > 1:  # no rows: the step would write nothing
-                argv = [*self.context, user, target, "backfill", *own, *shared, 0]
-                calls.append((self.scripts.backfill, argv))
-        await self._run(calls)
+        ``at`` (default: now, for a rebuild): what a suspension cleans is left out.
+        Raises a step's script error."""
+        for error in await self._backfills([(user, target, at) for target in targets]):
+            if error is not None:
+                raise error
 
     async def restore(self, viewer: str, target: str, since: str) -> None:
         """After an undo of time ``since``: give ``viewer`` back ``target``'s content of

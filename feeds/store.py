@@ -59,13 +59,12 @@ from feedamp.models.events import (
     Unrepost,
 )
 from redis.commands.core import AsyncScript
-from redis.exceptions import ResponseError
 
 from .batch import TRANSIENT_ERRORS, is_transient, run_scripts, text
 from .connection import AnyRedis
 from .dormancy import cutoff
 from .fanout import Segment, deliver, followers_of
-from .graph import GraphSteps
+from .graph import GraphEvent, GraphSteps
 from .keys import bucket_of
 from .namespace import Namespace
 from .pull import pulled_sources
@@ -194,31 +193,13 @@ class FeedStore(Writer):
         decisions: Mapping[int, Decision],
         failures: dict[int, Failure],
     ) -> None:
-        """Apply the graph events at ``indexes`` one after another (:mod:`.graph`), a
-        run of consecutive follows together (:meth:`GraphSteps.follows`)."""
-        graph = self._graph(ns)
-        at = 0
-        while at < len(indexes):
-            i, event = indexes[at], events[indexes[at]]
-            at += 1
-            if isinstance(event, Follow):
-                run = [i]
-                while at < len(indexes) and isinstance(events[indexes[at]], Follow):
-                    run.append(indexes[at])
-                    at += 1
-                follows = [cast(Follow, events[n]) for n in run]
-                for n, error in zip(run, await graph.follows(follows), strict=True):
-                    if error is not None:
-                        failures[n] = Failure(n, error)
-                continue
-            if not isinstance(event, GRAPH_EVENTS):
-                continue
-            try:
-                await graph.apply(event)
-            except ResponseError as exc:
-                if is_transient(exc):
-                    raise
-                failures[i] = Failure(i, exc)
+        """Apply the graph events at ``indexes``, a run of the log, in waves
+        (:meth:`GraphSteps.run`)."""
+        run = [i for i in indexes if isinstance(events[i], GRAPH_EVENTS)]
+        found = await self._graph(ns).run([cast(GraphEvent, events[i]) for i in run])
+        for i, error in zip(run, found, strict=True):
+            if error is not None:
+                failures[i] = Failure(i, error)
 
     async def _fan_out(
         self,
