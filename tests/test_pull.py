@@ -99,6 +99,12 @@ async def test_pulled_posts_and_reposts_read_as_pushed(redis, settings, uid):
     # a follower who follows after the post sees it, at its time
     await pair.apply(ev.follow(late, star))
     assert [p for p, _ in await pair.feed(late)] == [b1, s1]
+    # merged when read: the pulling store's follow backfilled nothing of the pulled
+    # author (its post, its repost), the push-only store's both
+    for store, want in zip(pair.stores, (set(), {s1, b1}), strict=True):
+        held = {text(p) for b in range(settings.feed_buckets)
+                for p in await redis.zrange(store.keys.feed(late, b), 0, -1)}  # fmt: skip
+        assert held == want
     await pair.same([*fans, star, bob, late])
     keys = pair.stores[0].keys
     assert await redis.smembers(keys.pulled()) == {star.encode()}
