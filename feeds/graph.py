@@ -19,19 +19,29 @@ Invariants:
   after that read was delivered under the new state already, so the step leaves it;
 - every step is idempotent: an event retried at any point ends as applied once.
 
-A run of follows (:meth:`GraphSteps.follows`, the bulk of a log's graph events) takes the
-same steps a step at a time for the whole run: every state step in one pipeline, every
-mirror in one, the purges of follows a later unfollow beat, then every backfill's reads
-and every backfill in one pipeline each. A pair's state only moves forward in event
-time, so within a run a pair's answers go from "not following" to "following", never
-back: purging first, then backfilling, is the order one event at a time would take.
-Within those round trips the run costs what its entities need, not what its events do:
-the state steps and the backfills are packed into calls of the graph steps script
-(:func:`~feedamp.feeds.scripts.steps_source`, answering as the calls one by one), the
-mirrors are one ``SADD`` (``SREM``) per followee of each follower's last answer, each
-followee's recent lists are read once (the reads of one round trip all see the same),
-and a follow whose followee has nothing recent to give has no backfill call (with no
-rows the step writes nothing).
+A run of graph events (:meth:`GraphSteps.run`) goes in **waves** (:func:`waves`): each
+event in the first wave after every earlier event of the run that writes a user it
+writes (a follow's or unfollow's follower: the followee's ``followers`` set only gains or
+loses that follower; a mute's user; a block's user and target, both sides being hidden).
+Events of one wave write no common key, and graph steps write no key another wave's
+steps read (recent lists, post records, reposters and accounts are written by posts,
+reposts and account events, never by graph events), so a wave's events may take their
+steps together: every state step in one pipeline, then every mirror, every purge
+(each user's feeds read once, the facts of their posts in one round trip, the steps in
+one pipeline), every restore, and every backfill (each followee's recent lists read once,
+the steps in one pipeline). Each event still takes its own steps in its own order
+(state, mirror, purge, restore; or state, mirror, backfill), so a run in waves leaves
+what its events one at a time, in the log's order, leave.
+
+One exception to the waves: consecutive follows by one follower share a wave. A pair's
+state only moves forward in event time, so within such a run a pair's answers go from
+"not following" to "following", never back: purging first, then backfilling, is the
+order one event at a time would take. Within those round trips the run costs what its
+entities need, not what its events do: the state steps and the backfills are packed
+into calls of the graph steps script (:func:`~feedamp.feeds.scripts.steps_source`,
+answering as the calls one by one), the mirrors are one ``SADD`` (``SREM``) per followee
+of each follower's last answer, and a follow whose followee has nothing recent to give,
+or is pulled (readers merge a pulled author, :mod:`.pull`), has no backfill call.
 """
 
 from __future__ import annotations

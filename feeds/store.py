@@ -11,8 +11,8 @@ waiting for them (``awaiting_post`` / ``awaiting_repost``), which the order step
 reconcile (:class:`~feedamp.feeds.shop.order_steps.OrderSteps`), slot-local like the rest;
 a deletion, which records the author of a post not recorded, settles the orders waiting
 in ``awaiting_post`` of its post.
-Follow, unfollow, block, mute and their undos are one script event at a time: state
-steps, reads, then a step on the user's slot (:mod:`.graph`).
+Follow, unfollow, block, mute and their undos are state steps, reads, then a step on the
+user's slot, a run's events together in waves (:mod:`.graph`).
 
 Order: events are applied in the order given: the batch is cut into runs of posts and
 deletions, runs of reposts and unreposts, and runs of graph events, each run finished
