@@ -9,6 +9,8 @@ target and, last, a machine-readable line of ``key=value`` pairs:
 
     fanout_ratio, fanout_ratio_10k   fan-out deliveries/s over the ZADD ceiling (N=1k, 10k)
     light_vs_faust, light_vs_raw     gift events/s over a minimal Faust agent, over raw reads
+    graph_vs_faust, graph_vs_raw     the same for graph events (follows, unfollows, blocks,
+                                     mutes and their undos)
     replay_ratio                     replay events/s over raw consumption
     idle_cpu, idle_redis_ops         an idle worker's share of a core and Redis commands/s
     p99_ms                           repost produced -> last of 1,000 followers, p99
@@ -52,6 +54,8 @@ TARGETS = (
     ("fanout_ratio_10k", 0.15, "min"),
     ("light_vs_faust", 0.8, "min"),
     ("light_vs_raw", 0.03, "min"),
+    ("graph_vs_faust", 0.8, "min"),
+    ("graph_vs_raw", 0.03, "min"),
     ("replay_ratio", 0.3, "min"),
     ("idle_cpu", 0.03, "max"),
     ("idle_redis_ops", 50, "max"),
