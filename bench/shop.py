@@ -60,7 +60,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -311,6 +311,21 @@ def make_creators(ids: Ids, rng: random.Random, start_ms: int) -> Creators:
     return Creators(posts, reposts, events)
 
 
+T = TypeVar("T")
+
+
+def interleave(rng: random.Random, lists: Sequence[Sequence[T]]) -> Iterator[tuple[int, int, T]]:
+    """The items of ``lists`` in a random interleaving that keeps each list's order, as
+    (list index, index in the list, item): many users' events, each user's in order."""
+    order = [n for n, items in enumerate(lists) for _ in items]
+    rng.shuffle(order)
+    cursors = [0] * len(lists)
+    for n in order:
+        at = cursors[n]
+        cursors[n] += 1
+        yield n, at, lists[n][at]
+
+
 class LogMaker:
     """Realistic gift and order logs for one namespace and set of topics."""
 
@@ -371,16 +386,11 @@ class LogMaker:
             distinct += len({v["product_id"] for v in views})
             per_user.append(views)
             total += len(views)
-        order = [n for n, views in enumerate(per_user) for _ in views]
-        rng.shuffle(order)
-        cursors = [0] * len(per_user)
         messages = []
-        for n in order:
-            view = per_user[n][cursors[n]]
-            cursors[n] += 1
+        for n, at, view in interleave(rng, per_user):
             if "ts" not in view:  # a redelivered view keeps its first time
                 self.ts += 1
-                late = cursors[n] < len(per_user[n]) and rng.random() < VIEW_LATE
+                late = at + 1 < len(per_user[n]) and rng.random() < VIEW_LATE
                 view["ts"] = self.ts - (5000 if late else 0)
             messages.append(self._message(view))
         checks = [(self.keys.viewed_via(views[-1]["user_id"]), views[-1]["product_id"])
@@ -420,13 +430,8 @@ class LogMaker:
                 gifts.insert(at + 1, gifts[at])
             per_sender.append(gifts)
             total += len(gifts)
-        order = [n for n, gifts in enumerate(per_sender) for _ in gifts]
-        rng.shuffle(order)
-        cursors = [0] * len(per_sender)
         messages = []
-        for n in order:
-            gift = per_sender[n][cursors[n]]
-            cursors[n] += 1
+        for _, _, gift in interleave(rng, per_sender):
             if "ts" not in gift:  # a redelivered gift keeps its first time
                 self.ts += 1
                 gift["ts"] = self.ts
@@ -475,13 +480,8 @@ class LogMaker:
             checks.append((self.keys.pair(user), target))
             per_user.append(events)
             total += len(events)
-        order = [n for n, events in enumerate(per_user) for _ in events]
-        rng.shuffle(order)
-        cursors = [0] * len(per_user)
         messages = []
-        for n in order:
-            event = per_user[n][cursors[n]]
-            cursors[n] += 1
+        for _, _, event in interleave(rng, per_user):
             self.ts += 1
             event["ts"] = self.ts
             messages.append(self._message(event))
