@@ -51,6 +51,7 @@ from replay import raw_consumption
 from run import Stack, apart, cpu_seconds, fill_feeds, launch_script, quick_args, running_stack
 from shop import (
     SMALL_POOL_PER_GIFT,
+    TOPIC_OF,
     Bench,
     Ids,
     LogMaker,
@@ -69,9 +70,8 @@ RUN_TIMEOUT = 600.0
 
 FULL = Plan(gifts=20_000, orders=8_000, views=0, runs=2, graph=10_000)
 QUICK = Plan(gifts=5_000, orders=0, views=0, runs=2, graph=4_000)
-#: (kind, name in the figures, the attribute of :class:`~feedamp.config.Topics`).
-KINDS = (("gifts", "light", "gifts"), ("graph", "graph", "graph"),
-         ("orders", "order", "purchases"))  # fmt: skip
+#: (kind of log, name in the figures).
+KINDS = (("gifts", "light"), ("graph", "graph"), ("orders", "order"))
 
 
 @dataclass(slots=True)
@@ -186,7 +186,7 @@ async def run(stack: Stack, plan: Plan) -> dict[str, float]:
         say(f"idle worker: {idle.redis_ops_per_s:.1f} Redis commands/s, {idle.cpu:.1%} of a "
             f"core over {idle.seconds:.1f} s (targets: < 50/s, < 3 %)")  # fmt: skip
         out["idle_cpu"], out["idle_redis_ops"] = round(idle.cpu, 4), round(idle.redis_ops_per_s, 1)
-        kinds = [kind for kind, _, _ in KINDS if getattr(plan, kind)]
+        kinds = [kind for kind, _ in KINDS if getattr(plan, kind)]
         worker: dict[str, float] = {}
         for kind in kinds:
             for _ in range(plan.runs):
@@ -195,13 +195,13 @@ async def run(stack: Stack, plan: Plan) -> dict[str, float]:
                 worker[kind] = max(worker.get(kind, 0.0), result.events_per_s)
         raw: dict[str, float] = {}
         for kind in kinds:
-            topic = getattr(settings.topics, next(t for k, _, t in KINDS if k == kind))
+            topic = getattr(settings.topics, TOPIC_OF[kind])
             reads = [await raw_consumption(settings, [topic]) for _ in range(RAW_READS)]
             raw[kind] = max(n / s for n, s in reads)
             say(f"{kind}, raw aiokafka consumption of {topic!r}: {reads[0][0]:,} records, best "
                 f"{raw[kind]:,.0f} records/s")  # fmt: skip
         faust = await measure_agent(bench, plan, ids, creators, kinds)
-        for kind, name, _ in KINDS:
+        for kind, name in KINDS:
             if kind not in kinds:
                 continue
             vs_faust, vs_raw = worker[kind] / faust[kind], worker[kind] / raw[kind]

@@ -177,28 +177,7 @@ class GraphSteps:
         """One wave: every state step, then every mirror, purge, restore and backfill,
         each kind in one go (see the module); each event's script error (or None). An
         event whose step failed takes no further step."""
-        ctx = self.context
-        calls: list[tuple[AsyncScript, list[str | int]]] = []
-        owners: list[int] = []
-        for n, e in enumerate(events):
-            if isinstance(e, Follow | Unfollow):
-                on = "1" if isinstance(e, Follow) else "0"
-                calls.append((self.scripts.follow, [*ctx, e.follower_id, e.followee_id, e.ts, on]))
-                owners.append(n)
-                continue
-            kind = "mutes" if isinstance(e, Mute | Unmute) else "blocks"
-            on = "1" if isinstance(e, Block | Mute) else "0"
-            calls.append((self.scripts.hide, [*ctx, kind, e.user_id, e.target_id, e.ts, on]))
-            owners.append(n)
-            if kind == "blocks":  # the target's side: what it must not see
-                calls.append((self.scripts.hide, [*ctx, "blocked_by", e.target_id, e.user_id,
-                                                  e.ts, on]))  # fmt: skip
-                owners.append(n)
-        errors: list[Exception | None] = [None] * len(events)
-        answers: dict[int, object] = {}
-        for n, result in zip(owners, await run_scripts(self.redis, calls), strict=True):
-            errors[n] = errors[n] or _failed(result)
-            answers.setdefault(n, result)  # the user's side answers for a block
+        errors, answers = await self._states(events)
         ok = [errors[n] is None for n in range(len(events))]
         follows = [(n, e) for n, e in enumerate(events)
                    if ok[n] and isinstance(e, Follow | Unfollow)]  # fmt: skip
@@ -240,6 +219,36 @@ class GraphSteps:
                 [(e.follower_id, e.followee_id, e.ts) for _, e in ons]), strict=True):  # fmt: skip
             errors[n] = error
         return errors
+
+    async def _states(
+        self, events: Sequence[GraphEvent]
+    ) -> tuple[list[Exception | None], dict[int, object]]:
+        """Every event's state step (``lua/follow.lua``, ``lua/hide.lua``: a block's on
+        both sides) in one pipeline: each event's script error (or None), and by event
+        its answer (for a block, its user's side's)."""
+        ctx = self.context
+        calls: list[tuple[AsyncScript, list[str | int]]] = []
+        owners: list[int] = []
+        for n, e in enumerate(events):
+            if isinstance(e, Follow | Unfollow):
+                on = "1" if isinstance(e, Follow) else "0"
+                calls.append((self.scripts.follow, [*ctx, e.follower_id, e.followee_id, e.ts, on]))
+                owners.append(n)
+                continue
+            kind = "mutes" if isinstance(e, Mute | Unmute) else "blocks"
+            on = "1" if isinstance(e, Block | Mute) else "0"
+            calls.append((self.scripts.hide, [*ctx, kind, e.user_id, e.target_id, e.ts, on]))
+            owners.append(n)
+            if kind == "blocks":  # the target's side: what it must not see
+                calls.append((self.scripts.hide, [*ctx, "blocked_by", e.target_id, e.user_id,
+                                                  e.ts, on]))  # fmt: skip
+                owners.append(n)
+        errors: list[Exception | None] = [None] * len(events)
+        answers: dict[int, object] = {}
+        for n, result in zip(owners, await run_scripts(self.redis, calls), strict=True):
+            errors[n] = errors[n] or _failed(result)
+            answers.setdefault(n, result)  # the user's side answers for a block
+        return errors, answers
 
     async def _purges(self, jobs: Sequence[tuple[str, str, bool, str]]) -> list[Exception | None]:
         """Take each job's ``(user, target, authored, value)`` target's reasons out of the

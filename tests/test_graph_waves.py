@@ -11,7 +11,7 @@ import pytest
 from feedamp.config import Settings
 from feedamp.feeds import FeedStore
 from feedamp.feeds.graph import GraphEvent, waves
-from feedamp.models.events import Event, Follow, Unfollow
+from feedamp.models.events import Event, Follow, Mute, Unfollow, Unmute
 from redis.asyncio import Redis
 
 from .factory import Events
@@ -25,8 +25,8 @@ KINDS = ("follow", "follow", "follow", "unfollow", "block", "unblock", "mute", "
 def _writers(event: Event) -> set[str]:
     if isinstance(event, Follow | Unfollow):
         return {event.follower_id}
-    if type(event).__name__ in ("Mute", "Unmute"):
-        return {event.user_id}  # type: ignore[attr-defined]
+    if isinstance(event, Mute | Unmute):
+        return {event.user_id}
     return {event.user_id, event.target_id}  # type: ignore[attr-defined]
 
 
