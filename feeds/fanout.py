@@ -54,9 +54,9 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import (
@@ -83,6 +83,8 @@ __all__ = [
     "deliver",
     "followers_of",
 ]
+
+_K = TypeVar("_K", bound=Hashable)
 
 #: Answers of a node that does not serve the declared key of a group (right now).
 REDIRECTS = (MovedError, AskError, TryAgainError, ClusterCrossSlotError)
@@ -237,21 +239,15 @@ async def deliver(
     if not script.loaded:
         await script.load()
     await redis.initialize()
-    per_node: dict[str, tuple[ClusterNode, list[Segment]]] = {}
-    # A follower's keys all carry its hash tag: one slot, one node, whatever the bucket.
-    node_of: dict[str, ClusterNode] = {}
-    for seg in segments:
-        split: dict[str, list[str]] = defaultdict(list)
-        for follower in seg.followers:
-            node = node_of.get(follower)
-            if node is None:
-                node = redis.get_node_from_key(keys.feed(follower, seg.bucket))
-                assert node is not None  # every slot is served (cluster_state:ok)
-                node_of[follower] = node
-                per_node.setdefault(node.name, (node, []))
-            split[node.name].append(follower)
-        for name, followers in split.items():
-            per_node[name][1].append(seg.part(followers))
+    nodes: dict[str, ClusterNode] = {}
+
+    def node_name(follower: str) -> str:
+        node = redis.get_node_from_key(keys.feed(follower, 0))
+        assert node is not None  # every slot is served (cluster_state:ok)
+        nodes[node.name] = node
+        return str(node.name)
+
+    per_node = [(nodes[name], parts) for name, parts in _split(segments, node_name).items()]
 
     async def run_node(node: ClusterNode, parts: list[Segment]) -> list[Segment]:
         refused: list[Segment] = []
@@ -272,7 +268,7 @@ async def deliver(
             _record(result, _events(call), counts)
         return refused
 
-    refused_lists = await asyncio.gather(*(run_node(n, p) for n, p in per_node.values()))
+    refused_lists = await asyncio.gather(*(run_node(n, p) for n, p in per_node))
     refused = [seg for lst in refused_lists for seg in lst]
     if refused:
         result.regrouped = sum(len(seg.followers) for seg in refused)
@@ -438,6 +434,25 @@ def _trips(calls: Iterable[list[Group]], cap: int) -> Iterator[list[list[Group]]
         yield trip
 
 
+def _split(segments: Iterable[Segment], place: Callable[[str], _K]) -> dict[_K, list[Segment]]:
+    """``segments`` split by where ``place`` puts each follower (its node or its slot),
+    each place's parts in the segments' order. ``place`` is asked once per follower: a
+    follower's keys all carry its hash tag, so one slot and one node serve every bucket
+    of it."""
+    where: dict[str, _K] = {}
+    out: dict[_K, list[Segment]] = defaultdict(list)
+    for seg in segments:
+        split: dict[_K, list[str]] = defaultdict(list)
+        for follower in seg.followers:
+            at = where.get(follower)
+            if at is None:
+                at = where[follower] = place(follower)
+            split[at].append(follower)
+        for at, followers in split.items():
+            out[at].append(seg.part(followers))
+    return out
+
+
 def _refused(error: object) -> bool:
     """True when a node did not serve every follower of a call (redirected before the
     call ran, or an undeclared key of another node reached while it ran)."""
@@ -474,18 +489,8 @@ async def _by_slot(
     (some of a follower's keys already on the new owner) is refused again: it is retried,
     after a pause, until the move ends; past ``SLOT_WAIT`` seconds the error is raised
     for the batch to be retried whole."""
-    by_slot: dict[int, list[Segment]] = defaultdict(list)  # each slot's parts, in order
-    slot_of: dict[str, int] = {}  # a follower's keys share its hash tag's slot
-    for seg in segments:
-        followers: dict[int, list[str]] = defaultdict(list)
-        for follower in seg.followers:
-            slot = slot_of.get(follower)
-            if slot is None:
-                slot = slot_of[follower] = redis.keyslot(keys.feed(follower, seg.bucket))
-            followers[slot].append(follower)
-        for slot, fs in followers.items():
-            by_slot[slot].append(seg.part(fs))
-    calls = list(by_slot.values())  # one call per slot: its segments run in order
+    # one call per slot: its segments run in order
+    calls = list(_split(segments, lambda f: redis.keyslot(keys.feed(f, 0))).values())
     deadline = time.monotonic() + SLOT_WAIT
     pause = 0.01
     while calls:
