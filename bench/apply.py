@@ -1,17 +1,19 @@
 """Benchmark: CPU per light event of ``Pipeline.apply`` in process (no Kafka).
 
-Starts a Redis server (tuned with ``REDIS_TUNING``) on a free port, makes a log of gifts
-and one of order events with ``bench/shop.py``'s log maker (creators' posts and reposts
-applied first, so purchases are credited), and applies each log through
+Starts a Redis server (tuned with ``REDIS_TUNING``) on a free port, makes a log of gifts,
+one of order events and one of graph events (follows, unfollows, mutes, blocks and their
+undos) with ``bench/shop.py``'s log maker (creators' posts and reposts applied first, so
+purchases are credited and follows backfill), and applies each log through
 :class:`~feedamp.streams.Pipeline` in batches of ``--batch`` records, as the worker and
 replay do. Per kind it prints the process CPU per event (``time.process_time``, the least
 noisy figure on a shared machine), Redis CPU per event (``INFO cpu`` deltas, user plus
 system) and wall time per event; ``--profile`` prints the cProfile of the gift run.
 
-Run ``python bench/apply.py`` (``--gifts N --orders N``, defaults 5,000 and 2,000 orders,
-about 7,000 order events). The last line printed is machine-readable:
+Run ``python bench/apply.py`` (``--gifts N --orders N --graph N``, defaults 5,000, 2,000
+orders, about 7,000 order events, and 5,000). The last line printed is machine-readable:
 
-    gift_cpu_us=... gift_redis_us=... order_cpu_us=... order_redis_us=... (per event)
+    gift_cpu_us=... gift_redis_us=... gift_wall_us=... order_cpu_us=... ... graph_wall_us=...
+    (per event)
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def as_records(messages: list[tuple[str, bytes, bytes]]) -> list[Record]:
             for n, (topic, key, value) in enumerate(messages)]  # fmt: skip
 
 
-async def run(gifts: int, orders: int, batch: int, profile: bool) -> dict[str, float]:
+async def run(gifts: int, orders: int, graph: int, batch: int, profile: bool) -> dict[str, float]:
     """Make the logs, apply them, print and return the figures per event (µs)."""
     server = start_redis()
     try:
@@ -87,7 +89,8 @@ async def run(gifts: int, orders: int, batch: int, profile: bool) -> dict[str, f
             try:
                 await fill_feeds(FeedStore(redis, settings), creators.events)
                 maker = LogMaker(settings, ids, creators)
-                logs = {"gift": maker.gifts(gifts).messages, "order": maker.orders(orders).messages}
+                logs = {"gift": maker.gifts(gifts).messages, "order": maker.orders(orders).messages,
+                        "graph": maker.graph(graph).messages}  # fmt: skip
                 pipeline = Pipeline(FeedStore(redis, settings), settings, prefix="ba:")
                 figures: dict[str, float] = {}
                 for kind, messages in logs.items():
@@ -100,6 +103,7 @@ async def run(gifts: int, orders: int, batch: int, profile: bool) -> dict[str, f
                           f"wall {wall / n * 1e6:.0f} µs/event")  # fmt: skip
                     figures[f"{kind}_cpu_us"] = round(cpu / n * 1e6, 1)
                     figures[f"{kind}_redis_us"] = round(server_cpu / n * 1e6, 1)
+                    figures[f"{kind}_wall_us"] = round(wall / n * 1e6, 1)
                     if prof is not None:
                         pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
                 return figures
@@ -114,10 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gifts", type=int, default=5_000)
     parser.add_argument("--orders", type=int, default=2_000)
+    parser.add_argument("--graph", type=int, default=5_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args(argv)
-    figures = asyncio.run(run(args.gifts, args.orders, args.batch, args.profile))
+    figures = asyncio.run(run(args.gifts, args.orders, args.graph, args.batch, args.profile))
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
     return 0
 

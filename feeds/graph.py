@@ -207,12 +207,10 @@ class GraphSteps:
         found = await self._purges([job[1:] for job in purges])
         for (n, *_), error in zip(purges, found, strict=True):
             errors[n] = errors[n] or error
-        for n, viewer, other, since in restores:
-            if errors[n] is None:
-                try:
-                    await self.restore(viewer, other, since)
-                except ResponseError as exc:
-                    errors[n] = _failed(exc)
+        restores = [job for job in restores if errors[job[0]] is None]
+        for (n, *_), error in zip(restores, await self._restores([job[1:] for job in restores]),
+                                  strict=True):  # fmt: skip
+            errors[n] = errors[n] or error
         ons = [(n, e) for n, e in follows if following[n] and isinstance(e, Follow)
                and errors[n] is None]  # fmt: skip
         for n, error in zip([n for n, _ in ons], await self._backfills(
@@ -313,37 +311,42 @@ class GraphSteps:
         return errors
 
     async def _recent(
-        self, targets: Sequence[str], since: int | str, at: float | Sequence[float]
+        self,
+        targets: Sequence[str],
+        since: int | str | Sequence[int | str],
+        at: float | Sequence[float],
     ) -> list[tuple[list[str | int], list[str | int]]]:
-        """Each target's recent posts and reposts of time ``since`` or later, as the
-        backfill rows of ``lua/backfill.lua`` (reposts with their authors), for an event
-        of time ``at``: none of a target, and no repost of a post by an author, that a
-        suspension's cleaning covers at ``at`` (:func:`~.takeback.cleaned_for`; one time
-        for all targets, or one per target). Rows may be shared between targets: not to
-        be changed."""
+        """Each target's recent posts and reposts of time ``since`` (one for all targets,
+        or one per target) or later, as the backfill rows of ``lua/backfill.lua``
+        (reposts with their authors), for an event of time ``at``: none of a target,
+        and no repost of a post by an author, that a suspension's cleaning covers at
+        ``at`` (:func:`~.takeback.cleaned_for`; one time for all targets, or one per
+        target). Rows may be shared between targets: not to be changed."""
         k = self.keys
         ats = [float(at)] * len(targets) if isinstance(at, int | float) else list(at)
-        # Each target read once (a run of follows names few followees many times): the
-        # reads share one round trip, so every occurrence would read the same.
-        distinct = list(dict.fromkeys(targets))
+        sinces = [since] * len(targets) if isinstance(since, int | str) else list(since)
+        # Each target read once per time (a run of follows names few followees many
+        # times): the reads share one round trip, so every occurrence would read the same.
+        distinct = list(dict.fromkeys(zip(targets, sinces, strict=True)))
         found = await read_commands(self.redis, [
-            command for target in distinct for command in (
-                ("ZRANGE", k.recent_posts(target), since, "+inf", "BYSCORE", "WITHSCORES"),
-                ("ZRANGE", k.recent_reposts(target), since, "+inf", "BYSCORE", "WITHSCORES"),
+            command for target, start in distinct for command in (
+                ("ZRANGE", k.recent_posts(target), start, "+inf", "BYSCORE", "WITHSCORES"),
+                ("ZRANGE", k.recent_reposts(target), start, "+inf", "BYSCORE", "WITHSCORES"),
                 ("HMGET", k.account(target), "susp", "rein"),
             )
         ])  # fmt: skip
-        read: dict[str, tuple[Any, list[Any], list[Any]]] = {}
-        for n, target in enumerate(distinct):
+        read: dict[tuple[str, int | str], tuple[Any, list[Any], list[Any]]] = {}
+        for n, key in enumerate(distinct):
             posts, reposts, state = found[3 * n : 3 * n + 3]
             # (member, score as Redis wrote it) pairs; a cluster's pipeline pairs them already
-            read[target] = (state, *(
+            read[key] = (state, *(
                 [(text(m), _raw(v)) for m, v in (r if r and isinstance(r[0], tuple | list)
                                                  else zip(r[0::2], r[1::2], strict=True))]
                 for r in (posts, reposts)))  # fmt: skip
-        cleaned = [cleaned_for(read[target][0], t) for target, t in zip(targets, ats, strict=True)]
-        giving = {target for target, off in zip(targets, cleaned, strict=True) if not off}
-        reposted = sorted({p for target in giving for p, _ in read[target][2]})
+        keyed = list(zip(targets, sinces, strict=True))
+        cleaned = [cleaned_for(read[key][0], t) for key, t in zip(keyed, ats, strict=True)]
+        giving = {key for key, off in zip(keyed, cleaned, strict=True) if not off}
+        reposted = sorted({p for key in giving for p, _ in read[key][2]})
         authors: dict[str, str] = {}
         # Reposted posts whose author a suspension covers at some time: only their
         # reposts depend on the follow's time.
@@ -370,19 +373,19 @@ class GraphSteps:
         # A target's row is the same for every follow it is given to unless it is cleaned
         # at that time or one of its reposts is of a windowed post: made once, shared.
         rows: list[tuple[list[str | int], list[str | int]]] = []
-        made: dict[str, tuple[list[str | int], list[str | int]]] = {}
-        for target, t, off in zip(targets, ats, cleaned, strict=True):
+        made: dict[tuple[str, int | str], tuple[list[str | int], list[str | int]]] = {}
+        for key, t, off in zip(keyed, ats, cleaned, strict=True):
             if off:
                 rows.append(([0], [0]))
                 continue
-            _, posts, reposts = read[target]
+            _, posts, reposts = read[key]
             if windowed and any(p in windowed for p, _ in reposts):
                 rows.append(row(posts, [(p, sc) for p, sc in reposts if not (
                     authors[p] and cleaned_for(state_of[authors[p]], t))]))  # fmt: skip
                 continue
-            if target not in made:
-                made[target] = row(posts, reposts)
-            rows.append(made[target])
+            if key not in made:
+                made[key] = row(posts, reposts)
+            rows.append(made[key])
         return rows
 
     async def backfill(self, user: str, targets: Sequence[str], *, at: float = INF) -> None:
@@ -396,25 +399,46 @@ class GraphSteps:
 
     async def restore(self, viewer: str, target: str, since: str) -> None:
         """After an undo of time ``since``: give ``viewer`` back ``target``'s content of
-        that time or later (``lua/backfill.lua``, restore)."""
+        that time or later (``lua/backfill.lua``, restore). Raises the step's script
+        error."""
+        (error,) = await self._restores([(viewer, target, since)])
+        if error is not None:
+            raise error
+
+    async def _restores(self, jobs: Sequence[tuple[str, str, str]]) -> list[Exception | None]:
+        """Each ``(viewer, target, since)``'s restore (see :meth:`restore`), in order:
+        the reads of every job together (a round trip each for the targets' recent
+        items, their posts, those posts' reposters since the undo and those reposts'
+        entries), the steps in one pipeline. Each job's script error (or None)."""
+        if not jobs:
+            return []
         k = self.keys
-        ((own, shared),) = await self._recent([target], since, int(since))
-        posts = [text(p) for p in await self.redis.zrange(k.recent_posts(target), 0, -1)]
-        others: list[str | int] = [0]
-        if posts:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for post in posts:
-                    pipe.zrange(k.reposters(post), since, "+inf", byscore=True,
-                                withscores=True, score_cast_func=_raw)  # fmt: skip
-                found = [(post, text(r), at) for post, rows in zip(
-                    posts, await pipe.execute(), strict=True) for r, at in rows]  # fmt: skip
-            if found:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for post, reposter, _ in found:
-                        pipe.zscore(k.recent_reposts(reposter), post)
-                    scores = await pipe.execute()
-                rows = [(post, reposter, at, repr(score)) for (post, reposter, at), score
-                        in zip(found, scores, strict=True) if score is not None]  # fmt: skip
-                others = [len(rows), *(v for row in rows for v in row)]
-        argv = [*self.context, viewer, target, "restore", *own, *shared, *others]
-        await self._run([(self.scripts.backfill, argv)])
+        rows = await self._recent([t for _, t, _ in jobs], [s for *_, s in jobs],
+                                  [int(s) for *_, s in jobs])  # fmt: skip
+        targets = list(dict.fromkeys(t for _, t, _ in jobs))
+        pages = await read_commands(self.redis, [("ZRANGE", k.recent_posts(t), 0, -1)
+                                                 for t in targets])  # fmt: skip
+        posts_of = {t: [text(p) for p in page] for t, page in zip(targets, pages, strict=True)}
+        # each (post, since) read once: the jobs of one target and undo time share it
+        wanted = list(dict.fromkeys((p, s) for _, t, s in jobs for p in posts_of[t]))
+        found = await read_commands(self.redis, [
+            ("ZRANGE", k.reposters(p), s, "+inf", "BYSCORE", "WITHSCORES") for p, s in wanted
+        ])  # fmt: skip
+        reposts = {
+            key: [(text(m), _raw(v)) for m, v in (r if r and isinstance(r[0], tuple | list)
+                                                   else zip(r[0::2], r[1::2], strict=True))]
+            for key, r in zip(wanted, found, strict=True)
+        }  # fmt: skip
+        entries = list(dict.fromkeys((p, r) for (p, _), rs in reposts.items() for r, _ in rs))
+        scores = await read_commands(self.redis, [("ZSCORE", k.recent_reposts(r), p)
+                                                  for p, r in entries])  # fmt: skip
+        score_of = dict(zip(entries, scores, strict=True))
+        calls: list[tuple[AsyncScript, list[str | int]]] = []
+        for (viewer, target, since), (own, shared) in zip(jobs, rows, strict=True):
+            found_rows = [(p, r, at, repr(float(score_of[(p, r)])))
+                          for p in posts_of[target] for r, at in reposts[(p, since)]
+                          if score_of[(p, r)] is not None]  # fmt: skip
+            others: list[str | int] = [len(found_rows), *(v for row in found_rows for v in row)]
+            argv = [*self.context, viewer, target, "restore", *own, *shared, *others]
+            calls.append((self.scripts.backfill, argv))
+        return [_failed(result) for result in await run_scripts(self.redis, calls)]

@@ -102,3 +102,42 @@ async def test_a_batch_of_graph_events_leaves_what_one_at_a_time_leaves(
     expected = await snapshot(redis, f"{settings.key_prefix}one:")
     assert any(name.startswith("pair:") for name in expected)
     assert await snapshot(redis, f"{settings.key_prefix}all:") == expected
+
+
+async def test_undos_in_one_wave_restore_what_one_at_a_time_restores(
+    redis: Redis, settings: Settings
+) -> None:
+    """Unmutes and unblocks by several users in one wave (their restores' reads made
+    together, their steps in one pipeline), of two targets at different times, each
+    giving back the content that arrived while the pair looked hidden (a post of the
+    target's and a repost of it, both later than the undo): the keys one at a time
+    leaves, and the content back in every viewer's Following feed."""
+    ev = Events()
+    viewers, targets, reposter = ["v0", "v1", "v2", "v3"], ["t0", "t1"], "r"
+    setup: list[Event] = [ev.follow(v, x) for v in viewers for x in (*targets, reposter)]
+    hides = [("mute", "v0", "t0"), ("block", "v1", "t0"), ("mute", "v2", "t1"),
+             ("block", "v3", "t1")]  # fmt: skip
+    setup += [ev.hide(kind, v, t) for kind, v, t in hides]
+    undone = ev.ts + 10_000  # the undos' times, before the content's
+    ev.ts = undone + 60_000
+    for n, target in enumerate(targets):
+        setup += [ev.post(f"q{n}", target), ev.repost(f"q{n}", target, reposter)]
+    log: list[Event] = []
+    for n, (kind, viewer, target) in enumerate(hides):
+        ev.ts = undone + 1000 * n - ev.step_ms  # each undo a second after the one before
+        log.append(ev.hide(f"un{kind}", viewer, target))
+    assert waves(log) == [[0, 1, 2, 3]]  # type: ignore[arg-type]
+    one = FeedStore(redis, settings.with_(key_prefix=f"{settings.key_prefix}one:"))
+    together = FeedStore(redis, settings.with_(key_prefix=f"{settings.key_prefix}all:"))
+    for store in (one, together):
+        await _apply(store, setup)
+    for event in log:
+        await _apply(one, [event])
+    await _apply(together, log)
+    expected = await snapshot(redis, f"{settings.key_prefix}one:")
+    assert await snapshot(redis, f"{settings.key_prefix}all:") == expected
+    for _, viewer, target in hides:
+        post = f"q{targets.index(target)}".encode()
+        held = {member for name, (_, rows) in expected.items()  # type: ignore[misc]
+                if name.startswith(f"feed:{{{viewer}}}") for member, _ in rows}  # fmt: skip
+        assert post in held, (viewer, target)
