@@ -85,6 +85,22 @@ async def _apply(store: FeedStore, events: list[Event]) -> None:
     assert (await store.apply(events)).failures == []
 
 
+async def _one_and_together(
+    redis: Redis, settings: Settings, setup: list[Event], log: list[Event]
+) -> tuple[dict[str, object], dict[str, object]]:
+    """``setup`` then ``log`` applied one event at a time and as one batch, each in a
+    namespace of its own: the two namespaces' keys."""
+    one = FeedStore(redis, settings.with_(key_prefix=f"{settings.key_prefix}one:"))
+    together = FeedStore(redis, settings.with_(key_prefix=f"{settings.key_prefix}all:"))
+    for store in (one, together):
+        await _apply(store, setup)
+    for event in log:
+        await _apply(one, [event])
+    await _apply(together, log)
+    return (await snapshot(redis, f"{settings.key_prefix}one:"),
+            await snapshot(redis, f"{settings.key_prefix}all:"))  # fmt: skip
+
+
 @pytest.mark.parametrize("seed", range(6))
 async def test_a_batch_of_graph_events_leaves_what_one_at_a_time_leaves(
     redis: Redis, settings: Settings, seed: int
@@ -92,16 +108,9 @@ async def test_a_batch_of_graph_events_leaves_what_one_at_a_time_leaves(
     rng = random.Random(seed)
     setup, log = graph_log(rng, 40)
     assert max(len(wave) for wave in waves(log)) > 1  # events really go together
-    one = FeedStore(redis, settings.with_(key_prefix=f"{settings.key_prefix}one:"))
-    together = FeedStore(redis, settings.with_(key_prefix=f"{settings.key_prefix}all:"))
-    for store in (one, together):
-        await _apply(store, setup)
-    for event in log:
-        await _apply(one, [event])
-    await _apply(together, list(log))
-    expected = await snapshot(redis, f"{settings.key_prefix}one:")
+    expected, found = await _one_and_together(redis, settings, setup, list(log))
     assert any(name.startswith("pair:") for name in expected)
-    assert await snapshot(redis, f"{settings.key_prefix}all:") == expected
+    assert found == expected
 
 
 async def test_undos_in_one_wave_restore_what_one_at_a_time_restores(
@@ -127,15 +136,8 @@ async def test_undos_in_one_wave_restore_what_one_at_a_time_restores(
         ev.ts = undone + 1000 * n - ev.step_ms  # each undo a second after the one before
         log.append(ev.hide(f"un{kind}", viewer, target))
     assert waves(log) == [[0, 1, 2, 3]]  # type: ignore[arg-type]
-    one = FeedStore(redis, settings.with_(key_prefix=f"{settings.key_prefix}one:"))
-    together = FeedStore(redis, settings.with_(key_prefix=f"{settings.key_prefix}all:"))
-    for store in (one, together):
-        await _apply(store, setup)
-    for event in log:
-        await _apply(one, [event])
-    await _apply(together, log)
-    expected = await snapshot(redis, f"{settings.key_prefix}one:")
-    assert await snapshot(redis, f"{settings.key_prefix}all:") == expected
+    expected, found = await _one_and_together(redis, settings, setup, log)
+    assert found == expected
     for _, viewer, target in hides:
         post = f"q{targets.index(target)}".encode()
         held = {member for name, (_, rows) in expected.items()  # type: ignore[misc]
