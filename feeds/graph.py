@@ -68,9 +68,12 @@ __all__ = ["GraphEvent", "GraphSteps", "waves"]
 GraphEvent = Follow | Unfollow | Block | Unblock | Mute | Unmute
 
 
-def _raw(value: Any) -> str:
-    """A score as Redis wrote it (so Lua parses the same digits)."""
-    return text(value)
+def _scored(reply: Any) -> list[tuple[str, str]]:
+    """A ``ZRANGE ... WITHSCORES`` reply as (member, score as Redis wrote it, so Lua
+    parses the same digits) pairs; a cluster's pipeline pairs them already."""
+    rows = reply if reply and isinstance(reply[0], tuple | list) else zip(
+        reply[0::2], reply[1::2], strict=True)  # fmt: skip
+    return [(text(m), text(v)) for m, v in rows]
 
 
 def _mirrors(
@@ -153,14 +156,6 @@ class GraphSteps:
         #: Follow backfill skips pulled authors: readers merge their recent items
         #: (:mod:`.pull`).
         self.pull = False
-
-    async def _run(self, calls: list[tuple[AsyncScript, list[str | int]]]) -> list[object]:
-        """Run script calls pipelined; a script error is raised (it fails the event)."""
-        results = await run_scripts(self.redis, calls)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return results
 
     async def run(self, events: Sequence[GraphEvent]) -> list[Exception | None]:
         """Apply a run of graph events, in the log's order, a wave at a time (see the
@@ -338,11 +333,7 @@ class GraphSteps:
         read: dict[tuple[str, int | str], tuple[Any, list[Any], list[Any]]] = {}
         for n, key in enumerate(distinct):
             posts, reposts, state = found[3 * n : 3 * n + 3]
-            # (member, score as Redis wrote it) pairs; a cluster's pipeline pairs them already
-            read[key] = (state, *(
-                [(text(m), _raw(v)) for m, v in (r if r and isinstance(r[0], tuple | list)
-                                                 else zip(r[0::2], r[1::2], strict=True))]
-                for r in (posts, reposts)))  # fmt: skip
+            read[key] = (state, _scored(posts), _scored(reposts))
         keyed = list(zip(targets, sinces, strict=True))
         cleaned = [cleaned_for(read[key][0], t) for key, t in zip(keyed, ats, strict=True)]
         giving = {key for key, off in zip(keyed, cleaned, strict=True) if not off}
@@ -424,11 +415,7 @@ class GraphSteps:
         found = await read_commands(self.redis, [
             ("ZRANGE", k.reposters(p), s, "+inf", "BYSCORE", "WITHSCORES") for p, s in wanted
         ])  # fmt: skip
-        reposts = {
-            key: [(text(m), _raw(v)) for m, v in (r if r and isinstance(r[0], tuple | list)
-                                                   else zip(r[0::2], r[1::2], strict=True))]
-            for key, r in zip(wanted, found, strict=True)
-        }  # fmt: skip
+        reposts = {key: _scored(r) for key, r in zip(wanted, found, strict=True)}
         entries = list(dict.fromkeys((p, r) for (p, _), rs in reposts.items() for r, _ in rs))
         scores = await read_commands(self.redis, [("ZSCORE", k.recent_reposts(r), p)
                                                   for p, r in entries])  # fmt: skip
